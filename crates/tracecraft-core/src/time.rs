@@ -1,0 +1,144 @@
+//! UTC timestamps in the wire format: ISO-8601 / RFC 3339 with an explicit offset.
+//!
+//! Serialization writes `Z` and, like the Python package, drops the fraction when it is zero;
+//! otherwise it writes 6 digits (microseconds) or 9 (nanoseconds) so that parse -> serialize is
+//! lossless. Parsing accepts any RFC 3339 offset (`Z`, `+00:00`, `+02:00`) and converts to UTC;
+//! a timestamp without an offset is rejected, because its instant is ambiguous.
+
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
+use serde::{Deserialize, Deserializer, Serializer};
+
+/// The current time, truncated to microseconds (the precision Python's `datetime` keeps).
+#[must_use]
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    let micros = t.nanosecond() / 1_000 * 1_000;
+    t.with_nanosecond(micros).unwrap_or(t)
+}
+
+/// Formats a timestamp in the wire format.
+#[must_use]
+pub fn format(t: &DateTime<Utc>) -> String {
+    let nanos = t.nanosecond();
+    let precision = if nanos == 0 {
+        SecondsFormat::Secs
+    } else if nanos.is_multiple_of(1_000) {
+        SecondsFormat::Micros
+    } else {
+        SecondsFormat::Nanos
+    };
+    t.to_rfc3339_opts(precision, true)
+}
+
+/// Parses a wire-format timestamp.
+///
+/// # Errors
+/// A message (never the input itself) saying what is expected.
+pub fn parse(s: &str) -> Result<DateTime<Utc>, &'static str> {
+    // Python's isoformat() may use a space instead of 'T'; RFC 3339 allows it too.
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => Ok(t.with_timezone(&Utc)),
+        Err(_) => {
+            let has_zone = s.ends_with('Z')
+                || s.ends_with('z')
+                || s.rfind(['+', '-'])
+                    .is_some_and(|i| i > 10 && s[i..].contains(':'));
+            if has_zone {
+                Err("invalid timestamp: expected ISO-8601 / RFC 3339, e.g. 2026-11-24T09:13:00Z")
+            } else {
+                Err(
+                    "timestamp has no UTC offset: expected ISO-8601 with 'Z' or '+00:00', e.g. 2026-11-24T09:13:00Z",
+                )
+            }
+        }
+    }
+}
+
+/// `serde(with = "...")` module for `DateTime<Utc>` fields.
+pub mod rfc3339 {
+    use super::{DateTime, Deserialize, Deserializer, Serializer, Utc};
+
+    /// Serializes in the wire format.
+    ///
+    /// # Errors
+    /// Only the serializer's own errors.
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format(t))
+    }
+
+    /// Deserializes from the wire format.
+    ///
+    /// # Errors
+    /// When the value is not a string or not a timestamp with an offset.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        super::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `serde(with = "...")` module for `Option<DateTime<Utc>>` fields (`null` is `None`).
+pub mod rfc3339_option {
+    use super::{DateTime, Deserialize, Deserializer, Serializer, Utc};
+
+    /// Serializes in the wire format, `None` as `null`.
+    ///
+    /// # Errors
+    /// Only the serializer's own errors.
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&super::format(t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserializes from the wire format or `null`.
+    ///
+    /// # Errors
+    /// When the value is neither `null` nor a timestamp with an offset.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        let s = Option::<std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.map(|s| super::parse(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_like_python() {
+        let t = parse("2026-11-24T09:13:00Z").unwrap();
+        assert_eq!(format(&t), "2026-11-24T09:13:00Z");
+        let t = parse("2026-11-24T09:13:00.123456+00:00").unwrap();
+        assert_eq!(format(&t), "2026-11-24T09:13:00.123456Z");
+        let t = parse("2026-11-24T09:13:00.123456789Z").unwrap();
+        assert_eq!(format(&t), "2026-11-24T09:13:00.123456789Z");
+    }
+
+    #[test]
+    fn converts_offsets_to_utc() {
+        let t = parse("2026-11-24T11:13:00+02:00").unwrap();
+        assert_eq!(format(&t), "2026-11-24T09:13:00Z");
+    }
+
+    #[test]
+    fn rejects_missing_zone_with_clear_message() {
+        let e = parse("2026-11-24T09:13:00").unwrap_err();
+        assert!(e.contains("no UTC offset"), "{e}");
+        let e = parse("2026-11-24T09:13:00.5").unwrap_err();
+        assert!(e.contains("no UTC offset"), "{e}");
+        let e = parse("yesterday").unwrap_err();
+        assert!(
+            e.contains("no UTC offset") || e.contains("invalid timestamp"),
+            "{e}"
+        );
+        let e = parse("2026-13-45T09:13:00Z").unwrap_err();
+        assert!(e.contains("invalid timestamp"), "{e}");
+    }
+
+    #[test]
+    fn now_is_microsecond_precision() {
+        assert_eq!(now().nanosecond() % 1_000, 0);
+    }
+}

@@ -1,0 +1,39 @@
+//! `cargo xtask`: the one entry point for project chores.
+//!
+//! - `cargo xtask ci`: what `.ci/run` runs (tests, rustfmt, clippy with warnings as errors).
+//! - `cargo xtask deny`: cargo-deny's licenses, bans and sources checks, offline.
+//! - `cargo xtask bench [NAME]`: criterion benches on the shared corpus, figures beside targets.
+//! - `cargo xtask fuzz TARGET [--seconds N]`: a cargo-fuzz target; crashes become regressions.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_macros)]
+
+mod bench;
+mod ci;
+mod deny;
+mod fuzz;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <ci | deny | bench [NAME] | fuzz TARGET [--seconds N]>";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::run(),
+        Some("deny") => deny::run(),
+        Some("bench") => bench::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
