@@ -13,9 +13,12 @@ use crate::store::{StoreError, TraceStore};
 /// constructs it after its processors ran; [`ProcessedRun::assume_processed`] is the one escape
 /// hatch, named so that it stands out in review, and disallowed by the workspace's
 /// `clippy.toml` outside tests.
+///
+/// Cloning is cheap (the run is shared): the pipeline fans one processed run out to several
+/// exporters and queues without copying it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessedRun {
-    run: AgentRun,
+    run: Arc<AgentRun>,
 }
 
 impl ProcessedRun {
@@ -26,7 +29,7 @@ impl ProcessedRun {
     /// this. The workspace's `clippy.toml` disallows it elsewhere.
     #[must_use]
     pub fn assume_processed(run: AgentRun) -> Self {
-        ProcessedRun { run }
+        ProcessedRun { run: Arc::new(run) }
     }
 
     /// The run.
@@ -38,7 +41,7 @@ impl ProcessedRun {
     /// The run, by value.
     #[must_use]
     pub fn into_run(self) -> AgentRun {
-        self.run
+        Arc::unwrap_or_clone(self.run)
     }
 }
 
