@@ -1,0 +1,450 @@
+//! Enrichment: token counts and cost estimates for LLM steps, then run totals.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracecraft_core::{AgentRun, JsonMap, Step, StepType};
+
+use crate::processor::{Outcome, ProcessError, Processor};
+
+/// Attribute set to `true` on a step whose token counts were estimated.
+pub const TOKENS_ESTIMATED: &str = "tracecraft.tokens.estimated";
+/// Attribute set to `true` on a step whose cost was estimated from the pricing table.
+pub const COST_ESTIMATED: &str = "tracecraft.cost.estimated";
+
+/// Counts tokens in text. Plug in a real tokenizer; the default is [`ApproxTokenCounter`].
+pub trait TokenCounter: Send + Sync {
+    /// Tokens in `text` for `model` (when known).
+    fn count(&self, text: &str, model: Option<&str>) -> u64;
+}
+
+/// The Python package's fallback: characters / 4.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApproxTokenCounter;
+
+impl TokenCounter for ApproxTokenCounter {
+    fn count(&self, text: &str, _model: Option<&str>) -> u64 {
+        (text.chars().count() / 4) as u64
+    }
+}
+
+/// Prices of one model, in US dollars per 1,000 tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPricing {
+    /// The model name (normalized when matched: lower-case, no provider prefix or date).
+    pub model: String,
+    /// Dollars per 1,000 input tokens.
+    pub input_per_1k: f64,
+    /// Dollars per 1,000 output tokens.
+    pub output_per_1k: f64,
+}
+
+impl ModelPricing {
+    /// A price entry.
+    #[must_use]
+    pub fn new(model: impl Into<String>, input_per_1k: f64, output_per_1k: f64) -> Self {
+        ModelPricing {
+            model: model.into(),
+            input_per_1k,
+            output_per_1k,
+        }
+    }
+
+    /// The cost of these token counts.
+    #[must_use]
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        input_tokens as f64 * self.input_per_1k / 1000.0
+            + output_tokens as f64 * self.output_per_1k / 1000.0
+    }
+}
+
+/// The Python package's default table (per 1K tokens, January 2025).
+#[must_use]
+pub fn default_pricing() -> Vec<ModelPricing> {
+    [
+        ("gpt-4", 0.03, 0.06),
+        ("gpt-4-turbo", 0.01, 0.03),
+        ("gpt-4o", 0.0025, 0.01),
+        ("gpt-4o-mini", 0.00015, 0.0006),
+        ("gpt-3.5-turbo", 0.0005, 0.0015),
+        ("o1", 0.015, 0.06),
+        ("o1-mini", 0.003, 0.012),
+        ("o1-preview", 0.015, 0.06),
+        ("claude-3-opus", 0.015, 0.075),
+        ("claude-3-sonnet", 0.003, 0.015),
+        ("claude-3-haiku", 0.00025, 0.00125),
+        ("claude-3.5-sonnet", 0.003, 0.015),
+        ("claude-3.5-haiku", 0.0008, 0.004),
+        ("claude-opus-4", 0.015, 0.075),
+        ("claude-sonnet-4", 0.003, 0.015),
+        ("gemini-1.5-pro", 0.00125, 0.005),
+        ("gemini-1.5-flash", 0.000075, 0.0003),
+        ("gemini-2.0-flash", 0.0001, 0.0004),
+        ("gemini-pro", 0.0005, 0.0015),
+        ("mistral-large", 0.002, 0.006),
+        ("mistral-medium", 0.00275, 0.0081),
+        ("mistral-small", 0.0002, 0.0006),
+    ]
+    .into_iter()
+    .map(|(m, i, o)| ModelPricing::new(m, i, o))
+    .collect()
+}
+
+/// Enrichment settings (the `[enrichment]` table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichmentConfig {
+    /// Whether enrichment runs (default true).
+    pub enabled: bool,
+    /// Start from the built-in price table (default true).
+    pub default_pricing: bool,
+    /// Extra or overriding prices.
+    pub pricing: Vec<ModelPricing>,
+}
+
+impl Default for EnrichmentConfig {
+    fn default() -> Self {
+        EnrichmentConfig {
+            enabled: true,
+            default_pricing: true,
+            pricing: Vec::new(),
+        }
+    }
+}
+
+/// Normalizes a model name for price lookup: lower-case, provider prefix (`openai/`, ...)
+/// removed, a trailing date (`-20240229`, `-2024-08-06`) or 4-digit version (`-0613`)
+/// removed, and Anthropic's dashed versions (`claude-3-5-sonnet`) dotted.
+#[must_use]
+pub fn normalize_model(model: &str) -> String {
+    let mut m = model.trim().to_lowercase();
+    // Provider prefixes: anything up to the last '/' (`openai/`, `azure/`, `bedrock/anthropic/`).
+    if let Some(i) = m.rfind('/') {
+        m = m[i + 1..].to_owned();
+    }
+    // Anthropic on Bedrock / Vertex: `anthropic.claude-3-haiku-20240307-v1:0`, `claude-3@2024`.
+    if let Some(rest) = m.strip_prefix("anthropic.") {
+        m = rest.to_owned();
+    }
+    for sep in ['@', ':'] {
+        if let Some(i) = m.find(sep) {
+            m.truncate(i);
+        }
+    }
+    if let Some(i) = m.rfind("-v")
+        && i + 2 < m.len()
+        && m[i + 2..].chars().all(|c| c.is_ascii_digit())
+    {
+        m.truncate(i);
+    }
+    let strip_date = |m: &mut String| {
+        let b = m.as_bytes();
+        let digits_back = b.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+        // -YYYYMMDD or -MMDD
+        if (digits_back == 8 || digits_back == 4)
+            && b.len() > digits_back
+            && b[b.len() - digits_back - 1] == b'-'
+        {
+            m.truncate(b.len() - digits_back - 1);
+            return true;
+        }
+        // -YYYY-MM-DD
+        if b.len() > 11 {
+            let tail = &m[m.len() - 11..];
+            let tb = tail.as_bytes();
+            if tb[0] == b'-'
+                && tb[5] == b'-'
+                && tb[8] == b'-'
+                && tail[1..5]
+                    .bytes()
+                    .chain(tail[6..8].bytes())
+                    .chain(tail[9..].bytes())
+                    .all(|c| c.is_ascii_digit())
+            {
+                m.truncate(m.len() - 11);
+                return true;
+            }
+        }
+        false
+    };
+    strip_date(&mut m);
+    for (variant, canonical) in [
+        ("claude-3-5-", "claude-3.5-"),
+        ("claude-35-", "claude-3.5-"),
+        ("claude-3-7-", "claude-3.7-"),
+        ("claude-4-opus", "claude-opus-4"),
+        ("claude-4-sonnet", "claude-sonnet-4"),
+    ] {
+        if m.starts_with(variant) {
+            m = format!("{canonical}{}", &m[variant.len()..]);
+        }
+    }
+    m
+}
+
+/// A price table with longest-prefix matching on normalized names.
+///
+/// A known name matches when it equals the normalized model or is followed by `-` in it:
+/// `gpt-4-0613` and `gpt-4-turbo-preview` match, but `gpt-4.1` does not match `gpt-4`
+/// (it is a different model with different prices) and is left unpriced.
+#[derive(Debug, Clone, Default)]
+pub struct PriceTable {
+    entries: Vec<(String, ModelPricing)>,
+}
+
+impl PriceTable {
+    /// A table from entries; later entries override earlier ones of the same name.
+    #[must_use]
+    pub fn new(entries: impl IntoIterator<Item = ModelPricing>) -> Self {
+        let mut table = PriceTable::default();
+        for p in entries {
+            table.insert(p);
+        }
+        table
+    }
+
+    /// Adds or replaces an entry.
+    pub fn insert(&mut self, pricing: ModelPricing) {
+        let key = normalize_model(&pricing.model);
+        self.entries.retain(|(k, _)| *k != key);
+        self.entries.push((key, pricing));
+        // Longest first, so the first match is the most specific.
+        self.entries.sort_by_key(|e| std::cmp::Reverse(e.0.len()));
+    }
+
+    /// The price of `model`, if known.
+    #[must_use]
+    pub fn lookup(&self, model: &str) -> Option<&ModelPricing> {
+        let m = normalize_model(model);
+        self.entries
+            .iter()
+            .find(|(k, _)| {
+                m == *k || (m.starts_with(k.as_str()) && m.as_bytes().get(k.len()) == Some(&b'-'))
+            })
+            .map(|(_, p)| p)
+    }
+}
+
+/// Fills token counts and costs of LLM steps, then recomputes run totals.
+///
+/// - Token counts are only estimated when a step has none (the counter sees the string values
+///   of inputs/outputs, and `content` of message objects); the step gets
+///   [`TOKENS_ESTIMATED`]` = true`.
+/// - Cost is only estimated when a step has none and its model is priced; the step gets
+///   [`COST_ESTIMATED`]` = true`.
+/// - Run totals are recomputed over the whole tree afterwards (the Python package computes them
+///   before enrichment, so its totals stay 0).
+#[derive(Clone)]
+pub struct EnrichmentProcessor {
+    prices: Arc<PriceTable>,
+    counter: Arc<dyn TokenCounter>,
+}
+
+impl std::fmt::Debug for EnrichmentProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrichmentProcessor")
+            .field("prices", &self.prices.entries.len())
+            .finish()
+    }
+}
+
+impl Default for EnrichmentProcessor {
+    fn default() -> Self {
+        EnrichmentProcessor::new(&EnrichmentConfig::default())
+    }
+}
+
+impl EnrichmentProcessor {
+    /// From configuration, with the approximate token counter.
+    #[must_use]
+    pub fn new(config: &EnrichmentConfig) -> Self {
+        let mut entries = if config.default_pricing {
+            default_pricing()
+        } else {
+            Vec::new()
+        };
+        entries.extend(config.pricing.iter().cloned());
+        EnrichmentProcessor {
+            prices: Arc::new(PriceTable::new(entries)),
+            counter: Arc::new(ApproxTokenCounter),
+        }
+    }
+
+    /// Uses a real tokenizer.
+    #[must_use]
+    pub fn with_counter(mut self, counter: impl TokenCounter + 'static) -> Self {
+        self.counter = Arc::new(counter);
+        self
+    }
+
+    /// The price table.
+    #[must_use]
+    pub fn prices(&self) -> &PriceTable {
+        &self.prices
+    }
+
+    /// Enriches one step (not its children).
+    pub fn enrich_step(&self, step: &mut Step) {
+        if step.step_type != StepType::Llm {
+            return;
+        }
+        let model = step.model_name.clone();
+        let mut estimated = false;
+        if step.input_tokens.is_none() {
+            let text = extract_text(&step.inputs);
+            if !text.is_empty() {
+                step.input_tokens = Some(self.counter.count(&text, model.as_deref()));
+                estimated = true;
+            }
+        }
+        if step.output_tokens.is_none() {
+            let text = extract_text(&step.outputs);
+            if !text.is_empty() {
+                step.output_tokens = Some(self.counter.count(&text, model.as_deref()));
+                estimated = true;
+            }
+        }
+        if estimated {
+            step.attributes
+                .insert(TOKENS_ESTIMATED.to_owned(), Value::Bool(true));
+        }
+        if step.cost_usd.is_none()
+            && let Some(pricing) = model.as_deref().and_then(|m| self.prices.lookup(m))
+        {
+            step.cost_usd = Some(pricing.cost(
+                step.input_tokens.unwrap_or(0),
+                step.output_tokens.unwrap_or(0),
+            ));
+            step.attributes
+                .insert(COST_ESTIMATED.to_owned(), Value::Bool(true));
+        }
+    }
+
+    /// Enriches every step and recomputes the run's totals.
+    pub fn enrich(&self, run: &mut AgentRun) {
+        run.walk_mut(|step, _| self.enrich_step(step));
+        if !run.steps.is_empty() {
+            run.aggregate();
+        } else {
+            // No steps: keep caller-provided totals; only the error count is derivable.
+            let tokens = run.total_tokens;
+            let cost = run.total_cost_usd;
+            run.aggregate();
+            run.total_tokens = tokens;
+            run.total_cost_usd = cost;
+        }
+    }
+}
+
+/// The text a tokenizer should see: string values, strings in lists, and `content` of
+/// message objects (top level and one level down), joined by spaces — as the Python package.
+fn extract_text(map: &JsonMap) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    fn content(v: &Value) -> Option<&str> {
+        v.get("content").and_then(Value::as_str)
+    }
+    for value in map.values() {
+        match value {
+            Value::String(s) => parts.push(s),
+            Value::Array(items) => {
+                for item in items {
+                    match item {
+                        Value::String(s) => parts.push(s),
+                        Value::Object(_) => parts.extend(content(item)),
+                        _ => {}
+                    }
+                }
+            }
+            Value::Object(_) => parts.extend(content(value)),
+            _ => {}
+        }
+    }
+    parts.join(" ")
+}
+
+impl Processor for EnrichmentProcessor {
+    fn name(&self) -> &str {
+        "enrich"
+    }
+    fn process(&self, mut run: AgentRun) -> Result<Outcome, ProcessError> {
+        self.enrich(&mut run);
+        Ok(Outcome::Keep(run))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_like_the_reference_and_more() {
+        assert_eq!(normalize_model("OpenAI/GPT-4-0613"), "gpt-4");
+        assert_eq!(
+            normalize_model("claude-3-sonnet-20240229"),
+            "claude-3-sonnet"
+        );
+        assert_eq!(normalize_model("gpt-4o-2024-08-06"), "gpt-4o");
+        assert_eq!(
+            normalize_model("claude-3-5-sonnet-20241022"),
+            "claude-3.5-sonnet"
+        );
+        assert_eq!(
+            normalize_model("anthropic.claude-3-haiku-20240307-v1:0"),
+            "claude-3-haiku"
+        );
+        assert_eq!(normalize_model("gpt-4.1"), "gpt-4.1");
+    }
+
+    #[test]
+    fn longest_prefix_with_boundary() {
+        let t = PriceTable::new(default_pricing());
+        assert_eq!(t.lookup("gpt-4").unwrap().model, "gpt-4");
+        assert_eq!(t.lookup("gpt-4-0613").unwrap().model, "gpt-4");
+        assert_eq!(
+            t.lookup("gpt-4-turbo-preview").unwrap().model,
+            "gpt-4-turbo"
+        );
+        assert_eq!(
+            t.lookup("gpt-4o-mini-2024-07-18").unwrap().model,
+            "gpt-4o-mini"
+        );
+        assert_eq!(t.lookup("openai/gpt-4o").unwrap().model, "gpt-4o");
+        assert_eq!(
+            t.lookup("claude-3-5-haiku-latest").unwrap().model,
+            "claude-3.5-haiku"
+        );
+        assert_eq!(
+            t.lookup("gemini-1.5-pro-002").unwrap().model,
+            "gemini-1.5-pro"
+        );
+        assert!(
+            t.lookup("gpt-4.1").is_none(),
+            "gpt-4.1 must not be priced as gpt-4"
+        );
+        assert!(t.lookup("gpt-4.1-mini").is_none());
+        assert!(t.lookup("o1x").is_none());
+        assert!(t.lookup("").is_none());
+    }
+
+    #[test]
+    fn user_prices_override_and_extend() {
+        let cfg = EnrichmentConfig {
+            pricing: vec![
+                ModelPricing::new("gpt-4", 1.0, 2.0),
+                ModelPricing::new("gpt-4.1", 0.002, 0.008),
+            ],
+            ..EnrichmentConfig::default()
+        };
+        let p = EnrichmentProcessor::new(&cfg);
+        assert_eq!(p.prices().lookup("gpt-4").unwrap().input_per_1k, 1.0);
+        assert_eq!(
+            p.prices()
+                .lookup("gpt-4.1-2025-04-14")
+                .unwrap()
+                .input_per_1k,
+            0.002
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! BatchExporter: never blocks, drains on shutdown, flushes on a timer and on demand.
+#![allow(clippy::disallowed_methods)]
+
+use std::time::{Duration, Instant};
+
+use tracecraft_core::testing::MemoryExporter;
+use tracecraft_core::{AgentRun, ExportError, Exporter, ProcessedRun};
+use tracecraft_pipeline::{BatchConfig, BatchExporter};
+
+fn run() -> ProcessedRun {
+    ProcessedRun::assume_processed(AgentRun::new("r"))
+}
+
+#[test]
+fn hundred_thousand_enqueued_then_shutdown_all_exported() {
+    let sink = MemoryExporter::new();
+    let mut batch = BatchExporter::new(
+        sink.clone(),
+        BatchConfig {
+            max_queue_size: 100_000,
+            ..BatchConfig::default()
+        },
+    );
+    let one = run();
+    for _ in 0..100_000 {
+        assert!(batch.enqueue(one.clone()));
+    }
+    let (result, report) = batch.shutdown_report(Duration::from_secs(60));
+    result.unwrap();
+    assert_eq!(report.stats.enqueued, 100_000);
+    assert_eq!(report.stats.exported, 100_000);
+    assert_eq!(report.unexported, 0);
+    assert_eq!(sink.len(), 100_000);
+    assert!(sink.is_shut_down());
+}
+
+/// An exporter that takes its time, to fill the queue.
+struct Slow(MemoryExporter);
+impl Exporter for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn export(&mut self, batch: &[ProcessedRun]) -> Result<(), ExportError> {
+        std::thread::sleep(Duration::from_millis(20));
+        self.0.export(batch)
+    }
+}
+
+#[test]
+fn full_queue_drops_and_counts_never_blocks_and_nothing_is_silently_lost() {
+    let sink = MemoryExporter::new();
+    let mut batch = BatchExporter::new(
+        Slow(sink.clone()),
+        BatchConfig {
+            max_queue_size: 8,
+            batch_size: 4,
+            flush_interval: Duration::from_millis(5),
+        },
+    );
+    let accepted = (0..1_000).filter(|_| batch.enqueue(run())).count() as u64;
+    let (result, report) = batch.shutdown_report(Duration::from_secs(30));
+    result.unwrap();
+    assert!(report.stats.dropped_queue_full > 0, "queue never filled");
+    assert_eq!(report.stats.enqueued, accepted);
+    assert_eq!(
+        report.stats.enqueued + report.stats.dropped_queue_full,
+        1_000
+    );
+    // Invariant 6: every accepted run is exported (or counted as failed/unexported).
+    assert_eq!(
+        report.stats.exported + report.stats.failed + report.unexported,
+        accepted
+    );
+    assert_eq!(sink.len() as u64, report.stats.exported);
+}
+
+#[test]
+fn flush_interval_fires_under_a_steady_trickle() {
+    let sink = MemoryExporter::new();
+    let batch = BatchExporter::new(
+        sink.clone(),
+        BatchConfig {
+            max_queue_size: 1000,
+            batch_size: 1000,
+            flush_interval: Duration::from_millis(50),
+        },
+    );
+    // A run every 5 ms: the batch never fills, and each arrival must not postpone the flush.
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while sink.is_empty() && Instant::now() < give_up {
+        batch.enqueue(run());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        !sink.is_empty(),
+        "the flush interval never fired under a trickle"
+    );
+    drop(batch);
+}
+
+#[test]
+fn force_flush_waits_for_everything_enqueued_before_it() {
+    let sink = MemoryExporter::new();
+    let mut batch = BatchExporter::new(
+        sink.clone(),
+        BatchConfig {
+            max_queue_size: 10_000,
+            batch_size: 10_000,
+            flush_interval: Duration::from_secs(3600),
+        },
+    );
+    for _ in 0..777 {
+        batch.enqueue(run());
+    }
+    batch.force_flush().unwrap();
+    assert_eq!(sink.len(), 777);
+    assert_eq!(sink.flushes(), 1);
+}
+
+#[test]
+fn export_after_shutdown_is_an_error_and_drop_drains() {
+    let sink = MemoryExporter::new();
+    {
+        let batch = BatchExporter::new(sink.clone(), BatchConfig::default());
+        for _ in 0..5 {
+            batch.enqueue(run());
+        }
+    } // dropped without shutdown: drains
+    assert_eq!(sink.len(), 5);
+
+    let mut batch = BatchExporter::new(MemoryExporter::new(), BatchConfig::default());
+    batch.shutdown(Duration::from_secs(1)).unwrap();
+    assert!(matches!(
+        batch.export(&[run()]),
+        Err(ExportError::Shutdown { .. })
+    ));
+}
+
+#[test]
+fn inner_failures_are_counted() {
+    let mut batch = BatchExporter::new(MemoryExporter::failing(), BatchConfig::default());
+    for _ in 0..3 {
+        batch.enqueue(run());
+    }
+    let (_, report) = batch.shutdown_report(Duration::from_secs(5));
+    assert_eq!(report.stats.failed, 3);
+    assert_eq!(report.stats.exported, 0);
+}
