@@ -91,8 +91,9 @@ impl ParseError {
 }
 
 /// Removes the contents of double-quoted segments of a serde message: they are input values.
-/// Field names (in backticks) stay.
-fn elide_quoted(msg: &str) -> String {
+/// Field names (in backticks) stay. Config loaders use it for their own parse errors.
+#[must_use]
+pub fn elide_quoted(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut in_quote = false;
     for c in msg.chars() {
