@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tracecraft_core::{AgentRun, ProcessedRun, TraceQuery, TraceStore, Uuid, read_jsonl};
-use tracecraft_store_jsonl::{JsonlConfig, JsonlStore};
+use tracecraft_store_jsonl::{Fsync, JsonlConfig, JsonlStore};
 
 fn corpus_dir() -> PathBuf {
     std::env::var_os("TRACECRAFT_BENCH_CORPUS")
@@ -54,6 +54,11 @@ fn open(dir: &tempfile::TempDir) -> JsonlStore {
     JsonlStore::open(JsonlConfig::new(dir.path())).expect("open")
 }
 
+/// Like the Python reference, which never fsyncs.
+fn open_nosync(dir: &tempfile::TempDir) -> JsonlStore {
+    JsonlStore::open(JsonlConfig::new(dir.path()).fsync(Fsync::Never)).expect("open")
+}
+
 fn bench(c: &mut Criterion) {
     let Some(runs) = load() else { return };
     let mut g = c.benchmark_group("store/jsonl");
@@ -61,6 +66,22 @@ fn bench(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(8));
 
     g.throughput(Throughput::Elements(runs.len() as u64));
+    g.bench_function("write_batched_nosync", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let store = open_nosync(&dir);
+                (dir, store)
+            },
+            |(dir, store)| {
+                for chunk in runs.chunks(256) {
+                    store.save_batch(chunk).expect("save");
+                }
+                (dir, store)
+            },
+            BatchSize::PerIteration,
+        )
+    });
     g.bench_function("write_batched", |b| {
         b.iter_batched(
             || {
@@ -90,8 +111,9 @@ fn bench(c: &mut Criterion) {
             std::hint::black_box(store.get(ids[i]).expect("get").expect("present"))
         })
     });
+    // Criterion calls the closure more than once (warm-up, samples): the cursor lives outside.
+    let mut next = 0usize;
     g.bench_function("delete", |b| {
-        let mut next = 0usize;
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
