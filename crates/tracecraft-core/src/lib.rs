@@ -45,9 +45,13 @@
 //!
 //! ## Crate features
 //! - `testing`: [`testing::MemoryStore`] and [`testing::MemoryExporter`], test doubles that
-//!   follow the trait contracts.
+//!   follow the trait contracts, and [`contract`], the `TraceStore` contract suite every
+//!   backend runs.
 
+#[cfg(feature = "testing")]
+pub mod contract;
 pub mod export;
+pub mod fs;
 pub mod json;
 pub mod model;
 pub mod store;

@@ -30,8 +30,8 @@
 //! | (always) | [`core`]: the span model, JSON wire format, `Exporter` / `TraceStore` traits |
 //! | `redact` | the redaction engine |
 //! | `pipeline` | processors (enrich, redact, sample) and the batch exporter |
-//! | `jsonl` | the JSONL store |
-//! | `sqlite` | the embedded SQLite store |
+//! | `jsonl` | [`jsonl`]: the JSONL store (`JsonlStore`) |
+//! | `sqlite` | [`sqlite`]: the embedded SQLite store (`SqliteStore`) |
 //! | `otlp`, `receiver` | OTLP export and the redacting OTLP receiver |
 //! | `tracing` | a `tracing_subscriber::Layer` that turns spans into steps |
 //! | `full` | all of the above |
@@ -39,6 +39,16 @@
 
 /// The span model, wire format and extension traits (`tracecraft-core`).
 pub use tracecraft_core as core;
+
+/// The JSONL store (`tracecraft-store-jsonl`).
+#[cfg(feature = "jsonl")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jsonl")))]
+pub use tracecraft_store_jsonl as jsonl;
+
+/// The embedded SQLite store (`tracecraft-store-sqlite`).
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use tracecraft_store_sqlite as sqlite;
 
 pub use tracecraft_core::{
     AgentRun, AgentRunBuilder, ExportError, Exporter, JsonMap, OrderBy, ParseError, ProcessedRun,

@@ -1,0 +1,1037 @@
+//! # tracecraft-store-jsonl
+//!
+//! A [`TraceStore`] in a directory of JSONL files, one AgentRun JSON per line, readable by the
+//! Python `tracecraft` 0.2.1 package and vice versa. **Guarantee:** appends go through a
+//! buffered writer with a configurable `fsync` policy; a line that cannot be read back (a torn
+//! last line after a crash, a malformed line, a line from a newer schema) is reported with its
+//! file and line and never hides the rest; saving an existing trace id merges instead of
+//! overwriting; erasure and retention rewrite files atomically (temporary file, `fsync`,
+//! rename) so a crash leaves the old or the new file, never half of one; files are mode 0600
+//! in a 0700 directory.
+//!
+//! ```
+//! use tracecraft_core::{AgentRun, ProcessedRun, TraceQuery, TraceStore};
+//! use tracecraft_store_jsonl::{JsonlConfig, JsonlStore};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = JsonlStore::open(JsonlConfig::new(dir.path()))?;
+//! # #[allow(clippy::disallowed_methods)]
+//! let run = ProcessedRun::assume_processed(AgentRun::builder("support_agent").session_id("s-1").build());
+//! store.save(&run)?;
+//! assert_eq!(store.query(&TraceQuery::new().session_id("s-1"))?.len(), 1);
+//! assert!(store.delete(run.run().id)?); // GDPR erasure: the line is gone from the file
+//! assert!(store.bad_lines().is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Layout
+//! Files are named `traces-YYYY-MM-DD.jsonl` (UTC day of writing) with `rotate_daily`, else
+//! `traces.jsonl`; when a file reaches `rotate_bytes` the next is `traces-YYYY-MM-DD.1.jsonl`,
+//! `.2.jsonl`, ... Every `*.jsonl` file in the directory is loaded on open (so a Python
+//! `tracecraft.jsonl` can be dropped in), in name and sequence order. A merged save appends
+//! the merged run; the earlier line stays until the trace is deleted or purged (readers,
+//! including the Python package, take the last line of an id, which holds the merge).
+//!
+//! ## In-memory index
+//! Opening reads every file once and keeps, per trace, where its lines are (file, offset,
+//! length) and the fields queries need (name, lower-cased name, start time, duration, cost,
+//! tokens, error flags, step count, session, user, environment, tags). `get` reads one line
+//! with a positioned read; `query` filters and sorts the index and reads only the page it
+//! returns. Memory: about 300 bytes per trace plus the lengths of those strings (so roughly
+//! 40 MB per 100,000 traces with typical names and ids); payloads are never held in memory.
+//!
+//! ## Security
+//! - Files are created 0600 and the directory 0700 whatever the umask; existing ones with
+//!   looser modes are tightened (logged with `tracing`) or refused, per
+//!   [`JsonlConfig::permissions`].
+//! - [`TraceStore::delete`] (GDPR erasure) and [`TraceStore::purge_older_than`] (retention)
+//!   rewrite the files that held the trace's lines, all of them, including lines superseded
+//!   by a merge. A file being appended to is first rotated, so writers wait only for the
+//!   index update, not for the rewrite.
+//! - Errors and [`BadLine`]s name files and lines, never payloads.
+//!
+//! ## Performance
+//! `cargo bench -p tracecraft-store-jsonl --bench store`; figures against targets and the
+//! Python reference are in this crate's README.
+//!
+//! ## Crate features
+//! None.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use tracecraft_core::fs::{self, io_err};
+use tracecraft_core::{
+    AgentRun, OrderBy, ParseErrorKind, ProcessedRun, StoreError, StoreStats, TraceQuery,
+    TraceStore, Uuid, merge_runs,
+};
+
+pub use tracecraft_core::fs::PermissionPolicy;
+
+/// When appended lines are `fsync`ed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Fsync {
+    /// After every run written.
+    Always,
+    /// Once per `save` / `save_batch` call (the default).
+    #[default]
+    Batch,
+    /// Never (the OS decides); [`TraceStore::flush`] still syncs.
+    Never,
+}
+
+/// Settings of a [`JsonlStore`]; serde loads it from the `[jsonl]` table of the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct JsonlConfig {
+    /// The directory of JSONL files (created 0700 if missing).
+    pub dir: PathBuf,
+    /// `fsync` policy (default [`Fsync::Batch`]).
+    pub fsync: Fsync,
+    /// Start a new file when the current one reaches this size (default 64 MiB). Erasure
+    /// rewrites whole files, so smaller files make it cheaper.
+    pub rotate_bytes: Option<u64>,
+    /// One file per UTC day, `traces-YYYY-MM-DD.jsonl` (default true).
+    pub rotate_daily: bool,
+    /// Keep runs this many days: older runs are purged on open and by
+    /// [`JsonlStore::apply_retention`]. `None` keeps everything (the default).
+    pub retention_days: Option<u32>,
+    /// What to do with existing files or the directory when their permissions are looser
+    /// than 0600 / 0700 (default: tighten and log).
+    pub permissions: PermissionPolicy,
+    /// Write buffer size in bytes (default 1 MiB).
+    pub buffer_bytes: usize,
+}
+
+impl Default for JsonlConfig {
+    fn default() -> Self {
+        JsonlConfig {
+            dir: PathBuf::from(".tracecraft/traces"),
+            fsync: Fsync::Batch,
+            rotate_bytes: Some(64 << 20),
+            rotate_daily: true,
+            retention_days: None,
+            permissions: PermissionPolicy::Tighten,
+            buffer_bytes: 1 << 20,
+        }
+    }
+}
+
+impl JsonlConfig {
+    /// The defaults, with files in `dir`.
+    #[must_use]
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        JsonlConfig {
+            dir: dir.into(),
+            ..JsonlConfig::default()
+        }
+    }
+    /// Sets [`JsonlConfig::fsync`].
+    #[must_use]
+    pub fn fsync(mut self, f: Fsync) -> Self {
+        self.fsync = f;
+        self
+    }
+    /// Sets [`JsonlConfig::rotate_bytes`].
+    #[must_use]
+    pub fn rotate_bytes(mut self, b: Option<u64>) -> Self {
+        self.rotate_bytes = b;
+        self
+    }
+    /// Sets [`JsonlConfig::rotate_daily`].
+    #[must_use]
+    pub fn rotate_daily(mut self, d: bool) -> Self {
+        self.rotate_daily = d;
+        self
+    }
+    /// Sets [`JsonlConfig::retention_days`].
+    #[must_use]
+    pub fn retention_days(mut self, days: Option<u32>) -> Self {
+        self.retention_days = days;
+        self
+    }
+    /// Sets [`JsonlConfig::permissions`].
+    #[must_use]
+    pub fn permissions(mut self, p: PermissionPolicy) -> Self {
+        self.permissions = p;
+        self
+    }
+}
+
+/// A line that could not be read when the store was opened. Its bytes stay in the file
+/// (nothing is dropped silently); the rest of the file is readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BadLine {
+    /// The file.
+    pub path: PathBuf,
+    /// The 1-based line number (at open time).
+    pub line: u64,
+    /// What was wrong (no payload).
+    pub message: String,
+}
+
+impl std::fmt::Display for BadLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+    }
+}
+
+/// Where one line of a trace is.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    file: u32,
+    offset: u64,
+    len: u32,
+    line: u64,
+}
+
+/// The fields queries need.
+#[derive(Debug)]
+struct Meta {
+    name: Box<str>,
+    name_lower: Box<str>,
+    start: DateTime<Utc>,
+    duration: Option<f64>,
+    cost: f64,
+    tokens: u64,
+    has_error: bool,
+    any_error: bool,
+    steps: u32,
+    session: Option<Box<str>>,
+    user: Option<Box<str>>,
+    env: Box<str>,
+    tags: Box<[Box<str>]>,
+}
+
+impl Meta {
+    fn of(run: &AgentRun) -> Meta {
+        let b = |s: &str| Box::<str>::from(s);
+        Meta {
+            name: b(&run.name),
+            name_lower: b(&run.name.to_lowercase()),
+            start: run.start_time,
+            duration: run.duration_ms,
+            cost: run.total_cost_usd,
+            tokens: run.total_tokens,
+            has_error: run.error_count > 0 || run.has_any_error(),
+            any_error: run.has_any_error(),
+            steps: u32::try_from(run.step_count()).unwrap_or(u32::MAX),
+            session: run.session_id.as_deref().map(b),
+            user: run.user_id.as_deref().map(b),
+            env: b(&run.environment),
+            tags: run.tags.iter().map(|t| b(t)).collect(),
+        }
+    }
+
+    /// [`TraceQuery::matches`] on the indexed fields (the contract suite checks they agree).
+    fn matches(&self, q: &TraceQuery, name_lower: Option<&str>) -> bool {
+        let eq = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| have == Some(w))
+        };
+        let within = |v: f64, min: Option<f64>, max: Option<f64>| {
+            min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m)
+        };
+        eq(&q.session_id, self.session.as_deref())
+            && eq(&q.name, Some(&self.name))
+            && name_lower.is_none_or(|n| self.name_lower.contains(n))
+            && q.has_error.is_none_or(|e| self.has_error == e)
+            && (q.min_duration_ms.is_none() && q.max_duration_ms.is_none()
+                || self
+                    .duration
+                    .is_some_and(|d| within(d, q.min_duration_ms, q.max_duration_ms)))
+            && within(self.cost, q.min_cost_usd, q.max_cost_usd)
+            && q.tags.iter().all(|t| self.tags.iter().any(|h| **h == **t))
+            && q.start_after.is_none_or(|t| self.start >= t)
+            && q.start_before.is_none_or(|t| self.start < t)
+            && eq(&q.user_id, self.user.as_deref())
+            && eq(&q.environment, Some(&self.env))
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Every line holding this trace (superseded ones too, so erasure finds them).
+    locs: Vec<Loc>,
+    /// `locs[fold_from..]` are merged to read the trace.
+    fold_from: usize,
+    meta: Meta,
+}
+
+#[derive(Debug)]
+struct FileMeta {
+    path: PathBuf,
+    reader: Arc<File>,
+    len: u64,
+    /// Non-blank lines, readable or not.
+    lines: u64,
+    /// Never appended to again (rotated away, rewritten, or not the newest of its day).
+    sealed: bool,
+    /// `(base, seq)` parsed from the name.
+    base: String,
+    seq: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    index: HashMap<Uuid, Entry>,
+    files: Vec<Option<FileMeta>>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    file: u32,
+    out: BufWriter<File>,
+    len: u64,
+    lines: u64,
+    day: NaiveDate,
+}
+
+/// A [`TraceStore`] in a directory of JSONL files. See the [crate docs](crate).
+pub struct JsonlStore {
+    config: JsonlConfig,
+    state: RwLock<State>,
+    writer: Mutex<Option<Writer>>,
+    /// Serializes file rewrites (delete, purge).
+    rewrite: Mutex<()>,
+    bad: Mutex<Vec<BadLine>>,
+}
+
+impl std::fmt::Debug for JsonlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn log_tightened(path: &Path, old: Option<u32>) {
+    if let Some(mode) = old {
+        tracing::warn!(path = %path.display(), old_mode = format!("{mode:o}"), "tightened permissions");
+    }
+}
+
+/// `(base, seq)` of `base.jsonl` / `base.N.jsonl`.
+fn split_name(name: &str) -> Option<(String, u32)> {
+    let stem = name.strip_suffix(".jsonl")?;
+    if stem.starts_with('.') || stem.is_empty() {
+        return None;
+    }
+    match stem.rsplit_once('.') {
+        Some((base, n)) if !base.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            Some((base.to_owned(), n.parse().ok()?))
+        }
+        _ => Some((stem.to_owned(), 0)),
+    }
+}
+
+fn file_name(base: &str, seq: u32) -> String {
+    if seq == 0 {
+        format!("{base}.jsonl")
+    } else {
+        format!("{base}.{seq}.jsonl")
+    }
+}
+
+fn corrupt(path: &Path, line: u64, message: String) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        line,
+        message,
+    }
+}
+
+/// Reads one line at `loc` with a positioned read.
+fn read_at(file: &File, path: &Path, loc: Loc) -> Result<AgentRun, StoreError> {
+    let mut buf = vec![0u8; loc.len as usize];
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(&mut buf, loc.offset)
+            .map_err(|e| io_err(path, e))?;
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file.try_clone().map_err(|e| io_err(path, e))?;
+        f.seek(SeekFrom::Start(loc.offset))
+            .and_then(|_| f.read_exact(&mut buf))
+            .map_err(|e| io_err(path, e))?;
+    }
+    tracecraft_core::json::parse_run_slice(&buf).map_err(|e| corrupt(path, loc.line, e.to_string()))
+}
+
+impl JsonlStore {
+    /// Opens (creating if missing) the store in `config.dir`: checks permissions, reads every
+    /// `*.jsonl` file into the index (bad lines are kept, logged and listed by
+    /// [`JsonlStore::bad_lines`]), and purges runs past `retention_days`.
+    ///
+    /// # Errors
+    /// [`StoreError::Permissions`] under [`PermissionPolicy::Error`] when a file or the
+    /// directory is too open; [`StoreError::Io`] when the directory or a file cannot be read.
+    pub fn open(config: JsonlConfig) -> Result<JsonlStore, StoreError> {
+        let dir = &config.dir;
+        fs::create_private_dir(dir)?;
+        log_tightened(dir, fs::check_private(dir, config.permissions)?);
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+            let entry = entry.map_err(|e| io_err(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // A rewrite that crashed before its rename: the original is intact.
+                let p = entry.path();
+                tracing::warn!(path = %p.display(), "removing an unfinished rewrite");
+                std::fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
+                continue;
+            }
+            if let Some((base, seq)) = split_name(&name)
+                && entry.file_type().map_err(|e| io_err(dir, e))?.is_file()
+            {
+                names.push((base, seq, entry.path()));
+            }
+        }
+        names.sort();
+        let store = JsonlStore {
+            state: RwLock::new(State::default()),
+            writer: Mutex::new(None),
+            rewrite: Mutex::new(()),
+            bad: Mutex::new(Vec::new()),
+            config,
+        };
+        for (base, seq, path) in names {
+            log_tightened(&path, fs::check_private(&path, store.config.permissions)?);
+            store.load_file(base, seq, path)?;
+        }
+        store.apply_retention()?;
+        Ok(store)
+    }
+
+    fn load_file(&self, base: String, seq: u32, path: PathBuf) -> Result<(), StoreError> {
+        let file = File::open(&path).map_err(|e| io_err(&path, e))?;
+        let reader = Arc::new(file.try_clone().map_err(|e| io_err(&path, e))?);
+        let mut state = self.state.write();
+        let file_id = u32::try_from(state.files.len()).unwrap_or(u32::MAX);
+        let mut rd = BufReader::with_capacity(1 << 20, file);
+        let (mut offset, mut line, mut lines) = (0u64, 0u64, 0u64);
+        let mut buf = Vec::new();
+        // Files are registered first so that duplicate ids can be re-read while loading.
+        state.files.push(Some(FileMeta {
+            path: path.clone(),
+            reader: reader.clone(),
+            len: 0,
+            lines: 0,
+            sealed: false,
+            base,
+            seq,
+        }));
+        loop {
+            buf.clear();
+            let n = rd
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| io_err(&path, e))?;
+            if n == 0 {
+                break;
+            }
+            line += 1;
+            let start = offset;
+            offset += n as u64;
+            let torn = buf.last() != Some(&b'\n');
+            let lead = buf.len() - buf.trim_ascii_start().len();
+            let text = buf.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            lines += 1;
+            let loc = Loc {
+                file: file_id,
+                offset: start + lead as u64,
+                len: u32::try_from(text.len()).unwrap_or(u32::MAX),
+                line,
+            };
+            match tracecraft_core::json::parse_run_slice(text) {
+                Ok(run) => {
+                    if let Err(e) = Self::index_loaded(&mut state, run, loc) {
+                        self.report(&path, line, e.to_string());
+                    }
+                }
+                Err(e) => {
+                    let mut msg = e.to_string();
+                    if torn {
+                        msg = format!("torn last line (incomplete write): {msg}");
+                    } else if e.kind() == ParseErrorKind::Data && msg.contains("unknown field") {
+                        msg = format!("{msg} (written by a newer schema?)");
+                    }
+                    self.report(&path, line, msg);
+                }
+            }
+        }
+        if let Some(Some(meta)) = state.files.get_mut(file_id as usize) {
+            meta.len = offset;
+            meta.lines = lines;
+        }
+        Ok(())
+    }
+
+    fn report(&self, path: &Path, line: u64, message: String) {
+        tracing::warn!(path = %path.display(), line, reason = %message, "unreadable JSONL line kept in place");
+        self.bad.lock().push(BadLine {
+            path: path.to_path_buf(),
+            line,
+            message,
+        });
+    }
+
+    /// Adds a run read at open time; a repeated id is merged with its earlier lines.
+    fn index_loaded(state: &mut State, run: AgentRun, loc: Loc) -> Result<(), StoreError> {
+        let id = run.id;
+        if let Some(entry) = state.index.get(&id) {
+            let earlier = Self::read_entry(state, entry)?;
+            let merged = merge_runs(earlier, run);
+            let entry = state.index.get_mut(&id).expect("present");
+            entry.locs.push(loc);
+            entry.meta = Meta::of(&merged);
+        } else {
+            state.index.insert(
+                id,
+                Entry {
+                    locs: vec![loc],
+                    fold_from: 0,
+                    meta: Meta::of(&run),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn read_entry(state: &State, entry: &Entry) -> Result<AgentRun, StoreError> {
+        let mut out: Option<AgentRun> = None;
+        for loc in &entry.locs[entry.fold_from..] {
+            let Some(Some(f)) = state.files.get(loc.file as usize) else {
+                continue;
+            };
+            let run = read_at(&f.reader, &f.path, *loc)?;
+            out = Some(match out {
+                Some(prev) => merge_runs(prev, run),
+                None => run,
+            });
+        }
+        out.ok_or_else(|| StoreError::Backend {
+            backend: "jsonl",
+            message: "index entry without lines".into(),
+        })
+    }
+
+    /// The configuration the store was opened with.
+    #[must_use]
+    pub fn config(&self) -> &JsonlConfig {
+        &self.config
+    }
+
+    /// Lines that could not be read when the store was opened (file, line, reason).
+    #[must_use]
+    pub fn bad_lines(&self) -> Vec<BadLine> {
+        self.bad.lock().clone()
+    }
+
+    /// The JSONL files currently in use, in load order.
+    #[must_use]
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.state
+            .read()
+            .files
+            .iter()
+            .flatten()
+            .map(|f| f.path.clone())
+            .collect()
+    }
+
+    /// Purges runs older than `retention_days` (a no-op without it); returns how many.
+    ///
+    /// # Errors
+    /// As [`TraceStore::purge_older_than`].
+    pub fn apply_retention(&self) -> Result<u64, StoreError> {
+        match self.config.retention_days {
+            Some(days) => {
+                self.purge_older_than(Utc::now() - chrono::Duration::days(i64::from(days)))
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Seals the current file so that the next write starts a new one.
+    fn rotate(&self, slot: &mut Option<Writer>) -> Result<(), StoreError> {
+        if let Some(mut w) = slot.take() {
+            let mut state = self.state.write();
+            let path = state.files[w.file as usize]
+                .as_ref()
+                .map(|f| f.path.clone())
+                .unwrap_or_default();
+            w.out.flush().map_err(|e| io_err(&path, e))?;
+            if self.config.fsync != Fsync::Never {
+                w.out.get_ref().sync_data().map_err(|e| io_err(&path, e))?;
+            }
+            if let Some(Some(f)) = state.files.get_mut(w.file as usize) {
+                f.len = w.len;
+                f.lines = w.lines;
+                f.sealed = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The writer for `now`, rotating by day or size and opening a file when needed.
+    fn writer<'a>(
+        &self,
+        slot: &'a mut Option<Writer>,
+        now: DateTime<Utc>,
+    ) -> Result<&'a mut Writer, StoreError> {
+        let today = now.date_naive();
+        let stale = slot.as_ref().is_some_and(|w| {
+            (self.config.rotate_daily && w.day != today)
+                || self.config.rotate_bytes.is_some_and(|max| w.len >= max)
+        });
+        if stale {
+            self.rotate(slot)?;
+        }
+        if slot.is_none() {
+            *slot = Some(self.open_writer(today)?);
+        }
+        Ok(slot.as_mut().expect("writer just opened"))
+    }
+
+    fn open_writer(&self, today: NaiveDate) -> Result<Writer, StoreError> {
+        let base = if self.config.rotate_daily {
+            format!("traces-{}", today.format("%Y-%m-%d"))
+        } else {
+            "traces".to_owned()
+        };
+        let mut state = self.state.write();
+        // Append to the newest file of this base if it is open for appends and not full.
+        let newest = state
+            .files
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.as_ref().map(|f| (i, f)))
+            .filter(|(_, f)| f.base == base)
+            .max_by_key(|(_, f)| f.seq);
+        let full = |len: u64| self.config.rotate_bytes.is_some_and(|max| len >= max);
+        let seq = match newest {
+            Some((_, f)) if !full(f.len) && !f.sealed => f.seq,
+            Some((_, f)) => f.seq + 1,
+            None => 0,
+        };
+        let path = self.config.dir.join(file_name(&base, seq));
+        let file = fs::open_private_append(&path)?;
+        log_tightened(&path, fs::check_private(&path, self.config.permissions)?);
+        let mut len = file.metadata().map_err(|e| io_err(&path, e))?.len();
+        let existing = state
+            .files
+            .iter()
+            .position(|f| f.as_ref().is_some_and(|f| f.path == path));
+        let (id, lines) = match existing {
+            Some(i) => {
+                let f = state.files[i].as_mut().expect("present");
+                f.sealed = false;
+                (i, f.lines)
+            }
+            None => {
+                let reader = Arc::new(File::open(&path).map_err(|e| io_err(&path, e))?);
+                state.files.push(Some(FileMeta {
+                    path: path.clone(),
+                    reader,
+                    len,
+                    lines: 0,
+                    sealed: false,
+                    base,
+                    seq,
+                }));
+                if self.config.fsync != Fsync::Never {
+                    fs::sync_dir(&self.config.dir)?;
+                }
+                (state.files.len() - 1, 0)
+            }
+        };
+        let mut out = BufWriter::with_capacity(self.config.buffer_bytes.max(4096), file);
+        if len > 0 && !ends_with_newline(&path, len)? {
+            // A torn last line: end it so the next run starts on its own line.
+            out.write_all(b"\n").map_err(|e| io_err(&path, e))?;
+            len += 1;
+        }
+        Ok(Writer {
+            file: u32::try_from(id).unwrap_or(u32::MAX),
+            out,
+            len,
+            lines,
+            day: today,
+        })
+    }
+
+    /// Appends runs (merging with existing ids) and updates the index.
+    fn append(&self, runs: &[ProcessedRun]) -> Result<(), StoreError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut slot = self.writer.lock();
+        // Runs merged within this call, not yet visible in the index.
+        let mut pending: HashMap<Uuid, (AgentRun, Vec<Loc>)> = HashMap::new();
+        let mut order: Vec<Uuid> = Vec::new();
+        let mut line = String::new();
+        let now = Utc::now();
+        for pr in runs {
+            let incoming = pr.run();
+            let mut locs = Vec::new();
+            let merged = if let Some((prev, earlier)) = pending.remove(&incoming.id) {
+                locs = earlier;
+                Some(merge_runs(prev, incoming.clone()))
+            } else {
+                let state = self.state.read();
+                match state.index.get(&incoming.id) {
+                    Some(entry) => Some(merge_runs(
+                        Self::read_entry(&state, entry)?,
+                        incoming.clone(),
+                    )),
+                    None => None,
+                }
+            };
+            let run = merged.as_ref().unwrap_or(incoming);
+            line.clear();
+            line.push_str(&tracecraft_core::to_json(run));
+            let w = self.writer(&mut slot, now)?;
+            let loc = Loc {
+                file: w.file,
+                offset: w.len,
+                len: u32::try_from(line.len()).unwrap_or(u32::MAX),
+                line: w.lines + 1,
+            };
+            line.push('\n');
+            let path = self.path_of(w.file);
+            w.out
+                .write_all(line.as_bytes())
+                .map_err(|e| io_err(&path, e))?;
+            w.len += line.len() as u64;
+            w.lines += 1;
+            if self.config.fsync == Fsync::Always {
+                w.out.flush().map_err(|e| io_err(&path, e))?;
+                w.out.get_ref().sync_data().map_err(|e| io_err(&path, e))?;
+            }
+            if locs.is_empty() {
+                order.push(run.id);
+            }
+            locs.push(loc);
+            pending.insert(run.id, (merged.unwrap_or_else(|| incoming.clone()), locs));
+        }
+        self.publish(&mut slot, &mut pending, &mut order)
+    }
+
+    /// Flushes the writer, syncs per policy and makes the pending lines visible in the index.
+    fn publish(
+        &self,
+        slot: &mut Option<Writer>,
+        pending: &mut HashMap<Uuid, (AgentRun, Vec<Loc>)>,
+        order: &mut Vec<Uuid>,
+    ) -> Result<(), StoreError> {
+        if let Some(w) = slot.as_mut() {
+            let path = self.path_of(w.file);
+            w.out.flush().map_err(|e| io_err(&path, e))?;
+            if self.config.fsync == Fsync::Batch {
+                w.out.get_ref().sync_data().map_err(|e| io_err(&path, e))?;
+            }
+        }
+        let mut state = self.state.write();
+        if let Some(w) = slot.as_ref()
+            && let Some(Some(f)) = state.files.get_mut(w.file as usize)
+        {
+            f.len = w.len;
+            f.lines = w.lines;
+        }
+        for id in order.drain(..) {
+            let Some((run, locs)) = pending.remove(&id) else {
+                continue;
+            };
+            let meta = Meta::of(&run);
+            match state.index.get_mut(&id) {
+                Some(entry) => {
+                    entry.locs.extend(locs);
+                    entry.fold_from = entry.locs.len() - 1;
+                    entry.meta = meta;
+                }
+                None => {
+                    state.index.insert(
+                        id,
+                        Entry {
+                            fold_from: locs.len() - 1,
+                            locs,
+                            meta,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn path_of(&self, file: u32) -> PathBuf {
+        self.state
+            .read()
+            .files
+            .get(file as usize)
+            .and_then(|f| f.as_ref().map(|f| f.path.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Removes traces from the index and rewrites (or deletes) the files that held them.
+    fn erase(&self, select: impl Fn(&Uuid, &Entry) -> bool) -> Result<u64, StoreError> {
+        let _serial = self.rewrite.lock();
+        let mut drops: HashMap<u32, HashSet<u64>> = HashMap::new();
+        let removed;
+        {
+            // Hold the writer so that no save merges with a trace being erased.
+            let mut slot = self.writer.lock();
+            let mut state = self.state.write();
+            let ids: Vec<Uuid> = state
+                .index
+                .iter()
+                .filter(|(id, e)| select(id, e))
+                .map(|(id, _)| *id)
+                .collect();
+            removed = ids.len() as u64;
+            for id in ids {
+                if let Some(entry) = state.index.remove(&id) {
+                    for loc in entry.locs {
+                        drops.entry(loc.file).or_default().insert(loc.offset);
+                    }
+                }
+            }
+            drop(state);
+            if slot.as_ref().is_some_and(|w| drops.contains_key(&w.file)) {
+                self.rotate(&mut slot)?;
+            }
+        }
+        let mut files: Vec<_> = drops.into_iter().collect();
+        files.sort_by_key(|(f, _)| *f);
+        for (file, offsets) in files {
+            self.rewrite_file(file, &offsets)?;
+        }
+        Ok(removed)
+    }
+
+    /// Rewrites a sealed file without the lines at `offsets` (temporary file, fsync, rename),
+    /// or deletes it when nothing else is left; then remaps the index.
+    fn rewrite_file(&self, file: u32, offsets: &HashSet<u64>) -> Result<(), StoreError> {
+        let (path, reader, lines) = {
+            let state = self.state.read();
+            let Some(Some(f)) = state.files.get(file as usize) else {
+                return Ok(());
+            };
+            (f.path.clone(), f.reader.clone(), f.lines)
+        };
+        if offsets.len() as u64 >= lines {
+            std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            fs::sync_dir(&self.config.dir)?;
+            self.state.write().files[file as usize] = None;
+            return Ok(());
+        }
+        let mut remap: HashMap<u64, (u64, u64)> = HashMap::new();
+        let (mut new_len, mut new_lines) = (0u64, 0u64);
+        fs::replace_atomically(&path, |w| {
+            let src = reader.try_clone().map_err(|e| io_err(&path, e))?;
+            let mut rd = BufReader::with_capacity(1 << 20, src);
+            std::io::Seek::seek(&mut rd, std::io::SeekFrom::Start(0))
+                .map_err(|e| io_err(&path, e))?;
+            let mut buf = Vec::new();
+            let mut offset = 0u64;
+            loop {
+                buf.clear();
+                let n = rd
+                    .read_until(b'\n', &mut buf)
+                    .map_err(|e| io_err(&path, e))?;
+                if n == 0 {
+                    break;
+                }
+                let lead = (buf.len() - buf.trim_ascii_start().len()) as u64;
+                let start = offset + lead;
+                offset += n as u64;
+                let text = buf.trim_ascii();
+                if text.is_empty() || offsets.contains(&start) {
+                    continue;
+                }
+                new_lines += 1;
+                remap.insert(start, (new_len, new_lines));
+                w.write_all(text)
+                    .and_then(|()| w.write_all(b"\n"))
+                    .map_err(|e| io_err(&path, e))?;
+                new_len += text.len() as u64 + 1;
+            }
+            Ok(())
+        })?;
+        let reader = Arc::new(File::open(&path).map_err(|e| io_err(&path, e))?);
+        let mut state = self.state.write();
+        for entry in state.index.values_mut() {
+            for loc in entry.locs.iter_mut().filter(|l| l.file == file) {
+                if let Some(&(off, line)) = remap.get(&loc.offset) {
+                    loc.offset = off;
+                    loc.line = line;
+                }
+            }
+        }
+        if let Some(Some(f)) = state.files.get_mut(file as usize) {
+            f.reader = reader;
+            f.len = new_len;
+            f.lines = new_lines;
+            f.sealed = true;
+        }
+        Ok(())
+    }
+}
+
+fn ends_with_newline(path: &Path, len: u64) -> Result<bool, StoreError> {
+    let f = File::open(path).map_err(|e| io_err(path, e))?;
+    let mut b = [0u8; 1];
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        f.read_exact_at(&mut b, len - 1)
+            .map_err(|e| io_err(path, e))?;
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = f;
+        f.seek(SeekFrom::Start(len - 1))
+            .and_then(|_| f.read_exact(&mut b))
+            .map_err(|e| io_err(path, e))?;
+    }
+    Ok(b[0] == b'\n')
+}
+
+fn order_key(q: &TraceQuery, a: &(Uuid, &Meta), b: &(Uuid, &Meta)) -> std::cmp::Ordering {
+    let ord = match q.order_by {
+        OrderBy::Duration => {
+            a.1.duration
+                .unwrap_or(0.0)
+                .total_cmp(&b.1.duration.unwrap_or(0.0))
+        }
+        OrderBy::Cost => a.1.cost.total_cmp(&b.1.cost),
+        OrderBy::Name => a.1.name.cmp(&b.1.name),
+        _ => a.1.start.cmp(&b.1.start),
+    }
+    .then_with(|| a.0.cmp(&b.0));
+    if q.descending { ord.reverse() } else { ord }
+}
+
+impl TraceStore for JsonlStore {
+    fn name(&self) -> &str {
+        "jsonl"
+    }
+
+    fn save(&self, run: &ProcessedRun) -> Result<(), StoreError> {
+        self.append(std::slice::from_ref(run))
+    }
+
+    fn save_batch(&self, runs: &[ProcessedRun]) -> Result<(), StoreError> {
+        self.append(runs)
+    }
+
+    fn get(&self, trace_id: Uuid) -> Result<Option<AgentRun>, StoreError> {
+        let state = self.state.read();
+        state
+            .index
+            .get(&trace_id)
+            .map(|e| Self::read_entry(&state, e))
+            .transpose()
+    }
+
+    fn query(&self, query: &TraceQuery) -> Result<Vec<AgentRun>, StoreError> {
+        query.validate()?;
+        let lower = query.name_contains.as_ref().map(|n| n.to_lowercase());
+        let state = self.state.read();
+        let mut hits: Vec<(Uuid, &Meta)> = state
+            .index
+            .iter()
+            .filter(|(_, e)| e.meta.matches(query, lower.as_deref()))
+            .map(|(id, e)| (*id, &e.meta))
+            .collect();
+        let end = query
+            .offset
+            .saturating_add(query.limit.unwrap_or(usize::MAX))
+            .min(hits.len());
+        if query.offset >= hits.len() || end == query.offset {
+            return Ok(Vec::new());
+        }
+        if end < hits.len() {
+            hits.select_nth_unstable_by(end, |a, b| order_key(query, a, b));
+            hits.truncate(end);
+        }
+        hits.sort_unstable_by(|a, b| order_key(query, a, b));
+        hits[query.offset..]
+            .iter()
+            .map(|(id, _)| Self::read_entry(&state, &state.index[id]))
+            .collect()
+    }
+
+    fn count(&self, query: &TraceQuery) -> Result<u64, StoreError> {
+        query.validate()?;
+        let lower = query.name_contains.as_ref().map(|n| n.to_lowercase());
+        let state = self.state.read();
+        Ok(state
+            .index
+            .values()
+            .filter(|e| e.meta.matches(query, lower.as_deref()))
+            .count() as u64)
+    }
+
+    fn delete(&self, trace_id: Uuid) -> Result<bool, StoreError> {
+        Ok(self.erase(|id, _| *id == trace_id)? > 0)
+    }
+
+    fn purge_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.erase(|_, e| e.meta.start < cutoff)
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        let state = self.state.read();
+        let (mut steps, mut errors, mut tokens, mut cost) = (0u64, 0u64, 0u64, 0.0);
+        for e in state.index.values() {
+            steps += u64::from(e.meta.steps);
+            errors += u64::from(e.meta.any_error);
+            tokens = tokens.saturating_add(e.meta.tokens);
+            cost += e.meta.cost;
+        }
+        let bytes = state.files.iter().flatten().map(|f| f.len).sum();
+        Ok(StoreStats::new(
+            state.index.len() as u64,
+            steps,
+            errors,
+            tokens,
+            cost,
+            bytes,
+        ))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let mut slot = self.writer.lock();
+        if let Some(w) = slot.as_mut() {
+            let path = self.path_of(w.file);
+            w.out.flush().map_err(|e| io_err(&path, e))?;
+            w.out.get_ref().sync_data().map_err(|e| io_err(&path, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for JsonlStore {
+    fn drop(&mut self) {
+        if let Some(w) = self.writer.get_mut().as_mut() {
+            let _ = w.out.flush();
+        }
+    }
+}

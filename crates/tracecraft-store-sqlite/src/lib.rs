@@ -1,0 +1,735 @@
+//! # tracecraft-store-sqlite
+//!
+//! An embedded SQLite [`TraceStore`] (SQLite is bundled: nothing to install). **Guarantee:**
+//! every saved run is kept whole (its full AgentRun JSON) beside indexed columns for queries;
+//! saving an existing trace id merges instead of overwriting; erasure removes the trace, its
+//! steps and its tags with `secure_delete` on, so erased bytes are overwritten in the file; the
+//! database and its WAL files are mode 0600 in a 0700 directory; a database written by a newer
+//! schema is refused rather than misread; and the WAL is never deleted to "recover" from an
+//! error (the Python reference does, discarding committed data).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tracecraft_core::{AgentRun, Exporter, ProcessedRun, TraceQuery, TraceStore};
+//! use tracecraft_store_sqlite::{SqliteConfig, SqliteStore};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("traces.db")))?);
+//!
+//! // Runs reach a store through the pipeline, as ProcessedRun; a store is also an Exporter.
+//! # #[allow(clippy::disallowed_methods)]
+//! let run = ProcessedRun::assume_processed(AgentRun::builder("support_agent").session_id("s-1").build());
+//! let mut exporter = store.clone();
+//! exporter.export(&[run.clone()])?;
+//!
+//! let found = store.query(&TraceQuery::new().session_id("s-1"))?;
+//! assert_eq!(found.len(), 1);
+//! assert!(store.delete(run.run().id)?); // GDPR erasure
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Design
+//! One **writer connection behind a mutex** and a small set of **reader connections** (WAL
+//! lets readers run while the writer commits). SQLite allows a single writer at a time anyway,
+//! so a pool of writers would only contend on the database lock; serializing writers in the
+//! process avoids `SQLITE_BUSY` retries, and batching ([`TraceStore::save_batch`], one
+//! transaction for many runs) is what makes writes fast. Readers are taken from a pool of at
+//! most [`SqliteConfig::readers`] idle connections (more are opened on demand under load and
+//! closed when returned). Every write commits before `save` returns, so a thread reads its own
+//! writes.
+//!
+//! Schema (version in `PRAGMA user_version`; migrations run step by step, each in a
+//! transaction): `traces` (id, the indexed query fields: name, lower-cased name, start time in
+//! ns, duration, cost, tokens, error flags, session, user, environment; and the full run
+//! JSON), `tags` and `steps` (foreign keys to `traces`, `ON DELETE CASCADE`). Steps rows hold
+//! step metadata only (type, name, model, tokens, cost, error flag), never inputs or outputs:
+//! payloads live once, in the run JSON.
+//!
+//! ## Security
+//! - The database file is created 0600 before SQLite opens it, so SQLite creates the `-wal`
+//!   and `-shm` files with the same mode; its directory is created 0700. Existing files and the
+//!   directory are checked on open: looser modes are tightened (and logged with `tracing`) or
+//!   refused, per [`SqliteConfig::permissions`]. Keep the database in a dedicated directory:
+//!   the directory's mode is enforced too.
+//! - `PRAGMA secure_delete = ON` (erased rows are zeroed in the file, GDPR), `foreign_keys =
+//!   ON` (steps and tags go with their trace), WAL journal, `busy_timeout`.
+//! - Erased rows are zeroed in the database file as soon as the change is checkpointed;
+//!   until then older page images may remain in the `-wal` file. Call
+//!   [`TraceStore::flush`] after [`TraceStore::delete`] (a `TRUNCATE` checkpoint) when the
+//!   bytes must be gone at once; SQLite also checkpoints on its own every ~4 MB of WAL.
+//! - [`SqliteStore::vacuum`] rebuilds the file, dropping free pages.
+//! - Errors name the database file and row, never payloads; `Debug` shows only the config.
+//!
+//! ## Performance
+//! `cargo bench -p tracecraft-store-sqlite --bench store` (or `cargo xtask bench store`);
+//! figures against targets and the Python reference are in this crate's README. Batched
+//! writes (`save_batch`) are one transaction; single `save`s are one transaction each
+//! (`synchronous = NORMAL` by default: durable against process crashes, and against power
+//! loss up to the last checkpoint; choose [`Synchronous::Full`] for per-commit durability).
+//!
+//! ## Crate features
+//! None. SQLite is compiled in (`rusqlite` with `bundled`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use tracecraft_core::fs;
+use tracecraft_core::{
+    AgentRun, OrderBy, ProcessedRun, StoreError, StoreStats, TraceQuery, TraceStore, Uuid,
+    merge_runs,
+};
+
+pub use tracecraft_core::fs::PermissionPolicy;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migrations: `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE traces (
+    pk             INTEGER PRIMARY KEY,
+    id             TEXT    NOT NULL UNIQUE,
+    name           TEXT    NOT NULL,
+    name_lower     TEXT    NOT NULL,
+    start_ns       INTEGER NOT NULL,
+    duration_ms    REAL,
+    total_cost_usd REAL    NOT NULL,
+    total_tokens   INTEGER NOT NULL,
+    error_count    INTEGER NOT NULL,
+    has_error      INTEGER NOT NULL,
+    any_error      INTEGER NOT NULL,
+    session_id     TEXT,
+    user_id        TEXT,
+    environment    TEXT    NOT NULL,
+    step_count     INTEGER NOT NULL,
+    run_json       TEXT    NOT NULL
+);
+CREATE INDEX traces_start    ON traces (start_ns);
+CREATE INDEX traces_session  ON traces (session_id, start_ns);
+CREATE INDEX traces_user     ON traces (user_id, start_ns);
+CREATE INDEX traces_name     ON traces (name);
+CREATE INDEX traces_duration ON traces (duration_ms);
+CREATE INDEX traces_cost     ON traces (total_cost_usd);
+CREATE TABLE tags (
+    tag      TEXT    NOT NULL,
+    trace_pk INTEGER NOT NULL REFERENCES traces (pk) ON DELETE CASCADE,
+    PRIMARY KEY (tag, trace_pk)
+) WITHOUT ROWID;
+CREATE INDEX tags_trace ON tags (trace_pk);
+CREATE TABLE steps (
+    trace_pk      INTEGER NOT NULL REFERENCES traces (pk) ON DELETE CASCADE,
+    step_id       TEXT    NOT NULL,
+    parent_id     TEXT,
+    type          TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    start_ns      INTEGER NOT NULL,
+    duration_ms   REAL,
+    model_name    TEXT,
+    input_tokens  INTEGER,
+    output_tokens INTEGER,
+    cost_usd      REAL,
+    has_error     INTEGER NOT NULL,
+    PRIMARY KEY (trace_pk, step_id)
+) WITHOUT ROWID;
+"];
+
+const BACKEND: &str = "sqlite";
+
+/// `PRAGMA synchronous` in WAL mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// `NORMAL`: commits survive a process crash; a power loss may lose the last commits
+    /// (never corrupts). The default.
+    #[default]
+    Normal,
+    /// `FULL`: every commit is `fsync`ed.
+    Full,
+}
+
+/// Settings of a [`SqliteStore`]; serde loads it from the `[sqlite]` table of the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SqliteConfig {
+    /// The database file (created if missing, with its directory).
+    pub path: PathBuf,
+    /// How long to wait for a lock held by another process, in ms (default 5,000).
+    pub busy_timeout_ms: u64,
+    /// Keep runs this many days: runs that started earlier are purged on open and by
+    /// [`SqliteStore::apply_retention`]. `None` keeps everything (the default).
+    pub retention_days: Option<u32>,
+    /// What to do with existing files or directory with looser permissions than 0600 / 0700
+    /// (default: tighten and log).
+    pub permissions: PermissionPolicy,
+    /// Idle reader connections kept open (default 4).
+    pub readers: usize,
+    /// Commit durability (default [`Synchronous::Normal`]).
+    pub synchronous: Synchronous,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig {
+            path: PathBuf::from(".tracecraft/traces.db"),
+            busy_timeout_ms: 5_000,
+            retention_days: None,
+            permissions: PermissionPolicy::Tighten,
+            readers: 4,
+            synchronous: Synchronous::Normal,
+        }
+    }
+}
+
+impl SqliteConfig {
+    /// The defaults, with the database at `path`.
+    #[must_use]
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteConfig {
+            path: path.into(),
+            ..SqliteConfig::default()
+        }
+    }
+    /// Sets [`SqliteConfig::retention_days`].
+    #[must_use]
+    pub fn retention_days(mut self, days: Option<u32>) -> Self {
+        self.retention_days = days;
+        self
+    }
+    /// Sets [`SqliteConfig::permissions`].
+    #[must_use]
+    pub fn permissions(mut self, policy: PermissionPolicy) -> Self {
+        self.permissions = policy;
+        self
+    }
+    /// Sets [`SqliteConfig::busy_timeout_ms`].
+    #[must_use]
+    pub fn busy_timeout_ms(mut self, ms: u64) -> Self {
+        self.busy_timeout_ms = ms;
+        self
+    }
+    /// Sets [`SqliteConfig::synchronous`].
+    #[must_use]
+    pub fn synchronous(mut self, s: Synchronous) -> Self {
+        self.synchronous = s;
+        self
+    }
+}
+
+/// A [`TraceStore`] in one SQLite database file. See the [crate docs](crate).
+pub struct SqliteStore {
+    config: SqliteConfig,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn db_err(path: &Path, e: &rusqlite::Error) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        message: format!("{}: {e}", path.display()),
+    }
+}
+
+/// Nanoseconds since the epoch, clamped to the `i64` range (years 1677 to 2262).
+fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn log_tightened(path: &Path, old: Option<u32>) {
+    if let Some(mode) = old {
+        tracing::warn!(path = %path.display(), old_mode = format!("{mode:o}"), "tightened permissions");
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `config.path`: checks permissions, applies
+    /// pending migrations, and purges runs past `retention_days`.
+    ///
+    /// # Errors
+    /// [`StoreError::Permissions`] under [`PermissionPolicy::Error`] when a file or the
+    /// directory is too open; [`StoreError::UnsupportedSchema`] when the database was written
+    /// by a newer version; [`StoreError::Io`] / [`StoreError::Backend`] otherwise.
+    pub fn open(config: SqliteConfig) -> Result<SqliteStore, StoreError> {
+        let path = config.path.clone();
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_private_dir(&dir)?;
+        log_tightened(&dir, fs::check_private(&dir, config.permissions)?);
+        // Create the file 0600 first: SQLite gives its -wal and -shm files the same mode.
+        drop(fs::open_private(
+            &path,
+            std::fs::OpenOptions::new().create(true).append(true),
+        )?);
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            let p = PathBuf::from(p);
+            log_tightened(&p, fs::check_private(&p, config.permissions)?);
+        }
+        let writer = Self::connect(&config, false)?;
+        migrate(&path, &writer)?;
+        let store = SqliteStore {
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            config,
+        };
+        store.apply_retention()?;
+        Ok(store)
+    }
+
+    fn connect(config: &SqliteConfig, reader: bool) -> Result<Connection, StoreError> {
+        let path = &config.path;
+        let conn = Connection::open(path).map_err(|e| db_err(path, &e))?;
+        conn.busy_timeout(Duration::from_millis(config.busy_timeout_ms))
+            .map_err(|e| db_err(path, &e))?;
+        let sync = match config.synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        let mut pragmas = format!(
+            "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; PRAGMA synchronous = {sync};"
+        );
+        if reader {
+            pragmas.push_str("PRAGMA query_only = ON;");
+        } else {
+            // Persistent in the file; set by the writer only.
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .map_err(|e| db_err(path, &e))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(StoreError::Backend {
+                    backend: BACKEND,
+                    message: format!("{}: could not enable WAL (mode {mode})", path.display()),
+                });
+            }
+        }
+        conn.execute_batch(&pragmas).map_err(|e| db_err(path, &e))?;
+        conn.set_prepared_statement_cache_capacity(32);
+        Ok(conn)
+    }
+
+    /// The configuration the store was opened with.
+    #[must_use]
+    pub fn config(&self) -> &SqliteConfig {
+        &self.config
+    }
+
+    /// Purges runs older than `retention_days` (a no-op without it); returns how many.
+    ///
+    /// # Errors
+    /// As [`TraceStore::purge_older_than`].
+    pub fn apply_retention(&self) -> Result<u64, StoreError> {
+        match self.config.retention_days {
+            Some(days) => {
+                self.purge_older_than(Utc::now() - chrono::Duration::days(i64::from(days)))
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Rebuilds the database file (`VACUUM`), returning free pages to the file system.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    pub fn vacuum(&self) -> Result<(), StoreError> {
+        let conn = self.writer.lock();
+        conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(|e| self.err(&e))
+    }
+
+    fn err(&self, e: &rusqlite::Error) -> StoreError {
+        db_err(&self.config.path, e)
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.readers.lock().pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => Self::connect(&self.config, true)?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock();
+        if pool.len() < self.config.readers.max(1) {
+            pool.push(conn);
+        }
+        out
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.writer.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(&e))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(|e| self.err(&e))?;
+        Ok(out)
+    }
+
+    fn parse_row(&self, pk: i64, json: &str) -> Result<AgentRun, StoreError> {
+        tracecraft_core::parse_run(json).map_err(|e| StoreError::Corrupt {
+            path: self.config.path.clone(),
+            line: u64::try_from(pk).unwrap_or(0),
+            message: format!("traces row {pk}: {e}"),
+        })
+    }
+
+    fn save_in(&self, tx: &Transaction<'_>, run: &AgentRun) -> Result<(), StoreError> {
+        let id = run.id.to_string();
+        let existing: Option<(i64, String)> = tx
+            .prepare_cached("SELECT pk, run_json FROM traces WHERE id = ?1")
+            .and_then(|mut st| {
+                st.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| self.err(&e))?;
+        let merged;
+        let (run, pk) = match existing {
+            Some((pk, json)) => {
+                let old = self.parse_row(pk, &json)?;
+                merged = merge_runs(old, run.clone());
+                (&merged, Some(pk))
+            }
+            None => (run, None),
+        };
+        let json = tracecraft_core::to_json(run);
+        let has_error = run.error_count > 0 || run.has_any_error();
+        let values = params![
+            id,
+            run.name,
+            run.name.to_lowercase(),
+            nanos(run.start_time),
+            run.duration_ms,
+            run.total_cost_usd,
+            clamp_i64(run.total_tokens),
+            clamp_i64(run.error_count),
+            has_error,
+            run.has_any_error(),
+            run.session_id,
+            run.user_id,
+            run.environment,
+            clamp_i64(run.step_count() as u64),
+            json,
+        ];
+        let pk = match pk {
+            Some(pk) => {
+                tx.prepare_cached(
+                    "UPDATE traces SET id = ?1, name = ?2, name_lower = ?3, start_ns = ?4,
+                     duration_ms = ?5, total_cost_usd = ?6, total_tokens = ?7, error_count = ?8,
+                     has_error = ?9, any_error = ?10, session_id = ?11, user_id = ?12,
+                     environment = ?13, step_count = ?14, run_json = ?15 WHERE pk = ?16",
+                )
+                .and_then(|mut st| {
+                    let mut all: Vec<&dyn rusqlite::ToSql> = values.to_vec();
+                    all.push(&pk);
+                    st.execute(all.as_slice())
+                })
+                .map_err(|e| self.err(&e))?;
+                for table in ["tags", "steps"] {
+                    tx.prepare_cached(&format!("DELETE FROM {table} WHERE trace_pk = ?1"))
+                        .and_then(|mut st| st.execute([pk]))
+                        .map_err(|e| self.err(&e))?;
+                }
+                pk
+            }
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO traces (id, name, name_lower, start_ns, duration_ms,
+                     total_cost_usd, total_tokens, error_count, has_error, any_error, session_id,
+                     user_id, environment, step_count, run_json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                )
+                .and_then(|mut st| st.execute(values))
+                .map_err(|e| self.err(&e))?;
+                tx.last_insert_rowid()
+            }
+        };
+        let mut tag_st = tx
+            .prepare_cached("INSERT OR IGNORE INTO tags (tag, trace_pk) VALUES (?1, ?2)")
+            .map_err(|e| self.err(&e))?;
+        for tag in &run.tags {
+            tag_st.execute(params![tag, pk]).map_err(|e| self.err(&e))?;
+        }
+        let mut step_st = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO steps (trace_pk, step_id, parent_id, type, name, start_ns,
+                 duration_ms, model_name, input_tokens, output_tokens, cost_usd, has_error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .map_err(|e| self.err(&e))?;
+        for s in run.walk() {
+            step_st
+                .execute(params![
+                    pk,
+                    s.id.to_string(),
+                    s.parent_id.map(|p| p.to_string()),
+                    s.step_type.as_str(),
+                    s.name,
+                    nanos(s.start_time),
+                    s.duration_ms,
+                    s.model_name,
+                    s.input_tokens.map(clamp_i64),
+                    s.output_tokens.map(clamp_i64),
+                    s.cost_usd,
+                    s.has_error(),
+                ])
+                .map_err(|e| self.err(&e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies pending migrations, each in its own transaction; refuses a newer schema.
+fn migrate(path: &Path, conn: &Connection) -> Result<(), StoreError> {
+    let supported = MIGRATIONS.len() as i64;
+    debug_assert_eq!(supported, SCHEMA_VERSION);
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| db_err(path, &e))?;
+    if found > supported {
+        return Err(StoreError::UnsupportedSchema {
+            path: path.to_path_buf(),
+            found,
+            supported,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        let step = || -> rusqlite::Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            // Re-check under the lock: another process may have migrated meanwhile.
+            let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if now == version as i64 {
+                conn.execute_batch(sql)?;
+                conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
+            }
+            conn.execute_batch("COMMIT")
+        };
+        if let Err(e) = step() {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(db_err(path, &e));
+        }
+    }
+    Ok(())
+}
+
+/// The WHERE clause and its parameters for `q` (validated).
+fn where_clause(q: &TraceQuery) -> (String, Vec<SqlValue>) {
+    let mut sql = String::from(" WHERE 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut push = |cond: &str, v: SqlValue| {
+        sql.push_str(" AND ");
+        sql.push_str(cond);
+        args.push(v);
+    };
+    if let Some(n) = &q.name {
+        push("name = ?", SqlValue::Text(n.clone()));
+    }
+    if let Some(n) = &q.name_contains {
+        // instr, not LIKE: exact substring of the Unicode-lower-cased name, no wildcards.
+        push("instr(name_lower, ?) > 0", SqlValue::Text(n.to_lowercase()));
+    }
+    if let Some(e) = q.has_error {
+        push("has_error = ?", SqlValue::Integer(i64::from(e)));
+    }
+    // A NULL duration fails any comparison, as `matches` requires.
+    if let Some(v) = q.min_duration_ms {
+        push("duration_ms >= ?", SqlValue::Real(v));
+    }
+    if let Some(v) = q.max_duration_ms {
+        push("duration_ms <= ?", SqlValue::Real(v));
+    }
+    if let Some(v) = q.min_cost_usd {
+        push("total_cost_usd >= ?", SqlValue::Real(v));
+    }
+    if let Some(v) = q.max_cost_usd {
+        push("total_cost_usd <= ?", SqlValue::Real(v));
+    }
+    for t in &q.tags {
+        push(
+            "pk IN (SELECT trace_pk FROM tags WHERE tag = ?)",
+            SqlValue::Text(t.clone()),
+        );
+    }
+    if let Some(t) = q.start_after {
+        push("start_ns >= ?", SqlValue::Integer(nanos(t)));
+    }
+    if let Some(t) = q.start_before {
+        push("start_ns < ?", SqlValue::Integer(nanos(t)));
+    }
+    if let Some(v) = &q.session_id {
+        push("session_id = ?", SqlValue::Text(v.clone()));
+    }
+    if let Some(v) = &q.user_id {
+        push("user_id = ?", SqlValue::Text(v.clone()));
+    }
+    if let Some(v) = &q.environment {
+        push("environment = ?", SqlValue::Text(v.clone()));
+    }
+    (sql, args)
+}
+
+fn order_clause(q: &TraceQuery) -> String {
+    let key = match q.order_by {
+        OrderBy::Duration => "COALESCE(duration_ms, 0.0)",
+        OrderBy::Cost => "total_cost_usd",
+        OrderBy::Name => "name",
+        _ => "start_ns",
+    };
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    format!(" ORDER BY {key} {dir}, id {dir}")
+}
+
+impl TraceStore for SqliteStore {
+    fn name(&self) -> &str {
+        BACKEND
+    }
+
+    fn save(&self, run: &ProcessedRun) -> Result<(), StoreError> {
+        self.write(|tx| self.save_in(tx, run.run()))
+    }
+
+    fn save_batch(&self, runs: &[ProcessedRun]) -> Result<(), StoreError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| runs.iter().try_for_each(|r| self.save_in(tx, r.run())))
+    }
+
+    fn get(&self, trace_id: Uuid) -> Result<Option<AgentRun>, StoreError> {
+        let row: Option<(i64, String)> = self.with_reader(|conn| {
+            conn.prepare_cached("SELECT pk, run_json FROM traces WHERE id = ?1")
+                .and_then(|mut st| {
+                    st.query_row([trace_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(|e| self.err(&e))
+        })?;
+        row.map(|(pk, json)| self.parse_row(pk, &json)).transpose()
+    }
+
+    fn query(&self, query: &TraceQuery) -> Result<Vec<AgentRun>, StoreError> {
+        query.validate()?;
+        let (filter, mut args) = where_clause(query);
+        let sql = format!(
+            "SELECT pk, run_json FROM traces{filter}{} LIMIT ? OFFSET ?",
+            order_clause(query)
+        );
+        args.push(SqlValue::Integer(
+            query
+                .limit
+                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+        ));
+        args.push(SqlValue::Integer(
+            i64::try_from(query.offset).unwrap_or(i64::MAX),
+        ));
+        let rows: Vec<(i64, String)> = self.with_reader(|conn| {
+            conn.prepare_cached(&sql)
+                .and_then(|mut st| {
+                    st.query_map(rusqlite::params_from_iter(args), |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect()
+                })
+                .map_err(|e| self.err(&e))
+        })?;
+        rows.iter()
+            .map(|(pk, json)| self.parse_row(*pk, json))
+            .collect()
+    }
+
+    fn count(&self, query: &TraceQuery) -> Result<u64, StoreError> {
+        query.validate()?;
+        let (filter, args) = where_clause(query);
+        let sql = format!("SELECT COUNT(*) FROM traces{filter}");
+        let n: i64 = self.with_reader(|conn| {
+            conn.prepare_cached(&sql)
+                .and_then(|mut st| st.query_row(rusqlite::params_from_iter(args), |r| r.get(0)))
+                .map_err(|e| self.err(&e))
+        })?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn delete(&self, trace_id: Uuid) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM traces WHERE id = ?1")
+                .and_then(|mut st| st.execute([trace_id.to_string()]))
+                .map(|n| n > 0)
+                .map_err(|e| self.err(&e))
+        })
+    }
+
+    fn purge_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM traces WHERE start_ns < ?1")
+                .and_then(|mut st| st.execute([nanos(cutoff)]))
+                .map(|n| n as u64)
+                .map_err(|e| self.err(&e))
+        })
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        let (traces, steps, errors, tokens, cost): (i64, i64, i64, i64, f64) =
+            self.with_reader(|conn| {
+                conn.query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(step_count), 0), COALESCE(SUM(any_error), 0),
+                     COALESCE(SUM(total_tokens), 0), COALESCE(SUM(total_cost_usd), 0.0)
+                     FROM traces",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .map_err(|e| self.err(&e))
+            })?;
+        let mut bytes = 0;
+        for suffix in ["", "-wal"] {
+            let mut p = self.config.path.clone().into_os_string();
+            p.push(suffix);
+            bytes += std::fs::metadata(&p).map_or(0, |m| m.len());
+        }
+        let u = |v: i64| u64::try_from(v).unwrap_or(0);
+        Ok(StoreStats::new(
+            u(traces),
+            u(steps),
+            u(errors),
+            u(tokens),
+            cost,
+            bytes,
+        ))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every save commits before returning; a full checkpoint moves the WAL into the
+        // (fsynced) database file and truncates the WAL, so erased rows leave no old frames.
+        let conn = self.writer.lock();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .map_err(|e| self.err(&e))
+    }
+}
