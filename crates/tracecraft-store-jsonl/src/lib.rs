@@ -57,6 +57,7 @@
 //! ## Crate features
 //! None.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -682,7 +683,8 @@ impl JsonlStore {
         }
         let mut slot = self.writer.lock();
         // Runs merged within this call, not yet visible in the index.
-        let mut pending: HashMap<Uuid, (AgentRun, Vec<Loc>)> = HashMap::new();
+        // Borrowed when new (no clone of the payload), owned when merged.
+        let mut pending: HashMap<Uuid, (Cow<'_, AgentRun>, Vec<Loc>)> = HashMap::new();
         let mut order: Vec<Uuid> = Vec::new();
         let mut line = String::new();
         let now = Utc::now();
@@ -691,7 +693,7 @@ impl JsonlStore {
             let mut locs = Vec::new();
             let merged = if let Some((prev, earlier)) = pending.remove(&incoming.id) {
                 locs = earlier;
-                Some(merge_runs(prev, incoming.clone()))
+                Some(merge_runs(prev.into_owned(), incoming.clone()))
             } else {
                 let state = self.state.read();
                 match state.index.get(&incoming.id) {
@@ -727,7 +729,11 @@ impl JsonlStore {
                 order.push(run.id);
             }
             locs.push(loc);
-            pending.insert(run.id, (merged.unwrap_or_else(|| incoming.clone()), locs));
+            let run = match merged {
+                Some(m) => Cow::Owned(m),
+                None => Cow::Borrowed(incoming),
+            };
+            pending.insert(run.id, (run, locs));
         }
         self.publish(&mut slot, &mut pending, &mut order)
     }
@@ -736,7 +742,7 @@ impl JsonlStore {
     fn publish(
         &self,
         slot: &mut Option<Writer>,
-        pending: &mut HashMap<Uuid, (AgentRun, Vec<Loc>)>,
+        pending: &mut HashMap<Uuid, (Cow<'_, AgentRun>, Vec<Loc>)>,
         order: &mut Vec<Uuid>,
     ) -> Result<(), StoreError> {
         if let Some(w) = slot.as_mut() {
