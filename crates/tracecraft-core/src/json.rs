@@ -153,10 +153,29 @@ fn from_json_error(inner: &serde_json::Error, path: String) -> ParseError {
 /// Python package forbids extra fields too). Nesting deeper than 128 levels is an error, not a
 /// stack overflow.
 pub fn parse_run(text: &str) -> Result<AgentRun, ParseError> {
+    // Fast path without path tracking; only a failing input is parsed again to find the
+    // path of the offending field.
+    match serde_json::from_str(text) {
+        Ok(run) => Ok(run),
+        Err(_) => Err(parse_run_with_path(text)),
+    }
+}
+
+fn parse_run_with_path(text: &str) -> ParseError {
     let mut de = serde_json::Deserializer::from_str(text);
-    let run: AgentRun = serde_path_to_error::deserialize(&mut de).map_err(from_serde)?;
-    de.end().map_err(|e| from_json_error(&e, String::new()))?;
-    Ok(run)
+    match serde_path_to_error::deserialize::<_, AgentRun>(&mut de) {
+        Err(e) => from_serde(e),
+        Ok(_) => match de.end() {
+            Err(e) => from_json_error(&e, String::new()),
+            // Unreachable in practice: the fast path failed on the same text.
+            Ok(()) => from_json_error(
+                &serde_json::from_str::<AgentRun>(text)
+                    .err()
+                    .unwrap_or_else(|| serde::de::Error::custom("invalid run")),
+                String::new(),
+            ),
+        },
+    }
 }
 
 /// Parses one AgentRun from JSON bytes (must be UTF-8).
