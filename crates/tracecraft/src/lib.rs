@@ -40,6 +40,31 @@
 /// The span model, wire format and extension traits (`tracecraft-core`).
 pub use tracecraft_core as core;
 
+/// Processors, the pipeline and the batch exporter (`tracecraft-pipeline`).
+#[cfg(feature = "pipeline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+pub use tracecraft_pipeline as pipeline;
+
+#[cfg(feature = "pipeline")]
+mod capture;
+#[cfg(feature = "pipeline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+pub mod context;
+#[cfg(feature = "pipeline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+pub mod runtime;
+#[cfg(feature = "pipeline")]
+mod step;
+
+#[cfg(feature = "pipeline")]
+pub use capture::EXCLUDED;
+#[cfg(feature = "pipeline")]
+pub use context::FutureExt;
+#[cfg(feature = "pipeline")]
+pub use runtime::{RunBuilder, RunGuard, Runtime, RuntimeOptions};
+#[cfg(feature = "pipeline")]
+pub use step::{StepGuard, StepGuardBuilder, step};
+
 pub use tracecraft_core::{
     AgentRun, AgentRunBuilder, ExportError, Exporter, JsonMap, OrderBy, ParseError, ProcessedRun,
     Step, StepBuilder, StepType, StoreError, StoreStats, TraceQuery, TraceStore, Uuid,
