@@ -47,6 +47,7 @@ pub use tracecraft_pipeline as pipeline;
 
 #[cfg(feature = "pipeline")]
 mod capture;
+pub mod console;
 #[cfg(feature = "pipeline")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
 pub mod context;
@@ -58,6 +59,7 @@ mod step;
 
 #[cfg(feature = "pipeline")]
 pub use capture::EXCLUDED;
+pub use console::{ColorMode, ConsoleExporter};
 #[cfg(feature = "pipeline")]
 pub use context::FutureExt;
 #[cfg(feature = "pipeline")]
