@@ -130,6 +130,11 @@ impl Context {
         Context { frame: Some(frame) }
     }
 
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn into_frame(self) -> Option<Frame> {
+        self.frame
+    }
+
     /// Whether this context has an active run.
     #[must_use]
     pub fn is_active(&self) -> bool {

@@ -370,7 +370,17 @@ impl RunBuilder {
     }
 
     /// Starts the run and makes it the current context on this thread.
-    pub fn start(mut self) -> RunGuard {
+    pub fn start(self) -> RunGuard {
+        self.start_inner(true)
+    }
+
+    /// Starts the run without making it current (the `tracing` layer enters it on span entry).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn start_detached(self) -> RunGuard {
+        self.start_inner(false)
+    }
+
+    fn start_inner(mut self, current: bool) -> RunGuard {
         let capture = self
             .capture
             .take()
@@ -392,15 +402,18 @@ impl RunBuilder {
             dropped: AtomicU64::new(0),
             state: Mutex::new(Vec::new()),
         });
-        context::push(Frame {
-            key: self.run.id,
-            run: Arc::clone(&shared),
-            step: None,
-            depth: 0,
-        });
+        if current {
+            context::push(Frame {
+                key: self.run.id,
+                run: Arc::clone(&shared),
+                step: None,
+                depth: 0,
+            });
+        }
         RunGuard {
             run: Some(self.run),
             shared,
+            current,
         }
     }
 }
@@ -473,6 +486,8 @@ impl RunShared {
 pub struct RunGuard {
     run: Option<AgentRun>,
     shared: Arc<RunShared>,
+    /// Whether `start` pushed a context entry (to pop on drop).
+    current: bool,
 }
 
 impl std::fmt::Debug for RunGuard {
@@ -558,7 +573,9 @@ impl Drop for RunGuard {
         let Some(mut run) = self.run.take() else {
             return;
         };
-        context::pop(self.shared.id);
+        if self.current {
+            context::pop(self.shared.id);
+        }
         let end = tracecraft_core::time::now();
         if std::thread::panicking() {
             run.error = Some("panicked".to_owned());

@@ -195,6 +195,17 @@ impl StepGuardBuilder {
     /// run's `max_step_depth` are not recorded (counted in the run's
     /// `tracecraft.steps_dropped`); without an active run the guard is inert.
     pub fn start(self) -> StepGuard {
+        self.start_inner(true)
+    }
+
+    /// Starts the step without making it current (the `tracing` layer enters it on span
+    /// entry).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn start_detached(self) -> StepGuard {
+        self.start_inner(false)
+    }
+
+    fn start_inner(self, current: bool) -> StepGuard {
         let Some(mut p) = self.pending else {
             return StepGuard { active: None };
         };
@@ -216,12 +227,14 @@ impl StepGuardBuilder {
         }
         let key = p.step.id;
         // The entry of an unrecorded step still counts depth, so its children are dropped too.
-        context::push(Frame {
-            key,
-            run: Arc::clone(run),
-            step: if recorded { Some(key) } else { p.frame.step },
-            depth,
-        });
+        if current {
+            context::push(Frame {
+                key,
+                run: Arc::clone(run),
+                step: if recorded { Some(key) } else { p.frame.step },
+                depth,
+            });
+        }
         let seq = if recorded { run.step_started() } else { 0 };
         StepGuard {
             active: Some(Active {
@@ -231,6 +244,7 @@ impl StepGuardBuilder {
                 seq,
                 recorded,
                 depth,
+                current,
             }),
         }
     }
@@ -249,6 +263,8 @@ struct Active {
     seq: u64,
     recorded: bool,
     depth: usize,
+    /// Whether `start` pushed a context entry (to pop on drop).
+    current: bool,
 }
 
 impl Active {
@@ -341,6 +357,12 @@ impl StepGuard {
                 .insert(name.into(), capture::to_json(value));
         });
     }
+    /// Changes the step directly (for integrations in this crate).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn update(&mut self, f: impl FnOnce(&mut tracecraft_core::Step)) {
+        self.with(|a| f(&mut a.step));
+    }
+
     /// Sets token counts.
     pub fn set_tokens(&mut self, input: u64, output: u64) {
         self.with(|a| {
@@ -399,7 +421,9 @@ impl Drop for StepGuard {
         let Some(mut a) = self.active.take() else {
             return;
         };
-        context::pop(a.step.id);
+        if a.current {
+            context::pop(a.step.id);
+        }
         if !a.recorded {
             return;
         }
