@@ -64,7 +64,7 @@ impl TraceCraftLayer {
 }
 
 enum Guard {
-    Run(RunGuard),
+    Run(Box<RunGuard>),
     Step(StepGuard),
 }
 
@@ -201,7 +201,7 @@ where
                     return;
                 };
                 SpanState {
-                    guard: Guard::Run(guard),
+                    guard: Guard::Run(Box::new(guard)),
                     frame,
                 }
             }

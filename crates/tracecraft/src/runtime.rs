@@ -156,11 +156,40 @@ impl Runtime {
 
     /// Starts building a run named `name`.
     pub fn run(&self, name: impl Into<String>) -> RunBuilder {
-        let mut run = AgentRun::new(name);
-        run.id = capture::new_id();
-        if let Some(env) = &self.inner.options.environment {
-            run.environment.clone_from(env);
-        }
+        // Not `AgentRun::new`: its id costs a system call (`getrandom`) on the traced thread.
+        let mut run = AgentRun {
+            id: capture::new_id(),
+            name: name.into(),
+            description: None,
+            start_time: tracecraft_core::time::now(),
+            end_time: None,
+            duration_ms: None,
+            session_id: None,
+            user_id: None,
+            environment: self
+                .inner
+                .options
+                .environment
+                .clone()
+                .unwrap_or_else(|| "development".to_owned()),
+            tags: Vec::new(),
+            agent_name: None,
+            agent_id: None,
+            agent_description: None,
+            cloud_provider: None,
+            cloud_trace_id: None,
+            input: Value::Null,
+            output: Value::Null,
+            steps: Vec::new(),
+            total_tokens: 0,
+            total_cost_usd: 0.0,
+            error_count: 0,
+            error: None,
+            error_type: None,
+            attributes: JsonMap::new(),
+            should_export: true,
+            sample_reason: None,
+        };
         if let Some(service) = &self.inner.options.service_name {
             run.attributes
                 .insert("service.name".to_owned(), Value::String(service.clone()));
@@ -431,7 +460,7 @@ pub(crate) struct RunShared {
     /// Steps not recorded because of the depth limit.
     dropped: AtomicU64,
     /// Finished steps with their start sequence number (taken when the run ends).
-    state: Mutex<Vec<(u64, Step)>>,
+    state: Mutex<Vec<(u64, Box<Step>)>>,
 }
 
 impl RunShared {
@@ -457,7 +486,7 @@ impl RunShared {
     }
 
     /// Records a finished step, or counts it late when the run has ended.
-    pub(crate) fn step_finished(&self, seq: u64, step: Step) {
+    pub(crate) fn step_finished(&self, seq: u64, step: Box<Step>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if self.is_ended() {
             drop(state);
@@ -470,7 +499,7 @@ impl RunShared {
     }
 
     /// Marks the run ended; returns its finished steps and the number still open.
-    fn end(&self) -> (Vec<(u64, Step)>, usize) {
+    fn end(&self) -> (Vec<(u64, Box<Step>)>, usize) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         self.ended.store(true, Ordering::Release);
         let open = self.open.load(Ordering::Relaxed);
@@ -603,7 +632,7 @@ fn set_count(attrs: &mut JsonMap, key: &str, n: u64) {
 
 /// Builds the step tree from finished steps (any order) by parent id, children in start order.
 /// A step whose parent is not among them becomes a root. No recursion.
-fn assemble(trace_id: Uuid, mut finished: Vec<(u64, Step)>) -> Vec<Step> {
+fn assemble(trace_id: Uuid, mut finished: Vec<(u64, Box<Step>)>) -> Vec<Step> {
     if finished.is_empty() {
         return Vec::new();
     }
@@ -614,7 +643,7 @@ fn assemble(trace_id: Uuid, mut finished: Vec<(u64, Step)>) -> Vec<Step> {
         .map(|(i, (_, s))| (s.id, i))
         .collect();
     let n = finished.len();
-    let mut slots: Vec<Option<Step>> = finished.into_iter().map(|(_, s)| Some(s)).collect();
+    let mut slots: Vec<Option<Step>> = finished.into_iter().map(|(_, s)| Some(*s)).collect();
     let mut children: Vec<Vec<Step>> = (0..n).map(|_| Vec::new()).collect();
     let mut roots = Vec::new();
     // A parent starts before its children, so it has a smaller index: walking backwards, every
@@ -654,7 +683,11 @@ mod tests {
         let mut d = Step::new(t, StepType::Tool, "d");
         d.parent_id = Some(Uuid::from_u128(7)); // parent never recorded
         let e = Step::new(t, StepType::Tool, "e");
-        let tree = assemble(t, vec![(2, c), (1, b), (0, a), (3, d), (4, e)]);
+        let steps = vec![(2, c), (1, b), (0, a), (3, d), (4, e)];
+        let tree = assemble(
+            t,
+            steps.into_iter().map(|(i, s)| (i, Box::new(s))).collect(),
+        );
         let names: Vec<_> = tree.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "d", "e"]);
         let kids: Vec<_> = tree[0].children.iter().map(|s| s.name.as_str()).collect();

@@ -37,7 +37,10 @@ pub fn step(step_type: StepType, name: impl Into<String>) -> StepGuardBuilder {
 
 struct Pending {
     frame: Frame,
-    step: Step,
+    /// Boxed: builders and guards move by value, a `Step` is several hundred bytes.
+    step: Box<Step>,
+    /// Monotonic start, for the duration (cheaper than a second wall-clock conversion).
+    started: std::time::Instant,
     capture: Option<Capture>,
 }
 
@@ -69,7 +72,7 @@ impl StepGuardBuilder {
         name: impl Into<String>,
     ) -> StepGuardBuilder {
         let pending = frame.map(|frame| {
-            let step = Step {
+            let step = Box::new(Step {
                 id: capture::new_id(),
                 parent_id: frame.step,
                 trace_id: frame.run.id,
@@ -91,10 +94,11 @@ impl StepGuardBuilder {
                 error: None,
                 error_type: None,
                 children: Vec::new(),
-            };
+            });
             Pending {
                 frame,
                 step,
+                started: std::time::Instant::now(),
                 capture: None,
             }
         });
@@ -240,6 +244,7 @@ impl StepGuardBuilder {
             active: Some(Active {
                 run: p.frame.run,
                 step: p.step,
+                started: p.started,
                 capture: p.capture,
                 seq,
                 recorded,
@@ -258,7 +263,8 @@ impl StepGuardBuilder {
 
 struct Active {
     run: Arc<RunShared>,
-    step: Step,
+    step: Box<Step>,
+    started: std::time::Instant,
     capture: Option<Capture>,
     seq: u64,
     recorded: bool,
@@ -427,7 +433,10 @@ impl Drop for StepGuard {
         if !a.recorded {
             return;
         }
-        let end = tracecraft_core::time::now();
+        // Microseconds, like `time::now()` (the precision of the Python package).
+        let micros = i64::try_from(a.started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let elapsed = chrono::TimeDelta::microseconds(micros);
+        let end = a.step.start_time + elapsed;
         if std::thread::panicking() {
             a.step.error = Some("panicked".to_owned());
             a.step.error_type = Some("panic".to_owned());
