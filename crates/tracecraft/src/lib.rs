@@ -18,22 +18,73 @@
 //! assert!(tracecraft::core::json::to_json(&run).contains("\"type\":\"llm\""));
 //! ```
 //!
+//! ## Instrumenting code
+//! A [`Runtime`] takes a built pipeline; runs and steps are guards that end when dropped (also
+//! during a panic: the error is recorded as `"panicked"`, and the run is still exported).
+//!
+//! ```
+//! # #[cfg(feature = "pipeline")] {
+//! use tracecraft::core::testing::MemoryExporter;
+//! use tracecraft::pipeline::Pipeline;
+//! use tracecraft::{Runtime, RuntimeOptions, StepType};
+//!
+//! let sink = MemoryExporter::new();
+//! let pipeline = Pipeline::builder().without_redaction().exporter(sink.clone()).build().unwrap();
+//! let runtime = Runtime::from_pipeline(
+//!     RuntimeOptions { exclude_inputs: vec!["api_key".into()], ..RuntimeOptions::default() },
+//!     pipeline,
+//! );
+//!
+//! fn call_llm(prompt: &str) -> String {
+//!     // Attaches to the current run and step, wherever it is called from.
+//!     let mut step = tracecraft::step(StepType::Llm, "chat")
+//!         .model("gpt-4o", "openai")
+//!         .input("prompt", prompt)
+//!         .input("api_key", "sk-never-recorded")
+//!         .start();
+//!     step.set_tokens(12, 30);
+//!     step.set_output(&"Your order has shipped.");
+//!     "Your order has shipped.".to_owned()
+//! }
+//!
+//! {
+//!     let mut run = runtime.run("support_agent").user_id("user-7").session_id("sess-42").start();
+//!     let _plan = run.step(StepType::Agent, "answer").start();
+//!     let answer = call_llm("Where is my order?");
+//!     run.set_output(&answer);
+//! } // the step, then the run end here; the run goes through the pipeline
+//!
+//! let run = &sink.runs()[0];
+//! assert_eq!(run.total_tokens, 42);
+//! assert_eq!(run.steps[0].children[0].inputs["api_key"], tracecraft::EXCLUDED);
+//! runtime.shutdown(std::time::Duration::from_secs(5));
+//! # }
+//! ```
+//!
+//! Threads and async tasks take the context along: [`context::current`], `ctx.enter(..)`, and
+//! [`FutureExt::in_current_run`] for futures (see [`context`]). Several runtimes (tenants) can
+//! coexist: a step always lands in the run it was started in.
+//!
 //! ## Security
 //! See `docs/security.md`: redaction defaults, modes, capture controls, file permissions.
+//! Inputs and outputs are serialized when captured; a value that fails to serialize is
+//! recorded as `"[unserializable: REASON]"` without its text. `Debug` of runtimes, guards and
+//! contexts shows ids only. Panic messages are never recorded.
 //!
 //! ## Performance
-//! Each crate's README lists its criterion figures beside the targets (`cargo xtask bench`).
+//! Each crate's README lists its criterion figures beside the targets (`cargo xtask bench`);
+//! this crate's `runtime` bench measures the cost on the traced thread of a step and of a run.
 //!
 //! ## Crate features
 //! | feature | what it adds |
 //! |---|---|
-//! | (always) | [`core`]: the span model, JSON wire format, `Exporter` / `TraceStore` traits |
+//! | (always) | [`core`]: the span model, JSON wire format, `Exporter` / `TraceStore` traits; the [`ConsoleExporter`] |
 //! | `redact` | the redaction engine |
-//! | `pipeline` | processors (enrich, redact, sample) and the batch exporter |
-//! | `jsonl` | [`jsonl`]: the JSONL store (`JsonlStore`) |
-//! | `sqlite` | [`sqlite`]: the embedded SQLite store (`SqliteStore`) |
+//! | `pipeline` (default) | processors (enrich, redact, sample), the batch exporter, and the instrumentation runtime ([`Runtime`], guards, [`context`]) |
+//! | `jsonl` | `jsonl`: the JSONL store (`JsonlStore`) |
+//! | `sqlite` | `sqlite`: the embedded SQLite store (`SqliteStore`) |
 //! | `otlp`, `receiver` | OTLP export and the redacting OTLP receiver |
-//! | `tracing` | a `tracing_subscriber::Layer` that turns spans into steps |
+//! | `tracing` | `layer::TraceCraftLayer`, a `tracing_subscriber::Layer` that turns spans into runs and steps |
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -49,6 +100,36 @@ pub use tracecraft_store_jsonl as jsonl;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use tracecraft_store_sqlite as sqlite;
+
+/// Processors, the pipeline and the batch exporter (`tracecraft-pipeline`).
+#[cfg(feature = "pipeline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+pub use tracecraft_pipeline as pipeline;
+
+#[cfg(feature = "pipeline")]
+mod capture;
+pub mod console;
+#[cfg(feature = "pipeline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+pub mod context;
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub mod layer;
+#[cfg(feature = "pipeline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+pub mod runtime;
+#[cfg(feature = "pipeline")]
+mod step;
+
+#[cfg(feature = "pipeline")]
+pub use capture::EXCLUDED;
+pub use console::{ColorMode, ConsoleExporter};
+#[cfg(feature = "pipeline")]
+pub use context::FutureExt;
+#[cfg(feature = "pipeline")]
+pub use runtime::{RunBuilder, RunGuard, Runtime, RuntimeOptions};
+#[cfg(feature = "pipeline")]
+pub use step::{StepGuard, StepGuardBuilder, step};
 
 pub use tracecraft_core::{
     AgentRun, AgentRunBuilder, ExportError, Exporter, JsonMap, OrderBy, ParseError, ProcessedRun,

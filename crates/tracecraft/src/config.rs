@@ -1,0 +1,670 @@
+//! [`TraceCraftConfig`]: `tracecraft.toml` (or `.tracecraft/config.toml`), overridden by
+//! `TRACECRAFT_*` and `OTEL_*` environment variables, overridden by code.
+//!
+//! ```
+//! use tracecraft::config::TraceCraftConfig;
+//!
+//! let mut config: TraceCraftConfig = TraceCraftConfig::from_toml_str(r#"
+//!     service_name = "support-bot"
+//!     [sampling]
+//!     rate = 0.25
+//!     [storage]
+//!     url = "none"
+//! "#)?;
+//! config.apply_env_from(|name| (name == "TRACECRAFT_SAMPLING_RATE").then(|| "0.5".to_owned()))?;
+//! config.environment = Some("staging".into()); // code wins over file and environment
+//! assert_eq!(config.sampling.rate, 0.5);
+//! assert!(config.redaction.enabled, "redaction is on unless turned off explicitly");
+//! # Ok::<(), tracecraft::config::ConfigError>(())
+//! ```
+//!
+//! Every setting declared here is used; a setting that names something this build cannot do
+//! (OTLP export without the `otlp` feature) is an error when the runtime is built, not a
+//! silent no-op. A malformed environment value is an error naming the variable.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tracecraft_pipeline::{EnrichmentConfig, ProcessorOrder, SamplingConfig};
+use tracecraft_redact::{RedactionConfig, RedactionMode};
+
+/// Where processed runs are stored: `sqlite:PATH`, `jsonl:PATH` (a directory) or `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageUrl {
+    /// The embedded SQLite store at this path.
+    Sqlite(PathBuf),
+    /// The JSONL store in this directory.
+    Jsonl(PathBuf),
+    /// No store.
+    None,
+}
+
+impl StorageUrl {
+    /// The embedded default: `sqlite:traces/tracecraft.db`.
+    #[must_use]
+    pub fn default_sqlite() -> Self {
+        StorageUrl::Sqlite(PathBuf::from("traces/tracecraft.db"))
+    }
+
+    /// Parses `sqlite:PATH`, `jsonl:PATH` or `none`.
+    ///
+    /// # Errors
+    /// A message saying which forms are accepted.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(StorageUrl::None);
+        }
+        let (scheme, path) = s
+            .split_once(':')
+            .ok_or_else(|| "expected `sqlite:PATH`, `jsonl:PATH` or `none`".to_owned())?;
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() {
+            return Err(format!("`{scheme}:` needs a path"));
+        }
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Ok(StorageUrl::Sqlite(PathBuf::from(path))),
+            "jsonl" => Ok(StorageUrl::Jsonl(PathBuf::from(path))),
+            other => Err(format!(
+                "unknown store `{other}`: expected `sqlite:PATH`, `jsonl:PATH` or `none`"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for StorageUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            StorageUrl::Jsonl(p) => write!(f, "jsonl:{}", p.display()),
+            StorageUrl::None => f.write_str("none"),
+        }
+    }
+}
+
+impl Serialize for StorageUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StorageUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        StorageUrl::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The `[storage]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Where runs go (default `sqlite:traces/tracecraft.db`).
+    pub url: StorageUrl,
+    /// Delete runs older than this many days when the store opens (retention).
+    pub retention_days: Option<u32>,
+    /// Tighten (default) or refuse existing files/directories with looser permissions.
+    pub permissions: tracecraft_core::fs::PermissionPolicy,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: StorageUrl::default_sqlite(),
+            retention_days: None,
+            permissions: tracecraft_core::fs::PermissionPolicy::default(),
+        }
+    }
+}
+
+/// The `[console]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Print each processed (redacted) run as a tree to stdout (default false).
+    pub enabled: bool,
+    /// Also print inputs and outputs (redacted; default false).
+    pub verbose: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: false,
+            verbose: false,
+        }
+    }
+}
+
+/// The `[jsonl]` table: an extra JSONL export beside the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct JsonlConfig {
+    /// Write processed runs as JSONL (default false).
+    pub enabled: bool,
+    /// The directory (default `traces/`).
+    pub path: Option<PathBuf>,
+}
+
+/// The `[otlp]` table. Header values are credentials: `Debug` hides them.
+#[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Export over OTLP (default false).
+    pub enabled: bool,
+    /// The collector endpoint.
+    pub endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`.
+    pub protocol: Option<String>,
+    /// Extra headers (e.g. authorization).
+    pub headers: Vec<(String, String)>,
+    /// Per-request timeout in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+impl fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtlpConfig")
+            .field("enabled", &self.enabled)
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| (k.as_str(), "<hidden>"))
+                    .collect::<Vec<_>>(),
+            )
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+/// The `[batch]` table: the queue between traced code and exporters (invariant 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchSettings {
+    /// Queue capacity in runs (default 2048).
+    pub max_queue_size: usize,
+    /// Runs per export (default 512).
+    pub batch_size: usize,
+    /// Longest wait before export, in milliseconds (default 5000).
+    pub flush_interval_ms: u64,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        let d = tracecraft_pipeline::BatchConfig::default();
+        BatchSettings {
+            max_queue_size: d.max_queue_size,
+            batch_size: d.batch_size,
+            flush_interval_ms: d.flush_interval.as_millis() as u64,
+        }
+    }
+}
+
+impl From<BatchSettings> for tracecraft_pipeline::BatchConfig {
+    fn from(b: BatchSettings) -> Self {
+        tracecraft_pipeline::BatchConfig {
+            max_queue_size: b.max_queue_size,
+            batch_size: b.batch_size,
+            flush_interval: std::time::Duration::from_millis(b.flush_interval_ms),
+        }
+    }
+}
+
+/// Everything TraceCraft can be configured with. `Debug` hides credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceCraftConfig {
+    /// The service name, recorded as the `service.name` attribute of each run.
+    pub service_name: Option<String>,
+    /// The environment recorded on runs that do not set one (`production`, ...).
+    pub environment: Option<String>,
+    /// `safety` (default: enrich -> redact -> sample) or `efficiency`.
+    pub processor_order: ProcessorOrder,
+    /// Steps deeper than this are not recorded (counted in `tracecraft.steps_dropped`).
+    pub max_step_depth: Option<usize>,
+    /// Record step inputs (default true).
+    pub capture_inputs: bool,
+    /// Input names recorded as `"[EXCLUDED]"` at any depth.
+    pub exclude_inputs: Vec<String>,
+    /// `[redaction]`: on by default.
+    pub redaction: RedactionConfig,
+    /// `[sampling]`.
+    pub sampling: SamplingConfig,
+    /// `[enrichment]`.
+    pub enrichment: EnrichmentConfig,
+    /// `[storage]`.
+    pub storage: StorageConfig,
+    /// `[console]`.
+    pub console: ConsoleConfig,
+    /// `[jsonl]`.
+    pub jsonl: JsonlConfig,
+    /// `[otlp]`.
+    pub otlp: OtlpConfig,
+    /// `[batch]`.
+    pub batch: BatchSettings,
+}
+
+impl Default for TraceCraftConfig {
+    fn default() -> Self {
+        TraceCraftConfig {
+            service_name: None,
+            environment: None,
+            processor_order: ProcessorOrder::default(),
+            max_step_depth: None,
+            capture_inputs: true,
+            exclude_inputs: Vec::new(),
+            redaction: RedactionConfig::default(),
+            sampling: SamplingConfig::default(),
+            enrichment: EnrichmentConfig::default(),
+            storage: StorageConfig::default(),
+            console: ConsoleConfig::default(),
+            jsonl: JsonlConfig::default(),
+            otlp: OtlpConfig::default(),
+            batch: BatchSettings::default(),
+        }
+    }
+}
+
+/// A configuration problem: names the file and line, or the variable, or the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file (`<string>` for in-memory text).
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong (values elided).
+        message: String,
+    },
+    /// An environment variable has a malformed value.
+    #[error("environment variable {variable}: {message}")]
+    Env {
+        /// The variable.
+        variable: &'static str,
+        /// What is expected (the value is not echoed).
+        message: String,
+    },
+    /// A field is invalid or names something this build cannot do.
+    #[error("invalid `{field}`: {message}")]
+    Invalid {
+        /// The field's path.
+        field: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The environment variables TraceCraft reads (documented in docs/configuration.md).
+pub const ENV_VARS: &[&str] = &[
+    "TRACECRAFT_CONFIG",
+    "TRACECRAFT_SERVICE_NAME",
+    "TRACECRAFT_ENVIRONMENT",
+    "TRACECRAFT_REDACTION_ENABLED",
+    "TRACECRAFT_REDACTION_MODE",
+    "TRACECRAFT_REDACTION_HASH_KEY",
+    "TRACECRAFT_SAMPLING_RATE",
+    "TRACECRAFT_SAMPLING_KEEP_ERRORS",
+    "TRACECRAFT_CONSOLE_ENABLED",
+    "TRACECRAFT_JSONL_ENABLED",
+    "TRACECRAFT_JSONL_PATH",
+    "TRACECRAFT_STORAGE",
+    "TRACECRAFT_OTLP_ENABLED",
+    "TRACECRAFT_OTLP_ENDPOINT",
+    "OTEL_SERVICE_NAME",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+];
+
+fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Env {
+            variable,
+            message: "expected true/false (or 1/0, yes/no, on/off)".into(),
+        }),
+    }
+}
+
+fn parse_rate(variable: &'static str, value: &str) -> Result<f64, ConfigError> {
+    match value.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        Ok(_) => Err(ConfigError::Env {
+            variable,
+            message: "must be a number between 0 and 1".into(),
+        }),
+        Err(_) => Err(ConfigError::Env {
+            variable,
+            message: "expected a number between 0 and 1".into(),
+        }),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+impl TraceCraftConfig {
+    /// Parses TOML text (no environment applied).
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] with the line and what is wrong; values are never echoed.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::parse_toml(text, Path::new("<string>"))
+    }
+
+    fn parse_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: e.span().map_or(0, |s| line_of(text, s.start)),
+            message: tracecraft_core::json::elide_quoted(e.message()),
+        })
+    }
+
+    /// Reads a TOML file (no environment applied).
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`] naming the file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Self::parse_toml(&text, path)
+    }
+
+    /// The configuration file to use: `$TRACECRAFT_CONFIG`, else `tracecraft.toml`, else
+    /// `.tracecraft/config.toml` in the current directory; `None` when there is none.
+    #[must_use]
+    pub fn discover() -> Option<PathBuf> {
+        if let Some(p) = std::env::var_os("TRACECRAFT_CONFIG") {
+            return Some(PathBuf::from(p));
+        }
+        ["tracecraft.toml", ".tracecraft/config.toml"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    }
+
+    /// The file found by [`discover`](Self::discover) (or defaults), then the process
+    /// environment. Change fields afterwards to override in code.
+    ///
+    /// # Errors
+    /// File or environment problems, naming the file/line or the variable.
+    pub fn load() -> Result<Self, ConfigError> {
+        let mut config = match Self::discover() {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        config.apply_env()?;
+        Ok(config)
+    }
+
+    /// Applies the process environment (see [`ENV_VARS`]).
+    ///
+    /// # Errors
+    /// [`ConfigError::Env`] naming the first malformed variable.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        self.apply_env_from(|name| std::env::var(name).ok())
+    }
+
+    /// Applies variables from `get` (a map in tests, the process environment in
+    /// [`apply_env`](Self::apply_env)). TRACECRAFT_* wins over the OTEL_* equivalents.
+    ///
+    /// # Errors
+    /// [`ConfigError::Env`] naming the first malformed variable.
+    pub fn apply_env_from(
+        &mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        let var = |name: &'static str| get(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = var("OTEL_SERVICE_NAME") {
+            self.service_name = Some(v);
+        }
+        if let Some(v) = var("TRACECRAFT_SERVICE_NAME") {
+            self.service_name = Some(v);
+        }
+        if let Some(v) = var("TRACECRAFT_ENVIRONMENT") {
+            self.environment = Some(v);
+        }
+        if let Some(v) = var("TRACECRAFT_REDACTION_ENABLED") {
+            self.redaction.enabled = parse_bool("TRACECRAFT_REDACTION_ENABLED", &v)?;
+        }
+        if let Some(v) = var("TRACECRAFT_REDACTION_MODE") {
+            self.redaction.mode = match v.trim().to_ascii_lowercase().as_str() {
+                "mask" => RedactionMode::Mask,
+                "hash" => RedactionMode::Hash,
+                "remove" => RedactionMode::Remove,
+                _ => {
+                    return Err(ConfigError::Env {
+                        variable: "TRACECRAFT_REDACTION_MODE",
+                        message: "expected mask, hash or remove".into(),
+                    });
+                }
+            };
+        }
+        if let Some(v) = var("TRACECRAFT_REDACTION_HASH_KEY") {
+            self.redaction.hash_key = Some(v.into());
+        }
+        if let Some(v) = var("TRACECRAFT_SAMPLING_RATE") {
+            self.sampling.rate = parse_rate("TRACECRAFT_SAMPLING_RATE", &v)?;
+        }
+        if let Some(v) = var("TRACECRAFT_SAMPLING_KEEP_ERRORS") {
+            self.sampling.always_keep_errors = parse_bool("TRACECRAFT_SAMPLING_KEEP_ERRORS", &v)?;
+        }
+        if let Some(v) = var("TRACECRAFT_CONSOLE_ENABLED") {
+            self.console.enabled = parse_bool("TRACECRAFT_CONSOLE_ENABLED", &v)?;
+        }
+        if let Some(v) = var("TRACECRAFT_JSONL_ENABLED") {
+            self.jsonl.enabled = parse_bool("TRACECRAFT_JSONL_ENABLED", &v)?;
+        }
+        if let Some(v) = var("TRACECRAFT_JSONL_PATH") {
+            self.jsonl.path = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("TRACECRAFT_STORAGE") {
+            self.storage.url = StorageUrl::parse(&v).map_err(|message| ConfigError::Env {
+                variable: "TRACECRAFT_STORAGE",
+                message,
+            })?;
+        }
+        if let Some(v) = var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            self.otlp.endpoint = Some(v);
+        }
+        if let Some(v) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            self.otlp.endpoint = Some(v);
+        }
+        if let Some(v) = var("TRACECRAFT_OTLP_ENDPOINT") {
+            self.otlp.endpoint = Some(v);
+        }
+        if let Some(v) = var("TRACECRAFT_OTLP_ENABLED") {
+            self.otlp.enabled = parse_bool("TRACECRAFT_OTLP_ENABLED", &v)?;
+        }
+        if let Some(v) = var("OTEL_EXPORTER_OTLP_PROTOCOL") {
+            match v.trim() {
+                "grpc" | "http/protobuf" => self.otlp.protocol = Some(v.trim().to_owned()),
+                _ => {
+                    return Err(ConfigError::Env {
+                        variable: "OTEL_EXPORTER_OTLP_PROTOCOL",
+                        message: "expected grpc or http/protobuf".into(),
+                    });
+                }
+            }
+        }
+        if let Some(v) = var("OTEL_EXPORTER_OTLP_HEADERS") {
+            let mut headers = Vec::new();
+            for pair in v.split(',').filter(|p| !p.trim().is_empty()) {
+                let Some((k, val)) = pair.split_once('=') else {
+                    return Err(ConfigError::Env {
+                        variable: "OTEL_EXPORTER_OTLP_HEADERS",
+                        message: "expected comma-separated key=value pairs".into(),
+                    });
+                };
+                headers.push((k.trim().to_owned(), val.trim().to_owned()));
+            }
+            self.otlp.headers = headers;
+        }
+        if let Some(v) = var("OTEL_EXPORTER_OTLP_TIMEOUT") {
+            self.otlp.timeout_ms =
+                Some(v.trim().parse().map_err(|_| ConfigError::Env {
+                    variable: "OTEL_EXPORTER_OTLP_TIMEOUT",
+                    message: "expected a whole number of milliseconds".into(),
+                })?);
+        }
+        Ok(())
+    }
+
+    /// Checks everything that can be checked without building: sampling rates, and that
+    /// nothing asks for what this build lacks.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.sampling.validate().map_err(|e| ConfigError::Invalid {
+            field: e.field().to_owned(),
+            message: e.to_string(),
+        })?;
+        if self.otlp.enabled {
+            return Err(ConfigError::Invalid {
+                field: "otlp.enabled".into(),
+                message: "OTLP export is not available in this build of tracecraft (the `otlp` crate has not shipped yet); set it to false".into(),
+            });
+        }
+        if self.batch.max_queue_size == 0 || self.batch.batch_size == 0 {
+            return Err(ConfigError::Invalid {
+                field: "batch".into(),
+                message: "max_queue_size and batch_size must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_secure_and_embedded() {
+        let c = TraceCraftConfig::default();
+        assert!(c.redaction.enabled);
+        assert!(c.capture_inputs);
+        assert_eq!(c.storage.url, StorageUrl::default_sqlite());
+        assert!(!c.console.enabled && !c.otlp.enabled);
+        assert_eq!(c.processor_order, ProcessorOrder::Safety);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut c = TraceCraftConfig::from_toml_str(
+            "service_name = \"file\"\n[sampling]\nrate = 0.2\n[storage]\nurl = \"jsonl:/tmp/x\"\n",
+        )
+        .unwrap();
+        c.apply_env_from(env(&[
+            ("TRACECRAFT_SERVICE_NAME", "env"),
+            ("TRACECRAFT_SAMPLING_RATE", "0.7"),
+            ("TRACECRAFT_SAMPLING_KEEP_ERRORS", "false"),
+            ("TRACECRAFT_STORAGE", "sqlite:/tmp/t.db"),
+            ("TRACECRAFT_REDACTION_MODE", "REMOVE"),
+            ("TRACECRAFT_CONSOLE_ENABLED", "1"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer abc"),
+        ]))
+        .unwrap();
+        assert_eq!(c.service_name.as_deref(), Some("env"));
+        assert_eq!(c.sampling.rate, 0.7);
+        assert!(!c.sampling.always_keep_errors);
+        assert_eq!(c.storage.url, StorageUrl::Sqlite("/tmp/t.db".into()));
+        assert_eq!(c.redaction.mode, RedactionMode::Remove);
+        assert!(c.console.enabled);
+        assert!(!format!("{c:?}").contains("Bearer abc"), "Debug shows OTLP headers");
+    }
+
+    #[test]
+    fn malformed_env_values_name_the_variable() {
+        for (var, value) in [
+            ("TRACECRAFT_SAMPLING_RATE", "abc"),
+            ("TRACECRAFT_SAMPLING_RATE", "1.5"),
+            ("TRACECRAFT_REDACTION_ENABLED", "maybe"),
+            ("TRACECRAFT_STORAGE", "postgres:db"),
+            ("TRACECRAFT_REDACTION_MODE", "shred"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"),
+        ] {
+            let mut c = TraceCraftConfig::default();
+            let e = c.apply_env_from(env(&[(var, value)])).unwrap_err();
+            assert!(e.to_string().contains(var), "{e}");
+            assert!(!e.to_string().contains(value), "echoes the value: {e}");
+        }
+    }
+
+    #[test]
+    fn toml_errors_name_the_line_and_not_the_value() {
+        let e = TraceCraftConfig::from_toml_str("service_name = \"x\"\n\n[sampling]\nrat = 0.1\n")
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains(":4:") && msg.contains("rat"), "{msg}");
+        let e = TraceCraftConfig::from_toml_str("[redaction]\nhash_key = 12345678\n").unwrap_err();
+        assert!(e.to_string().contains(":2:"), "{e}");
+    }
+
+    #[test]
+    fn storage_urls() {
+        assert_eq!(StorageUrl::parse("none").unwrap(), StorageUrl::None);
+        assert_eq!(
+            StorageUrl::parse("jsonl:traces").unwrap(),
+            StorageUrl::Jsonl("traces".into())
+        );
+        assert_eq!(
+            StorageUrl::parse("sqlite://data/t.db").unwrap(),
+            StorageUrl::Sqlite("data/t.db".into())
+        );
+        assert!(StorageUrl::parse("sqlite:").is_err());
+        assert!(StorageUrl::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn otlp_enabled_is_an_error_not_a_silent_no_op() {
+        let mut c = TraceCraftConfig::default();
+        c.otlp.enabled = true;
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("otlp.enabled"));
+    }
+
+    #[test]
+    fn invalid_sampling_rate_in_file_names_the_field() {
+        let c = TraceCraftConfig::from_toml_str("[sampling]\nrate = 2.0\n").unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("sampling.rate"), "{e}");
+    }
+}

@@ -1,0 +1,697 @@
+//! The [`Runtime`]: starts runs, hands finished runs to its pipeline, shuts it down.
+//!
+//! A runtime owns one [`Pipeline`] (processors, exporters, stores) and its capture options.
+//! Several runtimes live side by side in one process (tenants): a run belongs to the runtime
+//! that started it, and every step lands in the run it was started in, whatever thread or
+//! task it ends on.
+//!
+//! # What ends up in a run
+//! - Steps are recorded when their guard ends and assembled into a tree (by parent id) when
+//!   the run's guard ends.
+//! - A step still open when its run ends is not in the exported run; their number is the
+//!   run's `attributes["tracecraft.steps_late"]`, and each one is counted again when it ends
+//!   ([`Runtime::late_steps`]).
+//! - Steps deeper than [`RuntimeOptions::max_step_depth`] are not recorded; their number is
+//!   `attributes["tracecraft.steps_dropped"]`.
+//! - A child whose parent was not recorded (still open at the run's end) becomes a root step.
+//! - A guard dropped during a panic records `error = "panicked"`, `error_type = "panic"` (never
+//!   the panic's message, which may quote payload); the run is still exported.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracecraft_core::{AgentRun, ExportError, JsonMap, Step, StepType, Uuid};
+use tracecraft_pipeline::{Pipeline, PipelineStats, ShutdownReport};
+
+use crate::capture::{self, Capture};
+use crate::context::{self, Context, Frame};
+use crate::step::StepGuardBuilder;
+
+/// The default [`RuntimeOptions::max_step_depth`] (the Python package's default).
+pub const DEFAULT_MAX_STEP_DEPTH: usize = 100;
+
+/// Attribute counting the steps not recorded because of [`RuntimeOptions::max_step_depth`].
+pub const STEPS_DROPPED: &str = "tracecraft.steps_dropped";
+/// Attribute counting the steps still open when their run ended (not in the run).
+pub const STEPS_LATE: &str = "tracecraft.steps_late";
+/// Key of [`PipelineStats::dropped`] counting runs that ended after [`Runtime::shutdown`].
+pub const DROPPED_AFTER_SHUTDOWN: &str = "runtime_shut_down";
+
+/// Instrumentation options of a [`Runtime`]; run and step builders can override the capture
+/// controls.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeOptions {
+    /// Recorded as the run attribute `service.name`.
+    pub service_name: Option<String>,
+    /// The runs' `environment` (the run model's default, `"development"`, when `None`).
+    pub environment: Option<String>,
+    /// Record step and run inputs (default `true`).
+    pub capture_inputs: bool,
+    /// Record step and run outputs (default `true`).
+    pub capture_outputs: bool,
+    /// Input names recorded as `"[EXCLUDED]"` at any depth of the inputs, ASCII
+    /// case-insensitively (`api_key` also matches `API_KEY` inside a map passed as an input).
+    pub exclude_inputs: Vec<String>,
+    /// Steps deeper than this are not recorded (root steps have depth 1); `None` is
+    /// unlimited. Default [`DEFAULT_MAX_STEP_DEPTH`].
+    pub max_step_depth: Option<usize>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            service_name: None,
+            environment: None,
+            capture_inputs: true,
+            capture_outputs: true,
+            exclude_inputs: Vec::new(),
+            max_step_depth: Some(DEFAULT_MAX_STEP_DEPTH),
+        }
+    }
+}
+
+pub(crate) struct RuntimeInner {
+    id: u64,
+    options: RuntimeOptions,
+    capture: Capture,
+    pipeline: Pipeline,
+    /// `true` once shut down. Submissions hold the read lock, so shutdown (write) waits for
+    /// runs being submitted and no run slips in behind it.
+    shut_down: RwLock<bool>,
+    after_shutdown: AtomicU64,
+    late_steps: AtomicU64,
+}
+
+/// Starts runs and owns the pipeline they go to. Cheap to clone (an `Arc`).
+///
+/// ```
+/// use std::sync::Arc;
+/// use tracecraft::{Runtime, RuntimeOptions, StepType};
+/// use tracecraft::core::{testing::MemoryStore, TraceStore, TraceQuery};
+/// use tracecraft::pipeline::Pipeline;
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let pipeline = Pipeline::builder().without_redaction().store(store.clone()).build()?;
+/// let runtime = Runtime::from_pipeline(RuntimeOptions::default(), pipeline);
+/// {
+///     let run = runtime.run("agent").user_id("u-1").start();
+///     let mut step = run.step(StepType::Llm, "chat").model("gpt-4o", "openai").input("prompt", "hi").start();
+///     step.set_tokens(3, 5);
+/// } // guards end here: the step, then the run (processed and exported)
+/// runtime.shutdown(std::time::Duration::from_secs(5));
+/// assert_eq!(store.query(&TraceQuery::new())?[0].total_tokens, 8);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<RuntimeInner>,
+}
+
+// Shared state stays consistent across a panic (locks recover from poisoning, the pipeline
+// catches processor and exporter panics), so a runtime may be used from `catch_unwind`.
+impl std::panic::UnwindSafe for Runtime {}
+impl std::panic::RefUnwindSafe for Runtime {}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("id", &self.inner.id)
+            .field("pipeline", &self.inner.pipeline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// A runtime that sends finished runs to `pipeline`.
+    #[must_use]
+    pub fn from_pipeline(options: RuntimeOptions, pipeline: Pipeline) -> Runtime {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let capture = Capture {
+            inputs: options.capture_inputs,
+            outputs: options.capture_outputs,
+            exclude: options.exclude_inputs.clone().into(),
+        };
+        Runtime {
+            inner: Arc::new(RuntimeInner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                options,
+                capture,
+                pipeline,
+                shut_down: RwLock::new(false),
+                after_shutdown: AtomicU64::new(0),
+                late_steps: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The options.
+    #[must_use]
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.inner.options
+    }
+
+    /// Starts building a run named `name`.
+    pub fn run(&self, name: impl Into<String>) -> RunBuilder {
+        // Not `AgentRun::new`: its id costs a system call (`getrandom`) on the traced thread.
+        let mut run = AgentRun {
+            id: capture::new_id(),
+            name: name.into(),
+            description: None,
+            start_time: tracecraft_core::time::now(),
+            end_time: None,
+            duration_ms: None,
+            session_id: None,
+            user_id: None,
+            environment: self
+                .inner
+                .options
+                .environment
+                .clone()
+                .unwrap_or_else(|| "development".to_owned()),
+            tags: Vec::new(),
+            agent_name: None,
+            agent_id: None,
+            agent_description: None,
+            cloud_provider: None,
+            cloud_trace_id: None,
+            input: Value::Null,
+            output: Value::Null,
+            steps: Vec::new(),
+            total_tokens: 0,
+            total_cost_usd: 0.0,
+            error_count: 0,
+            error: None,
+            error_type: None,
+            attributes: JsonMap::new(),
+            should_export: true,
+            sample_reason: None,
+        };
+        if let Some(service) = &self.inner.options.service_name {
+            run.attributes
+                .insert("service.name".to_owned(), Value::String(service.clone()));
+        }
+        RunBuilder {
+            runtime: self.clone(),
+            run,
+            capture: None,
+            max_step_depth: self.inner.options.max_step_depth,
+        }
+    }
+
+    /// A step in the current run if that run belongs to this runtime; otherwise an inert
+    /// builder whose guard records nothing.
+    pub fn step(&self, step_type: StepType, name: impl Into<String>) -> StepGuardBuilder {
+        let frame = context::top(None).filter(|f| Arc::ptr_eq(&f.run.runtime.inner, &self.inner));
+        StepGuardBuilder::new(frame, step_type, name)
+    }
+
+    /// The runtime of the innermost active run on this thread (or task, see
+    /// [`crate::context`]), if any.
+    #[must_use]
+    pub fn current() -> Option<Runtime> {
+        context::top(None).map(|f| f.run.runtime.clone())
+    }
+
+    /// Flushes and closes every exporter and store of the pipeline, within `timeout`.
+    ///
+    /// Idempotent: later calls return an empty report. Runs that end afterwards are not
+    /// exported; they are counted under [`DROPPED_AFTER_SHUTDOWN`] in [`Runtime::stats`] and
+    /// logged (without payload). Runs being submitted when it is called are exported first.
+    pub fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        {
+            let mut done = self
+                .inner
+                .shut_down
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *done {
+                return ShutdownReport::default();
+            }
+            *done = true;
+        }
+        self.inner.pipeline.shutdown(timeout)
+    }
+
+    /// Whether [`Runtime::shutdown`] was called.
+    #[must_use]
+    pub fn is_shut_down(&self) -> bool {
+        *self
+            .inner
+            .shut_down
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Flushes every exporter and store.
+    ///
+    /// # Errors
+    /// The first exporter's error (every exporter is still flushed).
+    pub fn force_flush(&self) -> Result<(), ExportError> {
+        self.inner.pipeline.force_flush()
+    }
+
+    /// The pipeline's counters, plus runs that ended after shutdown under
+    /// `dropped[DROPPED_AFTER_SHUTDOWN]`.
+    #[must_use]
+    pub fn stats(&self) -> PipelineStats {
+        let mut s = self.inner.pipeline.stats();
+        let after = self.inner.after_shutdown.load(Ordering::Relaxed);
+        if after > 0 {
+            *s.dropped
+                .entry(DROPPED_AFTER_SHUTDOWN.to_owned())
+                .or_default() += after;
+        }
+        s
+    }
+
+    /// Steps that ended after their run had ended (not exported; also counted in their run's
+    /// `tracecraft.steps_late` attribute when they were still open at its end).
+    #[must_use]
+    pub fn late_steps(&self) -> u64 {
+        self.inner.late_steps.load(Ordering::Relaxed)
+    }
+
+    fn submit(&self, run: AgentRun) {
+        let done = self
+            .inner
+            .shut_down
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *done {
+            drop(done);
+            let n = self.inner.after_shutdown.fetch_add(1, Ordering::Relaxed);
+            if n == 0 {
+                tracing::warn!(run_id = %run.id, "tracecraft: run ended after the runtime was shut down; not exported (counted)");
+            }
+            return;
+        }
+        let _ = self.inner.pipeline.submit(run);
+    }
+}
+
+/// Builds a run; see [`Runtime::run`].
+#[must_use = "call `.start()` to start the run"]
+pub struct RunBuilder {
+    runtime: Runtime,
+    run: AgentRun,
+    capture: Option<Capture>,
+    max_step_depth: Option<usize>,
+}
+
+impl std::fmt::Debug for RunBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunBuilder")
+            .field("id", &self.run.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunBuilder {
+    fn capture(&self) -> &Capture {
+        self.capture.as_ref().unwrap_or(&self.runtime.inner.capture)
+    }
+    fn capture_mut(&mut self) -> &mut Capture {
+        let rt = &self.runtime.inner.capture;
+        self.capture.get_or_insert_with(|| rt.clone())
+    }
+
+    /// Sets the end user.
+    pub fn user_id(mut self, id: impl Into<String>) -> Self {
+        self.run.user_id = Some(id.into());
+        self
+    }
+    /// Sets the session (conversation).
+    pub fn session_id(mut self, id: impl Into<String>) -> Self {
+        self.run.session_id = Some(id.into());
+        self
+    }
+    /// Sets the description.
+    pub fn description(mut self, d: impl Into<String>) -> Self {
+        self.run.description = Some(d.into());
+        self
+    }
+    /// Adds tags.
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.run.tags.extend(tags.into_iter().map(Into::into));
+        self
+    }
+    /// Adds a tag.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.run.tags.push(tag.into());
+        self
+    }
+    /// Sets the agent's name.
+    pub fn agent_name(mut self, name: impl Into<String>) -> Self {
+        self.run.agent_name = Some(name.into());
+        self
+    }
+    /// Sets the run's input, serialized now (excluded names are replaced at any depth).
+    pub fn input<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        let cap = self.capture();
+        if cap.inputs {
+            let mut v = capture::to_json(value);
+            cap.exclude_nested(&mut v);
+            self.run.input = v;
+        }
+        self
+    }
+    /// Adds an attribute, serialized now.
+    pub fn attribute<T: Serialize + ?Sized>(mut self, name: impl Into<String>, value: &T) -> Self {
+        self.run
+            .attributes
+            .insert(name.into(), capture::to_json(value));
+        self
+    }
+    /// Overrides [`RuntimeOptions::capture_inputs`] for this run and its steps.
+    pub fn capture_inputs(mut self, on: bool) -> Self {
+        self.capture_mut().inputs = on;
+        self
+    }
+    /// Overrides [`RuntimeOptions::capture_outputs`] for this run and its steps.
+    pub fn capture_outputs(mut self, on: bool) -> Self {
+        self.capture_mut().outputs = on;
+        self
+    }
+    /// Adds names to exclude, for this run and its steps.
+    pub fn exclude_inputs<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let cap = self.capture_mut();
+        let mut all: Vec<String> = cap.exclude.to_vec();
+        all.extend(names.into_iter().map(Into::into));
+        cap.exclude = all.into();
+        self
+    }
+    /// Overrides [`RuntimeOptions::max_step_depth`] for this run.
+    pub fn max_step_depth(mut self, depth: Option<usize>) -> Self {
+        self.max_step_depth = depth;
+        self
+    }
+
+    /// Starts the run and makes it the current context on this thread.
+    pub fn start(self) -> RunGuard {
+        self.start_inner(true)
+    }
+
+    /// Starts the run without making it current (the `tracing` layer enters it on span entry).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn start_detached(self) -> RunGuard {
+        self.start_inner(false)
+    }
+
+    fn start_inner(mut self, current: bool) -> RunGuard {
+        let capture = self
+            .capture
+            .take()
+            .unwrap_or_else(|| self.runtime.inner.capture.clone());
+        if !capture.inputs {
+            self.run.input = Value::Null;
+        } else {
+            capture.exclude_nested(&mut self.run.input);
+        }
+        self.run.start_time = tracecraft_core::time::now();
+        let shared = Arc::new(RunShared {
+            runtime: self.runtime,
+            id: self.run.id,
+            capture,
+            max_depth: self.max_step_depth,
+            ended: AtomicBool::new(false),
+            seq: AtomicU64::new(0),
+            open: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            state: Mutex::new(Vec::new()),
+        });
+        if current {
+            context::push(Frame {
+                key: self.run.id,
+                run: Arc::clone(&shared),
+                step: None,
+                depth: 0,
+            });
+        }
+        RunGuard {
+            run: Some(self.run),
+            shared,
+            current,
+        }
+    }
+}
+
+/// State of an active run shared by its guard, its steps and contexts.
+pub(crate) struct RunShared {
+    pub(crate) runtime: Runtime,
+    pub(crate) id: Uuid,
+    pub(crate) capture: Capture,
+    pub(crate) max_depth: Option<usize>,
+    ended: AtomicBool,
+    seq: AtomicU64,
+    /// Recorded steps started and not yet ended.
+    open: AtomicUsize,
+    /// Steps not recorded because of the depth limit.
+    dropped: AtomicU64,
+    /// Finished steps with their start sequence number (taken when the run ends).
+    state: Mutex<Vec<(u64, Box<Step>)>>,
+}
+
+impl RunShared {
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// Registers a step being started; returns its sequence number.
+    pub(crate) fn step_started(&self) -> u64 {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn step_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn step_late(&self) {
+        self.runtime
+            .inner
+            .late_steps
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a finished step, or counts it late when the run has ended.
+    pub(crate) fn step_finished(&self, seq: u64, step: Box<Step>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.is_ended() {
+            drop(state);
+            self.step_late();
+            drop(step);
+            return;
+        }
+        state.push((seq, step));
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Marks the run ended; returns its finished steps and the number still open.
+    fn end(&self) -> (Vec<(u64, Box<Step>)>, usize) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.ended.store(true, Ordering::Release);
+        let open = self.open.load(Ordering::Relaxed);
+        (std::mem::take(&mut *state), open)
+    }
+}
+
+/// An active run; ends (and is processed and exported) when dropped or [`RunGuard::end`]ed.
+///
+/// Dropped during a panic, it records `error = "panicked"`, `error_type = "panic"`; dropped by
+/// a cancelled [`Instrumented`](crate::context::Instrumented) future, `"cancelled"`.
+#[must_use = "the run ends when the guard is dropped"]
+pub struct RunGuard {
+    run: Option<AgentRun>,
+    shared: Arc<RunShared>,
+    /// Whether `start` pushed a context entry (to pop on drop).
+    current: bool,
+}
+
+impl std::fmt::Debug for RunGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunGuard")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunGuard {
+    fn run_mut(&mut self) -> &mut AgentRun {
+        self.run.as_mut().expect("run present until drop")
+    }
+
+    /// The run's id (also the trace id of its steps).
+    #[must_use]
+    pub fn id(&self) -> Uuid {
+        self.shared.id
+    }
+
+    /// The runtime this run belongs to.
+    #[must_use]
+    pub fn runtime(&self) -> &Runtime {
+        &self.shared.runtime
+    }
+
+    /// A step of this run. Its parent is the innermost active step of this run on this thread
+    /// (or task), else it is a root step.
+    pub fn step(&self, step_type: StepType, name: impl Into<String>) -> StepGuardBuilder {
+        let frame = context::top(Some(&self.shared)).unwrap_or_else(|| Frame {
+            key: self.shared.id,
+            run: Arc::clone(&self.shared),
+            step: None,
+            depth: 0,
+        });
+        StepGuardBuilder::new(Some(frame), step_type, name)
+    }
+
+    /// A context for this run's root, to carry to other threads or tasks.
+    #[must_use]
+    pub fn context(&self) -> Context {
+        Context::from_frame(Frame {
+            key: self.shared.id,
+            run: Arc::clone(&self.shared),
+            step: None,
+            depth: 0,
+        })
+    }
+
+    /// Sets the run's output, serialized now (unless outputs are not captured).
+    pub fn set_output<T: Serialize + ?Sized>(&mut self, value: &T) {
+        if self.shared.capture.outputs {
+            self.run_mut().output = capture::to_json(value);
+        }
+    }
+
+    /// Sets an attribute, serialized now.
+    pub fn set_attribute<T: Serialize + ?Sized>(&mut self, name: impl Into<String>, value: &T) {
+        let v = capture::to_json(value);
+        self.run_mut().attributes.insert(name.into(), v);
+    }
+
+    /// Records `err`: its message (`Display`) and the last path segment of its type's name.
+    /// An empty message still counts as an error.
+    pub fn fail<E: std::fmt::Display + ?Sized>(&mut self, err: &E) {
+        self.fail_with(err.to_string(), capture::type_name_of::<E>());
+    }
+
+    /// Records an error with an explicit message and type.
+    pub fn fail_with(&mut self, message: impl Into<String>, error_type: impl Into<String>) {
+        let run = self.run_mut();
+        run.error = Some(message.into());
+        run.error_type = Some(error_type.into());
+    }
+
+    /// Ends the run now (same as dropping the guard).
+    pub fn end(self) {}
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        let Some(mut run) = self.run.take() else {
+            return;
+        };
+        if self.current {
+            context::pop(self.shared.id);
+        }
+        let end = tracecraft_core::time::now();
+        if std::thread::panicking() {
+            run.error = Some("panicked".to_owned());
+            run.error_type = Some("panic".to_owned());
+        } else if context::cancelling() && !run.has_run_error() {
+            run.error = Some("cancelled".to_owned());
+            run.error_type = Some("cancelled".to_owned());
+        }
+        let (finished, open) = self.shared.end();
+        run.steps = assemble(run.id, finished);
+        let dropped = self.shared.dropped.load(Ordering::Relaxed);
+        set_count(&mut run.attributes, STEPS_DROPPED, dropped);
+        set_count(&mut run.attributes, STEPS_LATE, open as u64);
+        run.finish_at(end);
+        run.aggregate();
+        self.shared.runtime.submit(run);
+    }
+}
+
+fn set_count(attrs: &mut JsonMap, key: &str, n: u64) {
+    if n > 0 {
+        attrs.insert(key.to_owned(), Value::from(n));
+    }
+}
+
+/// Builds the step tree from finished steps (any order) by parent id, children in start order.
+/// A step whose parent is not among them becomes a root. No recursion.
+fn assemble(trace_id: Uuid, mut finished: Vec<(u64, Box<Step>)>) -> Vec<Step> {
+    if finished.is_empty() {
+        return Vec::new();
+    }
+    finished.sort_unstable_by_key(|(seq, _)| *seq);
+    let index: std::collections::HashMap<Uuid, usize> = finished
+        .iter()
+        .enumerate()
+        .map(|(i, (_, s))| (s.id, i))
+        .collect();
+    let n = finished.len();
+    let mut slots: Vec<Option<Step>> = finished.into_iter().map(|(_, s)| Some(*s)).collect();
+    let mut children: Vec<Vec<Step>> = (0..n).map(|_| Vec::new()).collect();
+    let mut roots = Vec::new();
+    // A parent starts before its children, so it has a smaller index: walking backwards, every
+    // step's children are complete when it is reached.
+    for i in (0..n).rev() {
+        let Some(mut step) = slots[i].take() else {
+            continue;
+        };
+        step.trace_id = trace_id;
+        let mut kids = std::mem::take(&mut children[i]);
+        kids.reverse();
+        step.children = kids;
+        match step.parent_id.and_then(|p| index.get(&p).copied()) {
+            Some(p) if p < i => children[p].push(step),
+            _ => {
+                step.parent_id = None;
+                roots.push(step);
+            }
+        }
+    }
+    roots.reverse();
+    roots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assemble_builds_tree_in_start_order() {
+        let t = Uuid::nil();
+        let a = Step::new(t, StepType::Agent, "a");
+        let mut b = Step::new(t, StepType::Llm, "b");
+        b.parent_id = Some(a.id);
+        let mut c = Step::new(t, StepType::Tool, "c");
+        c.parent_id = Some(a.id);
+        let mut d = Step::new(t, StepType::Tool, "d");
+        d.parent_id = Some(Uuid::from_u128(7)); // parent never recorded
+        let e = Step::new(t, StepType::Tool, "e");
+        let steps = vec![(2, c), (1, b), (0, a), (3, d), (4, e)];
+        let tree = assemble(
+            t,
+            steps.into_iter().map(|(i, s)| (i, Box::new(s))).collect(),
+        );
+        let names: Vec<_> = tree.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "d", "e"]);
+        let kids: Vec<_> = tree[0].children.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(kids, ["b", "c"]);
+        assert_eq!(tree[1].parent_id, None);
+    }
+}

@@ -1,0 +1,125 @@
+//! The `tracing` layer: spans become runs and steps.
+#![cfg(feature = "tracing")]
+
+use serde_json::json;
+use tracecraft::core::testing::MemoryExporter;
+use tracecraft::layer::TraceCraftLayer;
+use tracecraft::pipeline::Pipeline;
+use tracecraft::{Runtime, RuntimeOptions, StepType};
+use tracing_subscriber::layer::SubscriberExt;
+
+fn setup() -> (
+    Runtime,
+    MemoryExporter,
+    impl tracing::Subscriber + Send + Sync,
+) {
+    let sink = MemoryExporter::new();
+    let pipeline = Pipeline::builder()
+        .without_redaction()
+        .exporter(sink.clone())
+        .build()
+        .unwrap();
+    let rt = Runtime::from_pipeline(
+        RuntimeOptions {
+            exclude_inputs: vec!["password".into()],
+            ..RuntimeOptions::default()
+        },
+        pipeline,
+    );
+    let sub = tracing_subscriber::registry().with(TraceCraftLayer::new(rt.clone()));
+    (rt, sink, sub)
+}
+
+#[tracing::instrument(skip(api_key), fields(tracecraft.step_type = "tool"))]
+fn search(query: &str, api_key: &str, password: &str) -> usize {
+    let _ = (api_key, password);
+    query.len()
+}
+
+#[tracing::instrument(err)]
+fn flaky() -> Result<(), std::io::Error> {
+    Err(std::io::Error::other("boom"))
+}
+
+#[test]
+fn spans_become_a_run_with_steps() {
+    let (_rt, sink, sub) = setup();
+    tracing::subscriber::with_default(sub, || {
+        let root = tracing::info_span!(
+            "agent",
+            question = "where?",
+            user.id = "u-1",
+            session.id = "s-1"
+        );
+        let _r = root.enter();
+        {
+            let llm = tracing::info_span!(
+                "chat",
+                "tracecraft.type" = "llm",
+                gen_ai.request.model = "gpt-4o",
+                gen_ai.provider.name = "openai",
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
+                temperature = 0.5,
+                finish = tracing::field::Empty,
+            );
+            let _l = llm.enter();
+            // A guard inside a span attaches under it.
+            tracecraft::step(StepType::Memory, "recall").start().end();
+            llm.record("gen_ai.usage.input_tokens", 12u64);
+            llm.record("gen_ai.usage.output_tokens", 30u64);
+            llm.record("finish", "stop");
+        }
+        search("shoes", "sk-secret", "hunter2");
+        let _ = flaky();
+        tracing::info_span!("plain").in_scope(|| {});
+    });
+    let runs = sink.runs();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run.name, "agent");
+    assert_eq!(run.user_id.as_deref(), Some("u-1"));
+    assert_eq!(run.session_id.as_deref(), Some("s-1"));
+    assert_eq!(run.input, json!({"question": "where?"}));
+    let names: Vec<_> = run.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["chat", "search", "flaky", "plain"]);
+    let chat = &run.steps[0];
+    assert_eq!(chat.step_type, StepType::Llm);
+    assert_eq!(chat.model_name.as_deref(), Some("gpt-4o"));
+    assert_eq!(chat.model_provider.as_deref(), Some("openai"));
+    assert_eq!(
+        (chat.input_tokens, chat.output_tokens),
+        (Some(12), Some(30))
+    );
+    assert_eq!(chat.inputs["temperature"], json!(0.5));
+    assert_eq!(chat.attributes["finish"], json!("stop"));
+    assert_eq!(chat.children[0].name, "recall");
+    let search = &run.steps[1];
+    assert_eq!(search.step_type, StepType::Tool);
+    assert_eq!(search.inputs["query"], json!("shoes"));
+    assert!(!search.inputs.contains_key("api_key"));
+    assert_eq!(search.inputs["password"], json!(tracecraft::EXCLUDED));
+    let flaky = &run.steps[2];
+    assert_eq!(flaky.error.as_deref(), Some("boom"));
+    assert_eq!(flaky.error_type.as_deref(), Some("error"));
+    assert_eq!(run.steps[3].step_type, StepType::Workflow);
+    assert_eq!(run.total_tokens, 42);
+    assert!(!tracecraft::core::json::to_json(run).contains("hunter2"));
+}
+
+#[test]
+fn root_span_inside_a_run_becomes_a_step_and_separate_roots_are_separate_runs() {
+    let (rt, sink, sub) = setup();
+    tracing::subscriber::with_default(sub, || {
+        {
+            let _run = rt.run("manual").start();
+            tracing::info_span!("from_tracing").in_scope(|| {});
+        }
+        tracing::info_span!("a").in_scope(|| {});
+        tracing::info_span!("b").in_scope(|| {});
+    });
+    let runs = sink.runs();
+    let names: Vec<_> = runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["manual", "a", "b"]);
+    assert_eq!(runs[0].steps[0].name, "from_tracing");
+}
