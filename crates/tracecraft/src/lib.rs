@@ -40,6 +40,11 @@
 /// The span model, wire format and extension traits (`tracecraft-core`).
 pub use tracecraft_core as core;
 
+/// The redaction engine (`tracecraft-redact`).
+#[cfg(feature = "redact")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redact")))]
+pub use tracecraft_redact as redact;
+
 pub use tracecraft_core::{
     AgentRun, AgentRunBuilder, ExportError, Exporter, JsonMap, OrderBy, ParseError, ProcessedRun,
     Step, StepBuilder, StepType, StoreError, StoreStats, TraceQuery, TraceStore, Uuid,
