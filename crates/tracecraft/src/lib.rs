@@ -91,6 +91,11 @@
 /// The span model, wire format and extension traits (`tracecraft-core`).
 pub use tracecraft_core as core;
 
+/// The redaction engine (`tracecraft-redact`).
+#[cfg(feature = "redact")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redact")))]
+pub use tracecraft_redact as redact;
+
 /// The JSONL store (`tracecraft-store-jsonl`).
 #[cfg(feature = "jsonl")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jsonl")))]

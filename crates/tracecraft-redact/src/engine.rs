@@ -1,0 +1,770 @@
+//! The compiled engine: one Aho-Corasick pass plus a digit scan find candidates for all
+//! rules; the rules' lazy DFAs verify only around candidates.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind as AcMatchKind};
+use hmac::{Hmac, Mac};
+use regex_automata::meta::{self, Regex};
+use regex_automata::util::captures::Captures;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input};
+use sha2::{Digest, Sha256};
+
+use crate::BuildError;
+use crate::config::{RedactionConfig, RedactionMode};
+use crate::report::{Finding, Report};
+use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Validator};
+
+/// NFA size limit per rule (bytes of heap).
+pub(crate) const SIZE_LIMIT: usize = 2 * 1024 * 1024;
+
+/// Names reserved for non-pattern findings.
+const RESERVED: &[&str] = &["field_path", "sensitive_key"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RuleKind {
+    Start,
+    Window,
+    Digits,
+    /// Custom rules: searched over the whole text once a combined gate matched.
+    Full,
+}
+
+pub(crate) struct Rule {
+    pub(crate) name: Arc<str>,
+    regex: Regex,
+    has_groups: bool,
+    kind: RuleKind,
+    validator: Option<Validator>,
+    replacement: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+enum How {
+    Start,
+    Window { back: usize, fwd: usize },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Hit {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) rule: u16,
+}
+
+#[derive(Clone, Copy)]
+struct Cand {
+    rule: u16,
+    start: usize,
+    end: usize,
+}
+
+enum Hasher {
+    None,
+    Unkeyed,
+    Keyed(Hmac<Sha256>),
+}
+
+pub(crate) struct Engine {
+    pub(crate) enabled: bool,
+    pub(crate) rules: Vec<Rule>,
+    ac: Option<AhoCorasick>,
+    ac_rules: Vec<Vec<(u16, How)>>,
+    digit_rules: Vec<u16>,
+    custom_gate: Option<Regex>,
+    custom_rules: Vec<u16>,
+    allow: HashSet<String>,
+    allow_re: Option<Regex>,
+    mode: RedactionMode,
+    hasher: Hasher,
+    pub(crate) field_leaf: HashSet<String>,
+    pub(crate) field_dotted: HashSet<String>,
+    pub(crate) max_dotted_depth: usize,
+    pub(crate) sensitive: HashSet<String>,
+}
+
+/// Lower-cases and drops `-` and `_`.
+pub(crate) fn normalize_key(k: &str) -> String {
+    k.chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn pos_of(pattern: &str, offset: usize) -> (usize, usize) {
+    let before = &pattern[..offset.min(pattern.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Parses `pattern` and compiles it, rejecting what cannot run in linear time.
+pub(crate) fn compile(
+    rule: &str,
+    pattern: &str,
+    allow_empty: bool,
+) -> Result<(Regex, bool), BuildError> {
+    use regex_syntax::ast::ErrorKind as AK;
+    let ast = regex_syntax::ast::parse::Parser::new()
+        .parse(pattern)
+        .map_err(|e| {
+            let offset = e.span().start.offset;
+            match e.kind() {
+                AK::UnsupportedLookAround => BuildError::NotLinear {
+                    rule: rule.to_owned(),
+                    feature: "look-around",
+                    offset,
+                },
+                AK::UnsupportedBackreference => BuildError::NotLinear {
+                    rule: rule.to_owned(),
+                    feature: "a backreference",
+                    offset,
+                },
+                kind => {
+                    let (line, column) = pos_of(pattern, offset);
+                    BuildError::InvalidPattern {
+                        rule: rule.to_owned(),
+                        offset,
+                        line,
+                        column,
+                        message: kind.to_string(),
+                    }
+                }
+            }
+        })?;
+    let hir = regex_syntax::hir::translate::Translator::new()
+        .translate(pattern, &ast)
+        .map_err(|e| {
+            let offset = e.span().start.offset;
+            let (line, column) = pos_of(pattern, offset);
+            BuildError::InvalidPattern {
+                rule: rule.to_owned(),
+                offset,
+                line,
+                column,
+                message: e.kind().to_string(),
+            }
+        })?;
+    if !allow_empty && hir.properties().minimum_len() == Some(0) {
+        return Err(BuildError::EmptyMatch {
+            rule: rule.to_owned(),
+        });
+    }
+    let has_groups = hir.properties().explicit_captures_len() > 0;
+    let regex = meta::Builder::new()
+        .configure(
+            meta::Config::new()
+                .nfa_size_limit(Some(SIZE_LIMIT))
+                .onepass_size_limit(Some(SIZE_LIMIT))
+                .dfa_size_limit(Some(SIZE_LIMIT))
+                .which_captures(if has_groups {
+                    regex_automata::nfa::thompson::WhichCaptures::All
+                } else {
+                    regex_automata::nfa::thompson::WhichCaptures::Implicit
+                }),
+        )
+        .syntax(syntax::Config::new())
+        .build_from_hir(&hir)
+        .map_err(|e| match e.size_limit() {
+            Some(limit) => BuildError::TooLarge {
+                rule: rule.to_owned(),
+                limit,
+            },
+            None => BuildError::InvalidPattern {
+                rule: rule.to_owned(),
+                offset: 0,
+                line: 1,
+                column: 1,
+                message: e.to_string(),
+            },
+        })?;
+    Ok((regex, has_groups))
+}
+
+impl Engine {
+    pub(crate) fn new(cfg: &RedactionConfig) -> Result<Engine, BuildError> {
+        for name in &cfg.disable {
+            if !BUILTINS.iter().any(|b| b.name == name) {
+                return Err(BuildError::UnknownRule { name: name.clone() });
+            }
+        }
+        let hasher = match (&cfg.mode, &cfg.hash_key) {
+            (RedactionMode::Hash, None) => return Err(BuildError::MissingHashKey),
+            (_, Some(k)) if k.is_unkeyed() => Hasher::Unkeyed,
+            (_, Some(k)) => Hasher::Keyed(
+                Hmac::<Sha256>::new_from_slice(k.expose())
+                    .map_err(|_| BuildError::MissingHashKey)?,
+            ),
+            (_, None) => Hasher::None,
+        };
+        let mut rules = Vec::new();
+        let mut ac_lits: Vec<String> = Vec::new();
+        let mut ac_rules: Vec<Vec<(u16, How)>> = Vec::new();
+        let mut digit_rules = Vec::new();
+        let mut add_lit = |lit: &str, rule: u16, how: How| {
+            let lower = lit.to_ascii_lowercase();
+            let i = match ac_lits.iter().position(|l| *l == lower) {
+                Some(i) => i,
+                None => {
+                    ac_lits.push(lower);
+                    ac_rules.push(Vec::new());
+                    ac_lits.len() - 1
+                }
+            };
+            ac_rules[i].push((rule, how));
+        };
+        if cfg.include_defaults {
+            for b in BUILTINS {
+                if cfg.disable.iter().any(|d| d == b.name) {
+                    continue;
+                }
+                let (regex, has_groups) = compile(b.name, b.pattern, false)?;
+                let idx = u16::try_from(rules.len()).map_err(|_| BuildError::BadRuleName {
+                    name: b.name.to_owned(),
+                })?;
+                let kind = match b.kind {
+                    Kind::Start => {
+                        for a in b.anchors {
+                            add_lit(a, idx, How::Start);
+                        }
+                        RuleKind::Start
+                    }
+                    Kind::Window { back, fwd } => {
+                        for a in b.anchors {
+                            add_lit(a, idx, How::Window { back, fwd });
+                        }
+                        RuleKind::Window
+                    }
+                    Kind::Digits => {
+                        for a in b.anchors {
+                            add_lit(a, idx, How::Window { back: 64, fwd: 64 });
+                        }
+                        digit_rules.push(idx);
+                        RuleKind::Digits
+                    }
+                };
+                rules.push(Rule {
+                    name: Arc::from(b.name),
+                    regex,
+                    has_groups,
+                    kind,
+                    validator: b.validator,
+                    replacement: None,
+                });
+            }
+        }
+        let mut custom_rules = Vec::new();
+        let mut custom_patterns = Vec::new();
+        for c in &cfg.custom_rules {
+            if c.name.trim().is_empty()
+                || RESERVED.contains(&c.name.as_str())
+                || rules.iter().any(|r: &Rule| *r.name == *c.name)
+                || BUILTINS.iter().any(|b| b.name == c.name)
+            {
+                return Err(BuildError::BadRuleName {
+                    name: c.name.clone(),
+                });
+            }
+            let (regex, _) = compile(&c.name, &c.pattern, false)?;
+            let idx = u16::try_from(rules.len()).map_err(|_| BuildError::BadRuleName {
+                name: c.name.clone(),
+            })?;
+            custom_rules.push(idx);
+            custom_patterns.push(c.pattern.as_str());
+            rules.push(Rule {
+                name: Arc::from(c.name.as_str()),
+                regex,
+                has_groups: false,
+                kind: RuleKind::Full,
+                validator: None,
+                replacement: c.replacement.clone(),
+            });
+        }
+        let custom_gate = if custom_patterns.len() > 1 {
+            // One pass for all custom rules; each has already compiled alone, so this only
+            // fails on the combined size, and then each rule simply runs on its own.
+            meta::Builder::new()
+                .configure(
+                    meta::Config::new()
+                        .nfa_size_limit(Some(4 * SIZE_LIMIT))
+                        .which_captures(regex_automata::nfa::thompson::WhichCaptures::None),
+                )
+                .build_many(&custom_patterns)
+                .ok()
+        } else {
+            None
+        };
+        let ac = if ac_lits.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(AcMatchKind::Standard)
+                    .build(&ac_lits)
+                    .map_err(|_| BuildError::TooLarge {
+                        rule: "anchors".to_owned(),
+                        limit: SIZE_LIMIT,
+                    })?,
+            )
+        };
+        let allow_re = if cfg.allowlist_patterns.is_empty() {
+            None
+        } else {
+            let mut hirs = Vec::new();
+            for (i, p) in cfg.allowlist_patterns.iter().enumerate() {
+                let name = format!("allowlist_patterns[{i}]");
+                // Validate alone for a precise error, then wrap for a full match.
+                compile(&name, p, true)?;
+                let wrapped = format!(r"\A(?:{p})\z");
+                hirs.push(regex_syntax::parse(&wrapped).map_err(|_| {
+                    BuildError::InvalidPattern {
+                        rule: name.clone(),
+                        offset: 0,
+                        line: 1,
+                        column: 1,
+                        message: "does not parse inside a group".to_owned(),
+                    }
+                })?);
+            }
+            Some(
+                meta::Builder::new()
+                    .configure(
+                        meta::Config::new()
+                            .nfa_size_limit(Some(4 * SIZE_LIMIT))
+                            .which_captures(regex_automata::nfa::thompson::WhichCaptures::None),
+                    )
+                    .build_many_from_hir(&hirs)
+                    .map_err(|_| BuildError::TooLarge {
+                        rule: "allowlist_patterns".to_owned(),
+                        limit: 4 * SIZE_LIMIT,
+                    })?,
+            )
+        };
+        let mut field_leaf = HashSet::new();
+        let mut field_dotted = HashSet::new();
+        let mut max_dotted_depth = 0;
+        for p in &cfg.field_paths {
+            if p.contains('.') {
+                max_dotted_depth = max_dotted_depth.max(p.split('.').count());
+                field_dotted.insert(p.clone());
+            } else {
+                field_leaf.insert(p.clone());
+            }
+        }
+        let sensitive = match &cfg.sensitive_keys {
+            None => DEFAULT_SENSITIVE_KEYS
+                .iter()
+                .map(|k| normalize_key(k))
+                .collect(),
+            Some(keys) => keys.iter().map(|k| normalize_key(k)).collect(),
+        };
+        Ok(Engine {
+            enabled: cfg.enabled,
+            rules,
+            ac,
+            ac_rules,
+            digit_rules,
+            custom_gate,
+            custom_rules,
+            allow: cfg.allowlist.iter().cloned().collect(),
+            allow_re,
+            mode: cfg.mode,
+            hasher,
+            field_leaf,
+            field_dotted,
+            max_dotted_depth,
+            sensitive,
+        })
+    }
+
+    fn allowlisted(&self, value: &str) -> bool {
+        self.allow.contains(value) || self.allow_re.as_ref().is_some_and(|r| r.is_match(value))
+    }
+
+    /// Records the redacted spans of one match, if it passes the validator.
+    fn accept(
+        &self,
+        text: &str,
+        rule: u16,
+        start: usize,
+        end: usize,
+        caps: Option<&Captures>,
+        hits: &mut Vec<Hit>,
+    ) {
+        let r = &self.rules[usize::from(rule)];
+        let mut spans = [(0usize, 0usize); 4];
+        let mut n = 0;
+        match caps {
+            Some(c) => {
+                for g in 1..c.group_len() {
+                    if let Some(s) = c.get_group(g)
+                        && !s.is_empty()
+                        && n < spans.len()
+                    {
+                        spans[n] = (s.start, s.end);
+                        n += 1;
+                    }
+                }
+            }
+            None => {
+                spans[0] = (start, end);
+                n = 1;
+            }
+        }
+        let spans = &spans[..n];
+        if let Some(v) = r.validator
+            && !v(text, start, end, spans)
+        {
+            return;
+        }
+        for &(s, e) in spans {
+            if !self.allowlisted(&text[s..e]) {
+                hits.push(Hit {
+                    start: s,
+                    end: e,
+                    rule,
+                });
+            }
+        }
+    }
+
+    /// All matches of `rule` in `span` (leftmost-first, non-overlapping).
+    fn search_span(&self, text: &str, rule: u16, s: usize, e: usize, hits: &mut Vec<Hit>) {
+        let r = &self.rules[usize::from(rule)];
+        let input = Input::new(text).range(s..e);
+        if r.has_groups {
+            for c in r.regex.captures_iter(input) {
+                if let Some(m) = c.get_match() {
+                    self.accept(text, rule, m.start(), m.end(), Some(&c), hits);
+                }
+            }
+        } else {
+            for m in r.regex.find_iter(input) {
+                self.accept(text, rule, m.start(), m.end(), None, hits);
+            }
+        }
+    }
+
+    /// The fast path: candidates from one prefilter pass, verified locally.
+    pub(crate) fn find(&self, text: &str, hits: &mut Vec<Hit>) {
+        let mut cands: Vec<Cand> = Vec::new();
+        let n = text.len();
+        if let Some(ac) = &self.ac {
+            for m in ac.find_overlapping_iter(text) {
+                for &(rule, how) in &self.ac_rules[m.pattern().as_usize()] {
+                    let (start, end) = match how {
+                        How::Start => (m.start(), m.start()),
+                        How::Window { back, fwd } => (
+                            floor_char(text, m.start().saturating_sub(back)),
+                            ceil_char(text, (m.end() + fwd).min(n)),
+                        ),
+                    };
+                    cands.push(Cand { rule, start, end });
+                }
+            }
+        }
+        if !self.digit_rules.is_empty() {
+            digit_clusters(text.as_bytes(), |s, e| {
+                let start = floor_char(text, s.saturating_sub(8));
+                let end = ceil_char(text, (e + 8).min(n));
+                for &rule in &self.digit_rules {
+                    cands.push(Cand { rule, start, end });
+                }
+            });
+        }
+        if !cands.is_empty() {
+            cands.sort_unstable_by_key(|c| (c.rule, c.start, c.end));
+            let mut i = 0;
+            while i < cands.len() {
+                let rule = cands[i].rule;
+                let mut j = i;
+                while j < cands.len() && cands[j].rule == rule {
+                    j += 1;
+                }
+                let group = &cands[i..j];
+                let r = &self.rules[usize::from(rule)];
+                match r.kind {
+                    RuleKind::Start => {
+                        let mut caps = r.has_groups.then(|| r.regex.create_captures());
+                        let mut next = 0usize;
+                        for c in group {
+                            if c.start < next {
+                                continue;
+                            }
+                            next = c.start + 1;
+                            let input = Input::new(text).range(c.start..).anchored(Anchored::Yes);
+                            if let Some(caps) = caps.as_mut() {
+                                r.regex.search_captures(&input, caps);
+                                if let Some(m) = caps.get_match() {
+                                    next = m.end();
+                                    self.accept(text, rule, m.start(), m.end(), Some(caps), hits);
+                                }
+                            } else if let Some(m) = r.regex.search(&input) {
+                                next = m.end();
+                                self.accept(text, rule, m.start(), m.end(), None, hits);
+                            }
+                        }
+                    }
+                    RuleKind::Window | RuleKind::Digits => {
+                        let (mut ws, mut we) = (group[0].start, group[0].end);
+                        for c in &group[1..] {
+                            if c.start <= we {
+                                we = we.max(c.end);
+                            } else {
+                                self.search_span(text, rule, ws, we, hits);
+                                (ws, we) = (c.start, c.end);
+                            }
+                        }
+                        self.search_span(text, rule, ws, we, hits);
+                    }
+                    RuleKind::Full => {}
+                }
+                i = j;
+            }
+        }
+        if !self.custom_rules.is_empty() {
+            let gate = self.custom_gate.as_ref().is_none_or(|g| g.is_match(text));
+            if gate {
+                for &rule in &self.custom_rules {
+                    self.search_span(text, rule, 0, n, hits);
+                }
+            }
+        }
+    }
+
+    /// The naive oracle: every rule searched over the whole text on its own.
+    pub(crate) fn find_naive(&self, text: &str, hits: &mut Vec<Hit>) {
+        for rule in 0..self.rules.len() {
+            let rule = u16::try_from(rule).unwrap_or(u16::MAX);
+            self.search_span(text, rule, 0, text.len(), hits);
+        }
+    }
+
+    /// The replacement for one merged span.
+    pub(crate) fn replacement<'r>(&'r self, rule: Option<u16>, original: &str) -> Cow<'r, str> {
+        if let Some(rule) = rule
+            && let Some(rep) = &self.rules[usize::from(rule)].replacement
+        {
+            return Cow::Borrowed(rep);
+        }
+        match self.mode {
+            RedactionMode::Mask => Cow::Borrowed("[REDACTED]"),
+            RedactionMode::Remove => Cow::Borrowed(""),
+            RedactionMode::Hash => {
+                let digest: [u8; 32] = match &self.hasher {
+                    Hasher::Keyed(mac) => {
+                        let mut mac = mac.clone();
+                        mac.update(original.as_bytes());
+                        mac.finalize().into_bytes().into()
+                    }
+                    // Unreachable in practice: HASH without a key fails to build.
+                    Hasher::Unkeyed | Hasher::None => Sha256::digest(original.as_bytes()).into(),
+                };
+                Cow::Owned(format!("[HASH:{}]", hex::encode(&digest[..8])))
+            }
+        }
+    }
+
+    /// Finds and applies; when a replacement was glued to a word character (so a
+    /// word-boundary rule could not see a neighbour in the original text), runs again on the
+    /// output, at most three more times, so that redacting the output again changes nothing.
+    /// Findings of such extra passes are relative to the partly redacted text.
+    pub(crate) fn redact<'a>(
+        &self,
+        text: &'a str,
+        report: &mut Report,
+        naive: bool,
+    ) -> Cow<'a, str> {
+        let mut hits = Vec::new();
+        let find = |t: &str, hits: &mut Vec<Hit>| {
+            if naive {
+                self.find_naive(t, hits);
+            } else {
+                self.find(t, hits);
+            }
+        };
+        find(text, &mut hits);
+        let (mut out, mut glued) = self.apply(text, &mut hits, report);
+        let mut passes = 0;
+        while glued && passes < 3 {
+            passes += 1;
+            hits.clear();
+            find(&out, &mut hits);
+            let (next, g) = self.apply(&out, &mut hits, report);
+            glued = g;
+            if let Cow::Owned(next) = next {
+                out = Cow::Owned(next);
+            } else {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Merges hits and writes the output; the flag says whether a replaced span touched a
+    /// word character.
+    pub(crate) fn apply<'a>(
+        &self,
+        text: &'a str,
+        hits: &mut [Hit],
+        report: &mut Report,
+    ) -> (Cow<'a, str>, bool) {
+        if hits.is_empty() {
+            return (Cow::Borrowed(text), false);
+        }
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let bytes = text.as_bytes();
+        let mut glued = false;
+        hits.sort_unstable_by_key(|h| (h.start, std::cmp::Reverse(h.end), h.rule));
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        let mut i = 0;
+        while i < hits.len() {
+            let (gs, mut ge, first) = (hits[i].start, hits[i].end, hits[i].rule);
+            report.add(
+                &self.rules[usize::from(first)].name,
+                hits[i].start,
+                hits[i].end,
+            );
+            i += 1;
+            while i < hits.len() && hits[i].start <= ge {
+                ge = ge.max(hits[i].end);
+                report.add(
+                    &self.rules[usize::from(hits[i].rule)].name,
+                    hits[i].start,
+                    hits[i].end,
+                );
+                i += 1;
+            }
+            glued |= (gs > 0 && word(bytes[gs - 1])) || (ge < bytes.len() && word(bytes[ge]));
+            out.push_str(&text[copied..gs]);
+            out.push_str(&self.replacement(Some(first), &text[gs..ge]));
+            copied = ge;
+        }
+        out.push_str(&text[copied..]);
+        (Cow::Owned(out), glued)
+    }
+
+    pub(crate) fn findings(&self, hits: &mut [Hit]) -> Vec<Finding> {
+        hits.sort_unstable_by_key(|h| (h.start, std::cmp::Reverse(h.end), h.rule));
+        hits.iter()
+            .map(|h| Finding {
+                rule: self.rules[usize::from(h.rule)].name.to_string(),
+                start: h.start,
+                end: h.end,
+            })
+            .collect()
+    }
+}
+
+fn floor_char(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+const BLOCK: usize = 32;
+
+#[inline]
+fn count_digits(block: &[u8]) -> u32 {
+    let mut c = 0u8;
+    for &b in block {
+        c += u8::from(b.wrapping_sub(b'0') < 10);
+    }
+    u32::from(c)
+}
+
+#[inline]
+fn is_gap(b: u8) -> bool {
+    matches!(b, b'-' | b'.' | b' ' | b'(' | b')' | 0xC2 | 0xA0)
+}
+
+/// Calls `f(first_digit, last_digit + 1)` for clusters of at least 9 ASCII digits whose
+/// gaps are at most 3 bytes of `-. ()` or NBSP. Only 64-byte regions with 9 digits are
+/// scanned byte by byte; the rest is counted in 32-byte blocks.
+pub(crate) fn digit_clusters(b: &[u8], mut f: impl FnMut(usize, usize)) {
+    let n = b.len();
+    let nblocks = n.div_ceil(BLOCK);
+    let count = |i: usize| -> u32 {
+        if i >= nblocks {
+            0
+        } else {
+            count_digits(&b[i * BLOCK..((i + 1) * BLOCK).min(n)])
+        }
+    };
+    let mut scanned = 0usize;
+    let mut cur = count(0);
+    for i in 0..nblocks {
+        let next = count(i + 1);
+        if cur + next >= 9 {
+            let region_end = ((i + 2) * BLOCK).min(n);
+            let mut p = (i * BLOCK).saturating_sub(40).max(scanned);
+            while p < region_end {
+                if !b[p].is_ascii_digit() {
+                    p += 1;
+                    continue;
+                }
+                let start = p;
+                let mut digits = 0u32;
+                let mut last = p;
+                let mut j = p;
+                loop {
+                    if j < n && b[j].is_ascii_digit() {
+                        digits += 1;
+                        last = j;
+                        j += 1;
+                        continue;
+                    }
+                    let mut g = j;
+                    while g < n && g - last <= 3 && is_gap(b[g]) {
+                        g += 1;
+                    }
+                    if g < n && g - last <= 4 && g > j && b[g].is_ascii_digit() {
+                        j = g;
+                    } else {
+                        break;
+                    }
+                }
+                if digits >= 9 {
+                    f(start, last + 1);
+                }
+                p = last + 1;
+            }
+            scanned = scanned.max(p);
+        }
+        cur = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clusters(s: &str) -> Vec<(usize, usize)> {
+        let mut v = Vec::new();
+        digit_clusters(s.as_bytes(), |a, b| v.push((a, b)));
+        v
+    }
+
+    #[test]
+    fn clusters_found() {
+        assert_eq!(clusters("call 555-123-4567 now"), vec![(5, 17)]);
+        assert!(clusters("2025-03-14T10:00:00.000Z").is_empty());
+        assert_eq!(clusters("(635) 743-4106"), vec![(1, 14)]);
+        let long = format!("{}{}", "x".repeat(100), "595\u{a0}206\u{a0}5450");
+        assert_eq!(clusters(&long), vec![(100, 114)]);
+        assert!(clusters("1 2 3 4 5 6 7 8").is_empty());
+    }
+}

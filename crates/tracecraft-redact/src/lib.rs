@@ -1,0 +1,182 @@
+//! # tracecraft-redact
+//!
+//! The TraceCraft redaction engine. **Guarantee:** for every rule set it accepts, redacting a
+//! string takes time linear in its length, so it is safe on untrusted input; any rule that
+//! would need a backtracking engine (look-around, backreferences) or an oversized automaton
+//! is rejected when the [`Redactor`] is built, with an error naming the rule. It never panics
+//! on any UTF-8 input and never splits a character.
+//!
+//! ```
+//! use tracecraft_redact::{Redactor, RedactionConfig, Report};
+//!
+//! let redactor = Redactor::new(&RedactionConfig::default())?;
+//! let mut report = Report::default();
+//! let out = redactor.redact_str("mail bob@example.com, password=hunter22", &mut report);
+//! assert_eq!(out, "mail [REDACTED], password=[REDACTED]");
+//! assert_eq!(report.count("email"), 1);
+//!
+//! let mut v = serde_json::json!({"user": {"api_key": 12345, "note": "call 415-555-0132"}});
+//! redactor.redact_value(&mut v, &mut report);
+//! assert_eq!(v, serde_json::json!({"user": {"api_key": "[REDACTED]", "note": "call [REDACTED]"}}));
+//! # Ok::<(), tracecraft_redact::BuildError>(())
+//! ```
+//!
+//! ## Rules and semantics
+//! 17 built-in rules, on by default, with stable names: `email`, `phone`, `credit_card`,
+//! `ssn`, `openai_api_key`, `anthropic_api_key`, `aws_access_key`, `aws_secret_key`,
+//! `bearer_token`, `github_token`, `google_api_key`, `azure_connection_string`,
+//! `generic_api_key_param`, `private_key`, `slack_token`, `stripe_key`, `password_field`.
+//! Key=value rules keep the key (`password=[REDACTED]`, `Bearer [REDACTED]`). Custom rules
+//! redact their whole match. A byte is redacted if any enabled rule's match covers it
+//! (each rule's matches are its leftmost-first, non-overlapping matches in the original
+//! text); overlapping or adjacent matches merge into one replacement, so no rule ever sees
+//! another's replacement. Allowlisted values (exact, or a pattern matching the whole value)
+//! are kept. JSON values are walked in place, iteratively: field-path rules
+//! (`credentials.password` from the root, or a leaf key such as `password`) and the
+//! sensitive keys replace the whole value of any type; object keys are redacted like strings.
+//!
+//! ## Security
+//! - HASH mode is HMAC-SHA-256 under a configured key (`hash_key` or
+//!   `TRACECRAFT_REDACTION_HASH_KEY`), printed as `[HASH:<16 hex>]`; without a key the build
+//!   fails unless `hash_key = "unkeyed"` opts into plain SHA-256 (brute-forceable for
+//!   phone numbers, SSNs and other low-entropy values).
+//! - The key never appears in `Debug`, `Display` or errors; errors never echo patterns or
+//!   values; [`Redactor::explain`] returns rule names and byte ranges, never values.
+//! - Detection favours recall on secrets (a token's tail never survives) and precision on
+//!   ordinary trace text: cards need Luhn and an issuer prefix, 40-character AWS secrets need a
+//!   nearby `aws`/`secret`, phones need separators or a plausible area code, so UUIDs, hashes,
+//!   epoch timestamps and version strings survive.
+//!
+//! ## Performance
+//! One Aho-Corasick pass over anchor literals (`@`, `sk-`, `AKIA`, `-----BEGIN`, `password`,
+//! `://`, ...) and one blockwise digit scan find candidates for all rules at once; each rule's
+//! lazy DFA then runs only at those candidates (anchored) or in small merged windows. A string
+//! with nothing to redact is returned borrowed, without allocation. Figures are in the
+//! crate's README (`cargo bench -p tracecraft-redact --bench redact`).
+//!
+//! ## Crate features
+//! None; the crate always depends on regex-automata, aho-corasick, hmac and sha2.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod engine;
+mod error;
+mod report;
+mod rules;
+mod walk;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+pub use config::{CustomRule, HashKey, RedactionConfig, RedactionMode};
+pub use error::BuildError;
+pub use report::{Finding, MAX_FINDINGS, Report};
+pub use rules::DEFAULT_SENSITIVE_KEYS;
+
+/// The names of the 17 built-in rules, in their fixed order.
+pub const BUILTIN_RULES: [&str; 17] = [
+    "email",
+    "phone",
+    "credit_card",
+    "ssn",
+    "openai_api_key",
+    "anthropic_api_key",
+    "aws_access_key",
+    "aws_secret_key",
+    "bearer_token",
+    "github_token",
+    "google_api_key",
+    "azure_connection_string",
+    "generic_api_key_param",
+    "private_key",
+    "slack_token",
+    "stripe_key",
+    "password_field",
+];
+
+/// A compiled rule set. Cheap to clone (`Arc` inside), `Send + Sync`.
+#[derive(Clone)]
+pub struct Redactor {
+    engine: Arc<engine::Engine>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.engine.rules.iter().map(|r| &*r.name).collect();
+        f.debug_struct("Redactor")
+            .field("enabled", &self.engine.enabled)
+            .field("rules", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redactor {
+    /// Compiles a configuration.
+    ///
+    /// # Errors
+    /// [`BuildError`] for an invalid or non-linear pattern (naming the rule and position),
+    /// an oversized automaton, an unknown name in `disable`, a bad custom rule name, or HASH
+    /// mode without a key.
+    pub fn new(config: &RedactionConfig) -> Result<Redactor, BuildError> {
+        Ok(Redactor {
+            engine: Arc::new(engine::Engine::new(config)?),
+        })
+    }
+
+    /// The enabled rule names (built-ins in fixed order, then custom rules).
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.engine.rules.iter().map(|r| &*r.name)
+    }
+
+    /// Redacts one string. Returns it borrowed when nothing matched.
+    pub fn redact_str<'a>(&self, text: &'a str, report: &mut Report) -> Cow<'a, str> {
+        if !self.engine.enabled {
+            return Cow::Borrowed(text);
+        }
+        self.engine.redact(text, report, false)
+    }
+
+    /// Redacts a JSON value in place; `value` is the root for dotted field paths.
+    pub fn redact_value(&self, value: &mut serde_json::Value, report: &mut Report) {
+        self.engine.walk_value(value, report);
+    }
+
+    /// Redacts a JSON object in place; `map` is the root for dotted field paths.
+    pub fn redact_map(
+        &self,
+        map: &mut serde_json::Map<String, serde_json::Value>,
+        report: &mut Report,
+    ) {
+        self.engine.walk_map(map, report);
+    }
+
+    /// Which rule matched where in `text` (byte ranges, before merging), never the value.
+    /// Empty when redaction is disabled.
+    pub fn explain(&self, text: &str) -> Vec<Finding> {
+        if !self.engine.enabled {
+            return Vec::new();
+        }
+        let mut hits = Vec::new();
+        self.engine.find(text, &mut hits);
+        self.engine.findings(&mut hits)
+    }
+
+    /// The reference semantics, computed naively: every rule searched over the whole text
+    /// on its own. For tests (the fast path must agree); not for production use.
+    #[doc(hidden)]
+    pub fn redact_str_naive<'a>(&self, text: &'a str, report: &mut Report) -> Cow<'a, str> {
+        if !self.engine.enabled {
+            return Cow::Borrowed(text);
+        }
+        self.engine.redact(text, report, true)
+    }
+
+    /// [`explain`](Self::explain) computed by the naive oracle. For tests.
+    #[doc(hidden)]
+    pub fn explain_naive(&self, text: &str) -> Vec<Finding> {
+        let mut hits = Vec::new();
+        self.engine.find_naive(text, &mut hits);
+        self.engine.findings(&mut hits)
+    }
+}

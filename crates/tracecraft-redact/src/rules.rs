@@ -1,0 +1,457 @@
+//! The 17 built-in rules: patterns, anchors and validators.
+//!
+//! Every built-in rule is one of two kinds, which is what lets the engine run one prefilter
+//! pass for all rules and verify only around candidates (see `engine.rs`):
+//! - **start-anchored**: every match begins exactly where one of the rule's anchor literals
+//!   (found by Aho-Corasick, ASCII case-insensitively) begins; the engine runs one anchored
+//!   search per anchor.
+//! - **windowed**: every match contains an anchor (a literal, or a cluster of at least 9 ASCII
+//!   digits) and lies within `back`/`fwd` bytes of it; the engine searches merged windows.
+//!
+//! A unit test checks each windowed rule's maximum match length against its window.
+
+/// Built-in sensitive keys (compared after lower-casing and dropping `-` and `_`).
+pub const DEFAULT_SENSITIVE_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "api_key",
+    "apikey",
+    "token",
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "private_key",
+];
+
+/// Post-match check: `(text, match_start, match_end, redacted spans) -> keep?`.
+pub(crate) type Validator = fn(&str, usize, usize, &[(usize, usize)]) -> bool;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
+    /// Matches start at an anchor.
+    Start,
+    /// Matches lie in `[anchor.start - back, anchor.end + fwd]`.
+    Window { back: usize, fwd: usize },
+    /// Matches contain >= 9 ASCII digits within 32 bytes, digits separated by at most 3
+    /// bytes of `-. ()` / NBSP, and extend at most 8 bytes beyond the outer digits.
+    /// (`phone` also has fullwidth-digit anchors, windowed by 64 bytes.)
+    Digits,
+}
+
+pub(crate) struct Builtin {
+    pub(crate) name: &'static str,
+    pub(crate) pattern: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) anchors: &'static [&'static str],
+    pub(crate) validator: Option<Validator>,
+}
+
+/// Separator between a key and its value: optional closing quote (maybe JSON-escaped),
+/// `=`, `:`, `:=` or `=>`, spaces.
+macro_rules! sep {
+    () => {
+        r#"\\{0,2}["']?[ \t]*(?:=>|:=|[=:])[ \t]*"#
+    };
+}
+
+/// A password-like value: double-quoted, single-quoted (spaces allowed) or bare (ends at
+/// whitespace, a quote, `,;)}]>`; never directly before `(`, so `x = f()` is not a value).
+/// Values never start with `[`, so `[REDACTED]` is not redacted again.
+macro_rules! pw_value {
+    () => {
+        r#"(?:\\{0,2}"([^"\\\r\n\[][^"\\\r\n]*)|\\{0,2}'([^'\\\r\n\[][^'\\\r\n]*)|([^\s"'\\,;(){}\[\]<>]{4,})(?:[\s"'\\,;)}\]>]|$))"#
+    };
+}
+
+/// A token-like value (API keys): 8+ URL-safe characters.
+macro_rules! key_value {
+    () => {
+        r#"(?:\\{0,2}"([^"\\\s\[][^"\\\s]{7,})|\\{0,2}'([^'\\\s\[][^'\\\s]{7,})|([A-Za-z0-9_\-.~+/=%]{8,})(?:[^A-Za-z0-9_\-.~+/=%(\[]|$))"#
+    };
+}
+
+pub(crate) const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "email",
+        // Local part: ASCII or Latin/Greek/Cyrillic letters (so `josé@` is caught, but CJK
+        // text glued to an address survives). Labels of up to 63 bytes, a 2-24 letter TLD.
+        pattern: r"[0-9\p{Latin}\p{Greek}\p{Cyrillic}_%+\-][0-9\p{Latin}\p{Greek}\p{Cyrillic}._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}",
+        kind: Kind::Window {
+            back: 260,
+            fwd: 540,
+        },
+        anchors: &["@"],
+        validator: Some(valid_email),
+    },
+    Builtin {
+        name: "phone",
+        // International (+CC ...), (NPA) NXX-XXXX, NPA-NXX-XXXX, NPANXXXXXX (area and exchange
+        // 2-9, so epoch seconds are not phones), and fullwidth digits.
+        pattern: concat!(
+            r"(?-u:\B)\+[1-9][0-9]{0,2}[-. \x{a0}]?(?:\([0-9]{1,4}\)|[0-9]{1,4})[-. \x{a0}]?[0-9]{3,4}[-. \x{a0}]?[0-9]{4}(?-u:\b)",
+            r"|(?-u:\B)\([2-9][0-9]{2}\)[ \x{a0}]?[2-9][0-9]{2}[-. \x{a0}][0-9]{4}(?-u:\b)",
+            r"|(?-u:\b)[2-9][0-9]{2}[-. \x{a0}][2-9][0-9]{2}[-. \x{a0}][0-9]{4}(?-u:\b)",
+            r"|(?-u:\b)[2-9][0-9]{2}[2-9][0-9]{6}(?-u:\b)",
+            r"|[０-９]{2,4}[－\-]?[０-９]{2,4}[－\-]?[０-９]{4}",
+        ),
+        kind: Kind::Digits,
+        anchors: &["０", "１", "２", "３", "４", "５", "６", "７", "８", "９"],
+        validator: None,
+    },
+    Builtin {
+        name: "credit_card",
+        pattern: r"(?-u:\b)(?:[0-9]{4}[- ][0-9]{4}[- ][0-9]{4}[- ][0-9]{4}|3[47][0-9]{2}[- ][0-9]{6}[- ][0-9]{5}|[0-9]{13,19})(?-u:\b)",
+        kind: Kind::Digits,
+        anchors: &[],
+        validator: Some(valid_card),
+    },
+    Builtin {
+        name: "ssn",
+        pattern: r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)",
+        kind: Kind::Digits,
+        anchors: &[],
+        validator: Some(valid_ssn),
+    },
+    Builtin {
+        name: "openai_api_key",
+        // sk-proj-, sk-svcacct-, sk-admin-, legacy sk-<48>; not sk-ant- (anthropic).
+        pattern: r"(?-u:\b)sk-(?:[0-9A-Zb-z_]|a[0-9A-Za-mo-z_]|an[0-9A-Za-su-z_]|ant[0-9A-Za-z_])[A-Za-z0-9_\-]{16,}",
+        kind: Kind::Start,
+        anchors: &["sk-"],
+        validator: None,
+    },
+    Builtin {
+        name: "anthropic_api_key",
+        pattern: r"(?-u:\b)sk-ant-[A-Za-z0-9_\-]{16,}",
+        kind: Kind::Start,
+        anchors: &["sk-ant-"],
+        validator: None,
+    },
+    Builtin {
+        name: "aws_access_key",
+        pattern: r"(?-u:\b)(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA|ABIA|ACCA)[A-Z0-9]{16}(?-u:\b)",
+        kind: Kind::Start,
+        anchors: &[
+            "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "APKA", "ABIA", "ACCA",
+        ],
+        validator: None,
+    },
+    Builtin {
+        name: "aws_secret_key",
+        // 40 base64 characters within 48 characters after `aws` or `secret`, with upper,
+        // lower case and a digit (so hex SHA-1s and words are not secrets).
+        pattern: r"(?i-u:aws|secret)[^\r\n]{0,48}?[^A-Za-z0-9/+=]([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)",
+        kind: Kind::Start,
+        anchors: &["aws", "secret"],
+        validator: Some(valid_aws_secret),
+    },
+    Builtin {
+        name: "bearer_token",
+        pattern: r"(?-u:\b)(?i-u:bearer)[ \t]+([A-Za-z0-9_\-.~+/]{16,}=*)",
+        kind: Kind::Start,
+        anchors: &["bearer"],
+        validator: None,
+    },
+    Builtin {
+        name: "github_token",
+        pattern: r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})",
+        kind: Kind::Start,
+        anchors: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
+        validator: None,
+    },
+    Builtin {
+        name: "google_api_key",
+        pattern: r"(?-u:\b)AIza[A-Za-z0-9_\-]{30,}",
+        kind: Kind::Start,
+        anchors: &["AIza"],
+        validator: None,
+    },
+    Builtin {
+        name: "azure_connection_string",
+        pattern: r"(?i-u:accountkey|sharedaccesskey)[ \t]*=[ \t]*([A-Za-z0-9+/]{16,}={0,2})|(?i-u:sharedaccesssignature)[ \t]*=[ \t]*([^\s;'\x22\\\[]{16,})",
+        kind: Kind::Start,
+        anchors: &["accountkey", "sharedaccesskey", "sharedaccesssignature"],
+        validator: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        pattern: concat!(
+            r"(?i-u:api[_\-]?key|api[_\-]?token|api[_\-]?secret|access[_\-]?key(?:[_\-]?id)?|secret[_\-]?key|client[_\-]?secret|app[_\-]?key|private[_\-]?token)",
+            sep!(),
+            key_value!()
+        ),
+        kind: Kind::Start,
+        anchors: &[
+            "api_key",
+            "api-key",
+            "apikey",
+            "api_token",
+            "api-token",
+            "apitoken",
+            "api_secret",
+            "api-secret",
+            "apisecret",
+            "access_key",
+            "access-key",
+            "accesskey",
+            "secret_key",
+            "secret-key",
+            "secretkey",
+            "client_secret",
+            "client-secret",
+            "clientsecret",
+            "app_key",
+            "app-key",
+            "appkey",
+            "private_token",
+            "private-token",
+            "privatetoken",
+        ],
+        validator: None,
+    },
+    Builtin {
+        name: "private_key",
+        // The whole PEM block: header, optional Proc-Type/DEK-Info lines, base64 body (also
+        // with literal `\n` escapes), footer. Without a footer, the body up to the first
+        // character that cannot be in one.
+        pattern: r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s.,:\\\-]*?-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s.,:\\\-]*)",
+        kind: Kind::Start,
+        anchors: &["-----BEGIN"],
+        validator: None,
+    },
+    Builtin {
+        name: "slack_token",
+        pattern: r"(?-u:\b)(?:xox[abposr]-[A-Za-z0-9\-]{10,}|xapp-[0-9]-[A-Za-z0-9\-]{10,})",
+        kind: Kind::Start,
+        anchors: &[
+            "xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xapp-",
+        ],
+        validator: None,
+    },
+    Builtin {
+        name: "stripe_key",
+        pattern: r"(?-u:\b)(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}",
+        kind: Kind::Start,
+        anchors: &[
+            "sk_live_", "sk_test_", "pk_live_", "pk_test_", "rk_live_", "rk_test_",
+        ],
+        validator: None,
+    },
+    Builtin {
+        name: "password_field",
+        // `password=...`, `"password": "..."`, `DB_PASSWORD=...`, `secret: ...`, `token=...`,
+        // and the password in `scheme://user:password@host`.
+        pattern: concat!(
+            r"(?i-u:password|passwd|passphrase|pwd|secret|token)",
+            sep!(),
+            pw_value!(),
+            r#"|://[^\s:/@"'<>\[\]\\]*:([^\s/@"'<>\[\]\\]+)@"#
+        ),
+        kind: Kind::Start,
+        anchors: &[
+            "password",
+            "passwd",
+            "passphrase",
+            "pwd",
+            "secret",
+            "token",
+            "://",
+        ],
+        validator: Some(valid_password_field),
+    },
+];
+
+/// Not the `password@host` of `scheme://user:password@host` (`password_field` owns that),
+/// so the host survives.
+fn valid_email(text: &str, s: usize, _: usize, _: &[(usize, usize)]) -> bool {
+    let b = text.as_bytes();
+    let from = s.saturating_sub(512);
+    let seg_start = b[from..s]
+        .iter()
+        .rposition(|c| {
+            c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b'<' | b'>' | b'(' | b')')
+        })
+        .map_or(from, |i| from + i + 1);
+    let seg = &b[seg_start..s];
+    match seg.windows(3).rposition(|w| w == b"://") {
+        Some(i) => seg[i + 3..].contains(&b'/'),
+        None => true,
+    }
+}
+
+/// Luhn, 13-19 digits, a known issuer prefix.
+fn valid_card(text: &str, s: usize, e: usize, _: &[(usize, usize)]) -> bool {
+    let digits: Vec<u8> = text.as_bytes()[s..e]
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|b| b - b'0')
+        .collect();
+    if !(13..=19).contains(&digits.len()) || digits.iter().all(|&d| d == digits[0]) {
+        return false;
+    }
+    let p2 = digits[0] * 10 + digits[1];
+    let p4 = u32::from(p2) * 100 + u32::from(digits[2] * 10 + digits[3]);
+    let issuer = digits[0] == 4
+        || (51..=55).contains(&p2)
+        || (2221..=2720).contains(&p4)
+        || p2 == 34
+        || p2 == 37
+        || p2 == 35
+        || p2 == 36
+        || p2 == 38
+        || p2 == 30
+        || p2 == 62
+        || p2 == 65
+        || p4 == 6011
+        || (644..=649).contains(&(p4 / 10));
+    if !issuer {
+        return false;
+    }
+    let mut sum = 0u32;
+    for (i, &d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(d);
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum.is_multiple_of(10)
+}
+
+/// Area not 000, 666 or 9xx; group not 00; serial not 0000.
+fn valid_ssn(text: &str, s: usize, e: usize, _: &[(usize, usize)]) -> bool {
+    let t = &text.as_bytes()[s..e];
+    if t.len() != 11 {
+        return false;
+    }
+    let area = &t[0..3];
+    area != b"000" && area != b"666" && area[0] != b'9' && &t[4..6] != b"00" && &t[7..11] != b"0000"
+}
+
+/// Mixed case and a digit; not all hex (a git SHA-1 is 40 hex characters).
+fn valid_aws_secret(text: &str, _: usize, _: usize, spans: &[(usize, usize)]) -> bool {
+    spans.iter().all(|&(s, e)| {
+        let v = &text.as_bytes()[s..e];
+        v.iter().any(u8::is_ascii_uppercase)
+            && v.iter().any(u8::is_ascii_lowercase)
+            && v.iter().any(u8::is_ascii_digit)
+            && !v.iter().all(u8::is_ascii_hexdigit)
+    })
+}
+
+/// Words before `_token` that make it a count or a vocabulary entry, not a credential.
+const TOKEN_COUNT_WORDS: &[&str] = &[
+    "max",
+    "min",
+    "num",
+    "total",
+    "input",
+    "output",
+    "prompt",
+    "completion",
+    "per",
+    "next",
+    "stop",
+    "end",
+    "start",
+    "eos",
+    "bos",
+    "pad",
+    "unk",
+    "cls",
+    "sep",
+    "mask",
+    "special",
+    "count",
+    "new",
+    "first",
+    "last",
+    "cached",
+    "reasoning",
+    "context",
+    "n",
+];
+
+/// Keyword boundaries: `pwd`, `secret` and `token` must not be glued to a preceding letter or
+/// digit (`topsecret`, `cwd`); `max_token: 1344` and `token: 1344` (counts) are not
+/// credentials.
+fn valid_password_field(text: &str, s: usize, e: usize, spans: &[(usize, usize)]) -> bool {
+    let b = text.as_bytes();
+    if b[s..].starts_with(b"://") {
+        return true;
+    }
+    let kw_len = b[s..e]
+        .iter()
+        .position(|c| !c.is_ascii_alphabetic())
+        .unwrap_or(e - s);
+    let kw = text[s..s + kw_len].to_ascii_lowercase();
+    let prev = if s == 0 { None } else { Some(b[s - 1]) };
+    if kw.starts_with("pass") {
+        return true;
+    }
+    if prev.is_some_and(|c| c.is_ascii_alphanumeric()) {
+        return false;
+    }
+    if kw == "token" {
+        if prev.is_some_and(|c| c == b'_' || c == b'-' || c == b'.') {
+            let word_start = b[..s - 1]
+                .iter()
+                .rposition(|c| !c.is_ascii_alphanumeric())
+                .map_or(0, |i| i + 1);
+            let word = text[word_start..s - 1].to_ascii_lowercase();
+            if TOKEN_COUNT_WORDS.contains(&word.as_str()) {
+                return false;
+            }
+        }
+        // A bare number after `token` is a count.
+        if spans
+            .iter()
+            .all(|&(a, z)| b[a..z].iter().all(u8::is_ascii_digit))
+        {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn() {
+        let t = "4111 1111 1111 1111";
+        assert!(valid_card(t, 0, t.len(), &[]));
+        let t = "4111 1111 1111 1112";
+        assert!(!valid_card(t, 0, t.len(), &[]));
+        let t = "1702165957211";
+        assert!(!valid_card(t, 0, t.len(), &[]));
+    }
+
+    #[test]
+    fn windows_cover_max_match_length() {
+        for b in BUILTINS {
+            let hir = regex_syntax::parse(b.pattern).unwrap();
+            let max = hir.properties().maximum_len();
+            match b.kind {
+                Kind::Window { back, fwd } => {
+                    let max = max.expect("windowed rules are bounded");
+                    // The local part is at most 64 chars of at most 3 bytes (+@ ...).
+                    assert!(back >= 64 * 3 + 4 && fwd + back >= max, "{}: {max}", b.name);
+                }
+                Kind::Digits => {
+                    // Fullwidth digits are windowed by 64 bytes; ASCII forms are short.
+                    assert!(max.expect("bounded") <= 64, "{}: {max:?}", b.name);
+                }
+                Kind::Start => {}
+            }
+        }
+    }
+}

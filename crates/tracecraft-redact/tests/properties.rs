@@ -1,0 +1,319 @@
+//! Property tests: the fast path equals the naive per-rule oracle; redaction is idempotent;
+//! no planted secret survives; fp_bait survives; any input is handled without panic.
+#![allow(missing_docs)]
+
+use proptest::prelude::*;
+use tracecraft_redact::{RedactionConfig, RedactionMode, Redactor, Report};
+
+struct Planted {
+    cls: String,
+    core: String,
+    snippet: String,
+}
+
+fn planted() -> Vec<Planted> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/planted_sample.jsonl");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Planted {
+                cls: v["cls"].as_str().unwrap().to_owned(),
+                core: v["core"].as_str().unwrap().to_owned(),
+                snippet: v["snippet"].as_str().unwrap().to_owned(),
+            }
+        })
+        .collect()
+}
+
+fn redactor() -> Redactor {
+    static R: std::sync::OnceLock<Redactor> = std::sync::OnceLock::new();
+    R.get_or_init(|| Redactor::new(&RedactionConfig::default()).unwrap())
+        .clone()
+}
+
+fn survives(out: &str, core: &str) -> bool {
+    if out.contains(core) {
+        return true;
+    }
+    // A token's tail must not survive either.
+    let tail: String = core
+        .chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    core.chars().count() > 16 && out.contains(&tail)
+}
+
+#[test]
+fn no_planted_secret_survives_and_bait_survives() {
+    let r = redactor();
+    let mut failures = Vec::new();
+    for p in planted() {
+        let out = r.redact_str(&p.snippet, &mut Report::default());
+        if p.cls == "fp_bait" {
+            if out != p.snippet {
+                failures.push(format!("bait redacted: {:?} -> {out:?}", p.snippet));
+            }
+        } else if survives(&out, &p.core) {
+            failures.push(format!("{} leaked: {:?} -> {out:?}", p.cls, p.snippet));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Pieces that exercise anchors, windows, merging and boundaries.
+const PIECES: &[&str] = &[
+    "bob@example.com",
+    "@",
+    "a@b",
+    ".co",
+    "sk-",
+    "sk-ant-",
+    "AKIA",
+    "ASIA",
+    "0",
+    "1",
+    "555",
+    "-",
+    " ",
+    "\n",
+    "(",
+    ")",
+    "+1",
+    "+44 20 ",
+    "\u{a0}",
+    "４",
+    "０９０",
+    "password",
+    "=",
+    ": ",
+    "\"",
+    "'",
+    "\\",
+    "token",
+    "max_",
+    "secret",
+    "aws",
+    "Bearer ",
+    "bearer",
+    "://",
+    "u:p@h",
+    "ghp_",
+    "AIza",
+    "xoxb-",
+    "sk_live_",
+    "-----BEGIN RSA PRIVATE KEY-----",
+    "-----END RSA PRIVATE KEY-----",
+    "api_key",
+    "AccountKey=",
+    "é",
+    "日本",
+    "[REDACTED]",
+    "abcdefghijklmnopqrstuvwxyz0123456789",
+    "ABCDEFGHIJKLMNOP",
+    "4111 1111 1111 1111",
+    "320-89-2209",
+    "415-555-0132",
+    "(",
+    "/",
+    "+",
+    "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=",
+    "os.environ[",
+    "get_x()",
+    "\t",
+    ";",
+    "&",
+];
+
+fn text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => prop::sample::select(PIECES).prop_map(str::to_owned),
+            1 => "\\PC{0,6}",
+            1 => "[0-9]{1,12}",
+            1 => "[A-Za-z0-9+/]{1,44}",
+        ],
+        0..24,
+    )
+    .prop_map(|v| v.concat())
+}
+
+fn planted_text() -> impl Strategy<Value = String> {
+    let snippets: Vec<String> = planted().into_iter().map(|p| p.snippet).collect();
+    prop::collection::vec(
+        prop_oneof![
+            3 => prop::sample::select(snippets),
+            1 => prop::sample::select(PIECES).prop_map(str::to_owned),
+        ],
+        1..6,
+    )
+    .prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fast_path_equals_naive_oracle(s in text()) {
+        let r = redactor();
+        let (mut a, mut b) = (Report::default(), Report::default());
+        let fast = r.redact_str(&s, &mut a);
+        let naive = r.redact_str_naive(&s, &mut b);
+        prop_assert_eq!(&fast, &naive);
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(r.explain(&s), r.explain_naive(&s));
+    }
+
+    #[test]
+    fn oracle_on_planted_mixtures(s in planted_text()) {
+        let r = redactor();
+        let (mut a, mut b) = (Report::default(), Report::default());
+        prop_assert_eq!(r.redact_str(&s, &mut a), r.redact_str_naive(&s, &mut b));
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn idempotent(s in text()) {
+        let r = redactor();
+        let once = r.redact_str(&s, &mut Report::default()).into_owned();
+        let twice = r.redact_str(&once, &mut Report::default());
+        prop_assert_eq!(&once, &twice);
+    }
+
+    #[test]
+    fn idempotent_hash_mode(s in planted_text()) {
+        static R: std::sync::OnceLock<Redactor> = std::sync::OnceLock::new();
+        let r = R.get_or_init(|| Redactor::new(&RedactionConfig {
+            mode: RedactionMode::Hash,
+            hash_key: Some("k".into()),
+            ..RedactionConfig::default()
+        }).unwrap());
+        let once = r.redact_str(&s, &mut Report::default()).into_owned();
+        let twice = r.redact_str(&once, &mut Report::default());
+        prop_assert_eq!(&once, &twice);
+    }
+
+    #[test]
+    fn any_input_no_panic_and_valid_spans(s in "\\PC{0,300}") {
+        let r = redactor();
+        let out = r.redact_str(&s, &mut Report::default());
+        prop_assert!(std::str::from_utf8(out.as_bytes()).is_ok());
+        for f in r.explain(&s) {
+            prop_assert!(s.is_char_boundary(f.start) && s.is_char_boundary(f.end) && f.start < f.end);
+        }
+    }
+}
+
+#[test]
+fn deep_nesting_does_not_overflow() {
+    // Build and drop on a big stack: serde_json's own Drop is recursive.
+    std::thread::Builder::new()
+        .stack_size(256 * 1024 * 1024)
+        .spawn(|| {
+            let mut v = serde_json::Value::String("mail bob@example.com".into());
+            for i in 0..10_000 {
+                v = if i % 2 == 0 {
+                    serde_json::Value::Array(vec![v])
+                } else {
+                    let mut m = serde_json::Map::new();
+                    m.insert("k".into(), v);
+                    serde_json::Value::Object(m)
+                };
+            }
+            let r = redactor();
+            let mut report = Report::default();
+            r.redact_value(&mut v, &mut report);
+            assert_eq!(report.count("email"), 1);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn clean_string_is_borrowed() {
+    let r = redactor();
+    let s = "The agent called the search tool twice.";
+    assert!(matches!(
+        r.redact_str(s, &mut Report::default()),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}
+
+#[test]
+fn errors_name_rule_and_reject_non_linear() {
+    use tracecraft_redact::{BuildError, CustomRule};
+    let cfg = |p: &str| RedactionConfig {
+        custom_rules: vec![CustomRule::new("mine", p)],
+        ..RedactionConfig::default()
+    };
+    let e = Redactor::new(&cfg("(?=x)y")).unwrap_err();
+    assert!(
+        matches!(e, BuildError::NotLinear { ref rule, .. } if rule == "mine"),
+        "{e}"
+    );
+    let e = Redactor::new(&cfg(r"(a)\1")).unwrap_err();
+    assert!(matches!(e, BuildError::NotLinear { .. }), "{e}");
+    let e = Redactor::new(&cfg("ab(c")).unwrap_err();
+    assert!(
+        matches!(e, BuildError::InvalidPattern { ref rule, offset: 2, .. } if rule == "mine"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("mine"));
+    let e = Redactor::new(&cfg("[a-z]{1000}{1000}")).unwrap_err();
+    assert!(matches!(e, BuildError::TooLarge { .. }), "{e}");
+    let e = Redactor::new(&cfg("x*")).unwrap_err();
+    assert!(matches!(e, BuildError::EmptyMatch { .. }), "{e}");
+    let e = Redactor::new(&RedactionConfig {
+        disable: vec!["phonez".into()],
+        ..RedactionConfig::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("phonez"));
+    let e = Redactor::new(&RedactionConfig {
+        mode: RedactionMode::Hash,
+        ..RedactionConfig::default()
+    })
+    .unwrap_err();
+    assert_eq!(e, BuildError::MissingHashKey);
+}
+
+#[test]
+fn hash_key_never_shown() {
+    let cfg = RedactionConfig {
+        hash_key: Some("super-secret-key".into()),
+        ..RedactionConfig::default()
+    };
+    assert!(!format!("{cfg:?}").contains("super-secret-key"));
+    let r = Redactor::new(&cfg).unwrap();
+    assert!(!format!("{r:?}").contains("super-secret-key"));
+}
+
+#[test]
+fn config_from_toml() {
+    let t = r#"
+        mode = "Hash"
+        hash_key = "k"
+        disable = ["phone"]
+        custom_rules = [{ name = "x", pattern = "X-[0-9]+" }]
+        field_paths = ["a.b"]
+        sensitive_keys = []
+    "#;
+    let cfg: RedactionConfig = toml::from_str(t).unwrap();
+    assert_eq!(cfg.mode, RedactionMode::Hash);
+    assert!(cfg.enabled && cfg.include_defaults);
+    assert!(toml::from_str::<RedactionConfig>("nope = 1").is_err());
+    Redactor::new(&cfg).unwrap();
+}
+
+#[test]
+fn send_sync_clone() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<Redactor>();
+}
