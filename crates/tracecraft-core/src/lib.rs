@@ -58,6 +58,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
+pub mod value;
 
 pub use export::{ExportError, Exporter, ProcessedRun};
 pub use json::{ParseError, ParseErrorKind, parse_run, read_jsonl, to_json};

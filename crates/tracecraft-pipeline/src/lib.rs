@@ -49,20 +49,25 @@
 //! None.
 
 mod batch;
+mod config;
 mod enrich;
 mod pipeline;
 mod processor;
+mod redact;
 mod sample;
 
 pub use batch::{BatchConfig, BatchExporter, BatchShutdown, BatchStats};
+pub use config::PipelineConfig;
 pub use enrich::{
     ApproxTokenCounter, COST_ESTIMATED, EnrichmentConfig, EnrichmentProcessor, ModelPricing,
     PriceTable, TOKENS_ESTIMATED, TokenCounter, default_pricing, normalize_model,
 };
 pub use pipeline::{
-    BuildError, Pipeline, PipelineBuilder, PipelineStats, ProcessorOrder, ShutdownReport, Submitted,
+    BuildError, Limits, Pipeline, PipelineBuilder, PipelineStats, ProcessorOrder, STEPS_DROPPED,
+    ShutdownReport, Submitted, VALUES_TRUNCATED,
 };
 pub use processor::{Chain, DropReason, FnProcessor, Outcome, ProcessError, Processor};
+pub use redact::{REDACTION_COUNT, REDACTION_RULE_PREFIX, RedactionProcessor};
 pub use sample::{SamplingConfig, SamplingProcessor, SamplingRule, keep_by_rate};
 
 /// An invalid setting: names the field (`sampling.rate`) and says what is wrong.

@@ -125,6 +125,7 @@ struct Slot {
 /// - **Isolation**: one exporter failing (or panicking) does not stop the others; failures
 ///   are counted per exporter.
 pub struct Pipeline {
+    limits: Limits,
     processors: Vec<Box<dyn Processor>>,
     exporters: Vec<Slot>,
     counters: Arc<Counters>,
@@ -157,6 +158,82 @@ pub enum BuildError {
     /// A setting is invalid.
     #[error(transparent)]
     Config(#[from] crate::ConfigError),
+    /// The redaction rules are invalid (the error names the rule).
+    #[error(transparent)]
+    Redaction(#[from] tracecraft_redact::BuildError),
+}
+
+/// Depth limits applied before any processor (see [`PipelineBuilder::limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Arrays/objects nested deeper than this inside any value are replaced by
+    /// [`tracecraft_core::value::TRUNCATED`] (default 32).
+    pub max_value_depth: usize,
+    /// Steps deeper than this in the tree (roots are 1) are removed (default 40).
+    pub max_step_depth: usize,
+}
+
+impl Default for Limits {
+    // 1 (run) + 2 per step level + 1 (inputs map) + value depth stays under serde_json's
+    // 128-level read limit: 1 + 2*40 + 1 + 32 = 114.
+    fn default() -> Self {
+        Limits {
+            max_value_depth: 32,
+            max_step_depth: 40,
+        }
+    }
+}
+
+/// Run attribute: how many values were cut by [`Limits::max_value_depth`].
+pub const VALUES_TRUNCATED: &str = "tracecraft.values_truncated";
+/// Run attribute: how many steps were not recorded because of a depth limit.
+pub const STEPS_DROPPED: &str = "tracecraft.steps_dropped";
+
+/// Cuts over-deep values and step subtrees, without recursion.
+fn apply_limits(run: &mut AgentRun, limits: Limits) {
+    use tracecraft_core::value::{dismantle, limit_depth};
+    let mut cut = limit_depth(&mut run.input, limits.max_value_depth);
+    cut += limit_depth(&mut run.output, limits.max_value_depth);
+    for v in run.attributes.values_mut() {
+        cut += limit_depth(v, limits.max_value_depth);
+    }
+    let mut dropped = 0u64;
+    let mut stack: Vec<(&mut tracecraft_core::Step, usize)> =
+        run.steps.iter_mut().map(|s| (s, 1)).collect();
+    while let Some((step, depth)) = stack.pop() {
+        for map in [&mut step.inputs, &mut step.outputs, &mut step.attributes] {
+            for v in map.values_mut() {
+                cut += limit_depth(v, limits.max_value_depth);
+            }
+        }
+        if depth >= limits.max_step_depth && !step.children.is_empty() {
+            // Take the subtree apart iteratively (`Step`'s drop recurses through children).
+            let mut doomed = std::mem::take(&mut step.children);
+            while let Some(mut s) = doomed.pop() {
+                dropped += 1;
+                doomed.append(&mut s.children);
+                for map in [&mut s.inputs, &mut s.outputs, &mut s.attributes] {
+                    for (_, v) in std::mem::take(map) {
+                        dismantle(v);
+                    }
+                }
+            }
+            continue;
+        }
+        stack.extend(step.children.iter_mut().map(|c| (c, depth + 1)));
+    }
+    let bump = |run: &mut AgentRun, key: &str, n: u64| {
+        if n > 0 {
+            let before = run
+                .attributes
+                .get(key)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            run.attributes.insert(key.to_owned(), (before + n).into());
+        }
+    };
+    bump(run, VALUES_TRUNCATED, cut);
+    bump(run, STEPS_DROPPED, dropped);
 }
 
 enum Redaction {
@@ -169,6 +246,7 @@ enum Redaction {
 #[must_use]
 pub struct PipelineBuilder {
     order: ProcessorOrder,
+    limits: Limits,
     enrich: Option<Box<dyn Processor>>,
     redact: Redaction,
     sample: Option<Box<dyn Processor>>,
@@ -188,6 +266,11 @@ impl PipelineBuilder {
     /// The processor order (default [`ProcessorOrder::Safety`]).
     pub fn order(mut self, order: ProcessorOrder) -> Self {
         self.order = order;
+        self
+    }
+    /// Depth limits applied before any processor (defaults keep every run readable).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
     /// The enrichment processor (none by default).
@@ -258,6 +341,7 @@ impl PipelineBuilder {
             }
         }
         Ok(Pipeline {
+            limits: self.limits,
             processors,
             exporters: self
                 .exporters
@@ -277,6 +361,7 @@ impl Pipeline {
     pub fn builder() -> PipelineBuilder {
         PipelineBuilder {
             order: ProcessorOrder::Safety,
+            limits: Limits::default(),
             enrich: None,
             redact: Redaction::Unset,
             sample: None,
@@ -296,6 +381,11 @@ impl Pipeline {
         self.counters.submitted.fetch_add(1, Ordering::Relaxed);
         let id = run.id;
         let mut run = run;
+        let limits = self.limits;
+        if catch_unwind(AssertUnwindSafe(|| apply_limits(&mut run, limits))).is_err() {
+            tracing::error!(run_id = %id, "tracecraft: depth limiting panicked; run dropped (fail closed)");
+            return self.failed("limits");
+        }
         for p in &self.processors {
             let result = catch_unwind(AssertUnwindSafe(|| p.process(run)));
             match result {

@@ -119,22 +119,13 @@ impl Default for StorageConfig {
 }
 
 /// The `[console]` table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsoleConfig {
     /// Print each processed (redacted) run as a tree to stdout (default false).
     pub enabled: bool,
     /// Also print inputs and outputs (redacted; default false).
     pub verbose: bool,
-}
-
-impl Default for ConsoleConfig {
-    fn default() -> Self {
-        ConsoleConfig {
-            enabled: false,
-            verbose: false,
-        }
-    }
 }
 
 /// The `[jsonl]` table: an extra JSONL export beside the store.
@@ -216,7 +207,7 @@ impl From<BatchSettings> for tracecraft_pipeline::BatchConfig {
 }
 
 /// Everything TraceCraft can be configured with. `Debug` hides credentials.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TraceCraftConfig {
     /// The service name, recorded as the `service.name` attribute of each run.
@@ -225,10 +216,13 @@ pub struct TraceCraftConfig {
     pub environment: Option<String>,
     /// `safety` (default: enrich -> redact -> sample) or `efficiency`.
     pub processor_order: ProcessorOrder,
-    /// Steps deeper than this are not recorded (counted in `tracecraft.steps_dropped`).
+    /// Steps deeper than this are not recorded (counted in `tracecraft.steps_dropped`);
+    /// default 100, `0` means unlimited.
     pub max_step_depth: Option<usize>,
     /// Record step inputs (default true).
     pub capture_inputs: bool,
+    /// Record step outputs (default true).
+    pub capture_outputs: bool,
     /// Input names recorded as `"[EXCLUDED]"` at any depth.
     pub exclude_inputs: Vec<String>,
     /// `[redaction]`: on by default.
@@ -257,6 +251,7 @@ impl Default for TraceCraftConfig {
             processor_order: ProcessorOrder::default(),
             max_step_depth: None,
             capture_inputs: true,
+            capture_outputs: true,
             exclude_inputs: Vec::new(),
             redaction: RedactionConfig::default(),
             sampling: SamplingConfig::default(),
@@ -528,11 +523,10 @@ impl TraceCraftConfig {
             self.otlp.headers = headers;
         }
         if let Some(v) = var("OTEL_EXPORTER_OTLP_TIMEOUT") {
-            self.otlp.timeout_ms =
-                Some(v.trim().parse().map_err(|_| ConfigError::Env {
-                    variable: "OTEL_EXPORTER_OTLP_TIMEOUT",
-                    message: "expected a whole number of milliseconds".into(),
-                })?);
+            self.otlp.timeout_ms = Some(v.trim().parse().map_err(|_| ConfigError::Env {
+                variable: "OTEL_EXPORTER_OTLP_TIMEOUT",
+                message: "expected a whole number of milliseconds".into(),
+            })?);
         }
         Ok(())
     }
@@ -608,7 +602,10 @@ mod tests {
         assert_eq!(c.storage.url, StorageUrl::Sqlite("/tmp/t.db".into()));
         assert_eq!(c.redaction.mode, RedactionMode::Remove);
         assert!(c.console.enabled);
-        assert!(!format!("{c:?}").contains("Bearer abc"), "Debug shows OTLP headers");
+        assert!(
+            !format!("{c:?}").contains("Bearer abc"),
+            "Debug shows OTLP headers"
+        );
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub use tracecraft_pipeline as pipeline;
 
 #[cfg(feature = "pipeline")]
 mod capture;
+#[cfg(feature = "pipeline")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
+pub mod config;
 pub mod console;
 #[cfg(feature = "pipeline")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
@@ -124,6 +127,8 @@ pub mod layer;
 #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
 pub mod runtime;
 #[cfg(feature = "pipeline")]
+mod setup;
+#[cfg(feature = "pipeline")]
 mod step;
 
 #[cfg(feature = "pipeline")]
@@ -133,6 +138,8 @@ pub use console::{ColorMode, ConsoleExporter};
 pub use context::FutureExt;
 #[cfg(feature = "pipeline")]
 pub use runtime::{RunBuilder, RunGuard, Runtime, RuntimeOptions};
+#[cfg(feature = "pipeline")]
+pub use setup::{InitError, global, init};
 #[cfg(feature = "pipeline")]
 pub use step::{StepGuard, StepGuardBuilder, step};
 

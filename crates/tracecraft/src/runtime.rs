@@ -30,8 +30,10 @@ use crate::capture::{self, Capture};
 use crate::context::{self, Context, Frame};
 use crate::step::StepGuardBuilder;
 
-/// The default [`RuntimeOptions::max_step_depth`] (the Python package's default).
-pub const DEFAULT_MAX_STEP_DEPTH: usize = 100;
+/// The default [`RuntimeOptions::max_step_depth`]. The Python package uses 100; 40 keeps every
+/// run readable by serde_json's 128-level nesting limit (each step level is two JSON levels)
+/// and matches the pipeline's own step-depth limit.
+pub const DEFAULT_MAX_STEP_DEPTH: usize = 40;
 
 /// Attribute counting the steps not recorded because of [`RuntimeOptions::max_step_depth`].
 pub const STEPS_DROPPED: &str = "tracecraft.steps_dropped";
@@ -84,6 +86,8 @@ pub(crate) struct RuntimeInner {
     shut_down: RwLock<bool>,
     after_shutdown: AtomicU64,
     late_steps: AtomicU64,
+    /// The configured store, for queries (also an exporter of `pipeline`).
+    store: Option<Arc<dyn tracecraft_core::TraceStore>>,
 }
 
 /// Starts runs and owns the pipeline they go to. Cheap to clone (an `Arc`).
@@ -129,6 +133,17 @@ impl Runtime {
     /// A runtime that sends finished runs to `pipeline`.
     #[must_use]
     pub fn from_pipeline(options: RuntimeOptions, pipeline: Pipeline) -> Runtime {
+        Self::from_parts(options, pipeline, None)
+    }
+
+    /// A runtime whose pipeline exports to `store` (among others); [`Runtime::store`] returns
+    /// it for queries.
+    #[must_use]
+    pub fn from_parts(
+        options: RuntimeOptions,
+        pipeline: Pipeline,
+        store: Option<Arc<dyn tracecraft_core::TraceStore>>,
+    ) -> Runtime {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let capture = Capture {
             inputs: options.capture_inputs,
@@ -144,8 +159,15 @@ impl Runtime {
                 shut_down: RwLock::new(false),
                 after_shutdown: AtomicU64::new(0),
                 late_steps: AtomicU64::new(0),
+                store,
             }),
         }
+    }
+
+    /// The configured store, to query what this runtime stored.
+    #[must_use]
+    pub fn store(&self) -> Option<&Arc<dyn tracecraft_core::TraceStore>> {
+        self.inner.store.as_ref()
     }
 
     /// The options.

@@ -1,0 +1,166 @@
+//! Building a [`Runtime`] from a [`TraceCraftConfig`], and the process-wide runtime
+//! ([`init`], [`global`]).
+
+use std::sync::{Arc, OnceLock};
+
+use tracecraft_core::TraceStore;
+use tracecraft_pipeline::{BatchExporter, PipelineConfig};
+
+use crate::config::{ConfigError, StorageUrl, TraceCraftConfig};
+use crate::console::ConsoleExporter;
+use crate::runtime::{DEFAULT_MAX_STEP_DEPTH, Runtime, RuntimeOptions};
+
+/// Why a runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The pipeline could not be built (invalid redaction rule or sampling setting).
+    #[error(transparent)]
+    Pipeline(#[from] tracecraft_pipeline::BuildError),
+    /// The store could not be opened.
+    #[error("storage: {0}")]
+    Store(#[from] tracecraft_core::StoreError),
+    /// [`init`] was already called: the global runtime is not replaced (its configuration
+    /// would silently differ from the new arguments).
+    #[error(
+        "tracecraft::init was already called; use tracecraft::global() to get the runtime, or Runtime::new for another one"
+    )]
+    AlreadyInitialized,
+}
+
+fn open_store(config: &TraceCraftConfig) -> Result<Option<Arc<dyn TraceStore>>, InitError> {
+    let storage = &config.storage;
+    match &storage.url {
+        StorageUrl::None => Ok(None),
+        #[cfg(feature = "sqlite")]
+        StorageUrl::Sqlite(path) => {
+            let cfg = tracecraft_store_sqlite::SqliteConfig::new(path)
+                .retention_days(storage.retention_days)
+                .permissions(storage.permissions);
+            Ok(Some(Arc::new(tracecraft_store_sqlite::SqliteStore::open(
+                cfg,
+            )?)))
+        }
+        #[cfg(feature = "jsonl")]
+        StorageUrl::Jsonl(dir) => {
+            let cfg = tracecraft_store_jsonl::JsonlConfig::new(dir)
+                .retention_days(storage.retention_days)
+                .permissions(storage.permissions);
+            Ok(Some(Arc::new(tracecraft_store_jsonl::JsonlStore::open(
+                cfg,
+            )?)))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(ConfigError::Invalid {
+            field: "storage.url".into(),
+            message: format!(
+                "`{other}` needs the `{}` feature of the tracecraft crate",
+                match other {
+                    StorageUrl::Sqlite(_) => "sqlite",
+                    _ => "jsonl",
+                }
+            ),
+        }
+        .into()),
+    }
+}
+
+fn open_jsonl_export(config: &TraceCraftConfig) -> Result<Option<Arc<dyn TraceStore>>, InitError> {
+    if !config.jsonl.enabled {
+        return Ok(None);
+    }
+    #[cfg(feature = "jsonl")]
+    {
+        let dir = config.jsonl.path.clone().unwrap_or_else(|| "traces".into());
+        let cfg = tracecraft_store_jsonl::JsonlConfig::new(dir)
+            .retention_days(config.storage.retention_days)
+            .permissions(config.storage.permissions);
+        Ok(Some(Arc::new(tracecraft_store_jsonl::JsonlStore::open(
+            cfg,
+        )?)))
+    }
+    #[cfg(not(feature = "jsonl"))]
+    Err(ConfigError::Invalid {
+        field: "jsonl.enabled".into(),
+        message: "JSONL export needs the `jsonl` feature of the tracecraft crate".into(),
+    }
+    .into())
+}
+
+impl Runtime {
+    /// Builds a runtime from configuration: the pipeline (enrichment, **redaction on unless
+    /// `redaction.enabled = false`**, sampling, in `processor_order`), the store, and the
+    /// console/JSONL exporters, each behind a [`BatchExporter`] so traced code never waits for
+    /// I/O.
+    ///
+    /// # Errors
+    /// [`InitError`] naming the invalid field, rule or file.
+    pub fn new(config: TraceCraftConfig) -> Result<Runtime, InitError> {
+        config.validate()?;
+        let pipeline_config = PipelineConfig {
+            processor_order: config.processor_order,
+            redaction: config.redaction.clone(),
+            sampling: config.sampling.clone(),
+            enrichment: config.enrichment.clone(),
+        };
+        let mut builder = pipeline_config.builder()?;
+        let batch = tracecraft_pipeline::BatchConfig::from(config.batch);
+        let store = open_store(&config)?;
+        if let Some(store) = &store {
+            builder = builder.exporter(BatchExporter::new(Arc::clone(store), batch));
+        }
+        if let Some(jsonl) = open_jsonl_export(&config)? {
+            builder = builder.exporter(BatchExporter::new(jsonl, batch));
+        }
+        if config.console.enabled {
+            builder = builder.exporter(BatchExporter::new(
+                ConsoleExporter::new().verbose(config.console.verbose),
+                batch,
+            ));
+        }
+        let pipeline = builder.build()?;
+        let options = RuntimeOptions {
+            service_name: config.service_name.clone(),
+            environment: config.environment.clone(),
+            capture_inputs: config.capture_inputs,
+            capture_outputs: config.capture_outputs,
+            exclude_inputs: config.exclude_inputs.clone(),
+            max_step_depth: match config.max_step_depth {
+                None => Some(DEFAULT_MAX_STEP_DEPTH),
+                Some(0) => None,
+                Some(n) => Some(n),
+            },
+        };
+        Ok(Runtime::from_parts(options, pipeline, store))
+    }
+}
+
+static GLOBAL: OnceLock<Runtime> = OnceLock::new();
+
+/// Builds the process-wide runtime from `config` and returns it.
+///
+/// A second call returns [`InitError::AlreadyInitialized`] and leaves the first runtime in
+/// place: new arguments are never silently ignored. Shut the runtime down before the process
+/// exits (`tracecraft::global().map(|r| r.shutdown(..))`) so queued runs are exported.
+///
+/// # Errors
+/// [`InitError`] when the configuration is invalid or `init` already ran.
+pub fn init(config: TraceCraftConfig) -> Result<Runtime, InitError> {
+    if GLOBAL.get().is_some() {
+        return Err(InitError::AlreadyInitialized);
+    }
+    let runtime = Runtime::new(config)?;
+    GLOBAL
+        .set(runtime.clone())
+        .map_err(|_| InitError::AlreadyInitialized)?;
+    Ok(runtime)
+}
+
+/// The runtime set by [`init`], if any.
+#[must_use]
+pub fn global() -> Option<Runtime> {
+    GLOBAL.get().cloned()
+}

@@ -1,0 +1,157 @@
+//! Runtime::new(config): redaction on by default, stores from config, init semantics, tenants
+//! on their own SQLite files.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracecraft::config::{StorageUrl, TraceCraftConfig};
+use tracecraft::core::{TraceQuery, TraceStore};
+use tracecraft::{InitError, Runtime, StepType};
+
+const KEY: &str = "sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678";
+
+fn sqlite_config(dir: &std::path::Path, name: &str) -> TraceCraftConfig {
+    let mut c = TraceCraftConfig::default();
+    c.storage.url = StorageUrl::Sqlite(dir.join(name));
+    c.batch.flush_interval_ms = 20;
+    c
+}
+
+fn store_text(rt: &Runtime) -> Vec<String> {
+    rt.store()
+        .unwrap()
+        .query(&TraceQuery::new())
+        .unwrap()
+        .iter()
+        .map(tracecraft::core::json::to_json)
+        .collect()
+}
+
+#[test]
+fn default_config_redacts_before_the_sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::new(sqlite_config(dir.path(), "t.db")).unwrap();
+    {
+        let run = rt
+            .run("agent")
+            .user_id("alice@example.com")
+            .input(&format!("key {KEY}"))
+            .start();
+        let mut step = run
+            .step(StepType::Llm, "chat")
+            .model("gpt-4o", "openai")
+            .input(
+                "prompt",
+                &format!("email bob@example.com, password=hunter2hunter2 and {KEY}"),
+            )
+            .start();
+        step.output("text", &"ok");
+    }
+    assert!(rt.shutdown(Duration::from_secs(10)).is_clean());
+    let stored = store_text(&rt);
+    assert_eq!(stored.len(), 1);
+    for secret in [
+        KEY,
+        "bob@example.com",
+        "hunter2hunter2",
+        "alice@example.com",
+    ] {
+        assert!(!stored[0].contains(secret), "{secret} reached the store");
+    }
+    assert!(stored[0].contains("[REDACTED]"));
+    assert!(stored[0].contains("tracecraft.redaction.count"));
+    // The raw database file holds no secret either.
+    let bytes = std::fs::read(dir.path().join("t.db")).unwrap();
+    assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()));
+}
+
+#[test]
+fn redaction_off_is_explicit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = sqlite_config(dir.path(), "t.db");
+    c.redaction.enabled = false;
+    let rt = Runtime::new(c).unwrap();
+    drop(rt.run("agent").input(&KEY).start());
+    rt.shutdown(Duration::from_secs(10));
+    assert!(store_text(&rt)[0].contains(KEY));
+}
+
+#[test]
+fn invalid_configs_fail_at_build_naming_the_problem() {
+    let mut c = TraceCraftConfig::default();
+    c.storage.url = StorageUrl::None;
+    c.sampling.rate = 3.0;
+    let e = Runtime::new(c).unwrap_err();
+    assert!(e.to_string().contains("sampling.rate"), "{e}");
+
+    let mut c = TraceCraftConfig::default();
+    c.storage.url = StorageUrl::None;
+    c.redaction.custom_rules = vec![tracecraft::redact::CustomRule::new("lookbehind", "(?<=x)y")];
+    let e = Runtime::new(c).unwrap_err();
+    assert!(e.to_string().contains("lookbehind"), "{e}");
+
+    let mut c = TraceCraftConfig::default();
+    c.storage.url = StorageUrl::None;
+    c.redaction.mode = tracecraft::redact::RedactionMode::Hash;
+    assert!(
+        Runtime::new(c).is_err(),
+        "hash mode without a key must be refused"
+    );
+}
+
+#[test]
+fn init_twice_is_an_error_and_keeps_the_first() {
+    let mut c = TraceCraftConfig::default();
+    c.storage.url = StorageUrl::None;
+    c.service_name = Some("first".into());
+    let first = tracecraft::init(c.clone()).unwrap();
+    c.service_name = Some("second".into());
+    assert!(matches!(
+        tracecraft::init(c),
+        Err(InitError::AlreadyInitialized)
+    ));
+    let global = tracecraft::global().unwrap();
+    assert_eq!(global.options().service_name.as_deref(), Some("first"));
+    first.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn two_tenants_on_their_own_sqlite_files_never_cross_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Runtime::new(sqlite_config(dir.path(), "a.db")).unwrap();
+    let b = Runtime::new(sqlite_config(dir.path(), "b.db")).unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let rt = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let tenant = if i % 2 == 0 { "tenant-a" } else { "tenant-b" };
+            std::thread::spawn(move || {
+                for j in 0..25 {
+                    let run = rt.run(tenant).start();
+                    for _ in 0..3 {
+                        let _s = run
+                            .step(StepType::Tool, format!("{tenant}-step-{j}"))
+                            .start();
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    a.shutdown(Duration::from_secs(20));
+    b.shutdown(Duration::from_secs(20));
+    for (rt, me, other) in [(&a, "tenant-a", "tenant-b"), (&b, "tenant-b", "tenant-a")] {
+        let store: &Arc<dyn TraceStore> = rt.store().unwrap();
+        let runs = store.query(&TraceQuery::new()).unwrap();
+        assert_eq!(runs.len(), 100);
+        for run in &runs {
+            assert_eq!(run.name, me);
+            assert_eq!(run.step_count(), 3);
+            assert!(
+                run.walk()
+                    .all(|s| s.name.starts_with(me) && !s.name.contains(other))
+            );
+        }
+    }
+}
