@@ -1,0 +1,39 @@
+//! `tracecraft`: the TraceCraft command line.
+//!
+//! One module per subcommand under `cmd/`; each exposes `Args` (clap) and
+//! `run(args) -> Result<(), CliError>`. Errors print as one line on stderr, exit code 2.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_macros)]
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// TraceCraft: security-first tracing for LLM agents.
+#[derive(Debug, Parser)]
+#[command(name = "tracecraft", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Redact secrets and PII from stdin (text, or JSON lines with --jsonl) to stdout.
+    Redact(cmd::redact::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Redact(args) => cmd::redact::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tracecraft: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

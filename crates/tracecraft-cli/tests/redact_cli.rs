@@ -1,0 +1,118 @@
+//! End-to-end tests of `tracecraft redact`.
+#![allow(missing_docs)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn run(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
+        .arg("redact")
+        .args(args)
+        .env_remove("TRACECRAFT_REDACTION_HASH_KEY")
+        .env_remove("TRACECRAFT_REDACTION_MODE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8(b.to_vec()).unwrap()
+}
+
+#[test]
+fn redacts_text() {
+    let o = run(&[], "mail bob@example.com\npassword=hunter22\n");
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(text(&o.stdout), "mail [REDACTED]\npassword=[REDACTED]\n");
+    assert!(o.stderr.is_empty());
+}
+
+#[test]
+fn jsonl_keeps_order_and_count() {
+    let input = "{\"a\":\"bob@example.com\"}\n[1,\"415-555-0132\"]\n\"plain\"\n{\"password\":5}\n";
+    let o = run(&["--jsonl"], input);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        "{\"a\":\"[REDACTED]\"}\n[1,\"[REDACTED]\"]\n\"plain\"\n{\"password\":\"[REDACTED]\"}\n"
+    );
+}
+
+#[test]
+fn explain_goes_to_stderr_without_values() {
+    let o = run(&["--explain"], "x bob@example.com");
+    assert_eq!(text(&o.stdout), "x [REDACTED]");
+    let err = text(&o.stderr);
+    assert_eq!(err, "email 2..17\n");
+    assert!(!err.contains("bob"));
+}
+
+#[test]
+fn hash_mode_needs_a_key() {
+    let o = run(&["--mode", "hash"], "bob@example.com");
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("hash mode needs a key"));
+}
+
+#[test]
+fn config_file_and_modes() {
+    let dir = std::env::temp_dir().join(format!("tc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("tracecraft.toml");
+    std::fs::write(
+        &cfg,
+        "[redaction]\nhash_key = \"k\"\ndisable = [\"phone\"]\n[other]\nx = 1\n",
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let o = run(
+        &["--config", c, "--mode", "hash"],
+        "bob@example.com 415-555-0132",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(
+        out.starts_with("[HASH:") && out.ends_with(" 415-555-0132"),
+        "{out}"
+    );
+    let o = run(&["--config", c, "--mode", "remove"], "a bob@example.com b");
+    assert_eq!(text(&o.stdout), "a  b");
+
+    std::fs::write(&cfg, "[redaction]\ndisable = [\"nope\"]\n").unwrap();
+    let o = run(&["--config", c], "x");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("nope"));
+
+    std::fs::write(
+        &cfg,
+        "[redaction]\ncustom_rules = [{ name = \"bad\", pattern = \"(?<=x)y\" }]\n",
+    )
+    .unwrap();
+    let o = run(&["--config", c], "x");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("`bad`"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_jsonl_is_exit_2_one_line() {
+    let o = run(&["--jsonl"], "{\"a\":1}\n{not json secret=abc}\n");
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert_eq!(err.lines().count(), 1);
+    assert!(
+        err.contains("line 2") && !err.contains("secret=abc"),
+        "{err}"
+    );
+}
