@@ -22,12 +22,18 @@ struct Cli {
 enum Command {
     /// Redact secrets and PII from stdin (text, or JSON lines with --jsonl) to stdout.
     Redact(cmd::redact::Args),
+    /// Import AgentRun JSONL through the pipeline (enrich, redact, sample) into stores or stdout.
+    Import(cmd::import::Args),
+    /// Query and manage stored traces: list, show, rm, purge, stats.
+    Traces(cmd::traces::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Redact(args) => cmd::redact::run(args),
+        Command::Import(args) => cmd::import::run(args),
+        Command::Traces(args) => cmd::traces::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -139,7 +139,7 @@ pub use context::FutureExt;
 #[cfg(feature = "pipeline")]
 pub use runtime::{RunBuilder, RunGuard, Runtime, RuntimeOptions};
 #[cfg(feature = "pipeline")]
-pub use setup::{InitError, global, init};
+pub use setup::{InitError, global, init, open_store};
 #[cfg(feature = "pipeline")]
 pub use step::{StepGuard, StepGuardBuilder, step};
 

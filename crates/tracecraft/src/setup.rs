@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use tracecraft_core::TraceStore;
 use tracecraft_pipeline::{BatchExporter, PipelineConfig};
 
-use crate::config::{ConfigError, StorageUrl, TraceCraftConfig};
+use crate::config::{ConfigError, StorageConfig, StorageUrl, TraceCraftConfig};
 use crate::console::ConsoleExporter;
 use crate::runtime::{DEFAULT_MAX_STEP_DEPTH, Runtime, RuntimeOptions};
 
@@ -31,8 +31,13 @@ pub enum InitError {
     AlreadyInitialized,
 }
 
-fn open_store(config: &TraceCraftConfig) -> Result<Option<Arc<dyn TraceStore>>, InitError> {
-    let storage = &config.storage;
+/// Opens the store a [`StorageConfig`] names (`None` for `storage.url = "none"`), applying its
+/// retention and permission policy.
+///
+/// # Errors
+/// [`InitError::Store`] naming the file, or [`InitError::Config`] when the store's feature is
+/// not built in.
+pub fn open_store(storage: &StorageConfig) -> Result<Option<Arc<dyn TraceStore>>, InitError> {
     match &storage.url {
         StorageUrl::None => Ok(None),
         #[cfg(feature = "sqlite")]
@@ -108,7 +113,7 @@ impl Runtime {
         };
         let mut builder = pipeline_config.builder()?;
         let batch = tracecraft_pipeline::BatchConfig::from(config.batch);
-        let store = open_store(&config)?;
+        let store = open_store(&config.storage)?;
         if let Some(store) = &store {
             builder = builder.exporter(BatchExporter::new(Arc::clone(store), batch));
         }

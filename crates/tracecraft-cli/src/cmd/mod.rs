@@ -1,6 +1,8 @@
 //! Subcommands, one module each.
 
+pub(crate) mod import;
 pub(crate) mod redact;
+pub(crate) mod traces;
 
 use std::fmt;
 

@@ -1,0 +1,172 @@
+//! `tracecraft import FILE...`: AgentRun JSONL (ours or the Python package's) through the
+//! configured pipeline (enrich, redact, sample), to stores or to stdout.
+
+use std::io::{BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tracecraft::config::{StorageConfig, StorageUrl, TraceCraftConfig};
+use tracecraft::pipeline::{PipelineConfig, Submitted};
+use tracecraft_core::{ProcessedRun, TraceStore, read_jsonl};
+
+use super::CliError;
+
+/// Arguments of `tracecraft import`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// AgentRun JSONL files (`-` for stdin).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// A tracecraft.toml: `processor_order`, `[redaction]`, `[sampling]`, `[enrichment]` are
+    /// used (environment variables apply on top).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Store processed runs here (`sqlite:PATH` or `jsonl:DIR`; repeatable). Without it,
+    /// processed runs are written to stdout as JSONL.
+    #[arg(long = "store", value_name = "URL")]
+    stores: Vec<String>,
+}
+
+#[derive(Default)]
+struct Summary {
+    read: u64,
+    kept: u64,
+    malformed: u64,
+    failed: u64,
+    dropped: std::collections::BTreeMap<String, u64>,
+}
+
+const BATCH: usize = 256;
+
+pub(crate) fn run(args: Args) -> Result<(), CliError> {
+    let mut config = match &args.config {
+        Some(path) => TraceCraftConfig::from_file(path)?,
+        None => TraceCraftConfig::default(),
+    };
+    config.apply_env()?;
+    config.validate()?;
+    let pipeline_config = PipelineConfig {
+        processor_order: config.processor_order,
+        redaction: config.redaction.clone(),
+        sampling: config.sampling.clone(),
+        enrichment: config.enrichment.clone(),
+    };
+    let mut builder = pipeline_config.builder()?;
+    let mut stores: Vec<Arc<dyn TraceStore>> = Vec::new();
+    for url in &args.stores {
+        let storage = StorageConfig {
+            url: StorageUrl::parse(url).map_err(|e| CliError(format!("--store {url}: {e}")))?,
+            ..config.storage.clone()
+        };
+        let store = tracecraft::open_store(&storage)?
+            .ok_or_else(|| CliError(format!("--store {url}: stores nothing")))?;
+        builder = builder.exporter(Arc::clone(&store));
+        stores.push(store);
+    }
+    let pipeline = builder.build()?;
+
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} runs read ({per_sec}) {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut summary = Summary::default();
+    let mut batch: Vec<ProcessedRun> = Vec::with_capacity(BATCH);
+    let flush = |batch: &mut Vec<ProcessedRun>, out: &mut dyn Write| -> Result<(), CliError> {
+        if stores.is_empty() {
+            for p in batch.iter() {
+                writeln!(out, "{}", tracecraft_core::json::to_json(p.run()))?;
+            }
+        } else {
+            pipeline.export(batch);
+        }
+        batch.clear();
+        Ok(())
+    };
+    for file in &args.files {
+        let reader: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+            Box::new(BufReader::new(std::io::stdin()))
+        } else {
+            Box::new(BufReader::new(std::fs::File::open(file).map_err(|e| {
+                CliError(format!("cannot read {}: {e}", file.display()))
+            })?))
+        };
+        for (line, parsed) in read_jsonl(reader) {
+            summary.read += 1;
+            if let Some(bar) = &progress {
+                bar.inc(1);
+            }
+            let run = match parsed {
+                Ok(run) => run,
+                Err(e) => {
+                    summary.malformed += 1;
+                    let e = e.at_line(line);
+                    let msg = format!("tracecraft: {}: {e}; skipped", file.display());
+                    match &progress {
+                        Some(bar) => bar.println(msg),
+                        None => eprintln!("{msg}"),
+                    }
+                    continue;
+                }
+            };
+            match pipeline.process(run) {
+                Submitted::Exported(p) => {
+                    summary.kept += 1;
+                    batch.push(p);
+                    if batch.len() >= BATCH {
+                        flush(&mut batch, &mut out)?;
+                    }
+                }
+                Submitted::Dropped(reason) => *summary.dropped.entry(reason).or_default() += 1,
+                Submitted::Failed { .. } => summary.failed += 1,
+            }
+        }
+    }
+    flush(&mut batch, &mut out)?;
+    out.flush()?;
+    drop(out);
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    for store in &stores {
+        store.flush()?;
+    }
+    let stats = pipeline.stats();
+    let export_failed: u64 = stats.export_failed.values().sum();
+    let dropped_total: u64 = summary.dropped.values().sum();
+    let reasons = summary
+        .dropped
+        .iter()
+        .map(|(r, n)| format!("{r}: {n}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    eprintln!(
+        "tracecraft import: {} read, {} kept, {} dropped{}, {} failed, {} malformed{}",
+        summary.read,
+        summary.kept,
+        dropped_total,
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({reasons})")
+        },
+        summary.failed,
+        summary.malformed,
+        if export_failed > 0 {
+            format!(", {export_failed} not stored")
+        } else {
+            String::new()
+        },
+    );
+    if export_failed > 0 {
+        return Err(CliError(format!(
+            "{export_failed} run(s) could not be stored"
+        )));
+    }
+    Ok(())
+}
