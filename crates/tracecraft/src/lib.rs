@@ -143,6 +143,11 @@ pub use setup::{InitError, global, init, open_store};
 #[cfg(feature = "pipeline")]
 pub use step::{StepGuard, StepGuardBuilder, step};
 
+/// The security guide (`docs/security.md`); its Rust examples run as doc tests.
+#[cfg(all(feature = "pipeline", feature = "sqlite"))]
+#[doc = include_str!("../../../docs/security.md")]
+pub mod security_guide {}
+
 pub use tracecraft_core::{
     AgentRun, AgentRunBuilder, ExportError, Exporter, JsonMap, OrderBy, ParseError, ProcessedRun,
     Step, StepBuilder, StepType, StoreError, StoreStats, TraceQuery, TraceStore, Uuid,

@@ -297,7 +297,15 @@ impl Runtime {
         self.inner.late_steps.load(Ordering::Relaxed)
     }
 
-    fn submit(&self, run: AgentRun) {
+    /// Records a run captured elsewhere (read from a file, built with the core builders)
+    /// through this runtime's pipeline: enriched, redacted and sampled like any other.
+    /// Returns `false` when the runtime was already shut down (the run is counted in
+    /// [`Runtime::stats`] under `runtime_shut_down`, not lost silently).
+    pub fn record(&self, run: AgentRun) -> bool {
+        self.submit(run)
+    }
+
+    fn submit(&self, run: AgentRun) -> bool {
         let done = self
             .inner
             .shut_down
@@ -309,9 +317,10 @@ impl Runtime {
             if n == 0 {
                 tracing::warn!(run_id = %run.id, "tracecraft: run ended after the runtime was shut down; not exported (counted)");
             }
-            return;
+            return false;
         }
         let _ = self.inner.pipeline.submit(run);
+        true
     }
 }
 
