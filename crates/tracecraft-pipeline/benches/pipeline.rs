@@ -13,7 +13,8 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tracecraft_core::{AgentRun, ExportError, Exporter, ProcessedRun, read_jsonl};
 use tracecraft_pipeline::{
-    BatchConfig, BatchExporter, EnrichmentProcessor, Pipeline, SamplingConfig, SamplingProcessor,
+    BatchConfig, BatchExporter, EnrichmentProcessor, Pipeline, PipelineConfig, SamplingConfig,
+    SamplingProcessor,
 };
 
 fn corpus_runs() -> Option<Vec<AgentRun>> {
@@ -49,7 +50,25 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.throughput(Throughput::Elements(runs.len() as u64));
 
-    let full = Pipeline::builder()
+    // The default SAFETY pipeline: enrich -> redact (17 rules, mask) -> sample at rate 1.0.
+    let full = PipelineConfig::default()
+        .builder()
+        .unwrap()
+        .build()
+        .unwrap();
+    g.bench_function("enrich_redact_sample", |b| {
+        b.iter_batched(
+            || runs.clone(),
+            |runs| {
+                for r in runs {
+                    std::hint::black_box(full.process(r));
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+
+    let no_redaction = Pipeline::builder()
         .enrichment(EnrichmentProcessor::default())
         .without_redaction()
         .sampling(SamplingProcessor::new(SamplingConfig::default()).unwrap())
@@ -60,7 +79,7 @@ fn bench(c: &mut Criterion) {
             || runs.clone(),
             |runs| {
                 for r in runs {
-                    std::hint::black_box(full.process(r));
+                    std::hint::black_box(no_redaction.process(r));
                 }
             },
             BatchSize::LargeInput,
