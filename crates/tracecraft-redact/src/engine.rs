@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind as AcMatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind as AcMatchKind};
 use hmac::{Hmac, Mac};
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::captures::Captures;
@@ -304,6 +304,7 @@ impl Engine {
                 AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
                     .match_kind(AcMatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
                     .build(&ac_lits)
                     .map_err(|_| BuildError::TooLarge {
                         rule: "anchors".to_owned(),
@@ -416,6 +417,15 @@ impl Engine {
             }
         }
         let spans = &spans[..n];
+        // Digit rules never match right after `]` or right before `[`: a replacement there
+        // would otherwise create a word boundary the original text did not have, and
+        // redacting the output again would find a new number.
+        if r.kind == RuleKind::Digits {
+            let b = text.as_bytes();
+            if (start > 0 && b[start - 1] == b']') || b.get(end) == Some(&b'[') {
+                return;
+            }
+        }
         if let Some(v) = r.validator
             && !v(text, start, end, spans)
         {
@@ -569,10 +579,11 @@ impl Engine {
         }
     }
 
-    /// Finds and applies; when a replacement was glued to a word character (so a
-    /// word-boundary rule could not see a neighbour in the original text), runs again on the
-    /// output, at most three more times, so that redacting the output again changes nothing.
-    /// Findings of such extra passes are relative to the partly redacted text.
+    /// Finds and applies, then runs again on the output while that changes it (at most three
+    /// more passes), so that redacting the output again changes nothing: a replacement can
+    /// change word boundaries at its edges, shorten a context window, or free an anchor that
+    /// an earlier match of the same rule had consumed. Findings of the extra passes are
+    /// relative to the partly redacted text.
     pub(crate) fn redact<'a>(
         &self,
         text: &'a str,
@@ -588,37 +599,30 @@ impl Engine {
             }
         };
         find(text, &mut hits);
-        let (mut out, mut glued) = self.apply(text, &mut hits, report);
+        let mut out = self.apply(text, &mut hits, report);
         let mut passes = 0;
-        while glued && passes < 3 {
+        while matches!(out, Cow::Owned(_)) && passes < 3 {
             passes += 1;
             hits.clear();
             find(&out, &mut hits);
-            let (next, g) = self.apply(&out, &mut hits, report);
-            glued = g;
-            if let Cow::Owned(next) = next {
-                out = Cow::Owned(next);
-            } else {
-                break;
+            match self.apply(&out, &mut hits, report) {
+                Cow::Owned(next) => out = Cow::Owned(next),
+                Cow::Borrowed(_) => break,
             }
         }
         out
     }
 
-    /// Merges hits and writes the output; the flag says whether a replaced span touched a
-    /// word character.
+    /// Merges hits and writes the output.
     pub(crate) fn apply<'a>(
         &self,
         text: &'a str,
         hits: &mut [Hit],
         report: &mut Report,
-    ) -> (Cow<'a, str>, bool) {
+    ) -> Cow<'a, str> {
         if hits.is_empty() {
-            return (Cow::Borrowed(text), false);
+            return Cow::Borrowed(text);
         }
-        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-        let bytes = text.as_bytes();
-        let mut glued = false;
         hits.sort_unstable_by_key(|h| (h.start, std::cmp::Reverse(h.end), h.rule));
         let mut out = String::with_capacity(text.len());
         let mut copied = 0;
@@ -640,13 +644,12 @@ impl Engine {
                 );
                 i += 1;
             }
-            glued |= (gs > 0 && word(bytes[gs - 1])) || (ge < bytes.len() && word(bytes[ge]));
             out.push_str(&text[copied..gs]);
             out.push_str(&self.replacement(Some(first), &text[gs..ge]));
             copied = ge;
         }
         out.push_str(&text[copied..]);
-        (Cow::Owned(out), glued)
+        Cow::Owned(out)
     }
 
     pub(crate) fn findings(&self, hits: &mut [Hit]) -> Vec<Finding> {

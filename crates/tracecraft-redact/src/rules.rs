@@ -143,8 +143,9 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "aws_secret_key",
         // 40 base64 characters within 48 characters after `aws` or `secret`, with upper,
-        // lower case and a digit (so hex SHA-1s and words are not secrets).
-        pattern: r"(?i-u:aws|secret)[^\r\n]{0,48}?[^A-Za-z0-9/+=]([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)",
+        // lower case and a digit (so hex SHA-1s and words are not secrets). The context never
+        // spans `[`/`]`, so it cannot reach across an earlier replacement.
+        pattern: r"(?i-u:aws|secret)[^\r\n\[\]]{0,48}?[^A-Za-z0-9/+=]([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)",
         kind: Kind::Start,
         anchors: &["aws", "secret"],
         validator: Some(valid_aws_secret),
@@ -272,8 +273,13 @@ fn valid_email(text: &str, s: usize, _: usize, _: &[(usize, usize)]) -> bool {
     let from = s.saturating_sub(512);
     let seg_start = b[from..s]
         .iter()
-        .rposition(|c| {
-            c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b'<' | b'>' | b'(' | b')')
+        .rposition(|&c| {
+            c.is_ascii_whitespace()
+                || c.is_ascii_control()
+                || matches!(
+                    c,
+                    b'"' | b'\'' | b'<' | b'>' | b'(' | b')' | b'[' | b']' | b',' | b';'
+                )
         })
         .map_or(from, |i| from + i + 1);
     let seg = &b[seg_start..s];

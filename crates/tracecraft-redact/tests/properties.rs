@@ -317,3 +317,31 @@ fn send_sync_clone() {
     fn check<T: Send + Sync + Clone>() {}
     check::<Redactor>();
 }
+
+/// Fuzz findings (`cargo xtask fuzz redact`) are replayed here with the fuzz target's checks.
+#[test]
+fn fuzz_regressions() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/redact");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let r = redactor();
+    for e in entries.flatten() {
+        let bytes = std::fs::read(e.path()).unwrap();
+        let Ok(text) = std::str::from_utf8(&bytes) else {
+            continue;
+        };
+        let once = r.redact_str(text, &mut Report::default()).into_owned();
+        assert_eq!(
+            r.redact_str(&once, &mut Report::default()),
+            once,
+            "{}",
+            e.path().display()
+        );
+        assert_eq!(r.redact_str_naive(text, &mut Report::default()), once);
+        if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) {
+            r.redact_value(&mut v, &mut Report::default());
+        }
+    }
+}
