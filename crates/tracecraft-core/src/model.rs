@@ -163,13 +163,31 @@ impl Step {
     /// A new step of `run`'s trace, started now.
     #[must_use]
     pub fn new(trace_id: Uuid, step_type: StepType, name: impl Into<String>) -> Self {
+        Step::with_id(
+            Uuid::new_v4(),
+            trace_id,
+            step_type,
+            name,
+            crate::time::now(),
+        )
+    }
+
+    /// A new step with a given id and start time (for instrumentation that makes its own ids).
+    #[must_use]
+    pub fn with_id(
+        id: Uuid,
+        trace_id: Uuid,
+        step_type: StepType,
+        name: impl Into<String>,
+        start_time: DateTime<Utc>,
+    ) -> Self {
         Step {
-            id: Uuid::new_v4(),
+            id,
             parent_id: None,
             trace_id,
             step_type,
             name: name.into(),
-            start_time: crate::time::now(),
+            start_time,
             end_time: None,
             duration_ms: None,
             inputs: JsonMap::new(),
@@ -419,11 +437,18 @@ impl AgentRun {
     /// A new run named `name`, started now, with the Python package's defaults.
     #[must_use]
     pub fn new(name: impl Into<String>) -> Self {
+        AgentRun::with_id(Uuid::new_v4(), name, crate::time::now())
+    }
+
+    /// A new run with a given id and start time (for instrumentation that makes its own ids),
+    /// with the Python package's defaults.
+    #[must_use]
+    pub fn with_id(id: Uuid, name: impl Into<String>, start_time: DateTime<Utc>) -> Self {
         AgentRun {
-            id: Uuid::new_v4(),
+            id,
             name: name.into(),
             description: None,
-            start_time: crate::time::now(),
+            start_time,
             end_time: None,
             duration_ms: None,
             session_id: None,

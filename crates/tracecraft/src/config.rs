@@ -531,6 +531,17 @@ impl TraceCraftConfig {
         Ok(())
     }
 
+    /// The processing part: order, redaction, sampling, enrichment.
+    #[must_use]
+    pub fn pipeline_config(&self) -> tracecraft_pipeline::PipelineConfig {
+        tracecraft_pipeline::PipelineConfig {
+            processor_order: self.processor_order,
+            redaction: self.redaction.clone(),
+            sampling: self.sampling.clone(),
+            enrichment: self.enrichment.clone(),
+        }
+    }
+
     /// Checks everything that can be checked without building: sampling rates, and that
     /// nothing asks for what this build lacks.
     ///

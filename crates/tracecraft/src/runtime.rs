@@ -179,39 +179,10 @@ impl Runtime {
     /// Starts building a run named `name`.
     pub fn run(&self, name: impl Into<String>) -> RunBuilder {
         // Not `AgentRun::new`: its id costs a system call (`getrandom`) on the traced thread.
-        let mut run = AgentRun {
-            id: capture::new_id(),
-            name: name.into(),
-            description: None,
-            start_time: tracecraft_core::time::now(),
-            end_time: None,
-            duration_ms: None,
-            session_id: None,
-            user_id: None,
-            environment: self
-                .inner
-                .options
-                .environment
-                .clone()
-                .unwrap_or_else(|| "development".to_owned()),
-            tags: Vec::new(),
-            agent_name: None,
-            agent_id: None,
-            agent_description: None,
-            cloud_provider: None,
-            cloud_trace_id: None,
-            input: Value::Null,
-            output: Value::Null,
-            steps: Vec::new(),
-            total_tokens: 0,
-            total_cost_usd: 0.0,
-            error_count: 0,
-            error: None,
-            error_type: None,
-            attributes: JsonMap::new(),
-            should_export: true,
-            sample_reason: None,
-        };
+        let mut run = AgentRun::with_id(capture::new_id(), name, tracecraft_core::time::now());
+        if let Some(env) = &self.inner.options.environment {
+            run.environment.clone_from(env);
+        }
         if let Some(service) = &self.inner.options.service_name {
             run.attributes
                 .insert("service.name".to_owned(), Value::String(service.clone()));

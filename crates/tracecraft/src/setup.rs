@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use tracecraft_core::TraceStore;
-use tracecraft_pipeline::{BatchExporter, PipelineConfig};
+use tracecraft_pipeline::BatchExporter;
 
 use crate::config::{ConfigError, StorageConfig, StorageUrl, TraceCraftConfig};
 use crate::console::ConsoleExporter;
@@ -105,13 +105,7 @@ impl Runtime {
     /// [`InitError`] naming the invalid field, rule or file.
     pub fn new(config: TraceCraftConfig) -> Result<Runtime, InitError> {
         config.validate()?;
-        let pipeline_config = PipelineConfig {
-            processor_order: config.processor_order,
-            redaction: config.redaction.clone(),
-            sampling: config.sampling.clone(),
-            enrichment: config.enrichment.clone(),
-        };
-        let mut builder = pipeline_config.builder()?;
+        let mut builder = config.pipeline_config().builder()?;
         let batch = tracecraft_pipeline::BatchConfig::from(config.batch);
         let store = open_store(&config.storage)?;
         if let Some(store) = &store {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use tracecraft_core::{JsonMap, Step, StepType, Uuid};
+use tracecraft_core::{Step, StepType, Uuid};
 
 use crate::capture::{self, Capture};
 use crate::context::{self, Context, Frame};
@@ -72,29 +72,14 @@ impl StepGuardBuilder {
         name: impl Into<String>,
     ) -> StepGuardBuilder {
         let pending = frame.map(|frame| {
-            let step = Box::new(Step {
-                id: capture::new_id(),
-                parent_id: frame.step,
-                trace_id: frame.run.id,
+            let mut step = Box::new(Step::with_id(
+                capture::new_id(),
+                frame.run.id,
                 step_type,
-                name: name.into(),
-                start_time: tracecraft_core::time::now(),
-                end_time: None,
-                duration_ms: None,
-                inputs: JsonMap::new(),
-                outputs: JsonMap::new(),
-                attributes: JsonMap::new(),
-                model_name: None,
-                model_provider: None,
-                input_tokens: None,
-                output_tokens: None,
-                cost_usd: None,
-                is_streaming: false,
-                streaming_chunks: Vec::new(),
-                error: None,
-                error_type: None,
-                children: Vec::new(),
-            });
+                name,
+                tracecraft_core::time::now(),
+            ));
+            step.parent_id = frame.step;
             Pending {
                 frame,
                 step,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tracecraft::config::{StorageConfig, StorageUrl, TraceCraftConfig};
-use tracecraft::pipeline::{PipelineConfig, Submitted};
+use tracecraft::pipeline::Submitted;
 use tracecraft_core::{ProcessedRun, TraceStore, read_jsonl};
 
 use super::CliError;
@@ -45,13 +45,7 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
     };
     config.apply_env()?;
     config.validate()?;
-    let pipeline_config = PipelineConfig {
-        processor_order: config.processor_order,
-        redaction: config.redaction.clone(),
-        sampling: config.sampling.clone(),
-        enrichment: config.enrichment.clone(),
-    };
-    let mut builder = pipeline_config.builder()?;
+    let mut builder = config.pipeline_config().builder()?;
     let mut stores: Vec<Arc<dyn TraceStore>> = Vec::new();
     for url in &args.stores {
         let storage = StorageConfig {
