@@ -234,3 +234,18 @@ fn fuzz_regressions_do_not_panic() {
         let _ = tracecraft_core::json::parse_run_slice(&bytes);
     }
 }
+
+/// Runs written by the Python package itself (`AgentRun.model_dump_json()`, tracecraft 0.2.1,
+/// all fields present): we read them and write them back byte for byte.
+#[test]
+fn python_model_dump_round_trips_byte_for_byte() {
+    let text = include_str!("../testdata/python_model_dump.jsonl");
+    let mut n = 0;
+    for (line_no, parsed) in read_jsonl(text.as_bytes()) {
+        let run = parsed.unwrap_or_else(|e| panic!("line {line_no}: {e}"));
+        let original = text.lines().nth(line_no as usize - 1).unwrap();
+        assert_eq!(json::to_json(&run), original, "line {line_no} differs");
+        n += 1;
+    }
+    assert_eq!(n, 3);
+}
