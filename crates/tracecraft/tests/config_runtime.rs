@@ -155,3 +155,50 @@ fn two_tenants_on_their_own_sqlite_files_never_cross_write() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tenants_in_async_tasks_on_their_own_sqlite_files() {
+    use tracecraft::FutureExt;
+    let dir = tempfile::tempdir().unwrap();
+    let a = Runtime::new(sqlite_config(dir.path(), "a.db")).unwrap();
+    let b = Runtime::new(sqlite_config(dir.path(), "b.db")).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (rt, tenant) = if i % 2 == 0 {
+            (a.clone(), "tenant-a")
+        } else {
+            (b.clone(), "tenant-b")
+        };
+        tasks.push(tokio::spawn(async move {
+            let run = rt.run(tenant).start();
+            async {
+                for j in 0..3 {
+                    let _s = tracecraft::step(StepType::Tool, format!("{tenant}-step-{j}")).start();
+                    tokio::task::yield_now().await; // may resume on the other worker thread
+                }
+            }
+            .in_current_run()
+            .await;
+            drop(run);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (a2, b2) = (a.clone(), b.clone());
+    tokio::task::spawn_blocking(move || {
+        a2.shutdown(Duration::from_secs(20));
+        b2.shutdown(Duration::from_secs(20));
+    })
+    .await
+    .unwrap();
+    for (rt, me) in [(&a, "tenant-a"), (&b, "tenant-b")] {
+        let runs = rt.store().unwrap().query(&TraceQuery::new()).unwrap();
+        assert_eq!(runs.len(), 20, "{me}");
+        for run in &runs {
+            assert_eq!(run.name, me);
+            assert_eq!(run.step_count(), 3, "{me}: steps lost or crossed");
+            assert!(run.walk().all(|s| s.name.starts_with(me)));
+        }
+    }
+}
