@@ -6,6 +6,8 @@
 //! benchmark: `criterion id <TAB> unit <TAB> target <TAB> reference <TAB> note`. Units:
 //! `MB/s` and `runs/s` (higher is better; need criterion throughput), `ns`, `us`, `ms` (per
 //! iteration, or per element when the bench sets element throughput; lower is better).
+//!
+//! `cargo xtask bench --report [NAME]` prints the last results without running anything.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +24,12 @@ struct Target {
 }
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    // `--report`: only print the last results beside their targets.
+    let report_only = args.iter().any(|a| a == "--report");
+    let args: Vec<String> = args.iter().filter(|a| *a != "--report").cloned().collect();
+    if report_only {
+        return report(args.first().map(String::as_str));
+    }
     let corpus = ensure_corpus()?;
     let mut cmd = cargo();
     cmd.env("TRACECRAFT_BENCH_CORPUS", &corpus)
@@ -176,12 +184,13 @@ fn report(filter: Option<&str>) -> Result<(), String> {
             continue;
         };
         let higher_better = matches!(t.unit.as_str(), "MB/s" | "runs/s");
+        let has_target = t.target.is_finite();
         let met = if higher_better {
             value >= t.target
         } else {
             value <= t.target
         };
-        missed += usize::from(!met);
+        missed += usize::from(has_target && !met);
         let ratio = t
             .reference
             .map(|r| if higher_better { value / r } else { r / value });
@@ -193,7 +202,13 @@ fn report(filter: Option<&str>) -> Result<(), String> {
             if higher_better { ">=" } else { "<=" },
             t.target,
             t.unit,
-            if met { "yes" } else { "NO" },
+            if !has_target {
+                "-"
+            } else if met {
+                "yes"
+            } else {
+                "NO"
+            },
             t.reference
                 .map(|r| format!("{r:.2} {}", t.unit))
                 .unwrap_or_else(|| "-".into()),

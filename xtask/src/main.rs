@@ -14,7 +14,8 @@ mod util;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <ci | deny | bench [NAME] | fuzz TARGET [--seconds N]>";
+const USAGE: &str =
+    "usage: cargo xtask <ci | deny | bench [--report] [NAME] | fuzz TARGET [--seconds N]>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
