@@ -364,11 +364,17 @@ fn rate_limit_caps_kept_runs() {
         max_per_second: Some(5.0),
         ..SamplingConfig::default()
     });
+    let start = std::time::Instant::now();
     let kept = (0..50)
         .filter(|_| matches!(p.submit(AgentRun::new("r")), Submitted::Exported(_)))
         .count();
-    // The bucket holds 5 tokens and refills at 5/s; 50 back-to-back runs keep ~5.
-    assert!((5..=8).contains(&kept), "kept {kept}");
+    // The bucket holds 5 tokens and refills at 5/s: at least the initial 5, at most 5 more per
+    // second elapsed (a slow, loaded machine refills a little more).
+    let allowed = 5 + (start.elapsed().as_secs_f64() * 5.0).ceil() as usize;
+    assert!(
+        kept >= 5 && kept <= allowed && kept < 50,
+        "kept {kept}, allowed {allowed}"
+    );
     assert!(
         p.stats()
             .dropped
