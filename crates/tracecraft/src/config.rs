@@ -605,6 +605,7 @@ mod tests {
             ("TRACECRAFT_REDACTION_MODE", "REMOVE"),
             ("TRACECRAFT_CONSOLE_ENABLED", "1"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer abc"),
+            ("TRACECRAFT_REDACTION_HASH_KEY", "hmac-key-do-not-print"),
         ]))
         .unwrap();
         assert_eq!(c.service_name.as_deref(), Some("env"));
