@@ -202,3 +202,25 @@ async fn two_tenants_in_async_tasks_on_their_own_sqlite_files() {
         }
     }
 }
+
+/// Inputs saved by `cargo xtask fuzz config` are replayed here: none may panic.
+#[test]
+fn config_fuzz_regressions_do_not_panic() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/config");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        if let Ok(mut c) = TraceCraftConfig::from_toml_str(&text) {
+            let _ = c.validate();
+            let v = text.lines().next().unwrap_or_default().to_owned();
+            let _ = c.apply_env_from(|_| Some(v.clone()));
+        }
+        let _ = StorageUrl::parse(&text);
+        let _ = tracecraft::core::time::parse(&text);
+    }
+}
