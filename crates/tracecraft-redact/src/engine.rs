@@ -5,7 +5,6 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind as AcMatchKind};
 use hmac::{Hmac, Mac};
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::captures::Captures;
@@ -14,6 +13,7 @@ use regex_automata::{Anchored, Input};
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
+use crate::anchors::Anchors;
 use crate::config::{RedactionConfig, RedactionMode};
 use crate::report::{Finding, Report};
 use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Validator};
@@ -42,8 +42,8 @@ pub(crate) struct Rule {
     replacement: Option<String>,
 }
 
-#[derive(Clone, Copy)]
-enum How {
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum How {
     Start,
     Window { back: usize, fwd: usize },
 }
@@ -71,8 +71,7 @@ enum Hasher {
 pub(crate) struct Engine {
     pub(crate) enabled: bool,
     pub(crate) rules: Vec<Rule>,
-    ac: Option<AhoCorasick>,
-    ac_rules: Vec<Vec<(u16, How)>>,
+    anchors: Option<Anchors<(u16, How)>>,
     digit_rules: Vec<u16>,
     custom_gate: Option<Regex>,
     custom_rules: Vec<u16>,
@@ -201,20 +200,10 @@ impl Engine {
             (_, None) => Hasher::None,
         };
         let mut rules = Vec::new();
-        let mut ac_lits: Vec<String> = Vec::new();
-        let mut ac_rules: Vec<Vec<(u16, How)>> = Vec::new();
+        let mut anchor_list: Vec<(&str, (u16, How))> = Vec::new();
         let mut digit_rules = Vec::new();
-        let mut add_lit = |lit: &str, rule: u16, how: How| {
-            let lower = lit.to_ascii_lowercase();
-            let i = match ac_lits.iter().position(|l| *l == lower) {
-                Some(i) => i,
-                None => {
-                    ac_lits.push(lower);
-                    ac_rules.push(Vec::new());
-                    ac_lits.len() - 1
-                }
-            };
-            ac_rules[i].push((rule, how));
+        let mut add_lit = |lit: &'static str, rule: u16, how: How| {
+            anchor_list.push((lit, (rule, how)));
         };
         if cfg.include_defaults {
             for b in BUILTINS {
@@ -297,19 +286,14 @@ impl Engine {
         } else {
             None
         };
-        let ac = if ac_lits.is_empty() {
+        let anchors = if anchor_list.is_empty() {
             None
         } else {
             Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(AcMatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&ac_lits)
-                    .map_err(|_| BuildError::TooLarge {
-                        rule: "anchors".to_owned(),
-                        limit: SIZE_LIMIT,
-                    })?,
+                Anchors::new(&anchor_list).ok_or_else(|| BuildError::TooLarge {
+                    rule: "anchors".to_owned(),
+                    limit: SIZE_LIMIT,
+                })?,
             )
         };
         let allow_re = if cfg.allowlist_patterns.is_empty() {
@@ -366,8 +350,7 @@ impl Engine {
         Ok(Engine {
             enabled: cfg.enabled,
             rules,
-            ac,
-            ac_rules,
+            anchors,
             digit_rules,
             custom_gate,
             custom_rules,
@@ -463,19 +446,19 @@ impl Engine {
     pub(crate) fn find(&self, text: &str, hits: &mut Vec<Hit>) {
         let mut cands: Vec<Cand> = Vec::new();
         let n = text.len();
-        if let Some(ac) = &self.ac {
-            for m in ac.find_overlapping_iter(text) {
-                for &(rule, how) in &self.ac_rules[m.pattern().as_usize()] {
+        if let Some(anchors) = &self.anchors {
+            anchors.find(text.as_bytes(), |targets, ms, me| {
+                for &(rule, how) in targets {
                     let (start, end) = match how {
-                        How::Start => (m.start(), m.start()),
+                        How::Start => (ms, ms),
                         How::Window { back, fwd } => (
-                            floor_char(text, m.start().saturating_sub(back)),
-                            ceil_char(text, (m.end() + fwd).min(n)),
+                            floor_char(text, ms.saturating_sub(back)),
+                            ceil_char(text, (me + fwd).min(n)),
                         ),
                     };
                     cands.push(Cand { rule, start, end });
                 }
-            }
+            });
         }
         if !self.digit_rules.is_empty() {
             digit_clusters(text.as_bytes(), |s, e| {

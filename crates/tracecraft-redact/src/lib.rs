@@ -58,6 +58,7 @@
 //! None; the crate always depends on regex-automata, aho-corasick, hmac and sha2.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod anchors;
 mod config;
 mod engine;
 mod error;
