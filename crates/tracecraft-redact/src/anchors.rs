@@ -32,18 +32,100 @@ const BLOCK: usize = 4096;
 /// Length of the packed searcher's prefixes.
 const PREFIX: usize = 3;
 
-/// One distinct folded anchor and what it stands for.
+/// One distinct anchor and what it stands for.
 struct Lit<T> {
-    /// ASCII lower case.
+    /// As given when `exact`, else ASCII lower case.
     bytes: Vec<u8>,
+    /// Matched case-sensitively.
+    exact: bool,
     targets: Vec<T>,
 }
 
+impl<T> Lit<T> {
+    #[inline]
+    fn at(&self, text: &[u8], at: usize) -> Option<usize> {
+        let e = at + self.bytes.len();
+        let s = text.get(at..e)?;
+        let ok = if self.exact {
+            s == self.bytes.as_slice()
+        } else {
+            s.eq_ignore_ascii_case(&self.bytes)
+        };
+        ok.then_some(e)
+    }
+}
+
+/// A packed searcher for distinct 3-byte prefixes and, per prefix, the literals to verify.
+struct Prefixes {
+    packed: packed::Searcher,
+    groups: Vec<Vec<usize>>,
+}
+
+impl Prefixes {
+    fn new(prefixes: Vec<([u8; PREFIX], usize)>) -> Option<Option<Prefixes>> {
+        if prefixes.is_empty() {
+            return Some(None);
+        }
+        let mut distinct: Vec<[u8; PREFIX]> = Vec::new();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (p, i) in prefixes {
+            match distinct.iter().position(|q| *q == p) {
+                Some(g) => groups[g].push(i),
+                None => {
+                    distinct.push(p);
+                    groups.push(vec![i]);
+                }
+            }
+        }
+        let packed = packed::Config::new()
+            .match_kind(PackedKind::LeftmostFirst)
+            .builder()
+            .extend(distinct)
+            .build()?;
+        Some(Some(Prefixes { packed, groups }))
+    }
+
+    /// Hits starting in `hay[..limit]`, verified against `text` (`hay` is `text[base..]`,
+    /// maybe folded).
+    #[inline]
+    fn scan<T>(
+        &self,
+        lits: &[Lit<T>],
+        hay: &[u8],
+        limit: usize,
+        text: &[u8],
+        base: usize,
+        f: &mut impl FnMut(&[T], usize, usize),
+    ) {
+        let mut p = 0;
+        while p < limit {
+            let Some(m) = self.packed.find_in(hay, Span::from(p..hay.len())) else {
+                break;
+            };
+            let s = m.start();
+            if s >= limit {
+                break;
+            }
+            for &li in &self.groups[m.pattern().as_usize()] {
+                if let Some(e) = lits[li].at(text, base + s) {
+                    f(&lits[li].targets, base + s, e);
+                }
+            }
+            p = s + 1;
+        }
+    }
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per engine, never moved in a hot path"
+)]
 enum Searcher {
     Packed {
-        packed: packed::Searcher,
-        /// Pattern id (a distinct prefix) to the literals that start with it.
-        groups: Vec<Vec<usize>>,
+        /// Case-insensitive literals (and the fullwidth digits), over the folded text.
+        folded: Option<Prefixes>,
+        /// Case-sensitive literals, over the text itself.
+        exact: Option<Prefixes>,
         /// One-byte literals: (byte, literal index); found with `memchr`.
         single: Vec<(u8, usize)>,
     },
@@ -56,16 +138,30 @@ pub(crate) struct Anchors<T> {
 }
 
 impl<T: Copy + PartialEq> Anchors<T> {
-    /// `anchors`: (literal, target). Returns `None` when the fallback automaton is too large.
-    pub(crate) fn new(anchors: &[(&str, T)]) -> Option<Anchors<T>> {
+    /// `anchors`: (literal, case-sensitive?, target). Returns `None` when the fallback
+    /// automaton is too large.
+    pub(crate) fn new(anchors: &[(&str, bool, T)]) -> Option<Anchors<T>> {
+        Self::build(anchors, false)
+    }
+
+    fn build(anchors: &[(&str, bool, T)], force_ac: bool) -> Option<Anchors<T>> {
         let mut lits: Vec<Lit<T>> = Vec::new();
-        for &(a, t) in anchors {
-            let bytes = a.as_bytes().to_ascii_lowercase();
-            let i = match lits.iter().position(|l| l.bytes == bytes) {
+        for &(a, exact, t) in anchors {
+            let exact = exact && a.bytes().any(|b| b.is_ascii_alphabetic());
+            let bytes = if exact {
+                a.as_bytes().to_vec()
+            } else {
+                a.as_bytes().to_ascii_lowercase()
+            };
+            let i = match lits
+                .iter()
+                .position(|l| l.bytes == bytes && l.exact == exact)
+            {
                 Some(i) => i,
                 None => {
                     lits.push(Lit {
                         bytes,
+                        exact,
                         targets: Vec::new(),
                     });
                     lits.len() - 1
@@ -75,7 +171,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
                 lits[i].targets.push(t);
             }
         }
-        let searcher = match Self::packed(&lits) {
+        let searcher = match Self::packed(&lits).filter(|_| !force_ac) {
             Some(s) => s,
             None => Searcher::Ac(
                 AhoCorasickBuilder::new()
@@ -90,8 +186,8 @@ impl<T: Copy + PartialEq> Anchors<T> {
     }
 
     fn packed(lits: &[Lit<T>]) -> Option<Searcher> {
-        let mut prefixes: Vec<[u8; PREFIX]> = Vec::new();
-        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut folded = Vec::new();
+        let mut exact = Vec::new();
         let mut single = Vec::new();
         for (i, l) in lits.iter().enumerate() {
             match l.bytes.len() {
@@ -101,30 +197,28 @@ impl<T: Copy + PartialEq> Anchors<T> {
                 }
                 n if n < PREFIX => return None,
                 _ => {
-                    let p = [fold(l.bytes[0]), fold(l.bytes[1]), fold(l.bytes[2])];
-                    match prefixes.iter().position(|q| *q == p) {
-                        Some(g) => groups[g].push(i),
-                        None => {
-                            prefixes.push(p);
-                            groups.push(vec![i]);
-                        }
+                    let p = [l.bytes[0], l.bytes[1], l.bytes[2]];
+                    if l.exact && p.iter().all(|&b| fold(b) == b || b.is_ascii_alphabetic()) {
+                        exact.push((p, i));
+                    } else {
+                        folded.push((p.map(fold), i));
                     }
                 }
             }
         }
-        if prefixes.is_empty() {
-            return None;
-        }
-        let packed = packed::Config::new()
-            .match_kind(PackedKind::LeftmostFirst)
-            .builder()
-            .extend(prefixes)
-            .build()?;
+        let folded = Prefixes::new(folded)?;
+        let exact = Prefixes::new(exact)?;
         Some(Searcher::Packed {
-            packed,
-            groups,
+            folded,
+            exact,
             single,
         })
+    }
+
+    /// Whether the packed searchers are used (not the fallback automaton).
+    #[cfg(test)]
+    pub(crate) fn is_packed(&self) -> bool {
+        matches!(self.searcher, Searcher::Packed { .. })
     }
 
     /// Calls `f(targets, start, end)` for every occurrence of every anchor in `text`.
@@ -132,16 +226,15 @@ impl<T: Copy + PartialEq> Anchors<T> {
         match &self.searcher {
             Searcher::Ac(ac) => {
                 for m in ac.find_overlapping_iter(text) {
-                    f(
-                        &self.lits[m.pattern().as_usize()].targets,
-                        m.start(),
-                        m.end(),
-                    );
+                    let lit = &self.lits[m.pattern().as_usize()];
+                    if !lit.exact || lit.at(text, m.start()).is_some() {
+                        f(&lit.targets, m.start(), m.end());
+                    }
                 }
             }
             Searcher::Packed {
-                packed,
-                groups,
+                folded,
+                exact,
                 single,
             } => {
                 for &(b, li) in single {
@@ -149,6 +242,12 @@ impl<T: Copy + PartialEq> Anchors<T> {
                         f(&self.lits[li].targets, i, i + 1);
                     }
                 }
+                if let Some(exact) = exact {
+                    exact.scan(&self.lits, text, text.len(), text, 0, &mut f);
+                }
+                let Some(folded) = folded else {
+                    return;
+                };
                 let n = text.len();
                 let mut buf = [0u8; BLOCK + PREFIX - 1];
                 let mut base = 0;
@@ -158,27 +257,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
                     for (d, s) in buf[..len].iter_mut().zip(&text[base..end]) {
                         *d = fold(*s);
                     }
-                    let hay = &buf[..len];
-                    let limit = BLOCK.min(len);
-                    let mut p = 0;
-                    while p < limit {
-                        let Some(m) = packed.find_in(hay, Span::from(p..len)) else {
-                            break;
-                        };
-                        let s = m.start();
-                        if s >= limit {
-                            break;
-                        }
-                        let at = base + s;
-                        for &li in &groups[m.pattern().as_usize()] {
-                            let lit = &self.lits[li];
-                            let e = at + lit.bytes.len();
-                            if e <= n && text[at..e].eq_ignore_ascii_case(&lit.bytes) {
-                                f(&lit.targets, at, e);
-                            }
-                        }
-                        p = s + 1;
-                    }
+                    folded.scan(&self.lits, &buf[..len], BLOCK.min(len), text, base, &mut f);
                     base += BLOCK;
                 }
             }
@@ -201,13 +280,16 @@ mod tests {
         v
     }
 
-    fn naive(anchors: &[(&str, u8)], text: &str) -> Vec<(u8, usize, usize)> {
+    fn naive(anchors: &[(&str, bool, u8)], text: &str) -> Vec<(u8, usize, usize)> {
         let b = text.as_bytes();
         let mut v = Vec::new();
-        for &(a, t) in anchors {
+        for &(a, exact, t) in anchors {
             for i in 0..b.len() {
                 let e = i + a.len();
-                if e <= b.len() && b[i..e].eq_ignore_ascii_case(a.as_bytes()) {
+                if e <= b.len()
+                    && (b[i..e] == *a.as_bytes()
+                        || !exact && b[i..e].eq_ignore_ascii_case(a.as_bytes()))
+                {
                     v.push((t, i, e));
                 }
             }
@@ -220,22 +302,27 @@ mod tests {
     #[test]
     fn packed_equals_naive_across_blocks() {
         let anchors = [
-            ("@", 0u8),
-            ("sk-", 1),
-            ("sk-ant-", 2),
-            ("secret", 3),
-            ("secret_key", 4),
-            ("AKIA", 5),
-            ("\u{ff10}", 6),
-            ("\u{ff19}", 6),
-            ("://", 7),
+            ("@", false, 0u8),
+            ("sk-", true, 1),
+            ("sk-ant-", true, 2),
+            ("secret", false, 3),
+            ("secret_key", false, 4),
+            ("AKIA", true, 5),
+            ("akia", false, 8),
+            ("\u{ff10}", false, 6),
+            ("\u{ff19}", false, 6),
+            ("://", true, 7),
         ];
         let a = Anchors::new(&anchors).unwrap();
+        assert!(matches!(a.searcher, Searcher::Packed { .. }));
+        let ac = Anchors::build(&anchors, true).unwrap();
         let mut text = String::new();
         for i in 0..3000 {
             let piece = [
                 "x",
                 "SK-Ant-",
+                "sk-ant-",
+                "AKIA",
                 "@",
                 "SeCrEt_KeY",
                 "akia",
@@ -252,6 +339,7 @@ mod tests {
             }
         }
         assert_eq!(all(&a, &text), naive(&anchors, &text));
+        assert_eq!(all(&ac, &text), naive(&anchors, &text));
         // `U+FF15` is folded to the same prefix but is not an anchor here.
         assert!(all(&a, "\u{ff15}").is_empty());
         assert_eq!(all(&a, "s"), vec![]);

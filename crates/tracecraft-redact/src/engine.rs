@@ -200,10 +200,10 @@ impl Engine {
             (_, None) => Hasher::None,
         };
         let mut rules = Vec::new();
-        let mut anchor_list: Vec<(&str, (u16, How))> = Vec::new();
+        let mut anchor_list: Vec<(&str, bool, (u16, How))> = Vec::new();
         let mut digit_rules = Vec::new();
-        let mut add_lit = |lit: &'static str, rule: u16, how: How| {
-            anchor_list.push((lit, (rule, how)));
+        let mut add_lit = |lit: &'static str, exact: bool, rule: u16, how: How| {
+            anchor_list.push((lit, exact, (rule, how)));
         };
         if cfg.include_defaults {
             for b in BUILTINS {
@@ -217,19 +217,19 @@ impl Engine {
                 let kind = match b.kind {
                     Kind::Start => {
                         for a in b.anchors {
-                            add_lit(a, idx, How::Start);
+                            add_lit(a, b.exact, idx, How::Start);
                         }
                         RuleKind::Start
                     }
                     Kind::Window { back, fwd } => {
                         for a in b.anchors {
-                            add_lit(a, idx, How::Window { back, fwd });
+                            add_lit(a, b.exact, idx, How::Window { back, fwd });
                         }
                         RuleKind::Window
                     }
                     Kind::Digits => {
                         for a in b.anchors {
-                            add_lit(a, idx, How::Window { back: 64, fwd: 64 });
+                            add_lit(a, b.exact, idx, How::Window { back: 64, fwd: 64 });
                         }
                         digit_rules.push(idx);
                         RuleKind::Digits
@@ -742,6 +742,12 @@ mod tests {
         let mut v = Vec::new();
         digit_clusters(s.as_bytes(), |a, b| v.push((a, b)));
         v
+    }
+
+    #[test]
+    fn builtin_anchors_use_packed_search() {
+        let e = Engine::new(&RedactionConfig::default()).unwrap();
+        assert!(e.anchors.as_ref().unwrap().is_packed());
     }
 
     #[test]
