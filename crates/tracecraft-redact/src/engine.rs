@@ -672,6 +672,29 @@ fn count_digits(block: &[u8]) -> u32 {
     u32::from(c)
 }
 
+/// The first ASCII digit in `b[from..to]`, or `to`; eight bytes at a time.
+#[inline]
+fn next_digit(b: &[u8], mut from: usize, to: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while from + 8 <= to {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[from..from + 8]);
+        // Per byte, with no borrow between bytes: `t = x ^ '0'` is below 10 exactly for
+        // digits; `(t | 0x80) - 10` has its high bit set iff `t & 0x7f >= 10`.
+        let t = u64::from_le_bytes(w) ^ (ONES * u64::from(b'0'));
+        let digit = !((t | HIGH) - ONES * 10) & !t & HIGH;
+        if digit != 0 {
+            return from + (digit.trailing_zeros() / 8) as usize;
+        }
+        from += 8;
+    }
+    while from < to && !b[from].is_ascii_digit() {
+        from += 1;
+    }
+    from
+}
+
 #[inline]
 fn is_gap(b: u8) -> bool {
     matches!(b, b'-' | b'.' | b' ' | b'(' | b')' | 0xC2 | 0xA0)
@@ -698,9 +721,9 @@ pub(crate) fn digit_clusters(b: &[u8], mut f: impl FnMut(usize, usize)) {
             let region_end = ((i + 2) * BLOCK).min(n);
             let mut p = (i * BLOCK).saturating_sub(40).max(scanned);
             while p < region_end {
-                if !b[p].is_ascii_digit() {
-                    p += 1;
-                    continue;
+                p = next_digit(b, p, region_end);
+                if p >= region_end {
+                    break;
                 }
                 let start = p;
                 let mut digits = 0u32;
@@ -748,6 +771,23 @@ mod tests {
     fn builtin_anchors_use_packed_search() {
         let e = Engine::new(&RedactionConfig::default()).unwrap();
         assert!(e.anchors.as_ref().unwrap().is_packed());
+    }
+
+    #[test]
+    fn next_digit_matches_scalar() {
+        let bytes: Vec<u8> = (0..=255u8)
+            .chain((0..=255u8).rev())
+            .chain(b"ab9".iter().copied())
+            .collect();
+        for from in 0..bytes.len() {
+            for to in [from, from + 1, from + 9, bytes.len()] {
+                let to = to.min(bytes.len());
+                let want = (from..to)
+                    .find(|&i| bytes[i].is_ascii_digit())
+                    .unwrap_or(to);
+                assert_eq!(next_digit(&bytes, from, to), want, "{from}..{to}");
+            }
+        }
     }
 
     #[test]
