@@ -29,6 +29,8 @@ fn fold(b: u8) -> u8 {
 
 /// Bytes per folded block.
 const BLOCK: usize = 4096;
+/// Texts up to this length use a small folding buffer.
+const SMALL: usize = 256;
 /// Length of the packed searcher's prefixes.
 const PREFIX: usize = 3;
 
@@ -221,6 +223,28 @@ impl<T: Copy + PartialEq> Anchors<T> {
         matches!(self.searcher, Searcher::Packed { .. })
     }
 
+    /// The folded search, in blocks of `N - PREFIX + 1` bytes (overlapping by `PREFIX - 1`).
+    fn scan_folded<const N: usize>(
+        &self,
+        folded: &Prefixes,
+        text: &[u8],
+        f: &mut impl FnMut(&[T], usize, usize),
+    ) {
+        let block = N - (PREFIX - 1);
+        let n = text.len();
+        let mut buf = [0u8; N];
+        let mut base = 0;
+        while base < n {
+            let end = (base + N).min(n);
+            let len = end - base;
+            for (d, s) in buf[..len].iter_mut().zip(&text[base..end]) {
+                *d = fold(*s);
+            }
+            folded.scan(&self.lits, &buf[..len], block.min(len), text, base, f);
+            base += block;
+        }
+    }
+
     /// Calls `f(targets, start, end)` for every occurrence of every anchor in `text`.
     pub(crate) fn find(&self, text: &[u8], mut f: impl FnMut(&[T], usize, usize)) {
         match &self.searcher {
@@ -248,17 +272,11 @@ impl<T: Copy + PartialEq> Anchors<T> {
                 let Some(folded) = folded else {
                     return;
                 };
-                let n = text.len();
-                let mut buf = [0u8; BLOCK + PREFIX - 1];
-                let mut base = 0;
-                while base < n {
-                    let end = (base + BLOCK + PREFIX - 1).min(n);
-                    let len = end - base;
-                    for (d, s) in buf[..len].iter_mut().zip(&text[base..end]) {
-                        *d = fold(*s);
-                    }
-                    folded.scan(&self.lits, &buf[..len], BLOCK.min(len), text, base, &mut f);
-                    base += BLOCK;
+                // A small buffer for short texts: zeroing 4 KiB would cost more than the search.
+                if text.len() <= SMALL {
+                    self.scan_folded::<{ SMALL + PREFIX - 1 }>(folded, text, &mut f);
+                } else {
+                    self.scan_folded::<{ BLOCK + PREFIX - 1 }>(folded, text, &mut f);
                 }
             }
         }
@@ -340,6 +358,20 @@ mod tests {
         }
         assert_eq!(all(&a, &text), naive(&anchors, &text));
         assert_eq!(all(&ac, &text), naive(&anchors, &text));
+        // Short texts (small buffer) and block edges.
+        for i in (0..400).step_by(7) {
+            for len in [3, 40, SMALL - 1, SMALL, SMALL + 1, 300, BLOCK + 1] {
+                let (mut s, mut e) = (i, (i + len).min(text.len()));
+                while !text.is_char_boundary(s) {
+                    s += 1;
+                }
+                while !text.is_char_boundary(e) {
+                    e += 1;
+                }
+                let t = &text[s..e.max(s)];
+                assert_eq!(all(&a, t), naive(&anchors, t), "{t:?}");
+            }
+        }
         // `U+FF15` is folded to the same prefix but is not an anchor here.
         assert!(all(&a, "\u{ff15}").is_empty());
         assert_eq!(all(&a, "s"), vec![]);
