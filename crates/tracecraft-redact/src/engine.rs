@@ -1,4 +1,4 @@
-//! The compiled engine: one Aho-Corasick pass plus a digit scan find candidates for all
+//! The compiled engine: one anchor search (`anchors.rs`) plus a digit scan find candidates for all
 //! rules; the rules' lazy DFAs verify only around candidates.
 
 use std::borrow::Cow;
