@@ -1,11 +1,10 @@
-//! The compiled engine: one Aho-Corasick pass plus a digit scan find candidates for all
+//! The compiled engine: one anchor search (`anchors.rs`) plus a digit scan find candidates for all
 //! rules; the rules' lazy DFAs verify only around candidates.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind as AcMatchKind};
 use hmac::{Hmac, Mac};
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::captures::Captures;
@@ -14,6 +13,7 @@ use regex_automata::{Anchored, Input};
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
+use crate::anchors::Anchors;
 use crate::config::{RedactionConfig, RedactionMode};
 use crate::report::{Finding, Report};
 use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Validator};
@@ -42,8 +42,8 @@ pub(crate) struct Rule {
     replacement: Option<String>,
 }
 
-#[derive(Clone, Copy)]
-enum How {
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum How {
     Start,
     Window { back: usize, fwd: usize },
 }
@@ -71,8 +71,7 @@ enum Hasher {
 pub(crate) struct Engine {
     pub(crate) enabled: bool,
     pub(crate) rules: Vec<Rule>,
-    ac: Option<AhoCorasick>,
-    ac_rules: Vec<Vec<(u16, How)>>,
+    anchors: Option<Anchors<(u16, How)>>,
     digit_rules: Vec<u16>,
     custom_gate: Option<Regex>,
     custom_rules: Vec<u16>,
@@ -201,20 +200,10 @@ impl Engine {
             (_, None) => Hasher::None,
         };
         let mut rules = Vec::new();
-        let mut ac_lits: Vec<String> = Vec::new();
-        let mut ac_rules: Vec<Vec<(u16, How)>> = Vec::new();
+        let mut anchor_list: Vec<(&str, bool, (u16, How))> = Vec::new();
         let mut digit_rules = Vec::new();
-        let mut add_lit = |lit: &str, rule: u16, how: How| {
-            let lower = lit.to_ascii_lowercase();
-            let i = match ac_lits.iter().position(|l| *l == lower) {
-                Some(i) => i,
-                None => {
-                    ac_lits.push(lower);
-                    ac_rules.push(Vec::new());
-                    ac_lits.len() - 1
-                }
-            };
-            ac_rules[i].push((rule, how));
+        let mut add_lit = |lit: &'static str, exact: bool, rule: u16, how: How| {
+            anchor_list.push((lit, exact, (rule, how)));
         };
         if cfg.include_defaults {
             for b in BUILTINS {
@@ -228,19 +217,19 @@ impl Engine {
                 let kind = match b.kind {
                     Kind::Start => {
                         for a in b.anchors {
-                            add_lit(a, idx, How::Start);
+                            add_lit(a, b.exact, idx, How::Start);
                         }
                         RuleKind::Start
                     }
                     Kind::Window { back, fwd } => {
                         for a in b.anchors {
-                            add_lit(a, idx, How::Window { back, fwd });
+                            add_lit(a, b.exact, idx, How::Window { back, fwd });
                         }
                         RuleKind::Window
                     }
                     Kind::Digits => {
                         for a in b.anchors {
-                            add_lit(a, idx, How::Window { back: 64, fwd: 64 });
+                            add_lit(a, b.exact, idx, How::Window { back: 64, fwd: 64 });
                         }
                         digit_rules.push(idx);
                         RuleKind::Digits
@@ -297,19 +286,14 @@ impl Engine {
         } else {
             None
         };
-        let ac = if ac_lits.is_empty() {
+        let anchors = if anchor_list.is_empty() {
             None
         } else {
             Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(AcMatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&ac_lits)
-                    .map_err(|_| BuildError::TooLarge {
-                        rule: "anchors".to_owned(),
-                        limit: SIZE_LIMIT,
-                    })?,
+                Anchors::new(&anchor_list).ok_or_else(|| BuildError::TooLarge {
+                    rule: "anchors".to_owned(),
+                    limit: SIZE_LIMIT,
+                })?,
             )
         };
         let allow_re = if cfg.allowlist_patterns.is_empty() {
@@ -366,8 +350,7 @@ impl Engine {
         Ok(Engine {
             enabled: cfg.enabled,
             rules,
-            ac,
-            ac_rules,
+            anchors,
             digit_rules,
             custom_gate,
             custom_rules,
@@ -463,19 +446,19 @@ impl Engine {
     pub(crate) fn find(&self, text: &str, hits: &mut Vec<Hit>) {
         let mut cands: Vec<Cand> = Vec::new();
         let n = text.len();
-        if let Some(ac) = &self.ac {
-            for m in ac.find_overlapping_iter(text) {
-                for &(rule, how) in &self.ac_rules[m.pattern().as_usize()] {
+        if let Some(anchors) = &self.anchors {
+            anchors.find(text.as_bytes(), |targets, ms, me| {
+                for &(rule, how) in targets {
                     let (start, end) = match how {
-                        How::Start => (m.start(), m.start()),
+                        How::Start => (ms, ms),
                         How::Window { back, fwd } => (
-                            floor_char(text, m.start().saturating_sub(back)),
-                            ceil_char(text, (m.end() + fwd).min(n)),
+                            floor_char(text, ms.saturating_sub(back)),
+                            ceil_char(text, (me + fwd).min(n)),
                         ),
                     };
                     cands.push(Cand { rule, start, end });
                 }
-            }
+            });
         }
         if !self.digit_rules.is_empty() {
             digit_clusters(text.as_bytes(), |s, e| {
@@ -689,6 +672,29 @@ fn count_digits(block: &[u8]) -> u32 {
     u32::from(c)
 }
 
+/// The first ASCII digit in `b[from..to]`, or `to`; eight bytes at a time.
+#[inline]
+fn next_digit(b: &[u8], mut from: usize, to: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while from + 8 <= to {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[from..from + 8]);
+        // Per byte, with no borrow between bytes: `t = x ^ '0'` is below 10 exactly for
+        // digits; `(t | 0x80) - 10` has its high bit set iff `t & 0x7f >= 10`.
+        let t = u64::from_le_bytes(w) ^ (ONES * u64::from(b'0'));
+        let digit = !((t | HIGH) - ONES * 10) & !t & HIGH;
+        if digit != 0 {
+            return from + (digit.trailing_zeros() / 8) as usize;
+        }
+        from += 8;
+    }
+    while from < to && !b[from].is_ascii_digit() {
+        from += 1;
+    }
+    from
+}
+
 #[inline]
 fn is_gap(b: u8) -> bool {
     matches!(b, b'-' | b'.' | b' ' | b'(' | b')' | 0xC2 | 0xA0)
@@ -715,9 +721,9 @@ pub(crate) fn digit_clusters(b: &[u8], mut f: impl FnMut(usize, usize)) {
             let region_end = ((i + 2) * BLOCK).min(n);
             let mut p = (i * BLOCK).saturating_sub(40).max(scanned);
             while p < region_end {
-                if !b[p].is_ascii_digit() {
-                    p += 1;
-                    continue;
+                p = next_digit(b, p, region_end);
+                if p >= region_end {
+                    break;
                 }
                 let start = p;
                 let mut digits = 0u32;
@@ -759,6 +765,29 @@ mod tests {
         let mut v = Vec::new();
         digit_clusters(s.as_bytes(), |a, b| v.push((a, b)));
         v
+    }
+
+    #[test]
+    fn builtin_anchors_use_packed_search() {
+        let e = Engine::new(&RedactionConfig::default()).unwrap();
+        assert!(e.anchors.as_ref().unwrap().is_packed());
+    }
+
+    #[test]
+    fn next_digit_matches_scalar() {
+        let bytes: Vec<u8> = (0..=255u8)
+            .chain((0..=255u8).rev())
+            .chain(b"ab9".iter().copied())
+            .collect();
+        for from in 0..bytes.len() {
+            for to in [from, from + 1, from + 9, bytes.len()] {
+                let to = to.min(bytes.len());
+                let want = (from..to)
+                    .find(|&i| bytes[i].is_ascii_digit())
+                    .unwrap_or(to);
+                assert_eq!(next_digit(&bytes, from, to), want, "{from}..{to}");
+            }
+        }
     }
 
     #[test]

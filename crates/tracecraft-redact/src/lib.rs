@@ -48,16 +48,17 @@
 //!   epoch timestamps and version strings survive.
 //!
 //! ## Performance
-//! One Aho-Corasick pass over anchor literals (`@`, `sk-`, `AKIA`, `-----BEGIN`, `password`,
+//! SIMD (Teddy) searches over anchor literals (`@`, `sk-`, `AKIA`, `-----BEGIN`, `password`,
 //! `://`, ...) and one blockwise digit scan find candidates for all rules at once; each rule's
 //! lazy DFA then runs only at those candidates (anchored) or in small merged windows. A string
 //! with nothing to redact is returned borrowed, without allocation. Figures are in the
 //! crate's README (`cargo bench -p tracecraft-redact --bench redact`).
 //!
 //! ## Crate features
-//! None; the crate always depends on regex-automata, aho-corasick, hmac and sha2.
+//! None; the crate always depends on regex-automata, aho-corasick, memchr, hmac and sha2.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod anchors;
 mod config;
 mod engine;
 mod error;

@@ -3,8 +3,8 @@
 //! Every built-in rule is one of two kinds, which is what lets the engine run one prefilter
 //! pass for all rules and verify only around candidates (see `engine.rs`):
 //! - **start-anchored**: every match begins exactly where one of the rule's anchor literals
-//!   (found by Aho-Corasick, ASCII case-insensitively) begins; the engine runs one anchored
-//!   search per anchor.
+//!   (ASCII case-insensitively, or exactly for rules marked `exact`) begins; the engine runs
+//!   one anchored search per anchor.
 //! - **windowed**: every match contains an anchor (a literal, or a cluster of at least 9 ASCII
 //!   digits) and lies within `back`/`fwd` bytes of it; the engine searches merged windows.
 //!
@@ -47,6 +47,9 @@ pub(crate) struct Builtin {
     pub(crate) pattern: &'static str,
     pub(crate) kind: Kind,
     pub(crate) anchors: &'static [&'static str],
+    /// The anchors are matched case-sensitively (the pattern matches them so); otherwise
+    /// ASCII case-insensitively.
+    pub(crate) exact: bool,
     pub(crate) validator: Option<Validator>,
 }
 
@@ -85,6 +88,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
             fwd: 540,
         },
         anchors: &["@"],
+        exact: false,
         validator: Some(valid_email),
     },
     Builtin {
@@ -100,6 +104,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         ),
         kind: Kind::Digits,
         anchors: &["０", "１", "２", "３", "４", "５", "６", "７", "８", "９"],
+        exact: false,
         validator: None,
     },
     Builtin {
@@ -107,6 +112,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         pattern: r"(?-u:\b)(?:[0-9]{4}[- ][0-9]{4}[- ][0-9]{4}[- ][0-9]{4}|3[47][0-9]{2}[- ][0-9]{6}[- ][0-9]{5}|[0-9]{13,19})(?-u:\b)",
         kind: Kind::Digits,
         anchors: &[],
+        exact: false,
         validator: Some(valid_card),
     },
     Builtin {
@@ -114,6 +120,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         pattern: r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)",
         kind: Kind::Digits,
         anchors: &[],
+        exact: false,
         validator: Some(valid_ssn),
     },
     Builtin {
@@ -122,6 +129,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         pattern: r"(?-u:\b)sk-(?:[0-9A-Zb-z_]|a[0-9A-Za-mo-z_]|an[0-9A-Za-su-z_]|ant[0-9A-Za-z_])[A-Za-z0-9_\-]{16,}",
         kind: Kind::Start,
         anchors: &["sk-"],
+        exact: true,
         validator: None,
     },
     Builtin {
@@ -129,6 +137,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         pattern: r"(?-u:\b)sk-ant-[A-Za-z0-9_\-]{16,}",
         kind: Kind::Start,
         anchors: &["sk-ant-"],
+        exact: true,
         validator: None,
     },
     Builtin {
@@ -138,6 +147,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &[
             "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "APKA", "ABIA", "ACCA",
         ],
+        exact: true,
         validator: None,
     },
     Builtin {
@@ -148,6 +158,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         pattern: r"(?i-u:aws|secret)[^\r\n\[\]]{0,48}?[^A-Za-z0-9/+=]([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)",
         kind: Kind::Start,
         anchors: &["aws", "secret"],
+        exact: false,
         validator: Some(valid_aws_secret),
     },
     Builtin {
@@ -155,6 +166,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         pattern: r"(?-u:\b)(?i-u:bearer)[ \t]+([A-Za-z0-9_\-.~+/]{16,}=*)",
         kind: Kind::Start,
         anchors: &["bearer"],
+        exact: false,
         validator: None,
     },
     Builtin {
@@ -162,6 +174,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         pattern: r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})",
         kind: Kind::Start,
         anchors: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
+        exact: true,
         validator: None,
     },
     Builtin {
@@ -169,6 +182,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         pattern: r"(?-u:\b)AIza[A-Za-z0-9_\-]{30,}",
         kind: Kind::Start,
         anchors: &["AIza"],
+        exact: true,
         validator: None,
     },
     Builtin {
@@ -176,6 +190,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         pattern: r"(?i-u:accountkey|sharedaccesskey)[ \t]*=[ \t]*([A-Za-z0-9+/]{16,}={0,2})|(?i-u:sharedaccesssignature)[ \t]*=[ \t]*([^\s;'\x22\\\[]{16,})",
         kind: Kind::Start,
         anchors: &["accountkey", "sharedaccesskey", "sharedaccesssignature"],
+        exact: false,
         validator: None,
     },
     Builtin {
@@ -212,6 +227,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
             "private-token",
             "privatetoken",
         ],
+        exact: false,
         validator: None,
     },
     Builtin {
@@ -222,6 +238,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         pattern: r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s.,:\\\-]*?-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s.,:\\\-]*)",
         kind: Kind::Start,
         anchors: &["-----BEGIN"],
+        exact: true,
         validator: None,
     },
     Builtin {
@@ -231,6 +248,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &[
             "xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xapp-",
         ],
+        exact: true,
         validator: None,
     },
     Builtin {
@@ -240,6 +258,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &[
             "sk_live_", "sk_test_", "pk_live_", "pk_test_", "rk_live_", "rk_test_",
         ],
+        exact: true,
         validator: None,
     },
     Builtin {
@@ -262,6 +281,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
             "token",
             "://",
         ],
+        exact: false,
         validator: Some(valid_password_field),
     },
 ];
@@ -444,6 +464,8 @@ mod tests {
     #[test]
     fn windows_cover_max_match_length() {
         for b in BUILTINS {
+            // Exact anchors are only sound for case-sensitive patterns.
+            assert!(!b.exact || !b.pattern.contains("(?i"), "{}", b.name);
             let hir = regex_syntax::parse(b.pattern).unwrap();
             let max = hir.properties().maximum_len();
             match b.kind {

@@ -1,0 +1,379 @@
+//! Finds every occurrence of every anchor literal, ASCII case-insensitively, at every position
+//! (overlapping), like an overlapping Aho-Corasick search, but with a SIMD searcher.
+//!
+//! An ASCII case-insensitive Aho-Corasick automaton over ~80 anchors cannot use its SIMD
+//! prefilter. Instead the text is case-folded block by block into a small buffer (a loop the
+//! compiler vectorises), and a case-sensitive packed (Teddy) searcher looks for the distinct
+//! 3-byte prefixes of the folded anchors; each hit is verified against the anchors sharing that
+//! prefix. One-byte anchors (`@`) are found with `memchr`. When no packed searcher can be built
+//! (no SIMD on the target, too many prefixes, an anchor of 2 bytes), an ASCII case-insensitive
+//! Aho-Corasick automaton does the same job, more slowly.
+
+use aho_corasick::packed::{self, MatchKind as PackedKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind, Span};
+
+/// Folding for the packed search: ASCII upper case to lower case, and the last bytes
+/// `0x90..=0x99` of the fullwidth digits `U+FF10..=U+FF19` (`EF BC 90..99`) to `0x90`, so that
+/// the ten fullwidth digits share one prefix. Folding only merges prefixes; every hit is
+/// verified against the unfolded anchors (ASCII case-insensitively).
+#[inline]
+fn fold(b: u8) -> u8 {
+    if b.wrapping_sub(b'A') < 26 {
+        b | 0x20
+    } else if b.wrapping_sub(0x90) < 10 {
+        0x90
+    } else {
+        b
+    }
+}
+
+/// Bytes per folded block.
+const BLOCK: usize = 4096;
+/// Texts up to this length use a small folding buffer.
+const SMALL: usize = 256;
+/// Length of the packed searcher's prefixes.
+const PREFIX: usize = 3;
+
+/// One distinct anchor and what it stands for.
+struct Lit<T> {
+    /// As given when `exact`, else ASCII lower case.
+    bytes: Vec<u8>,
+    /// Matched case-sensitively.
+    exact: bool,
+    targets: Vec<T>,
+}
+
+impl<T> Lit<T> {
+    #[inline]
+    fn at(&self, text: &[u8], at: usize) -> Option<usize> {
+        let e = at + self.bytes.len();
+        let s = text.get(at..e)?;
+        let ok = if self.exact {
+            s == self.bytes.as_slice()
+        } else {
+            s.eq_ignore_ascii_case(&self.bytes)
+        };
+        ok.then_some(e)
+    }
+}
+
+/// A packed searcher for distinct 3-byte prefixes and, per prefix, the literals to verify.
+struct Prefixes {
+    packed: packed::Searcher,
+    groups: Vec<Vec<usize>>,
+}
+
+impl Prefixes {
+    fn new(prefixes: Vec<([u8; PREFIX], usize)>) -> Option<Option<Prefixes>> {
+        if prefixes.is_empty() {
+            return Some(None);
+        }
+        let mut distinct: Vec<[u8; PREFIX]> = Vec::new();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (p, i) in prefixes {
+            match distinct.iter().position(|q| *q == p) {
+                Some(g) => groups[g].push(i),
+                None => {
+                    distinct.push(p);
+                    groups.push(vec![i]);
+                }
+            }
+        }
+        let packed = packed::Config::new()
+            .match_kind(PackedKind::LeftmostFirst)
+            .builder()
+            .extend(distinct)
+            .build()?;
+        Some(Some(Prefixes { packed, groups }))
+    }
+
+    /// Hits starting in `hay[..limit]`, verified against `text` (`hay` is `text[base..]`,
+    /// maybe folded).
+    #[inline]
+    fn scan<T>(
+        &self,
+        lits: &[Lit<T>],
+        hay: &[u8],
+        limit: usize,
+        text: &[u8],
+        base: usize,
+        f: &mut impl FnMut(&[T], usize, usize),
+    ) {
+        let mut p = 0;
+        while p < limit {
+            let Some(m) = self.packed.find_in(hay, Span::from(p..hay.len())) else {
+                break;
+            };
+            let s = m.start();
+            if s >= limit {
+                break;
+            }
+            for &li in &self.groups[m.pattern().as_usize()] {
+                if let Some(e) = lits[li].at(text, base + s) {
+                    f(&lits[li].targets, base + s, e);
+                }
+            }
+            p = s + 1;
+        }
+    }
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per engine, never moved in a hot path"
+)]
+enum Searcher {
+    Packed {
+        /// Case-insensitive literals (and the fullwidth digits), over the folded text.
+        folded: Option<Prefixes>,
+        /// Case-sensitive literals, over the text itself.
+        exact: Option<Prefixes>,
+        /// One-byte literals: (byte, literal index); found with `memchr`.
+        single: Vec<(u8, usize)>,
+    },
+    Ac(AhoCorasick),
+}
+
+pub(crate) struct Anchors<T> {
+    lits: Vec<Lit<T>>,
+    searcher: Searcher,
+}
+
+impl<T: Copy + PartialEq> Anchors<T> {
+    /// `anchors`: (literal, case-sensitive?, target). Returns `None` when the fallback
+    /// automaton is too large.
+    pub(crate) fn new(anchors: &[(&str, bool, T)]) -> Option<Anchors<T>> {
+        Self::build(anchors, false)
+    }
+
+    fn build(anchors: &[(&str, bool, T)], force_ac: bool) -> Option<Anchors<T>> {
+        let mut lits: Vec<Lit<T>> = Vec::new();
+        for &(a, exact, t) in anchors {
+            let exact = exact && a.bytes().any(|b| b.is_ascii_alphabetic());
+            let bytes = if exact {
+                a.as_bytes().to_vec()
+            } else {
+                a.as_bytes().to_ascii_lowercase()
+            };
+            let i = match lits
+                .iter()
+                .position(|l| l.bytes == bytes && l.exact == exact)
+            {
+                Some(i) => i,
+                None => {
+                    lits.push(Lit {
+                        bytes,
+                        exact,
+                        targets: Vec::new(),
+                    });
+                    lits.len() - 1
+                }
+            };
+            if !lits[i].targets.contains(&t) {
+                lits[i].targets.push(t);
+            }
+        }
+        let searcher = match Self::packed(&lits).filter(|_| !force_ac) {
+            Some(s) => s,
+            None => Searcher::Ac(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(lits.iter().map(|l| &l.bytes))
+                    .ok()?,
+            ),
+        };
+        Some(Anchors { lits, searcher })
+    }
+
+    fn packed(lits: &[Lit<T>]) -> Option<Searcher> {
+        let mut folded = Vec::new();
+        let mut exact = Vec::new();
+        let mut single = Vec::new();
+        for (i, l) in lits.iter().enumerate() {
+            match l.bytes.len() {
+                0 => return None,
+                1 if !l.bytes[0].is_ascii_alphabetic() => {
+                    single.push((l.bytes[0], i));
+                }
+                n if n < PREFIX => return None,
+                _ => {
+                    let p = [l.bytes[0], l.bytes[1], l.bytes[2]];
+                    if l.exact && p.iter().all(|&b| fold(b) == b || b.is_ascii_alphabetic()) {
+                        exact.push((p, i));
+                    } else {
+                        folded.push((p.map(fold), i));
+                    }
+                }
+            }
+        }
+        let folded = Prefixes::new(folded)?;
+        let exact = Prefixes::new(exact)?;
+        Some(Searcher::Packed {
+            folded,
+            exact,
+            single,
+        })
+    }
+
+    /// Whether the packed searchers are used (not the fallback automaton).
+    #[cfg(test)]
+    pub(crate) fn is_packed(&self) -> bool {
+        matches!(self.searcher, Searcher::Packed { .. })
+    }
+
+    /// The folded search, in blocks of `N - PREFIX + 1` bytes (overlapping by `PREFIX - 1`).
+    fn scan_folded<const N: usize>(
+        &self,
+        folded: &Prefixes,
+        text: &[u8],
+        f: &mut impl FnMut(&[T], usize, usize),
+    ) {
+        let block = N - (PREFIX - 1);
+        let n = text.len();
+        let mut buf = [0u8; N];
+        let mut base = 0;
+        while base < n {
+            let end = (base + N).min(n);
+            let len = end - base;
+            for (d, s) in buf[..len].iter_mut().zip(&text[base..end]) {
+                *d = fold(*s);
+            }
+            folded.scan(&self.lits, &buf[..len], block.min(len), text, base, f);
+            base += block;
+        }
+    }
+
+    /// Calls `f(targets, start, end)` for every occurrence of every anchor in `text`.
+    pub(crate) fn find(&self, text: &[u8], mut f: impl FnMut(&[T], usize, usize)) {
+        match &self.searcher {
+            Searcher::Ac(ac) => {
+                for m in ac.find_overlapping_iter(text) {
+                    let lit = &self.lits[m.pattern().as_usize()];
+                    if !lit.exact || lit.at(text, m.start()).is_some() {
+                        f(&lit.targets, m.start(), m.end());
+                    }
+                }
+            }
+            Searcher::Packed {
+                folded,
+                exact,
+                single,
+            } => {
+                for &(b, li) in single {
+                    for i in memchr::memchr_iter(b, text) {
+                        f(&self.lits[li].targets, i, i + 1);
+                    }
+                }
+                if let Some(exact) = exact {
+                    exact.scan(&self.lits, text, text.len(), text, 0, &mut f);
+                }
+                let Some(folded) = folded else {
+                    return;
+                };
+                // A small buffer for short texts: zeroing 4 KiB would cost more than the search.
+                if text.len() <= SMALL {
+                    self.scan_folded::<{ SMALL + PREFIX - 1 }>(folded, text, &mut f);
+                } else {
+                    self.scan_folded::<{ BLOCK + PREFIX - 1 }>(folded, text, &mut f);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(a: &Anchors<u8>, text: &str) -> Vec<(u8, usize, usize)> {
+        let mut v = Vec::new();
+        a.find(text.as_bytes(), |t, s, e| {
+            for &x in t {
+                v.push((x, s, e));
+            }
+        });
+        v.sort_unstable();
+        v
+    }
+
+    fn naive(anchors: &[(&str, bool, u8)], text: &str) -> Vec<(u8, usize, usize)> {
+        let b = text.as_bytes();
+        let mut v = Vec::new();
+        for &(a, exact, t) in anchors {
+            for i in 0..b.len() {
+                let e = i + a.len();
+                if e <= b.len()
+                    && (b[i..e] == *a.as_bytes()
+                        || !exact && b[i..e].eq_ignore_ascii_case(a.as_bytes()))
+                {
+                    v.push((t, i, e));
+                }
+            }
+        }
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn packed_equals_naive_across_blocks() {
+        let anchors = [
+            ("@", false, 0u8),
+            ("sk-", true, 1),
+            ("sk-ant-", true, 2),
+            ("secret", false, 3),
+            ("secret_key", false, 4),
+            ("AKIA", true, 5),
+            ("akia", false, 8),
+            ("\u{ff10}", false, 6),
+            ("\u{ff19}", false, 6),
+            ("://", true, 7),
+        ];
+        let a = Anchors::new(&anchors).unwrap();
+        assert!(matches!(a.searcher, Searcher::Packed { .. }));
+        let ac = Anchors::build(&anchors, true).unwrap();
+        let mut text = String::new();
+        for i in 0..3000 {
+            let piece = [
+                "x",
+                "SK-Ant-",
+                "sk-ant-",
+                "AKIA",
+                "@",
+                "SeCrEt_KeY",
+                "akia",
+                "９",
+                "０",
+                ":/",
+                "/",
+                "é",
+                "\u{ff15}",
+            ];
+            text.push_str(piece[i % piece.len()]);
+            if i % 7 == 0 {
+                text.push_str("abc");
+            }
+        }
+        assert_eq!(all(&a, &text), naive(&anchors, &text));
+        assert_eq!(all(&ac, &text), naive(&anchors, &text));
+        // Short texts (small buffer) and block edges.
+        for i in (0..400).step_by(7) {
+            for len in [3, 40, SMALL - 1, SMALL, SMALL + 1, 300, BLOCK + 1] {
+                let (mut s, mut e) = (i, (i + len).min(text.len()));
+                while !text.is_char_boundary(s) {
+                    s += 1;
+                }
+                while !text.is_char_boundary(e) {
+                    e += 1;
+                }
+                let t = &text[s..e.max(s)];
+                assert_eq!(all(&a, t), naive(&anchors, t), "{t:?}");
+            }
+        }
+        // `U+FF15` is folded to the same prefix but is not an anchor here.
+        assert!(all(&a, "\u{ff15}").is_empty());
+        assert_eq!(all(&a, "s"), vec![]);
+    }
+}
