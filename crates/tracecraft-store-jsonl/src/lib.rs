@@ -37,7 +37,8 @@
 //! length) and the fields queries need (name, lower-cased name, start time, duration, cost,
 //! tokens, error flags, step count, session, user, environment, tags). `get` reads one line
 //! with a positioned read; `query` filters and sorts the index and reads only the page it
-//! returns. Memory: about 300 bytes per trace plus the lengths of those strings (so roughly
+//! returns. Trace ids are also indexed by session and by user, so a query naming either
+//! looks at that session's or user's traces only instead of scanning the index. Memory: about 300 bytes per trace plus the lengths of those strings (so roughly
 //! 40 MB per 100,000 traces with typical names and ids); payloads are never held in memory.
 //!
 //! ## Security
