@@ -8,6 +8,8 @@ use std::io::BufRead;
 
 use crate::model::AgentRun;
 
+mod write;
+
 /// Why a run could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -196,11 +198,21 @@ pub fn parse_run_slice(bytes: &[u8]) -> Result<AgentRun, ParseError> {
 }
 
 /// Serializes a run to compact JSON, keys in the wire order.
+///
+/// The text is exactly what `serde_json::to_string(run)` writes with the derived `Serialize`
+/// impls (the tests hold both to it), written by a faster hand-written serializer.
 #[must_use]
 pub fn to_json(run: &AgentRun) -> String {
-    // Serializing these types cannot fail: every map key is a string and every float is
-    // finite or becomes null.
-    serde_json::to_string(run).unwrap_or_else(|_| String::from("null"))
+    let mut out = Vec::with_capacity(4096);
+    write_json(&mut out, run);
+    // Only whole UTF-8 strings and ASCII are written, so this cannot fail.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Appends the JSON of [`to_json`] to `out` (no newline): for writers that batch many runs
+/// into one buffer without an intermediate `String`.
+pub fn write_json(out: &mut Vec<u8>, run: &AgentRun) {
+    write::write_run(out, run);
 }
 
 /// Reads AgentRun JSONL: one run per line; blank lines are skipped.

@@ -6,7 +6,7 @@
 //! a timestamp without an offset is rejected, because its instant is ambiguous.
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::{Deserializer, Serializer};
 
 /// The current time, truncated to microseconds (the precision Python's `datetime` keeps).
 #[must_use]
@@ -54,9 +54,47 @@ pub fn parse(s: &str) -> Result<DateTime<Utc>, &'static str> {
     }
 }
 
+/// Parses a timestamp from a borrowed (or transient) string: no `String` per timestamp.
+struct TimeVisitor;
+
+impl serde::de::Visitor<'_> for TimeVisitor {
+    type Value = DateTime<Utc>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an ISO-8601 / RFC 3339 timestamp string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        parse(s).map_err(E::custom)
+    }
+}
+
+/// [`TimeVisitor`] or `null`.
+struct OptionTimeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OptionTimeVisitor {
+    type Value = Option<DateTime<Utc>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("null or an ISO-8601 / RFC 3339 timestamp string")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(TimeVisitor).map(Some)
+    }
+}
+
 /// `serde(with = "...")` module for `DateTime<Utc>` fields.
 pub mod rfc3339 {
-    use super::{DateTime, Deserialize, Deserializer, Serializer, Utc};
+    use super::{DateTime, Deserializer, Serializer, Utc};
 
     /// Serializes in the wire format.
     ///
@@ -71,14 +109,13 @@ pub mod rfc3339 {
     /// # Errors
     /// When the value is not a string or not a timestamp with an offset.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        super::parse(&s).map_err(serde::de::Error::custom)
+        d.deserialize_str(super::TimeVisitor)
     }
 }
 
 /// `serde(with = "...")` module for `Option<DateTime<Utc>>` fields (`null` is `None`).
 pub mod rfc3339_option {
-    use super::{DateTime, Deserialize, Deserializer, Serializer, Utc};
+    use super::{DateTime, Deserializer, Serializer, Utc};
 
     /// Serializes in the wire format, `None` as `null`.
     ///
@@ -96,9 +133,7 @@ pub mod rfc3339_option {
     /// # Errors
     /// When the value is neither `null` nor a timestamp with an offset.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-        let s = Option::<std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.map(|s| super::parse(&s).map_err(serde::de::Error::custom))
-            .transpose()
+        d.deserialize_option(super::OptionTimeVisitor)
     }
 }
 
