@@ -8,8 +8,6 @@ use std::io::BufRead;
 
 use crate::model::AgentRun;
 
-mod write;
-
 /// Why a run could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -198,21 +196,22 @@ pub fn parse_run_slice(bytes: &[u8]) -> Result<AgentRun, ParseError> {
 }
 
 /// Serializes a run to compact JSON, keys in the wire order.
-///
-/// The text is exactly what `serde_json::to_string(run)` writes with the derived `Serialize`
-/// impls (the tests hold both to it), written by a faster hand-written serializer.
 #[must_use]
 pub fn to_json(run: &AgentRun) -> String {
     let mut out = Vec::with_capacity(4096);
     write_json(&mut out, run);
-    // Only whole UTF-8 strings and ASCII are written, so this cannot fail.
+    // serde_json writes UTF-8 only.
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Appends the JSON of [`to_json`] to `out` (no newline): for writers that batch many runs
 /// into one buffer without an intermediate `String`.
 pub fn write_json(out: &mut Vec<u8>, run: &AgentRun) {
-    write::write_run(out, run);
+    // Writing these types into a Vec cannot fail: every map key is a string and non-finite
+    // floats become null.
+    if serde_json::to_writer(&mut *out, run).is_err() {
+        out.extend_from_slice(b"null");
+    }
 }
 
 /// Reads AgentRun JSONL: one run per line; blank lines are skipped.
