@@ -23,10 +23,21 @@ pub fn dismantle(value: Value) {
     }
 }
 
+fn is_scalar(v: &Value) -> bool {
+    !matches!(v, Value::Array(_) | Value::Object(_))
+}
+
 /// Replaces every array or object nested deeper than `max_depth` (the value itself is depth 1)
 /// with the string [`TRUNCATED`]; returns how many subtrees were cut. Iterative: safe on any
 /// depth.
 pub fn limit_depth(value: &mut Value, max_depth: usize) -> u64 {
+    // Most values are scalars or shallow: no stack for those.
+    match value {
+        Value::Array(items) if max_depth > 1 && items.iter().all(is_scalar) => return 0,
+        Value::Object(map) if max_depth > 1 && map.values().all(is_scalar) => return 0,
+        Value::Array(_) | Value::Object(_) => {}
+        _ => return 0,
+    }
     let mut cut = 0;
     let mut stack: Vec<(&mut Value, usize)> = vec![(value, 1)];
     while let Some((v, depth)) = stack.pop() {
@@ -57,6 +68,14 @@ mod tests {
         assert_eq!(v, json!({"a": {"b": {"c": TRUNCATED}}, "x": 1}));
         let mut v = json!({"a": [1, {"b": 2}]});
         assert_eq!(limit_depth(&mut v, 3), 0);
+        // Flat containers (depth 1) are kept at limit 1 and cut at 0; scalars are never cut.
+        let mut v = json!([1, "x", null]);
+        assert_eq!(limit_depth(&mut v, 2), 0);
+        assert_eq!(limit_depth(&mut v, 1), 0);
+        assert_eq!(limit_depth(&mut v, 0), 1);
+        assert_eq!(v, json!(TRUNCATED));
+        let mut v = json!("scalar");
+        assert_eq!(limit_depth(&mut v, 0), 0);
     }
 
     #[test]
