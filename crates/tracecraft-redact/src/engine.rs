@@ -275,14 +275,7 @@ impl Engine {
         let custom_gate = if custom_patterns.len() > 1 {
             // One pass for all custom rules; each has already compiled alone, so this only
             // fails on the combined size, and then each rule simply runs on its own.
-            meta::Builder::new()
-                .configure(
-                    meta::Config::new()
-                        .nfa_size_limit(Some(4 * SIZE_LIMIT))
-                        .which_captures(regex_automata::nfa::thompson::WhichCaptures::None),
-                )
-                .build_many(&custom_patterns)
-                .ok()
+            multi_pattern_builder().build_many(&custom_patterns).ok()
         } else {
             None
         };
@@ -316,12 +309,7 @@ impl Engine {
                 })?);
             }
             Some(
-                meta::Builder::new()
-                    .configure(
-                        meta::Config::new()
-                            .nfa_size_limit(Some(4 * SIZE_LIMIT))
-                            .which_captures(regex_automata::nfa::thompson::WhichCaptures::None),
-                    )
+                multi_pattern_builder()
                     .build_many_from_hir(&hirs)
                     .map_err(|_| BuildError::TooLarge {
                         rule: "allowlist_patterns".to_owned(),
@@ -755,6 +743,18 @@ pub(crate) fn digit_clusters(b: &[u8], mut f: impl FnMut(usize, usize)) {
         }
         cur = next;
     }
+}
+
+/// A builder for one automaton over many patterns (custom-rule gate, allowlist): a larger NFA
+/// budget than a single rule, no capture groups.
+fn multi_pattern_builder() -> meta::Builder {
+    let mut builder = meta::Builder::new();
+    builder.configure(
+        meta::Config::new()
+            .nfa_size_limit(Some(4 * SIZE_LIMIT))
+            .which_captures(regex_automata::nfa::thompson::WhichCaptures::None),
+    );
+    builder
 }
 
 #[cfg(test)]
