@@ -100,6 +100,18 @@ fn pos_of(pattern: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// A [`BuildError::InvalidPattern`] at `offset` of `pattern`, with its line and column.
+fn invalid_pattern(rule: &str, pattern: &str, offset: usize, message: String) -> BuildError {
+    let (line, column) = pos_of(pattern, offset);
+    BuildError::InvalidPattern {
+        rule: rule.to_owned(),
+        offset,
+        line,
+        column,
+        message,
+    }
+}
+
 /// Parses `pattern` and compiles it, rejecting what cannot run in linear time.
 pub(crate) fn compile(
     rule: &str,
@@ -122,31 +134,12 @@ pub(crate) fn compile(
                     feature: "a backreference",
                     offset,
                 },
-                kind => {
-                    let (line, column) = pos_of(pattern, offset);
-                    BuildError::InvalidPattern {
-                        rule: rule.to_owned(),
-                        offset,
-                        line,
-                        column,
-                        message: kind.to_string(),
-                    }
-                }
+                kind => invalid_pattern(rule, pattern, offset, kind.to_string()),
             }
         })?;
     let hir = regex_syntax::hir::translate::Translator::new()
         .translate(pattern, &ast)
-        .map_err(|e| {
-            let offset = e.span().start.offset;
-            let (line, column) = pos_of(pattern, offset);
-            BuildError::InvalidPattern {
-                rule: rule.to_owned(),
-                offset,
-                line,
-                column,
-                message: e.kind().to_string(),
-            }
-        })?;
+        .map_err(|e| invalid_pattern(rule, pattern, e.span().start.offset, e.kind().to_string()))?;
     if !allow_empty && hir.properties().minimum_len() == Some(0) {
         return Err(BuildError::EmptyMatch {
             rule: rule.to_owned(),

@@ -59,6 +59,9 @@ fn open_nosync(dir: &tempfile::TempDir) -> JsonlStore {
     JsonlStore::open(JsonlConfig::new(dir.path()).fsync(Fsync::Never)).expect("open")
 }
 
+/// Opens a store in a temporary directory.
+type Opener = fn(&tempfile::TempDir) -> JsonlStore;
+
 fn bench(c: &mut Criterion) {
     let Some(runs) = load() else { return };
     let mut g = c.benchmark_group("store/jsonl");
@@ -66,38 +69,28 @@ fn bench(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(8));
 
     g.throughput(Throughput::Elements(runs.len() as u64));
-    g.bench_function("write_batched_nosync", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let store = open_nosync(&dir);
-                (dir, store)
-            },
-            |(dir, store)| {
-                for chunk in runs.chunks(256) {
-                    store.save_batch(chunk).expect("save");
-                }
-                (dir, store)
-            },
-            BatchSize::PerIteration,
-        )
-    });
-    g.bench_function("write_batched", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let store = open(&dir);
-                (dir, store)
-            },
-            |(dir, store)| {
-                for chunk in runs.chunks(256) {
-                    store.save_batch(chunk).expect("save");
-                }
-                (dir, store)
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    let openers: [(&str, Opener); 2] = [
+        ("write_batched_nosync", open_nosync),
+        ("write_batched", open),
+    ];
+    for (name, open_store) in openers {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let store = open_store(&dir);
+                    (dir, store)
+                },
+                |(dir, store)| {
+                    for chunk in runs.chunks(256) {
+                        store.save_batch(chunk).expect("save");
+                    }
+                    (dir, store)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
 
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);

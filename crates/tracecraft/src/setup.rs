@@ -79,13 +79,13 @@ fn open_jsonl_export(config: &TraceCraftConfig) -> Result<Option<Arc<dyn TraceSt
     }
     #[cfg(feature = "jsonl")]
     {
+        // The same store as `storage.url = "jsonl:DIR"`, with the storage's retention and
+        // permission policy.
         let dir = config.jsonl.path.clone().unwrap_or_else(|| "traces".into());
-        let cfg = tracecraft_store_jsonl::JsonlConfig::new(dir)
-            .retention_days(config.storage.retention_days)
-            .permissions(config.storage.permissions);
-        Ok(Some(Arc::new(tracecraft_store_jsonl::JsonlStore::open(
-            cfg,
-        )?)))
+        open_store(&StorageConfig {
+            url: StorageUrl::Jsonl(dir),
+            ..config.storage.clone()
+        })
     }
     #[cfg(not(feature = "jsonl"))]
     Err(ConfigError::Invalid {
