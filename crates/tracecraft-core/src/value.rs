@@ -23,26 +23,56 @@ pub fn dismantle(value: Value) {
     }
 }
 
-fn is_scalar(v: &Value) -> bool {
-    !matches!(v, Value::Array(_) | Value::Object(_))
+fn is_nested(v: &Value) -> bool {
+    matches!(v, Value::Array(_) | Value::Object(_))
 }
 
+/// Levels walked by recursion before [`limit_depth`] switches to a heap stack (bounded stack
+/// use whatever the configured limit).
+const RECURSION_CAP: usize = 48;
+
 /// Replaces every array or object nested deeper than `max_depth` (the value itself is depth 1)
-/// with the string [`TRUNCATED`]; returns how many subtrees were cut. Iterative: safe on any
-/// depth.
+/// with the string [`TRUNCATED`]; returns how many subtrees were cut. Safe on any depth: it
+/// recurses at most [`RECURSION_CAP`] levels, then walks with a heap stack.
 pub fn limit_depth(value: &mut Value, max_depth: usize) -> u64 {
-    // Most values are scalars or shallow: no stack for those.
-    match value {
-        Value::Array(items) if max_depth > 1 && items.iter().all(is_scalar) => return 0,
-        Value::Object(map) if max_depth > 1 && map.values().all(is_scalar) => return 0,
-        Value::Array(_) | Value::Object(_) => {}
-        _ => return 0,
-    }
     let mut cut = 0;
-    let mut stack: Vec<(&mut Value, usize)> = vec![(value, 1)];
+    limit_at(value, 1, max_depth, &mut cut);
+    cut
+}
+
+fn limit_at(v: &mut Value, depth: usize, max_depth: usize, cut: &mut u64) {
+    if !is_nested(v) {
+        return;
+    }
+    if depth > max_depth {
+        dismantle(std::mem::replace(v, Value::String(TRUNCATED.to_owned())));
+        *cut += 1;
+        return;
+    }
+    if depth >= RECURSION_CAP {
+        *cut += limit_iteratively(v, depth, max_depth);
+        return;
+    }
+    match v {
+        Value::Array(items) => {
+            for c in items.iter_mut().filter(|c| is_nested(c)) {
+                limit_at(c, depth + 1, max_depth, cut);
+            }
+        }
+        Value::Object(map) => {
+            for c in map.values_mut().filter(|c| is_nested(c)) {
+                limit_at(c, depth + 1, max_depth, cut);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn limit_iteratively(value: &mut Value, depth: usize, max_depth: usize) -> u64 {
+    let mut cut = 0;
+    let mut stack: Vec<(&mut Value, usize)> = vec![(value, depth)];
     while let Some((v, depth)) = stack.pop() {
-        let nested = matches!(v, Value::Array(_) | Value::Object(_));
-        if nested && depth > max_depth {
+        if is_nested(v) && depth > max_depth {
             dismantle(std::mem::replace(v, Value::String(TRUNCATED.to_owned())));
             cut += 1;
             continue;
@@ -93,5 +123,52 @@ mod tests {
         }
         assert_eq!(depth, 10);
         assert_eq!(cur, &json!(TRUNCATED));
+    }
+
+    #[test]
+    fn limits_beyond_the_recursion_cap_like_below_it() {
+        // Objects and arrays alternating, deeper than the recursion cap, with a scalar sibling
+        // at every level; limits below, at and above the cap.
+        let build = |levels: usize| {
+            let mut v = json!("leaf");
+            for i in 0..levels {
+                v = if i % 2 == 0 {
+                    Value::Array(vec![json!(i), v])
+                } else {
+                    let mut m = serde_json::Map::new();
+                    m.insert("n".into(), json!(i));
+                    m.insert("next".into(), v);
+                    Value::Object(m)
+                };
+            }
+            v
+        };
+        let depth_of = |v: &Value| {
+            let (mut d, mut cur) = (0, v);
+            loop {
+                cur = match cur {
+                    Value::Array(items) => &items[1],
+                    Value::Object(m) => &m["next"],
+                    _ => return (d, cur.clone()),
+                };
+                d += 1;
+            }
+        };
+        for (levels, max) in [
+            (200, 10),
+            (200, RECURSION_CAP),
+            (200, 100),
+            (60, 100),
+            (500, 499),
+        ] {
+            let mut v = build(levels);
+            let cut = limit_depth(&mut v, max);
+            let (d, leaf) = depth_of(&v);
+            if levels > max {
+                assert_eq!((cut, d, leaf), (1, max, json!(TRUNCATED)), "{levels} {max}");
+            } else {
+                assert_eq!((cut, d, leaf), (0, levels, json!("leaf")), "{levels} {max}");
+            }
+        }
     }
 }

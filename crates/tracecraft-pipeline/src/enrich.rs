@@ -17,6 +17,13 @@ pub const COST_ESTIMATED: &str = "tracecraft.cost.estimated";
 pub trait TokenCounter: Send + Sync {
     /// Tokens in `text` for `model` (when known).
     fn count(&self, text: &str, model: Option<&str>) -> u64;
+
+    /// Tokens in `parts` joined by single spaces (the text of a step's inputs or outputs, see
+    /// [`EnrichmentProcessor`]). The default joins and calls [`count`](Self::count); override
+    /// it when the parts can be counted without building the joined text.
+    fn count_parts(&self, parts: &[&str], model: Option<&str>) -> u64 {
+        self.count(&parts.join(" "), model)
+    }
 }
 
 /// The Python package's fallback: characters / 4.
@@ -26,6 +33,11 @@ pub struct ApproxTokenCounter;
 impl TokenCounter for ApproxTokenCounter {
     fn count(&self, text: &str, _model: Option<&str>) -> u64 {
         (text.chars().count() / 4) as u64
+    }
+
+    fn count_parts(&self, parts: &[&str], _model: Option<&str>) -> u64 {
+        let chars: usize = parts.iter().map(|p| p.chars().count()).sum();
+        ((chars + parts.len().saturating_sub(1)) / 4) as u64
     }
 }
 
@@ -290,28 +302,34 @@ impl EnrichmentProcessor {
         if step.step_type != StepType::Llm {
             return;
         }
-        let model = step.model_name.clone();
+        let model = step.model_name.as_deref();
         let mut estimated = false;
+        let mut parts = Vec::new();
         if step.input_tokens.is_none() {
-            let text = extract_text(&step.inputs);
-            if !text.is_empty() {
-                step.input_tokens = Some(self.counter.count(&text, model.as_deref()));
+            text_parts(&step.inputs, &mut parts);
+            if has_text(&parts) {
+                step.input_tokens = Some(self.counter.count_parts(&parts, model));
                 estimated = true;
             }
         }
         if step.output_tokens.is_none() {
-            let text = extract_text(&step.outputs);
-            if !text.is_empty() {
-                step.output_tokens = Some(self.counter.count(&text, model.as_deref()));
+            parts.clear();
+            text_parts(&step.outputs, &mut parts);
+            if has_text(&parts) {
+                step.output_tokens = Some(self.counter.count_parts(&parts, model));
                 estimated = true;
             }
         }
+        drop(parts);
         if estimated {
             step.attributes
                 .insert(TOKENS_ESTIMATED.to_owned(), Value::Bool(true));
         }
         if step.cost_usd.is_none()
-            && let Some(pricing) = model.as_deref().and_then(|m| self.prices.lookup(m))
+            && let Some(pricing) = step
+                .model_name
+                .as_deref()
+                .and_then(|m| self.prices.lookup(m))
         {
             step.cost_usd = Some(pricing.cost(
                 step.input_tokens.unwrap_or(0),
@@ -340,8 +358,7 @@ impl EnrichmentProcessor {
 
 /// The text a tokenizer should see: string values, strings in lists, and `content` of
 /// message objects (top level and one level down), joined by spaces — as the Python package.
-fn extract_text(map: &JsonMap) -> String {
-    let mut parts: Vec<&str> = Vec::new();
+fn text_parts<'a>(map: &'a JsonMap, parts: &mut Vec<&'a str>) {
     fn content(v: &Value) -> Option<&str> {
         v.get("content").and_then(Value::as_str)
     }
@@ -361,7 +378,11 @@ fn extract_text(map: &JsonMap) -> String {
             _ => {}
         }
     }
-    parts.join(" ")
+}
+
+/// Whether the joined text would be non-empty (the Python package skips empty text).
+fn has_text(parts: &[&str]) -> bool {
+    parts.len() > 1 || parts.first().is_some_and(|p| !p.is_empty())
 }
 
 impl Processor for EnrichmentProcessor {
@@ -377,6 +398,27 @@ impl Processor for EnrichmentProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approx_counter_counts_parts_like_the_joined_text() {
+        let c = ApproxTokenCounter;
+        let cases: [&[&str]; 6] = [
+            &[],
+            &[""],
+            &["", ""],
+            &["abc"],
+            &["abc", "d"],
+            &["héllo wörld", "日本語のテキスト", "", "emoji 🎉🎉"],
+        ];
+        for parts in cases {
+            assert_eq!(
+                c.count_parts(parts, None),
+                c.count(&parts.join(" "), None),
+                "{parts:?}"
+            );
+        }
+        assert!(!has_text(&[]) && !has_text(&[""]) && has_text(&["", ""]) && has_text(&["a"]));
+    }
 
     #[test]
     fn normalizes_like_the_reference_and_more() {
