@@ -84,8 +84,10 @@ impl Shared {
 /// - `export` **never blocks** the caller: runs go into the queue with `try_send`; a full
 ///   queue drops the new run and counts it (one warning at the first drop, the total at
 ///   shutdown). Needs no async runtime.
-/// - The thread exports when `batch_size` runs are queued or when `flush_interval` has passed
-///   since the last export, whichever comes first — also under a steady trickle.
+/// - The thread exports when `batch_size` runs are queued (half the queue when that is
+///   smaller) or when `flush_interval` has passed since the last export, whichever comes
+///   first — also under a steady trickle. Below that mark an enqueue wakes nothing: no system
+///   call on the traced thread.
 /// - `force_flush` returns once everything enqueued before it was exported (or failed).
 /// - `shutdown(timeout)` drains the queue, flushes, shuts the inner exporter down, and reports
 ///   what could not be exported.
@@ -108,6 +110,10 @@ impl Shared {
 pub struct BatchExporter {
     name: String,
     runs: Option<Sender<ProcessedRun>>,
+    /// Wakes the worker when the queue holds `wake_at` runs (the worker does not wait on the
+    /// run queue itself, so an enqueue below that costs no wake-up and no system call).
+    wake: Sender<()>,
+    wake_at: usize,
     control: Sender<Control>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -129,10 +135,12 @@ impl BatchExporter {
         let name = format!("batch({})", inner.name());
         let (run_tx, run_rx) = bounded(config.max_queue_size);
         let (ctl_tx, ctl_rx) = unbounded();
+        let (wake_tx, wake_rx) = bounded(1);
         let shared = Arc::new(Shared::default());
         let worker = Worker {
             inner: Box::new(inner),
             runs: run_rx,
+            wake: wake_rx,
             control: ctl_rx,
             shared: Arc::clone(&shared),
             config,
@@ -145,6 +153,12 @@ impl BatchExporter {
         BatchExporter {
             name,
             runs: Some(run_tx),
+            wake: wake_tx,
+            // Half the queue at most, so a small queue is drained before it fills.
+            wake_at: config
+                .batch_size
+                .min(config.max_queue_size.div_ceil(2))
+                .max(1),
             control: ctl_tx,
             shared,
             thread: Some(thread),
@@ -162,6 +176,10 @@ impl BatchExporter {
         match tx.try_send(run) {
             Ok(()) => {
                 self.shared.enqueued.fetch_add(1, Ordering::Relaxed);
+                if tx.len() >= self.wake_at {
+                    // Full when a wake-up is already pending: nothing to do.
+                    let _ = self.wake.try_send(());
+                }
                 true
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -289,6 +307,7 @@ impl Drop for BatchExporter {
 struct Worker {
     inner: Box<dyn Exporter>,
     runs: Receiver<ProcessedRun>,
+    wake: Receiver<()>,
     control: Receiver<Control>,
     shared: Arc<Shared>,
     config: BatchConfig,
@@ -301,26 +320,22 @@ impl Worker {
         loop {
             let wait = deadline.saturating_duration_since(Instant::now());
             select! {
-                recv(self.runs) -> msg => match msg {
-                    Ok(run) => {
-                        self.buffer.push(run);
-                        if self.buffer.len() >= self.config.batch_size {
-                            self.export_buffer();
-                            deadline = Instant::now() + self.config.flush_interval;
-                        }
-                    }
-                    // All senders gone: only control messages remain (shutdown follows).
-                    Err(_) => match self.control.recv() {
-                        Ok(msg) => if self.handle(msg) { return },
-                        Err(_) => { self.export_buffer(); return; }
-                    },
-                },
                 recv(self.control) -> msg => match msg {
                     Ok(msg) => if self.handle(msg) { return },
                     Err(_) => { self.drain(None); return; }
                 },
+                // The queue reached the wake-up mark: export what is queued, in batches.
+                recv(self.wake) -> msg => {
+                    if msg.is_err() {
+                        // The exporter is gone without a shutdown message: drain and stop.
+                        self.drain(None);
+                        return;
+                    }
+                    self.drain(None);
+                    deadline = Instant::now() + self.config.flush_interval;
+                },
                 default(wait) => {
-                    self.export_buffer();
+                    self.drain(None);
                     deadline = Instant::now() + self.config.flush_interval;
                 }
             }

@@ -98,6 +98,55 @@ fn flush_interval_fires_under_a_steady_trickle() {
     drop(batch);
 }
 
+/// Polls until `done` or 10 s pass.
+fn eventually(done: impl Fn() -> bool) -> bool {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        if Instant::now() >= give_up {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
+}
+
+#[test]
+fn a_full_batch_is_exported_without_waiting_for_the_flush_interval() {
+    let sink = MemoryExporter::new();
+    let batch = BatchExporter::new(
+        sink.clone(),
+        BatchConfig {
+            max_queue_size: 1000,
+            batch_size: 10,
+            flush_interval: Duration::from_secs(3600),
+        },
+    );
+    for _ in 0..9 {
+        batch.enqueue(run());
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(sink.len(), 0, "exported before a batch was full");
+    batch.enqueue(run());
+    assert!(eventually(|| sink.len() == 10), "a full batch waited");
+
+    // A queue smaller than the batch size wakes the thread at half its capacity, so it is
+    // drained before it fills and drops.
+    let small = MemoryExporter::new();
+    let batch = BatchExporter::new(
+        small.clone(),
+        BatchConfig {
+            max_queue_size: 8,
+            batch_size: 512,
+            flush_interval: Duration::from_secs(3600),
+        },
+    );
+    for _ in 0..4 {
+        assert!(batch.enqueue(run()));
+    }
+    assert!(eventually(|| small.len() == 4), "a small queue waited");
+    assert_eq!(batch.stats().dropped_queue_full, 0);
+}
+
 #[test]
 fn force_flush_waits_for_everything_enqueued_before_it() {
     let sink = MemoryExporter::new();
