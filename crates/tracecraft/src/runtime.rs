@@ -19,7 +19,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -425,6 +427,8 @@ impl RunBuilder {
         let shared = Arc::new(RunShared {
             runtime: self.runtime,
             id: self.run.id,
+            wall_start: self.run.start_time,
+            mono_start: Instant::now(),
             capture,
             max_depth: self.max_step_depth,
             ended: AtomicBool::new(false),
@@ -453,6 +457,11 @@ impl RunBuilder {
 pub(crate) struct RunShared {
     pub(crate) runtime: Runtime,
     pub(crate) id: Uuid,
+    /// The run's start, on the wall clock and on the monotonic clock: step and end times are
+    /// derived from the monotonic clock (one clock read per timestamp; times within a run never
+    /// go backwards when the wall clock is adjusted).
+    wall_start: DateTime<Utc>,
+    mono_start: Instant,
     pub(crate) capture: Capture,
     pub(crate) max_depth: Option<usize>,
     ended: AtomicBool,
@@ -466,6 +475,12 @@ pub(crate) struct RunShared {
 }
 
 impl RunShared {
+    /// The wall-clock time of `at`, to the microsecond.
+    pub(crate) fn wall_time(&self, at: Instant) -> DateTime<Utc> {
+        let micros = at.saturating_duration_since(self.mono_start).as_micros();
+        self.wall_start + TimeDelta::microseconds(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+
     pub(crate) fn is_ended(&self) -> bool {
         self.ended.load(Ordering::Acquire)
     }
@@ -607,7 +622,7 @@ impl Drop for RunGuard {
         if self.current {
             context::pop(self.shared.id);
         }
-        let end = tracecraft_core::time::now();
+        let end = self.shared.wall_time(Instant::now());
         if std::thread::panicking() {
             run.error = Some("panicked".to_owned());
             run.error_type = Some("panic".to_owned());
@@ -639,35 +654,44 @@ fn assemble(trace_id: Uuid, mut finished: Vec<(u64, Box<Step>)>) -> Vec<Step> {
         return Vec::new();
     }
     finished.sort_unstable_by_key(|(seq, _)| *seq);
-    let index: std::collections::HashMap<Uuid, usize> = finished
+    let n = finished.len();
+    // Parent lookup by id: a sorted list and binary search (no hashing, one allocation).
+    let mut by_id: Vec<(Uuid, usize)> = finished
         .iter()
         .enumerate()
         .map(|(i, (_, s))| (s.id, i))
         .collect();
-    let n = finished.len();
-    let mut slots: Vec<Option<Step>> = finished.into_iter().map(|(_, s)| Some(*s)).collect();
-    let mut children: Vec<Vec<Step>> = (0..n).map(|_| Vec::new()).collect();
+    by_id.sort_unstable_by_key(|(id, _)| *id);
+    let index_of = |id: Uuid| {
+        by_id
+            .binary_search_by_key(&id, |(k, _)| *k)
+            .ok()
+            .map(|at| by_id[at].1)
+    };
+    // A parent starts before its children, so it has a smaller index. Children are listed by
+    // index first, then steps are built from the last to the first: every step's children are
+    // complete when it is reached, and each step is moved twice (out of its box, into its
+    // parent), whatever the shape of the tree.
+    let mut kids: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut roots = Vec::new();
-    // A parent starts before its children, so it has a smaller index: walking backwards, every
-    // step's children are complete when it is reached.
-    for i in (0..n).rev() {
-        let Some(mut step) = slots[i].take() else {
-            continue;
-        };
-        step.trace_id = trace_id;
-        let mut kids = std::mem::take(&mut children[i]);
-        kids.reverse();
-        step.children = kids;
-        match step.parent_id.and_then(|p| index.get(&p).copied()) {
-            Some(p) if p < i => children[p].push(step),
+    for (i, (_, step)) in finished.iter_mut().enumerate() {
+        match step.parent_id.and_then(index_of) {
+            Some(p) if p < i => kids[p].push(i),
             _ => {
                 step.parent_id = None;
-                roots.push(step);
+                roots.push(i);
             }
         }
     }
-    roots.reverse();
-    roots
+    let mut built: Vec<Option<Step>> = Vec::with_capacity(n);
+    built.resize_with(n, || None);
+    for (i, (_, boxed)) in finished.into_iter().enumerate().rev() {
+        let mut step = *boxed;
+        step.trace_id = trace_id;
+        step.children = kids[i].iter().filter_map(|&c| built[c].take()).collect();
+        built[i] = Some(step);
+    }
+    roots.iter().filter_map(|&r| built[r].take()).collect()
 }
 
 #[cfg(test)]
@@ -695,5 +719,62 @@ mod tests {
         let kids: Vec<_> = tree[0].children.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(kids, ["b", "c"]);
         assert_eq!(tree[1].parent_id, None);
+    }
+
+    #[test]
+    fn assemble_matches_a_naive_tree_builder_on_random_shapes() {
+        // Deterministic pseudo-random shapes: each step's parent is an earlier step, the run
+        // (None) or an unknown id; input order shuffled.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let t = Uuid::from_u128(1);
+        for n in [1usize, 2, 5, 10, 40, 200] {
+            let mut steps: Vec<Step> = Vec::new();
+            for i in 0..n {
+                let mut s = Step::new(t, StepType::Tool, format!("s{i}"));
+                s.id = Uuid::from_u128(1000 + next(1 << 40) as u128 * 1000 + i as u128);
+                s.parent_id = match next(4) {
+                    0 => None,
+                    1 => Some(Uuid::from_u128(7)),
+                    _ if i > 0 => Some(steps[next(i as u64) as usize].id),
+                    _ => None,
+                };
+                steps.push(s);
+            }
+            // Naive: children of `parent` in start order, recursively.
+            fn naive(steps: &[Step], parent: Option<Uuid>) -> Vec<String> {
+                let known = |p: &Option<Uuid>| p.is_some_and(|p| steps.iter().any(|s| s.id == p));
+                steps
+                    .iter()
+                    .filter(|s| match parent {
+                        None => !known(&s.parent_id),
+                        Some(p) => s.parent_id == Some(p),
+                    })
+                    .map(|s| format!("{}({})", s.name, naive(steps, Some(s.id)).join(",")))
+                    .collect()
+            }
+            fn shape(tree: &[Step]) -> Vec<String> {
+                tree.iter()
+                    .map(|s| format!("{}({})", s.name, shape(&s.children).join(",")))
+                    .collect()
+            }
+            let expected = naive(&steps, None);
+            let mut input: Vec<(u64, Box<Step>)> = steps
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (i as u64, Box::new(s)))
+                .collect();
+            for i in (1..input.len()).rev() {
+                input.swap(i, next(i as u64 + 1) as usize);
+            }
+            let tree = assemble(t, input);
+            assert_eq!(shape(&tree), expected, "n = {n}");
+            assert!(tree.iter().all(|s| s.parent_id.is_none()));
+        }
     }
 }

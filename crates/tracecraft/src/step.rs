@@ -39,8 +39,6 @@ struct Pending {
     frame: Frame,
     /// Boxed: builders and guards move by value, a `Step` is several hundred bytes.
     step: Box<Step>,
-    /// Monotonic start, for the duration (cheaper than a second wall-clock conversion).
-    started: std::time::Instant,
     capture: Option<Capture>,
 }
 
@@ -77,13 +75,12 @@ impl StepGuardBuilder {
                 frame.run.id,
                 step_type,
                 name,
-                tracecraft_core::time::now(),
+                frame.run.wall_time(std::time::Instant::now()),
             ));
             step.parent_id = frame.step;
             Pending {
                 frame,
                 step,
-                started: std::time::Instant::now(),
                 capture: None,
             }
         });
@@ -229,7 +226,6 @@ impl StepGuardBuilder {
             active: Some(Active {
                 run: p.frame.run,
                 step: p.step,
-                started: p.started,
                 capture: p.capture,
                 seq,
                 recorded,
@@ -249,7 +245,6 @@ impl StepGuardBuilder {
 struct Active {
     run: Arc<RunShared>,
     step: Box<Step>,
-    started: std::time::Instant,
     capture: Option<Capture>,
     seq: u64,
     recorded: bool,
@@ -418,10 +413,9 @@ impl Drop for StepGuard {
         if !a.recorded {
             return;
         }
-        // Microseconds, like `time::now()` (the precision of the Python package).
-        let micros = i64::try_from(a.started.elapsed().as_micros()).unwrap_or(i64::MAX);
-        let elapsed = chrono::TimeDelta::microseconds(micros);
-        let end = a.step.start_time + elapsed;
+        // On the run's monotonic timeline, to the microsecond (the Python package's precision):
+        // a step never ends after its parent or its run.
+        let end = a.run.wall_time(std::time::Instant::now());
         if std::thread::panicking() {
             a.step.error = Some("panicked".to_owned());
             a.step.error_type = Some("panic".to_owned());

@@ -106,6 +106,35 @@ impl std::fmt::Display for QuotaError {
 }
 
 #[test]
+fn step_times_nest_inside_their_parents_and_the_run() {
+    let (rt, sink) = runtime();
+    {
+        let run = rt.run("timed").start();
+        for _ in 0..3 {
+            let _outer = run.step(StepType::Agent, "outer").start();
+            std::thread::sleep(Duration::from_millis(2));
+            let _inner = run.step(StepType::Tool, "inner").start();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let run = only_run(&sink);
+    let run_end = run.end_time.expect("run end");
+    let mut prev_start = run.start_time;
+    for outer in &run.steps {
+        let end = outer.end_time.expect("step end");
+        assert!(prev_start <= outer.start_time && outer.start_time <= end && end <= run_end);
+        assert!(outer.duration_ms.unwrap() >= 2.0, "{:?}", outer.duration_ms);
+        let inner = &outer.children[0];
+        let inner_end = inner.end_time.unwrap();
+        assert!(outer.start_time <= inner.start_time && inner.start_time <= inner_end);
+        assert!(inner_end <= end);
+        prev_start = outer.start_time;
+    }
+    // Microsecond precision, like the Python package.
+    assert_eq!(run.steps[0].start_time.timestamp_subsec_nanos() % 1_000, 0);
+}
+
+#[test]
 fn errors_record_message_and_short_type_name() {
     let (rt, sink) = runtime();
     {
