@@ -56,10 +56,14 @@ pub struct TraceCraftLayer {
 }
 
 impl TraceCraftLayer {
-    /// A layer that records into `runtime`'s runs.
+    /// A layer that records into `runtime`'s runs. The layer does not keep the runtime from
+    /// shutting down when the handle [`crate::init`] returned is dropped (a global subscriber
+    /// is never dropped itself).
     #[must_use]
     pub fn new(runtime: Runtime) -> Self {
-        TraceCraftLayer { runtime }
+        TraceCraftLayer {
+            runtime: runtime.non_owning(),
+        }
     }
 }
 

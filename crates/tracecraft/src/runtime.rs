@@ -115,7 +115,26 @@ pub(crate) struct RuntimeInner {
 #[derive(Clone)]
 pub struct Runtime {
     pub(crate) inner: Arc<RuntimeInner>,
+    /// Set on the handle [`crate::init`] returns (and its clones): when the last of them is
+    /// dropped, the global runtime shuts down.
+    _owner: Option<Arc<ShutdownOnDrop>>,
 }
+
+/// Shuts its runtime down when dropped (see [`crate::init`]).
+struct ShutdownOnDrop(Runtime);
+
+impl Drop for ShutdownOnDrop {
+    fn drop(&mut self) {
+        let report = self.0.shutdown(DEFAULT_SHUTDOWN_TIMEOUT);
+        tracing::debug!(
+            ?report,
+            "tracecraft: global runtime shut down (its handle was dropped)"
+        );
+    }
+}
+
+/// The timeout of the shutdown that follows the drop of the handle [`crate::init`] returned.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 // Shared state stays consistent across a panic (locks recover from poisoning, the pipeline
 // catches processor and exporter panics), so a runtime may be used from `catch_unwind`.
@@ -132,6 +151,24 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
+    /// This runtime, and a handle that shuts it down when it and its clones are dropped.
+    pub(crate) fn with_owner(self) -> (Runtime, Runtime) {
+        let plain = self.non_owning();
+        let owner = Runtime {
+            inner: self.inner,
+            _owner: Some(Arc::new(ShutdownOnDrop(plain.clone()))),
+        };
+        (plain, owner)
+    }
+
+    /// A handle to the same runtime that does not keep it from shutting down.
+    pub(crate) fn non_owning(&self) -> Runtime {
+        Runtime {
+            inner: Arc::clone(&self.inner),
+            _owner: None,
+        }
+    }
+
     /// A runtime that sends finished runs to `pipeline`.
     #[must_use]
     pub fn from_pipeline(options: RuntimeOptions, pipeline: Pipeline) -> Runtime {
@@ -153,6 +190,7 @@ impl Runtime {
             exclude: options.exclude_inputs.clone().into(),
         };
         Runtime {
+            _owner: None,
             inner: Arc::new(RuntimeInner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 options,

@@ -100,9 +100,11 @@ fn invalid_configs_fail_at_build_naming_the_problem() {
 }
 
 #[test]
-fn init_twice_is_an_error_and_keeps_the_first() {
-    let mut c = TraceCraftConfig::default();
-    c.storage.url = StorageUrl::None;
+fn init_twice_is_an_error_and_dropping_the_handle_shuts_the_global_runtime_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = sqlite_config(dir.path(), "global.db");
+    // Nothing is exported before shutdown unless the handle's drop flushes.
+    c.batch.flush_interval_ms = 3_600_000;
     c.service_name = Some("first".into());
     let first = tracecraft::init(c.clone()).unwrap();
     c.service_name = Some("second".into());
@@ -112,7 +114,24 @@ fn init_twice_is_an_error_and_keeps_the_first() {
     ));
     let global = tracecraft::global().unwrap();
     assert_eq!(global.options().service_name.as_deref(), Some("first"));
-    first.shutdown(Duration::from_secs(5));
+    {
+        let _run = global.run("queued at exit").start();
+    }
+    // A clone of the owning handle keeps the runtime up; `global()` handles do not.
+    let clone = first.clone();
+    drop(first);
+    assert!(!global.is_shut_down());
+    drop(clone);
+    assert!(
+        global.is_shut_down(),
+        "dropping the init handle must shut down"
+    );
+    let store = tracecraft::open_store(&sqlite_config(dir.path(), "global.db").storage)
+        .unwrap()
+        .unwrap();
+    let runs = store.query(&TraceQuery::new()).unwrap();
+    assert_eq!(runs.len(), 1, "the queued run was flushed by the drop");
+    assert_eq!(runs[0].name, "queued at exit");
 }
 
 #[test]
