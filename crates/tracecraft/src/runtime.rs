@@ -473,7 +473,8 @@ impl RunBuilder {
             seq: AtomicU64::new(0),
             open: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
-            state: Mutex::new(Vec::new()),
+            // Most runs have a handful of steps: no reallocation until the ninth.
+            state: Mutex::new(Vec::with_capacity(8)),
         });
         if current {
             context::push(Frame {
@@ -692,6 +693,17 @@ fn assemble(trace_id: Uuid, mut finished: Vec<(u64, Box<Step>)>) -> Vec<Step> {
         return Vec::new();
     }
     finished.sort_unstable_by_key(|(seq, _)| *seq);
+    if finished.iter().all(|(_, s)| s.parent_id.is_none()) {
+        // Flat (every step a root): one move per step.
+        return finished
+            .into_iter()
+            .map(|(_, boxed)| {
+                let mut step = *boxed;
+                step.trace_id = trace_id;
+                step
+            })
+            .collect();
+    }
     let n = finished.len();
     // Parent lookup by id: a sorted list and binary search (no hashing, one allocation).
     let mut by_id: Vec<(Uuid, usize)> = finished
