@@ -111,6 +111,9 @@ impl ShutdownReport {
 struct Slot {
     name: String,
     exporter: Mutex<Box<dyn Exporter>>,
+    /// Per-exporter counters: atomics, so exporting takes no shared lock.
+    exported: AtomicU64,
+    failed: AtomicU64,
 }
 
 /// Runs processors over finished runs, then fans each processed run out to exporters and
@@ -349,6 +352,8 @@ impl PipelineBuilder {
                 .map(|e| Slot {
                     name: e.name().to_owned(),
                     exporter: Mutex::new(e),
+                    exported: AtomicU64::new(0),
+                    failed: AtomicU64::new(0),
                 })
                 .collect(),
             counters: Arc::new(Counters::default()),
@@ -432,16 +437,16 @@ impl Pipeline {
             }));
             let n = batch.len() as u64;
             match result {
-                Ok(Ok(())) => self.counters.bump(|s| inc(&mut s.exported, &slot.name, n)),
+                Ok(Ok(())) => {
+                    slot.exported.fetch_add(n, Ordering::Relaxed);
+                }
                 Ok(Err(err)) => {
                     tracing::warn!(exporter = %slot.name, runs = n, error = %err, "tracecraft: export failed");
-                    self.counters
-                        .bump(|s| inc(&mut s.export_failed, &slot.name, n));
+                    slot.failed.fetch_add(n, Ordering::Relaxed);
                 }
                 Err(_panic) => {
                     tracing::error!(exporter = %slot.name, runs = n, "tracecraft: exporter panicked");
-                    self.counters
-                        .bump(|s| inc(&mut s.export_failed, &slot.name, n));
+                    slot.failed.fetch_add(n, Ordering::Relaxed);
                 }
             }
         }
@@ -518,6 +523,17 @@ impl Pipeline {
             .clone();
         s.submitted = self.counters.submitted.load(Ordering::Relaxed);
         s.processed = self.counters.processed.load(Ordering::Relaxed);
+        for slot in &self.exporters {
+            for (map, counter) in [
+                (&mut s.exported, &slot.exported),
+                (&mut s.export_failed, &slot.failed),
+            ] {
+                let n = counter.load(Ordering::Relaxed);
+                if n > 0 {
+                    inc(map, &slot.name, n);
+                }
+            }
+        }
         s
     }
 }
