@@ -786,7 +786,7 @@ mod tests {
         for n in [1usize, 2, 5, 10, 40, 200] {
             let mut steps: Vec<Step> = Vec::new();
             for i in 0..n {
-                let mut s = Step::new(t, StepType::Tool, format!("s{i}"));
+                let mut s = Step::new(Uuid::nil(), StepType::Tool, format!("s{i}"));
                 s.id = Uuid::from_u128(1000 + next(1 << 40) as u128 * 1000 + i as u128);
                 s.parent_id = match next(4) {
                     0 => None,
@@ -825,6 +825,14 @@ mod tests {
             let tree = assemble(t, input);
             assert_eq!(shape(&tree), expected, "n = {n}");
             assert!(tree.iter().all(|s| s.parent_id.is_none()));
+            let mut all: Vec<&Step> = tree.iter().collect();
+            let mut count = 0;
+            while let Some(s) = all.pop() {
+                assert_eq!(s.trace_id, t, "every step gets the run's trace id");
+                count += 1;
+                all.extend(s.children.iter());
+            }
+            assert_eq!(count, n, "every step is in the tree once");
         }
     }
 }
