@@ -1,7 +1,7 @@
 //! Cost of instrumentation on the traced thread. `cargo xtask bench runtime`.
 //!
 //! - `runtime/step_two_inputs`: start and end a step with two small inputs inside an active
-//!   run (the run's end is not timed).
+//!   run of 10 steps (the run's start and end are not timed).
 //! - `runtime/run_10_steps_batch`: a run with 10 such steps, end to end: guards, tree assembly,
 //!   the pipeline (without redaction: its cost is measured by the redact bench) and the
 //!   non-blocking enqueue into a `BatchExporter` around a discarding exporter.
@@ -45,10 +45,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("runtime");
     g.bench_function("step_two_inputs", |b| {
         b.iter_custom(|iters| {
+            // Steps of typical runs (10 steps each); only the steps are timed. Runs of
+            // thousands of steps would measure the allocator's page faults instead (a queued
+            // run holds every step until its batch is exported).
             let mut total = Duration::ZERO;
             let mut left = iters;
             while left > 0 {
-                let n = left.min(1_000);
+                let n = left.min(10);
                 left -= n;
                 let run = rt.run("bench").start();
                 let t = Instant::now();
