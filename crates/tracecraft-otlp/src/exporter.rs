@@ -315,7 +315,8 @@ impl OtlpExporter {
                     .map_err(|_| BuildError::new("endpoint", "not a valid gRPC endpoint URL"))?
                     .user_agent(USER_AGENT_VALUE)
                     .map_err(|_| BuildError::new("endpoint", "invalid user agent"))?
-                    .timeout(s.timeout)
+                    // Each call is bounded by our own timeout (and `grpc-timeout` tells the
+                    // server); a second channel-level timer would race it.
                     .connect_timeout(s.timeout);
                 // The channel's worker task is spawned on our runtime.
                 let _guard = runtime.enter();
@@ -697,7 +698,11 @@ fn classify_grpc(name: &'static str, timeout: Duration, status: &tonic::Status) 
         C::ResourceExhausted => retry_delay.is_some(),
         _ => false,
     };
-    if code == C::DeadlineExceeded {
+    // The channel enforces the `grpc-timeout` we send and reports its expiry as CANCELLED
+    // with tonic's `TimeoutExpired` text; that is our timeout, not a cancellation.
+    let timed_out = code == C::DeadlineExceeded
+        || (code == C::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string());
+    if timed_out {
         return Failure::Retryable {
             error: ExportError::Timeout {
                 exporter: name.to_owned(),
