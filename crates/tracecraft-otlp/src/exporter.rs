@@ -173,7 +173,27 @@ enum Transport {
 /// endpoints, retries with backoff on retryable failures, and a timeout on every attempt.
 ///
 /// It owns a small single-threaded tokio runtime, so callers need none; wrap it in the
-/// pipeline's `BatchExporter` so traced code never waits for the network.
+/// pipeline's `BatchExporter` so traced code never waits for the network. `export` blocks its
+/// caller until the batch is sent or has failed for good (at most the retry budget plus one
+/// timeout); called from inside an async task it runs on a helper thread, so it never panics
+/// there, but it still blocks that task's thread.
+///
+/// # Example
+/// ```no_run
+/// use std::time::Duration;
+/// use tracecraft_otlp::{OtlpExporter, Protocol, RetryPolicy};
+///
+/// let exporter = OtlpExporter::builder()
+///     .protocol(Protocol::HttpProtobuf)
+///     .base_endpoint("https://otlp.example.com")      // POSTs to /v1/traces
+///     .header("x-api-key", "<from your secret store>")
+///     .retry(RetryPolicy { max_attempts: 3, ..RetryPolicy::default() })
+///     .timeout(Duration::from_secs(5))
+///     .build()?;
+/// let stats = exporter.stats_handle(); // still readable once a BatchExporter owns it
+/// # drop((exporter, stats));
+/// # Ok::<(), tracecraft_otlp::BuildError>(())
+/// ```
 pub struct OtlpExporter {
     name: &'static str,
     protocol: Protocol,
@@ -515,8 +535,9 @@ impl OtlpExporter {
                 exporter: name.to_owned(),
             }));
         };
-        let result =
-            runtime.block_on(async { tokio::time::timeout(timeout, client.export(req)).await });
+        let result = block_on(runtime, async {
+            tokio::time::timeout(timeout, client.export(req)).await
+        });
         match result {
             Err(_) => Err(Failure::Retryable {
                 error: ExportError::Timeout {
@@ -556,7 +577,7 @@ impl OtlpExporter {
             exporter: name.to_owned(),
             message,
         };
-        let result = runtime.block_on(async {
+        let result = block_on(runtime, async {
             tokio::time::timeout(timeout, async {
                 let response = client.request(req).await.map_err(|e| Failure::Retryable {
                     error: transport_error(format!(
@@ -617,6 +638,25 @@ impl OtlpExporter {
             })),
         }
     }
+}
+
+/// Runs `future` on the exporter's runtime. Called from inside another runtime's task (where
+/// `block_on` would panic), it runs on a scoped helper thread instead: the exporter is safe to
+/// call from anywhere, though a plain thread (the batch exporter's) is where it belongs.
+fn block_on<F>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return runtime.block_on(future);
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| runtime.block_on(future))
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// The error's `Display` and its sources, without payload (transport errors carry none).
@@ -793,9 +833,12 @@ impl Exporter for OtlpExporter {
     /// Closes connections and stops the runtime; later calls to `export` fail with
     /// [`ExportError::Shutdown`].
     fn shutdown(&mut self, timeout: Duration) -> Result<(), ExportError> {
+        let _ = timeout; // nothing is buffered; closing never waits
         self.transport = None;
+        // Never blocks (and never panics inside an async context); pending DNS look-ups on
+        // the blocking pool finish on their own.
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(timeout.min(Duration::from_secs(1)));
+            runtime.shutdown_background();
         }
         Ok(())
     }

@@ -451,8 +451,17 @@ fn base_endpoint_gets_the_traces_path_for_http() {
     assert_eq!(collector.spans().len(), 6);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-async fn can_be_built_and_dropped_inside_an_async_context() {
-    let exporter = OtlpExporter::builder().build().unwrap();
-    drop(exporter);
+#[tokio::test(flavor = "current_thread")]
+async fn works_when_called_from_inside_an_async_context() {
+    // Not where it belongs (the batch exporter's thread is), but it must not panic.
+    let collector = MockCollector::start().unwrap();
+    for protocol in BOTH {
+        let mut exporter = builder(&collector, protocol).build().unwrap();
+        exporter.export(&[run("async")]).unwrap();
+        exporter.shutdown(Duration::from_secs(1)).unwrap();
+        drop(exporter);
+    }
+    let dropped_unused = OtlpExporter::builder().build().unwrap();
+    drop(dropped_unused);
+    assert_eq!(collector.spans().len(), 6);
 }
