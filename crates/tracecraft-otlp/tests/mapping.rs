@@ -366,3 +366,105 @@ fn large_batches_split_under_the_limit_without_losing_spans() {
     let single = mapping::to_requests(&runs[..1], &options, 10);
     assert_eq!(single.len(), 4);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(48, 256, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map("[a-z]{1,4}", inner, 0..4)
+                    .prop_map(|m| { serde_json::Value::Object(m.into_iter().collect()) }),
+            ]
+        })
+    }
+
+    fn any_depth(v: &AnyValue) -> usize {
+        match &v.value {
+            Some(V::ArrayValue(a)) => 1 + a.values.iter().map(any_depth).max().unwrap_or(0),
+            Some(V::KvlistValue(l)) => {
+                1 + l
+                    .values
+                    .iter()
+                    .filter_map(|kv| kv.value.as_ref())
+                    .map(any_depth)
+                    .max()
+                    .unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Any JSON value maps without panicking, never nests deeper than the cap, and its
+        /// JSON text is valid JSON.
+        #[test]
+        fn any_json_value_maps_within_the_depth_cap(v in json()) {
+            let av = mapping::any_value(&v);
+            prop_assert!(any_depth(&av) <= mapping::MAX_VALUE_DEPTH);
+            let text = mapping::json_text(&v);
+            prop_assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok());
+        }
+
+        /// Splitting keeps every span exactly once, in order, and respects the limit unless a
+        /// request holds a single span.
+        #[test]
+        fn splitting_keeps_every_span(
+            sizes in prop::collection::vec((0usize..5, 0usize..3_000), 1..8),
+            limit in 200usize..20_000,
+        ) {
+            use prost::Message;
+            let runs: Vec<ProcessedRun> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, (steps, blob))| {
+                    let mut run = AgentRun::builder(format!("r{i}"))
+                        .environment(if i % 2 == 0 { "a" } else { "b" })
+                        .input("x".repeat(*blob))
+                        .build();
+                    for k in 0..*steps {
+                        run.push_step(Step::builder(run.id, StepType::Tool, format!("t{k}")).build());
+                    }
+                    ProcessedRun::assume_processed(run)
+                })
+                .collect();
+            let options = MappingOptions::default();
+            let ids = |reqs: &[tracecraft_otlp::proto::collector::trace::v1::ExportTraceServiceRequest]| {
+                let mut ids: Vec<Vec<u8>> = reqs
+                    .iter()
+                    .flat_map(|r| &r.resource_spans)
+                    .flat_map(|r| &r.scope_spans)
+                    .flat_map(|s| s.spans.iter().map(|s| s.span_id.clone()))
+                    .collect();
+                ids.sort();
+                ids
+            };
+            let whole = vec![mapping::to_request(&runs, &options)];
+            let parts = mapping::to_requests(&runs, &options, limit);
+            prop_assert_eq!(ids(&parts), ids(&whole));
+            for p in &parts {
+                let spans: usize = p
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .map(|s| s.spans.len())
+                    .sum();
+                prop_assert!(p.encoded_len() <= limit || spans == 1, "{} > {}", p.encoded_len(), limit);
+            }
+        }
+    }
+}
