@@ -526,6 +526,10 @@ impl OtlpExporter {
     ) -> Result<ExportTraceServiceResponse, Failure> {
         let name = self.name;
         let timeout = self.timeout;
+        let authority = self
+            .endpoint
+            .authority()
+            .map_or_else(String::new, ToString::to_string);
         let mut req = tonic::Request::new(request);
         *req.metadata_mut() = MetadataMap::from_headers(self.headers.clone());
         req.set_timeout(timeout);
@@ -547,7 +551,7 @@ impl OtlpExporter {
                 delay: None,
             }),
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(classify_grpc(name, timeout, &status)),
+            Ok(Err(status)) => Err(classify_grpc(name, timeout, &status, &authority)),
         }
     }
 
@@ -573,6 +577,10 @@ impl OtlpExporter {
                 exporter: name.to_owned(),
             }));
         };
+        let authority = self
+            .endpoint
+            .authority()
+            .map_or_else(String::new, ToString::to_string);
         let transport_error = |message: String| ExportError::Transport {
             exporter: name.to_owned(),
             message,
@@ -581,7 +589,7 @@ impl OtlpExporter {
             tokio::time::timeout(timeout, async {
                 let response = client.request(req).await.map_err(|e| Failure::Retryable {
                     error: transport_error(format!(
-                        "cannot reach the collector: {}",
+                        "cannot reach the collector at {authority}: {}",
                         error_chain(&e)
                     )),
                     delay: None,
@@ -664,8 +672,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
+        let text = cause.to_string();
+        // Layers often repeat their cause's text; say it once.
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         source = cause.source();
     }
     s
@@ -723,7 +735,12 @@ fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-fn classify_grpc(name: &'static str, timeout: Duration, status: &tonic::Status) -> Failure {
+fn classify_grpc(
+    name: &'static str,
+    timeout: Duration,
+    status: &tonic::Status,
+    authority: &str,
+) -> Failure {
     use tonic::Code as C;
     let code = status.code();
     let retry_delay = crate::rpc::retry_delay(status.details());
@@ -757,7 +774,7 @@ fn classify_grpc(name: &'static str, timeout: Duration, status: &tonic::Status) 
         ExportError::Transport {
             exporter: name.to_owned(),
             message: format!(
-                "cannot reach the collector: gRPC {}: {}",
+                "cannot reach the collector at {authority}: gRPC {}: {}",
                 code_name(code),
                 std::error::Error::source(status).map_or_else(String::new, error_chain)
             ),
@@ -898,7 +915,7 @@ mod tests {
         let t = Duration::from_secs(1);
         for code in [tonic::Code::Unavailable, tonic::Code::Aborted] {
             assert!(matches!(
-                classify_grpc("x", t, &tonic::Status::new(code, "m")),
+                classify_grpc("x", t, &tonic::Status::new(code, "m"), "h:1"),
                 Failure::Retryable { .. }
             ));
         }
@@ -907,7 +924,8 @@ mod tests {
             tonic::Code::Unauthenticated,
             tonic::Code::ResourceExhausted,
         ] {
-            let Failure::Fatal(e) = classify_grpc("x", t, &tonic::Status::new(code, "secret m"))
+            let Failure::Fatal(e) =
+                classify_grpc("x", t, &tonic::Status::new(code, "secret m"), "h:1")
             else {
                 panic!("{code:?} retried")
             };

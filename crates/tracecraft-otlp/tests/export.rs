@@ -330,6 +330,9 @@ fn unreachable_collector_is_a_transport_error_after_retries() {
         );
         let msg = e.to_string();
         assert!(msg.contains("after 3 attempts"), "{msg}");
+        assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+        assert!(msg.contains("refused"), "{msg}");
+        assert_eq!(msg.matches("tcp connect error").count(), 1, "{msg}");
         assert!(!msg.contains("tok-9f8e"), "{msg}");
         assert_eq!(exporter.stats_handle().get().retries, 2);
     }
