@@ -357,6 +357,7 @@ impl OtlpExporter {
                     .wrap_connector(http);
                 let client = HyperClient::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(30))
+                    .pool_timer(hyper_util::rt::TokioTimer::new())
                     .build(connector);
                 Transport::Http(client)
             }

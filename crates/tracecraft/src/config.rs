@@ -154,7 +154,9 @@ pub struct OtlpConfig {
     pub base_endpoint: Option<String>,
     /// `http/protobuf` (default, as the OpenTelemetry specification says) or `grpc`.
     pub protocol: Option<String>,
-    /// Extra headers (e.g. authorization), as `[name, value]` pairs.
+    /// Extra headers (e.g. authorization): a table (`[otlp.headers]` with
+    /// `authorization = "..."`) or a list of `[name, value]` pairs.
+    #[serde(deserialize_with = "headers_table_or_pairs")]
     pub headers: Vec<(String, String)>,
     /// Per-attempt timeout in milliseconds (default 10000).
     pub timeout_ms: Option<u64>,
@@ -184,6 +186,25 @@ impl fmt::Debug for OtlpConfig {
             .field("compression", &self.compression)
             .field("ca_file", &self.ca_file)
             .finish()
+    }
+}
+
+/// `[otlp.headers]` as a table or as `[[name, value], ...]`.
+fn headers_table_or_pairs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Headers {
+        Table(std::collections::BTreeMap<String, String>),
+        Pairs(Vec<(String, String)>),
+    }
+    match Headers::deserialize(d) {
+        Ok(Headers::Table(t)) => Ok(t.into_iter().collect()),
+        Ok(Headers::Pairs(p)) => Ok(p),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a table of name = \"value\" strings or a list of [name, value] pairs",
+        )),
     }
 }
 
@@ -890,6 +911,28 @@ mod tests {
             c.otlp.endpoint.as_deref(),
             Some("http://own:4318/v1/traces")
         );
+    }
+
+    #[test]
+    fn otlp_headers_as_a_table_or_pairs() {
+        let c = TraceCraftConfig::from_toml_str(
+            "[otlp.headers]\nauthorization = \"Bearer t\"\nx-tenant = \"acme\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.otlp.headers,
+            vec![
+                ("authorization".to_owned(), "Bearer t".to_owned()),
+                ("x-tenant".to_owned(), "acme".to_owned())
+            ]
+        );
+        let c = TraceCraftConfig::from_toml_str("[otlp]\nheaders = [[\"k\", \"v\"]]\n").unwrap();
+        assert_eq!(c.otlp.headers, vec![("k".to_owned(), "v".to_owned())]);
+        let e = TraceCraftConfig::from_toml_str("[otlp.headers]\nauthorization = 12345\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":1:") || e.contains(":2:"), "{e}");
+        assert!(!e.contains("12345"), "{e}");
     }
 
     #[test]
