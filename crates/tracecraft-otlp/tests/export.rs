@@ -225,6 +225,15 @@ fn non_retryable_statuses_fail_fast_naming_the_status() {
             },
             "HTTP 401",
         ),
+        // A redirect is not followed (headers must not go to another host).
+        (
+            Protocol::HttpProtobuf,
+            Reply::Http {
+                status: 307,
+                retry_after: None,
+            },
+            "HTTP 307",
+        ),
         (
             Protocol::HttpProtobuf,
             Reply::Http {
