@@ -246,3 +246,83 @@ fn traces_defaults_to_the_embedded_sqlite_store() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(dir.path().join("traces/tracecraft.db").exists());
 }
+
+#[test]
+fn import_exports_redacted_runs_to_an_otlp_collector() {
+    use prost::Message;
+    use tracecraft_otlp::testing::MockCollector;
+    let dir = tempfile::tempdir().unwrap();
+    let collector = MockCollector::start().unwrap();
+    for (protocol, endpoint) in [
+        ("grpc", collector.grpc_endpoint()),
+        ("http/protobuf", collector.http_endpoint()),
+    ] {
+        let input = format!("{}\n", secret_line());
+        let out = tc(
+            &[
+                "import",
+                "-",
+                "--otlp",
+                &endpoint,
+                "--otlp-protocol",
+                protocol,
+            ],
+            Some(&input),
+            dir.path(),
+        );
+        assert!(out.status.success(), "{protocol}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).is_empty(), "runs went to stdout too");
+        assert!(
+            text(&out.stderr).contains("1 read, 1 kept"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let received = collector.received();
+    assert_eq!(received.len(), 2);
+    for r in &received {
+        let bytes = r.request.encode_to_vec();
+        assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()));
+        assert_eq!(
+            r.spans()[0].trace_id,
+            uuid::Uuid::parse_str("11111111-2222-4333-8444-555555555555")
+                .unwrap()
+                .as_bytes()
+                .to_vec()
+        );
+    }
+}
+
+#[test]
+fn import_otlp_errors_name_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tc(
+        &["import", "-", "--otlp", "collector:4317"],
+        Some(""),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--otlp") && stderr.contains("otlp.endpoint"),
+        "{stderr}"
+    );
+    let out = tc(
+        &[
+            "import",
+            "-",
+            "--otlp",
+            "http://127.0.0.1:1",
+            "--otlp-protocol",
+            "http/json",
+        ],
+        Some(""),
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("otlp.protocol"),
+        "{}",
+        text(&out.stderr)
+    );
+}

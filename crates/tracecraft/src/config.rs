@@ -138,20 +138,33 @@ pub struct JsonlConfig {
     pub path: Option<PathBuf>,
 }
 
-/// The `[otlp]` table. Header values are credentials: `Debug` hides them.
+/// The `[otlp]` table: export processed (redacted) runs to an OpenTelemetry collector.
+/// Header values are credentials: `Debug` hides them.
 #[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct OtlpConfig {
-    /// Export over OTLP (default false).
+    /// Export over OTLP (default false; needs the `otlp` feature).
     pub enabled: bool,
-    /// The collector endpoint.
+    /// The traces URL, used as-is (like `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`). Default
+    /// `http://localhost:4318/v1/traces` for `http/protobuf`, `http://localhost:4317` for
+    /// `grpc`.
     pub endpoint: Option<String>,
-    /// `grpc` or `http/protobuf`.
+    /// A base URL (like `OTEL_EXPORTER_OTLP_ENDPOINT`): `/v1/traces` is appended for
+    /// `http/protobuf`; `endpoint` wins when both are set.
+    pub base_endpoint: Option<String>,
+    /// `http/protobuf` (default, as the OpenTelemetry specification says) or `grpc`.
     pub protocol: Option<String>,
-    /// Extra headers (e.g. authorization).
+    /// Extra headers (e.g. authorization): a table (`[otlp.headers]` with
+    /// `authorization = "..."`) or a list of `[name, value]` pairs.
+    #[serde(deserialize_with = "headers_table_or_pairs")]
     pub headers: Vec<(String, String)>,
-    /// Per-request timeout in milliseconds.
+    /// Per-attempt timeout in milliseconds (default 10000).
     pub timeout_ms: Option<u64>,
+    /// `gzip` or `none` (default).
+    pub compression: Option<String>,
+    /// A PEM file of CA certificates trusted for `https://` endpoints besides the public and
+    /// platform roots (a private collector's CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for OtlpConfig {
@@ -159,6 +172,7 @@ impl fmt::Debug for OtlpConfig {
         f.debug_struct("OtlpConfig")
             .field("enabled", &self.enabled)
             .field("endpoint", &self.endpoint)
+            .field("base_endpoint", &self.base_endpoint)
             .field("protocol", &self.protocol)
             .field(
                 "headers",
@@ -169,8 +183,81 @@ impl fmt::Debug for OtlpConfig {
                     .collect::<Vec<_>>(),
             )
             .field("timeout_ms", &self.timeout_ms)
+            .field("compression", &self.compression)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
+}
+
+/// `[otlp.headers]` as a table or as `[[name, value], ...]`.
+fn headers_table_or_pairs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Headers {
+        Table(std::collections::BTreeMap<String, String>),
+        Pairs(Vec<(String, String)>),
+    }
+    match Headers::deserialize(d) {
+        Ok(Headers::Table(t)) => Ok(t.into_iter().collect()),
+        Ok(Headers::Pairs(p)) => Ok(p),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a table of name = \"value\" strings or a list of [name, value] pairs",
+        )),
+    }
+}
+
+/// `grpc` or `http/protobuf` (case-insensitive).
+const OTLP_PROTOCOLS: [&str; 2] = ["grpc", "http/protobuf"];
+/// `gzip` or `none` (case-insensitive).
+const OTLP_COMPRESSIONS: [&str; 2] = ["gzip", "none"];
+
+fn one_of(value: &str, allowed: &[&str]) -> Option<String> {
+    let v = value.trim().to_ascii_lowercase();
+    allowed.contains(&v.as_str()).then_some(v)
+}
+
+/// Decodes `%XX` escapes (OTEL_EXPORTER_OTLP_HEADERS values are percent-encoded).
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parses `k=v,k2=v2` (values percent-decoded); the error names the variable, not the value.
+fn parse_headers(
+    variable: &'static str,
+    value: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut headers = Vec::new();
+    for pair in value.split(',').filter(|p| !p.trim().is_empty()) {
+        let parsed = pair.split_once('=').and_then(|(k, v)| {
+            let k = k.trim();
+            (!k.is_empty()).then_some(())?;
+            Some((percent_decode(k)?, percent_decode(v.trim())?))
+        });
+        let Some(kv) = parsed else {
+            return Err(ConfigError::Env {
+                variable,
+                message: "expected comma-separated key=value pairs (values percent-encoded)".into(),
+            });
+        };
+        headers.push(kv);
+    }
+    Ok(headers)
 }
 
 /// The `[batch]` table: the queue between traced code and exporters (invariant 5).
@@ -325,8 +412,15 @@ pub const ENV_VARS: &[&str] = &[
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
 ];
 
 fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
@@ -486,47 +580,82 @@ impl TraceCraftConfig {
                 message,
             })?;
         }
+        // OTLP: the generic OTEL_EXPORTER_OTLP_* first, then the traces-specific ones, then
+        // TraceCraft's own (each later one wins). A base endpoint from the environment
+        // replaces a file's `endpoint` (the environment beats the file).
         if let Some(v) = var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            self.otlp.endpoint = Some(v);
+            self.otlp.base_endpoint = Some(v.trim().to_owned());
+            self.otlp.endpoint = None;
         }
         if let Some(v) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            self.otlp.endpoint = Some(v);
+            self.otlp.endpoint = Some(v.trim().to_owned());
         }
         if let Some(v) = var("TRACECRAFT_OTLP_ENDPOINT") {
-            self.otlp.endpoint = Some(v);
+            self.otlp.endpoint = Some(v.trim().to_owned());
         }
         if let Some(v) = var("TRACECRAFT_OTLP_ENABLED") {
             self.otlp.enabled = parse_bool("TRACECRAFT_OTLP_ENABLED", &v)?;
         }
-        if let Some(v) = var("OTEL_EXPORTER_OTLP_PROTOCOL") {
-            match v.trim() {
-                "grpc" | "http/protobuf" => self.otlp.protocol = Some(v.trim().to_owned()),
-                _ => {
-                    return Err(ConfigError::Env {
-                        variable: "OTEL_EXPORTER_OTLP_PROTOCOL",
+        for variable in [
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        ] {
+            if let Some(v) = var(variable) {
+                self.otlp.protocol =
+                    Some(one_of(&v, &OTLP_PROTOCOLS).ok_or_else(|| ConfigError::Env {
+                        variable,
                         message: "expected grpc or http/protobuf".into(),
-                    });
+                    })?);
+            }
+        }
+        let mut env_headers: Option<Vec<(String, String)>> = None;
+        for variable in [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        ] {
+            if let Some(v) = var(variable) {
+                let merged = env_headers.get_or_insert_with(Vec::new);
+                for (k, val) in parse_headers(variable, &v)? {
+                    merged.retain(|(old, _)| !old.eq_ignore_ascii_case(&k));
+                    merged.push((k, val));
                 }
             }
         }
-        if let Some(v) = var("OTEL_EXPORTER_OTLP_HEADERS") {
-            let mut headers = Vec::new();
-            for pair in v.split(',').filter(|p| !p.trim().is_empty()) {
-                let Some((k, val)) = pair.split_once('=') else {
-                    return Err(ConfigError::Env {
-                        variable: "OTEL_EXPORTER_OTLP_HEADERS",
-                        message: "expected comma-separated key=value pairs".into(),
-                    });
-                };
-                headers.push((k.trim().to_owned(), val.trim().to_owned()));
-            }
+        if let Some(headers) = env_headers {
             self.otlp.headers = headers;
         }
-        if let Some(v) = var("OTEL_EXPORTER_OTLP_TIMEOUT") {
-            self.otlp.timeout_ms = Some(v.trim().parse().map_err(|_| ConfigError::Env {
-                variable: "OTEL_EXPORTER_OTLP_TIMEOUT",
-                message: "expected a whole number of milliseconds".into(),
-            })?);
+        for variable in [
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        ] {
+            if let Some(v) = var(variable) {
+                self.otlp.timeout_ms = Some(v.trim().parse().map_err(|_| ConfigError::Env {
+                    variable,
+                    message: "expected a whole number of milliseconds".into(),
+                })?);
+            }
+        }
+        for variable in [
+            "OTEL_EXPORTER_OTLP_COMPRESSION",
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        ] {
+            if let Some(v) = var(variable) {
+                self.otlp.compression =
+                    Some(
+                        one_of(&v, &OTLP_COMPRESSIONS).ok_or_else(|| ConfigError::Env {
+                            variable,
+                            message: "expected gzip or none".into(),
+                        })?,
+                    );
+            }
+        }
+        for variable in [
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        ] {
+            if let Some(v) = var(variable) {
+                self.otlp.ca_file = Some(PathBuf::from(v.trim()));
+            }
         }
         Ok(())
     }
@@ -553,10 +682,34 @@ impl TraceCraftConfig {
             message: e.to_string(),
         })?;
         if self.otlp.enabled {
-            return Err(ConfigError::Invalid {
-                field: "otlp.enabled".into(),
-                message: "OTLP export is not available in this build of tracecraft (the `otlp` crate has not shipped yet); set it to false".into(),
-            });
+            if !cfg!(feature = "otlp") {
+                return Err(ConfigError::Invalid {
+                    field: "otlp.enabled".into(),
+                    message: "OTLP export needs the `otlp` feature of the tracecraft crate, which this build lacks; enable the feature or set otlp.enabled = false".into(),
+                });
+            }
+            if let Some(p) = &self.otlp.protocol
+                && one_of(p, &OTLP_PROTOCOLS).is_none()
+            {
+                return Err(ConfigError::Invalid {
+                    field: "otlp.protocol".into(),
+                    message: "expected `grpc` or `http/protobuf`".into(),
+                });
+            }
+            if let Some(c) = &self.otlp.compression
+                && one_of(c, &OTLP_COMPRESSIONS).is_none()
+            {
+                return Err(ConfigError::Invalid {
+                    field: "otlp.compression".into(),
+                    message: "expected `gzip` or `none`".into(),
+                });
+            }
+            if self.otlp.timeout_ms == Some(0) {
+                return Err(ConfigError::Invalid {
+                    field: "otlp.timeout_ms".into(),
+                    message: "must be greater than zero".into(),
+                });
+            }
         }
         if self.batch.max_queue_size == 0 || self.batch.batch_size == 0 {
             return Err(ConfigError::Invalid {
@@ -662,12 +815,141 @@ mod tests {
         assert!(StorageUrl::parse("nonsense").is_err());
     }
 
+    #[cfg(not(feature = "otlp"))]
     #[test]
-    fn otlp_enabled_is_an_error_not_a_silent_no_op() {
+    fn otlp_enabled_without_the_feature_is_an_error_not_a_silent_no_op() {
         let mut c = TraceCraftConfig::default();
         c.otlp.enabled = true;
-        let e = c.validate().unwrap_err();
-        assert!(e.to_string().contains("otlp.enabled"));
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("otlp.enabled") && e.contains("`otlp` feature"),
+            "{e}"
+        );
+    }
+
+    #[cfg(feature = "otlp")]
+    #[test]
+    fn otlp_settings_are_validated_naming_the_field() {
+        let mut c = TraceCraftConfig::default();
+        c.otlp.enabled = true;
+        c.validate().unwrap();
+        c.otlp.protocol = Some("http/json".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("otlp.protocol")
+        );
+        c.otlp.protocol = Some("GRPC".into());
+        c.otlp.compression = Some("zstd".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("otlp.compression")
+        );
+        c.otlp.compression = None;
+        c.otlp.timeout_ms = Some(0);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("otlp.timeout_ms")
+        );
+    }
+
+    #[test]
+    fn otlp_environment_follows_the_opentelemetry_specification() {
+        let mut c = TraceCraftConfig::from_toml_str(
+            "[otlp]\nendpoint = \"http://file:4318/v1/traces\"\nheaders = [[\"x-file\", \"1\"]]\n",
+        )
+        .unwrap();
+        c.apply_env_from(env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://base:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "HTTP/protobuf"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer%20abc,x-a=1",
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-a=2"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+            ("TRACECRAFT_OTLP_ENABLED", "true"),
+        ]))
+        .unwrap();
+        let o = &c.otlp;
+        assert!(o.enabled);
+        assert_eq!(o.base_endpoint.as_deref(), Some("https://base:4318"));
+        assert_eq!(
+            o.endpoint, None,
+            "the environment's base replaces the file's endpoint"
+        );
+        assert_eq!(o.protocol.as_deref(), Some("http/protobuf"));
+        assert_eq!(
+            o.headers,
+            vec![
+                ("authorization".to_owned(), "Bearer abc".to_owned()),
+                ("x-a".to_owned(), "2".to_owned())
+            ]
+        );
+        assert_eq!(o.timeout_ms, Some(2500));
+        assert_eq!(o.compression.as_deref(), Some("gzip"));
+        assert_eq!(o.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert!(!format!("{c:?}").contains("Bearer abc"));
+        c.apply_env_from(env(&[
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://traces:4318/v1/traces",
+            ),
+            ("TRACECRAFT_OTLP_ENDPOINT", "http://own:4318/v1/traces"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.otlp.endpoint.as_deref(),
+            Some("http://own:4318/v1/traces")
+        );
+    }
+
+    #[test]
+    fn otlp_headers_as_a_table_or_pairs() {
+        let c = TraceCraftConfig::from_toml_str(
+            "[otlp.headers]\nauthorization = \"Bearer t\"\nx-tenant = \"acme\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.otlp.headers,
+            vec![
+                ("authorization".to_owned(), "Bearer t".to_owned()),
+                ("x-tenant".to_owned(), "acme".to_owned())
+            ]
+        );
+        let c = TraceCraftConfig::from_toml_str("[otlp]\nheaders = [[\"k\", \"v\"]]\n").unwrap();
+        assert_eq!(c.otlp.headers, vec![("k".to_owned(), "v".to_owned())]);
+        let e = TraceCraftConfig::from_toml_str("[otlp.headers]\nauthorization = 12345\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":1:") || e.contains(":2:"), "{e}");
+        assert!(!e.contains("12345"), "{e}");
+    }
+
+    #[test]
+    fn malformed_otlp_env_values_name_the_variable() {
+        for (var, value) in [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "carrier-pigeon"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "no-equals-sign-secret"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "k=bad%zzsecret"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "later"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli"),
+        ] {
+            let mut c = TraceCraftConfig::default();
+            let e = c.apply_env_from(env(&[(var, value)])).unwrap_err();
+            assert!(e.to_string().contains(var), "{e}");
+            assert!(!e.to_string().contains(value), "echoes the value: {e}");
+        }
     }
 
     #[test]

@@ -83,7 +83,8 @@
 //! | `pipeline` (default) | processors (enrich, redact, sample), the batch exporter, and the instrumentation runtime ([`Runtime`], guards, [`context`]) |
 //! | `jsonl` | `jsonl`: the JSONL store (`JsonlStore`) |
 //! | `sqlite` | `sqlite`: the embedded SQLite store (`SqliteStore`) |
-//! | `otlp`, `receiver` | OTLP export and the redacting OTLP receiver |
+//! | `otlp` | `otlp`: the OTLP exporter (gRPC or HTTP/protobuf, rustls); `[otlp]` settings use it |
+//! | `receiver` | the redacting OTLP receiver (declared; not shipped yet) |
 //! | `tracing` | `layer::TraceCraftLayer`, a `tracing_subscriber::Layer` that turns spans into runs and steps |
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -105,6 +106,11 @@ pub use tracecraft_store_jsonl as jsonl;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use tracecraft_store_sqlite as sqlite;
+
+/// The OTLP exporter (`tracecraft-otlp`).
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use tracecraft_otlp as otlp;
 
 /// Processors, the pipeline and the batch exporter (`tracecraft-pipeline`).
 #[cfg(feature = "pipeline")]
@@ -138,6 +144,9 @@ pub use console::{ColorMode, ConsoleExporter};
 pub use context::FutureExt;
 #[cfg(feature = "pipeline")]
 pub use runtime::{RunBuilder, RunGuard, Runtime, RuntimeOptions};
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use setup::open_otlp_export;
 #[cfg(feature = "pipeline")]
 pub use setup::{InitError, global, init, open_store};
 #[cfg(feature = "pipeline")]

@@ -95,10 +95,67 @@ fn open_jsonl_export(config: &TraceCraftConfig) -> Result<Option<Arc<dyn TraceSt
     .into())
 }
 
+/// Builds the OTLP exporter the `[otlp]` table describes (`None` when disabled).
+///
+/// # Errors
+/// [`InitError::Config`] naming the `otlp.*` field that is malformed, or `otlp.enabled` when
+/// the `otlp` feature is not built in.
+#[cfg(feature = "otlp")]
+pub fn open_otlp_export(
+    config: &TraceCraftConfig,
+) -> Result<Option<tracecraft_otlp::OtlpExporter>, InitError> {
+    use tracecraft_otlp::{Compression, OtlpExporter, Protocol};
+    let otlp = &config.otlp;
+    if !otlp.enabled {
+        return Ok(None);
+    }
+    let invalid = |field: &str, message: String| ConfigError::Invalid {
+        field: format!("otlp.{field}"),
+        message,
+    };
+    let mut builder = OtlpExporter::builder();
+    if let Some(p) = &otlp.protocol {
+        let protocol: Protocol = p.parse().map_err(|e| invalid("protocol", format!("{e}")))?;
+        builder = builder.protocol(protocol);
+    }
+    if let Some(e) = &otlp.endpoint {
+        builder = builder.endpoint(e.clone());
+    }
+    if let Some(e) = &otlp.base_endpoint {
+        builder = builder.base_endpoint(e.clone());
+    }
+    for (name, value) in &otlp.headers {
+        builder = builder.header(name.clone(), value.clone());
+    }
+    if let Some(ms) = otlp.timeout_ms {
+        builder = builder.timeout(std::time::Duration::from_millis(ms));
+    }
+    if let Some(c) = &otlp.compression {
+        let compression: Compression = c
+            .parse()
+            .map_err(|e| invalid("compression", format!("{e}")))?;
+        builder = builder.compression(compression);
+    }
+    if let Some(ca) = &otlp.ca_file {
+        builder = builder.ca_file(ca.clone());
+    }
+    if let Some(service) = &config.service_name {
+        builder = builder.service_name(service.clone());
+    }
+    let exporter = builder.build().map_err(|e| {
+        let field = match e.setting {
+            "timeout" => "timeout_ms",
+            other => other,
+        };
+        invalid(field, e.message.clone())
+    })?;
+    Ok(Some(exporter))
+}
+
 impl Runtime {
     /// Builds a runtime from configuration: the pipeline (enrichment, **redaction on unless
     /// `redaction.enabled = false`**, sampling, in `processor_order`), the store, and the
-    /// console/JSONL exporters, each behind a [`BatchExporter`] so traced code never waits for
+    /// console/JSONL/OTLP exporters, each behind a [`BatchExporter`] so traced code never waits for
     /// I/O.
     ///
     /// # Errors
@@ -113,6 +170,10 @@ impl Runtime {
         }
         if let Some(jsonl) = open_jsonl_export(&config)? {
             builder = builder.exporter(BatchExporter::new(jsonl, batch));
+        }
+        #[cfg(feature = "otlp")]
+        if let Some(otlp) = open_otlp_export(&config)? {
+            builder = builder.exporter(BatchExporter::new(otlp, batch));
         }
         if config.console.enabled {
             builder = builder.exporter(BatchExporter::new(

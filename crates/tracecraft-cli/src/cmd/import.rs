@@ -1,5 +1,5 @@
 //! `tracecraft import FILE...`: AgentRun JSONL (ours or the Python package's) through the
-//! configured pipeline (enrich, redact, sample), to stores or to stdout.
+//! configured pipeline (enrich, redact, sample), to stores, an OTLP collector, or stdout.
 
 use std::io::{BufReader, IsTerminal, Write};
 use std::path::PathBuf;
@@ -25,6 +25,14 @@ pub(crate) struct Args {
     /// processed runs are written to stdout as JSONL.
     #[arg(long = "store", value_name = "URL")]
     stores: Vec<String>,
+    /// Also export processed runs to this OTLP collector (the traces URL, used as-is; e.g.
+    /// `http://localhost:4318/v1/traces`). Headers, timeout, compression and CA file come from
+    /// the configuration's `[otlp]` table and the `OTEL_EXPORTER_OTLP_*` variables.
+    #[arg(long, value_name = "ENDPOINT")]
+    otlp: Option<String>,
+    /// The OTLP protocol for `--otlp`: `http/protobuf` (default) or `grpc`.
+    #[arg(long, value_name = "PROTOCOL", requires = "otlp")]
+    otlp_protocol: Option<String>,
 }
 
 #[derive(Default)]
@@ -57,6 +65,22 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
         builder = builder.exporter(Arc::clone(&store));
         stores.push(store);
     }
+    if let Some(endpoint) = &args.otlp {
+        config.otlp.enabled = true;
+        config.otlp.endpoint = Some(endpoint.clone());
+        if let Some(protocol) = &args.otlp_protocol {
+            config.otlp.protocol = Some(protocol.clone());
+        }
+        config
+            .validate()
+            .map_err(|e| CliError(format!("--otlp: {e}")))?;
+        // Synchronous: the import waits for each batch to reach the collector.
+        let exporter = tracecraft::open_otlp_export(&config)
+            .map_err(|e| CliError(format!("--otlp: {e}")))?
+            .ok_or_else(|| CliError("--otlp: OTLP export is disabled".into()))?;
+        builder = builder.exporter(exporter);
+    }
+    let to_stdout = stores.is_empty() && args.otlp.is_none();
     let pipeline = builder.build()?;
 
     let progress = std::io::stderr().is_terminal().then(|| {
@@ -72,7 +96,7 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
     let mut summary = Summary::default();
     let mut batch: Vec<ProcessedRun> = Vec::with_capacity(BATCH);
     let flush = |batch: &mut Vec<ProcessedRun>, out: &mut dyn Write| -> Result<(), CliError> {
-        if stores.is_empty() {
+        if to_stdout {
             for p in batch.iter() {
                 writeln!(out, "{}", tracecraft_core::json::to_json(p.run()))?;
             }
@@ -152,14 +176,16 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
         summary.failed,
         summary.malformed,
         if export_failed > 0 {
-            format!(", {export_failed} not stored")
+            format!(", {export_failed} not stored or exported")
         } else {
             String::new()
         },
     );
+    // Closes the OTLP connection (every batch was already sent synchronously).
+    let _ = pipeline.shutdown(std::time::Duration::from_secs(30));
     if export_failed > 0 {
         return Err(CliError(format!(
-            "{export_failed} run(s) could not be stored"
+            "{export_failed} run(s) could not be stored or exported"
         )));
     }
     Ok(())

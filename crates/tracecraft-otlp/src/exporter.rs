@@ -1,0 +1,937 @@
+//! [`OtlpExporter`]: sends processed runs to an OTLP collector over gRPC or HTTP/protobuf.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{
+    CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT,
+};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
+use tracecraft_core::{ExportError, Exporter, ProcessedRun};
+
+use crate::config::{
+    BuildError, Compression, Header, OtlpSettings, Protocol, RetryPolicy, is_loopback,
+};
+use crate::mapping::{self, MappingOptions};
+
+/// The `User-Agent` of every request.
+const USER_AGENT_VALUE: &str = concat!("tracecraft-otlp/", env!("CARGO_PKG_VERSION"));
+/// The largest response body read (a collector's reply is a few bytes).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The longest server-supplied partial-success message that is logged.
+const MAX_LOGGED_MESSAGE: usize = 256;
+
+/// Counters of an [`OtlpExporter`], readable through a [`StatsHandle`] while a batch exporter
+/// owns the exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct OtlpStats {
+    /// Requests the collector accepted (fully or partially).
+    pub requests_ok: u64,
+    /// Requests that failed after their last attempt.
+    pub requests_failed: u64,
+    /// Spans in accepted requests (rejected ones of a partial success included).
+    pub spans_sent: u64,
+    /// Spans a collector reported as rejected in a partial success.
+    pub spans_rejected: u64,
+    /// Attempts after the first (retries).
+    pub retries: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests_ok: AtomicU64,
+    requests_failed: AtomicU64,
+    spans_sent: AtomicU64,
+    spans_rejected: AtomicU64,
+    retries: AtomicU64,
+}
+
+/// A shared view of an exporter's counters.
+#[derive(Debug, Clone)]
+pub struct StatsHandle(Arc<Counters>);
+
+impl StatsHandle {
+    /// The counters now.
+    #[must_use]
+    pub fn get(&self) -> OtlpStats {
+        let c = &self.0;
+        OtlpStats {
+            requests_ok: c.requests_ok.load(Ordering::Relaxed),
+            requests_failed: c.requests_failed.load(Ordering::Relaxed),
+            spans_sent: c.spans_sent.load(Ordering::Relaxed),
+            spans_rejected: c.spans_rejected.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Builds an [`OtlpExporter`]; see [`OtlpExporter::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct OtlpExporterBuilder {
+    settings: OtlpSettings,
+}
+
+impl OtlpExporterBuilder {
+    /// The transport (default [`Protocol::HttpProtobuf`], as the specification says).
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.settings.protocol = protocol;
+        self
+    }
+    /// The URL used as-is (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` semantics); wins over
+    /// [`base_endpoint`](Self::base_endpoint).
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.settings.endpoint = Some(url.into());
+        self
+    }
+    /// A base URL (`OTEL_EXPORTER_OTLP_ENDPOINT` semantics): `/v1/traces` is appended for
+    /// HTTP/protobuf, gRPC uses it as-is.
+    pub fn base_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.settings.base_endpoint = Some(url.into());
+        self
+    }
+    /// Adds a header sent with every request (`authorization`, `x-api-key`, ...). Values are
+    /// credentials: never shown in `Debug`, errors or logs.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.headers.push(Header {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
+    /// The per-attempt timeout (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeout = timeout;
+        self
+    }
+    /// Body compression (default none).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.settings.compression = compression;
+        self
+    }
+    /// A PEM file of CA certificates trusted for `https://` endpoints, besides the public and
+    /// platform roots (for private collectors).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.settings.ca_file = Some(path.into());
+        self
+    }
+    /// The retry policy (default: 5 attempts, 500 ms doubling to 5 s, 30 s in all).
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.settings.retry = retry;
+        self
+    }
+    /// The largest request before compression (default 4 MiB); larger batches are split.
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_request_bytes = bytes;
+        self
+    }
+    /// The resource's `service.name` for runs without a `service.name` attribute.
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.settings.service_name = Some(name.into());
+        self
+    }
+
+    /// The settings so far.
+    #[must_use]
+    pub fn settings(&self) -> &OtlpSettings {
+        &self.settings
+    }
+
+    /// Validates the settings and builds the exporter (no connection is made yet).
+    ///
+    /// # Errors
+    /// [`BuildError`] naming the setting: a malformed endpoint, header name or value, an
+    /// unreadable CA file, a zero timeout or request size.
+    pub fn build(self) -> Result<OtlpExporter, BuildError> {
+        OtlpExporter::from_settings(self.settings)
+    }
+}
+
+enum Transport {
+    Grpc(TraceServiceClient<Channel>),
+    Http(HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+/// Exports processed runs to an OTLP collector: one span per run and per step (see the crate
+/// docs for the mapping), over gRPC or HTTP/protobuf, with TLS (rustls) for `https://`
+/// endpoints, retries with backoff on retryable failures, and a timeout on every attempt.
+///
+/// It owns a small single-threaded tokio runtime, so callers need none; wrap it in the
+/// pipeline's `BatchExporter` so traced code never waits for the network. `export` blocks its
+/// caller until the batch is sent or has failed for good (at most the retry budget plus one
+/// timeout); called from inside an async task it runs on a helper thread, so it never panics
+/// there, but it still blocks that task's thread.
+///
+/// # Example
+/// ```no_run
+/// use std::time::Duration;
+/// use tracecraft_otlp::{OtlpExporter, Protocol, RetryPolicy};
+///
+/// let exporter = OtlpExporter::builder()
+///     .protocol(Protocol::HttpProtobuf)
+///     .base_endpoint("https://otlp.example.com")      // POSTs to /v1/traces
+///     .header("x-api-key", "<from your secret store>")
+///     .retry(RetryPolicy { max_attempts: 3, ..RetryPolicy::default() })
+///     .timeout(Duration::from_secs(5))
+///     .build()?;
+/// let stats = exporter.stats_handle(); // still readable once a BatchExporter owns it
+/// # drop((exporter, stats));
+/// # Ok::<(), tracecraft_otlp::BuildError>(())
+/// ```
+pub struct OtlpExporter {
+    name: &'static str,
+    protocol: Protocol,
+    endpoint: http::Uri,
+    headers: HeaderMap,
+    timeout: Duration,
+    compression: Compression,
+    retry: RetryPolicy,
+    max_request_bytes: usize,
+    mapping: MappingOptions,
+    runtime: Option<tokio::runtime::Runtime>,
+    transport: Option<Transport>,
+    counters: Arc<Counters>,
+    random: u64,
+}
+
+impl fmt::Debug for OtlpExporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtlpExporter")
+            .field("protocol", &self.protocol)
+            .field("endpoint", &self.endpoint.to_string())
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .keys()
+                    .map(|k| format!("{k}: <hidden>"))
+                    .collect::<Vec<_>>(),
+            )
+            .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
+            .field("retry", &self.retry)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("shut_down", &self.transport.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+fn header_map(headers: &[Header]) -> Result<HeaderMap, BuildError> {
+    let mut map = HeaderMap::new();
+    for h in headers {
+        let name = HeaderName::from_bytes(h.name.trim().to_ascii_lowercase().as_bytes()).map_err(
+            |_| BuildError::new("headers", "a header name is not a valid HTTP header name"),
+        )?;
+        let mut value = HeaderValue::from_str(h.value.trim()).map_err(|_| {
+            BuildError::new(
+                "headers",
+                format!("the value of header `{name}` is not a valid HTTP header value"),
+            )
+        })?;
+        value.set_sensitive(true);
+        // Reserved for the transport: sending our own would corrupt the request.
+        if matches!(
+            name.as_str(),
+            "content-type" | "content-length" | "content-encoding" | "te" | "host"
+        ) || name.as_str().starts_with("grpc-")
+        {
+            return Err(BuildError::new(
+                "headers",
+                format!("header `{name}` is set by the exporter and cannot be configured"),
+            ));
+        }
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() | 1
+}
+
+/// What one attempt's failure means for the next.
+enum Failure {
+    /// Worth another attempt, after at least `delay` if the server named one.
+    Retryable {
+        error: ExportError,
+        delay: Option<Duration>,
+    },
+    /// Retrying cannot help.
+    Fatal(ExportError),
+}
+
+impl OtlpExporter {
+    /// A builder with the specification's defaults (HTTP/protobuf to
+    /// `http://localhost:4318/v1/traces`, 10 s timeout, retries on).
+    pub fn builder() -> OtlpExporterBuilder {
+        OtlpExporterBuilder::default()
+    }
+
+    fn from_settings(s: OtlpSettings) -> Result<OtlpExporter, BuildError> {
+        let endpoint = s.resolved_endpoint()?;
+        let headers = header_map(&s.headers)?;
+        if s.timeout.is_zero() {
+            return Err(BuildError::new("timeout", "must be greater than zero"));
+        }
+        if s.max_request_bytes == 0 {
+            return Err(BuildError::new("max_request_bytes", "must be at least 1"));
+        }
+        if s.retry.max_attempts == 0 {
+            return Err(BuildError::new("retry", "max_attempts must be at least 1"));
+        }
+        let host = endpoint.host().unwrap_or_default();
+        if endpoint.scheme_str() == Some("http") && !headers.is_empty() && !is_loopback(host) {
+            tracing::warn!(
+                host,
+                headers = headers.len(),
+                "OTLP headers (credentials) are sent over plaintext http:// to a non-loopback host; use https://"
+            );
+        }
+        let tls = crate::tls::client_config(s.ca_file.as_deref())?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                BuildError::new(
+                    "runtime",
+                    format!("cannot start the exporter's runtime: {e}"),
+                )
+            })?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(s.timeout));
+        let transport = match s.protocol {
+            Protocol::Grpc => {
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_or_http()
+                    .enable_http2()
+                    .wrap_connector(http);
+                let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+                    .map_err(|_| BuildError::new("endpoint", "not a valid gRPC endpoint URL"))?
+                    .user_agent(USER_AGENT_VALUE)
+                    .map_err(|_| BuildError::new("endpoint", "invalid user agent"))?
+                    // Each call is bounded by our own timeout (and `grpc-timeout` tells the
+                    // server); a second channel-level timer would race it.
+                    .connect_timeout(s.timeout);
+                // The channel's worker task is spawned on our runtime.
+                let _guard = runtime.enter();
+                let channel = channel.connect_with_connector_lazy(connector);
+                let mut client = TraceServiceClient::new(channel);
+                if s.compression == Compression::Gzip {
+                    client = client
+                        .send_compressed(CompressionEncoding::Gzip)
+                        .accept_compressed(CompressionEncoding::Gzip);
+                }
+                Transport::Grpc(client)
+            }
+            Protocol::HttpProtobuf => {
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http);
+                let client = HyperClient::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .pool_timer(hyper_util::rt::TokioTimer::new())
+                    .build(connector);
+                Transport::Http(client)
+            }
+        };
+        Ok(OtlpExporter {
+            name: match s.protocol {
+                Protocol::Grpc => "otlp-grpc",
+                Protocol::HttpProtobuf => "otlp-http",
+            },
+            protocol: s.protocol,
+            endpoint,
+            headers,
+            timeout: s.timeout,
+            compression: s.compression,
+            retry: s.retry,
+            max_request_bytes: s.max_request_bytes,
+            mapping: MappingOptions {
+                service_name: s.service_name,
+            },
+            runtime: Some(runtime),
+            transport: Some(transport),
+            counters: Arc::new(Counters::default()),
+            random: random_seed(),
+        })
+    }
+
+    /// The URL requests go to.
+    #[must_use]
+    pub fn endpoint(&self) -> &http::Uri {
+        &self.endpoint
+    }
+
+    /// The transport.
+    #[must_use]
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// A handle on the counters, still readable once a batch exporter owns the exporter.
+    #[must_use]
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(Arc::clone(&self.counters))
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: jitter only, not cryptography.
+        let mut x = self.random;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.random = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn transport_error(&self, message: impl Into<String>) -> ExportError {
+        ExportError::Transport {
+            exporter: self.name.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Sends one request, retrying retryable failures within the policy.
+    fn send(&mut self, request: ExportTraceServiceRequest) -> Result<(), ExportError> {
+        let spans: u64 = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len() as u64)
+            .sum();
+        let body = match self.protocol {
+            Protocol::Grpc => None,
+            Protocol::HttpProtobuf => Some(self.http_body(&request)?),
+        };
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = match &body {
+                None => self.attempt_grpc(request.clone()),
+                Some(body) => self.attempt_http(body.clone()),
+            };
+            let (error, delay) = match result {
+                Ok(response) => {
+                    self.record_success(spans, response);
+                    return Ok(());
+                }
+                Err(Failure::Fatal(error)) => {
+                    self.counters
+                        .requests_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(error);
+                }
+                Err(Failure::Retryable { error, delay }) => (error, delay),
+            };
+            let random = self.next_random();
+            let backoff = self.retry.backoff(attempt, random);
+            let wait = delay.map_or(backoff, |d| d.max(backoff));
+            let out_of_time = started.elapsed() + wait > self.retry.max_elapsed;
+            if attempt >= self.retry.max_attempts || out_of_time {
+                self.counters
+                    .requests_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    exporter = self.name,
+                    attempts = attempt,
+                    spans,
+                    "OTLP export failed after retries: {error}"
+                );
+                return Err(with_attempts(error, attempt));
+            }
+            tracing::debug!(
+                exporter = self.name,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "OTLP export failed, retrying: {error}"
+            );
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(wait);
+        }
+    }
+
+    fn record_success(&self, spans: u64, response: ExportTraceServiceResponse) {
+        self.counters.requests_ok.fetch_add(1, Ordering::Relaxed);
+        self.counters.spans_sent.fetch_add(spans, Ordering::Relaxed);
+        if let Some(partial) = response.partial_success {
+            let rejected = u64::try_from(partial.rejected_spans).unwrap_or(0);
+            if rejected > 0 || !partial.error_message.is_empty() {
+                self.counters
+                    .spans_rejected
+                    .fetch_add(rejected, Ordering::Relaxed);
+                let mut message = partial.error_message;
+                if message.len() > MAX_LOGGED_MESSAGE {
+                    let mut end = MAX_LOGGED_MESSAGE;
+                    while !message.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    message.truncate(end);
+                }
+                tracing::warn!(
+                    exporter = self.name,
+                    rejected_spans = rejected,
+                    "OTLP collector accepted the request partially: {message}"
+                );
+            }
+        }
+    }
+
+    fn http_body(&self, request: &ExportTraceServiceRequest) -> Result<Bytes, ExportError> {
+        let raw = request.encode_to_vec();
+        match self.compression {
+            Compression::None => Ok(Bytes::from(raw)),
+            Compression::Gzip => {
+                use std::io::Write;
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(&raw)
+                    .and_then(|()| enc.finish())
+                    .map(Bytes::from)
+                    .map_err(|e| self.transport_error(format!("gzip failed: {e}")))
+            }
+        }
+    }
+
+    fn attempt_grpc(
+        &mut self,
+        request: ExportTraceServiceRequest,
+    ) -> Result<ExportTraceServiceResponse, Failure> {
+        let name = self.name;
+        let timeout = self.timeout;
+        let authority = self
+            .endpoint
+            .authority()
+            .map_or_else(String::new, ToString::to_string);
+        let mut req = tonic::Request::new(request);
+        *req.metadata_mut() = MetadataMap::from_headers(self.headers.clone());
+        req.set_timeout(timeout);
+        let (Some(runtime), Some(Transport::Grpc(client))) = (&self.runtime, &mut self.transport)
+        else {
+            return Err(Failure::Fatal(ExportError::Shutdown {
+                exporter: name.to_owned(),
+            }));
+        };
+        let result = block_on(runtime, async {
+            tokio::time::timeout(timeout, client.export(req)).await
+        });
+        match result {
+            Err(_) => Err(Failure::Retryable {
+                error: ExportError::Timeout {
+                    exporter: name.to_owned(),
+                    timeout,
+                },
+                delay: None,
+            }),
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(classify_grpc(name, timeout, &status, &authority)),
+        }
+    }
+
+    fn attempt_http(&mut self, body: Bytes) -> Result<ExportTraceServiceResponse, Failure> {
+        let name = self.name;
+        let timeout = self.timeout;
+        let mut req = http::Request::new(Full::new(body));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = self.endpoint.clone();
+        let headers = req.headers_mut();
+        headers.clone_from(&self.headers);
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        if self.compression == Compression::Gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        let (Some(runtime), Some(Transport::Http(client))) = (&self.runtime, &self.transport)
+        else {
+            return Err(Failure::Fatal(ExportError::Shutdown {
+                exporter: name.to_owned(),
+            }));
+        };
+        let authority = self
+            .endpoint
+            .authority()
+            .map_or_else(String::new, ToString::to_string);
+        let transport_error = |message: String| ExportError::Transport {
+            exporter: name.to_owned(),
+            message,
+        };
+        let result = block_on(runtime, async {
+            tokio::time::timeout(timeout, async {
+                let response = client.request(req).await.map_err(|e| Failure::Retryable {
+                    error: transport_error(format!(
+                        "cannot reach the collector at {authority}: {}",
+                        error_chain(&e)
+                    )),
+                    delay: None,
+                })?;
+                let (parts, body) = response.into_parts();
+                let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                Ok::<_, Failure>((parts, bytes))
+            })
+            .await
+        });
+        let (parts, bytes) = match result {
+            Err(_) => {
+                return Err(Failure::Retryable {
+                    error: ExportError::Timeout {
+                        exporter: name.to_owned(),
+                        timeout,
+                    },
+                    delay: None,
+                });
+            }
+            Ok(Err(failure)) => return Err(failure),
+            Ok(Ok(ok)) => ok,
+        };
+        let status = parts.status;
+        if status.is_success() {
+            // An empty or undecodable body is a full success (some collectors send none).
+            return Ok(ExportTraceServiceResponse::decode(bytes).unwrap_or_default());
+        }
+        let reason = status.canonical_reason().unwrap_or("");
+        let message = format!("HTTP {} {reason}", status.as_u16());
+        match status.as_u16() {
+            429 | 502 | 503 | 504 => Err(Failure::Retryable {
+                error: ExportError::Rejected {
+                    exporter: name.to_owned(),
+                    message: format!("{message} (retryable)"),
+                },
+                delay: parts
+                    .headers
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after),
+            }),
+            401 | 403 => Err(Failure::Fatal(ExportError::Rejected {
+                exporter: name.to_owned(),
+                message: format!("{message}: check the credentials in the OTLP headers"),
+            })),
+            _ => Err(Failure::Fatal(ExportError::Rejected {
+                exporter: name.to_owned(),
+                message: format!("{message} (not retryable)"),
+            })),
+        }
+    }
+}
+
+/// Runs `future` on the exporter's runtime. Called from inside another runtime's task (where
+/// `block_on` would panic), it runs on a scoped helper thread instead: the exporter is safe to
+/// call from anywhere, though a plain thread (the batch exporter's) is where it belongs.
+fn block_on<F>(runtime: &tokio::runtime::Runtime, future: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return runtime.block_on(future);
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| runtime.block_on(future))
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// The error's `Display` and its sources, without payload (transport errors carry none).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Layers often repeat their cause's text; say it once.
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = cause.source();
+    }
+    s
+}
+
+fn with_attempts(error: ExportError, attempts: u32) -> ExportError {
+    if attempts <= 1 {
+        return error;
+    }
+    match error {
+        ExportError::Transport { exporter, message } => ExportError::Transport {
+            exporter,
+            message: format!("{message} (after {attempts} attempts)"),
+        },
+        ExportError::Rejected { exporter, message } => ExportError::Rejected {
+            exporter,
+            message: format!("{message} (after {attempts} attempts)"),
+        },
+        other => other,
+    }
+}
+
+/// `Retry-After`: seconds, or an HTTP date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The canonical gRPC status name.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "OK",
+        C::Cancelled => "CANCELLED",
+        C::Unknown => "UNKNOWN",
+        C::InvalidArgument => "INVALID_ARGUMENT",
+        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        C::NotFound => "NOT_FOUND",
+        C::AlreadyExists => "ALREADY_EXISTS",
+        C::PermissionDenied => "PERMISSION_DENIED",
+        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        C::FailedPrecondition => "FAILED_PRECONDITION",
+        C::Aborted => "ABORTED",
+        C::OutOfRange => "OUT_OF_RANGE",
+        C::Unimplemented => "UNIMPLEMENTED",
+        C::Internal => "INTERNAL",
+        C::Unavailable => "UNAVAILABLE",
+        C::DataLoss => "DATA_LOSS",
+        C::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+fn classify_grpc(
+    name: &'static str,
+    timeout: Duration,
+    status: &tonic::Status,
+    authority: &str,
+) -> Failure {
+    use tonic::Code as C;
+    let code = status.code();
+    let retry_delay = crate::rpc::retry_delay(status.details());
+    let retryable = match code {
+        C::Cancelled
+        | C::DeadlineExceeded
+        | C::Aborted
+        | C::OutOfRange
+        | C::Unavailable
+        | C::DataLoss => true,
+        // The specification: retry RESOURCE_EXHAUSTED only when the server says when.
+        C::ResourceExhausted => retry_delay.is_some(),
+        _ => false,
+    };
+    // The channel enforces the `grpc-timeout` we send and reports its expiry as CANCELLED
+    // with tonic's `TimeoutExpired` text; that is our timeout, not a cancellation.
+    let timed_out = code == C::DeadlineExceeded
+        || (code == C::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string());
+    if timed_out {
+        return Failure::Retryable {
+            error: ExportError::Timeout {
+                exporter: name.to_owned(),
+                timeout,
+            },
+            delay: retry_delay,
+        };
+    }
+    // A connection failure surfaces as UNAVAILABLE with a transport error as its source.
+    let transport = code == C::Unavailable && std::error::Error::source(status).is_some();
+    let error = if transport {
+        ExportError::Transport {
+            exporter: name.to_owned(),
+            message: format!(
+                "cannot reach the collector at {authority}: gRPC {}: {}",
+                code_name(code),
+                std::error::Error::source(status).map_or_else(String::new, error_chain)
+            ),
+        }
+    } else {
+        let hint = match code {
+            C::Unauthenticated | C::PermissionDenied => {
+                ": check the credentials in the OTLP headers"
+            }
+            _ if retryable => " (retryable)",
+            _ => " (not retryable)",
+        };
+        ExportError::Rejected {
+            exporter: name.to_owned(),
+            message: format!("gRPC status {}{hint}", code_name(code)),
+        }
+    };
+    if retryable {
+        Failure::Retryable {
+            error,
+            delay: retry_delay,
+        }
+    } else {
+        Failure::Fatal(error)
+    }
+}
+
+impl Exporter for OtlpExporter {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    /// Maps the batch to OTLP and sends it: one request, or several when it exceeds
+    /// `max_request_bytes`. Stops at the first request that fails for good.
+    fn export(&mut self, batch: &[ProcessedRun]) -> Result<(), ExportError> {
+        if self.transport.is_none() {
+            return Err(ExportError::Shutdown {
+                exporter: self.name.to_owned(),
+            });
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let requests = mapping::to_requests(batch, &self.mapping, self.max_request_bytes);
+        let mut first_error = None;
+        for request in requests {
+            if let Err(e) = self.send(request) {
+                // Fatal errors (and exhausted retries) do not get better for the next
+                // request of the same batch if the collector is down; rejected content might.
+                let stop = matches!(
+                    e,
+                    ExportError::Transport { .. } | ExportError::Timeout { .. }
+                );
+                first_error.get_or_insert(e);
+                if stop {
+                    break;
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Nothing is buffered: every `export` has finished sending when it returns.
+    fn force_flush(&mut self) -> Result<(), ExportError> {
+        if self.transport.is_none() {
+            return Err(ExportError::Shutdown {
+                exporter: self.name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Closes connections and stops the runtime; later calls to `export` fail with
+    /// [`ExportError::Shutdown`].
+    fn shutdown(&mut self, timeout: Duration) -> Result<(), ExportError> {
+        let _ = timeout; // nothing is buffered; closing never waits
+        self.transport = None;
+        // Never blocks (and never panics inside an async context); pending DNS look-ups on
+        // the blocking pool finish on their own.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OtlpExporter {
+    fn drop(&mut self) {
+        self.transport = None;
+        // Never blocks: dropping a runtime inside another runtime's task would panic.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn header_validation_names_the_header_not_the_value() {
+        let e = header_map(&[Header {
+            name: "authorization".into(),
+            value: "Bearer \n s3cret".into(),
+        }])
+        .unwrap_err();
+        assert!(e.to_string().contains("authorization"), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert!(
+            header_map(&[Header {
+                name: "bad name".into(),
+                value: "v".into()
+            }])
+            .is_err()
+        );
+        assert!(
+            header_map(&[Header {
+                name: "content-type".into(),
+                value: "v".into()
+            }])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn grpc_classification() {
+        let t = Duration::from_secs(1);
+        for code in [tonic::Code::Unavailable, tonic::Code::Aborted] {
+            assert!(matches!(
+                classify_grpc("x", t, &tonic::Status::new(code, "m"), "h:1"),
+                Failure::Retryable { .. }
+            ));
+        }
+        for code in [
+            tonic::Code::InvalidArgument,
+            tonic::Code::Unauthenticated,
+            tonic::Code::ResourceExhausted,
+        ] {
+            let Failure::Fatal(e) =
+                classify_grpc("x", t, &tonic::Status::new(code, "secret m"), "h:1")
+            else {
+                panic!("{code:?} retried")
+            };
+            assert!(e.to_string().contains(code_name(code)), "{e}");
+            assert!(!e.to_string().contains("secret"), "{e}");
+        }
+    }
+}

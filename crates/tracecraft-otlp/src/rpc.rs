@@ -1,0 +1,94 @@
+//! The few `google.rpc` messages needed to read a server's retry delay from a gRPC status
+//! (`grpc-status-details-bin`), declared by hand (no protoc, no build script).
+
+use std::time::Duration;
+
+use prost::Message;
+
+/// `google.rpc.Status`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub(crate) code: i32,
+    #[prost(string, tag = "2")]
+    pub(crate) message: String,
+    #[prost(message, repeated, tag = "3")]
+    pub(crate) details: Vec<ProtoAny>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct ProtoAny {
+    #[prost(string, tag = "1")]
+    pub(crate) type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub(crate) value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    pub(crate) retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    pub(crate) seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub(crate) nanos: i32,
+}
+
+const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+/// The `RetryInfo` delay in a status's details, if any (negative delays count as zero).
+pub(crate) fn retry_delay(details: &[u8]) -> Option<Duration> {
+    if details.is_empty() {
+        return None;
+    }
+    let status = RpcStatus::decode(details).ok()?;
+    status
+        .details
+        .iter()
+        .filter(|d| d.type_url == RETRY_INFO_TYPE)
+        .find_map(|d| RetryInfo::decode(d.value.as_slice()).ok()?.retry_delay)
+        .map(|d| {
+            Duration::from_secs(u64::try_from(d.seconds).unwrap_or(0))
+                + Duration::from_nanos(u64::try_from(d.nanos).unwrap_or(0))
+        })
+}
+
+/// Encodes a status whose details carry a `RetryInfo` of `delay` (for servers and tests).
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
+pub(crate) fn status_details_with_retry(code: i32, delay: Duration) -> Vec<u8> {
+    let info = RetryInfo {
+        retry_delay: Some(ProtoDuration {
+            seconds: i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(delay.subsec_nanos()).unwrap_or(0),
+        }),
+    };
+    RpcStatus {
+        code,
+        message: String::new(),
+        details: vec![ProtoAny {
+            type_url: RETRY_INFO_TYPE.to_owned(),
+            value: info.encode_to_vec(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_info_round_trip() {
+        let d = status_details_with_retry(8, Duration::from_millis(1500));
+        assert_eq!(retry_delay(&d), Some(Duration::from_millis(1500)));
+        assert_eq!(retry_delay(&[]), None);
+        assert_eq!(retry_delay(b"\xff\xff garbage"), None);
+    }
+}

@@ -1,0 +1,153 @@
+//! `[otlp]`: a Runtime with OTLP enabled exports redacted runs to a collector (the mock
+//! collector of tracecraft-otlp on 127.0.0.1:0); malformed settings are errors naming the
+//! field. Built when the `otlp` feature is on (the CLI turns it on in the workspace).
+#![cfg(feature = "otlp")]
+
+use std::time::Duration;
+
+use prost::Message;
+use tracecraft::config::{StorageUrl, TraceCraftConfig};
+use tracecraft::otlp::testing::MockCollector;
+use tracecraft::{Runtime, StepType};
+
+const KEY: &str = "sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678";
+
+fn config(endpoint: String, protocol: &str) -> TraceCraftConfig {
+    let mut c = TraceCraftConfig::default();
+    c.storage.url = StorageUrl::None;
+    c.service_name = Some("support-bot".into());
+    c.batch.flush_interval_ms = 20;
+    c.otlp.enabled = true;
+    c.otlp.endpoint = Some(endpoint);
+    c.otlp.protocol = Some(protocol.into());
+    c.otlp.headers = vec![("x-api-key".into(), "collector-credential".into())];
+    c.otlp.timeout_ms = Some(10_000);
+    c.otlp.compression = Some("gzip".into());
+    c
+}
+
+#[test]
+fn runtime_exports_redacted_runs_over_otlp() {
+    for protocol in ["grpc", "http/protobuf"] {
+        let collector = MockCollector::start().unwrap();
+        let endpoint = if protocol == "grpc" {
+            collector.grpc_endpoint()
+        } else {
+            collector.http_endpoint()
+        };
+        let rt = Runtime::new(config(endpoint, protocol)).unwrap();
+        {
+            let run = rt
+                .run("agent")
+                .user_id("alice@example.com")
+                .input(&format!("key {KEY}"))
+                .start();
+            let mut step = run
+                .step(StepType::Llm, "chat")
+                .model("gpt-4o", "openai")
+                .input("prompt", &format!("email bob@example.com and {KEY}"))
+                .start();
+            step.output("text", &"ok");
+        }
+        assert!(
+            rt.shutdown(Duration::from_secs(30)).is_clean(),
+            "{protocol}"
+        );
+        let received = collector.received();
+        assert_eq!(received.len(), 1, "{protocol}");
+        let r = &received[0];
+        assert!(r.gzip, "{protocol}: otlp.compression unused");
+        assert_eq!(r.headers.get("x-api-key").unwrap(), "collector-credential");
+        let spans = r.spans();
+        assert_eq!(spans.len(), 2, "{protocol}");
+        assert_eq!(spans[0].name, "agent");
+        assert_eq!(spans[1].name, "chat");
+        assert_eq!(spans[1].parent_span_id, spans[0].span_id);
+        let bytes = r.request.encode_to_vec();
+        for secret in [KEY, "bob@example.com", "alice@example.com"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{protocol}: {secret} reached the collector"
+            );
+        }
+        assert!(bytes.windows(10).any(|w| w == b"[REDACTED]"));
+        let service = r.request.resource_spans[0]
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.clone());
+        assert_eq!(
+            format!("{service:?}"),
+            format!(
+                "{:?}",
+                Some(tracecraft::otlp::proto::common::v1::AnyValue {
+                    value: Some(
+                        tracecraft::otlp::proto::common::v1::any_value::Value::StringValue(
+                            "support-bot".into()
+                        )
+                    )
+                })
+            )
+        );
+    }
+}
+
+#[test]
+fn base_endpoint_from_the_environment_reaches_the_collector() {
+    let collector = MockCollector::start().unwrap();
+    let mut c = TraceCraftConfig::default();
+    c.storage.url = StorageUrl::None;
+    c.batch.flush_interval_ms = 20;
+    let base = format!("http://{}", collector.addr());
+    c.apply_env_from(|name| match name {
+        "TRACECRAFT_OTLP_ENABLED" => Some("true".into()),
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(base.clone()),
+        "OTEL_EXPORTER_OTLP_PROTOCOL" => Some("http/protobuf".into()),
+        "OTEL_EXPORTER_OTLP_HEADERS" => Some("authorization=Bearer%20t0k".into()),
+        _ => None,
+    })
+    .unwrap();
+    let rt = Runtime::new(c).unwrap();
+    drop(rt.run("env").start());
+    assert!(rt.shutdown(Duration::from_secs(30)).is_clean());
+    let received = collector.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0].headers.get("authorization").unwrap(),
+        "Bearer t0k"
+    );
+}
+
+#[test]
+fn malformed_otlp_settings_name_the_field() {
+    type Mutate = fn(&mut TraceCraftConfig);
+    let cases: [(&str, Mutate); 5] = [
+        ("otlp.endpoint", |c| {
+            c.otlp.endpoint = Some("collector:4317".into())
+        }),
+        ("otlp.base_endpoint", |c| {
+            c.otlp.base_endpoint = Some("ftp://collector".into());
+        }),
+        ("otlp.protocol", |c| {
+            c.otlp.protocol = Some("http/json".into())
+        }),
+        ("otlp.ca_file", |c| {
+            c.otlp.ca_file = Some("/nonexistent/tracecraft-ca.pem".into());
+        }),
+        ("otlp.headers", |c| {
+            c.otlp.headers = vec![("bad header".into(), "secret-value".into())];
+        }),
+    ];
+    for (field, mutate) in cases {
+        let mut c = TraceCraftConfig::default();
+        c.storage.url = StorageUrl::None;
+        c.otlp.enabled = true;
+        mutate(&mut c);
+        let e = Runtime::new(c).unwrap_err().to_string();
+        assert!(e.contains(field), "{field}: {e}");
+        assert!(!e.contains("secret-value"), "{e}");
+    }
+}
