@@ -438,6 +438,11 @@ impl MockCollector {
         lock(&self.state.received).clone()
     }
 
+    /// Forgets the requests received so far (long-running benches).
+    pub fn clear(&self) {
+        lock(&self.state.received).clear();
+    }
+
     /// Every span of every accepted request.
     #[must_use]
     pub fn spans(&self) -> Vec<Span> {
