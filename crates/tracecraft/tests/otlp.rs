@@ -151,3 +151,36 @@ fn malformed_otlp_settings_name_the_field() {
         assert!(!e.contains("secret-value"), "{e}");
     }
 }
+
+#[test]
+fn ca_file_and_timeout_settings_are_used() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use tracecraft::otlp::testing::Reply;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let collector = MockCollector::start_tls(&cert.pem(), &key.serialize_pem()).unwrap();
+    // The first attempt stalls past otlp.timeout_ms; the retry succeeds.
+    collector.script([Reply::Stall(Duration::from_secs(20))]);
+    let mut c = config(collector.http_endpoint(), "http/protobuf");
+    c.otlp.ca_file = Some(ca_file);
+    c.otlp.timeout_ms = Some(300);
+    let rt = Runtime::new(c).unwrap();
+    drop(rt.run("tls").start());
+    assert!(rt.shutdown(Duration::from_secs(60)).is_clean());
+    let received = collector.received();
+    assert_eq!(
+        received.len(),
+        2,
+        "the stalled attempt was not cut by timeout_ms"
+    );
+    assert_eq!(received[1].spans().len(), 1);
+}
