@@ -641,6 +641,12 @@ impl OtlpExporter {
                 exporter: name.to_owned(),
                 message: format!("{message}: check the credentials in the OTLP headers"),
             })),
+            404 | 405 => Err(Failure::Fatal(ExportError::Rejected {
+                exporter: name.to_owned(),
+                message: format!(
+                    "{message}: is the endpoint the collector's OTLP/HTTP traces URL (…/v1/traces)?"
+                ),
+            })),
             _ => Err(Failure::Fatal(ExportError::Rejected {
                 exporter: name.to_owned(),
                 message: format!("{message} (not retryable)"),
@@ -784,6 +790,9 @@ fn classify_grpc(
         let hint = match code {
             C::Unauthenticated | C::PermissionDenied => {
                 ": check the credentials in the OTLP headers"
+            }
+            C::Unimplemented => {
+                ": is the endpoint an OTLP/gRPC collector (host:port, usually 4317, no path)?"
             }
             _ if retryable => " (retryable)",
             _ => " (not retryable)",
