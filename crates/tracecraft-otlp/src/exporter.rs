@@ -644,7 +644,7 @@ impl OtlpExporter {
             404 | 405 => Err(Failure::Fatal(ExportError::Rejected {
                 exporter: name.to_owned(),
                 message: format!(
-                    "{message}: is the endpoint the collector's OTLP/HTTP traces URL (…/v1/traces)?"
+                    "{message}: is the endpoint the collector's OTLP/HTTP traces URL (.../v1/traces)?"
                 ),
             })),
             _ => Err(Failure::Fatal(ExportError::Rejected {
