@@ -131,6 +131,17 @@ impl OtlpExporterBuilder {
         self.settings.ca_file = Some(path.into());
         self
     }
+    /// A client certificate chain and its private key (PEM files) for collectors that
+    /// require mutual TLS. The key file's content never appears in errors or logs.
+    pub fn client_identity(
+        mut self,
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+    ) -> Self {
+        self.settings.client_cert_file = Some(cert_file.into());
+        self.settings.client_key_file = Some(key_file.into());
+        self
+    }
     /// The retry policy (default: 5 attempts, 500 ms doubling to 5 s, 30 s in all).
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
         self.settings.retry = retry;
@@ -310,7 +321,26 @@ impl OtlpExporter {
                 "OTLP headers (credentials) are sent over plaintext http:// to a non-loopback host; use https://"
             );
         }
-        let tls = crate::tls::client_config(s.ca_file.as_deref())?;
+        let identity = match (&s.client_cert_file, &s.client_key_file) {
+            (Some(cert_file), Some(key_file)) => Some(crate::tls::ClientIdentity {
+                cert_file,
+                key_file,
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(BuildError::new(
+                    "client_key_file",
+                    "a client certificate needs its private key file too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(BuildError::new(
+                    "client_cert_file",
+                    "a client private key needs its certificate file too",
+                ));
+            }
+        };
+        let tls = crate::tls::client_config(s.ca_file.as_deref(), identity)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -641,6 +671,12 @@ impl OtlpExporter {
                 exporter: name.to_owned(),
                 message: format!("{message}: check the credentials in the OTLP headers"),
             })),
+            404 | 405 => Err(Failure::Fatal(ExportError::Rejected {
+                exporter: name.to_owned(),
+                message: format!(
+                    "{message}: is the endpoint the collector's OTLP/HTTP traces URL (.../v1/traces)?"
+                ),
+            })),
             _ => Err(Failure::Fatal(ExportError::Rejected {
                 exporter: name.to_owned(),
                 message: format!("{message} (not retryable)"),
@@ -769,8 +805,10 @@ fn classify_grpc(
             delay: retry_delay,
         };
     }
-    // A connection failure surfaces as UNAVAILABLE with a transport error as its source.
-    let transport = code == C::Unavailable && std::error::Error::source(status).is_some();
+    // A status made on our side from a connection, TLS or HTTP/2 failure carries that error as
+    // its source (UNAVAILABLE for a refused connection, CANCELLED or UNKNOWN for a connection
+    // the server closed, e.g. with a TLS alert); one that the collector sent has none.
+    let transport = std::error::Error::source(status).is_some();
     let error = if transport {
         ExportError::Transport {
             exporter: name.to_owned(),
@@ -784,6 +822,9 @@ fn classify_grpc(
         let hint = match code {
             C::Unauthenticated | C::PermissionDenied => {
                 ": check the credentials in the OTLP headers"
+            }
+            C::Unimplemented => {
+                ": is the endpoint an OTLP/gRPC collector (host:port, usually 4317, no path)?"
             }
             _ if retryable => " (retryable)",
             _ => " (not retryable)",

@@ -32,7 +32,8 @@
 //!
 //! ## Transport
 //! OTLP/gRPC (tonic) or OTLP/HTTP with protobuf bodies (hyper), over rustls (ring provider)
-//! for `https://` endpoints: Mozilla's roots, the platform's roots, and an optional CA file.
+//! for `https://` endpoints: Mozilla's roots, the platform's roots, and an optional CA file;
+//! an optional client certificate for collectors that require mutual TLS.
 //! Retryable failures (gRPC `UNAVAILABLE`, HTTP 429/502/503/504, connection errors,
 //! timeouts, ...) are retried with exponential backoff and jitter, honouring `Retry-After`
 //! and `RetryInfo`; others fail at once with an [`ExportError`](tracecraft_core::ExportError)

@@ -317,6 +317,49 @@ where
         .await;
 }
 
+fn acceptor(
+    cert_chain_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+    };
+    let certs = |pem: &str| -> std::io::Result<Vec<CertificateDer<'static>>> {
+        CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(&e))
+    };
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| invalid(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(&e))?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs(ca)? {
+                roots.add(cert).map_err(|e| invalid(&e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| invalid(&e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs(cert_chain_pem)?, key)
+        .map_err(|e| invalid(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 impl MockCollector {
     /// Starts a plaintext collector on `127.0.0.1:0`.
     ///
@@ -332,25 +375,24 @@ impl MockCollector {
     /// # Errors
     /// When the certificate or key is unusable, or the port cannot be bound.
     pub fn start_tls(cert_chain_pem: &str, key_pem: &str) -> std::io::Result<MockCollector> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let invalid = |e: &dyn std::fmt::Display| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
-        };
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .map_err(|e| invalid(&e))?;
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| invalid(&e))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| invalid(&e))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| invalid(&e))?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Self::start_inner(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+        Self::start_inner(Some(acceptor(cert_chain_pem, key_pem, None)?))
+    }
+
+    /// Starts a collector that requires mutual TLS: clients must present a certificate
+    /// signed by `client_ca_pem`; handshakes without one fail.
+    ///
+    /// # Errors
+    /// When a certificate or key is unusable, or the port cannot be bound.
+    pub fn start_mtls(
+        cert_chain_pem: &str,
+        key_pem: &str,
+        client_ca_pem: &str,
+    ) -> std::io::Result<MockCollector> {
+        Self::start_inner(Some(acceptor(
+            cert_chain_pem,
+            key_pem,
+            Some(client_ca_pem),
+        )?))
     }
 
     fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<MockCollector> {
@@ -436,6 +478,11 @@ impl MockCollector {
     #[must_use]
     pub fn received(&self) -> Vec<Received> {
         lock(&self.state.received).clone()
+    }
+
+    /// Forgets the requests received so far (long-running benches).
+    pub fn clear(&self) {
+        lock(&self.state.received).clear();
     }
 
     /// Every span of every accepted request.

@@ -225,6 +225,22 @@ fn non_retryable_statuses_fail_fast_naming_the_status() {
             },
             "HTTP 401",
         ),
+        (
+            Protocol::Grpc,
+            Reply::Grpc {
+                code: tonic::Code::Unimplemented,
+                retry_delay: None,
+            },
+            "UNIMPLEMENTED: is the endpoint an OTLP/gRPC collector",
+        ),
+        (
+            Protocol::HttpProtobuf,
+            Reply::Http {
+                status: 404,
+                retry_after: None,
+            },
+            "HTTP 404 Not Found: is the endpoint",
+        ),
         // A redirect is not followed (headers must not go to another host).
         (
             Protocol::HttpProtobuf,

@@ -1,6 +1,8 @@
 //! TLS: a private CA (made here with rcgen) signs the mock collector's certificate; the
 //! exporter trusts it through `ca_file`, over both protocols; without the CA file the
-//! handshake fails with a transport error. 127.0.0.1 only.
+//! handshake fails with a transport error. Mutual TLS: a collector that requires a client
+//! certificate accepts the exporter's identity and refuses a client without one.
+//! 127.0.0.1 only.
 #![allow(clippy::disallowed_methods)] // tests build ProcessedRuns directly
 
 use std::time::Duration;
@@ -14,6 +16,8 @@ struct Pki {
     ca_pem: String,
     cert_pem: String,
     key_pem: String,
+    client_cert_pem: String,
+    client_key_pem: String,
 }
 
 fn pki() -> Pki {
@@ -28,10 +32,17 @@ fn pki() -> Pki {
         .unwrap()
         .signed_by(&leaf_key, &ca)
         .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["tracecraft-client".to_owned()])
+        .unwrap()
+        .signed_by(&client_key, &ca)
+        .unwrap();
     Pki {
         ca_pem: ca.pem(),
         cert_pem: leaf.pem(),
         key_pem: leaf_key.serialize_pem(),
+        client_cert_pem: client.pem(),
+        client_key_pem: client_key.serialize_pem(),
     }
 }
 
@@ -106,4 +117,81 @@ fn malformed_ca_file_names_the_setting() {
         .unwrap_err();
     assert_eq!(e.setting, "ca_file");
     assert!(e.to_string().contains("ca.pem"), "{e}");
+}
+
+#[test]
+fn mutual_tls_presents_the_client_identity() {
+    let pki = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let ca_file = write("ca.pem", &pki.ca_pem);
+    let cert_file = write("client.pem", &pki.client_cert_pem);
+    let key_file = write("client.key", &pki.client_key_pem);
+    let collector = MockCollector::start_mtls(&pki.cert_pem, &pki.key_pem, &pki.ca_pem).unwrap();
+    for (protocol, endpoint) in [
+        (Protocol::Grpc, collector.grpc_endpoint()),
+        (Protocol::HttpProtobuf, collector.http_endpoint()),
+    ] {
+        let mut with_identity = OtlpExporter::builder()
+            .protocol(protocol)
+            .endpoint(&endpoint)
+            .ca_file(&ca_file)
+            .client_identity(&cert_file, &key_file)
+            .retry(RetryPolicy::none())
+            .build()
+            .unwrap();
+        with_identity.export(&[run()]).unwrap();
+        let mut without = OtlpExporter::builder()
+            .protocol(protocol)
+            .endpoint(&endpoint)
+            .ca_file(&ca_file)
+            .retry(RetryPolicy::none())
+            .build()
+            .unwrap();
+        let e = without.export(&[run()]).unwrap_err();
+        assert!(
+            matches!(e, ExportError::Transport { .. }),
+            "{protocol}: {e:?}"
+        );
+    }
+    assert_eq!(collector.received().len(), 2);
+}
+
+#[test]
+fn client_identity_errors_name_the_setting_not_the_key() {
+    let pki = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_file = dir.path().join("client.pem");
+    std::fs::write(&cert_file, &pki.client_cert_pem).unwrap();
+    let bad_key = dir.path().join("client.key");
+    std::fs::write(
+        &bad_key,
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let e = OtlpExporter::builder()
+        .client_identity(&cert_file, &bad_key)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.setting, "client_key_file", "{e}");
+    assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+    // A key that is valid but not the certificate's.
+    let other_key = dir.path().join("other.key");
+    std::fs::write(&other_key, &pki.key_pem).unwrap();
+    let e = OtlpExporter::builder()
+        .client_identity(&cert_file, &other_key)
+        .build();
+    // rustls checks the pairing when it can; either way nothing of the key is shown.
+    if let Err(e) = e {
+        assert_eq!(e.setting, "client_key_file", "{e}");
+    }
+    let e = OtlpExporter::builder()
+        .client_identity(dir.path().join("missing.pem"), &bad_key)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.setting, "client_cert_file", "{e}");
 }

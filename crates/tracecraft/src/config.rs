@@ -165,6 +165,11 @@ pub struct OtlpConfig {
     /// A PEM file of CA certificates trusted for `https://` endpoints besides the public and
     /// platform roots (a private collector's CA).
     pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate (chain) for collectors that require mutual TLS; needs
+    /// `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// The PEM private key of `client_cert_file` (its content never appears in errors).
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for OtlpConfig {
@@ -185,6 +190,8 @@ impl fmt::Debug for OtlpConfig {
             .field("timeout_ms", &self.timeout_ms)
             .field("compression", &self.compression)
             .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
             .finish()
     }
 }
@@ -421,6 +428,10 @@ pub const ENV_VARS: &[&str] = &[
     "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
     "OTEL_EXPORTER_OTLP_CERTIFICATE",
     "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
 ];
 
 fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
@@ -657,6 +668,22 @@ impl TraceCraftConfig {
                 self.otlp.ca_file = Some(PathBuf::from(v.trim()));
             }
         }
+        for variable in [
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+        ] {
+            if let Some(v) = var(variable) {
+                self.otlp.client_cert_file = Some(PathBuf::from(v.trim()));
+            }
+        }
+        for variable in [
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+        ] {
+            if let Some(v) = var(variable) {
+                self.otlp.client_key_file = Some(PathBuf::from(v.trim()));
+            }
+        }
         Ok(())
     }
 
@@ -703,6 +730,21 @@ impl TraceCraftConfig {
                     field: "otlp.compression".into(),
                     message: "expected `gzip` or `none`".into(),
                 });
+            }
+            match (&self.otlp.client_cert_file, &self.otlp.client_key_file) {
+                (Some(_), None) => {
+                    return Err(ConfigError::Invalid {
+                        field: "otlp.client_key_file".into(),
+                        message: "otlp.client_cert_file needs its private key file too".into(),
+                    });
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::Invalid {
+                        field: "otlp.client_cert_file".into(),
+                        message: "otlp.client_key_file needs its certificate file too".into(),
+                    });
+                }
+                _ => {}
             }
             if self.otlp.timeout_ms == Some(0) {
                 return Err(ConfigError::Invalid {
@@ -849,6 +891,22 @@ mod tests {
                 .contains("otlp.compression")
         );
         c.otlp.compression = None;
+        c.otlp.client_cert_file = Some("c.pem".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("otlp.client_key_file")
+        );
+        c.otlp.client_cert_file = None;
+        c.otlp.client_key_file = Some("c.key".into());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("otlp.client_cert_file")
+        );
+        c.otlp.client_key_file = None;
         c.otlp.timeout_ms = Some(0);
         assert!(
             c.validate()
@@ -877,6 +935,8 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "2500"),
             ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/etc/client.pem"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "/etc/client.key"),
             ("TRACECRAFT_OTLP_ENABLED", "true"),
         ]))
         .unwrap();
@@ -898,6 +958,14 @@ mod tests {
         assert_eq!(o.timeout_ms, Some(2500));
         assert_eq!(o.compression.as_deref(), Some("gzip"));
         assert_eq!(o.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(
+            o.client_cert_file.as_deref(),
+            Some(Path::new("/etc/client.pem"))
+        );
+        assert_eq!(
+            o.client_key_file.as_deref(),
+            Some(Path::new("/etc/client.key"))
+        );
         assert!(!format!("{c:?}").contains("Bearer abc"));
         c.apply_env_from(env(&[
             (

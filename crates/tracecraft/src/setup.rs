@@ -139,6 +139,24 @@ pub fn open_otlp_export(
     if let Some(ca) = &otlp.ca_file {
         builder = builder.ca_file(ca.clone());
     }
+    match (&otlp.client_cert_file, &otlp.client_key_file) {
+        (Some(cert), Some(key)) => builder = builder.client_identity(cert.clone(), key.clone()),
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(invalid(
+                "client_key_file",
+                "otlp.client_cert_file needs its private key file too".into(),
+            )
+            .into());
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "client_cert_file",
+                "otlp.client_key_file needs its certificate file too".into(),
+            )
+            .into());
+        }
+    }
     if let Some(service) = &config.service_name {
         builder = builder.service_name(service.clone());
     }

@@ -151,3 +151,87 @@ fn malformed_otlp_settings_name_the_field() {
         assert!(!e.contains("secret-value"), "{e}");
     }
 }
+
+#[test]
+fn ca_file_and_timeout_settings_are_used() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use tracecraft::otlp::testing::Reply;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let collector = MockCollector::start_tls(&cert.pem(), &key.serialize_pem()).unwrap();
+    // The first attempt stalls; otlp.timeout_ms (1.5 s, not the 10 s default) cuts it and a
+    // retry succeeds.
+    collector.script([Reply::Stall(Duration::from_secs(60))]);
+    let mut c = config(collector.http_endpoint(), "http/protobuf");
+    c.otlp.ca_file = Some(ca_file);
+    c.otlp.timeout_ms = Some(1_500);
+    let started = std::time::Instant::now();
+    let rt = Runtime::new(c).unwrap();
+    drop(rt.run("tls").start());
+    assert!(rt.shutdown(Duration::from_secs(60)).is_clean());
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "the stalled attempt was not cut by otlp.timeout_ms"
+    );
+    let received = collector.received();
+    assert!(received.len() >= 2, "{}", received.len());
+    assert_eq!(received.last().unwrap().spans().len(), 1);
+}
+
+#[test]
+fn client_certificate_settings_are_used_for_mutual_tls() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let client = CertificateParams::new(vec!["bot".to_owned()])
+        .unwrap()
+        .signed_by(&client_key, &ca)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let collector =
+        MockCollector::start_mtls(&server.pem(), &server_key.serialize_pem(), &ca.pem()).unwrap();
+    let ca_file = write("ca.pem", ca.pem());
+    let cert_file = write("client.pem", client.pem());
+    let key_file = write("client.key", client_key.serialize_pem());
+    let env = |name: &str| match name {
+        "OTEL_EXPORTER_OTLP_CERTIFICATE" => Some(ca_file.display().to_string()),
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE" => Some(cert_file.display().to_string()),
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY" => Some(key_file.display().to_string()),
+        _ => None,
+    };
+    let mut c = config(collector.grpc_endpoint(), "grpc");
+    c.apply_env_from(env).unwrap();
+    let rt = Runtime::new(c).unwrap();
+    drop(rt.run("mtls").start());
+    assert!(rt.shutdown(Duration::from_secs(30)).is_clean());
+    assert_eq!(collector.spans().len(), 1);
+    // A key file that is not a key: an error naming the setting, not the content.
+    let bad = write("bad.key", "not a key: s3cr3t-bytes".into());
+    let mut c = config(collector.grpc_endpoint(), "grpc");
+    c.otlp.client_cert_file = Some(cert_file.clone());
+    c.otlp.client_key_file = Some(bad);
+    let e = Runtime::new(c).unwrap_err().to_string();
+    assert!(e.contains("otlp.client_key_file"), "{e}");
+    assert!(!e.contains("s3cr3t"), "{e}");
+}

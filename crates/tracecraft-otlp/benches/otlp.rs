@@ -1,0 +1,89 @@
+//! OTLP mapping and export throughput on the shared corpus (`runs.jsonl`: 2,000 runs,
+//! ~13.5 KB, ~20 steps). `cargo xtask bench otlp`. The export benches send to the in-process
+//! mock collector on 127.0.0.1 (it decodes every request, so they include its cost too).
+#![allow(
+    missing_docs,
+    clippy::print_stderr,
+    clippy::disallowed_macros,
+    clippy::disallowed_methods
+)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use prost::Message;
+use tracecraft_core::{Exporter, ProcessedRun, read_jsonl};
+use tracecraft_otlp::mapping::{self, MappingOptions};
+use tracecraft_otlp::testing::MockCollector;
+use tracecraft_otlp::{OtlpExporter, Protocol};
+
+fn corpus_runs() -> Option<Vec<ProcessedRun>> {
+    let dir = std::env::var_os("TRACECRAFT_BENCH_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-corpus")
+        });
+    let file = std::fs::File::open(dir.join("runs.jsonl")).ok()?;
+    Some(
+        read_jsonl(std::io::BufReader::new(file))
+            .filter_map(|(_, r)| r.ok())
+            .map(ProcessedRun::assume_processed)
+            .collect(),
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let Some(runs) = corpus_runs() else {
+        eprintln!("skipping otlp benches: corpus missing (run `cargo xtask bench otlp`)");
+        return;
+    };
+    let options = MappingOptions::default();
+    let mut g = c.benchmark_group("otlp");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(runs.len() as u64));
+    g.bench_function("map_encode", |b| {
+        b.iter(|| {
+            let request = mapping::to_request(&runs, &options);
+            std::hint::black_box(request.encode_to_vec());
+        })
+    });
+    let batch = &runs[..runs.len().min(512)];
+    g.throughput(Throughput::Elements(batch.len() as u64));
+    let collector = MockCollector::start().expect("mock collector");
+    for (name, protocol, endpoint) in [
+        (
+            "export_grpc_loopback",
+            Protocol::Grpc,
+            collector.grpc_endpoint(),
+        ),
+        (
+            "export_http_loopback",
+            Protocol::HttpProtobuf,
+            collector.http_endpoint(),
+        ),
+    ] {
+        let mut exporter = OtlpExporter::builder()
+            .protocol(protocol)
+            .endpoint(endpoint)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("exporter");
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let started = Instant::now();
+                    exporter.export(batch).expect("export");
+                    spent += started.elapsed();
+                    collector.clear();
+                }
+                spent
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
