@@ -40,10 +40,16 @@
 //!
 //! Schema (version in `PRAGMA user_version`; migrations run step by step, each in a
 //! transaction): `traces` (id, the indexed query fields: name, lower-cased name, start time in
-//! ns, duration, cost, tokens, error flags, session, user, environment; and the full run
-//! JSON), `tags` and `steps` (foreign keys to `traces`, `ON DELETE CASCADE`). Steps rows hold
-//! step metadata only (type, name, model, tokens, cost, error flag), never inputs or outputs:
-//! payloads live once, in the run JSON.
+//! ns, duration, cost, tokens, error flags, session, user, environment; and the full run),
+//! `tags` and `steps` (foreign keys to `traces`, `ON DELETE CASCADE`). Steps rows hold step
+//! metadata only (type, name, model, tokens, cost, error flag), never inputs or outputs:
+//! payloads live once, in the run body. Indexed: id, start time, session, user, name.
+//!
+//! The run body (schema v2) is MessagePack in a BLOB, behind a format byte; databases of
+//! schema v1 (run JSON as TEXT) are migrated on open without rewriting their rows: JSON
+//! bodies stay readable and are rewritten as MessagePack when their run is saved again. The
+//! JSON wire format is unchanged: `get` and `query` return the same `AgentRun`, which
+//! serializes to the same bytes.
 //!
 //! ## Security
 //! - The database file is created 0600 before SQLite opens it, so SQLite creates the `-wal`
@@ -75,13 +81,15 @@
 //! ## Crate features
 //! None. SQLite is compiled in (`rusqlite` with `bundled`).
 
+mod body;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, Transaction, params};
 use serde::{Deserialize, Serialize};
 use tracecraft_core::fs;
 use tracecraft_core::{
@@ -92,10 +100,11 @@ use tracecraft_core::{
 pub use tracecraft_core::fs::PermissionPolicy;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations: `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE traces (
     pk             INTEGER PRIMARY KEY,
     id             TEXT    NOT NULL UNIQUE,
@@ -141,7 +150,17 @@ CREATE TABLE steps (
     has_error     INTEGER NOT NULL,
     PRIMARY KEY (trace_pk, step_id)
 ) WITHOUT ROWID;
-"];
+",
+    // v2: the run body is MessagePack (a BLOB, see `body`); v1 rows keep their JSON text and
+    // are read as such until they are saved again. Duration and cost lose their indexes
+    // (range filters and sorts on them scan; every index costs each write and each erasure
+    // a page).
+    r"
+ALTER TABLE traces RENAME COLUMN run_json TO run;
+DROP INDEX traces_duration;
+DROP INDEX traces_cost;
+",
+];
 
 const BACKEND: &str = "sqlite";
 
@@ -427,34 +446,60 @@ impl SqliteStore {
         Ok(out)
     }
 
-    fn parse_row(&self, pk: i64, json: &str) -> Result<AgentRun, StoreError> {
-        tracecraft_core::parse_run(json).map_err(|e| StoreError::Corrupt {
+    /// Decodes the run body of the `traces` row `pk` (see [`body`]).
+    fn decode_row(
+        &self,
+        pk: i64,
+        run: rusqlite::types::ValueRef<'_>,
+    ) -> Result<AgentRun, StoreError> {
+        body::decode(run).map_err(|e| StoreError::Corrupt {
             path: self.config.path.clone(),
             line: u64::try_from(pk).unwrap_or(0),
             message: format!("traces row {pk}: {e}"),
         })
     }
 
-    fn save_in(&self, tx: &Transaction<'_>, run: &AgentRun) -> Result<(), StoreError> {
-        let id = run.id.to_string();
-        let existing: Option<(i64, String)> = tx
-            .prepare_cached("SELECT pk, run_json FROM traces WHERE id = ?1")
-            .and_then(|mut st| {
-                st.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
-            .map_err(|e| self.err(&e))?;
+    /// Decodes column 1 (the body) of a `SELECT pk, run` row, straight from SQLite's buffer.
+    fn decode_pk_run(&self, row: &rusqlite::Row<'_>) -> Result<(i64, AgentRun), StoreError> {
+        let pk: i64 = row.get(0).map_err(|e| self.err(&e))?;
+        let run = row.get_ref(1).map_err(|e| self.err(&e))?;
+        Ok((pk, self.decode_row(pk, run)?))
+    }
+
+    fn save_in(
+        &self,
+        tx: &Transaction<'_>,
+        run: &AgentRun,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let mut id_buf = Uuid::encode_buffer();
+        let id: &str = run.id.hyphenated().encode_lower(&mut id_buf);
+        let existing: Option<(i64, AgentRun)> = {
+            let mut st = tx
+                .prepare_cached("SELECT pk, run FROM traces WHERE id = ?1")
+                .map_err(|e| self.err(&e))?;
+            let mut rows = st.query([id]).map_err(|e| self.err(&e))?;
+            match rows.next().map_err(|e| self.err(&e))? {
+                Some(row) => Some(self.decode_pk_run(row)?),
+                None => None,
+            }
+        };
         let merged;
         let (run, pk) = match existing {
-            Some((pk, json)) => {
-                let old = self.parse_row(pk, &json)?;
+            Some((pk, old)) => {
                 merged = merge_runs(old, run.clone());
                 (&merged, Some(pk))
             }
             None => (run, None),
         };
-        let json = tracecraft_core::to_json(run);
-        let has_error = run.error_count > 0 || run.has_any_error();
+        body::encode(run, buf).map_err(|message| StoreError::Backend {
+            backend: BACKEND,
+            message: format!(
+                "{}: cannot encode run: {message}",
+                self.config.path.display()
+            ),
+        })?;
+        let any_error = run.has_any_error();
         let values = params![
             id,
             run.name,
@@ -464,13 +509,13 @@ impl SqliteStore {
             run.total_cost_usd,
             clamp_i64(run.total_tokens),
             clamp_i64(run.error_count),
-            has_error,
-            run.has_any_error(),
+            run.error_count > 0 || any_error,
+            any_error,
             run.session_id,
             run.user_id,
             run.environment,
             clamp_i64(run.step_count() as u64),
-            json,
+            &buf[..],
         ];
         let pk = match pk {
             Some(pk) => {
@@ -478,7 +523,7 @@ impl SqliteStore {
                     "UPDATE traces SET id = ?1, name = ?2, name_lower = ?3, start_ns = ?4,
                      duration_ms = ?5, total_cost_usd = ?6, total_tokens = ?7, error_count = ?8,
                      has_error = ?9, any_error = ?10, session_id = ?11, user_id = ?12,
-                     environment = ?13, step_count = ?14, run_json = ?15 WHERE pk = ?16",
+                     environment = ?13, step_count = ?14, run = ?15 WHERE pk = ?16",
                 )
                 .and_then(|mut st| {
                     let mut all: Vec<&dyn rusqlite::ToSql> = values.to_vec();
@@ -497,7 +542,7 @@ impl SqliteStore {
                 tx.prepare_cached(
                     "INSERT INTO traces (id, name, name_lower, start_ns, duration_ms,
                      total_cost_usd, total_tokens, error_count, has_error, any_error, session_id,
-                     user_id, environment, step_count, run_json)
+                     user_id, environment, step_count, run)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )
                 .and_then(|mut st| st.execute(values))
@@ -511,33 +556,76 @@ impl SqliteStore {
         for tag in &run.tags {
             tag_st.execute(params![tag, pk]).map_err(|e| self.err(&e))?;
         }
-        let mut step_st = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO steps (trace_pk, step_id, parent_id, type, name, start_ns,
-                 duration_ms, model_name, input_tokens, output_tokens, cost_usd, has_error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )
-            .map_err(|e| self.err(&e))?;
-        for s in run.walk() {
-            step_st
-                .execute(params![
-                    pk,
-                    s.id.to_string(),
-                    s.parent_id.map(|p| p.to_string()),
-                    s.step_type.as_str(),
-                    s.name,
-                    nanos(s.start_time),
-                    s.duration_ms,
-                    s.model_name,
-                    s.input_tokens.map(clamp_i64),
-                    s.output_tokens.map(clamp_i64),
-                    s.cost_usd,
-                    s.has_error(),
-                ])
-                .map_err(|e| self.err(&e))?;
+        self.insert_steps(tx, pk, run).map_err(|e| self.err(&e))
+    }
+
+    /// Inserts the `steps` rows of `run`, up to [`STEP_ROWS`] per statement.
+    fn insert_steps(&self, tx: &Transaction<'_>, pk: i64, run: &AgentRun) -> rusqlite::Result<()> {
+        let steps: Vec<&tracecraft_core::Step> = run.walk().collect();
+        let mut rest = &steps[..];
+        while !rest.is_empty() {
+            // Statements for 16, 8, 4, 2 and 1 rows: at most five shapes in the cache.
+            let n = STEP_ROWS
+                .into_iter()
+                .find(|&n| n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut st = tx.prepare_cached(&insert_steps_sql(n))?;
+            let mut ids = [Uuid::encode_buffer(), Uuid::encode_buffer()];
+            for (i, s) in chunk.iter().enumerate() {
+                let at = i * STEP_COLUMNS;
+                let [id_buf, parent_buf] = &mut ids;
+                st.raw_bind_parameter(at + 1, pk)?;
+                st.raw_bind_parameter(at + 2, &*s.id.hyphenated().encode_lower(id_buf))?;
+                st.raw_bind_parameter(
+                    at + 3,
+                    s.parent_id
+                        .as_ref()
+                        .map(|p| &*p.hyphenated().encode_lower(parent_buf)),
+                )?;
+                st.raw_bind_parameter(at + 4, s.step_type.as_str())?;
+                st.raw_bind_parameter(at + 5, &s.name)?;
+                st.raw_bind_parameter(at + 6, nanos(s.start_time))?;
+                st.raw_bind_parameter(at + 7, s.duration_ms)?;
+                st.raw_bind_parameter(at + 8, &s.model_name)?;
+                st.raw_bind_parameter(at + 9, s.input_tokens.map(clamp_i64))?;
+                st.raw_bind_parameter(at + 10, s.output_tokens.map(clamp_i64))?;
+                st.raw_bind_parameter(at + 11, s.cost_usd)?;
+                st.raw_bind_parameter(at + 12, s.has_error())?;
+            }
+            st.raw_execute()?;
         }
         Ok(())
     }
+}
+
+/// Columns bound per `steps` row.
+const STEP_COLUMNS: usize = 12;
+
+/// Rows per multi-row `steps` insert, largest first.
+const STEP_ROWS: [usize; 5] = [16, 8, 4, 2, 1];
+
+/// `INSERT OR IGNORE INTO steps ... VALUES (..), (..)` for `rows` rows.
+fn insert_steps_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT OR IGNORE INTO steps (trace_pk, step_id, parent_id, type, name, start_ns,
+         duration_ms, model_name, input_tokens, output_tokens, cost_usd, has_error) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..STEP_COLUMNS {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("?{}", r * STEP_COLUMNS + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// Applies pending migrations, each in its own transaction; refuses a newer schema.
@@ -646,34 +734,33 @@ impl TraceStore for SqliteStore {
     }
 
     fn save(&self, run: &ProcessedRun) -> Result<(), StoreError> {
-        self.write(|tx| self.save_in(tx, run.run()))
+        self.write(|tx| self.save_in(tx, run.run(), &mut Vec::new()))
     }
 
     fn save_batch(&self, runs: &[ProcessedRun]) -> Result<(), StoreError> {
         if runs.is_empty() {
             return Ok(());
         }
-        self.write(|tx| runs.iter().try_for_each(|r| self.save_in(tx, r.run())))
+        let mut buf = Vec::with_capacity(16 << 10);
+        self.write(|tx| {
+            runs.iter()
+                .try_for_each(|r| self.save_in(tx, r.run(), &mut buf))
+        })
     }
 
     fn get(&self, trace_id: Uuid) -> Result<Option<AgentRun>, StoreError> {
         let mut id = Uuid::encode_buffer();
         let id = &*trace_id.hyphenated().encode_lower(&mut id);
-        // Parsed straight from SQLite's row buffer: no copy of the run JSON into a String.
+        // Decoded straight from SQLite's row buffer: no copy of the body.
         self.with_reader(|conn| {
             let mut st = conn
-                .prepare_cached("SELECT pk, run_json FROM traces WHERE id = ?1")
+                .prepare_cached("SELECT pk, run FROM traces WHERE id = ?1")
                 .map_err(|e| self.err(&e))?;
             let mut rows = st.query([id]).map_err(|e| self.err(&e))?;
-            let Some(row) = rows.next().map_err(|e| self.err(&e))? else {
-                return Ok(None);
-            };
-            let pk: i64 = row.get(0).map_err(|e| self.err(&e))?;
-            let json = row
-                .get_ref(1)
-                .and_then(|v| v.as_str().map_err(rusqlite::Error::from))
-                .map_err(|e| self.err(&e))?;
-            self.parse_row(pk, json).map(Some)
+            match rows.next().map_err(|e| self.err(&e))? {
+                Some(row) => Ok(Some(self.decode_pk_run(row)?.1)),
+                None => Ok(None),
+            }
         })
     }
 
@@ -681,7 +768,7 @@ impl TraceStore for SqliteStore {
         query.validate()?;
         let (filter, mut args) = where_clause(query);
         let sql = format!(
-            "SELECT pk, run_json FROM traces{filter}{} LIMIT ? OFFSET ?",
+            "SELECT pk, run FROM traces{filter}{} LIMIT ? OFFSET ?",
             order_clause(query)
         );
         args.push(SqlValue::Integer(
@@ -692,19 +779,17 @@ impl TraceStore for SqliteStore {
         args.push(SqlValue::Integer(
             i64::try_from(query.offset).unwrap_or(i64::MAX),
         ));
-        let rows: Vec<(i64, String)> = self.with_reader(|conn| {
-            conn.prepare_cached(&sql)
-                .and_then(|mut st| {
-                    st.query_map(rusqlite::params_from_iter(args), |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?
-                    .collect()
-                })
-                .map_err(|e| self.err(&e))
-        })?;
-        rows.iter()
-            .map(|(pk, json)| self.parse_row(*pk, json))
-            .collect()
+        self.with_reader(|conn| {
+            let mut st = conn.prepare_cached(&sql).map_err(|e| self.err(&e))?;
+            let mut rows = st
+                .query(rusqlite::params_from_iter(args))
+                .map_err(|e| self.err(&e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| self.err(&e))? {
+                out.push(self.decode_pk_run(row)?.1);
+            }
+            Ok(out)
+        })
     }
 
     fn count(&self, query: &TraceQuery) -> Result<u64, StoreError> {
@@ -720,9 +805,11 @@ impl TraceStore for SqliteStore {
     }
 
     fn delete(&self, trace_id: Uuid) -> Result<bool, StoreError> {
+        let mut id = Uuid::encode_buffer();
+        let id = &*trace_id.hyphenated().encode_lower(&mut id);
         self.write(|tx| {
             tx.prepare_cached("DELETE FROM traces WHERE id = ?1")
-                .and_then(|mut st| st.execute([trace_id.to_string()]))
+                .and_then(|mut st| st.execute([id]))
                 .map(|n| n > 0)
                 .map_err(|e| self.err(&e))
         })
