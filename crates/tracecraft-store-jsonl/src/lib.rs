@@ -61,7 +61,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -381,10 +381,86 @@ impl State {
 #[derive(Debug)]
 struct Writer {
     file: u32,
-    out: BufWriter<File>,
+    /// The file, opened for appends; shared with a background `fsync` (see [`Syncer`]).
+    out: Arc<File>,
+    /// Lines serialized but not yet written to `out` (runs are serialized straight into it).
+    buf: Vec<u8>,
+    /// Write `buf` to the file when it reaches this size.
+    buf_limit: usize,
+    /// The file's length, including `buf`.
     len: u64,
     lines: u64,
     day: NaiveDate,
+}
+
+impl Writer {
+    /// Writes the buffered lines to the file (no `fsync`).
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let result = (&*self.out).write_all(&self.buf);
+            self.buf.clear();
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered lines and `fsync`s the file's data.
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.flush()?;
+        self.out.sync_data()
+    }
+}
+
+/// `fsync`s written chunks of a large batch on another thread while the next chunk is
+/// serialized, so that the `fsync` at the end of the batch has only the last chunk left to
+/// write out. Durability is unchanged: the batch still returns after a final `fsync` of the
+/// whole file.
+struct Syncer<'scope, 'env> {
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    running: Option<(
+        u32,
+        std::thread::ScopedJoinHandle<'scope, std::io::Result<()>>,
+    )>,
+    /// The first failed background `fsync` (Linux reports an `fsync` error once only, so it
+    /// must not be lost).
+    failed: Option<(u32, std::io::Error)>,
+}
+
+impl<'scope> Syncer<'scope, '_> {
+    /// Starts an `fsync` of `w`'s file unless one is still running.
+    fn start(&mut self, w: &Writer) {
+        if self.running.as_ref().is_some_and(|(_, h)| !h.is_finished()) {
+            return;
+        }
+        self.join();
+        let file = Arc::clone(&w.out);
+        // Without a thread (out of resources) the final fsync does all the work.
+        if let Ok(handle) = std::thread::Builder::new()
+            .name("tracecraft-jsonl-fsync".into())
+            .spawn_scoped(self.scope, move || file.sync_data())
+        {
+            self.running = Some((w.file, handle));
+        }
+    }
+
+    fn join(&mut self) {
+        if let Some((file, handle)) = self.running.take() {
+            let result = handle
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked")));
+            if let Err(e) = result
+                && self.failed.is_none()
+            {
+                self.failed = Some((file, e));
+            }
+        }
+    }
+
+    /// Waits for a running `fsync`; the first error of any, with its file.
+    fn finish(&mut self) -> Option<(u32, std::io::Error)> {
+        self.join();
+        self.failed.take()
+    }
 }
 
 /// A [`TraceStore`] in a directory of JSONL files. See the [crate docs](crate).
@@ -666,9 +742,9 @@ impl JsonlStore {
                 .as_ref()
                 .map(|f| f.path.clone())
                 .unwrap_or_default();
-            w.out.flush().map_err(|e| io_err(&path, e))?;
+            w.flush().map_err(|e| io_err(&path, e))?;
             if self.config.fsync != Fsync::Never {
-                w.out.get_ref().sync_data().map_err(|e| io_err(&path, e))?;
+                w.out.sync_data().map_err(|e| io_err(&path, e))?;
             }
             if let Some(Some(f)) = state.files.get_mut(w.file as usize) {
                 f.len = w.len;
@@ -751,15 +827,18 @@ impl JsonlStore {
                 (state.files.len() - 1, 0)
             }
         };
-        let mut out = BufWriter::with_capacity(self.config.buffer_bytes.max(4096), file);
+        let buf_limit = self.config.buffer_bytes.max(4096);
+        let mut buf = Vec::with_capacity(buf_limit + (64 << 10));
         if len > 0 && !ends_with_newline(&path, len)? {
             // A torn last line: end it so the next run starts on its own line.
-            out.write_all(b"\n").map_err(|e| io_err(&path, e))?;
+            buf.push(b'\n');
             len += 1;
         }
         Ok(Writer {
             file: u32::try_from(id).unwrap_or(u32::MAX),
-            out,
+            out: Arc::new(file),
+            buf,
+            buf_limit,
             len,
             lines,
             day: today,
@@ -776,8 +855,36 @@ impl JsonlStore {
         // Borrowed when new (no clone of the payload), owned when merged.
         let mut pending: HashMap<Uuid, (Cow<'_, AgentRun>, Vec<Loc>)> = HashMap::new();
         let mut order: Vec<Uuid> = Vec::new();
-        let mut line: Vec<u8> = Vec::with_capacity(32 << 10);
         let now = Utc::now();
+        std::thread::scope(|scope| {
+            let mut syncer = Syncer {
+                scope,
+                running: None,
+                failed: None,
+            };
+            let written =
+                self.append_lines(runs, &mut slot, now, &mut pending, &mut order, &mut syncer);
+            // Never leave a background fsync behind, even on error.
+            let synced = syncer.finish();
+            written?;
+            if let Some((file, e)) = synced {
+                return Err(io_err(&self.path_of(file), e));
+            }
+            self.publish(&mut slot, &mut pending, &mut order)
+        })
+    }
+
+    /// Serializes `runs` (merged with earlier lines of their ids) into the writer's buffer,
+    /// writing it out as it fills.
+    fn append_lines<'r>(
+        &self,
+        runs: &'r [ProcessedRun],
+        slot: &mut Option<Writer>,
+        now: DateTime<Utc>,
+        pending: &mut HashMap<Uuid, (Cow<'r, AgentRun>, Vec<Loc>)>,
+        order: &mut Vec<Uuid>,
+        syncer: &mut Syncer<'_, '_>,
+    ) -> Result<(), StoreError> {
         for pr in runs {
             let incoming = pr.run();
             let mut locs = Vec::new();
@@ -795,25 +902,31 @@ impl JsonlStore {
                 }
             };
             let run = merged.as_ref().unwrap_or(incoming);
-            line.clear();
-            tracecraft_core::json::write_json(&mut line, run);
-            let w = self.writer(&mut slot, now)?;
+            let w = self.writer(slot, now)?;
+            let start = w.buf.len();
+            tracecraft_core::json::write_json(&mut w.buf, run);
+            let len = w.buf.len() - start;
+            w.buf.push(b'\n');
             let loc = Loc {
                 file: w.file,
                 offset: w.len,
-                len: u32::try_from(line.len()).unwrap_or(u32::MAX),
+                len: u32::try_from(len).unwrap_or(u32::MAX),
                 line: w.lines + 1,
             };
-            line.push(b'\n');
+            w.len += len as u64 + 1;
+            w.lines += 1;
             // The path only for an error message: no lock or allocation per run.
             let file = w.file;
             let err = |e| io_err(&self.path_of(file), e);
-            w.out.write_all(&line).map_err(err)?;
-            w.len += line.len() as u64;
-            w.lines += 1;
-            if self.config.fsync == Fsync::Always {
-                w.out.flush().map_err(err)?;
-                w.out.get_ref().sync_data().map_err(err)?;
+            match self.config.fsync {
+                Fsync::Always => w.sync().map_err(err)?,
+                _ if w.buf.len() >= w.buf_limit => {
+                    w.flush().map_err(err)?;
+                    if self.config.fsync == Fsync::Batch {
+                        syncer.start(w);
+                    }
+                }
+                _ => {}
             }
             if locs.is_empty() {
                 order.push(run.id);
@@ -825,7 +938,7 @@ impl JsonlStore {
             };
             pending.insert(run.id, (run, locs));
         }
-        self.publish(&mut slot, &mut pending, &mut order)
+        Ok(())
     }
 
     /// Flushes the writer, syncs per policy and makes the pending lines visible in the index.
@@ -836,11 +949,12 @@ impl JsonlStore {
         order: &mut Vec<Uuid>,
     ) -> Result<(), StoreError> {
         if let Some(w) = slot.as_mut() {
-            let path = self.path_of(w.file);
-            w.out.flush().map_err(|e| io_err(&path, e))?;
-            if self.config.fsync == Fsync::Batch {
-                w.out.get_ref().sync_data().map_err(|e| io_err(&path, e))?;
-            }
+            let result = if self.config.fsync == Fsync::Batch {
+                w.sync()
+            } else {
+                w.flush()
+            };
+            result.map_err(|e| io_err(&self.path_of(w.file), e))?;
         }
         let mut state = self.state.write();
         if let Some(w) = slot.as_ref()
@@ -1115,8 +1229,7 @@ impl TraceStore for JsonlStore {
         let mut slot = self.writer.lock();
         if let Some(w) = slot.as_mut() {
             let path = self.path_of(w.file);
-            w.out.flush().map_err(|e| io_err(&path, e))?;
-            w.out.get_ref().sync_data().map_err(|e| io_err(&path, e))?;
+            w.sync().map_err(|e| io_err(&path, e))?;
         }
         Ok(())
     }
@@ -1125,7 +1238,7 @@ impl TraceStore for JsonlStore {
 impl Drop for JsonlStore {
     fn drop(&mut self) {
         if let Some(w) = self.writer.get_mut().as_mut() {
-            let _ = w.out.flush();
+            let _ = w.flush();
         }
     }
 }
