@@ -559,73 +559,39 @@ impl SqliteStore {
         self.insert_steps(tx, pk, run).map_err(|e| self.err(&e))
     }
 
-    /// Inserts the `steps` rows of `run`, up to [`STEP_ROWS`] per statement.
+    /// Inserts the `steps` rows of `run`: one cached statement, parameters bound in place
+    /// (step ids formatted on the stack). One row per statement on purpose: a multi-row
+    /// insert makes SQLite keep a statement journal (the rows can fail their foreign key
+    /// halfway), which costs more than it saves.
     fn insert_steps(&self, tx: &Transaction<'_>, pk: i64, run: &AgentRun) -> rusqlite::Result<()> {
-        let steps: Vec<&tracecraft_core::Step> = run.walk().collect();
-        let mut rest = &steps[..];
-        while !rest.is_empty() {
-            // Statements for 16, 8, 4, 2 and 1 rows: at most five shapes in the cache.
-            let n = STEP_ROWS
-                .into_iter()
-                .find(|&n| n <= rest.len())
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            let mut st = tx.prepare_cached(&insert_steps_sql(n))?;
-            let mut ids = [Uuid::encode_buffer(), Uuid::encode_buffer()];
-            for (i, s) in chunk.iter().enumerate() {
-                let at = i * STEP_COLUMNS;
-                let [id_buf, parent_buf] = &mut ids;
-                st.raw_bind_parameter(at + 1, pk)?;
-                st.raw_bind_parameter(at + 2, &*s.id.hyphenated().encode_lower(id_buf))?;
-                st.raw_bind_parameter(
-                    at + 3,
-                    s.parent_id
-                        .as_ref()
-                        .map(|p| &*p.hyphenated().encode_lower(parent_buf)),
-                )?;
-                st.raw_bind_parameter(at + 4, s.step_type.as_str())?;
-                st.raw_bind_parameter(at + 5, &s.name)?;
-                st.raw_bind_parameter(at + 6, nanos(s.start_time))?;
-                st.raw_bind_parameter(at + 7, s.duration_ms)?;
-                st.raw_bind_parameter(at + 8, &s.model_name)?;
-                st.raw_bind_parameter(at + 9, s.input_tokens.map(clamp_i64))?;
-                st.raw_bind_parameter(at + 10, s.output_tokens.map(clamp_i64))?;
-                st.raw_bind_parameter(at + 11, s.cost_usd)?;
-                st.raw_bind_parameter(at + 12, s.has_error())?;
-            }
+        let mut st = tx.prepare_cached(
+            "INSERT OR IGNORE INTO steps (trace_pk, step_id, parent_id, type, name, start_ns,
+             duration_ms, model_name, input_tokens, output_tokens, cost_usd, has_error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        let (mut id_buf, mut parent_buf) = (Uuid::encode_buffer(), Uuid::encode_buffer());
+        for s in run.walk() {
+            st.raw_bind_parameter(1, pk)?;
+            st.raw_bind_parameter(2, &*s.id.hyphenated().encode_lower(&mut id_buf))?;
+            st.raw_bind_parameter(
+                3,
+                s.parent_id
+                    .as_ref()
+                    .map(|p| &*p.hyphenated().encode_lower(&mut parent_buf)),
+            )?;
+            st.raw_bind_parameter(4, s.step_type.as_str())?;
+            st.raw_bind_parameter(5, &s.name)?;
+            st.raw_bind_parameter(6, nanos(s.start_time))?;
+            st.raw_bind_parameter(7, s.duration_ms)?;
+            st.raw_bind_parameter(8, &s.model_name)?;
+            st.raw_bind_parameter(9, s.input_tokens.map(clamp_i64))?;
+            st.raw_bind_parameter(10, s.output_tokens.map(clamp_i64))?;
+            st.raw_bind_parameter(11, s.cost_usd)?;
+            st.raw_bind_parameter(12, s.has_error())?;
             st.raw_execute()?;
         }
         Ok(())
     }
-}
-
-/// Columns bound per `steps` row.
-const STEP_COLUMNS: usize = 12;
-
-/// Rows per multi-row `steps` insert, largest first.
-const STEP_ROWS: [usize; 5] = [16, 8, 4, 2, 1];
-
-/// `INSERT OR IGNORE INTO steps ... VALUES (..), (..)` for `rows` rows.
-fn insert_steps_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT OR IGNORE INTO steps (trace_pk, step_id, parent_id, type, name, start_ns,
-         duration_ms, model_name, input_tokens, output_tokens, cost_usd, has_error) VALUES ",
-    );
-    for r in 0..rows {
-        if r > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..STEP_COLUMNS {
-            if c > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("?{}", r * STEP_COLUMNS + c + 1));
-        }
-        sql.push(')');
-    }
-    sql
 }
 
 /// Applies pending migrations, each in its own transaction; refuses a newer schema.
