@@ -112,6 +112,10 @@ pub struct JsonlConfig {
     pub permissions: PermissionPolicy,
     /// Write buffer size in bytes (default 1 MiB).
     pub buffer_bytes: usize,
+    /// Threads that serialize a large batch (`save_batch`) in parallel: `0` (the default)
+    /// uses the available cores, at most 4; `1` serializes on the calling thread only.
+    /// Lines are written in batch order whatever the setting.
+    pub encode_threads: usize,
 }
 
 impl Default for JsonlConfig {
@@ -124,6 +128,7 @@ impl Default for JsonlConfig {
             retention_days: None,
             permissions: PermissionPolicy::Tighten,
             buffer_bytes: 1 << 20,
+            encode_threads: 0,
         }
     }
 }
@@ -167,6 +172,81 @@ impl JsonlConfig {
         self.permissions = p;
         self
     }
+    /// Sets [`JsonlConfig::encode_threads`].
+    #[must_use]
+    pub fn encode_threads(mut self, n: usize) -> Self {
+        self.encode_threads = n;
+        self
+    }
+
+    /// The number of serializing threads [`JsonlConfig::encode_threads`] stands for.
+    fn threads(&self) -> usize {
+        match self.encode_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            n => n,
+        }
+    }
+}
+
+/// Runs serialized together (in parallel when the batch is large enough), then written.
+const ENCODE_WINDOW: usize = 128;
+
+/// Fewest runs per serializing thread: below this, threads cost more than they save.
+const RUNS_PER_THREAD: usize = 8;
+
+/// One serializing thread's share of a window: the JSON lines of consecutive runs, and the
+/// end offset of each line in `buf` (lines carry no newline).
+#[derive(Debug, Default)]
+struct Encoded {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Encoded {
+    fn encode(&mut self, runs: &[&AgentRun]) {
+        self.buf.clear();
+        self.ends.clear();
+        for run in runs {
+            tracecraft_core::json::write_json(&mut self.buf, run);
+            self.ends.push(self.buf.len());
+        }
+    }
+
+    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.ends.iter().scan(0, |start, &end| {
+            Some(&self.buf[std::mem::replace(start, end)..end])
+        })
+    }
+}
+
+/// Serializes `shares` of a window into `out` (one buffer per share, reused from window to
+/// window): the first share on the calling thread, the others on scoped threads. A share
+/// whose thread could not start (or panicked) is left incomplete; the caller serializes
+/// those runs itself.
+fn encode_parallel<'a>(shares: impl Iterator<Item = &'a [&'a AgentRun]>, out: &mut [Encoded]) {
+    for enc in out.iter_mut() {
+        enc.buf.clear();
+        enc.ends.clear();
+    }
+    std::thread::scope(|scope| {
+        let mut jobs = out.iter_mut().zip(shares);
+        let first = jobs.next();
+        let workers: Vec<_> = jobs
+            .filter_map(|(enc, share)| {
+                std::thread::Builder::new()
+                    .name("tracecraft-jsonl-encode".into())
+                    .spawn_scoped(scope, move || enc.encode(share))
+                    .ok()
+            })
+            .collect();
+        if let Some((enc, share)) = first {
+            enc.encode(share);
+        }
+        for worker in workers {
+            // A panicked worker leaves its share incomplete (see above).
+            let _ = worker.join();
+        }
+    });
 }
 
 /// A line that could not be read when the store was opened. Its bytes stay in the file
@@ -875,7 +955,8 @@ impl JsonlStore {
     }
 
     /// Serializes `runs` (merged with earlier lines of their ids) into the writer's buffer,
-    /// writing it out as it fills.
+    /// writing it out as it fills. Large batches are serialized on several threads
+    /// ([`JsonlConfig::encode_threads`]); lines are written in batch order.
     fn append_lines<'r>(
         &self,
         runs: &'r [ProcessedRun],
@@ -885,58 +966,93 @@ impl JsonlStore {
         order: &mut Vec<Uuid>,
         syncer: &mut Syncer<'_, '_>,
     ) -> Result<(), StoreError> {
+        // The version of each run to write, in batch order: the run itself, or its merge with
+        // the earlier lines of its id (in the store or earlier in this batch).
+        let mut versions: Vec<Option<Cow<'r, AgentRun>>> = Vec::with_capacity(runs.len());
+        let mut latest: HashMap<Uuid, usize> = HashMap::new();
         for pr in runs {
             let incoming = pr.run();
-            let mut locs = Vec::new();
-            let merged = if let Some((prev, earlier)) = pending.remove(&incoming.id) {
-                locs = earlier;
-                Some(merge_runs(prev.into_owned(), incoming.clone()))
-            } else {
-                let state = self.state.read();
-                match state.index.get(&incoming.id) {
-                    Some(entry) => Some(merge_runs(
-                        Self::read_entry(&state, entry)?,
-                        incoming.clone(),
-                    )),
-                    None => None,
+            let version = match latest.get(&incoming.id) {
+                Some(&i) => {
+                    let prev = versions[i]
+                        .as_deref()
+                        .cloned()
+                        .unwrap_or_else(|| incoming.clone());
+                    Cow::Owned(merge_runs(prev, incoming.clone()))
                 }
-            };
-            let run = merged.as_ref().unwrap_or(incoming);
-            let w = self.writer(slot, now)?;
-            let start = w.buf.len();
-            tracecraft_core::json::write_json(&mut w.buf, run);
-            let len = w.buf.len() - start;
-            w.buf.push(b'\n');
-            let loc = Loc {
-                file: w.file,
-                offset: w.len,
-                len: u32::try_from(len).unwrap_or(u32::MAX),
-                line: w.lines + 1,
-            };
-            w.len += len as u64 + 1;
-            w.lines += 1;
-            // The path only for an error message: no lock or allocation per run.
-            let file = w.file;
-            let err = |e| io_err(&self.path_of(file), e);
-            match self.config.fsync {
-                Fsync::Always => w.sync().map_err(err)?,
-                _ if w.buf.len() >= w.buf_limit => {
-                    w.flush().map_err(err)?;
-                    if self.config.fsync == Fsync::Batch {
-                        syncer.start(w);
+                None => {
+                    let state = self.state.read();
+                    match state.index.get(&incoming.id) {
+                        Some(entry) => Cow::Owned(merge_runs(
+                            Self::read_entry(&state, entry)?,
+                            incoming.clone(),
+                        )),
+                        None => Cow::Borrowed(incoming),
                     }
                 }
-                _ => {}
-            }
-            if locs.is_empty() {
-                order.push(run.id);
-            }
-            locs.push(loc);
-            let run = match merged {
-                Some(m) => Cow::Owned(m),
-                None => Cow::Borrowed(incoming),
             };
-            pending.insert(run.id, (run, locs));
+            if latest.insert(incoming.id, versions.len()).is_none() {
+                order.push(incoming.id);
+            }
+            versions.push(Some(version));
+        }
+        let threads = self.config.threads();
+        let mut encoded: Vec<Encoded> = Vec::new();
+        let mut locs: HashMap<Uuid, Vec<Loc>> = HashMap::with_capacity(order.len());
+        for window in versions.chunks(ENCODE_WINDOW) {
+            let window: Vec<&AgentRun> = window.iter().flatten().map(|c| &**c).collect();
+            let parallel = threads.min(window.len() / RUNS_PER_THREAD).max(1);
+            let per = window.len().div_ceil(parallel);
+            if parallel > 1 {
+                encoded.resize_with(encoded.len().max(parallel), Encoded::default);
+                encode_parallel(window.chunks(per), &mut encoded[..parallel]);
+            }
+            for (k, share) in window.chunks(per).enumerate() {
+                // Lines serialized by a thread, else serialized here straight into the
+                // writer's buffer (sequential batches, or a share whose thread failed).
+                let done = encoded
+                    .get(k)
+                    .filter(|e| parallel > 1 && e.ends.len() == share.len());
+                let mut lines = done.into_iter().flat_map(Encoded::lines);
+                for run in share {
+                    let w = self.writer(slot, now)?;
+                    let start = w.buf.len();
+                    match lines.next() {
+                        Some(line) => w.buf.extend_from_slice(line),
+                        None => tracecraft_core::json::write_json(&mut w.buf, run),
+                    }
+                    let len = w.buf.len() - start;
+                    w.buf.push(b'\n');
+                    let loc = Loc {
+                        file: w.file,
+                        offset: w.len,
+                        len: u32::try_from(len).unwrap_or(u32::MAX),
+                        line: w.lines + 1,
+                    };
+                    w.len += len as u64 + 1;
+                    w.lines += 1;
+                    // The path only for an error message: no lock or allocation per run.
+                    let file = w.file;
+                    let err = |e| io_err(&self.path_of(file), e);
+                    match self.config.fsync {
+                        Fsync::Always => w.sync().map_err(err)?,
+                        _ if w.buf.len() >= w.buf_limit => {
+                            w.flush().map_err(err)?;
+                            if self.config.fsync == Fsync::Batch {
+                                syncer.start(w);
+                            }
+                        }
+                        _ => {}
+                    }
+                    locs.entry(run.id).or_default().push(loc);
+                }
+            }
+        }
+        for id in order.iter() {
+            let version = latest.get(id).and_then(|&i| versions[i].take());
+            if let (Some(version), Some(locs)) = (version, locs.remove(id)) {
+                pending.insert(*id, (version, locs));
+            }
         }
         Ok(())
     }

@@ -268,12 +268,22 @@ fn rotates_by_size() {
 fn batches_larger_than_the_buffer_are_written_whole_under_every_fsync_policy() {
     // A 4 KiB buffer makes every batch several chunks: with `Fsync::Batch` the earlier chunks
     // are fsynced in the background while the next ones are serialized.
+    // Batches of 150 runs are serialized on several threads unless `encode_threads` is 1; the
+    // files must be the same bytes either way.
     let runs = contract::fixture_runs(150);
-    for policy in [Fsync::Batch, Fsync::Never, Fsync::Always] {
+    let mut written: Vec<Vec<u8>> = Vec::new();
+    for (policy, threads) in [
+        (Fsync::Batch, 0),
+        (Fsync::Batch, 1),
+        (Fsync::Batch, 3),
+        (Fsync::Never, 2),
+        (Fsync::Always, 4),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let mut config = JsonlConfig::new(dir.path())
             .fsync(policy)
-            .rotate_bytes(Some(64 << 10));
+            .rotate_bytes(Some(64 << 10))
+            .encode_threads(threads);
         config.buffer_bytes = 4096;
         let store = JsonlStore::open(config.clone()).unwrap();
         store.save_batch(&contract::processed(&runs)).unwrap();
@@ -301,7 +311,15 @@ fn batches_larger_than_the_buffer_are_written_whole_under_every_fsync_policy() {
         };
         check(&store);
         assert!(store.files().len() > 1, "rotated by size mid-batch");
+        written.push(
+            store
+                .files()
+                .iter()
+                .flat_map(|f| std::fs::read(f).unwrap())
+                .collect(),
+        );
         drop(store);
         check(&JsonlStore::open(config).unwrap());
     }
+    assert!(written.windows(2).all(|w| w[0] == w[1]));
 }
