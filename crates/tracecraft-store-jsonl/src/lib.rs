@@ -191,8 +191,9 @@ impl JsonlConfig {
 /// Runs serialized together (in parallel when the batch is large enough), then written.
 const ENCODE_WINDOW: usize = 128;
 
-/// Fewest runs per serializing thread: below this, threads cost more than they save.
-const RUNS_PER_THREAD: usize = 8;
+/// Runs per unit of work handed to a serializing thread; a window needs two of them at least
+/// to be worth a thread.
+const ENCODE_CHUNK: usize = 8;
 
 /// One serializing thread's share of a window: the JSON lines of consecutive runs, and the
 /// end offset of each line in `buf` (lines carry no newline).
@@ -203,9 +204,13 @@ struct Encoded {
 }
 
 impl Encoded {
-    fn encode(&mut self, runs: &[&AgentRun]) {
+    fn clear(&mut self) {
         self.buf.clear();
         self.ends.clear();
+    }
+
+    fn encode(&mut self, runs: &[&AgentRun]) {
+        self.clear();
         for run in runs {
             tracecraft_core::json::write_json(&mut self.buf, run);
             self.ends.push(self.buf.len());
@@ -219,31 +224,34 @@ impl Encoded {
     }
 }
 
-/// Serializes `shares` of a window into `out` (one buffer per share, reused from window to
-/// window): the first share on the calling thread, the others on scoped threads. A share
-/// whose thread could not start (or panicked) is left incomplete; the caller serializes
-/// those runs itself.
-fn encode_parallel<'a>(shares: impl Iterator<Item = &'a [&'a AgentRun]>, out: &mut [Encoded]) {
-    for enc in out.iter_mut() {
-        enc.buf.clear();
-        enc.ends.clear();
-    }
+/// Serializes the `chunks` of a window into `slots` (one per chunk, reused from window to
+/// window) on the calling thread and up to `threads - 1` scoped threads, which claim chunks
+/// from a shared counter: a thread that is not scheduled (a busy machine) leaves its work to
+/// the others instead of holding them up. A chunk whose thread panicked is left incomplete;
+/// the caller serializes those runs itself.
+fn encode_parallel(chunks: &[&[&AgentRun]], slots: &[Mutex<Encoded>], threads: usize) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (Some(chunk), Some(slot)) = (chunks.get(i), slots.get(i)) else {
+                break;
+            };
+            slot.lock().encode(chunk);
+        }
+    };
     std::thread::scope(|scope| {
-        let mut jobs = out.iter_mut().zip(shares);
-        let first = jobs.next();
-        let workers: Vec<_> = jobs
-            .filter_map(|(enc, share)| {
+        let workers: Vec<_> = (1..threads)
+            .filter_map(|_| {
                 std::thread::Builder::new()
                     .name("tracecraft-jsonl-encode".into())
-                    .spawn_scoped(scope, move || enc.encode(share))
+                    .spawn_scoped(scope, work)
                     .ok()
             })
             .collect();
-        if let Some((enc, share)) = first {
-            enc.encode(share);
-        }
+        work();
         for worker in workers {
-            // A panicked worker leaves its share incomplete (see above).
+            // A panicked worker leaves its chunk incomplete (see above).
             let _ = worker.join();
         }
     });
@@ -997,24 +1005,33 @@ impl JsonlStore {
             versions.push(Some(version));
         }
         let threads = self.config.threads();
-        let mut encoded: Vec<Encoded> = Vec::new();
+        let slots: Vec<Mutex<Encoded>> = if threads > 1 && runs.len() >= 2 * ENCODE_CHUNK {
+            (0..ENCODE_WINDOW.div_ceil(ENCODE_CHUNK))
+                .map(|_| Mutex::new(Encoded::default()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut locs: HashMap<Uuid, Vec<Loc>> = HashMap::with_capacity(order.len());
         for window in versions.chunks(ENCODE_WINDOW) {
             let window: Vec<&AgentRun> = window.iter().flatten().map(|c| &**c).collect();
-            let parallel = threads.min(window.len() / RUNS_PER_THREAD).max(1);
-            let per = window.len().div_ceil(parallel);
-            if parallel > 1 {
-                encoded.resize_with(encoded.len().max(parallel), Encoded::default);
-                encode_parallel(window.chunks(per), &mut encoded[..parallel]);
+            let chunks: Vec<&[&AgentRun]> = window.chunks(ENCODE_CHUNK).collect();
+            let parallel = !slots.is_empty() && chunks.len() >= 2;
+            if parallel {
+                for slot in &slots {
+                    slot.lock().clear();
+                }
+                encode_parallel(&chunks, &slots, threads.min(chunks.len()));
             }
-            for (k, share) in window.chunks(per).enumerate() {
-                // Lines serialized by a thread, else serialized here straight into the
-                // writer's buffer (sequential batches, or a share whose thread failed).
-                let done = encoded
+            for (k, chunk) in chunks.iter().enumerate() {
+                // Lines serialized by the threads, else serialized here straight into the
+                // writer's buffer (small batches, or a chunk whose thread failed).
+                let done = slots
                     .get(k)
-                    .filter(|e| parallel > 1 && e.ends.len() == share.len());
-                let mut lines = done.into_iter().flat_map(Encoded::lines);
-                for run in share {
+                    .map(|s| s.lock())
+                    .filter(|e| parallel && e.ends.len() == chunk.len());
+                let mut lines = done.iter().flat_map(|e| e.lines());
+                for run in chunk.iter() {
                     let w = self.writer(slot, now)?;
                     let start = w.buf.len();
                     match lines.next() {
