@@ -1,12 +1,12 @@
 //! # tracecraft-store-sqlite
 //!
 //! An embedded SQLite [`TraceStore`] (SQLite is bundled: nothing to install). **Guarantee:**
-//! every saved run is kept whole (its full AgentRun JSON) beside indexed columns for queries;
-//! saving an existing trace id merges instead of overwriting; erasure removes the trace, its
-//! steps and its tags with `secure_delete` on, so erased bytes are overwritten in the file; the
-//! database and its WAL files are mode 0600 in a 0700 directory; a database written by a newer
-//! schema is refused rather than misread; and the WAL is never deleted to "recover" from an
-//! error (the Python reference does, discarding committed data).
+//! every saved run is kept whole (the full AgentRun, as MessagePack) beside indexed columns
+//! for queries; saving an existing trace id merges instead of overwriting; erasure removes the
+//! trace, its steps and its tags with `secure_delete` on, so erased bytes are overwritten in
+//! the file; the database and its WAL files are mode 0600 in a 0700 directory; a database
+//! written by a newer schema is refused rather than misread; and the WAL is never deleted to
+//! "recover" from an error (the Python reference does, discarding committed data).
 //!
 //! ```
 //! use std::sync::Arc;
