@@ -160,8 +160,8 @@ CREATE TABLE steps (
     // a page).
     r"
 ALTER TABLE traces RENAME COLUMN run_json TO run;
-DROP INDEX traces_duration;
-DROP INDEX traces_cost;
+DROP INDEX IF EXISTS traces_duration;
+DROP INDEX IF EXISTS traces_cost;
 ",
 ];
 
