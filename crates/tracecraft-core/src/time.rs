@@ -5,7 +5,7 @@
 //! lossless. Parsing accepts any RFC 3339 offset (`Z`, `+00:00`, `+02:00`) and converts to UTC;
 //! a timestamp without an offset is rejected, because its instant is ambiguous.
 
-use chrono::{DateTime, SecondsFormat, Timelike, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::{Deserializer, Serializer};
 
 /// The current time, truncated to microseconds (the precision Python's `datetime` keeps).
@@ -19,6 +19,64 @@ pub fn now() -> DateTime<Utc> {
 /// Formats a timestamp in the wire format.
 #[must_use]
 pub fn format(t: &DateTime<Utc>) -> String {
+    let mut buf = TimeBuf::new();
+    buf.format(t).into_owned()
+}
+
+/// A stack buffer for one formatted timestamp: serializers format into it instead of
+/// allocating a `String` per timestamp (a run has ~40).
+struct TimeBuf {
+    bytes: [u8; 30],
+}
+
+impl TimeBuf {
+    fn new() -> Self {
+        TimeBuf { bytes: [0; 30] }
+    }
+
+    /// `t` in the wire format: `YYYY-MM-DDTHH:MM:SS[.ffffff|.fffffffff]Z`, as
+    /// [`format_slow`] (chrono) writes it; years outside 0-9999 and leap seconds go to chrono.
+    fn format(&mut self, t: &DateTime<Utc>) -> std::borrow::Cow<'_, str> {
+        let (year, nanos) = (t.year(), t.nanosecond());
+        if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+            return std::borrow::Cow::Owned(format_slow(t));
+        }
+        let b = &mut self.bytes;
+        let mut put = |at: usize, width: usize, mut v: u32| {
+            for i in (at..at + width).rev() {
+                b[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, year as u32);
+        put(5, 2, t.month());
+        put(8, 2, t.day());
+        put(11, 2, t.hour());
+        put(14, 2, t.minute());
+        put(17, 2, t.second());
+        let end = if nanos == 0 {
+            19
+        } else if nanos.is_multiple_of(1_000) {
+            put(20, 6, nanos / 1_000);
+            26
+        } else {
+            put(20, 9, nanos);
+            29
+        };
+        b[4] = b'-';
+        b[7] = b'-';
+        b[10] = b'T';
+        b[13] = b':';
+        b[16] = b':';
+        b[19] = b'.';
+        b[end] = b'Z';
+        // Only ASCII digits and separators were written.
+        std::borrow::Cow::Borrowed(std::str::from_utf8(&b[..=end]).unwrap_or_default())
+    }
+}
+
+/// The wire format through chrono (the reference for [`TimeBuf::format`]).
+fn format_slow(t: &DateTime<Utc>) -> String {
     let nanos = t.nanosecond();
     let precision = if nanos == 0 {
         SecondsFormat::Secs
@@ -101,7 +159,7 @@ pub mod rfc3339 {
     /// # Errors
     /// Only the serializer's own errors.
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format(t))
+        s.serialize_str(&super::TimeBuf::new().format(t))
     }
 
     /// Deserializes from the wire format.
@@ -123,7 +181,7 @@ pub mod rfc3339_option {
     /// Only the serializer's own errors.
     pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
         match t {
-            Some(t) => s.serialize_str(&super::format(t)),
+            Some(t) => s.serialize_str(&super::TimeBuf::new().format(t)),
             None => s.serialize_none(),
         }
     }
@@ -149,6 +207,39 @@ mod tests {
         assert_eq!(format(&t), "2026-11-24T09:13:00.123456Z");
         let t = parse("2026-11-24T09:13:00.123456789Z").unwrap();
         assert_eq!(format(&t), "2026-11-24T09:13:00.123456789Z");
+    }
+
+    #[test]
+    fn stack_formatter_matches_chrono() {
+        use chrono::TimeZone;
+        let mut cases = vec![
+            Utc.timestamp_opt(0, 0).unwrap(),
+            Utc.timestamp_opt(1_764_000_000, 123_000).unwrap(),
+            Utc.timestamp_opt(1_764_000_000, 1_000).unwrap(),
+            Utc.timestamp_opt(1_764_000_000, 999_999_999).unwrap(),
+            Utc.timestamp_opt(1_764_000_000, 5).unwrap(),
+            Utc.timestamp_opt(1_764_000_059, 1_500_000_000).unwrap(), // leap second
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(-1, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(7, 3, 9, 4, 5, 6).unwrap(),
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let secs = (x % 400_000_000_000) as i64 - 62_000_000_000;
+            let nanos = match x % 3 {
+                0 => 0,
+                1 => (x >> 20) as u32 % 1_000_000 * 1_000,
+                _ => (x >> 20) as u32 % 1_000_000_000,
+            };
+            cases.push(Utc.timestamp_opt(secs, nanos).unwrap());
+        }
+        for t in cases {
+            assert_eq!(TimeBuf::new().format(&t), format_slow(&t), "{t:?}");
+        }
     }
 
     #[test]

@@ -61,7 +61,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -112,6 +112,10 @@ pub struct JsonlConfig {
     pub permissions: PermissionPolicy,
     /// Write buffer size in bytes (default 1 MiB).
     pub buffer_bytes: usize,
+    /// Threads that serialize a large batch (`save_batch`) in parallel: `0` (the default)
+    /// uses the available cores, at most 4; `1` serializes on the calling thread only.
+    /// Lines are written in batch order whatever the setting.
+    pub encode_threads: usize,
 }
 
 impl Default for JsonlConfig {
@@ -124,6 +128,7 @@ impl Default for JsonlConfig {
             retention_days: None,
             permissions: PermissionPolicy::Tighten,
             buffer_bytes: 1 << 20,
+            encode_threads: 0,
         }
     }
 }
@@ -167,6 +172,89 @@ impl JsonlConfig {
         self.permissions = p;
         self
     }
+    /// Sets [`JsonlConfig::encode_threads`].
+    #[must_use]
+    pub fn encode_threads(mut self, n: usize) -> Self {
+        self.encode_threads = n;
+        self
+    }
+
+    /// The number of serializing threads [`JsonlConfig::encode_threads`] stands for.
+    fn threads(&self) -> usize {
+        match self.encode_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            n => n,
+        }
+    }
+}
+
+/// Runs serialized together (in parallel when the batch is large enough), then written.
+const ENCODE_WINDOW: usize = 128;
+
+/// Runs per unit of work handed to a serializing thread; a window needs two of them at least
+/// to be worth a thread.
+const ENCODE_CHUNK: usize = 8;
+
+/// One serializing thread's share of a window: the JSON lines of consecutive runs, and the
+/// end offset of each line in `buf` (lines carry no newline).
+#[derive(Debug, Default)]
+struct Encoded {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Encoded {
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+    }
+
+    fn encode(&mut self, runs: &[&AgentRun]) {
+        self.clear();
+        for run in runs {
+            tracecraft_core::json::write_json(&mut self.buf, run);
+            self.ends.push(self.buf.len());
+        }
+    }
+
+    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.ends.iter().scan(0, |start, &end| {
+            Some(&self.buf[std::mem::replace(start, end)..end])
+        })
+    }
+}
+
+/// Serializes the `chunks` of a window into `slots` (one per chunk, reused from window to
+/// window) on the calling thread and up to `threads - 1` scoped threads, which claim chunks
+/// from a shared counter: a thread that is not scheduled (a busy machine) leaves its work to
+/// the others instead of holding them up. A chunk whose thread panicked is left incomplete;
+/// the caller serializes those runs itself.
+fn encode_parallel(chunks: &[&[&AgentRun]], slots: &[Mutex<Encoded>], threads: usize) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (Some(chunk), Some(slot)) = (chunks.get(i), slots.get(i)) else {
+                break;
+            };
+            slot.lock().encode(chunk);
+        }
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (1..threads)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name("tracecraft-jsonl-encode".into())
+                    .spawn_scoped(scope, work)
+                    .ok()
+            })
+            .collect();
+        work();
+        for worker in workers {
+            // A panicked worker leaves its chunk incomplete (see above).
+            let _ = worker.join();
+        }
+    });
 }
 
 /// A line that could not be read when the store was opened. Its bytes stay in the file
@@ -381,10 +469,86 @@ impl State {
 #[derive(Debug)]
 struct Writer {
     file: u32,
-    out: BufWriter<File>,
+    /// The file, opened for appends; shared with a background `fsync` (see [`Syncer`]).
+    out: Arc<File>,
+    /// Lines serialized but not yet written to `out` (runs are serialized straight into it).
+    buf: Vec<u8>,
+    /// Write `buf` to the file when it reaches this size.
+    buf_limit: usize,
+    /// The file's length, including `buf`.
     len: u64,
     lines: u64,
     day: NaiveDate,
+}
+
+impl Writer {
+    /// Writes the buffered lines to the file (no `fsync`).
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let result = (&*self.out).write_all(&self.buf);
+            self.buf.clear();
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered lines and `fsync`s the file's data.
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.flush()?;
+        self.out.sync_data()
+    }
+}
+
+/// `fsync`s written chunks of a large batch on another thread while the next chunk is
+/// serialized, so that the `fsync` at the end of the batch has only the last chunk left to
+/// write out. Durability is unchanged: the batch still returns after a final `fsync` of the
+/// whole file.
+struct Syncer<'scope, 'env> {
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    running: Option<(
+        u32,
+        std::thread::ScopedJoinHandle<'scope, std::io::Result<()>>,
+    )>,
+    /// The first failed background `fsync` (Linux reports an `fsync` error once only, so it
+    /// must not be lost).
+    failed: Option<(u32, std::io::Error)>,
+}
+
+impl<'scope> Syncer<'scope, '_> {
+    /// Starts an `fsync` of `w`'s file unless one is still running.
+    fn start(&mut self, w: &Writer) {
+        if self.running.as_ref().is_some_and(|(_, h)| !h.is_finished()) {
+            return;
+        }
+        self.join();
+        let file = Arc::clone(&w.out);
+        // Without a thread (out of resources) the final fsync does all the work.
+        if let Ok(handle) = std::thread::Builder::new()
+            .name("tracecraft-jsonl-fsync".into())
+            .spawn_scoped(self.scope, move || file.sync_data())
+        {
+            self.running = Some((w.file, handle));
+        }
+    }
+
+    fn join(&mut self) {
+        if let Some((file, handle)) = self.running.take() {
+            let result = handle
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked")));
+            if let Err(e) = result
+                && self.failed.is_none()
+            {
+                self.failed = Some((file, e));
+            }
+        }
+    }
+
+    /// Waits for a running `fsync`; the first error of any, with its file.
+    fn finish(&mut self) -> Option<(u32, std::io::Error)> {
+        self.join();
+        self.failed.take()
+    }
 }
 
 /// A [`TraceStore`] in a directory of JSONL files. See the [crate docs](crate).
@@ -666,9 +830,9 @@ impl JsonlStore {
                 .as_ref()
                 .map(|f| f.path.clone())
                 .unwrap_or_default();
-            w.out.flush().map_err(|e| io_err(&path, e))?;
+            w.flush().map_err(|e| io_err(&path, e))?;
             if self.config.fsync != Fsync::Never {
-                w.out.get_ref().sync_data().map_err(|e| io_err(&path, e))?;
+                w.out.sync_data().map_err(|e| io_err(&path, e))?;
             }
             if let Some(Some(f)) = state.files.get_mut(w.file as usize) {
                 f.len = w.len;
@@ -751,15 +915,18 @@ impl JsonlStore {
                 (state.files.len() - 1, 0)
             }
         };
-        let mut out = BufWriter::with_capacity(self.config.buffer_bytes.max(4096), file);
+        let buf_limit = self.config.buffer_bytes.max(4096);
+        let mut buf = Vec::with_capacity(buf_limit + (64 << 10));
         if len > 0 && !ends_with_newline(&path, len)? {
             // A torn last line: end it so the next run starts on its own line.
-            out.write_all(b"\n").map_err(|e| io_err(&path, e))?;
+            buf.push(b'\n');
             len += 1;
         }
         Ok(Writer {
             file: u32::try_from(id).unwrap_or(u32::MAX),
-            out,
+            out: Arc::new(file),
+            buf,
+            buf_limit,
             len,
             lines,
             day: today,
@@ -776,56 +943,135 @@ impl JsonlStore {
         // Borrowed when new (no clone of the payload), owned when merged.
         let mut pending: HashMap<Uuid, (Cow<'_, AgentRun>, Vec<Loc>)> = HashMap::new();
         let mut order: Vec<Uuid> = Vec::new();
-        let mut line: Vec<u8> = Vec::with_capacity(32 << 10);
         let now = Utc::now();
+        std::thread::scope(|scope| {
+            let mut syncer = Syncer {
+                scope,
+                running: None,
+                failed: None,
+            };
+            let written =
+                self.append_lines(runs, &mut slot, now, &mut pending, &mut order, &mut syncer);
+            // Never leave a background fsync behind, even on error.
+            let synced = syncer.finish();
+            written?;
+            if let Some((file, e)) = synced {
+                return Err(io_err(&self.path_of(file), e));
+            }
+            self.publish(&mut slot, &mut pending, &mut order)
+        })
+    }
+
+    /// Serializes `runs` (merged with earlier lines of their ids) into the writer's buffer,
+    /// writing it out as it fills. Large batches are serialized on several threads
+    /// ([`JsonlConfig::encode_threads`]); lines are written in batch order.
+    fn append_lines<'r>(
+        &self,
+        runs: &'r [ProcessedRun],
+        slot: &mut Option<Writer>,
+        now: DateTime<Utc>,
+        pending: &mut HashMap<Uuid, (Cow<'r, AgentRun>, Vec<Loc>)>,
+        order: &mut Vec<Uuid>,
+        syncer: &mut Syncer<'_, '_>,
+    ) -> Result<(), StoreError> {
+        // The version of each run to write, in batch order: the run itself, or its merge with
+        // the earlier lines of its id (in the store or earlier in this batch).
+        let mut versions: Vec<Option<Cow<'r, AgentRun>>> = Vec::with_capacity(runs.len());
+        let mut latest: HashMap<Uuid, usize> = HashMap::new();
         for pr in runs {
             let incoming = pr.run();
-            let mut locs = Vec::new();
-            let merged = if let Some((prev, earlier)) = pending.remove(&incoming.id) {
-                locs = earlier;
-                Some(merge_runs(prev.into_owned(), incoming.clone()))
-            } else {
-                let state = self.state.read();
-                match state.index.get(&incoming.id) {
-                    Some(entry) => Some(merge_runs(
-                        Self::read_entry(&state, entry)?,
-                        incoming.clone(),
-                    )),
-                    None => None,
+            let version = match latest.get(&incoming.id) {
+                Some(&i) => {
+                    let prev = versions[i]
+                        .as_deref()
+                        .cloned()
+                        .unwrap_or_else(|| incoming.clone());
+                    Cow::Owned(merge_runs(prev, incoming.clone()))
+                }
+                None => {
+                    let state = self.state.read();
+                    match state.index.get(&incoming.id) {
+                        Some(entry) => Cow::Owned(merge_runs(
+                            Self::read_entry(&state, entry)?,
+                            incoming.clone(),
+                        )),
+                        None => Cow::Borrowed(incoming),
+                    }
                 }
             };
-            let run = merged.as_ref().unwrap_or(incoming);
-            line.clear();
-            tracecraft_core::json::write_json(&mut line, run);
-            let w = self.writer(&mut slot, now)?;
-            let loc = Loc {
-                file: w.file,
-                offset: w.len,
-                len: u32::try_from(line.len()).unwrap_or(u32::MAX),
-                line: w.lines + 1,
-            };
-            line.push(b'\n');
-            // The path only for an error message: no lock or allocation per run.
-            let file = w.file;
-            let err = |e| io_err(&self.path_of(file), e);
-            w.out.write_all(&line).map_err(err)?;
-            w.len += line.len() as u64;
-            w.lines += 1;
-            if self.config.fsync == Fsync::Always {
-                w.out.flush().map_err(err)?;
-                w.out.get_ref().sync_data().map_err(err)?;
+            if latest.insert(incoming.id, versions.len()).is_none() {
+                order.push(incoming.id);
             }
-            if locs.is_empty() {
-                order.push(run.id);
-            }
-            locs.push(loc);
-            let run = match merged {
-                Some(m) => Cow::Owned(m),
-                None => Cow::Borrowed(incoming),
-            };
-            pending.insert(run.id, (run, locs));
+            versions.push(Some(version));
         }
-        self.publish(&mut slot, &mut pending, &mut order)
+        let threads = self.config.threads();
+        let slots: Vec<Mutex<Encoded>> = if threads > 1 && runs.len() >= 2 * ENCODE_CHUNK {
+            (0..ENCODE_WINDOW.div_ceil(ENCODE_CHUNK))
+                .map(|_| Mutex::new(Encoded::default()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut locs: HashMap<Uuid, Vec<Loc>> = HashMap::with_capacity(order.len());
+        for window in versions.chunks(ENCODE_WINDOW) {
+            let window: Vec<&AgentRun> = window.iter().flatten().map(|c| &**c).collect();
+            let chunks: Vec<&[&AgentRun]> = window.chunks(ENCODE_CHUNK).collect();
+            let parallel = !slots.is_empty() && chunks.len() >= 2;
+            if parallel {
+                for slot in &slots {
+                    slot.lock().clear();
+                }
+                encode_parallel(&chunks, &slots, threads.min(chunks.len()));
+            }
+            for (k, chunk) in chunks.iter().enumerate() {
+                // Lines serialized by the threads, else serialized here straight into the
+                // writer's buffer (small batches, or a chunk whose thread failed).
+                let done = slots
+                    .get(k)
+                    .map(|s| s.lock())
+                    .filter(|e| parallel && e.ends.len() == chunk.len());
+                let mut lines = done.iter().flat_map(|e| e.lines());
+                for run in chunk.iter() {
+                    let w = self.writer(slot, now)?;
+                    let start = w.buf.len();
+                    match lines.next() {
+                        Some(line) => w.buf.extend_from_slice(line),
+                        None => tracecraft_core::json::write_json(&mut w.buf, run),
+                    }
+                    let len = w.buf.len() - start;
+                    w.buf.push(b'\n');
+                    let loc = Loc {
+                        file: w.file,
+                        offset: w.len,
+                        len: u32::try_from(len).unwrap_or(u32::MAX),
+                        line: w.lines + 1,
+                    };
+                    w.len += len as u64 + 1;
+                    w.lines += 1;
+                    // The path only for an error message: no lock or allocation per run.
+                    let file = w.file;
+                    let err = |e| io_err(&self.path_of(file), e);
+                    match self.config.fsync {
+                        Fsync::Always => w.sync().map_err(err)?,
+                        _ if w.buf.len() >= w.buf_limit => {
+                            w.flush().map_err(err)?;
+                            if self.config.fsync == Fsync::Batch {
+                                syncer.start(w);
+                            }
+                        }
+                        _ => {}
+                    }
+                    locs.entry(run.id).or_default().push(loc);
+                }
+            }
+        }
+        for id in order.iter() {
+            let version = latest.get(id).and_then(|&i| versions[i].take());
+            if let (Some(version), Some(locs)) = (version, locs.remove(id)) {
+                pending.insert(*id, (version, locs));
+            }
+        }
+        Ok(())
     }
 
     /// Flushes the writer, syncs per policy and makes the pending lines visible in the index.
@@ -836,11 +1082,12 @@ impl JsonlStore {
         order: &mut Vec<Uuid>,
     ) -> Result<(), StoreError> {
         if let Some(w) = slot.as_mut() {
-            let path = self.path_of(w.file);
-            w.out.flush().map_err(|e| io_err(&path, e))?;
-            if self.config.fsync == Fsync::Batch {
-                w.out.get_ref().sync_data().map_err(|e| io_err(&path, e))?;
-            }
+            let result = if self.config.fsync == Fsync::Batch {
+                w.sync()
+            } else {
+                w.flush()
+            };
+            result.map_err(|e| io_err(&self.path_of(w.file), e))?;
         }
         let mut state = self.state.write();
         if let Some(w) = slot.as_ref()
@@ -1115,8 +1362,7 @@ impl TraceStore for JsonlStore {
         let mut slot = self.writer.lock();
         if let Some(w) = slot.as_mut() {
             let path = self.path_of(w.file);
-            w.out.flush().map_err(|e| io_err(&path, e))?;
-            w.out.get_ref().sync_data().map_err(|e| io_err(&path, e))?;
+            w.sync().map_err(|e| io_err(&path, e))?;
         }
         Ok(())
     }
@@ -1125,7 +1371,7 @@ impl TraceStore for JsonlStore {
 impl Drop for JsonlStore {
     fn drop(&mut self) {
         if let Some(w) = self.writer.get_mut().as_mut() {
-            let _ = w.out.flush();
+            let _ = w.flush();
         }
     }
 }

@@ -263,3 +263,63 @@ fn rotates_by_size() {
     }
     assert!(store.stats().unwrap().bytes > 200_000);
 }
+
+#[test]
+fn batches_larger_than_the_buffer_are_written_whole_under_every_fsync_policy() {
+    // A 4 KiB buffer makes every batch several chunks: with `Fsync::Batch` the earlier chunks
+    // are fsynced in the background while the next ones are serialized.
+    // Batches of 150 runs are serialized on several threads unless `encode_threads` is 1; the
+    // files must be the same bytes either way.
+    let runs = contract::fixture_runs(150);
+    let mut written: Vec<Vec<u8>> = Vec::new();
+    for (policy, threads) in [
+        (Fsync::Batch, 0),
+        (Fsync::Batch, 1),
+        (Fsync::Batch, 3),
+        (Fsync::Never, 2),
+        (Fsync::Always, 4),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = JsonlConfig::new(dir.path())
+            .fsync(policy)
+            .rotate_bytes(Some(64 << 10))
+            .encode_threads(threads);
+        config.buffer_bytes = 4096;
+        let store = JsonlStore::open(config.clone()).unwrap();
+        store.save_batch(&contract::processed(&runs)).unwrap();
+        // A merge inside the next batch, and again within it.
+        let mut again = runs[3].clone();
+        again.tags.push("again".into());
+        store
+            .save_batch(&contract::processed(&[
+                again.clone(),
+                runs[4].clone(),
+                again.clone(),
+            ]))
+            .unwrap();
+        let check = |store: &JsonlStore| {
+            assert!(store.bad_lines().is_empty(), "{:?}", store.bad_lines());
+            assert_eq!(store.count(&TraceQuery::new()).unwrap(), runs.len() as u64);
+            for run in &runs {
+                let got = store.get(run.id).unwrap().unwrap();
+                if run.id == runs[3].id {
+                    assert!(got.tags.iter().any(|t| t == "again"));
+                } else {
+                    assert_eq!(&got, run);
+                }
+            }
+        };
+        check(&store);
+        assert!(store.files().len() > 1, "rotated by size mid-batch");
+        written.push(
+            store
+                .files()
+                .iter()
+                .flat_map(|f| std::fs::read(f).unwrap())
+                .collect(),
+        );
+        drop(store);
+        check(&JsonlStore::open(config).unwrap());
+    }
+    assert!(written.windows(2).all(|w| w[0] == w[1]));
+}

@@ -75,7 +75,7 @@ fn newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::UnsupportedSchema {
                 found: 99,
-                supported: 1,
+                supported: SCHEMA_VERSION,
                 ..
             }
         ),
@@ -178,7 +178,7 @@ fn corrupt_row_is_reported_with_file_and_row() {
     store.save_batch(&contract::processed(&runs)).unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute(
-        "UPDATE traces SET run_json = '{\"id\": \"secret-value' WHERE id = ?1",
+        "UPDATE traces SET run = '{\"id\": \"secret-value' WHERE id = ?1",
         [runs[1].id.to_string()],
     )
     .unwrap();
@@ -199,4 +199,216 @@ fn debug_shows_config_only() {
     let store = SqliteStore::open(SqliteConfig::new(root.path().join("t.db"))).unwrap();
     let dbg = format!("{store:?}");
     assert!(dbg.contains("SqliteStore") && dbg.contains("t.db"));
+}
+
+/// The schema of version 1, as the first release wrote it.
+const SCHEMA_V1: &str = r"
+CREATE TABLE traces (
+    pk             INTEGER PRIMARY KEY,
+    id             TEXT    NOT NULL UNIQUE,
+    name           TEXT    NOT NULL,
+    name_lower     TEXT    NOT NULL,
+    start_ns       INTEGER NOT NULL,
+    duration_ms    REAL,
+    total_cost_usd REAL    NOT NULL,
+    total_tokens   INTEGER NOT NULL,
+    error_count    INTEGER NOT NULL,
+    has_error      INTEGER NOT NULL,
+    any_error      INTEGER NOT NULL,
+    session_id     TEXT,
+    user_id        TEXT,
+    environment    TEXT    NOT NULL,
+    step_count     INTEGER NOT NULL,
+    run_json       TEXT    NOT NULL
+);
+CREATE INDEX traces_start    ON traces (start_ns);
+CREATE INDEX traces_session  ON traces (session_id, start_ns);
+CREATE INDEX traces_user     ON traces (user_id, start_ns);
+CREATE INDEX traces_name     ON traces (name);
+CREATE INDEX traces_duration ON traces (duration_ms);
+CREATE INDEX traces_cost     ON traces (total_cost_usd);
+CREATE TABLE tags (
+    tag      TEXT    NOT NULL,
+    trace_pk INTEGER NOT NULL REFERENCES traces (pk) ON DELETE CASCADE,
+    PRIMARY KEY (tag, trace_pk)
+) WITHOUT ROWID;
+CREATE INDEX tags_trace ON tags (trace_pk);
+CREATE TABLE steps (
+    trace_pk      INTEGER NOT NULL REFERENCES traces (pk) ON DELETE CASCADE,
+    step_id       TEXT    NOT NULL,
+    parent_id     TEXT,
+    type          TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    start_ns      INTEGER NOT NULL,
+    duration_ms   REAL,
+    model_name    TEXT,
+    input_tokens  INTEGER,
+    output_tokens INTEGER,
+    cost_usd      REAL,
+    has_error     INTEGER NOT NULL,
+    PRIMARY KEY (trace_pk, step_id)
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+";
+
+/// Writes `runs` into a new version-1 database the way version 1 did (JSON text bodies).
+fn write_v1_database(path: &Path, runs: &[AgentRun]) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+        .unwrap();
+    conn.execute_batch(SCHEMA_V1).unwrap();
+    let nanos = |t: chrono::DateTime<chrono::Utc>| t.timestamp_nanos_opt().unwrap();
+    for run in runs {
+        conn.execute(
+            "INSERT INTO traces (id, name, name_lower, start_ns, duration_ms, total_cost_usd,
+             total_tokens, error_count, has_error, any_error, session_id, user_id, environment,
+             step_count, run_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
+             ?13, ?14, ?15)",
+            rusqlite::params![
+                run.id.to_string(),
+                run.name,
+                run.name.to_lowercase(),
+                nanos(run.start_time),
+                run.duration_ms,
+                run.total_cost_usd,
+                run.total_tokens as i64,
+                run.error_count as i64,
+                run.error_count > 0 || run.has_any_error(),
+                run.has_any_error(),
+                run.session_id,
+                run.user_id,
+                run.environment,
+                run.step_count() as i64,
+                tracecraft_core::to_json(run),
+            ],
+        )
+        .unwrap();
+        let pk = conn.last_insert_rowid();
+        for tag in &run.tags {
+            conn.execute(
+                "INSERT OR IGNORE INTO tags (tag, trace_pk) VALUES (?1, ?2)",
+                rusqlite::params![tag, pk],
+            )
+            .unwrap();
+        }
+        for s in run.walk() {
+            conn.execute(
+                "INSERT OR IGNORE INTO steps (trace_pk, step_id, parent_id, type, name, start_ns,
+                 duration_ms, model_name, input_tokens, output_tokens, cost_usd, has_error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                rusqlite::params![
+                    pk,
+                    s.id.to_string(),
+                    s.parent_id.map(|p| p.to_string()),
+                    s.step_type.as_str(),
+                    s.name,
+                    nanos(s.start_time),
+                    s.duration_ms,
+                    s.model_name,
+                    s.input_tokens.map(|v| v as i64),
+                    s.output_tokens.map(|v| v as i64),
+                    s.cost_usd,
+                    s.has_error(),
+                ],
+            )
+            .unwrap();
+        }
+    }
+}
+
+#[test]
+fn version_1_databases_migrate_and_stay_readable() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("db");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = dir.join("traces.db");
+    let mut runs = contract::sample_runs();
+    runs.extend(contract::fixture_runs(30));
+    write_v1_database(&path, &runs);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    // Old rows are read from their JSON, byte-identical once serialized again.
+    for run in &runs {
+        let got = store.get(run.id).unwrap().expect("migrated run");
+        assert_eq!(&got, run);
+        assert_eq!(
+            tracecraft_core::to_json(&got),
+            tracecraft_core::to_json(run)
+        );
+    }
+    assert_eq!(store.count(&TraceQuery::new()).unwrap(), runs.len() as u64);
+    for q in contract::oracle_queries() {
+        let want = runs.iter().filter(|r| q.matches(r)).count() as u64;
+        assert_eq!(store.count(&q).unwrap(), want, "{q:?}");
+    }
+    let stats = store.stats().unwrap();
+    assert_eq!(
+        stats.steps,
+        runs.iter().map(AgentRun::step_count).sum::<usize>() as u64
+    );
+
+    // Saving again merges with the JSON row and rewrites it as MessagePack.
+    let mut again = runs[0].clone();
+    again.tags.push("resaved".into());
+    store
+        .save(&ProcessedRun::assume_processed(again.clone()))
+        .unwrap();
+    let merged = store.get(runs[0].id).unwrap().unwrap();
+    assert_eq!(merged, tracecraft_core::merge_runs(runs[0].clone(), again));
+    let kind: String = conn
+        .query_row(
+            "SELECT typeof(run) FROM traces WHERE id = ?1",
+            [runs[0].id.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kind, "blob");
+    assert_eq!(store.count(&TraceQuery::new().tag("resaved")).unwrap(), 1);
+
+    // Erasure of an old row cascades as before.
+    let victim = &runs[3];
+    assert!(store.delete(victim.id).unwrap());
+    assert_eq!(store.get(victim.id).unwrap(), None);
+    let orphans: i64 = conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM steps WHERE trace_pk NOT IN (SELECT pk FROM traces))
+                  + (SELECT COUNT(*) FROM tags WHERE trace_pk NOT IN (SELECT pk FROM traces))",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0);
+    drop(store);
+    // Reopening a migrated database applies nothing more.
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    assert_eq!(
+        store.count(&TraceQuery::new()).unwrap(),
+        runs.len() as u64 - 1
+    );
+}
+
+#[test]
+fn corrupt_messagepack_body_is_reported_without_payload() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.db");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let runs = contract::fixture_runs(3);
+    store.save_batch(&contract::processed(&runs)).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE traces SET run = substr(run, 1, 40) WHERE id = ?1",
+        [runs[1].id.to_string()],
+    )
+    .unwrap();
+    let err = store.get(runs[1].id).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("traces.db"), "{err}");
+    assert!(store.get(runs[0].id).unwrap().is_some());
 }
