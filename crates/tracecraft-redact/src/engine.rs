@@ -83,6 +83,10 @@ pub(crate) struct Engine {
     pub(crate) field_dotted: HashSet<String>,
     pub(crate) max_dotted_depth: usize,
     pub(crate) sensitive: HashSet<String>,
+    /// Bit `n`: some normalised sensitive key is `n` bytes long (`n < 64`).
+    pub(crate) sensitive_lens: u64,
+    /// The longest normalised sensitive key, in bytes.
+    pub(crate) sensitive_max: usize,
 }
 
 /// Lower-cases and drops `-` and `_`.
@@ -321,13 +325,18 @@ impl Engine {
                 field_leaf.insert(p.clone());
             }
         }
-        let sensitive = match &cfg.sensitive_keys {
+        let sensitive: HashSet<String> = match &cfg.sensitive_keys {
             None => DEFAULT_SENSITIVE_KEYS
                 .iter()
                 .map(|k| normalize_key(k))
                 .collect(),
             Some(keys) => keys.iter().map(|k| normalize_key(k)).collect(),
         };
+        let sensitive_lens = sensitive
+            .iter()
+            .filter(|k| k.len() < 64)
+            .fold(0u64, |m, k| m | 1 << k.len());
+        let sensitive_max = sensitive.iter().map(String::len).max().unwrap_or(0);
         Ok(Engine {
             enabled: cfg.enabled,
             rules,
@@ -343,11 +352,14 @@ impl Engine {
             field_dotted,
             max_dotted_depth,
             sensitive,
+            sensitive_lens,
+            sensitive_max,
         })
     }
 
     fn allowlisted(&self, value: &str) -> bool {
-        self.allow.contains(value) || self.allow_re.as_ref().is_some_and(|r| r.is_match(value))
+        (!self.allow.is_empty() && self.allow.contains(value))
+            || self.allow_re.as_ref().is_some_and(|r| r.is_match(value))
     }
 
     /// Records the redacted spans of one match, if it passes the validator.
