@@ -27,7 +27,8 @@ fn fold(b: u8) -> u8 {
     }
 }
 
-/// Texts up to this length are searched by [`Short`] (no SIMD setup per call).
+/// Texts up to this length are searched by [`Short`] (no SIMD setup per call). At most 64
+/// (one bit mask).
 pub(crate) const SHORT: usize = 48;
 
 /// Bytes per folded block.
@@ -208,52 +209,77 @@ impl Short {
         f: &mut impl FnMut(&[T], usize, usize),
     ) {
         let n = text.len();
-        let mut i = 0;
-        loop {
-            i = self.next_pair(text, i);
-            if i >= n {
-                return;
-            }
-            for &(c, li) in single {
-                if text[i] == c {
-                    f(&lits[li].targets, i, i + 1);
+        let mut base = 0;
+        while base < n {
+            let end = (base + 64).min(n);
+            let mut mask = self.pair_mask(text, base, end);
+            while mask != 0 {
+                let i = base + mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                for &(c, li) in single {
+                    if text[i] == c {
+                        f(&lits[li].targets, i, i + 1);
+                    }
                 }
-            }
-            if i + PREFIX <= n {
-                let p = [fold(text[i]), fold(text[i + 1]), fold(text[i + 2])];
-                if bit(&self.tris, tri_hash(p))
-                    && let Ok(g) = self.prefixes.binary_search(&p)
-                {
-                    for &li in &self.groups[g] {
-                        if let Some(e) = lits[li].at(text, i) {
-                            f(&lits[li].targets, i, e);
+                if i + PREFIX <= n {
+                    let p = [fold(text[i]), fold(text[i + 1]), fold(text[i + 2])];
+                    if bit(&self.tris, tri_hash(p))
+                        && let Ok(g) = self.prefixes.binary_search(&p)
+                    {
+                        for &li in &self.groups[g] {
+                            if let Some(e) = lits[li].at(text, i) {
+                                f(&lits[li].targets, i, e);
+                            }
                         }
                     }
                 }
             }
-            i += 1;
+            base = end;
         }
     }
 
-    /// The first `i >= from` where an anchor may begin (`text.len()` if none). A small
-    /// function of its own, so that the loop keeps its state in registers.
-    #[inline(never)]
-    fn next_pair(&self, text: &[u8], from: usize) -> usize {
+    /// Whether some anchor may occur in `text` (at most [`SHORT`] bytes): a byte pair, and
+    /// for anchors of 3+ bytes the hashed folded 3-byte prefix, of one begins somewhere.
+    /// `false` means that [`find`](Self::find) reports nothing.
+    fn may_match(&self, single: &[(u8, usize)], text: &[u8]) -> bool {
         let n = text.len();
-        let Some(rest) = text.get(from..) else {
-            return n;
-        };
+        let mut mask = self.pair_mask(text, 0, n);
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if single.iter().any(|&(c, _)| text[i] == c) {
+                return true;
+            }
+            if i + PREFIX <= n
+                && bit(
+                    &self.tris,
+                    tri_hash([fold(text[i]), fold(text[i + 1]), fold(text[i + 2])]),
+                )
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Bit `j`: an anchor may begin at `base + j`, for `base..end` (at most 64 bytes).
+    /// Branch-free; a small function of its own, so that its loop keeps its state in
+    /// registers.
+    #[inline(never)]
+    fn pair_mask(&self, text: &[u8], base: usize, end: usize) -> u64 {
         let pairs = &*self.pairs;
-        if let Some(p) = rest.windows(2).position(|w| {
+        let n = text.len();
+        let mut mask = 0u64;
+        for (j, w) in text[base..(end + 1).min(n)].windows(2).enumerate() {
             let k = usize::from(w[0]) << 8 | usize::from(w[1]);
-            pairs[k / 64] & (1 << (k % 64)) != 0
-        }) {
-            return from + p;
+            mask |= ((pairs[k / 64] >> (k % 64)) & 1) << j;
         }
-        match text.last() {
-            Some(&last) if from < n && bit(pairs, usize::from(last) << 8) => n - 1,
-            _ => n,
+        if end == n && end > base {
+            // The last byte, followed by nothing (`0`).
+            let k = usize::from(text[n - 1]) << 8;
+            mask |= ((pairs[k / 64] >> (k % 64)) & 1) << (n - 1 - base);
         }
+        mask
     }
 }
 
@@ -360,6 +386,19 @@ impl<T: Copy + PartialEq> Anchors<T> {
             single,
             short,
         })
+    }
+
+    /// For a text of at most [`SHORT`] bytes: `false` when [`find`](Self::find) surely
+    /// reports nothing (checked more cheaply than finding); `true` when it may report
+    /// something (or the text is longer, or the fallback automaton is in use).
+    #[inline]
+    pub(crate) fn may_match_short(&self, text: &[u8]) -> bool {
+        match &self.searcher {
+            Searcher::Packed { single, short, .. } if text.len() <= SHORT => {
+                short.may_match(single, text)
+            }
+            _ => true,
+        }
     }
 
     /// Whether the packed searchers are used (not the fallback automaton).
@@ -533,7 +572,9 @@ mod tests {
                     e += 1;
                 }
                 let t = &text[s..e.max(s)];
-                assert_eq!(all(&a, t), naive(&anchors, t), "{t:?}");
+                let want = naive(&anchors, t);
+                assert_eq!(all(&a, t), want, "{t:?}");
+                assert!(a.may_match_short(t.as_bytes()) || want.is_empty(), "{t:?}");
             }
         }
         // `U+FF15` is folded to the same prefix but is not an anchor here.
