@@ -87,6 +87,8 @@ pub(crate) struct Engine {
     pub(crate) sensitive_lens: u64,
     /// The longest normalised sensitive key, in bytes.
     pub(crate) sensitive_max: usize,
+    /// The same keys as a short list when there are few (compared faster than hashed).
+    pub(crate) sensitive_few: Option<Vec<String>>,
 }
 
 /// Lower-cases and drops `-` and `_`.
@@ -337,6 +339,7 @@ impl Engine {
             .filter(|k| k.len() < 64)
             .fold(0u64, |m, k| m | 1 << k.len());
         let sensitive_max = sensitive.iter().map(String::len).max().unwrap_or(0);
+        let sensitive_few = (sensitive.len() <= 32).then(|| sensitive.iter().cloned().collect());
         Ok(Engine {
             enabled: cfg.enabled,
             rules,
@@ -354,6 +357,7 @@ impl Engine {
             sensitive,
             sensitive_lens,
             sensitive_max,
+            sensitive_few,
         })
     }
 
@@ -439,7 +443,7 @@ impl Engine {
     /// [`find`](Self::find): no anchor can occur and there are fewer than 9 ASCII digits (a
     /// digit cluster needs 9), and there are no custom rules. `true` means `find` finds nothing.
     #[inline]
-    fn surely_clean(&self, text: &str) -> bool {
+    pub(crate) fn surely_clean(&self, text: &str) -> bool {
         let b = text.as_bytes();
         b.len() <= SHORT
             && self.custom_rules.is_empty()

@@ -48,8 +48,14 @@ impl Engine {
             buf[n] = b.to_ascii_lowercase();
             n += 1;
         }
-        (self.sensitive_lens >> n) & 1 == 1
-            && std::str::from_utf8(&buf[..n]).is_ok_and(|k| self.sensitive.contains(k))
+        if (self.sensitive_lens >> n) & 1 == 0 {
+            return false;
+        }
+        let k = &buf[..n];
+        match &self.sensitive_few {
+            Some(few) => few.iter().any(|s| s.as_bytes() == k),
+            None => std::str::from_utf8(k).is_ok_and(|k| self.sensitive.contains(k)),
+        }
     }
 
     /// Replaces a whole value under a field-path or sensitive-key rule.
@@ -84,6 +90,9 @@ impl Engine {
     fn redact_keys(&self, map: &mut Map<String, Value>, report: &mut Report) {
         let mut hits = Vec::new();
         if !map.keys().any(|k| {
+            if self.surely_clean(k) {
+                return false;
+            }
             self.find(k, &mut hits);
             !hits.is_empty()
         }) {
