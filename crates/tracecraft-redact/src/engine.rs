@@ -455,17 +455,42 @@ impl Engine {
     pub(crate) fn find(&self, text: &str, hits: &mut Vec<Hit>) {
         let mut cands: Vec<Cand> = Vec::new();
         let n = text.len();
+        // Per windowed rule (index < 32), its last window in `cands`: a window that overlaps or
+        // touches it is merged into it instead of pushed (the windows are merged the same way
+        // below, so the searched spans do not change; dense `@` or digits stay few candidates).
+        let mut last = [usize::MAX; 32];
+        let mut push_window = |cands: &mut Vec<Cand>, rule: u16, start: usize, end: usize| {
+            let slot = last.get_mut(usize::from(rule));
+            if let Some(&i) = slot.as_deref()
+                && let Some(c) = cands.get_mut(i)
+                && start <= c.end
+                && c.start <= end
+            {
+                c.start = c.start.min(start);
+                c.end = c.end.max(end);
+                return;
+            }
+            if let Some(slot) = slot {
+                *slot = cands.len();
+            }
+            cands.push(Cand { rule, start, end });
+        };
         if let Some(anchors) = &self.anchors {
             anchors.find(text.as_bytes(), |targets, ms, me| {
                 for &(rule, how) in targets {
-                    let (start, end) = match how {
-                        How::Start => (ms, ms),
-                        How::Window { back, fwd } => (
+                    match how {
+                        How::Start => cands.push(Cand {
+                            rule,
+                            start: ms,
+                            end: ms,
+                        }),
+                        How::Window { back, fwd } => push_window(
+                            &mut cands,
+                            rule,
                             floor_char(text, ms.saturating_sub(back)),
                             ceil_char(text, (me + fwd).min(n)),
                         ),
-                    };
-                    cands.push(Cand { rule, start, end });
+                    }
                 }
             });
         }
@@ -474,7 +499,7 @@ impl Engine {
                 let start = floor_char(text, s.saturating_sub(8));
                 let end = ceil_char(text, (e + 8).min(n));
                 for &rule in &self.digit_rules {
-                    cands.push(Cand { rule, start, end });
+                    push_window(&mut cands, rule, start, end);
                 }
             });
         }
