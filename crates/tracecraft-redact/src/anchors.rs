@@ -29,7 +29,7 @@ fn fold(b: u8) -> u8 {
 
 /// Texts up to this length are searched by [`Short`] (no SIMD setup per call). At most 64
 /// (one bit mask).
-pub(crate) const SHORT: usize = 48;
+pub(crate) const SHORT: usize = 64;
 
 /// Bytes per folded block.
 const BLOCK: usize = 4096;
