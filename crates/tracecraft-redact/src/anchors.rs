@@ -27,6 +27,10 @@ fn fold(b: u8) -> u8 {
     }
 }
 
+/// Texts up to this length are searched by [`Short`] (no SIMD setup per call). At most 64
+/// (one bit mask).
+pub(crate) const SHORT: usize = 64;
+
 /// Bytes per folded block.
 const BLOCK: usize = 4096;
 /// Texts up to this length use a small folding buffer.
@@ -118,6 +122,167 @@ impl Prefixes {
     }
 }
 
+/// A scalar search for short texts, where the packed searchers' per-call setup (and their
+/// Rabin-Karp fallback below 16-32 bytes) costs more than the search: one bit per raw byte
+/// pair that can begin an anchor (every case variant of a case-insensitive anchor; exact
+/// anchors as written, so `AKIA` does not make every `ak` a hit), one bit per hashed folded
+/// 3-byte prefix, then the sorted distinct folded prefixes and the literals sharing each.
+/// Reports exactly what the packed searchers report: literal `l` at `i` iff `l.at(text, i)`
+/// (its folded prefix then equals the text's folded prefix).
+struct Short {
+    /// Bit `a << 8 | b`: some anchor may begin with the bytes `a b` (for a one-byte anchor
+    /// `a`, every `b`, and `0` past the end).
+    pairs: Box<[u64; 1024]>,
+    /// Bit [`tri_hash`] of each folded 3-byte prefix.
+    tris: Box<[u64; 1024]>,
+    /// Sorted distinct folded 3-byte prefixes, and per prefix the literals to verify.
+    prefixes: Vec<[u8; PREFIX]>,
+    groups: Vec<Vec<usize>>,
+}
+
+#[inline]
+fn tri_hash(p: [u8; PREFIX]) -> usize {
+    let h = u32::from(p[0]) | u32::from(p[1]) << 8 | u32::from(p[2]) << 16;
+    (h.wrapping_mul(0x9E37_79B1) >> 16) as usize
+}
+
+#[inline]
+fn bit(set: &[u64; 1024], i: usize) -> bool {
+    set[i / 64] & (1 << (i % 64)) != 0
+}
+
+impl Short {
+    fn new<T>(
+        lits: &[Lit<T>],
+        single: &[(u8, usize)],
+        prefixes: &[([u8; PREFIX], usize)],
+    ) -> Short {
+        let mut pairs = Box::new([0u64; 1024]);
+        let mut tris = Box::new([0u64; 1024]);
+        let set = |s: &mut [u64; 1024], i: usize| s[i / 64] |= 1 << (i % 64);
+        for &(b, _) in single {
+            for c in 0..256 {
+                set(&mut pairs, usize::from(b) << 8 | c);
+            }
+        }
+        let mut all: Vec<([u8; PREFIX], usize)> =
+            prefixes.iter().map(|&(p, i)| (p.map(fold), i)).collect();
+        all.sort_unstable();
+        let mut distinct: Vec<[u8; PREFIX]> = Vec::new();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (p, i) in all {
+            let raw = &lits[i].bytes;
+            if lits[i].exact {
+                set(&mut pairs, usize::from(raw[0]) << 8 | usize::from(raw[1]));
+            } else {
+                // Every byte pair that `at` accepts: ASCII case variants.
+                for a in [raw[0].to_ascii_lowercase(), raw[0].to_ascii_uppercase()] {
+                    for b in [raw[1].to_ascii_lowercase(), raw[1].to_ascii_uppercase()] {
+                        set(&mut pairs, usize::from(a) << 8 | usize::from(b));
+                    }
+                }
+            }
+            set(&mut tris, tri_hash(p));
+            if distinct.last() == Some(&p) {
+                if let Some(g) = groups.last_mut() {
+                    g.push(i);
+                }
+            } else {
+                distinct.push(p);
+                groups.push(vec![i]);
+            }
+        }
+        Short {
+            pairs,
+            tris,
+            prefixes: distinct,
+            groups,
+        }
+    }
+
+    #[inline]
+    fn find<T>(
+        &self,
+        lits: &[Lit<T>],
+        single: &[(u8, usize)],
+        text: &[u8],
+        f: &mut impl FnMut(&[T], usize, usize),
+    ) {
+        let n = text.len();
+        let mut base = 0;
+        while base < n {
+            let end = (base + 64).min(n);
+            let mut mask = self.pair_mask(text, base, end);
+            while mask != 0 {
+                let i = base + mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                for &(c, li) in single {
+                    if text[i] == c {
+                        f(&lits[li].targets, i, i + 1);
+                    }
+                }
+                if i + PREFIX <= n {
+                    let p = [fold(text[i]), fold(text[i + 1]), fold(text[i + 2])];
+                    if bit(&self.tris, tri_hash(p))
+                        && let Ok(g) = self.prefixes.binary_search(&p)
+                    {
+                        for &li in &self.groups[g] {
+                            if let Some(e) = lits[li].at(text, i) {
+                                f(&lits[li].targets, i, e);
+                            }
+                        }
+                    }
+                }
+            }
+            base = end;
+        }
+    }
+
+    /// Whether some anchor may occur in `text` (at most [`SHORT`] bytes): a byte pair, and
+    /// for anchors of 3+ bytes the hashed folded 3-byte prefix, of one begins somewhere.
+    /// `false` means that [`find`](Self::find) reports nothing.
+    fn may_match(&self, single: &[(u8, usize)], text: &[u8]) -> bool {
+        let n = text.len();
+        let mut mask = self.pair_mask(text, 0, n);
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if single.iter().any(|&(c, _)| text[i] == c) {
+                return true;
+            }
+            if i + PREFIX <= n
+                && bit(
+                    &self.tris,
+                    tri_hash([fold(text[i]), fold(text[i + 1]), fold(text[i + 2])]),
+                )
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Bit `j`: an anchor may begin at `base + j`, for `base..end` (at most 64 bytes).
+    /// Branch-free; a small function of its own, so that its loop keeps its state in
+    /// registers.
+    #[inline(never)]
+    fn pair_mask(&self, text: &[u8], base: usize, end: usize) -> u64 {
+        let pairs = &*self.pairs;
+        let n = text.len();
+        let mut mask = 0u64;
+        for (j, w) in text[base..(end + 1).min(n)].windows(2).enumerate() {
+            let k = usize::from(w[0]) << 8 | usize::from(w[1]);
+            mask |= ((pairs[k / 64] >> (k % 64)) & 1) << j;
+        }
+        if end == n && end > base {
+            // The last byte, followed by nothing (`0`).
+            let k = usize::from(text[n - 1]) << 8;
+            mask |= ((pairs[k / 64] >> (k % 64)) & 1) << (n - 1 - base);
+        }
+        mask
+    }
+}
+
 #[expect(
     clippy::large_enum_variant,
     reason = "one per engine, never moved in a hot path"
@@ -130,6 +295,8 @@ enum Searcher {
         exact: Option<Prefixes>,
         /// One-byte literals: (byte, literal index); found with `memchr`.
         single: Vec<(u8, usize)>,
+        /// All of the above, for texts of at most [`SHORT`] bytes.
+        short: Short,
     },
     Ac(AhoCorasick),
 }
@@ -191,6 +358,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
         let mut folded = Vec::new();
         let mut exact = Vec::new();
         let mut single = Vec::new();
+        let mut all = Vec::new();
         for (i, l) in lits.iter().enumerate() {
             match l.bytes.len() {
                 0 => return None,
@@ -200,6 +368,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
                 n if n < PREFIX => return None,
                 _ => {
                     let p = [l.bytes[0], l.bytes[1], l.bytes[2]];
+                    all.push((p, i));
                     if l.exact && p.iter().all(|&b| fold(b) == b || b.is_ascii_alphabetic()) {
                         exact.push((p, i));
                     } else {
@@ -210,11 +379,26 @@ impl<T: Copy + PartialEq> Anchors<T> {
         }
         let folded = Prefixes::new(folded)?;
         let exact = Prefixes::new(exact)?;
+        let short = Short::new(lits, &single, &all);
         Some(Searcher::Packed {
             folded,
             exact,
             single,
+            short,
         })
+    }
+
+    /// For a text of at most [`SHORT`] bytes: `false` when [`find`](Self::find) surely
+    /// reports nothing (checked more cheaply than finding); `true` when it may report
+    /// something (or the text is longer, or the fallback automaton is in use).
+    #[inline]
+    pub(crate) fn may_match_short(&self, text: &[u8]) -> bool {
+        match &self.searcher {
+            Searcher::Packed { single, short, .. } if text.len() <= SHORT => {
+                short.may_match(single, text)
+            }
+            _ => true,
+        }
     }
 
     /// Whether the packed searchers are used (not the fallback automaton).
@@ -260,7 +444,12 @@ impl<T: Copy + PartialEq> Anchors<T> {
                 folded,
                 exact,
                 single,
+                short,
             } => {
+                if text.len() <= SHORT {
+                    short.find(&self.lits, single, text, &mut f);
+                    return;
+                }
                 for &(b, li) in single {
                     for i in memchr::memchr_iter(b, text) {
                         f(&self.lits[li].targets, i, i + 1);
@@ -370,6 +559,22 @@ mod tests {
                 }
                 let t = &text[s..e.max(s)];
                 assert_eq!(all(&a, t), naive(&anchors, t), "{t:?}");
+            }
+        }
+        // Every short length (the scalar search), at many offsets.
+        for i in (0..600).step_by(5) {
+            for len in 0..=SHORT + 2 {
+                let (mut s, mut e) = (i, (i + len).min(text.len()));
+                while !text.is_char_boundary(s) {
+                    s += 1;
+                }
+                while !text.is_char_boundary(e) {
+                    e += 1;
+                }
+                let t = &text[s..e.max(s)];
+                let want = naive(&anchors, t);
+                assert_eq!(all(&a, t), want, "{t:?}");
+                assert!(a.may_match_short(t.as_bytes()) || want.is_empty(), "{t:?}");
             }
         }
         // `U+FF15` is folded to the same prefix but is not an anchor here.

@@ -13,7 +13,7 @@ use regex_automata::{Anchored, Input};
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
-use crate::anchors::Anchors;
+use crate::anchors::{Anchors, SHORT};
 use crate::config::{RedactionConfig, RedactionMode};
 use crate::report::{Finding, Report};
 use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Validator};
@@ -83,6 +83,12 @@ pub(crate) struct Engine {
     pub(crate) field_dotted: HashSet<String>,
     pub(crate) max_dotted_depth: usize,
     pub(crate) sensitive: HashSet<String>,
+    /// Bit `n`: some normalised sensitive key is `n` bytes long (`n < 64`).
+    pub(crate) sensitive_lens: u64,
+    /// The longest normalised sensitive key, in bytes.
+    pub(crate) sensitive_max: usize,
+    /// The same keys as a short list when there are few (compared faster than hashed).
+    pub(crate) sensitive_few: Option<Vec<String>>,
 }
 
 /// Lower-cases and drops `-` and `_`.
@@ -321,13 +327,19 @@ impl Engine {
                 field_leaf.insert(p.clone());
             }
         }
-        let sensitive = match &cfg.sensitive_keys {
+        let sensitive: HashSet<String> = match &cfg.sensitive_keys {
             None => DEFAULT_SENSITIVE_KEYS
                 .iter()
                 .map(|k| normalize_key(k))
                 .collect(),
             Some(keys) => keys.iter().map(|k| normalize_key(k)).collect(),
         };
+        let sensitive_lens = sensitive
+            .iter()
+            .filter(|k| k.len() < 64)
+            .fold(0u64, |m, k| m | 1 << k.len());
+        let sensitive_max = sensitive.iter().map(String::len).max().unwrap_or(0);
+        let sensitive_few = (sensitive.len() <= 32).then(|| sensitive.iter().cloned().collect());
         Ok(Engine {
             enabled: cfg.enabled,
             rules,
@@ -343,11 +355,15 @@ impl Engine {
             field_dotted,
             max_dotted_depth,
             sensitive,
+            sensitive_lens,
+            sensitive_max,
+            sensitive_few,
         })
     }
 
     fn allowlisted(&self, value: &str) -> bool {
-        self.allow.contains(value) || self.allow_re.as_ref().is_some_and(|r| r.is_match(value))
+        (!self.allow.is_empty() && self.allow.contains(value))
+            || self.allow_re.as_ref().is_some_and(|r| r.is_match(value))
     }
 
     /// Records the redacted spans of one match, if it passes the validator.
@@ -423,21 +439,58 @@ impl Engine {
         }
     }
 
+    /// For short texts (most strings of a trace: names, ids, keys), a check cheaper than
+    /// [`find`](Self::find): no anchor can occur and there are fewer than 9 ASCII digits (a
+    /// digit cluster needs 9), and there are no custom rules. `true` means `find` finds nothing.
+    #[inline]
+    pub(crate) fn surely_clean(&self, text: &str) -> bool {
+        let b = text.as_bytes();
+        b.len() <= SHORT
+            && self.custom_rules.is_empty()
+            && (self.digit_rules.is_empty() || b.iter().filter(|c| c.is_ascii_digit()).count() < 9)
+            && self.anchors.as_ref().is_none_or(|a| !a.may_match_short(b))
+    }
+
     /// The fast path: candidates from one prefilter pass, verified locally.
     pub(crate) fn find(&self, text: &str, hits: &mut Vec<Hit>) {
         let mut cands: Vec<Cand> = Vec::new();
         let n = text.len();
+        // Per windowed rule (index < 32), its last window in `cands`: a window that overlaps or
+        // touches it is merged into it instead of pushed (the windows are merged the same way
+        // below, so the searched spans do not change; dense `@` or digits stay few candidates).
+        let mut last = [usize::MAX; 32];
+        let mut push_window = |cands: &mut Vec<Cand>, rule: u16, start: usize, end: usize| {
+            let slot = last.get_mut(usize::from(rule));
+            if let Some(&i) = slot.as_deref()
+                && let Some(c) = cands.get_mut(i)
+                && start <= c.end
+                && c.start <= end
+            {
+                c.start = c.start.min(start);
+                c.end = c.end.max(end);
+                return;
+            }
+            if let Some(slot) = slot {
+                *slot = cands.len();
+            }
+            cands.push(Cand { rule, start, end });
+        };
         if let Some(anchors) = &self.anchors {
             anchors.find(text.as_bytes(), |targets, ms, me| {
                 for &(rule, how) in targets {
-                    let (start, end) = match how {
-                        How::Start => (ms, ms),
-                        How::Window { back, fwd } => (
+                    match how {
+                        How::Start => cands.push(Cand {
+                            rule,
+                            start: ms,
+                            end: ms,
+                        }),
+                        How::Window { back, fwd } => push_window(
+                            &mut cands,
+                            rule,
                             floor_char(text, ms.saturating_sub(back)),
                             ceil_char(text, (me + fwd).min(n)),
                         ),
-                    };
-                    cands.push(Cand { rule, start, end });
+                    }
                 }
             });
         }
@@ -446,12 +499,16 @@ impl Engine {
                 let start = floor_char(text, s.saturating_sub(8));
                 let end = ceil_char(text, (e + 8).min(n));
                 for &rule in &self.digit_rules {
-                    cands.push(Cand { rule, start, end });
+                    push_window(&mut cands, rule, start, end);
                 }
             });
         }
         if !cands.is_empty() {
-            cands.sort_unstable_by_key(|c| (c.rule, c.start, c.end));
+            if cands.len() <= 64 {
+                cands.sort_unstable_by_key(|c| (c.rule, c.start, c.end));
+            } else {
+                cands = self.sort_cands(&cands);
+            }
             let mut i = 0;
             while i < cands.len() {
                 let rule = cands[i].rule;
@@ -465,12 +522,25 @@ impl Engine {
                     RuleKind::Start => {
                         let mut caps = r.has_groups.then(|| r.regex.create_captures());
                         let mut next = 0usize;
-                        for c in group {
+                        for (k, c) in group.iter().enumerate() {
                             if c.start < next {
                                 continue;
                             }
                             next = c.start + 1;
-                            let input = Input::new(text).range(c.start..).anchored(Anchored::Yes);
+                            let mut at = c.start;
+                            if dense(group.len() - k, n - c.start) {
+                                // Every match of a start-anchored rule begins at one of its
+                                // anchors, so the leftmost match from here begins at the first
+                                // candidate whose anchored search would match, and is that
+                                // match: one unanchored search replaces the anchored searches
+                                // up to it. No match: none at any later candidate either.
+                                let input = Input::new(text).range(c.start..);
+                                match r.regex.search(&input) {
+                                    Some(m) => at = m.start(),
+                                    None => break,
+                                }
+                            }
+                            let input = Input::new(text).range(at..).anchored(Anchored::Yes);
                             if let Some(caps) = caps.as_mut() {
                                 r.regex.search_captures(&input, caps);
                                 if let Some(m) = caps.get_match() {
@@ -508,6 +578,38 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// `cands` ordered by `(rule, start, end)`, like `sort_unstable_by_key` (equal keys are
+    /// equal candidates), but faster for many: grouped by rule with a counting sort that keeps
+    /// their order, then each rule's candidates, which arrive as a few ascending runs (one per
+    /// anchor literal and source), merged by a stable sort that finds those runs.
+    fn sort_cands(&self, cands: &[Cand]) -> Vec<Cand> {
+        let mut offs = vec![0usize; self.rules.len() + 1];
+        for c in cands {
+            offs[usize::from(c.rule) + 1] += 1;
+        }
+        for i in 1..offs.len() {
+            offs[i] += offs[i - 1];
+        }
+        let mut pos = offs.clone();
+        let mut out = vec![
+            Cand {
+                rule: 0,
+                start: 0,
+                end: 0
+            };
+            cands.len()
+        ];
+        for c in cands {
+            let p = &mut pos[usize::from(c.rule)];
+            out[*p] = *c;
+            *p += 1;
+        }
+        for w in offs.windows(2) {
+            out[w[0]..w[1]].sort_by_key(|c| (c.start, c.end));
+        }
+        out
     }
 
     /// The naive oracle: every rule searched over the whole text on its own.
@@ -554,6 +656,9 @@ impl Engine {
         report: &mut Report,
         naive: bool,
     ) -> Cow<'a, str> {
+        if !naive && self.surely_clean(text) {
+            return Cow::Borrowed(text);
+        }
         let mut hits = Vec::new();
         let find = |t: &str, hits: &mut Vec<Hit>| {
             if naive {
@@ -626,6 +731,14 @@ impl Engine {
             })
             .collect()
     }
+}
+
+/// Whether `cands` candidates of one start-anchored rule in the last `span` bytes of a text are
+/// dense enough (at least 16, one per 64 bytes or more) that one unanchored search (at most a
+/// scan of the span) costs less than one anchored search per candidate.
+#[inline]
+fn dense(cands: usize, span: usize) -> bool {
+    cands >= 16 && cands.saturating_mul(64) >= span
 }
 
 fn floor_char(text: &str, mut i: usize) -> usize {

@@ -50,8 +50,11 @@
 //! ## Performance
 //! SIMD (Teddy) searches over anchor literals (`@`, `sk-`, `AKIA`, `-----BEGIN`, `password`,
 //! `://`, ...) and one blockwise digit scan find candidates for all rules at once; each rule's
-//! lazy DFA then runs only at those candidates (anchored) or in small merged windows. A string
-//! with nothing to redact is returned borrowed, without allocation. Figures are in the
+//! lazy DFA then runs only at those candidates (anchored) or in small merged windows. Short
+//! strings (names, ids, object keys: up to 64 bytes) are searched by a scalar byte-pair table
+//! instead, with no per-call SIMD setup, and most are shown clean before any candidate is
+//! collected. A string with nothing to redact is returned borrowed, without allocation; JSON
+//! walks check sensitive keys without allocating. Figures are in the
 //! crate's README (`cargo bench -p tracecraft-redact --bench redact`).
 //!
 //! ## Crate features

@@ -14,13 +14,48 @@ enum Field {
 
 impl Engine {
     fn field_rule(&self, key: &str, path: Option<&str>) -> Option<Field> {
-        if self.field_leaf.contains(key) || path.is_some_and(|p| self.field_dotted.contains(p)) {
+        if (!self.field_leaf.is_empty() && self.field_leaf.contains(key))
+            || path.is_some_and(|p| self.field_dotted.contains(p))
+        {
             return Some(Field::Path);
         }
-        if !self.sensitive.is_empty() && self.sensitive.contains(&normalize_key(key)) {
+        if self.is_sensitive(key) {
             return Some(Field::Sensitive);
         }
         None
+    }
+
+    /// Whether `key` is a sensitive key: ASCII keys are normalised into a stack buffer, and
+    /// only when some sensitive key has that length is the set consulted (no allocation).
+    fn is_sensitive(&self, key: &str) -> bool {
+        const CAP: usize = 64;
+        if self.sensitive.is_empty() {
+            return false;
+        }
+        if !key.is_ascii() || self.sensitive_max >= CAP {
+            // `char::to_lowercase` can map non-ASCII to ASCII (`K`, the Kelvin sign).
+            return self.sensitive.contains(&normalize_key(key));
+        }
+        let mut buf = [0u8; CAP];
+        let mut n = 0;
+        for &b in key.as_bytes() {
+            if b == b'-' || b == b'_' {
+                continue;
+            }
+            if n == self.sensitive_max {
+                return false;
+            }
+            buf[n] = b.to_ascii_lowercase();
+            n += 1;
+        }
+        if (self.sensitive_lens >> n) & 1 == 0 {
+            return false;
+        }
+        let k = &buf[..n];
+        match &self.sensitive_few {
+            Some(few) => few.iter().any(|s| s.as_bytes() == k),
+            None => std::str::from_utf8(k).is_ok_and(|k| self.sensitive.contains(k)),
+        }
     }
 
     /// Replaces a whole value under a field-path or sensitive-key rule.
@@ -53,16 +88,14 @@ impl Engine {
 
     /// Redacts object keys matched by value rules, keeping order; colliding keys get `#n`.
     fn redact_keys(&self, map: &mut Map<String, Value>, report: &mut Report) {
-        let mut any = false;
-        for k in map.keys() {
-            let mut hits = Vec::new();
-            self.find(k, &mut hits);
-            if !hits.is_empty() {
-                any = true;
-                break;
+        let mut hits = Vec::new();
+        if !map.keys().any(|k| {
+            if self.surely_clean(k) {
+                return false;
             }
-        }
-        if !any {
+            self.find(k, &mut hits);
+            !hits.is_empty()
+        }) {
             return;
         }
         let old = std::mem::take(map);
@@ -84,6 +117,31 @@ impl Engine {
         if !self.enabled {
             return;
         }
+        let flat = root.len() <= 64
+            && root
+                .values()
+                .all(|v| !matches!(v, Value::Array(_) | Value::Object(_)));
+        if flat {
+            // No nesting (the common case): no stack. Same order as `push_map` + `drain`:
+            // whole-value rules first, then the strings.
+            self.redact_keys(root, report);
+            let mut whole = 0u64;
+            for (i, (k, v)) in root.iter_mut().enumerate() {
+                let path = (self.max_dotted_depth >= 1).then_some(k.as_str());
+                if let Some(why) = self.field_rule(k, path) {
+                    self.replace_whole(v, why, report);
+                    whole |= 1 << i;
+                }
+            }
+            for (i, v) in root.values_mut().enumerate() {
+                if let Value::String(s) = v
+                    && (whole >> i) & 1 == 0
+                {
+                    self.redact_string(s, report);
+                }
+            }
+            return;
+        }
         let mut stack = Vec::new();
         self.push_map(root, 0, None, &mut stack, report);
         self.drain(stack, report);
@@ -93,7 +151,12 @@ impl Engine {
         if !self.enabled {
             return;
         }
-        self.drain(vec![(root, 0, None)], report);
+        match root {
+            Value::String(s) => self.redact_string(s, report),
+            Value::Object(map) => self.walk_map(map, report),
+            Value::Array(_) => self.drain(vec![(root, 0, None)], report),
+            _ => {}
+        }
     }
 
     /// Depth-first over an explicit stack: no recursion, so nesting depth is unbounded.
@@ -127,7 +190,7 @@ impl Engine {
         self.redact_keys(map, report);
         let child_depth = depth + 1;
         let track = child_depth <= self.max_dotted_depth;
-        let mut children = Vec::new();
+        let base = stack.len();
         for (k, v) in map.iter_mut() {
             let child_path = if track {
                 Some(match path {
@@ -142,10 +205,10 @@ impl Engine {
                 continue;
             }
             if matches!(v, Value::String(_) | Value::Array(_) | Value::Object(_)) {
-                children.push((v, child_depth, child_path));
+                stack.push((v, child_depth, child_path));
             }
         }
         // Reversed so that the first key is processed first (findings in document order).
-        stack.extend(children.into_iter().rev());
+        stack[base..].reverse();
     }
 }
