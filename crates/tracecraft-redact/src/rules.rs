@@ -154,8 +154,10 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         name: "aws_secret_key",
         // 40 base64 characters within 48 characters after `aws` or `secret`, with upper,
         // lower case and a digit (so hex SHA-1s and words are not secrets). The context never
-        // spans `[`/`]`, so it cannot reach across an earlier replacement.
-        pattern: r"(?i-u:aws|secret)[^\r\n\[\]]{0,48}?[^A-Za-z0-9/+=]([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)",
+        // spans a bare `[` or `]`, so it cannot reach across an earlier replacement
+        // (`[REDACTED]`, `[HASH:..]`); quoted subscripts (`environ["AWS_SECRET_ACCESS_KEY"]`,
+        // `aws['secret']`) are crossed.
+        pattern: r#"(?i-u:aws|secret)(?:[^\r\n\[\]]|\["|\['|"\]|'\]){0,48}?[^A-Za-z0-9/+=]([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#,
         kind: Kind::Start,
         anchors: &["aws", "secret"],
         exact: false,
