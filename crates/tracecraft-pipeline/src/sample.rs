@@ -174,6 +174,9 @@ struct Bucket {
 pub struct SamplingProcessor {
     config: SamplingConfig,
     bucket: Option<Mutex<Bucket>>,
+    /// The default-rate reasons, formatted once (most runs get one of them).
+    kept_default: String,
+    dropped_default: String,
 }
 
 impl SamplingProcessor {
@@ -189,7 +192,12 @@ impl SamplingProcessor {
                 last: Instant::now(),
             })
         });
-        Ok(SamplingProcessor { config, bucket })
+        Ok(SamplingProcessor {
+            kept_default: format!("Kept: default rate ({:?})", config.rate),
+            dropped_default: format!("Dropped: default rate ({:?})", config.rate),
+            config,
+            bucket,
+        })
     }
 
     /// The decision for a run, without changing it: `(keep, reason)`.
@@ -231,9 +239,9 @@ impl SamplingProcessor {
             }
         }
         if keep_by_rate(&run.id, c.rate) {
-            (true, format!("Kept: default rate ({:?})", c.rate))
+            (true, self.kept_default.clone())
         } else {
-            (false, format!("Dropped: default rate ({:?})", c.rate))
+            (false, self.dropped_default.clone())
         }
     }
 
