@@ -476,6 +476,18 @@ impl<T: Copy + PartialEq> Anchors<T> {
 mod tests {
     use super::*;
 
+    /// `text[i..i + len]`, both ends moved forward to character boundaries.
+    fn slice_at(text: &str, i: usize, len: usize) -> &str {
+        let (mut s, mut e) = (i, (i + len).min(text.len()));
+        while !text.is_char_boundary(s) {
+            s += 1;
+        }
+        while !text.is_char_boundary(e) {
+            e += 1;
+        }
+        &text[s..e.max(s)]
+    }
+
     fn all(a: &Anchors<u8>, text: &str) -> Vec<(u8, usize, usize)> {
         let mut v = Vec::new();
         a.find(text.as_bytes(), |t, s, e| {
@@ -550,28 +562,14 @@ mod tests {
         // Short texts (small buffer) and block edges.
         for i in (0..400).step_by(7) {
             for len in [3, 40, SMALL - 1, SMALL, SMALL + 1, 300, BLOCK + 1] {
-                let (mut s, mut e) = (i, (i + len).min(text.len()));
-                while !text.is_char_boundary(s) {
-                    s += 1;
-                }
-                while !text.is_char_boundary(e) {
-                    e += 1;
-                }
-                let t = &text[s..e.max(s)];
+                let t = slice_at(&text, i, len);
                 assert_eq!(all(&a, t), naive(&anchors, t), "{t:?}");
             }
         }
         // Every short length (the scalar search), at many offsets.
         for i in (0..600).step_by(5) {
             for len in 0..=SHORT + 2 {
-                let (mut s, mut e) = (i, (i + len).min(text.len()));
-                while !text.is_char_boundary(s) {
-                    s += 1;
-                }
-                while !text.is_char_boundary(e) {
-                    e += 1;
-                }
-                let t = &text[s..e.max(s)];
+                let t = slice_at(&text, i, len);
                 let want = naive(&anchors, t);
                 assert_eq!(all(&a, t), want, "{t:?}");
                 assert!(a.may_match_short(t.as_bytes()) || want.is_empty(), "{t:?}");

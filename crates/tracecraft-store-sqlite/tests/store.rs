@@ -169,19 +169,29 @@ fn committed_data_survives_reopen_without_checkpoint() {
     assert_eq!(store.count(&TraceQuery::new()).unwrap(), 50);
 }
 
-#[test]
-fn corrupt_row_is_reported_with_file_and_row() {
+/// Three stored runs in `traces.db`, then `sql` run behind the store's back with the second
+/// run's id as `?1`.
+fn store_with_edited_row(
+    sql: &str,
+) -> (
+    tempfile::TempDir,
+    SqliteStore,
+    Vec<tracecraft_core::AgentRun>,
+) {
     let root = tempfile::tempdir().unwrap();
     let path = root.path().join("traces.db");
     let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
     let runs = contract::fixture_runs(3);
     store.save_batch(&contract::processed(&runs)).unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute(
-        "UPDATE traces SET run = '{\"id\": \"secret-value' WHERE id = ?1",
-        [runs[1].id.to_string()],
-    )
-    .unwrap();
+    conn.execute(sql, [runs[1].id.to_string()]).unwrap();
+    (root, store, runs)
+}
+
+#[test]
+fn corrupt_row_is_reported_with_file_and_row() {
+    let (_root, store, runs) =
+        store_with_edited_row("UPDATE traces SET run = '{\"id\": \"secret-value' WHERE id = ?1");
     let err = store.get(runs[1].id).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{msg}");
@@ -396,17 +406,8 @@ fn version_1_databases_migrate_and_stay_readable() {
 
 #[test]
 fn corrupt_messagepack_body_is_reported_without_payload() {
-    let root = tempfile::tempdir().unwrap();
-    let path = root.path().join("traces.db");
-    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
-    let runs = contract::fixture_runs(3);
-    store.save_batch(&contract::processed(&runs)).unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute(
-        "UPDATE traces SET run = substr(run, 1, 40) WHERE id = ?1",
-        [runs[1].id.to_string()],
-    )
-    .unwrap();
+    let (_root, store, runs) =
+        store_with_edited_row("UPDATE traces SET run = substr(run, 1, 40) WHERE id = ?1");
     let err = store.get(runs[1].id).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("traces.db"), "{err}");
