@@ -2,9 +2,13 @@
 //!
 //! - `runtime/step_two_inputs`: start and end a step with two small inputs inside an active
 //!   run of 10 steps (the run's start and end are not timed).
-//! - `runtime/run_10_steps_batch`: a run with 10 such steps, end to end: guards, tree assembly,
-//!   the pipeline (without redaction: its cost is measured by the redact bench) and the
-//!   non-blocking enqueue into a `BatchExporter` around a discarding exporter.
+//! - `runtime/run_10_steps_batch`: a run with 10 such steps, end to end on the traced thread,
+//!   with background processing (the default of runtimes built from configuration): guards and
+//!   the run's hand-over to the processing thread, which builds the run, runs the pipeline
+//!   (without redaction: its cost is measured by the redact and pipeline benches) and enqueues
+//!   it into a `BatchExporter` around a discarding exporter. The bench checks that the
+//!   processing thread kept up (no run dropped).
+//! - `runtime/run_10_steps_inline`: the same with processing on the traced thread.
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -24,7 +28,7 @@ impl Exporter for Discard {
     }
 }
 
-fn runtime() -> Runtime {
+fn runtime(background: bool) -> Runtime {
     let batch = BatchExporter::new(
         Discard,
         BatchConfig {
@@ -37,19 +41,64 @@ fn runtime() -> Runtime {
         .exporter(batch)
         .build()
         .expect("pipeline");
-    Runtime::from_pipeline(RuntimeOptions::default(), pipeline)
+    let options = RuntimeOptions {
+        background_processing: background,
+        processing_queue_size: 65_536,
+        ..RuntimeOptions::default()
+    };
+    Runtime::from_pipeline(options, pipeline)
+}
+
+fn ten_steps(rt: &Runtime) {
+    let run = rt.run("bench").user_id("u-1").start();
+    for _ in 0..10 {
+        let _s = run
+            .step(StepType::Tool, "lookup")
+            .input("order_id", "A-1001")
+            .input("limit", &10)
+            .start();
+    }
+}
+
+/// Fails the bench when runs were lost (a processing thread that cannot keep up would make
+/// the traced thread's figure meaningless).
+fn check_nothing_dropped(rt: &Runtime) {
+    rt.force_flush().expect("flush");
+    let stats = rt.stats();
+    assert!(
+        stats.dropped.is_empty(),
+        "runs dropped: {:?}",
+        stats.dropped
+    );
+}
+
+/// Times `f` over `iters` iterations in chunks of `chunk`; between chunks (untimed) the
+/// runtime is flushed, so its threads keep up as they do when runs end at a realistic rate,
+/// and queued runs do not pile up in memory.
+fn timed_chunks(rt: &Runtime, iters: u64, chunk: u64, mut f: impl FnMut(u64)) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(chunk);
+        left -= n;
+        let t = Instant::now();
+        f(n);
+        total += t.elapsed();
+        rt.force_flush().expect("flush");
+    }
+    total
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = runtime(true);
     let mut g = c.benchmark_group("runtime");
     g.bench_function("step_two_inputs", |b| {
         b.iter_custom(|iters| {
-            // Steps of typical runs (10 steps each); only the steps are timed. Runs of
-            // thousands of steps would measure the allocator's page faults instead (a queued
-            // run holds every step until its batch is exported).
+            // Steps of typical runs (10 steps each); only the steps are timed, not the runs'
+            // start and end. The runtime is flushed (untimed) every 256 runs.
             let mut total = Duration::ZERO;
             let mut left = iters;
+            let mut runs = 0;
             while left > 0 {
                 let n = left.min(10);
                 left -= n;
@@ -64,24 +113,39 @@ fn bench(c: &mut Criterion) {
                 }
                 total += t.elapsed();
                 drop(run);
+                runs += 1;
+                if runs % 256 == 0 {
+                    rt.force_flush().expect("flush");
+                }
             }
+            rt.force_flush().expect("flush");
             total
         });
     });
     g.bench_function("run_10_steps_batch", |b| {
-        b.iter(|| {
-            let run = rt.run("bench").user_id("u-1").start();
-            for _ in 0..10 {
-                let _s = run
-                    .step(StepType::Tool, "lookup")
-                    .input("order_id", "A-1001")
-                    .input("limit", &10)
-                    .start();
-            }
+        b.iter_custom(|iters| {
+            timed_chunks(&rt, iters, 256, |n| {
+                for _ in 0..n {
+                    ten_steps(&rt);
+                }
+            })
+        });
+    });
+    check_nothing_dropped(&rt);
+    let inline = runtime(false);
+    g.bench_function("run_10_steps_inline", |b| {
+        b.iter_custom(|iters| {
+            timed_chunks(&inline, iters, 256, |n| {
+                for _ in 0..n {
+                    ten_steps(&inline);
+                }
+            })
         });
     });
     g.finish();
+    check_nothing_dropped(&inline);
     rt.shutdown(Duration::from_secs(10));
+    inline.shutdown(Duration::from_secs(10));
 }
 
 criterion_group!(benches, bench);

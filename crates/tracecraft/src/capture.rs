@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
-use tracecraft_core::{JsonMap, Uuid};
+use tracecraft_core::Uuid;
 
 /// What an excluded input is recorded as.
 pub const EXCLUDED: &str = "[EXCLUDED]";
@@ -23,63 +23,6 @@ pub(crate) struct Capture {
 impl Capture {
     pub(crate) fn is_excluded(&self, name: &str) -> bool {
         self.exclude.iter().any(|e| e.eq_ignore_ascii_case(name))
-    }
-
-    /// The value to record for input `name`, or `None` when inputs are not captured.
-    pub(crate) fn input<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Option<Value> {
-        if !self.inputs {
-            return None;
-        }
-        if self.is_excluded(name) {
-            // Never serialize what is excluded.
-            return Some(Value::String(EXCLUDED.to_owned()));
-        }
-        let mut v = to_json(value);
-        self.exclude_nested(&mut v);
-        Some(v)
-    }
-
-    /// Inserts `value`'s fields as inputs when it serializes to an object (keyword-style
-    /// arguments); any other value is recorded under `"input"`.
-    pub(crate) fn inputs_into<T: Serialize + ?Sized>(&self, map: &mut JsonMap, value: &T) {
-        if !self.inputs {
-            return;
-        }
-        match to_json(value) {
-            Value::Object(fields) => {
-                for (k, mut v) in fields {
-                    if self.is_excluded(&k) {
-                        v = Value::String(EXCLUDED.to_owned());
-                    } else {
-                        self.exclude_nested(&mut v);
-                    }
-                    map.insert(k, v);
-                }
-            }
-            mut other => {
-                self.exclude_nested(&mut other);
-                map.insert("input".to_owned(), other);
-            }
-        }
-    }
-
-    /// Re-applies these settings to inputs captured earlier (a builder override that came
-    /// after `.input(..)` calls).
-    pub(crate) fn reapply(&self, map: &mut JsonMap) {
-        if !self.inputs {
-            map.clear();
-            return;
-        }
-        if self.exclude.is_empty() {
-            return;
-        }
-        for (k, v) in map.iter_mut() {
-            if self.is_excluded(k) {
-                *v = Value::String(EXCLUDED.to_owned());
-            } else {
-                self.exclude_nested(v);
-            }
-        }
     }
 
     /// Replaces the values of excluded keys at any depth of `value` (no recursion).
@@ -115,7 +58,7 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Value {
     }
 }
 
-fn unserializable(err: &serde_json::Error) -> String {
+pub(crate) fn unserializable(err: &serde_json::Error) -> String {
     // Custom messages of `Serialize` impls may quote the value: only serde_json's and std's
     // own fixed messages are kept.
     const KNOWN: [&str; 4] = [
@@ -194,17 +137,13 @@ mod tests {
     #[test]
     fn excludes_at_any_depth() {
         let c = cap(&["api_key"]);
-        let v = c
-            .input(
-                "opts",
-                &json!({"a": 1, "API_KEY": "sk-1", "nested": [{"api_key": "sk-2"}]}),
-            )
-            .unwrap();
+        let mut v = json!({"a": 1, "API_KEY": "sk-1", "nested": [{"api_key": "sk-2"}]});
+        c.exclude_nested(&mut v);
         assert_eq!(
             v,
             json!({"a": 1, "API_KEY": EXCLUDED, "nested": [{"api_key": EXCLUDED}]})
         );
-        assert_eq!(c.input("api_key", "sk-3").unwrap(), json!(EXCLUDED));
+        assert!(c.is_excluded("Api_Key") && !c.is_excluded("api"));
     }
 
     #[test]

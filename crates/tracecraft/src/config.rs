@@ -319,6 +319,10 @@ pub struct TraceCraftConfig {
     pub capture_outputs: bool,
     /// Input names recorded as `"[EXCLUDED]"` at any depth.
     pub exclude_inputs: Vec<String>,
+    /// Build, process (enrich, redact, sample) and export finished runs on the runtime's own
+    /// thread (default true), so ending a run costs the traced thread a queue push. Its queue
+    /// holds `batch.max_queue_size` runs. `false` processes runs on the thread that ends them.
+    pub background_processing: bool,
     /// `[redaction]`: on by default.
     pub redaction: RedactionConfig,
     /// `[sampling]`.
@@ -347,6 +351,7 @@ impl Default for TraceCraftConfig {
             capture_inputs: true,
             capture_outputs: true,
             exclude_inputs: Vec::new(),
+            background_processing: true,
             redaction: RedactionConfig::default(),
             sampling: SamplingConfig::default(),
             enrichment: EnrichmentConfig::default(),

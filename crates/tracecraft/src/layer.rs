@@ -69,7 +69,7 @@ impl TraceCraftLayer {
 
 enum Guard {
     Run(Box<RunGuard>),
-    Step(StepGuard),
+    Step(Box<StepGuard>),
 }
 
 /// Per-span state, in the span's extensions.
@@ -142,6 +142,22 @@ impl Visit for Fields {
     }
 }
 
+/// Copies the `gen_ai.*` model fields that were recorded to the step.
+fn set_model_fields(g: &mut StepGuard, fields: &mut Fields) {
+    if let Some(m) = fields.model.take() {
+        g.set_model_name(&m);
+    }
+    if let Some(p) = fields.provider.take() {
+        g.set_model_provider(&p);
+    }
+    if let Some(n) = fields.input_tokens {
+        g.set_input_tokens(n);
+    }
+    if let Some(n) = fields.output_tokens {
+        g.set_output_tokens(n);
+    }
+}
+
 impl<S> tracing_subscriber::Layer<S> for TraceCraftLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -175,17 +191,12 @@ where
                     b = b.input(k.clone(), v);
                 }
                 let mut guard = b.start_detached();
-                guard.update(|s| {
-                    s.model_name = fields.model;
-                    s.model_provider = fields.provider;
-                    s.input_tokens = fields.input_tokens;
-                    s.output_tokens = fields.output_tokens;
-                });
+                set_model_fields(&mut guard, &mut fields);
                 let Some(frame) = guard.context().into_frame() else {
                     return; // inert (run ended): nothing to record
                 };
                 SpanState {
-                    guard: Guard::Step(guard),
+                    guard: Guard::Step(Box::new(guard)),
                     frame,
                 }
             }
@@ -225,20 +236,7 @@ where
         values.record(&mut fields);
         match &mut state.guard {
             Guard::Step(g) => {
-                g.update(|s| {
-                    if let Some(m) = fields.model.take() {
-                        s.model_name = Some(m);
-                    }
-                    if let Some(p) = fields.provider.take() {
-                        s.model_provider = Some(p);
-                    }
-                    if let Some(n) = fields.input_tokens {
-                        s.input_tokens = Some(n);
-                    }
-                    if let Some(n) = fields.output_tokens {
-                        s.output_tokens = Some(n);
-                    }
-                });
+                set_model_fields(g, &mut fields);
                 for (k, v) in fields.other {
                     g.set_attribute(k, &v);
                 }

@@ -130,12 +130,16 @@ pub mod context;
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub mod layer;
 #[cfg(feature = "pipeline")]
+mod record;
+#[cfg(feature = "pipeline")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
 pub mod runtime;
 #[cfg(feature = "pipeline")]
 mod setup;
 #[cfg(feature = "pipeline")]
 mod step;
+#[cfg(feature = "pipeline")]
+mod worker;
 
 #[cfg(feature = "pipeline")]
 pub use capture::EXCLUDED;

@@ -30,7 +30,9 @@ use tracecraft_pipeline::{Pipeline, PipelineStats, ShutdownReport};
 
 use crate::capture::{self, Capture};
 use crate::context::{self, Context, Frame};
+use crate::record::{self, StepRecord};
 use crate::step::StepGuardBuilder;
+use crate::worker::Worker;
 
 /// The default [`RuntimeOptions::max_step_depth`]. The Python package uses 100; 40 keeps every
 /// run readable by serde_json's 128-level nesting limit (each step level is two JSON levels)
@@ -43,6 +45,12 @@ pub const STEPS_DROPPED: &str = "tracecraft.steps_dropped";
 pub const STEPS_LATE: &str = "tracecraft.steps_late";
 /// Key of [`PipelineStats::dropped`] counting runs that ended after [`Runtime::shutdown`].
 pub const DROPPED_AFTER_SHUTDOWN: &str = "runtime_shut_down";
+/// Key of [`PipelineStats::dropped`] counting runs dropped because the background processing
+/// queue was full (see [`RuntimeOptions::background_processing`]).
+pub const PROCESSING_QUEUE_FULL: &str = "processing_queue_full";
+/// Key of [`PipelineStats::dropped`] counting runs whose building panicked on the processing
+/// thread (never exported).
+pub const PROCESSING_PANICKED: &str = "processing_panicked";
 
 /// Instrumentation options of a [`Runtime`]; run and step builders can override the capture
 /// controls.
@@ -63,6 +71,17 @@ pub struct RuntimeOptions {
     /// Steps deeper than this are not recorded (root steps have depth 1); `None` is
     /// unlimited. Default [`DEFAULT_MAX_STEP_DEPTH`].
     pub max_step_depth: Option<usize>,
+    /// Build, process and export finished runs on the runtime's own thread (`true`), or on
+    /// the thread that ends the run (`false`, the default here; [`Runtime::new`] turns it on
+    /// unless the configuration says `background_processing = false`).
+    ///
+    /// In the background, ending a run costs the traced thread a move into a bounded queue
+    /// ([`RuntimeOptions::processing_queue_size`]; a full queue drops the run, counted under
+    /// [`PROCESSING_QUEUE_FULL`]). [`Runtime::force_flush`] and [`Runtime::shutdown`] process
+    /// everything queued first. Inline, the run is exported when its guard's drop returns.
+    pub background_processing: bool,
+    /// Capacity in runs of the background processing queue (default 2048).
+    pub processing_queue_size: usize,
 }
 
 impl Default for RuntimeOptions {
@@ -74,6 +93,8 @@ impl Default for RuntimeOptions {
             capture_outputs: true,
             exclude_inputs: Vec::new(),
             max_step_depth: Some(DEFAULT_MAX_STEP_DEPTH),
+            background_processing: false,
+            processing_queue_size: 2048,
         }
     }
 }
@@ -82,7 +103,9 @@ pub(crate) struct RuntimeInner {
     id: u64,
     options: RuntimeOptions,
     capture: Capture,
-    pipeline: Pipeline,
+    pipeline: Arc<Pipeline>,
+    /// The processing thread, with [`RuntimeOptions::background_processing`].
+    worker: Option<Worker>,
     /// `true` once shut down. Submissions hold the read lock, so shutdown (write) waits for
     /// runs being submitted and no run slips in behind it.
     shut_down: RwLock<bool>,
@@ -189,6 +212,10 @@ impl Runtime {
             outputs: options.capture_outputs,
             exclude: options.exclude_inputs.clone().into(),
         };
+        let pipeline = Arc::new(pipeline);
+        let worker = options
+            .background_processing
+            .then(|| Worker::start(Arc::clone(&pipeline), options.processing_queue_size));
         Runtime {
             _owner: None,
             inner: Arc::new(RuntimeInner {
@@ -196,6 +223,7 @@ impl Runtime {
                 options,
                 capture,
                 pipeline,
+                worker,
                 shut_down: RwLock::new(false),
                 after_shutdown: AtomicU64::new(0),
                 late_steps: AtomicU64::new(0),
@@ -237,9 +265,9 @@ impl Runtime {
 
     /// A step in the current run if that run belongs to this runtime; otherwise an inert
     /// builder whose guard records nothing.
-    pub fn step(&self, step_type: StepType, name: impl Into<String>) -> StepGuardBuilder {
+    pub fn step(&self, step_type: StepType, name: impl AsRef<str>) -> StepGuardBuilder {
         let frame = context::top(None).filter(|f| Arc::ptr_eq(&f.run.runtime.inner, &self.inner));
-        StepGuardBuilder::new(frame, step_type, name)
+        StepGuardBuilder::new(frame, step_type, name.as_ref())
     }
 
     /// The runtime of the innermost active run on this thread (or task, see
@@ -266,7 +294,18 @@ impl Runtime {
             }
             *done = true;
         }
-        self.inner.pipeline.shutdown(timeout)
+        let deadline = Instant::now() + timeout;
+        let stopped = self.inner.worker.as_ref().map(|w| w.stop(timeout));
+        let mut report = self
+            .inner
+            .pipeline
+            .shutdown(deadline.saturating_duration_since(Instant::now()));
+        if let Some(Err(e)) = stopped {
+            report
+                .errors
+                .insert(0, ("tracecraft-process".to_owned(), e));
+        }
+        report
     }
 
     /// Whether [`Runtime::shutdown`] was called.
@@ -284,6 +323,9 @@ impl Runtime {
     /// # Errors
     /// The first exporter's error (every exporter is still flushed).
     pub fn force_flush(&self) -> Result<(), ExportError> {
+        if let Some(w) = &self.inner.worker {
+            w.flush();
+        }
         self.inner.pipeline.force_flush()
     }
 
@@ -292,11 +334,24 @@ impl Runtime {
     #[must_use]
     pub fn stats(&self) -> PipelineStats {
         let mut s = self.inner.pipeline.stats();
-        let after = self.inner.after_shutdown.load(Ordering::Relaxed);
-        if after > 0 {
-            *s.dropped
-                .entry(DROPPED_AFTER_SHUTDOWN.to_owned())
-                .or_default() += after;
+        let mut add = |key: &str, n: u64| {
+            if n > 0 {
+                *s.dropped.entry(key.to_owned()).or_default() += n;
+            }
+        };
+        add(
+            DROPPED_AFTER_SHUTDOWN,
+            self.inner.after_shutdown.load(Ordering::Relaxed),
+        );
+        if let Some(w) = &self.inner.worker {
+            add(
+                PROCESSING_QUEUE_FULL,
+                w.stats.dropped_queue_full.load(Ordering::Relaxed),
+            );
+            add(
+                PROCESSING_PANICKED,
+                w.stats.panicked.load(Ordering::Relaxed),
+            );
         }
         s
     }
@@ -313,10 +368,10 @@ impl Runtime {
     /// Returns `false` when the runtime was already shut down (the run is counted in
     /// [`Runtime::stats`] under `runtime_shut_down`, not lost silently).
     pub fn record(&self, run: AgentRun) -> bool {
-        self.submit(run)
+        self.submit(Ended::Built(run))
     }
 
-    fn submit(&self, run: AgentRun) -> bool {
+    fn submit(&self, run: Ended) -> bool {
         let done = self
             .inner
             .shut_down
@@ -326,12 +381,93 @@ impl Runtime {
             drop(done);
             let n = self.inner.after_shutdown.fetch_add(1, Ordering::Relaxed);
             if n == 0 {
-                tracing::warn!(run_id = %run.id, "tracecraft: run ended after the runtime was shut down; not exported (counted)");
+                tracing::warn!(run_id = %run.id(), "tracecraft: run ended after the runtime was shut down; not exported (counted)");
             }
             return false;
         }
-        let _ = self.inner.pipeline.submit(run);
-        true
+        match (run, &self.inner.worker) {
+            (Ended::Raw(raw), Some(worker)) => worker.enqueue(raw),
+            (run, _) => {
+                let _ = self.inner.pipeline.submit(run.finish());
+                true
+            }
+        }
+    }
+}
+
+/// A run handed to [`Runtime::submit`].
+enum Ended {
+    /// Ended by its guard: built where it is processed.
+    Raw(RawRun),
+    /// Built elsewhere ([`Runtime::record`]): processed at once.
+    Built(AgentRun),
+}
+
+impl Ended {
+    fn id(&self) -> Uuid {
+        match self {
+            Ended::Raw(r) => r.id(),
+            Ended::Built(r) => r.id,
+        }
+    }
+
+    fn finish(self) -> AgentRun {
+        match self {
+            Ended::Raw(r) => r.finish(),
+            Ended::Built(r) => r,
+        }
+    }
+}
+
+/// A run's clock: its start on the wall clock and on the monotonic clock. Step and end times
+/// are derived from the monotonic clock (one clock read per timestamp; times within a run never
+/// go backwards when the wall clock is adjusted).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeline {
+    wall_start: DateTime<Utc>,
+    mono_start: Instant,
+}
+
+impl Timeline {
+    /// The wall-clock time of `at`, to the microsecond.
+    pub(crate) fn wall(&self, at: Instant) -> DateTime<Utc> {
+        let micros = at.saturating_duration_since(self.mono_start).as_micros();
+        self.wall_start + TimeDelta::microseconds(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+}
+
+/// A run whose guard ended: everything needed to build its [`AgentRun`], which happens where
+/// it is processed (on the processing thread with [`RuntimeOptions::background_processing`]).
+pub(crate) struct RawRun {
+    /// The run without its steps, end time and totals.
+    run: AgentRun,
+    finished: Finished,
+    capture: Capture,
+    timeline: Timeline,
+    end: Instant,
+    /// Steps not recorded because of the depth limit.
+    dropped: u64,
+    /// Steps still open at the end.
+    open: usize,
+}
+
+impl RawRun {
+    pub(crate) fn id(&self) -> Uuid {
+        self.run.id
+    }
+
+    /// Builds the run: its step tree, counters, end time and totals.
+    pub(crate) fn finish(self) -> AgentRun {
+        let mut run = self.run;
+        run.steps = assemble(
+            self.finished
+                .materialize(&self.capture, run.id, &self.timeline),
+        );
+        set_count(&mut run.attributes, STEPS_DROPPED, self.dropped);
+        set_count(&mut run.attributes, STEPS_LATE, self.open as u64);
+        run.finish_at(self.timeline.wall(self.end));
+        run.aggregate();
+        run
     }
 }
 
@@ -465,16 +601,17 @@ impl RunBuilder {
         let shared = Arc::new(RunShared {
             runtime: self.runtime,
             id: self.run.id,
-            wall_start: self.run.start_time,
-            mono_start: Instant::now(),
+            timeline: Timeline {
+                wall_start: self.run.start_time,
+                mono_start: Instant::now(),
+            },
             capture,
             max_depth: self.max_step_depth,
             ended: AtomicBool::new(false),
             seq: AtomicU64::new(0),
             open: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
-            // Most runs have a handful of steps: no reallocation until the ninth.
-            state: Mutex::new(Vec::with_capacity(8)),
+            state: Mutex::new(Finished::default()),
         });
         if current {
             context::push(Frame {
@@ -496,11 +633,7 @@ impl RunBuilder {
 pub(crate) struct RunShared {
     pub(crate) runtime: Runtime,
     pub(crate) id: Uuid,
-    /// The run's start, on the wall clock and on the monotonic clock: step and end times are
-    /// derived from the monotonic clock (one clock read per timestamp; times within a run never
-    /// go backwards when the wall clock is adjusted).
-    wall_start: DateTime<Utc>,
-    mono_start: Instant,
+    timeline: Timeline,
     pub(crate) capture: Capture,
     pub(crate) max_depth: Option<usize>,
     ended: AtomicBool,
@@ -509,17 +642,34 @@ pub(crate) struct RunShared {
     open: AtomicUsize,
     /// Steps not recorded because of the depth limit.
     dropped: AtomicU64,
-    /// Finished steps with their start sequence number (taken when the run ends).
-    state: Mutex<Vec<(u64, Box<Step>)>>,
+    /// Finished steps (taken when the run ends).
+    state: Mutex<Finished>,
+}
+
+/// The finished steps of a run: their records, and their buffers' bytes one after another.
+#[derive(Default)]
+pub(crate) struct Finished {
+    records: Vec<(StepRecord, std::ops::Range<usize>)>,
+    bytes: Vec<u8>,
+}
+
+impl Finished {
+    /// The data-model steps, in start order.
+    fn materialize(mut self, capture: &Capture, trace_id: Uuid, timeline: &Timeline) -> Vec<Step> {
+        self.records.sort_unstable_by_key(|(rec, _)| rec.seq);
+        let bytes = &self.bytes;
+        self.records
+            .into_iter()
+            .map(|(rec, range)| {
+                record::materialize(rec, &bytes[range], capture, trace_id, |at| {
+                    timeline.wall(at)
+                })
+            })
+            .collect()
+    }
 }
 
 impl RunShared {
-    /// The wall-clock time of `at`, to the microsecond.
-    pub(crate) fn wall_time(&self, at: Instant) -> DateTime<Utc> {
-        let micros = at.saturating_duration_since(self.mono_start).as_micros();
-        self.wall_start + TimeDelta::microseconds(i64::try_from(micros).unwrap_or(i64::MAX))
-    }
-
     pub(crate) fn is_ended(&self) -> bool {
         self.ended.load(Ordering::Acquire)
     }
@@ -541,21 +691,29 @@ impl RunShared {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records a finished step, or counts it late when the run has ended.
-    pub(crate) fn step_finished(&self, seq: u64, step: Box<Step>) {
+    /// Records a finished step (its record and its buffer's bytes), or counts it late when
+    /// the run has ended.
+    pub(crate) fn step_finished(&self, rec: StepRecord, bytes: &[u8]) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if self.is_ended() {
             drop(state);
             self.step_late();
-            drop(step);
             return;
         }
-        state.push((seq, step));
+        if state.records.capacity() == 0 {
+            // Most runs have a handful of small steps: no reallocation until the ninth.
+            state.records.reserve(8);
+            state.bytes.reserve(8 * 128);
+        }
+        let at = state.bytes.len();
+        state.bytes.extend_from_slice(bytes);
+        state.records.push((rec, at..at + bytes.len()));
+        drop(state);
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Marks the run ended; returns its finished steps and the number still open.
-    fn end(&self) -> (Vec<(u64, Box<Step>)>, usize) {
+    fn end(&self) -> (Finished, usize) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         self.ended.store(true, Ordering::Release);
         let open = self.open.load(Ordering::Relaxed);
@@ -602,14 +760,14 @@ impl RunGuard {
 
     /// A step of this run. Its parent is the innermost active step of this run on this thread
     /// (or task), else it is a root step.
-    pub fn step(&self, step_type: StepType, name: impl Into<String>) -> StepGuardBuilder {
+    pub fn step(&self, step_type: StepType, name: impl AsRef<str>) -> StepGuardBuilder {
         let frame = context::top(Some(&self.shared)).unwrap_or_else(|| Frame {
             key: self.shared.id,
             run: Arc::clone(&self.shared),
             step: None,
             depth: 0,
         });
-        StepGuardBuilder::new(Some(frame), step_type, name)
+        StepGuardBuilder::new(Some(frame), step_type, name.as_ref())
     }
 
     /// A context for this run's root, to carry to other threads or tasks.
@@ -661,7 +819,7 @@ impl Drop for RunGuard {
         if self.current {
             context::pop(self.shared.id);
         }
-        let end = self.shared.wall_time(Instant::now());
+        let end = Instant::now();
         if std::thread::panicking() {
             run.error = Some("panicked".to_owned());
             run.error_type = Some("panic".to_owned());
@@ -670,13 +828,16 @@ impl Drop for RunGuard {
             run.error_type = Some("cancelled".to_owned());
         }
         let (finished, open) = self.shared.end();
-        run.steps = assemble(run.id, finished);
-        let dropped = self.shared.dropped.load(Ordering::Relaxed);
-        set_count(&mut run.attributes, STEPS_DROPPED, dropped);
-        set_count(&mut run.attributes, STEPS_LATE, open as u64);
-        run.finish_at(end);
-        run.aggregate();
-        self.shared.runtime.submit(run);
+        let raw = RawRun {
+            run,
+            finished,
+            capture: self.shared.capture.clone(),
+            timeline: self.shared.timeline,
+            end,
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
+            open,
+        };
+        self.shared.runtime.submit(Ended::Raw(raw));
     }
 }
 
@@ -686,30 +847,19 @@ fn set_count(attrs: &mut JsonMap, key: &str, n: u64) {
     }
 }
 
-/// Builds the step tree from finished steps (any order) by parent id, children in start order.
-/// A step whose parent is not among them becomes a root. No recursion.
-fn assemble(trace_id: Uuid, mut finished: Vec<(u64, Box<Step>)>) -> Vec<Step> {
-    if finished.is_empty() {
-        return Vec::new();
-    }
-    finished.sort_unstable_by_key(|(seq, _)| *seq);
-    if finished.iter().all(|(_, s)| s.parent_id.is_none()) {
-        // Flat (every step a root): one move per step.
-        return finished
-            .into_iter()
-            .map(|(_, boxed)| {
-                let mut step = *boxed;
-                step.trace_id = trace_id;
-                step
-            })
-            .collect();
+/// Builds the step tree from finished steps in start order, by parent id. A step whose parent
+/// is not among them becomes a root. No recursion.
+fn assemble(finished: Vec<Step>) -> Vec<Step> {
+    if finished.iter().all(|s| s.parent_id.is_none()) {
+        // Flat (every step a root): nothing moves.
+        return finished;
     }
     let n = finished.len();
     // Parent lookup by id: a sorted list and binary search (no hashing, one allocation).
     let mut by_id: Vec<(Uuid, usize)> = finished
         .iter()
         .enumerate()
-        .map(|(i, (_, s))| (s.id, i))
+        .map(|(i, s)| (s.id, i))
         .collect();
     by_id.sort_unstable_by_key(|(id, _)| *id);
     let index_of = |id: Uuid| {
@@ -720,11 +870,12 @@ fn assemble(trace_id: Uuid, mut finished: Vec<(u64, Box<Step>)>) -> Vec<Step> {
     };
     // A parent starts before its children, so it has a smaller index. Children are listed by
     // index first, then steps are built from the last to the first: every step's children are
-    // complete when it is reached, and each step is moved twice (out of its box, into its
-    // parent), whatever the shape of the tree.
+    // complete when it is reached, and each step moves once (into its parent), whatever the
+    // shape of the tree.
     let mut kids: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut roots = Vec::new();
-    for (i, (_, step)) in finished.iter_mut().enumerate() {
+    let mut slots: Vec<Option<Step>> = Vec::with_capacity(n);
+    for (i, mut step) in finished.into_iter().enumerate() {
         match step.parent_id.and_then(index_of) {
             Some(p) if p < i => kids[p].push(i),
             _ => {
@@ -732,16 +883,18 @@ fn assemble(trace_id: Uuid, mut finished: Vec<(u64, Box<Step>)>) -> Vec<Step> {
                 roots.push(i);
             }
         }
+        slots.push(Some(step));
     }
-    let mut built: Vec<Option<Step>> = Vec::with_capacity(n);
-    built.resize_with(n, || None);
-    for (i, (_, boxed)) in finished.into_iter().enumerate().rev() {
-        let mut step = *boxed;
-        step.trace_id = trace_id;
-        step.children = kids[i].iter().filter_map(|&c| built[c].take()).collect();
-        built[i] = Some(step);
+    for i in (0..n).rev() {
+        if kids[i].is_empty() {
+            continue;
+        }
+        let children: Vec<Step> = kids[i].iter().filter_map(|&c| slots[c].take()).collect();
+        if let Some(step) = slots[i].as_mut() {
+            step.children = children;
+        }
     }
-    roots.iter().filter_map(|&r| built[r].take()).collect()
+    roots.iter().filter_map(|&r| slots[r].take()).collect()
 }
 
 #[cfg(test)]
@@ -759,11 +912,7 @@ mod tests {
         let mut d = Step::new(t, StepType::Tool, "d");
         d.parent_id = Some(Uuid::from_u128(7)); // parent never recorded
         let e = Step::new(t, StepType::Tool, "e");
-        let steps = vec![(2, c), (1, b), (0, a), (3, d), (4, e)];
-        let tree = assemble(
-            t,
-            steps.into_iter().map(|(i, s)| (i, Box::new(s))).collect(),
-        );
+        let tree = assemble(vec![a, b, c, d, e]);
         let names: Vec<_> = tree.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "d", "e"]);
         let kids: Vec<_> = tree[0].children.iter().map(|s| s.name.as_str()).collect();
@@ -774,7 +923,7 @@ mod tests {
     #[test]
     fn assemble_matches_a_naive_tree_builder_on_random_shapes() {
         // Deterministic pseudo-random shapes: each step's parent is an earlier step, the run
-        // (None) or an unknown id; input order shuffled.
+        // (None) or an unknown id; steps in start order (as `Finished::materialize` sorts them).
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = move |m: u64| {
             x ^= x << 13;
@@ -786,7 +935,7 @@ mod tests {
         for n in [1usize, 2, 5, 10, 40, 200] {
             let mut steps: Vec<Step> = Vec::new();
             for i in 0..n {
-                let mut s = Step::new(Uuid::nil(), StepType::Tool, format!("s{i}"));
+                let mut s = Step::new(t, StepType::Tool, format!("s{i}"));
                 s.id = Uuid::from_u128(1000 + next(1 << 40) as u128 * 1000 + i as u128);
                 s.parent_id = match next(4) {
                     0 => None,
@@ -814,21 +963,13 @@ mod tests {
                     .collect()
             }
             let expected = naive(&steps, None);
-            let mut input: Vec<(u64, Box<Step>)> = steps
-                .into_iter()
-                .enumerate()
-                .map(|(i, s)| (i as u64, Box::new(s)))
-                .collect();
-            for i in (1..input.len()).rev() {
-                input.swap(i, next(i as u64 + 1) as usize);
-            }
-            let tree = assemble(t, input);
+            let tree = assemble(steps);
             assert_eq!(shape(&tree), expected, "n = {n}");
             assert!(tree.iter().all(|s| s.parent_id.is_none()));
             let mut all: Vec<&Step> = tree.iter().collect();
             let mut count = 0;
             while let Some(s) = all.pop() {
-                assert_eq!(s.trace_id, t, "every step gets the run's trace id");
+                assert_eq!(s.trace_id, t, "no step is altered");
                 count += 1;
                 all.extend(s.children.iter());
             }

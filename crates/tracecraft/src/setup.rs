@@ -211,6 +211,8 @@ impl Runtime {
                 Some(0) => None,
                 Some(n) => Some(n),
             },
+            background_processing: config.background_processing,
+            processing_queue_size: config.batch.max_queue_size,
         };
         Ok(Runtime::from_parts(options, pipeline, store))
     }

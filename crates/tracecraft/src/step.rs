@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use tracecraft_core::{Step, StepType, Uuid};
+use serde_json::Value;
+use tracecraft_core::{StepType, Uuid};
 
 use crate::capture::{self, Capture};
 use crate::context::{self, Context, Frame};
-use crate::runtime::RunShared;
+use crate::record::{self, StepRecord, Tag};
 
 /// A step of the current run (the innermost active run on this thread or task), or an inert
 /// builder when there is none (its guard records nothing).
@@ -31,20 +32,60 @@ use crate::runtime::RunShared;
 /// assert_eq!(sink.runs()[0].steps[0].name, "lookup");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn step(step_type: StepType, name: impl Into<String>) -> StepGuardBuilder {
-    StepGuardBuilder::new(context::top(None), step_type, name)
+pub fn step(step_type: StepType, name: impl AsRef<str>) -> StepGuardBuilder {
+    StepGuardBuilder::new(context::top(None), step_type, name.as_ref())
 }
 
+/// A step being built or under way: its fixed-size record and its buffer (see
+/// [`crate::record`]).
 struct Pending {
     frame: Frame,
-    /// Boxed: builders and guards move by value, a `Step` is several hundred bytes.
-    step: Box<Step>,
-    capture: Option<Capture>,
+    rec: StepRecord,
+    buf: Vec<u8>,
 }
 
 impl Pending {
     fn capture(&self) -> &Capture {
-        self.capture.as_ref().unwrap_or(&self.frame.run.capture)
+        self.rec.capture.as_ref().unwrap_or(&self.frame.run.capture)
+    }
+
+    fn input<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) {
+        let cap = self.rec.capture.as_ref().unwrap_or(&self.frame.run.capture);
+        if !cap.inputs {
+            return;
+        }
+        if cap.is_excluded(name) {
+            // Never serialize what is excluded.
+            record::put_excluded(&mut self.buf, Tag::Input, name);
+        } else {
+            record::put_value(&mut self.buf, Tag::Input, name, value);
+        }
+    }
+
+    fn output<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) {
+        if self.capture().outputs {
+            record::put_value(&mut self.buf, Tag::Output, name, value);
+        }
+    }
+
+    fn attribute<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) {
+        record::put_value(&mut self.buf, Tag::Attribute, name, value);
+    }
+
+    fn model(&mut self, name: &str, provider: &str) {
+        record::put_text(&mut self.buf, Tag::Model, name);
+        record::put_text(&mut self.buf, Tag::Provider, provider);
+    }
+
+    fn fail(&mut self, message: &str, error_type: &str) {
+        self.rec.has_error = true;
+        record::put_text(&mut self.buf, Tag::Error, message);
+        record::put_text(&mut self.buf, Tag::ErrorType, error_type);
+    }
+
+    fn capture_mut(&mut self) -> &mut Capture {
+        let run = &self.frame.run.capture;
+        self.rec.capture.get_or_insert_with(|| run.clone())
     }
 }
 
@@ -58,31 +99,24 @@ pub struct StepGuardBuilder {
 impl std::fmt::Debug for StepGuardBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StepGuardBuilder")
-            .field("id", &self.pending.as_ref().map(|p| p.step.id))
+            .field("id", &self.pending.as_ref().map(|p| p.rec.id))
             .finish_non_exhaustive()
     }
 }
 
 impl StepGuardBuilder {
-    pub(crate) fn new(
-        frame: Option<Frame>,
-        step_type: StepType,
-        name: impl Into<String>,
-    ) -> StepGuardBuilder {
+    pub(crate) fn new(frame: Option<Frame>, step_type: StepType, name: &str) -> StepGuardBuilder {
         let pending = frame.map(|frame| {
-            let mut step = Box::new(Step::with_id(
+            let mut buf = record::take_buf();
+            let mut rec = StepRecord::new(
                 capture::new_id(),
-                frame.run.id,
                 step_type,
                 name,
-                frame.run.wall_time(std::time::Instant::now()),
-            ));
-            step.parent_id = frame.step;
-            Pending {
-                frame,
-                step,
-                capture: None,
-            }
+                std::time::Instant::now(),
+                &mut buf,
+            );
+            rec.parent_id = frame.step;
+            Pending { frame, rec, buf }
         });
         StepGuardBuilder { pending }
     }
@@ -94,74 +128,62 @@ impl StepGuardBuilder {
         self
     }
 
-    fn capture_mut(p: &mut Pending) -> &mut Capture {
-        let run = &p.frame.run.capture;
-        p.capture.get_or_insert_with(|| run.clone())
-    }
-
     /// Sets the model and its provider.
-    pub fn model(self, name: impl Into<String>, provider: impl Into<String>) -> Self {
-        self.with(|p| {
-            p.step.model_name = Some(name.into());
-            p.step.model_provider = Some(provider.into());
-        })
+    pub fn model(self, name: impl AsRef<str>, provider: impl AsRef<str>) -> Self {
+        self.with(|p| p.model(name.as_ref(), provider.as_ref()))
     }
     /// Adds an input, serialized now (`"[EXCLUDED]"` when its name, or a key inside it, is
     /// excluded; nothing when inputs are not captured).
-    pub fn input<T: Serialize + ?Sized>(self, name: impl Into<String>, value: &T) -> Self {
-        self.with(|p| {
-            let name = name.into();
-            if let Some(v) = p.capture().input(&name, value) {
-                p.step.inputs.insert(name, v);
-            }
-        })
+    pub fn input<T: Serialize + ?Sized>(self, name: impl AsRef<str>, value: &T) -> Self {
+        self.with(|p| p.input(name.as_ref(), value))
     }
     /// Adds every field of `args` as an input (keyword-style arguments: a struct or a map);
     /// a value that is not an object is recorded under `"input"`.
     pub fn inputs<T: Serialize + ?Sized>(self, args: &T) -> Self {
         self.with(|p| {
-            let cap = p.capture.as_ref().unwrap_or(&p.frame.run.capture);
-            cap.inputs_into(&mut p.step.inputs, args);
-        })
-    }
-    /// Adds an output, serialized now (nothing when outputs are not captured).
-    pub fn output<T: Serialize + ?Sized>(self, name: impl Into<String>, value: &T) -> Self {
-        self.with(|p| {
-            if p.capture().outputs {
-                p.step.outputs.insert(name.into(), capture::to_json(value));
+            if !p.capture().inputs {
+                return;
+            }
+            match capture::to_json(args) {
+                Value::Object(fields) => {
+                    for (k, v) in &fields {
+                        p.input(k, v);
+                    }
+                }
+                other => p.input("input", &other),
             }
         })
     }
+    /// Adds an output, serialized now (nothing when outputs are not captured).
+    pub fn output<T: Serialize + ?Sized>(self, name: impl AsRef<str>, value: &T) -> Self {
+        self.with(|p| p.output(name.as_ref(), value))
+    }
     /// Adds an attribute, serialized now.
-    pub fn attribute<T: Serialize + ?Sized>(self, name: impl Into<String>, value: &T) -> Self {
-        self.with(|p| {
-            p.step
-                .attributes
-                .insert(name.into(), capture::to_json(value));
-        })
+    pub fn attribute<T: Serialize + ?Sized>(self, name: impl AsRef<str>, value: &T) -> Self {
+        self.with(|p| p.attribute(name.as_ref(), value))
     }
     /// Sets token counts.
     pub fn tokens(self, input: u64, output: u64) -> Self {
         self.with(|p| {
-            p.step.input_tokens = Some(input);
-            p.step.output_tokens = Some(output);
+            p.rec.input_tokens = Some(input);
+            p.rec.output_tokens = Some(output);
         })
     }
     /// Sets the cost in US dollars.
     pub fn cost_usd(self, cost: f64) -> Self {
-        self.with(|p| p.step.cost_usd = Some(cost))
+        self.with(|p| p.rec.cost_usd = Some(cost))
     }
     /// Marks the step as streaming.
     pub fn streaming(self) -> Self {
-        self.with(|p| p.step.is_streaming = true)
+        self.with(|p| p.rec.is_streaming = true)
     }
     /// Overrides the run's `capture_inputs` for this step (also for inputs given before).
     pub fn capture_inputs(self, on: bool) -> Self {
-        self.with(|p| Self::capture_mut(p).inputs = on)
+        self.with(|p| p.capture_mut().inputs = on)
     }
     /// Overrides the run's `capture_outputs` for this step.
     pub fn capture_outputs(self, on: bool) -> Self {
-        self.with(|p| Self::capture_mut(p).outputs = on)
+        self.with(|p| p.capture_mut().outputs = on)
     }
     /// Adds names to exclude for this step (also applied to inputs given before).
     pub fn exclude_inputs<I, S>(self, names: I) -> Self
@@ -170,7 +192,7 @@ impl StepGuardBuilder {
         S: Into<String>,
     {
         self.with(|p| {
-            let cap = Self::capture_mut(p);
+            let cap = p.capture_mut();
             let mut all = cap.exclude.to_vec();
             all.extend(names.into_iter().map(Into::into));
             cap.exclude = all.into();
@@ -191,27 +213,22 @@ impl StepGuardBuilder {
         self.start_inner(false)
     }
 
-    fn start_inner(self, current: bool) -> StepGuard {
-        let Some(mut p) = self.pending else {
+    fn start_inner(mut self, current: bool) -> StepGuard {
+        let Some(mut p) = self.pending.take() else {
             return StepGuard { active: None };
         };
         let run = &p.frame.run;
         let depth = p.frame.depth + 1;
         if run.is_ended() {
             run.step_late();
+            record::give_buf(p.buf);
             return StepGuard { active: None };
         }
         let recorded = run.max_depth.is_none_or(|max| depth <= max);
         if !recorded {
             run.step_dropped();
         }
-        if let Some(cap) = &p.capture {
-            cap.reapply(&mut p.step.inputs);
-            if !cap.outputs {
-                p.step.outputs.clear();
-            }
-        }
-        let key = p.step.id;
+        let key = p.rec.id;
         // The entry of an unrecorded step still counts depth, so its children are dropped too.
         if current {
             context::push(Frame {
@@ -221,13 +238,12 @@ impl StepGuardBuilder {
                 depth,
             });
         }
-        let seq = if recorded { run.step_started() } else { 0 };
+        if recorded {
+            p.rec.seq = run.step_started();
+        }
         StepGuard {
             active: Some(Active {
-                run: p.frame.run,
-                step: p.step,
-                capture: p.capture,
-                seq,
+                p,
                 recorded,
                 depth,
                 current,
@@ -242,21 +258,21 @@ impl StepGuardBuilder {
     }
 }
 
+impl Drop for StepGuardBuilder {
+    fn drop(&mut self) {
+        // A builder dropped without `start`: its buffer goes back to the pool.
+        if let Some(p) = self.pending.take() {
+            record::give_buf(p.buf);
+        }
+    }
+}
+
 struct Active {
-    run: Arc<RunShared>,
-    step: Box<Step>,
-    capture: Option<Capture>,
-    seq: u64,
+    p: Pending,
     recorded: bool,
     depth: usize,
     /// Whether `start` pushed a context entry (to pop on drop).
     current: bool,
-}
-
-impl Active {
-    fn capture(&self) -> &Capture {
-        self.capture.as_ref().unwrap_or(&self.run.capture)
-    }
 }
 
 /// An active step; ends when dropped (or [`StepGuard::end`]ed) and is recorded in its run.
@@ -278,16 +294,16 @@ impl std::fmt::Debug for StepGuard {
 }
 
 impl StepGuard {
-    fn with(&mut self, f: impl FnOnce(&mut Active)) {
+    fn with(&mut self, f: impl FnOnce(&mut Pending)) {
         if let Some(a) = self.active.as_mut() {
-            f(a);
+            f(&mut a.p);
         }
     }
 
     /// The step's id (`None` when inert).
     #[must_use]
     pub fn id(&self) -> Option<Uuid> {
-        self.active.as_ref().map(|a| a.step.id)
+        self.active.as_ref().map(|a| a.p.rec.id)
     }
 
     /// Whether the step will be recorded (an active run, within the depth limit).
@@ -301,12 +317,12 @@ impl StepGuard {
     pub fn context(&self) -> Context {
         match &self.active {
             Some(a) => Context::from_frame(Frame {
-                key: a.step.id,
-                run: Arc::clone(&a.run),
+                key: a.p.rec.id,
+                run: Arc::clone(&a.p.frame.run),
                 step: if a.recorded {
-                    Some(a.step.id)
+                    Some(a.p.rec.id)
                 } else {
-                    a.step.parent_id
+                    a.p.rec.parent_id
                 },
                 depth: a.depth,
             }),
@@ -315,80 +331,79 @@ impl StepGuard {
     }
 
     /// Adds an input, serialized now (capture controls apply).
-    pub fn input<T: Serialize + ?Sized>(&mut self, name: impl Into<String>, value: &T) {
-        self.with(|a| {
-            let name = name.into();
-            if let Some(v) = a.capture().input(&name, value) {
-                a.step.inputs.insert(name, v);
-            }
-        });
+    pub fn input<T: Serialize + ?Sized>(&mut self, name: impl AsRef<str>, value: &T) {
+        self.with(|p| p.input(name.as_ref(), value));
     }
     /// Adds an output, serialized now (nothing when outputs are not captured).
-    pub fn output<T: Serialize + ?Sized>(&mut self, name: impl Into<String>, value: &T) {
-        self.with(|a| {
-            if a.capture().outputs {
-                a.step.outputs.insert(name.into(), capture::to_json(value));
-            }
-        });
+    pub fn output<T: Serialize + ?Sized>(&mut self, name: impl AsRef<str>, value: &T) {
+        self.with(|p| p.output(name.as_ref(), value));
     }
     /// Sets the output `"result"` (the Python package's name for a return value).
     pub fn set_output<T: Serialize + ?Sized>(&mut self, value: &T) {
         self.output("result", value);
     }
     /// Sets an attribute, serialized now.
-    pub fn set_attribute<T: Serialize + ?Sized>(&mut self, name: impl Into<String>, value: &T) {
-        self.with(|a| {
-            a.step
-                .attributes
-                .insert(name.into(), capture::to_json(value));
-        });
-    }
-    /// Changes the step directly (for integrations in this crate).
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
-    pub(crate) fn update(&mut self, f: impl FnOnce(&mut tracecraft_core::Step)) {
-        self.with(|a| f(&mut a.step));
+    pub fn set_attribute<T: Serialize + ?Sized>(&mut self, name: impl AsRef<str>, value: &T) {
+        self.with(|p| p.attribute(name.as_ref(), value));
     }
 
     /// Sets token counts.
     pub fn set_tokens(&mut self, input: u64, output: u64) {
-        self.with(|a| {
-            a.step.input_tokens = Some(input);
-            a.step.output_tokens = Some(output);
+        self.with(|p| {
+            p.rec.input_tokens = Some(input);
+            p.rec.output_tokens = Some(output);
         });
+    }
+    /// Sets the input token count only (for integrations in this crate).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn set_input_tokens(&mut self, n: u64) {
+        self.with(|p| p.rec.input_tokens = Some(n));
+    }
+    /// Sets the output token count only (for integrations in this crate).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn set_output_tokens(&mut self, n: u64) {
+        self.with(|p| p.rec.output_tokens = Some(n));
     }
     /// Sets the cost in US dollars.
     pub fn set_cost_usd(&mut self, cost: f64) {
-        self.with(|a| a.step.cost_usd = Some(cost));
+        self.with(|p| p.rec.cost_usd = Some(cost));
     }
     /// Sets the model and its provider.
-    pub fn set_model(&mut self, name: impl Into<String>, provider: impl Into<String>) {
-        self.with(|a| {
-            a.step.model_name = Some(name.into());
-            a.step.model_provider = Some(provider.into());
-        });
+    pub fn set_model(&mut self, name: impl AsRef<str>, provider: impl AsRef<str>) {
+        self.with(|p| p.model(name.as_ref(), provider.as_ref()));
+    }
+    /// Sets the model name only (for integrations in this crate).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn set_model_name(&mut self, name: &str) {
+        self.with(|p| record::put_text(&mut p.buf, Tag::Model, name));
+    }
+    /// Sets the model provider only (for integrations in this crate).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn set_model_provider(&mut self, provider: &str) {
+        self.with(|p| record::put_text(&mut p.buf, Tag::Provider, provider));
     }
     /// Appends a streamed chunk and marks the step streaming (chunks are outputs: nothing is
     /// kept when outputs are not captured).
-    pub fn push_chunk(&mut self, chunk: impl Into<String>) {
-        self.with(|a| {
-            a.step.is_streaming = true;
-            if a.capture().outputs {
-                a.step.streaming_chunks.push(chunk.into());
+    pub fn push_chunk(&mut self, chunk: impl AsRef<str>) {
+        self.with(|p| {
+            p.rec.is_streaming = true;
+            if p.capture().outputs {
+                record::put_text(&mut p.buf, Tag::Chunk, chunk.as_ref());
             }
         });
     }
     /// Records `err`: its message (`Display`) and the last path segment of its type's name.
     /// An empty message still counts as an error.
     pub fn fail<E: std::fmt::Display + ?Sized>(&mut self, err: &E) {
+        if self.active.is_none() {
+            return;
+        }
         let message = err.to_string();
         self.fail_with(message, capture::type_name_of::<E>());
     }
     /// Records an error with an explicit message and type.
-    pub fn fail_with(&mut self, message: impl Into<String>, error_type: impl Into<String>) {
-        self.with(|a| {
-            a.step.error = Some(message.into());
-            a.step.error_type = Some(error_type.into());
-        });
+    pub fn fail_with(&mut self, message: impl AsRef<str>, error_type: impl AsRef<str>) {
+        self.with(|p| p.fail(message.as_ref(), error_type.as_ref()));
     }
     /// Records the error of `result`, if any, and passes it through.
     pub fn record<T, E: std::fmt::Display>(&mut self, result: Result<T, E>) -> Result<T, E> {
@@ -404,26 +419,30 @@ impl StepGuard {
 
 impl Drop for StepGuard {
     fn drop(&mut self) {
-        let Some(mut a) = self.active.take() else {
+        let Some(Active {
+            mut p,
+            recorded,
+            current,
+            ..
+        }) = self.active.take()
+        else {
             return;
         };
-        if a.current {
-            context::pop(a.step.id);
+        if current {
+            context::pop(p.rec.id);
         }
-        if !a.recorded {
+        if !recorded {
+            record::give_buf(p.buf);
             return;
         }
-        // On the run's monotonic timeline, to the microsecond (the Python package's precision):
-        // a step never ends after its parent or its run.
-        let end = a.run.wall_time(std::time::Instant::now());
+        p.rec.end = std::time::Instant::now();
         if std::thread::panicking() {
-            a.step.error = Some("panicked".to_owned());
-            a.step.error_type = Some("panic".to_owned());
-        } else if context::cancelling() && !a.step.has_error() {
-            a.step.error = Some("cancelled".to_owned());
-            a.step.error_type = Some("cancelled".to_owned());
+            p.fail("panicked", "panic");
+        } else if context::cancelling() && !p.rec.has_error {
+            p.fail("cancelled", "cancelled");
         }
-        a.step.finish_at(end);
-        a.run.step_finished(a.seq, a.step);
+        let Pending { frame, rec, buf } = p;
+        frame.run.step_finished(rec, &buf);
+        record::give_buf(buf);
     }
 }

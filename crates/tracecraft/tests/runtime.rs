@@ -538,6 +538,15 @@ fn check_tenant(store: &MemoryStore, tenant: &str, expected_runs: usize) {
 
 #[test]
 fn tenants_on_threads_and_tasks_never_cross_write() {
+    tenants_never_cross_write(false);
+}
+
+#[test]
+fn tenants_never_cross_write_with_background_processing() {
+    tenants_never_cross_write(true);
+}
+
+fn tenants_never_cross_write(background: bool) {
     let store_a = Arc::new(MemoryStore::new());
     let store_b = Arc::new(MemoryStore::new());
     let make = |store: &Arc<MemoryStore>, env: &str| {
@@ -549,6 +558,7 @@ fn tenants_on_threads_and_tasks_never_cross_write() {
         Runtime::from_pipeline(
             RuntimeOptions {
                 environment: Some(env.into()),
+                background_processing: background,
                 ..RuntimeOptions::default()
             },
             pipeline,
