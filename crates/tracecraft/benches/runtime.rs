@@ -8,7 +8,14 @@
 //!   (without redaction: its cost is measured by the redact and pipeline benches) and enqueues
 //!   it into a `BatchExporter` around a discarding exporter. The bench checks that the
 //!   processing thread kept up (no run dropped).
-//! - `runtime/run_10_steps_inline`: the same with processing on the traced thread.
+//! - `runtime/run_empty`: a run without steps, start to end (the per-run cost of the
+//!   hand-over to the processing thread).
+//! - `runtime/run_10_steps_inline`: the same as `run_10_steps_batch` with processing on the
+//!   traced thread.
+//!
+//! The processing thread builds and processes runs more slowly than a tight loop ends them, so
+//! every timed chunk is followed by an untimed `force_flush` (as when runs end at a realistic
+//! rate); the bench fails if any run was dropped.
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -127,6 +134,15 @@ fn bench(c: &mut Criterion) {
             timed_chunks(&rt, iters, 256, |n| {
                 for _ in 0..n {
                     ten_steps(&rt);
+                }
+            })
+        });
+    });
+    g.bench_function("run_empty", |b| {
+        b.iter_custom(|iters| {
+            timed_chunks(&rt, iters, 256, |n| {
+                for _ in 0..n {
+                    rt.run("bench").user_id("u-1").start().end();
                 }
             })
         });

@@ -41,6 +41,12 @@ pub(crate) enum Tag {
     ErrorType = 7,
     /// A streamed chunk: text (in order).
     Chunk = 8,
+    /// Input tokens: 8 bytes, little-endian (the last one wins).
+    InputTokens = 9,
+    /// Output tokens: 8 bytes, little-endian (the last one wins).
+    OutputTokens = 10,
+    /// Cost in US dollars: an `f64`'s 8 bytes, little-endian (the last one wins).
+    Cost = 11,
 }
 
 impl Tag {
@@ -54,30 +60,30 @@ impl Tag {
             6 => Tag::Error,
             7 => Tag::ErrorType,
             8 => Tag::Chunk,
+            9 => Tag::InputTokens,
+            10 => Tag::OutputTokens,
+            11 => Tag::Cost,
             _ => return None,
         })
     }
 }
 
-/// The fixed-size part of a step being recorded; everything of variable size is in its buffer.
+/// The fixed-size part of a step being recorded (kept small: guards move it by value);
+/// everything else is in its buffer.
 pub(crate) struct StepRecord {
     pub(crate) id: Uuid,
     pub(crate) parent_id: Option<Uuid>,
     pub(crate) step_type: StepType,
     pub(crate) start: Instant,
-    pub(crate) end: Instant,
     /// Start order within the run.
     pub(crate) seq: u64,
     /// Length of the name at the start of the buffer.
     pub(crate) name_len: u32,
-    pub(crate) input_tokens: Option<u64>,
-    pub(crate) output_tokens: Option<u64>,
-    pub(crate) cost_usd: Option<f64>,
     pub(crate) is_streaming: bool,
     /// Whether an error was recorded (the buffer holds it).
     pub(crate) has_error: bool,
-    /// The step's own capture settings when they differ from the run's.
-    pub(crate) capture: Option<Capture>,
+    /// The step's own capture settings when they differ from the run's (rare: boxed).
+    pub(crate) capture: Option<Box<Capture>>,
 }
 
 impl StepRecord {
@@ -100,12 +106,8 @@ impl StepRecord {
             parent_id: None,
             step_type,
             start,
-            end: start,
             seq: 0,
             name_len: u32::try_from(len).unwrap_or(u32::MAX),
-            input_tokens: None,
-            output_tokens: None,
-            cost_usd: None,
             is_streaming: false,
             has_error: false,
             capture: None,
@@ -146,6 +148,12 @@ pub(crate) fn put_text(buf: &mut Vec<u8>, tag: Tag, text: &str) {
     put_head(buf, tag, text);
 }
 
+/// Appends an 8-byte record (token counts, cost).
+pub(crate) fn put_u64(buf: &mut Vec<u8>, tag: Tag, n: u64) {
+    buf.push(tag as u8);
+    buf.extend_from_slice(&n.to_le_bytes());
+}
+
 fn put_head(buf: &mut Vec<u8>, tag: Tag, key: &str) {
     let mut len = key.len().min(u32::MAX as usize);
     while !key.is_char_boundary(len) {
@@ -162,11 +170,21 @@ fn patch_len(buf: &mut [u8], len_at: usize, start: usize) {
     buf[len_at..len_at + 4].copy_from_slice(&n.to_le_bytes());
 }
 
-/// One decoded record: tag, key or text, and the JSON value's bytes (empty for text records).
+/// One decoded record: tag, key or text, and the JSON value's bytes (empty for text records;
+/// the 8 bytes of numeric records, whose key is empty).
 struct Field<'a> {
     tag: Tag,
     key: &'a str,
     value: &'a [u8],
+}
+
+impl Field<'_> {
+    fn u64(&self) -> u64 {
+        self.value
+            .try_into()
+            .map(u64::from_le_bytes)
+            .unwrap_or_default()
+    }
 }
 
 /// Decodes the records after the name. Stops at the first malformed record (none are: only
@@ -175,6 +193,15 @@ fn fields(mut b: &[u8]) -> impl Iterator<Item = Field<'_>> {
     std::iter::from_fn(move || {
         let (&t, rest) = b.split_first()?;
         let tag = Tag::from_u8(t)?;
+        if matches!(tag, Tag::InputTokens | Tag::OutputTokens | Tag::Cost) {
+            let value = rest.get(..8)?;
+            b = &rest[8..];
+            return Some(Field {
+                tag,
+                key: "",
+                value,
+            });
+        }
         let (key, rest) = take(rest)?;
         let key = std::str::from_utf8(key).ok()?;
         let (value, rest) = match tag {
@@ -204,19 +231,17 @@ fn parse(value: &[u8]) -> Value {
 /// caller's `times`.
 pub(crate) fn materialize(
     rec: StepRecord,
+    end: Instant,
     bytes: &[u8],
     run_capture: &Capture,
     trace_id: Uuid,
     wall: impl Fn(Instant) -> tracecraft_core::DateTime<tracecraft_core::Utc>,
 ) -> Step {
-    let capture = rec.capture.as_ref().unwrap_or(run_capture);
+    let capture = rec.capture.as_deref().unwrap_or(run_capture);
     let name_len = (rec.name_len as usize).min(bytes.len());
     let name = String::from_utf8_lossy(&bytes[..name_len]).into_owned();
     let mut step = Step::with_id(rec.id, trace_id, rec.step_type, name, wall(rec.start));
     step.parent_id = rec.parent_id;
-    step.input_tokens = rec.input_tokens;
-    step.output_tokens = rec.output_tokens;
-    step.cost_usd = rec.cost_usd;
     step.is_streaming = rec.is_streaming;
     for f in fields(&bytes[name_len..]) {
         match f.tag {
@@ -241,10 +266,13 @@ pub(crate) fn materialize(
             Tag::Error => step.error = Some(f.key.to_owned()),
             Tag::ErrorType => step.error_type = Some(f.key.to_owned()),
             Tag::Chunk if capture.outputs => step.streaming_chunks.push(f.key.to_owned()),
+            Tag::InputTokens => step.input_tokens = Some(f.u64()),
+            Tag::OutputTokens => step.output_tokens = Some(f.u64()),
+            Tag::Cost => step.cost_usd = Some(f64::from_bits(f.u64())),
             Tag::Input | Tag::Output | Tag::Chunk => {}
         }
     }
-    step.finish_at(wall(rec.end));
+    step.finish_at(wall(end));
     step
 }
 
@@ -302,9 +330,14 @@ mod tests {
         let rec = StepRecord::new(Uuid::from_u128(5), StepType::Llm, "chat ✓", t, &mut buf);
         f(&mut buf);
         let wall0 = tracecraft_core::time::now();
-        materialize(rec, &buf, capture, Uuid::from_u128(9), |at| {
-            wall0 + chrono::TimeDelta::microseconds(at.duration_since(t).as_micros() as i64)
-        })
+        materialize(
+            rec,
+            Instant::now(),
+            &buf,
+            capture,
+            Uuid::from_u128(9),
+            |at| wall0 + chrono::TimeDelta::microseconds(at.duration_since(t).as_micros() as i64),
+        )
     }
 
     #[test]
@@ -363,6 +396,9 @@ mod tests {
                 put_text(b, Tag::Error, "");
                 put_text(b, Tag::ErrorType, "Timeout");
                 put_text(b, Tag::Chunk, "he");
+                put_u64(b, Tag::InputTokens, 1);
+                put_u64(b, Tag::InputTokens, u64::MAX);
+                put_u64(b, Tag::Cost, 0.25f64.to_bits());
                 put_text(b, Tag::Chunk, "llo");
                 put_value(b, Tag::Output, "result", "ok");
                 put_value(b, Tag::Attribute, "k", &json!({"x": 1}));
@@ -376,6 +412,9 @@ mod tests {
         assert_eq!(step.error.as_deref(), Some(""));
         assert_eq!(step.error_type.as_deref(), Some("Timeout"));
         assert_eq!(step.streaming_chunks, ["he", "llo"]);
+        assert_eq!(step.input_tokens, Some(u64::MAX));
+        assert_eq!(step.output_tokens, None);
+        assert_eq!(step.cost_usd, Some(0.25));
         assert_eq!(step.outputs["result"], json!("ok"));
         assert_eq!(step.attributes["k"], json!({"x": 1}));
         assert_eq!(step.trace_id, Uuid::from_u128(9));

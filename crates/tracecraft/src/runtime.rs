@@ -649,19 +649,19 @@ pub(crate) struct RunShared {
 /// The finished steps of a run: their records, and their buffers' bytes one after another.
 #[derive(Default)]
 pub(crate) struct Finished {
-    records: Vec<(StepRecord, std::ops::Range<usize>)>,
+    records: Vec<(StepRecord, Instant, std::ops::Range<usize>)>,
     bytes: Vec<u8>,
 }
 
 impl Finished {
     /// The data-model steps, in start order.
     fn materialize(mut self, capture: &Capture, trace_id: Uuid, timeline: &Timeline) -> Vec<Step> {
-        self.records.sort_unstable_by_key(|(rec, _)| rec.seq);
+        self.records.sort_unstable_by_key(|(rec, _, _)| rec.seq);
         let bytes = &self.bytes;
         self.records
             .into_iter()
-            .map(|(rec, range)| {
-                record::materialize(rec, &bytes[range], capture, trace_id, |at| {
+            .map(|(rec, end, range)| {
+                record::materialize(rec, end, &bytes[range], capture, trace_id, |at| {
                     timeline.wall(at)
                 })
             })
@@ -693,7 +693,7 @@ impl RunShared {
 
     /// Records a finished step (its record and its buffer's bytes), or counts it late when
     /// the run has ended.
-    pub(crate) fn step_finished(&self, rec: StepRecord, bytes: &[u8]) {
+    pub(crate) fn step_finished(&self, rec: StepRecord, end: Instant, bytes: &[u8]) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if self.is_ended() {
             drop(state);
@@ -707,7 +707,7 @@ impl RunShared {
         }
         let at = state.bytes.len();
         state.bytes.extend_from_slice(bytes);
-        state.records.push((rec, at..at + bytes.len()));
+        state.records.push((rec, end, at..at + bytes.len()));
         drop(state);
         self.open.fetch_sub(1, Ordering::Relaxed);
     }

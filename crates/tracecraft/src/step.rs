@@ -9,6 +9,7 @@ use tracecraft_core::{StepType, Uuid};
 use crate::capture::{self, Capture};
 use crate::context::{self, Context, Frame};
 use crate::record::{self, StepRecord, Tag};
+use crate::runtime::RunShared;
 
 /// A step of the current run (the innermost active run on this thread or task), or an inert
 /// builder when there is none (its guard records nothing).
@@ -39,18 +40,20 @@ pub fn step(step_type: StepType, name: impl AsRef<str>) -> StepGuardBuilder {
 /// A step being built or under way: its fixed-size record and its buffer (see
 /// [`crate::record`]).
 struct Pending {
-    frame: Frame,
+    run: Arc<RunShared>,
+    /// Depth of the parent (the run is 0).
+    parent_depth: usize,
     rec: StepRecord,
     buf: Vec<u8>,
 }
 
 impl Pending {
     fn capture(&self) -> &Capture {
-        self.rec.capture.as_ref().unwrap_or(&self.frame.run.capture)
+        self.rec.capture.as_deref().unwrap_or(&self.run.capture)
     }
 
     fn input<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) {
-        let cap = self.rec.capture.as_ref().unwrap_or(&self.frame.run.capture);
+        let cap = self.rec.capture.as_deref().unwrap_or(&self.run.capture);
         if !cap.inputs {
             return;
         }
@@ -77,6 +80,15 @@ impl Pending {
         record::put_text(&mut self.buf, Tag::Provider, provider);
     }
 
+    fn tokens(&mut self, input: Option<u64>, output: Option<u64>) {
+        if let Some(n) = input {
+            record::put_u64(&mut self.buf, Tag::InputTokens, n);
+        }
+        if let Some(n) = output {
+            record::put_u64(&mut self.buf, Tag::OutputTokens, n);
+        }
+    }
+
     fn fail(&mut self, message: &str, error_type: &str) {
         self.rec.has_error = true;
         record::put_text(&mut self.buf, Tag::Error, message);
@@ -84,8 +96,10 @@ impl Pending {
     }
 
     fn capture_mut(&mut self) -> &mut Capture {
-        let run = &self.frame.run.capture;
-        self.rec.capture.get_or_insert_with(|| run.clone())
+        let run = &self.run.capture;
+        self.rec
+            .capture
+            .get_or_insert_with(|| Box::new(run.clone()))
     }
 }
 
@@ -116,7 +130,12 @@ impl StepGuardBuilder {
                 &mut buf,
             );
             rec.parent_id = frame.step;
-            Pending { frame, rec, buf }
+            Pending {
+                run: frame.run,
+                parent_depth: frame.depth,
+                rec,
+                buf,
+            }
         });
         StepGuardBuilder { pending }
     }
@@ -164,14 +183,11 @@ impl StepGuardBuilder {
     }
     /// Sets token counts.
     pub fn tokens(self, input: u64, output: u64) -> Self {
-        self.with(|p| {
-            p.rec.input_tokens = Some(input);
-            p.rec.output_tokens = Some(output);
-        })
+        self.with(|p| p.tokens(Some(input), Some(output)))
     }
     /// Sets the cost in US dollars.
     pub fn cost_usd(self, cost: f64) -> Self {
-        self.with(|p| p.rec.cost_usd = Some(cost))
+        self.with(|p| record::put_u64(&mut p.buf, Tag::Cost, cost.to_bits()))
     }
     /// Marks the step as streaming.
     pub fn streaming(self) -> Self {
@@ -217,8 +233,8 @@ impl StepGuardBuilder {
         let Some(mut p) = self.pending.take() else {
             return StepGuard { active: None };
         };
-        let run = &p.frame.run;
-        let depth = p.frame.depth + 1;
+        let run = &p.run;
+        let depth = p.parent_depth + 1;
         if run.is_ended() {
             run.step_late();
             record::give_buf(p.buf);
@@ -234,7 +250,7 @@ impl StepGuardBuilder {
             context::push(Frame {
                 key,
                 run: Arc::clone(run),
-                step: if recorded { Some(key) } else { p.frame.step },
+                step: if recorded { Some(key) } else { p.rec.parent_id },
                 depth,
             });
         }
@@ -318,7 +334,7 @@ impl StepGuard {
         match &self.active {
             Some(a) => Context::from_frame(Frame {
                 key: a.p.rec.id,
-                run: Arc::clone(&a.p.frame.run),
+                run: Arc::clone(&a.p.run),
                 step: if a.recorded {
                     Some(a.p.rec.id)
                 } else {
@@ -349,24 +365,21 @@ impl StepGuard {
 
     /// Sets token counts.
     pub fn set_tokens(&mut self, input: u64, output: u64) {
-        self.with(|p| {
-            p.rec.input_tokens = Some(input);
-            p.rec.output_tokens = Some(output);
-        });
+        self.with(|p| p.tokens(Some(input), Some(output)));
     }
     /// Sets the input token count only (for integrations in this crate).
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn set_input_tokens(&mut self, n: u64) {
-        self.with(|p| p.rec.input_tokens = Some(n));
+        self.with(|p| p.tokens(Some(n), None));
     }
     /// Sets the output token count only (for integrations in this crate).
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn set_output_tokens(&mut self, n: u64) {
-        self.with(|p| p.rec.output_tokens = Some(n));
+        self.with(|p| p.tokens(None, Some(n)));
     }
     /// Sets the cost in US dollars.
     pub fn set_cost_usd(&mut self, cost: f64) {
-        self.with(|p| p.rec.cost_usd = Some(cost));
+        self.with(|p| record::put_u64(&mut p.buf, Tag::Cost, cost.to_bits()));
     }
     /// Sets the model and its provider.
     pub fn set_model(&mut self, name: impl AsRef<str>, provider: impl AsRef<str>) {
@@ -435,14 +448,14 @@ impl Drop for StepGuard {
             record::give_buf(p.buf);
             return;
         }
-        p.rec.end = std::time::Instant::now();
         if std::thread::panicking() {
             p.fail("panicked", "panic");
         } else if context::cancelling() && !p.rec.has_error {
             p.fail("cancelled", "cancelled");
         }
-        let Pending { frame, rec, buf } = p;
-        frame.run.step_finished(rec, &buf);
+        let end = std::time::Instant::now();
+        let Pending { run, rec, buf, .. } = p;
+        run.step_finished(rec, end, &buf);
         record::give_buf(buf);
     }
 }
