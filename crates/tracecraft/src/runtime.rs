@@ -51,6 +51,9 @@ pub const PROCESSING_QUEUE_FULL: &str = "processing_queue_full";
 /// Key of [`PipelineStats::dropped`] counting runs whose building panicked on the processing
 /// thread (never exported).
 pub const PROCESSING_PANICKED: &str = "processing_panicked";
+/// Key of [`PipelineStats::dropped`] counting runs still queued for processing when
+/// [`Runtime::shutdown`] timed out.
+pub const PROCESSING_UNFINISHED: &str = "processing_unfinished_at_shutdown";
 
 /// Instrumentation options of a [`Runtime`]; run and step builders can override the capture
 /// controls.
@@ -351,6 +354,10 @@ impl Runtime {
             add(
                 PROCESSING_PANICKED,
                 w.stats.panicked.load(Ordering::Relaxed),
+            );
+            add(
+                PROCESSING_UNFINISHED,
+                w.stats.unfinished.load(Ordering::Relaxed),
             );
         }
         s

@@ -37,6 +37,9 @@ pub(crate) struct WorkerStats {
     pub(crate) dropped_queue_full: AtomicU64,
     /// Runs whose building panicked (never exported).
     pub(crate) panicked: AtomicU64,
+    /// Runs still queued when a shutdown timed out (the thread may still process them, but
+    /// the exporters are closed by then).
+    pub(crate) unfinished: AtomicU64,
     warned: AtomicBool,
 }
 
@@ -132,6 +135,13 @@ impl Worker {
         let (ack_tx, ack_rx) = bounded(1);
         if self.control.send(Control::Stop(ack_tx)).is_ok() && ack_rx.recv_timeout(timeout).is_err()
         {
+            // Counted, never lost silently (the run being processed now is not included).
+            let left = self.runs.len();
+            self.stats.unfinished.store(left as u64, Ordering::Relaxed);
+            tracing::warn!(
+                unfinished = left,
+                "tracecraft: shutdown timed out with runs still queued for processing"
+            );
             return Err(ExportError::Timeout {
                 exporter: "tracecraft-process".to_owned(),
                 timeout,

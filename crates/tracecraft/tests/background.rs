@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tracecraft::core::testing::MemoryExporter;
 use tracecraft::pipeline::{Outcome, Pipeline, ProcessError, Processor, RedactionProcessor};
 use tracecraft::redact::RedactionConfig;
-use tracecraft::runtime::{DROPPED_AFTER_SHUTDOWN, PROCESSING_QUEUE_FULL};
+use tracecraft::runtime::{DROPPED_AFTER_SHUTDOWN, PROCESSING_QUEUE_FULL, PROCESSING_UNFINISHED};
 use tracecraft::{AgentRun, Runtime, RuntimeOptions, StepType};
 
 fn runtime(background: bool, redact: bool) -> (Runtime, MemoryExporter) {
@@ -164,25 +164,49 @@ impl Processor for Gate {
     }
 }
 
-#[test]
-fn a_full_queue_drops_new_runs_and_counts_them() {
-    let gate = Arc::new(Mutex::new(()));
-    let held = gate.lock().unwrap();
+fn gated(gate: &Arc<Mutex<()>>, queue: usize) -> (Runtime, MemoryExporter) {
     let sink = MemoryExporter::new();
     let pipeline = Pipeline::builder()
         .without_redaction()
-        .processor(Gate(Arc::clone(&gate)))
+        .processor(Gate(Arc::clone(gate)))
         .exporter(sink.clone())
         .build()
         .unwrap();
     let rt = Runtime::from_pipeline(
         RuntimeOptions {
             background_processing: true,
-            processing_queue_size: 2,
+            processing_queue_size: queue,
             ..RuntimeOptions::default()
         },
         pipeline,
     );
+    (rt, sink)
+}
+
+#[test]
+fn a_shutdown_that_times_out_counts_the_runs_left() {
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let (rt, sink) = gated(&gate, 100);
+    for i in 0..10 {
+        rt.run(format!("r{i}")).start().end();
+    }
+    // The thread is stuck on the first run it took (at the latest after its 100 ms tick).
+    std::thread::sleep(Duration::from_millis(300));
+    let report = rt.shutdown(Duration::from_millis(50));
+    assert!(!report.is_clean());
+    assert_eq!(report.errors[0].0, "tracecraft-process");
+    let left = rt.stats().dropped[PROCESSING_UNFINISHED];
+    assert_eq!(left, 9, "the run being processed is not counted");
+    assert_eq!(sink.len(), 0);
+    drop(held);
+}
+
+#[test]
+fn a_full_queue_drops_new_runs_and_counts_them() {
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let (rt, sink) = gated(&gate, 2);
     // The processing thread takes runs only when woken (queue half full) or every 100 ms;
     // keep ending runs until one is refused.
     let mut ended = 0;
