@@ -131,6 +131,33 @@ impl Default for EnrichmentConfig {
 /// removed, and Anthropic's dashed versions (`claude-3-5-sonnet`) dotted.
 #[must_use]
 pub fn normalize_model(model: &str) -> String {
+    normalized(model).into_owned()
+}
+
+/// Whether [`normalize_model`] would return `model` unchanged (the common case: a plain
+/// lower-case name such as `gpt-4o-mini`), decided without allocating.
+fn is_normalized(model: &str) -> bool {
+    let b = model.as_bytes();
+    let plain = !b.is_empty()
+        && b.iter().all(|&c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.' || c == b'_'
+        });
+    // Anything a rule below could strip or rewrite ends in a digit or starts with `claude`
+    // or `anthropic.`; those take the slow path.
+    plain
+        && !b.last().is_some_and(u8::is_ascii_digit)
+        && !model.starts_with("claude")
+        && !model.starts_with("anthropic.")
+}
+
+fn normalized(model: &str) -> std::borrow::Cow<'_, str> {
+    if is_normalized(model) {
+        return std::borrow::Cow::Borrowed(model);
+    }
+    std::borrow::Cow::Owned(normalize_slow(model))
+}
+
+fn normalize_slow(model: &str) -> String {
     let mut m = model.trim().to_lowercase();
     // Provider prefixes: anything up to the last '/' (`openai/`, `azure/`, `bedrock/anthropic/`).
     if let Some(i) = m.rfind('/') {
@@ -163,17 +190,17 @@ pub fn normalize_model(model: &str) -> String {
             return true;
         }
         // -YYYY-MM-DD
+        // (bytes, not a `str` slice: the name may end in multi-byte characters)
         if b.len() > 11 {
-            let tail = &m[m.len() - 11..];
-            let tb = tail.as_bytes();
+            let tb = &b[b.len() - 11..];
             if tb[0] == b'-'
                 && tb[5] == b'-'
                 && tb[8] == b'-'
-                && tail[1..5]
-                    .bytes()
-                    .chain(tail[6..8].bytes())
-                    .chain(tail[9..].bytes())
-                    .all(|c| c.is_ascii_digit())
+                && tb[1..5]
+                    .iter()
+                    .chain(&tb[6..8])
+                    .chain(&tb[9..])
+                    .all(u8::is_ascii_digit)
             {
                 m.truncate(m.len() - 11);
                 return true;
@@ -204,6 +231,8 @@ pub fn normalize_model(model: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
     entries: Vec<(String, ModelPricing)>,
+    /// Index into `entries` by exact normalized name (most lookups end here).
+    exact: std::collections::HashMap<String, usize>,
 }
 
 impl PriceTable {
@@ -224,17 +253,24 @@ impl PriceTable {
         self.entries.push((key, pricing));
         // Longest first, so the first match is the most specific.
         self.entries.sort_by_key(|e| std::cmp::Reverse(e.0.len()));
+        self.exact = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k.clone(), i))
+            .collect();
     }
 
     /// The price of `model`, if known.
     #[must_use]
     pub fn lookup(&self, model: &str) -> Option<&ModelPricing> {
-        let m = normalize_model(model);
+        let m = normalized(model);
+        if let Some(&i) = self.exact.get(m.as_ref()) {
+            return Some(&self.entries[i].1);
+        }
         self.entries
             .iter()
-            .find(|(k, _)| {
-                m == *k || (m.starts_with(k.as_str()) && m.as_bytes().get(k.len()) == Some(&b'-'))
-            })
+            .find(|(k, _)| m.starts_with(k.as_str()) && m.as_bytes().get(k.len()) == Some(&b'-'))
             .map(|(_, p)| p)
     }
 }
@@ -418,6 +454,54 @@ mod tests {
             );
         }
         assert!(!has_text(&[]) && !has_text(&[""]) && has_text(&["", ""]) && has_text(&["a"]));
+    }
+
+    #[test]
+    fn fast_path_agrees_with_full_normalization() {
+        // Every combination of a few fragments, including each rule's trigger.
+        let parts = [
+            "",
+            "gpt-4o",
+            "GPT",
+            "openai/",
+            "claude-3-5-",
+            "anthropic.",
+            "-20240229",
+            "-0613",
+            "-2024-08-06",
+            "@2024",
+            ":0",
+            "-v1",
+            "mini",
+            "-",
+            ".",
+            "_x",
+            "é",
+            " ",
+            "sonnet",
+        ];
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    let m = format!("{a}{b}{c}");
+                    assert_eq!(normalized(&m), normalize_slow(&m), "{m:?}");
+                    if is_normalized(&m) {
+                        assert_eq!(normalize_slow(&m), m, "{m:?} is not already normalized");
+                    }
+                }
+            }
+        }
+        let table = PriceTable::new(default_pricing());
+        for m in [
+            "gpt-4o-mini",
+            "GPT-4o-mini",
+            "openai/gpt-4o-mini-2024-07-18",
+        ] {
+            assert_eq!(
+                table.lookup(m).map(|p| p.model.as_str()),
+                Some("gpt-4o-mini")
+            );
+        }
     }
 
     #[test]
