@@ -276,10 +276,11 @@ pub(crate) fn materialize(
     step
 }
 
-/// Buffers kept per thread for reuse.
-const POOL_MAX: usize = 32;
+/// Buffers kept per thread for reuse (one per step open at once on the thread; deeper nesting
+/// allocates). With the capacity limit below, a thread keeps at most 128 KiB.
+const POOL_MAX: usize = 8;
 /// Buffers that grew beyond this are not kept.
-const POOL_MAX_CAPACITY: usize = 64 * 1024;
+const POOL_MAX_CAPACITY: usize = 16 * 1024;
 /// Capacity of a new buffer: a name and a few small fields.
 const NEW_CAPACITY: usize = 256;
 
