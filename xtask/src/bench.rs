@@ -194,14 +194,22 @@ fn report(filter: Option<&str>) -> Result<(), String> {
         let ratio = t
             .reference
             .map(|r| if higher_better { value / r } else { r / value });
+        let target = if has_target {
+            format!(
+                "{}{:>8.2} {:<4}",
+                if higher_better { ">=" } else { "<=" },
+                t.target,
+                t.unit
+            )
+        } else {
+            format!("{:>15}", "-")
+        };
         println!(
-            "{:<44} {:>9.2} {:<4} {}{:>8.2} {:<4} {:>6} {:>14} {:>10}  {}",
+            "{:<44} {:>9.2} {:<4} {} {:>6} {:>14} {:>10}  {}",
             t.id,
             value,
             t.unit,
-            if higher_better { ">=" } else { "<=" },
-            t.target,
-            t.unit,
+            target,
             if !has_target {
                 "-"
             } else if met {
