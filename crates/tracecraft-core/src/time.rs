@@ -37,9 +37,22 @@ impl TimeBuf {
     /// `t` in the wire format: `YYYY-MM-DDTHH:MM:SS[.ffffff|.fffffffff]Z`, as
     /// [`format_slow`] (chrono) writes it; years outside 0-9999 and leap seconds go to chrono.
     fn format(&mut self, t: &DateTime<Utc>) -> std::borrow::Cow<'_, str> {
+        match self.format_ascii(t) {
+            // Only ASCII digits and separators were written.
+            Some(b) => std::borrow::Cow::Borrowed(std::str::from_utf8(b).unwrap_or_default()),
+            None => std::borrow::Cow::Owned(format_slow(t)),
+        }
+    }
+
+    /// The bytes of [`TimeBuf::format`] when the fast path applies (`None`: ask chrono).
+    /// They are ASCII digits and `-:.TZ` only, so JSON writers may quote them as they are.
+    fn format_ascii(&mut self, t: &DateTime<Utc>) -> Option<&[u8]> {
+        // One conversion to the naive UTC date and time: each accessor of `DateTime<Utc>`
+        // would convert again.
+        let t = t.naive_utc();
         let (year, nanos) = (t.year(), t.nanosecond());
         if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
-            return std::borrow::Cow::Owned(format_slow(t));
+            return None;
         }
         let b = &mut self.bytes;
         let mut put = |at: usize, width: usize, mut v: u32| {
@@ -70,8 +83,21 @@ impl TimeBuf {
         b[16] = b':';
         b[19] = b'.';
         b[end] = b'Z';
-        // Only ASCII digits and separators were written.
-        std::borrow::Cow::Borrowed(std::str::from_utf8(&b[..=end]).unwrap_or_default())
+        Some(&b[..=end])
+    }
+}
+
+/// Appends `t` in the wire format as a JSON string (quoted) to `out`: the fast path's bytes
+/// need no escaping; anything else (chrono's output) is written by serde_json.
+pub(crate) fn write_json_string(out: &mut Vec<u8>, t: &DateTime<Utc>) {
+    let mut buf = TimeBuf::new();
+    match buf.format_ascii(t) {
+        Some(b) => {
+            out.push(b'"');
+            out.extend_from_slice(b);
+            out.push(b'"');
+        }
+        None => crate::json::write_str(out, &format_slow(t)),
     }
 }
 
