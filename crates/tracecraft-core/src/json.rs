@@ -497,6 +497,146 @@ mod fast {
     }
 }
 
+/// Deserialization of the run's JSON values (`input`, `output`, the `inputs`/`outputs`/
+/// `attributes` maps) for the model's `deserialize_with`: the same values serde_json's own
+/// `Deserialize` impls build (a test compares them), but arrays and objects are allocated at
+/// their final size when the format says how long they are (MessagePack, the SQLite store's
+/// body format, does; JSON does not), instead of growing and rehashing as they fill.
+pub(crate) mod de {
+    use std::fmt;
+
+    use serde::Deserializer;
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    use crate::model::JsonMap;
+
+    /// A bound on capacities taken from the input (a corrupt length must not reserve
+    /// gigabytes): longer containers grow as usual past it.
+    const MAX_PRESIZE: usize = 4096;
+
+    fn capacity(hint: Option<usize>) -> usize {
+        hint.unwrap_or(0).min(MAX_PRESIZE)
+    }
+
+    /// `Deserialize` of `serde_json::Value`, with sized containers.
+    pub(crate) fn value<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+
+    /// `Deserialize` of `serde_json::Map<String, Value>`, with sized containers.
+    pub(crate) fn map<'de, D: Deserializer<'de>>(d: D) -> Result<JsonMap, D::Error> {
+        d.deserialize_map(MapVisitor)
+    }
+
+    struct ValueSeed;
+
+    impl<'de> DeserializeSeed<'de> for ValueSeed {
+        type Value = Value;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            value(d)
+        }
+    }
+
+    fn entries<'de, A: MapAccess<'de>>(mut access: A) -> Result<JsonMap, A::Error> {
+        let mut m = Map::with_capacity(capacity(access.size_hint()));
+        while let Some(k) = access.next_key::<String>()? {
+            let v = access.next_value_seed(ValueSeed)?;
+            m.insert(k, v);
+        }
+        Ok(m)
+    }
+
+    struct MapVisitor;
+
+    impl<'de> Visitor<'de> for MapVisitor {
+        type Value = JsonMap;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            // serde_json's wording for its map.
+            f.write_str("a map")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<JsonMap, E> {
+            // serde_json's `Map` accepts `null` as an empty map.
+            Ok(Map::new())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<JsonMap, A::Error> {
+            entries(access)
+        }
+    }
+
+    /// serde_json's `ValueVisitor` (serde_json 1.x, without `arbitrary_precision` or
+    /// `raw_value`), with sized containers.
+    struct ValueVisitor;
+
+    impl<'de> Visitor<'de> for ValueVisitor {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any valid JSON value")
+        }
+
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+
+        fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Value, E> {
+            serde::Deserialize::deserialize(serde::de::value::I128Deserializer::<E>::new(v))
+        }
+
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+
+        fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Value, E> {
+            serde::Deserialize::deserialize(serde::de::value::U128Deserializer::<E>::new(v))
+        }
+
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            value(d)
+        }
+
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+            let mut items = Vec::with_capacity(capacity(access.size_hint()));
+            while let Some(v) = access.next_element_seed(ValueSeed)? {
+                items.push(v);
+            }
+            Ok(Value::Array(items))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Value, A::Error> {
+            entries(access).map(Value::Object)
+        }
+    }
+}
+
 /// Reads AgentRun JSONL: one run per line; blank lines are skipped.
 ///
 /// Each item is the 1-based line number and the parsed run or its error; a bad line does not
@@ -581,6 +721,66 @@ mod tests {
             n += 1;
         }
         assert!(n > 10, "{n}");
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<f32>().prop_map(|f| Value::from(f64::from(f))),
+            ".*".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 12, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..12).prop_map(Value::from),
+                prop::collection::vec((".{0,6}", inner), 0..12)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sized_values_are_serde_jsons_values(v in json_value()) {
+            // JSON: no lengths known.
+            let text = serde_json::to_string(&v).unwrap();
+            let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let ours = de::value(&mut serde_json::Deserializer::from_str(&text)).unwrap();
+            proptest::prop_assert_eq!(&ours, &reference);
+            // MessagePack (the SQLite body format): lengths known, containers presized.
+            let bytes = rmp_serde::to_vec(&v).unwrap();
+            let reference: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
+            let ours = de::value(&mut rmp_serde::Deserializer::from_read_ref(&bytes)).unwrap();
+            proptest::prop_assert_eq!(&ours, &reference);
+            if let serde_json::Value::Object(m) = &v {
+                let reference: crate::model::JsonMap = rmp_serde::from_slice(&bytes).unwrap();
+                let ours = de::map(&mut rmp_serde::Deserializer::from_read_ref(&bytes)).unwrap();
+                proptest::prop_assert_eq!(&ours, &reference);
+                proptest::prop_assert_eq!(&ours, m);
+                let ours = de::map(&mut serde_json::Deserializer::from_str(&text)).unwrap();
+                proptest::prop_assert_eq!(&ours, m);
+            }
+        }
+    }
+
+    #[test]
+    fn sized_values_fail_like_serde_json() {
+        for text in ["[1,", "{\"a\":}", "nul", "{1:2}", "\"\\ud800\""] {
+            let reference = serde_json::from_str::<serde_json::Value>(text).unwrap_err();
+            let ours = de::value(&mut serde_json::Deserializer::from_str(text)).unwrap_err();
+            assert_eq!(ours.to_string(), reference.to_string(), "{text}");
+        }
+        // Not a map where a map is expected; a huge declared length is not reserved.
+        let reference = serde_json::from_str::<crate::model::JsonMap>("[1]").unwrap_err();
+        let ours = de::map(&mut serde_json::Deserializer::from_str("[1]")).unwrap_err();
+        assert_eq!(ours.to_string(), reference.to_string());
+        let huge = [0xdf, 0xff, 0xff, 0xff, 0xff]; // map32 of 2^32-1 entries, then nothing
+        assert!(de::value(&mut rmp_serde::Deserializer::from_read_ref(&huge[..])).is_err());
     }
 
     #[test]
