@@ -191,6 +191,10 @@ impl JsonlConfig {
 /// Runs serialized together (in parallel when the batch is large enough), then written.
 const ENCODE_WINDOW: usize = 128;
 
+/// The largest output buffer an encoding slot keeps between batches (a chunk of 8 corpus
+/// runs is ~140 KB).
+const ENCODED_KEEP_BYTES: usize = 1 << 20;
+
 /// Runs per unit of work handed to a serializing thread; a window needs two of them at least
 /// to be worth a thread.
 const ENCODE_CHUNK: usize = 8;
@@ -556,6 +560,10 @@ pub struct JsonlStore {
     config: JsonlConfig,
     state: RwLock<State>,
     writer: Mutex<Option<Writer>>,
+    /// The encoding threads' output buffers, kept from batch to batch (locked after
+    /// `writer`, only while it is held): fresh ones grew by doubling and page-faulted on every
+    /// window of every batch.
+    encoded: Mutex<Vec<Mutex<Encoded>>>,
     /// Serializes file rewrites (delete, purge).
     rewrite: Mutex<()>,
     bad: Mutex<Vec<BadLine>>,
@@ -658,6 +666,7 @@ impl JsonlStore {
         let store = JsonlStore {
             state: RwLock::new(State::default()),
             writer: Mutex::new(None),
+            encoded: Mutex::new(Vec::new()),
             rewrite: Mutex::new(()),
             bad: Mutex::new(Vec::new()),
             config,
@@ -1005,12 +1014,12 @@ impl JsonlStore {
             versions.push(Some(version));
         }
         let threads = self.config.threads();
-        let slots: Vec<Mutex<Encoded>> = if threads > 1 && runs.len() >= 2 * ENCODE_CHUNK {
-            (0..ENCODE_WINDOW.div_ceil(ENCODE_CHUNK))
-                .map(|_| Mutex::new(Encoded::default()))
-                .collect()
+        let mut kept = self.encoded.lock();
+        let slots: &[Mutex<Encoded>] = if threads > 1 && runs.len() >= 2 * ENCODE_CHUNK {
+            kept.resize_with(ENCODE_WINDOW.div_ceil(ENCODE_CHUNK), Default::default);
+            &kept
         } else {
-            Vec::new()
+            &[]
         };
         let mut locs: HashMap<Uuid, Vec<Loc>> = HashMap::with_capacity(order.len());
         for window in versions.chunks(ENCODE_WINDOW) {
@@ -1018,10 +1027,10 @@ impl JsonlStore {
             let chunks: Vec<&[&AgentRun]> = window.chunks(ENCODE_CHUNK).collect();
             let parallel = !slots.is_empty() && chunks.len() >= 2;
             if parallel {
-                for slot in &slots {
+                for slot in slots {
                     slot.lock().clear();
                 }
-                encode_parallel(&chunks, &slots, threads.min(chunks.len()));
+                encode_parallel(&chunks, slots, threads.min(chunks.len()));
             }
             for (k, chunk) in chunks.iter().enumerate() {
                 // Lines serialized by the threads, else serialized here straight into the
@@ -1063,6 +1072,13 @@ impl JsonlStore {
                     }
                     locs.entry(run.id).or_default().push(loc);
                 }
+            }
+        }
+        for slot in slots {
+            // Keep what a corpus-sized window needs, not what a window of huge runs took.
+            let mut e = slot.lock();
+            if e.buf.capacity() > ENCODED_KEEP_BYTES {
+                *e = Encoded::default();
             }
         }
         for id in order.iter() {
