@@ -113,8 +113,9 @@ pub struct JsonlConfig {
     /// Write buffer size in bytes (default 1 MiB).
     pub buffer_bytes: usize,
     /// Threads that serialize a large batch (`save_batch`) in parallel: `0` (the default)
-    /// uses the available cores, at most 4; `1` serializes on the calling thread only.
-    /// Lines are written in batch order whatever the setting.
+    /// uses the available cores, at most 4; `1` serializes on the calling thread only. The
+    /// extra threads run a few chunks of 8 runs ahead of the calling thread, which writes
+    /// the lines in batch order whatever the setting (and serializes too rather than wait).
     pub encode_threads: usize,
 }
 
@@ -199,8 +200,8 @@ const ENCODED_KEEP_BYTES: usize = 1 << 20;
 /// to be worth a thread.
 const ENCODE_CHUNK: usize = 8;
 
-/// One serializing thread's share of a window: the JSON lines of consecutive runs, and the
-/// end offset of each line in `buf` (lines carry no newline).
+/// One chunk serialized by a thread: the JSON lines of consecutive runs, and the end offset
+/// of each line in `buf` (lines carry no newline).
 #[derive(Debug, Default)]
 struct Encoded {
     buf: Vec<u8>,
@@ -666,8 +667,8 @@ pub struct JsonlStore {
     state: RwLock<State>,
     writer: Mutex<Option<Writer>>,
     /// The encoding threads' output buffers, kept from batch to batch (locked after
-    /// `writer`, only while it is held): fresh ones grew by doubling and page-faulted on every
-    /// window of every batch.
+    /// `writer`, only while it is held): fresh ones grew by doubling and page-faulted in
+    /// every batch.
     encoded: Mutex<Vec<Encoded>>,
     /// Serializes file rewrites (delete, purge).
     rewrite: Mutex<()>,
