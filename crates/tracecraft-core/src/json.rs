@@ -206,11 +206,434 @@ pub fn to_json(run: &AgentRun) -> String {
 
 /// Appends the JSON of [`to_json`] to `out` (no newline): for writers that batch many runs
 /// into one buffer without an intermediate `String`.
+///
+/// The bytes are those of `serde_json::to_writer(out, run)` (the derived `Serialize`; tests
+/// compare the two on fixtures and random runs), written faster: see [`fast`].
 pub fn write_json(out: &mut Vec<u8>, run: &AgentRun) {
-    // Writing these types into a Vec cannot fail: every map key is a string and non-finite
-    // floats become null.
-    if serde_json::to_writer(&mut *out, run).is_err() {
+    fast::write_run(out, run);
+}
+
+/// Appends `s` as a JSON string, escaped by serde_json.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_serde(out, s);
+}
+
+/// Appends `v` as serde_json writes it (compact).
+fn write_serde<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Writing into a Vec cannot fail for these types: every map key is a string and
+    // non-finite floats become null.
+    if v.serialize(&mut serde_json::Serializer::new(&mut *out))
+        .is_err()
+    {
         out.extend_from_slice(b"null");
+    }
+}
+
+/// The AgentRun JSON writer behind [`write_json`].
+///
+/// It writes what the derived `Serialize` impls make serde_json write, byte for byte, but
+/// knows the shape of a run: the object keys of `AgentRun` and `Step` (fixed ASCII names) are
+/// written as pre-quoted constants, `null`s directly, and UUIDs, timestamps and step types
+/// (hex digits, digits and separators, lower-case names: nothing to escape) between quotes
+/// as they are formatted. Everything that may need escaping or number formatting (names,
+/// messages, tags, chunks, the `input`/`output`/`attributes` values, floats and integers)
+/// goes through serde_json itself: no escaping is re-implemented here. Through the generic
+/// serializer, each of the ~450 fixed keys of a corpus run went through serde_json's
+/// byte-at-a-time escape loop and per-entry bookkeeping, and each of its ~60 UUIDs and ~40
+/// timestamps was formatted and then scanned again for escapes.
+mod fast {
+    use chrono::{DateTime, Utc};
+    use serde_json::Value;
+    use uuid::Uuid;
+
+    use super::write_serde;
+    use crate::model::{AgentRun, JsonMap, Step};
+
+    fn raw(out: &mut Vec<u8>, b: &[u8]) {
+        out.extend_from_slice(b);
+    }
+
+    fn string(out: &mut Vec<u8>, s: &str) {
+        super::write_str(out, s);
+    }
+
+    fn opt_string(out: &mut Vec<u8>, s: Option<&String>) {
+        match s {
+            Some(s) => string(out, s),
+            None => raw(out, b"null"),
+        }
+    }
+
+    fn strings(out: &mut Vec<u8>, v: &[String]) {
+        out.push(b'[');
+        for (i, s) in v.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            string(out, s);
+        }
+        out.push(b']');
+    }
+
+    fn f64_value(out: &mut Vec<u8>, f: f64) {
+        // serde_json's float formatting (and `null` for NaN and infinities).
+        write_serde(out, &f);
+    }
+
+    fn opt_f64(out: &mut Vec<u8>, f: Option<f64>) {
+        match f {
+            Some(f) => f64_value(out, f),
+            None => raw(out, b"null"),
+        }
+    }
+
+    fn u64_value(out: &mut Vec<u8>, n: u64) {
+        write_serde(out, &n);
+    }
+
+    fn opt_u64(out: &mut Vec<u8>, n: Option<u64>) {
+        match n {
+            Some(n) => u64_value(out, n),
+            None => raw(out, b"null"),
+        }
+    }
+
+    fn bool_value(out: &mut Vec<u8>, b: bool) {
+        raw(out, if b { b"true" } else { b"false" });
+    }
+
+    fn value(out: &mut Vec<u8>, v: &Value) {
+        write_serde(out, v);
+    }
+
+    fn map(out: &mut Vec<u8>, m: &JsonMap) {
+        write_serde(out, m);
+    }
+
+    /// A UUID as `uuid` serializes it (hyphenated, lower-case), quoted.
+    fn uuid(out: &mut Vec<u8>, id: &Uuid) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let b = id.as_bytes();
+        let mut s = [0u8; 38];
+        s[0] = b'"';
+        s[37] = b'"';
+        let mut at = 1;
+        for (i, byte) in b.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                s[at] = b'-';
+                at += 1;
+            }
+            s[at] = HEX[usize::from(byte >> 4)];
+            s[at + 1] = HEX[usize::from(byte & 0xf)];
+            at += 2;
+        }
+        raw(out, &s);
+    }
+
+    fn opt_uuid(out: &mut Vec<u8>, id: Option<&Uuid>) {
+        match id {
+            Some(id) => uuid(out, id),
+            None => raw(out, b"null"),
+        }
+    }
+
+    fn time(out: &mut Vec<u8>, t: &DateTime<Utc>) {
+        crate::time::write_json_string(out, t);
+    }
+
+    fn opt_time(out: &mut Vec<u8>, t: Option<&DateTime<Utc>>) {
+        match t {
+            Some(t) => time(out, t),
+            None => raw(out, b"null"),
+        }
+    }
+
+    /// Reads one byte of every string and every value of `v`, with little work in between:
+    /// the loads are independent, so the CPU has many cache misses in flight at once instead
+    /// of one per pointer as the writer meets them.
+    fn touch_value(v: &Value) -> usize {
+        match v {
+            Value::String(s) => touch_str(s),
+            Value::Array(items) => items.iter().map(touch_value).sum(),
+            Value::Object(m) => touch_map(m),
+            _ => 0,
+        }
+    }
+
+    fn touch_str(s: &str) -> usize {
+        s.as_bytes().first().map_or(0, |&b| usize::from(b))
+    }
+
+    fn touch_map(m: &JsonMap) -> usize {
+        m.iter().map(|(k, v)| touch_str(k) + touch_value(v)).sum()
+    }
+
+    fn touch_step(s: &Step) -> usize {
+        touch_str(&s.name)
+            + touch_map(&s.inputs)
+            + touch_map(&s.outputs)
+            + touch_map(&s.attributes)
+            + s.children.iter().map(touch_step).sum::<usize>()
+    }
+
+    pub(super) fn write_run(out: &mut Vec<u8>, r: &AgentRun) {
+        std::hint::black_box(
+            touch_value(&r.input)
+                + touch_value(&r.output)
+                + touch_map(&r.attributes)
+                + r.steps.iter().map(touch_step).sum::<usize>(),
+        );
+        raw(out, br#"{"id":"#);
+        uuid(out, &r.id);
+        raw(out, br#","name":"#);
+        string(out, &r.name);
+        raw(out, br#","description":"#);
+        opt_string(out, r.description.as_ref());
+        raw(out, br#","start_time":"#);
+        time(out, &r.start_time);
+        raw(out, br#","end_time":"#);
+        opt_time(out, r.end_time.as_ref());
+        raw(out, br#","duration_ms":"#);
+        opt_f64(out, r.duration_ms);
+        raw(out, br#","session_id":"#);
+        opt_string(out, r.session_id.as_ref());
+        raw(out, br#","user_id":"#);
+        opt_string(out, r.user_id.as_ref());
+        raw(out, br#","environment":"#);
+        string(out, &r.environment);
+        raw(out, br#","tags":"#);
+        strings(out, &r.tags);
+        raw(out, br#","agent_name":"#);
+        opt_string(out, r.agent_name.as_ref());
+        raw(out, br#","agent_id":"#);
+        opt_string(out, r.agent_id.as_ref());
+        raw(out, br#","agent_description":"#);
+        opt_string(out, r.agent_description.as_ref());
+        raw(out, br#","cloud_provider":"#);
+        opt_string(out, r.cloud_provider.as_ref());
+        raw(out, br#","cloud_trace_id":"#);
+        opt_string(out, r.cloud_trace_id.as_ref());
+        raw(out, br#","input":"#);
+        value(out, &r.input);
+        raw(out, br#","output":"#);
+        value(out, &r.output);
+        raw(out, br#","steps":"#);
+        steps(out, &r.steps);
+        raw(out, br#","total_tokens":"#);
+        u64_value(out, r.total_tokens);
+        raw(out, br#","total_cost_usd":"#);
+        f64_value(out, r.total_cost_usd);
+        raw(out, br#","error_count":"#);
+        u64_value(out, r.error_count);
+        raw(out, br#","error":"#);
+        opt_string(out, r.error.as_ref());
+        raw(out, br#","error_type":"#);
+        opt_string(out, r.error_type.as_ref());
+        raw(out, br#","attributes":"#);
+        map(out, &r.attributes);
+        raw(out, br#","should_export":"#);
+        bool_value(out, r.should_export);
+        raw(out, br#","sample_reason":"#);
+        opt_string(out, r.sample_reason.as_ref());
+        out.push(b'}');
+    }
+
+    fn steps(out: &mut Vec<u8>, steps: &[Step]) {
+        out.push(b'[');
+        for (i, s) in steps.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            step(out, s);
+        }
+        out.push(b']');
+    }
+
+    fn step(out: &mut Vec<u8>, s: &Step) {
+        raw(out, br#"{"id":"#);
+        uuid(out, &s.id);
+        raw(out, br#","parent_id":"#);
+        opt_uuid(out, s.parent_id.as_ref());
+        raw(out, br#","trace_id":"#);
+        uuid(out, &s.trace_id);
+        raw(out, br#","type":""#);
+        // Lower-case ASCII names: nothing to escape.
+        raw(out, s.step_type.as_str().as_bytes());
+        raw(out, br#"","name":"#);
+        string(out, &s.name);
+        raw(out, br#","start_time":"#);
+        time(out, &s.start_time);
+        raw(out, br#","end_time":"#);
+        opt_time(out, s.end_time.as_ref());
+        raw(out, br#","duration_ms":"#);
+        opt_f64(out, s.duration_ms);
+        raw(out, br#","inputs":"#);
+        map(out, &s.inputs);
+        raw(out, br#","outputs":"#);
+        map(out, &s.outputs);
+        raw(out, br#","attributes":"#);
+        map(out, &s.attributes);
+        raw(out, br#","model_name":"#);
+        opt_string(out, s.model_name.as_ref());
+        raw(out, br#","model_provider":"#);
+        opt_string(out, s.model_provider.as_ref());
+        raw(out, br#","input_tokens":"#);
+        opt_u64(out, s.input_tokens);
+        raw(out, br#","output_tokens":"#);
+        opt_u64(out, s.output_tokens);
+        raw(out, br#","cost_usd":"#);
+        opt_f64(out, s.cost_usd);
+        raw(out, br#","is_streaming":"#);
+        bool_value(out, s.is_streaming);
+        raw(out, br#","streaming_chunks":"#);
+        strings(out, &s.streaming_chunks);
+        raw(out, br#","error":"#);
+        opt_string(out, s.error.as_ref());
+        raw(out, br#","error_type":"#);
+        opt_string(out, s.error_type.as_ref());
+        raw(out, br#","children":"#);
+        steps(out, &s.children);
+        out.push(b'}');
+    }
+}
+
+/// Deserialization of the run's JSON values (`input`, `output`, the `inputs`/`outputs`/
+/// `attributes` maps) for the model's `deserialize_with`: the same values serde_json's own
+/// `Deserialize` impls build (a test compares them), but arrays and objects are allocated at
+/// their final size when the format says how long they are (MessagePack, the SQLite store's
+/// body format, does; JSON does not), instead of growing and rehashing as they fill.
+pub(crate) mod de {
+    use std::fmt;
+
+    use serde::Deserializer;
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    use crate::model::JsonMap;
+
+    /// A bound on capacities taken from the input (a corrupt length must not reserve
+    /// gigabytes): longer containers grow as usual past it.
+    const MAX_PRESIZE: usize = 4096;
+
+    fn capacity(hint: Option<usize>) -> usize {
+        hint.unwrap_or(0).min(MAX_PRESIZE)
+    }
+
+    /// `Deserialize` of `serde_json::Value`, with sized containers.
+    pub(crate) fn value<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+
+    /// `Deserialize` of `serde_json::Map<String, Value>`, with sized containers.
+    pub(crate) fn map<'de, D: Deserializer<'de>>(d: D) -> Result<JsonMap, D::Error> {
+        d.deserialize_map(MapVisitor)
+    }
+
+    struct ValueSeed;
+
+    impl<'de> DeserializeSeed<'de> for ValueSeed {
+        type Value = Value;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            value(d)
+        }
+    }
+
+    fn entries<'de, A: MapAccess<'de>>(mut access: A) -> Result<JsonMap, A::Error> {
+        let mut m = Map::with_capacity(capacity(access.size_hint()));
+        while let Some(k) = access.next_key::<String>()? {
+            let v = access.next_value_seed(ValueSeed)?;
+            m.insert(k, v);
+        }
+        Ok(m)
+    }
+
+    struct MapVisitor;
+
+    impl<'de> Visitor<'de> for MapVisitor {
+        type Value = JsonMap;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            // serde_json's wording for its map.
+            f.write_str("a map")
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<JsonMap, E> {
+            // serde_json's `Map` accepts `null` as an empty map.
+            Ok(Map::new())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<JsonMap, A::Error> {
+            entries(access)
+        }
+    }
+
+    /// serde_json's `ValueVisitor` (serde_json 1.x, without `arbitrary_precision` or
+    /// `raw_value`), with sized containers.
+    struct ValueVisitor;
+
+    impl<'de> Visitor<'de> for ValueVisitor {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any valid JSON value")
+        }
+
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+
+        fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Value, E> {
+            serde::Deserialize::deserialize(serde::de::value::I128Deserializer::<E>::new(v))
+        }
+
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+
+        fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Value, E> {
+            serde::Deserialize::deserialize(serde::de::value::U128Deserializer::<E>::new(v))
+        }
+
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            value(d)
+        }
+
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+            let mut items = Vec::with_capacity(capacity(access.size_hint()));
+            while let Some(v) = access.next_element_seed(ValueSeed)? {
+                items.push(v);
+            }
+            Ok(Value::Array(items))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Value, A::Error> {
+            entries(access).map(Value::Object)
+        }
     }
 }
 
@@ -279,6 +702,85 @@ mod tests {
             elide_quoted("unknown field `foo`, expected `id`"),
             "unknown field `foo`, expected `id`"
         );
+    }
+
+    #[test]
+    fn fast_writer_matches_the_derived_serialize_on_fixtures() {
+        let fixtures = [
+            include_str!("../testdata/runs_sample.jsonl"),
+            include_str!("../testdata/python_model_dump.jsonl"),
+        ];
+        let parsed = fixtures
+            .iter()
+            .flat_map(|t| t.lines())
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| parse_run(l).unwrap());
+        let mut n = 0;
+        for run in parsed {
+            assert_eq!(to_json(&run), serde_json::to_string(&run).unwrap());
+            n += 1;
+        }
+        assert!(n > 10, "{n}");
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<f32>().prop_map(|f| Value::from(f64::from(f))),
+            ".*".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 12, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..12).prop_map(Value::from),
+                prop::collection::vec((".{0,6}", inner), 0..12)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn sized_values_are_serde_jsons_values(v in json_value()) {
+            // JSON: no lengths known.
+            let text = serde_json::to_string(&v).unwrap();
+            let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let ours = de::value(&mut serde_json::Deserializer::from_str(&text)).unwrap();
+            proptest::prop_assert_eq!(&ours, &reference);
+            // MessagePack (the SQLite body format): lengths known, containers presized.
+            let bytes = rmp_serde::to_vec(&v).unwrap();
+            let reference: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
+            let ours = de::value(&mut rmp_serde::Deserializer::from_read_ref(&bytes)).unwrap();
+            proptest::prop_assert_eq!(&ours, &reference);
+            if let serde_json::Value::Object(m) = &v {
+                let reference: crate::model::JsonMap = rmp_serde::from_slice(&bytes).unwrap();
+                let ours = de::map(&mut rmp_serde::Deserializer::from_read_ref(&bytes)).unwrap();
+                proptest::prop_assert_eq!(&ours, &reference);
+                proptest::prop_assert_eq!(&ours, m);
+                let ours = de::map(&mut serde_json::Deserializer::from_str(&text)).unwrap();
+                proptest::prop_assert_eq!(&ours, m);
+            }
+        }
+    }
+
+    #[test]
+    fn sized_values_fail_like_serde_json() {
+        for text in ["[1,", "{\"a\":}", "nul", "{1:2}", "\"\\ud800\""] {
+            let reference = serde_json::from_str::<serde_json::Value>(text).unwrap_err();
+            let ours = de::value(&mut serde_json::Deserializer::from_str(text)).unwrap_err();
+            assert_eq!(ours.to_string(), reference.to_string(), "{text}");
+        }
+        // Not a map where a map is expected; a huge declared length is not reserved.
+        let reference = serde_json::from_str::<crate::model::JsonMap>("[1]").unwrap_err();
+        let ours = de::map(&mut serde_json::Deserializer::from_str("[1]")).unwrap_err();
+        assert_eq!(ours.to_string(), reference.to_string());
+        let huge = [0xdf, 0xff, 0xff, 0xff, 0xff]; // map32 of 2^32-1 entries, then nothing
+        assert!(de::value(&mut rmp_serde::Deserializer::from_read_ref(&huge[..])).is_err());
     }
 
     #[test]

@@ -119,13 +119,13 @@ pub struct Step {
     #[serde(default)]
     pub duration_ms: Option<f64>,
     /// Inputs, by name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::de::map")]
     pub inputs: JsonMap,
     /// Outputs, by name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::de::map")]
     pub outputs: JsonMap,
     /// Free-form attributes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::de::map")]
     pub attributes: JsonMap,
     /// The model, for LLM steps.
     #[serde(default)]
@@ -391,10 +391,10 @@ pub struct AgentRun {
     #[serde(default)]
     pub cloud_trace_id: Option<String>,
     /// The run's input: any JSON value.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::de::value")]
     pub input: Value,
     /// The run's output: any JSON value.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::de::value")]
     pub output: Value,
     /// The root steps.
     #[serde(default)]
@@ -415,7 +415,7 @@ pub struct AgentRun {
     #[serde(default)]
     pub error_type: Option<String>,
     /// Free-form attributes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::de::map")]
     pub attributes: JsonMap,
     /// The sampling decision.
     #[serde(default = "default_true")]

@@ -37,9 +37,22 @@ impl TimeBuf {
     /// `t` in the wire format: `YYYY-MM-DDTHH:MM:SS[.ffffff|.fffffffff]Z`, as
     /// [`format_slow`] (chrono) writes it; years outside 0-9999 and leap seconds go to chrono.
     fn format(&mut self, t: &DateTime<Utc>) -> std::borrow::Cow<'_, str> {
+        match self.format_ascii(t) {
+            // Only ASCII digits and separators were written.
+            Some(b) => std::borrow::Cow::Borrowed(std::str::from_utf8(b).unwrap_or_default()),
+            None => std::borrow::Cow::Owned(format_slow(t)),
+        }
+    }
+
+    /// The bytes of [`TimeBuf::format`] when the fast path applies (`None`: ask chrono).
+    /// They are ASCII digits and `-:.TZ` only, so JSON writers may quote them as they are.
+    fn format_ascii(&mut self, t: &DateTime<Utc>) -> Option<&[u8]> {
+        // One conversion to the naive UTC date and time: each accessor of `DateTime<Utc>`
+        // would convert again.
+        let t = t.naive_utc();
         let (year, nanos) = (t.year(), t.nanosecond());
         if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
-            return std::borrow::Cow::Owned(format_slow(t));
+            return None;
         }
         let b = &mut self.bytes;
         let mut put = |at: usize, width: usize, mut v: u32| {
@@ -70,8 +83,21 @@ impl TimeBuf {
         b[16] = b':';
         b[19] = b'.';
         b[end] = b'Z';
-        // Only ASCII digits and separators were written.
-        std::borrow::Cow::Borrowed(std::str::from_utf8(&b[..=end]).unwrap_or_default())
+        Some(&b[..=end])
+    }
+}
+
+/// Appends `t` in the wire format as a JSON string (quoted) to `out`: the fast path's bytes
+/// need no escaping; anything else (chrono's output) is written by serde_json.
+pub(crate) fn write_json_string(out: &mut Vec<u8>, t: &DateTime<Utc>) {
+    let mut buf = TimeBuf::new();
+    match buf.format_ascii(t) {
+        Some(b) => {
+            out.push(b'"');
+            out.extend_from_slice(b);
+            out.push(b'"');
+        }
+        None => crate::json::write_str(out, &format_slow(t)),
     }
 }
 
@@ -93,6 +119,9 @@ fn format_slow(t: &DateTime<Utc>) -> String {
 /// # Errors
 /// A message (never the input itself) saying what is expected.
 pub fn parse(s: &str) -> Result<DateTime<Utc>, &'static str> {
+    if let Some(t) = parse_canonical(s) {
+        return Ok(t);
+    }
     // Python's isoformat() may use a space instead of 'T'; RFC 3339 allows it too.
     match DateTime::parse_from_rfc3339(s) {
         Ok(t) => Ok(t.with_timezone(&Utc)),
@@ -110,6 +139,47 @@ pub fn parse(s: &str) -> Result<DateTime<Utc>, &'static str> {
             }
         }
     }
+}
+
+/// The form TraceCraft writes, `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`, read without chrono's general
+/// RFC 3339 parser (a run has ~40 timestamps). `None` for anything else (other offsets,
+/// lower-case or space separators, leap seconds, more than 9 fraction digits, an invalid
+/// date or time), which [`parse`] hands to chrono: for every string this accepts, chrono
+/// returns the same instant (a test compares the two).
+fn parse_canonical(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b.len() == 21 || b.len() > 30 || b[b.len() - 1] != b'Z' {
+        return None;
+    }
+    let digits = |at: usize, n: usize| -> Option<u32> {
+        b.get(at..at + n)?.iter().try_fold(0u32, |v, &c| {
+            c.is_ascii_digit().then(|| v * 10 + u32::from(c - b'0'))
+        })
+    };
+    let seps = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if seps.iter().any(|&(i, c)| b[i] != c) {
+        return None;
+    }
+    let nanos = if b.len() > 20 {
+        let n = b.len() - 21;
+        if b[19] != b'.' {
+            return None;
+        }
+        digits(20, n)? * 10u32.pow(9 - n as u32)
+    } else {
+        0
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(digits(0, 4)?).ok()?,
+        digits(5, 2)?,
+        digits(8, 2)?,
+    )?;
+    let (h, m, sec) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+    if sec > 59 {
+        return None;
+    }
+    let time = chrono::NaiveTime::from_hms_nano_opt(h, m, sec, nanos)?;
+    Some(date.and_time(time).and_utc())
 }
 
 /// Parses a timestamp from a borrowed (or transient) string: no `String` per timestamp.
@@ -239,6 +309,83 @@ mod tests {
         }
         for t in cases {
             assert_eq!(TimeBuf::new().format(&t), format_slow(&t), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn canonical_parser_agrees_with_chrono() {
+        let chrono_parse = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let mut cases: Vec<String> = [
+            "2026-11-24T09:13:00Z",
+            "2026-11-24T09:13:00.5Z",
+            "2026-11-24T09:13:00.123456Z",
+            "2026-11-24T09:13:00.123456789Z",
+            "2026-11-24T09:13:00.1234567890Z",
+            "2026-11-24T09:13:00.Z",
+            "2026-11-24T23:59:60Z",
+            "2026-11-24T23:59:60.5Z",
+            "2026-02-29T00:00:00Z",
+            "2024-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-00-01T00:00:00Z",
+            "2026-01-00T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:60:00Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "2026-11-24t09:13:00Z",
+            "2026-11-24 09:13:00Z",
+            "2026-11-24T09:13:00z",
+            "2026-11-24T09:13:00+00:00",
+            "2026-11-24T09:13:00",
+            "+2026-11-24T09:13:00Z",
+            "2026-1a-24T09:13:00Z",
+            "2026-11-24T09:13:0٠Z",
+            "",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Digits in every field, some out of range; 0-10 fraction digits.
+            let f = |k: u32, m: u64| (x >> k) % m;
+            let frac_len = f(40, 11) as usize;
+            let frac: String = (0..frac_len)
+                .map(|i| char::from(b'0' + ((x >> (i * 3)) % 10) as u8))
+                .collect();
+            cases.push(format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{}{}Z",
+                f(0, 10_000),
+                f(14, 14),
+                f(18, 33),
+                f(23, 26),
+                f(28, 62),
+                f(34, 62),
+                if frac_len > 0 || x.is_multiple_of(7) {
+                    "."
+                } else {
+                    ""
+                },
+                frac
+            ));
+        }
+        for s in &cases {
+            let fast = parse_canonical(s);
+            if let Some(t) = fast {
+                assert_eq!(Some(t), chrono_parse(s), "{s}");
+            }
+            assert_eq!(parse(s).ok(), chrono_parse(s), "{s}");
+        }
+        // The fast path is taken for what TraceCraft writes.
+        for s in &cases[..3] {
+            assert!(parse_canonical(s).is_some(), "{s}");
         }
     }
 

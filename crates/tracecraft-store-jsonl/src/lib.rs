@@ -113,8 +113,9 @@ pub struct JsonlConfig {
     /// Write buffer size in bytes (default 1 MiB).
     pub buffer_bytes: usize,
     /// Threads that serialize a large batch (`save_batch`) in parallel: `0` (the default)
-    /// uses the available cores, at most 4; `1` serializes on the calling thread only.
-    /// Lines are written in batch order whatever the setting.
+    /// uses the available cores, at most 4; `1` serializes on the calling thread only. The
+    /// extra threads run a few chunks of 8 runs ahead of the calling thread, which writes
+    /// the lines in batch order whatever the setting (and serializes too rather than wait).
     pub encode_threads: usize,
 }
 
@@ -188,15 +189,19 @@ impl JsonlConfig {
     }
 }
 
-/// Runs serialized together (in parallel when the batch is large enough), then written.
-const ENCODE_WINDOW: usize = 128;
+/// Output buffers per serializing thread: how many chunks it may get ahead of the writer.
+const ENCODE_BUFFERS_PER_THREAD: usize = 3;
 
-/// Runs per unit of work handed to a serializing thread; a window needs two of them at least
+/// The largest output buffer an encoding slot keeps between batches (a chunk of 8 corpus
+/// runs is ~140 KB).
+const ENCODED_KEEP_BYTES: usize = 1 << 20;
+
+/// Runs per unit of work handed to a serializing thread; a batch needs two of them at least
 /// to be worth a thread.
 const ENCODE_CHUNK: usize = 8;
 
-/// One serializing thread's share of a window: the JSON lines of consecutive runs, and the
-/// end offset of each line in `buf` (lines carry no newline).
+/// One chunk serialized by a thread: the JSON lines of consecutive runs, and the end offset
+/// of each line in `buf` (lines carry no newline).
 #[derive(Debug, Default)]
 struct Encoded {
     buf: Vec<u8>,
@@ -224,37 +229,142 @@ impl Encoded {
     }
 }
 
-/// Serializes the `chunks` of a window into `slots` (one per chunk, reused from window to
-/// window) on the calling thread and up to `threads - 1` scoped threads, which claim chunks
-/// from a shared counter: a thread that is not scheduled (a busy machine) leaves its work to
-/// the others instead of holding them up. A chunk whose thread panicked is left incomplete;
-/// the caller serializes those runs itself.
-fn encode_parallel(chunks: &[&[&AgentRun]], slots: &[Mutex<Encoded>], threads: usize) {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let work = || {
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let (Some(chunk), Some(slot)) = (chunks.get(i), slots.get(i)) else {
-                break;
-            };
-            slot.lock().encode(chunk);
+/// Serializes `chunks` on `threads - 1` scoped threads and the calling thread, and hands
+/// each chunk to `write` in order (`write(k, Some(lines))`, or `write(k, None)` for a chunk
+/// the caller must serialize itself: one the calling thread took on when it was the next to
+/// write, or one whose thread panicked), while the threads go on with later chunks: writing
+/// overlaps serializing.
+///
+/// Threads claim chunks from a shared counter, so a thread the scheduler leaves idle on a busy
+/// machine holds nobody up, and serialize into buffers from a pool of
+/// [`ENCODE_BUFFERS_PER_THREAD`] per thread, which bounds how far they run ahead of the
+/// writer. The calling thread serializes too when it would otherwise wait. An error of
+/// `write` stops the threads (they find the pool closed) and is returned. Buffers end up in
+/// `kept` for the next batch.
+fn encode_pipelined<E>(
+    chunks: &[&[&AgentRun]],
+    threads: usize,
+    kept: &mut Vec<Encoded>,
+    mut write: impl FnMut(usize, Option<&Encoded>) -> Result<(), E>,
+) -> Result<(), E> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    /// Reports a chunk as failed if its thread unwinds before finishing it.
+    struct Unfinished<'a> {
+        chunk: usize,
+        done: &'a mpsc::Sender<(usize, Option<Encoded>)>,
+    }
+    impl Drop for Unfinished<'_> {
+        fn drop(&mut self) {
+            let _ = self.done.send((self.chunk, None));
         }
-    };
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (1..threads)
-            .filter_map(|_| {
-                std::thread::Builder::new()
-                    .name("tracecraft-jsonl-encode".into())
-                    .spawn_scoped(scope, work)
-                    .ok()
-            })
-            .collect();
-        work();
-        for worker in workers {
-            // A panicked worker leaves its chunk incomplete (see above).
-            let _ = worker.join();
+    }
+
+    let n = chunks.len();
+    let next = AtomicUsize::new(0);
+    let (spare_tx, spare_rx) = mpsc::channel::<Encoded>();
+    let spare_rx = Mutex::new(spare_rx);
+    for _ in 0..ENCODE_BUFFERS_PER_THREAD * (threads - 1) {
+        let _ = spare_tx.send(kept.pop().unwrap_or_default());
+    }
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Option<Encoded>)>();
+    let result = std::thread::scope(|scope| {
+        for _ in 1..threads {
+            let done = done_tx.clone();
+            let (next, spare_rx) = (&next, &spare_rx);
+            let _ = std::thread::Builder::new()
+                .name("tracecraft-jsonl-encode".into())
+                .spawn_scoped(scope, move || {
+                    // A buffer first, then a chunk: a claimed chunk is always being
+                    // serialized, never waiting for a buffer.
+                    loop {
+                        // The pool's lock only for taking a buffer, not while serializing.
+                        let taken = spare_rx.lock().recv();
+                        let Ok(mut e) = taken else { break };
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(chunk) = chunks.get(k) else {
+                            let _ = done.send((usize::MAX, Some(e)));
+                            break;
+                        };
+                        let unfinished = Unfinished {
+                            chunk: k,
+                            done: &done,
+                        };
+                        e.encode(chunk);
+                        std::mem::forget(unfinished);
+                        if done.send((k, Some(e))).is_err() {
+                            break;
+                        }
+                    }
+                });
         }
+        drop(done_tx);
+        let mut ready: HashMap<usize, Option<Encoded>> = HashMap::new();
+        let mut own: Vec<Encoded> = Vec::new();
+        let mut written = 0;
+        let outcome = (|| {
+            while written < n {
+                while let Ok((k, e)) = done_rx.try_recv() {
+                    match k {
+                        k if k < n => drop(ready.insert(k, e)),
+                        _ => own.extend(e),
+                    }
+                }
+                if let Some(e) = ready.remove(&written) {
+                    write(written, e.as_ref())?;
+                    written += 1;
+                    if let Some(e) = e {
+                        // Back to the pool while the threads have chunks left.
+                        if let Err(mpsc::SendError(e)) = spare_tx.send(e) {
+                            own.push(e);
+                        }
+                    }
+                    continue;
+                }
+                // The next chunk to write is not ready: serialize one here rather than wait
+                // (straight into the writer's buffer when it is that chunk).
+                if ready.len() < ENCODE_BUFFERS_PER_THREAD * threads {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k == written {
+                        write(k, None)?;
+                        written += 1;
+                        continue;
+                    }
+                    if let Some(chunk) = chunks.get(k) {
+                        let mut e = own.pop().or_else(|| kept.pop()).unwrap_or_default();
+                        e.encode(chunk);
+                        ready.insert(k, Some(e));
+                        continue;
+                    }
+                }
+                match done_rx.recv() {
+                    Ok((k, e)) if k < n => drop(ready.insert(k, e)),
+                    Ok((_, e)) => own.extend(e),
+                    // Every thread is gone and the chunk never came: serialize it here.
+                    Err(_) => {
+                        write(written, None)?;
+                        written += 1;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        // Closing the pool stops the threads; the scope waits for them.
+        drop(spare_tx);
+        own.extend(ready.into_values().flatten());
+        kept.append(&mut own);
+        outcome
     });
+    kept.extend(done_rx.try_iter().filter_map(|(_, e)| e));
+    kept.extend(spare_rx.lock().try_iter());
+    // Keep what corpus-sized chunks need, not what a chunk of huge runs took.
+    kept.retain(|e| e.buf.capacity() <= ENCODED_KEEP_BYTES);
+    kept.truncate(ENCODE_BUFFERS_PER_THREAD * threads + 1);
+    for e in kept.iter_mut() {
+        e.clear();
+    }
+    result
 }
 
 /// A line that could not be read when the store was opened. Its bytes stay in the file
@@ -556,6 +666,10 @@ pub struct JsonlStore {
     config: JsonlConfig,
     state: RwLock<State>,
     writer: Mutex<Option<Writer>>,
+    /// The encoding threads' output buffers, kept from batch to batch (locked after
+    /// `writer`, only while it is held): fresh ones grew by doubling and page-faulted in
+    /// every batch.
+    encoded: Mutex<Vec<Encoded>>,
     /// Serializes file rewrites (delete, purge).
     rewrite: Mutex<()>,
     bad: Mutex<Vec<BadLine>>,
@@ -658,6 +772,7 @@ impl JsonlStore {
         let store = JsonlStore {
             state: RwLock::new(State::default()),
             writer: Mutex::new(None),
+            encoded: Mutex::new(Vec::new()),
             rewrite: Mutex::new(()),
             bad: Mutex::new(Vec::new()),
             config,
@@ -1004,66 +1119,54 @@ impl JsonlStore {
             }
             versions.push(Some(version));
         }
-        let threads = self.config.threads();
-        let slots: Vec<Mutex<Encoded>> = if threads > 1 && runs.len() >= 2 * ENCODE_CHUNK {
-            (0..ENCODE_WINDOW.div_ceil(ENCODE_CHUNK))
-                .map(|_| Mutex::new(Encoded::default()))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let all: Vec<&AgentRun> = versions.iter().flatten().map(|c| &**c).collect();
+        let chunks: Vec<&[&AgentRun]> = all.chunks(ENCODE_CHUNK).collect();
         let mut locs: HashMap<Uuid, Vec<Loc>> = HashMap::with_capacity(order.len());
-        for window in versions.chunks(ENCODE_WINDOW) {
-            let window: Vec<&AgentRun> = window.iter().flatten().map(|c| &**c).collect();
-            let chunks: Vec<&[&AgentRun]> = window.chunks(ENCODE_CHUNK).collect();
-            let parallel = !slots.is_empty() && chunks.len() >= 2;
-            if parallel {
-                for slot in &slots {
-                    slot.lock().clear();
+        let mut write_chunk = |k: usize, done: Option<&Encoded>| -> Result<(), StoreError> {
+            let chunk = chunks[k];
+            // Lines serialized by a thread, else serialized here straight into the writer's
+            // buffer (small batches, or a chunk no thread finished).
+            let done = done.filter(|e| e.ends.len() == chunk.len());
+            let mut lines = done.iter().flat_map(|e| e.lines());
+            for run in chunk.iter() {
+                let w = self.writer(slot, now)?;
+                let start = w.buf.len();
+                match lines.next() {
+                    Some(line) => w.buf.extend_from_slice(line),
+                    None => tracecraft_core::json::write_json(&mut w.buf, run),
                 }
-                encode_parallel(&chunks, &slots, threads.min(chunks.len()));
-            }
-            for (k, chunk) in chunks.iter().enumerate() {
-                // Lines serialized by the threads, else serialized here straight into the
-                // writer's buffer (small batches, or a chunk whose thread failed).
-                let done = slots
-                    .get(k)
-                    .map(|s| s.lock())
-                    .filter(|e| parallel && e.ends.len() == chunk.len());
-                let mut lines = done.iter().flat_map(|e| e.lines());
-                for run in chunk.iter() {
-                    let w = self.writer(slot, now)?;
-                    let start = w.buf.len();
-                    match lines.next() {
-                        Some(line) => w.buf.extend_from_slice(line),
-                        None => tracecraft_core::json::write_json(&mut w.buf, run),
-                    }
-                    let len = w.buf.len() - start;
-                    w.buf.push(b'\n');
-                    let loc = Loc {
-                        file: w.file,
-                        offset: w.len,
-                        len: u32::try_from(len).unwrap_or(u32::MAX),
-                        line: w.lines + 1,
-                    };
-                    w.len += len as u64 + 1;
-                    w.lines += 1;
-                    // The path only for an error message: no lock or allocation per run.
-                    let file = w.file;
-                    let err = |e| io_err(&self.path_of(file), e);
-                    match self.config.fsync {
-                        Fsync::Always => w.sync().map_err(err)?,
-                        _ if w.buf.len() >= w.buf_limit => {
-                            w.flush().map_err(err)?;
-                            if self.config.fsync == Fsync::Batch {
-                                syncer.start(w);
-                            }
+                let len = w.buf.len() - start;
+                w.buf.push(b'\n');
+                let loc = Loc {
+                    file: w.file,
+                    offset: w.len,
+                    len: u32::try_from(len).unwrap_or(u32::MAX),
+                    line: w.lines + 1,
+                };
+                w.len += len as u64 + 1;
+                w.lines += 1;
+                // The path only for an error message: no lock or allocation per run.
+                let file = w.file;
+                let err = |e| io_err(&self.path_of(file), e);
+                match self.config.fsync {
+                    Fsync::Always => w.sync().map_err(err)?,
+                    _ if w.buf.len() >= w.buf_limit => {
+                        w.flush().map_err(err)?;
+                        if self.config.fsync == Fsync::Batch {
+                            syncer.start(w);
                         }
-                        _ => {}
                     }
-                    locs.entry(run.id).or_default().push(loc);
+                    _ => {}
                 }
+                locs.entry(run.id).or_default().push(loc);
             }
+            Ok(())
+        };
+        let threads = self.config.threads().min(chunks.len());
+        if threads > 1 {
+            encode_pipelined(&chunks, threads, &mut self.encoded.lock(), write_chunk)?;
+        } else {
+            (0..chunks.len()).try_for_each(|k| write_chunk(k, None))?;
         }
         for id in order.iter() {
             let version = latest.get(id).and_then(|&i| versions[i].take());
@@ -1393,6 +1496,53 @@ mod tests {
         }
         assert_eq!(state.by_session.0, session.0, "session postings drifted");
         assert_eq!(state.by_user.0, user.0, "user postings drifted");
+    }
+
+    #[test]
+    fn pipelined_encoding_hands_over_chunks_in_order_and_stops_on_error() {
+        let runs = contract::fixture_runs(203);
+        let refs: Vec<&AgentRun> = runs.iter().collect();
+        let chunks: Vec<&[&AgentRun]> = refs.chunks(ENCODE_CHUNK).collect();
+        for threads in [2, 3, 4, 8] {
+            let mut kept = Vec::new();
+            for round in 0..3 {
+                // Every chunk once, in order, with its own lines (from a thread or not).
+                let mut seen = Vec::new();
+                let mut inline = 0;
+                let r: Result<(), ()> = encode_pipelined(&chunks, threads, &mut kept, |k, e| {
+                    seen.push(k);
+                    // A slow writer: the threads get ahead and fill the pool.
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                    match e {
+                        Some(e) => {
+                            let lines: Vec<&[u8]> = e.lines().collect();
+                            assert_eq!(lines.len(), chunks[k].len());
+                            for (line, run) in lines.iter().zip(chunks[k]) {
+                                assert_eq!(*line, tracecraft_core::to_json(run).as_bytes());
+                            }
+                        }
+                        None => inline += 1,
+                    }
+                    Ok(())
+                });
+                assert_eq!(r, Ok(()));
+                assert_eq!(
+                    seen,
+                    (0..chunks.len()).collect::<Vec<_>>(),
+                    "{threads} {round}"
+                );
+                // (Which chunks the threads serialize depends on scheduling: not asserted.)
+                let _ = inline;
+                assert!(kept.len() <= ENCODE_BUFFERS_PER_THREAD * threads + 1);
+            }
+            // A failing write stops everything and is returned; the threads are joined.
+            let mut calls = 0;
+            let r = encode_pipelined(&chunks, threads, &mut kept, |k, _| {
+                calls += 1;
+                if k == 5 { Err(k) } else { Ok(()) }
+            });
+            assert_eq!((r, calls), (Err(5), 6));
+        }
     }
 
     #[test]

@@ -297,13 +297,26 @@ fn batches_larger_than_the_buffer_are_written_whole_under_every_fsync_policy() {
                 again.clone(),
             ]))
             .unwrap();
+        // Another batch for the threads, smaller than the first: their kept buffers are
+        // reused and must not leak lines of the earlier batch.
+        let later: Vec<_> = runs[100..140]
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.tags.push("later".into());
+                r
+            })
+            .collect();
+        store.save_batch(&contract::processed(&later)).unwrap();
         let check = |store: &JsonlStore| {
             assert!(store.bad_lines().is_empty(), "{:?}", store.bad_lines());
             assert_eq!(store.count(&TraceQuery::new()).unwrap(), runs.len() as u64);
-            for run in &runs {
+            for (i, run) in runs.iter().enumerate() {
                 let got = store.get(run.id).unwrap().unwrap();
                 if run.id == runs[3].id {
                     assert!(got.tags.iter().any(|t| t == "again"));
+                } else if (100..140).contains(&i) {
+                    assert_eq!(got.tags.last().map(String::as_str), Some("later"));
                 } else {
                     assert_eq!(&got, run);
                 }

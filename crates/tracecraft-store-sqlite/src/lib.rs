@@ -79,7 +79,10 @@
 //! freelist) is written whole to the WAL and again at the checkpoint, so 16 KiB pages cost
 //! erasure 2x and batched writes ~10%, for ~5% on `get` (existing databases keep their page
 //! size). The writer has a 32 MiB page cache so a batch does not spill to the WAL
-//! mid-transaction, and `get` decodes the run straight from SQLite's row buffer.
+//! mid-transaction, and `get` decodes the run straight from SQLite's row buffer. A batch's
+//! run bodies are encoded on a second thread while the writer inserts the earlier ones
+//! ([`SqliteConfig::encode_thread`]); the transaction and all SQLite work stay on the
+//! calling thread.
 //!
 //! ## Crate features
 //! None. SQLite is compiled in (`rusqlite` with `bundled`).
@@ -179,6 +182,14 @@ fn page_size(conn: &Connection) -> rusqlite::Result<u32> {
     conn.query_row("PRAGMA page_size", [], |r| r.get(0))
 }
 
+/// Batches of at least this many runs have their bodies encoded on a second thread (see
+/// [`SqliteConfig::encode_thread`]); for fewer, starting the thread costs more than it saves.
+const ENCODE_THREAD_MIN_RUNS: usize = 8;
+
+/// How many encoded bodies (~9 KB each for corpus runs) the encoding thread may hold ahead
+/// of the writer.
+const ENCODE_AHEAD: usize = 64;
+
 /// The writer connection's page cache, in KiB (readers keep SQLite's default, 2 MB).
 const WRITER_CACHE_KIB: u32 = 32 * 1024;
 
@@ -214,6 +225,10 @@ pub struct SqliteConfig {
     pub readers: usize,
     /// Commit durability (default [`Synchronous::Normal`]).
     pub synchronous: Synchronous,
+    /// Encode the run bodies of a batch ([`TraceStore::save_batch`] of at least 8 runs) on a
+    /// second thread while SQLite writes the previous ones (default `true`). The database
+    /// is the same either way; `false` keeps all the work on the calling thread.
+    pub encode_thread: bool,
 }
 
 impl Default for SqliteConfig {
@@ -225,6 +240,7 @@ impl Default for SqliteConfig {
             permissions: PermissionPolicy::Tighten,
             readers: 4,
             synchronous: Synchronous::Normal,
+            encode_thread: true,
         }
     }
 }
@@ -260,6 +276,12 @@ impl SqliteConfig {
     #[must_use]
     pub fn synchronous(mut self, s: Synchronous) -> Self {
         self.synchronous = s;
+        self
+    }
+    /// Sets [`SqliteConfig::encode_thread`].
+    #[must_use]
+    pub fn encode_thread(mut self, on: bool) -> Self {
+        self.encode_thread = on;
         self
     }
 }
@@ -469,11 +491,56 @@ impl SqliteStore {
         Ok((pk, self.decode_row(pk, run)?))
     }
 
+    /// Saves `run` (merged with the stored run of its id, if any). `encoded` is the body of
+    /// `run` itself when the caller has it already (see [`SqliteStore::save_batch_encoding_ahead`]);
+    /// it is used unless a merge changes the run. `buf` is scratch space for encoding here.
+    /// [`TraceStore::save_batch`] with the bodies encoded on a scoped thread, in batch order,
+    /// at most [`ENCODE_AHEAD`] runs ahead of the writer (one producer and one consumer of a
+    /// FIFO channel: body `i` is the body of `runs[i]`). The transaction, merges and
+    /// everything SQLite does stay on the calling thread, as in the sequential path. A body
+    /// the thread could not deliver (it failed to start, panicked or could not encode) is
+    /// encoded by the writer itself, which reports any error; an error of the writer drops
+    /// the channel, which stops the thread.
+    fn save_batch_encoding_ahead(&self, runs: &[ProcessedRun]) -> Result<(), StoreError> {
+        std::thread::scope(|scope| {
+            let (bodies_tx, bodies) =
+                std::sync::mpsc::sync_channel::<Option<Vec<u8>>>(ENCODE_AHEAD);
+            // Buffers go back to the encoder once written: no allocation per run.
+            let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+            let encoder = std::thread::Builder::new()
+                .name("tracecraft-sqlite-encode".into())
+                .spawn_scoped(scope, move || {
+                    for r in runs {
+                        let mut buf = spare
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(16 << 10));
+                        let body = body::encode(r.run(), &mut buf).ok().map(|()| buf);
+                        if bodies_tx.send(body).is_err() {
+                            break;
+                        }
+                    }
+                });
+            let bodies = encoder.is_ok().then_some(bodies);
+            let mut buf = Vec::with_capacity(16 << 10);
+            self.write(|tx| {
+                runs.iter().try_for_each(|r| {
+                    let body = bodies.as_ref().and_then(|b| b.recv().ok().flatten());
+                    self.save_in(tx, r.run(), &mut buf, body.as_deref())?;
+                    if let Some(body) = body {
+                        let _ = spare_tx.send(body);
+                    }
+                    Ok(())
+                })
+            })
+        })
+    }
+
     fn save_in(
         &self,
         tx: &Transaction<'_>,
         run: &AgentRun,
         buf: &mut Vec<u8>,
+        encoded: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let mut id_buf = Uuid::encode_buffer();
         let id: &str = run.id.hyphenated().encode_lower(&mut id_buf);
@@ -488,20 +555,26 @@ impl SqliteStore {
             }
         };
         let merged;
-        let (run, pk) = match existing {
+        let (run, pk, encoded) = match existing {
             Some((pk, old)) => {
                 merged = merge_runs(old, run.clone());
-                (&merged, Some(pk))
+                (&merged, Some(pk), None)
             }
-            None => (run, None),
+            None => (run, None, encoded),
         };
-        body::encode(run, buf).map_err(|message| StoreError::Backend {
-            backend: BACKEND,
-            message: format!(
-                "{}: cannot encode run: {message}",
-                self.config.path.display()
-            ),
-        })?;
+        let body: &[u8] = match encoded {
+            Some(body) => body,
+            None => {
+                body::encode(run, buf).map_err(|message| StoreError::Backend {
+                    backend: BACKEND,
+                    message: format!(
+                        "{}: cannot encode run: {message}",
+                        self.config.path.display()
+                    ),
+                })?;
+                buf
+            }
+        };
         let any_error = run.has_any_error();
         let values = params![
             id,
@@ -518,7 +591,7 @@ impl SqliteStore {
             run.user_id,
             run.environment,
             clamp_i64(run.step_count() as u64),
-            &buf[..],
+            body,
         ];
         let pk = match pk {
             Some(pk) => {
@@ -703,17 +776,20 @@ impl TraceStore for SqliteStore {
     }
 
     fn save(&self, run: &ProcessedRun) -> Result<(), StoreError> {
-        self.write(|tx| self.save_in(tx, run.run(), &mut Vec::new()))
+        self.write(|tx| self.save_in(tx, run.run(), &mut Vec::new(), None))
     }
 
     fn save_batch(&self, runs: &[ProcessedRun]) -> Result<(), StoreError> {
         if runs.is_empty() {
             return Ok(());
         }
+        if self.config.encode_thread && runs.len() >= ENCODE_THREAD_MIN_RUNS {
+            return self.save_batch_encoding_ahead(runs);
+        }
         let mut buf = Vec::with_capacity(16 << 10);
         self.write(|tx| {
             runs.iter()
-                .try_for_each(|r| self.save_in(tx, r.run(), &mut buf))
+                .try_for_each(|r| self.save_in(tx, r.run(), &mut buf, None))
         })
     }
 

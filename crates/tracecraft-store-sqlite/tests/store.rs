@@ -413,3 +413,80 @@ fn corrupt_messagepack_body_is_reported_without_payload() {
     assert!(err.to_string().contains("traces.db"), "{err}");
     assert!(store.get(runs[0].id).unwrap().is_some());
 }
+
+/// Every row of `traces`, `tags` and `steps`, in key order, as text (bodies as hex).
+fn dump(path: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT id, name, name_lower, start_ns, duration_ms, total_cost_usd, total_tokens,
+         error_count, has_error, any_error, session_id, user_id, environment, step_count,
+         hex(run) FROM traces ORDER BY id",
+        "SELECT t.id, g.tag FROM tags g JOIN traces t ON t.pk = g.trace_pk ORDER BY t.id, g.tag",
+        "SELECT t.id, s.step_id, s.parent_id, s.type, s.name, s.start_ns, s.duration_ms,
+         s.model_name, s.input_tokens, s.output_tokens, s.cost_usd, s.has_error
+         FROM steps s JOIN traces t ON t.pk = s.trace_pk ORDER BY t.id, s.step_id",
+    ] {
+        let mut st = conn.prepare(sql).unwrap();
+        let n = st.column_count();
+        let rows = st
+            .query_map([], |r| {
+                (0..n)
+                    .map(|i| {
+                        r.get::<_, rusqlite::types::Value>(i)
+                            .map(|v| format!("{v:?}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|v| v.join("|"))
+            })
+            .unwrap();
+        out.extend(rows.map(Result::unwrap));
+    }
+    out
+}
+
+#[test]
+fn bodies_encoded_on_a_second_thread_make_the_same_database() {
+    // A batch long enough for the encoding thread to run ahead (past its channel bound),
+    // with ids repeated within the batch (merged with the earlier line of the batch) and
+    // ids already stored (merged with the stored run): the pre-encoded body of a merged run
+    // must not be used, and body i must land in row i.
+    let runs = contract::fixture_runs(300);
+    let stored: Vec<AgentRun> = runs[..20].to_vec();
+    let mut batch: Vec<AgentRun> = runs[10..].to_vec();
+    for i in (0..280).step_by(7) {
+        let mut again = batch[i].clone();
+        again.tags.push(format!("again-{i}"));
+        again.output = tracecraft_core::json!({ "second": i });
+        batch.insert(i + 100.min(batch.len() - i), again);
+    }
+    let root = tempfile::tempdir().unwrap();
+    let mut dumps = Vec::new();
+    for (k, threaded) in [false, true].into_iter().enumerate() {
+        let path = root.path().join(format!("{k}/traces.db"));
+        let store = SqliteStore::open(SqliteConfig::new(&path).encode_thread(threaded)).unwrap();
+        store.save_batch(&contract::processed(&stored)).unwrap();
+        store.save_batch(&contract::processed(&batch)).unwrap();
+        for run in &runs {
+            assert!(store.get(run.id).unwrap().is_some());
+        }
+        store.flush().unwrap();
+        drop(store);
+        dumps.push(dump(&path));
+    }
+    assert!(dumps[0].len() > 1_000, "{}", dumps[0].len());
+    assert_eq!(dumps[0], dumps[1]);
+}
+
+#[test]
+fn passes_the_contract_without_the_encoding_thread() {
+    let root = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    contract::run_all(|| {
+        let i = n.fetch_add(1, Ordering::Relaxed);
+        SqliteStore::open(
+            SqliteConfig::new(root.path().join(format!("{i}/traces.db"))).encode_thread(false),
+        )
+        .unwrap()
+    });
+}
