@@ -789,6 +789,54 @@ fn next_digit(b: &[u8], mut from: usize, to: usize) -> usize {
     from
 }
 
+const ONES: u128 = u128::from_le_bytes([1; 16]);
+const HIGH: u128 = ONES * 0x80;
+
+/// The high bit of each byte of `w` that is an ASCII digit.
+#[inline]
+fn digit_bits(w: u128) -> u128 {
+    // As in `next_digit`: `t = x ^ '0'` is below 10 exactly for digits.
+    let t = w ^ (ONES * u128::from(b'0'));
+    !((t | HIGH) - ONES * 10) & !t & HIGH
+}
+
+/// The high bit of each byte of `w` that cannot be in a digit cluster: an ASCII byte outside
+/// `0x20..=0x39` (the ASCII gap bytes `-. ()` and the digits lie in that range; the NBSP bytes
+/// are not ASCII). Per byte, with no carry between bytes: `y + 0x60` reaches `0x80` iff
+/// `y >= 0x20`, `y + 0x46` iff `y >= 0x3A`.
+#[inline]
+fn breaker_bits(w: u128) -> u128 {
+    let a = w & !HIGH;
+    let below = !(a + ONES * 0x60) & HIGH;
+    let above = (a + ONES * 0x46) & HIGH;
+    (below | above) & !w & HIGH
+}
+
+/// For a digit at `p`: the number of bytes that a scan for clusters may skip from `p`, because
+/// a byte that cannot be in a cluster follows within 16 bytes with fewer than 9 digits before
+/// it (then no cluster starts in between, and none reaches past it); else 0.
+#[inline]
+fn short_run(b: &[u8], p: usize) -> usize {
+    let Some(w) = b.get(p..p + 16) else {
+        return 0;
+    };
+    let mut x = [0u8; 16];
+    x.copy_from_slice(w);
+    let w = u128::from_le_bytes(x);
+    let br = breaker_bits(w);
+    if br == 0 {
+        return 0;
+    }
+    // `br`'s lowest set bit is the high bit of byte `k` (< 16).
+    let k = br.trailing_zeros() as usize / 8;
+    // Fewer than 9 bytes before it hold fewer than 9 digits (no popcount on baseline x86-64).
+    if k < 9 || (digit_bits(w) & ((1u128 << (8 * k)) - 1)).count_ones() < 9 {
+        k + 1
+    } else {
+        0
+    }
+}
+
 #[inline]
 fn is_gap(b: u8) -> bool {
     matches!(b, b'-' | b'.' | b' ' | b'(' | b')' | 0xC2 | 0xA0)
@@ -818,6 +866,11 @@ pub(crate) fn digit_clusters(b: &[u8], mut f: impl FnMut(usize, usize)) {
                 p = next_digit(b, p, region_end);
                 if p >= region_end {
                     break;
+                }
+                let skip = short_run(b, p);
+                if skip > 0 {
+                    p += skip;
+                    continue;
                 }
                 let start = p;
                 let mut digits = 0u32;
@@ -866,6 +919,7 @@ fn multi_pattern_builder() -> meta::Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn clusters(s: &str) -> Vec<(usize, usize)> {
         let mut v = Vec::new();
@@ -892,6 +946,79 @@ mod tests {
                     .find(|&i| bytes[i].is_ascii_digit())
                     .unwrap_or(to);
                 assert_eq!(next_digit(&bytes, from, to), want, "{from}..{to}");
+            }
+        }
+    }
+
+    /// The definition: every maximal chain of digits (consecutive digits at most 3 gap bytes
+    /// apart) with at least 9 digits, scanned byte by byte from the start.
+    fn clusters_naive(b: &[u8]) -> Vec<(usize, usize)> {
+        let mut v = Vec::new();
+        let mut p = 0;
+        while p < b.len() {
+            if !b[p].is_ascii_digit() {
+                p += 1;
+                continue;
+            }
+            let (start, mut last, mut digits) = (p, p, 1);
+            let mut j = p + 1;
+            while j < b.len() && j - last <= 4 {
+                if b[j].is_ascii_digit() {
+                    (last, digits) = (j, digits + 1);
+                } else if !is_gap(b[j]) {
+                    break;
+                }
+                j += 1;
+            }
+            if digits >= 9 {
+                v.push((start, last + 1));
+            }
+            p = last + 1;
+        }
+        v
+    }
+
+    #[test]
+    fn short_run_examples() {
+        // A breaker within 16 bytes with fewer than 9 digits before it: skip past it.
+        assert_eq!(short_run(b"2025-03-14T10:00:00.000Z", 0), 11);
+        assert_eq!(short_run(b"10:00:00.000Z ab", 0), 3);
+        // 9 digits before the breaker, no breaker, or fewer than 16 bytes: no skip.
+        assert_eq!(short_run(b"123456789x......", 0), 0);
+        assert_eq!(short_run(b"1 2 3 4 5 6 7 8 9", 0), 0);
+        assert_eq!(short_run(b"12345x", 0), 0);
+        // Non-ASCII bytes (NBSP and others) never count as breakers.
+        assert_eq!(short_run("1\u{a0}2é3日4567890123".as_bytes(), 0), 0);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// The block filter and the 16-byte skip find exactly the clusters of the definition,
+        /// across 32-byte blocks and next to non-ASCII characters.
+        #[test]
+        fn clusters_equal_naive(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => "[0-9]{1,12}",
+                    2 => proptest::sample::select(vec![
+                        "-", ".", " ", "(", ")", "\u{a0}", "  ", "---", "- ", "....",
+                    ]).prop_map(str::to_owned),
+                    1 => "[a-zA-Z:T/_,]{1,3}",
+                    1 => proptest::sample::select(vec![
+                        "é", "日", "\u{c2a0}", "\u{ff15}", "\u{20ac}", "\n",
+                    ]).prop_map(str::to_owned),
+                ],
+                0..60,
+            )
+        ) {
+            let s = parts.concat();
+            let b = s.as_bytes();
+            for from in 0..b.len().min(40) {
+                let t = &b[from..];
+                let mut got = Vec::new();
+                digit_clusters(t, |a, z| got.push((a, z)));
+                proptest::prop_assert_eq!(got, clusters_naive(t));
             }
         }
     }
