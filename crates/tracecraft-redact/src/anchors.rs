@@ -3,9 +3,12 @@
 //!
 //! An ASCII case-insensitive Aho-Corasick automaton over ~80 anchors cannot use its SIMD
 //! prefilter. Instead the text is case-folded block by block into a small buffer (a loop the
-//! compiler vectorises), and a case-sensitive packed (Teddy) searcher looks for the distinct
-//! 3-byte prefixes of the folded anchors; each hit is verified against the anchors sharing that
-//! prefix. One-byte anchors (`@`) are found with `memchr`. When no packed searcher can be built
+//! compiler vectorises), and a case-sensitive packed (Teddy) searcher looks for a few 3-byte
+//! needles shared by the folded anchors (`key` for `api_key`, `accesskey`, ...; see [`needles`]);
+//! each hit is verified against the anchors containing that needle, at its offset in each.
+//! Case-sensitive anchors are searched on the text itself by their 3-byte prefixes. Anchors
+//! without an ASCII letter in their first 3 bytes (`://`, `-----BEGIN`, fullwidth digits) are
+//! found with `memmem`, one-byte anchors (`@`) with `memchr`. When no packed searcher can be built
 //! (no SIMD on the target, too many prefixes, an anchor of 2 bytes), an ASCII case-insensitive
 //! Aho-Corasick automaton does the same job, more slowly.
 
@@ -61,25 +64,27 @@ impl<T> Lit<T> {
     }
 }
 
-/// A packed searcher for distinct 3-byte prefixes and, per prefix, the literals to verify.
+/// A packed searcher for distinct 3-byte needles and, per needle, the literals to verify:
+/// `(literal, offset of the needle in it)`.
 struct Prefixes {
     packed: packed::Searcher,
-    groups: Vec<Vec<usize>>,
+    groups: Vec<Vec<(usize, usize)>>,
 }
 
 impl Prefixes {
-    fn new(prefixes: Vec<([u8; PREFIX], usize)>) -> Option<Option<Prefixes>> {
-        if prefixes.is_empty() {
+    /// `needles`: (needle, literal, offset of the needle in the literal).
+    fn new(needles: Vec<([u8; PREFIX], usize, usize)>) -> Option<Option<Prefixes>> {
+        if needles.is_empty() {
             return Some(None);
         }
         let mut distinct: Vec<[u8; PREFIX]> = Vec::new();
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        for (p, i) in prefixes {
+        let mut groups: Vec<Vec<(usize, usize)>> = Vec::new();
+        for (p, i, off) in needles {
             match distinct.iter().position(|q| *q == p) {
-                Some(g) => groups[g].push(i),
+                Some(g) => groups[g].push((i, off)),
                 None => {
                     distinct.push(p);
-                    groups.push(vec![i]);
+                    groups.push(vec![(i, off)]);
                 }
             }
         }
@@ -112,14 +117,67 @@ impl Prefixes {
             if s >= limit {
                 break;
             }
-            for &li in &self.groups[m.pattern().as_usize()] {
-                if let Some(e) = lits[li].at(text, base + s) {
-                    f(&lits[li].targets, base + s, e);
+            for &(li, off) in &self.groups[m.pattern().as_usize()] {
+                if let Some(at) = (base + s).checked_sub(off)
+                    && let Some(e) = lits[li].at(text, at)
+                {
+                    f(&lits[li].targets, at, e);
                 }
             }
             p = s + 1;
         }
     }
+}
+
+/// Needles for the case-insensitive literals `folded` (indices into `lits`): a few shared
+/// 3-byte substrings instead of one prefix each, since a packed searcher's buckets lose
+/// selectivity with every needle (8 needles search ~3x faster than 13 on trace text). Greedy
+/// set cover: the substring contained in the most literals not yet covered; a literal's own
+/// prefix on ties, and an inner substring only when it covers at least 3 literals (`key` for
+/// `api_key`, `access-key`, `appkey`, ...), so that short common words (`are` in `bearer`
+/// and `sharedaccesssignature`) do not become needles. Returns (folded needle, literal,
+/// offset of the needle in the literal).
+fn needles<T>(lits: &[Lit<T>], folded: Vec<usize>) -> Vec<([u8; PREFIX], usize, usize)> {
+    let window = |i: usize, off: usize| -> [u8; PREFIX] {
+        let b = &lits[i].bytes;
+        [b[off], b[off + 1], b[off + 2]].map(fold)
+    };
+    let find = |i: usize, t: [u8; PREFIX]| -> Option<usize> {
+        (0..=lits[i].bytes.len() - PREFIX).find(|&off| window(i, off) == t)
+    };
+    let mut out = Vec::new();
+    let mut left = folded;
+    while !left.is_empty() {
+        let mut best: Option<(usize, bool, [u8; PREFIX])> = None;
+        for &i in &left {
+            for off in 0..=lits[i].bytes.len() - PREFIX {
+                let t = window(i, off);
+                let covers = left.iter().filter(|&&j| find(j, t).is_some()).count();
+                let prefix = left.iter().any(|&j| window(j, 0) == t);
+                if covers < 3 && !prefix {
+                    continue;
+                }
+                let key = (covers, prefix, t);
+                // Most covered, then a prefix, then the smallest bytes (deterministic).
+                if best.is_none_or(|(c, p, b)| {
+                    (key.0, key.1) > (c, p) || (key.0, key.1) == (c, p) && t < b
+                }) {
+                    best = Some(key);
+                }
+            }
+        }
+        let Some((_, _, t)) = best else {
+            break;
+        };
+        left.retain(|&j| match find(j, t) {
+            Some(off) => {
+                out.push((t, j, off));
+                false
+            }
+            None => true,
+        });
+    }
+    out
 }
 
 /// A scalar search for short texts, where the packed searchers' per-call setup (and their
@@ -283,6 +341,17 @@ impl Short {
     }
 }
 
+/// Literals sharing a first 2 or 3 bytes that are found on their own (see
+/// `Searcher::Packed::raw`).
+struct Raw {
+    finder: memchr::memmem::Finder<'static>,
+    lits: Vec<usize>,
+}
+
+/// At most this many distinct keys are searched with `memmem` (one pass each); else those
+/// literals stay in the packed searchers.
+const MAX_RAW: usize = 3;
+
 #[expect(
     clippy::large_enum_variant,
     reason = "one per engine, never moved in a hot path"
@@ -295,6 +364,12 @@ enum Searcher {
         exact: Option<Prefixes>,
         /// One-byte literals: (byte, literal index); found with `memchr`.
         single: Vec<(u8, usize)>,
+        /// Literals with no ASCII letter in their first 3 bytes (`://`, `-----BEGIN`, the
+        /// fullwidth digits), grouped by those bytes (by the first 2 when the first is not
+        /// ASCII, so that the ten fullwidth digits share one); each group found with `memmem`
+        /// on the text itself. In a packed searcher, `EF BC 90` would share nibbles with most
+        /// CJK text, and every extra needle makes its buckets less selective.
+        raw: Vec<Raw>,
         /// All of the above, for texts of at most [`SHORT`] bytes.
         short: Short,
     },
@@ -358,6 +433,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
         let mut folded = Vec::new();
         let mut exact = Vec::new();
         let mut single = Vec::new();
+        let mut raw: Vec<(Vec<u8>, usize)> = Vec::new();
         let mut all = Vec::new();
         for (i, l) in lits.iter().enumerate() {
             match l.bytes.len() {
@@ -369,21 +445,44 @@ impl<T: Copy + PartialEq> Anchors<T> {
                 _ => {
                     let p = [l.bytes[0], l.bytes[1], l.bytes[2]];
                     all.push((p, i));
-                    if l.exact && p.iter().all(|&b| fold(b) == b || b.is_ascii_alphabetic()) {
+                    if !p.iter().any(u8::is_ascii_alphabetic) {
+                        let key = if p[0].is_ascii() { &p[..] } else { &p[..2] };
+                        raw.push((key.to_vec(), i));
+                    } else if l.exact && p.iter().all(|&b| fold(b) == b || b.is_ascii_alphabetic())
+                    {
                         exact.push((p, i));
                     } else {
-                        folded.push((p.map(fold), i));
+                        folded.push(i);
                     }
                 }
             }
         }
-        let folded = Prefixes::new(folded)?;
-        let exact = Prefixes::new(exact)?;
+        let mut keys: Vec<&[u8]> = raw.iter().map(|(k, _)| k.as_slice()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let raw_groups = if keys.len() <= MAX_RAW {
+            keys.iter()
+                .map(|k| Raw {
+                    finder: memchr::memmem::Finder::new(k).into_owned(),
+                    lits: raw
+                        .iter()
+                        .filter(|(q, _)| q == k)
+                        .map(|&(_, i)| i)
+                        .collect(),
+                })
+                .collect()
+        } else {
+            folded.extend(raw.iter().map(|&(_, i)| i));
+            Vec::new()
+        };
+        let folded = Prefixes::new(needles(lits, folded))?;
+        let exact = Prefixes::new(exact.into_iter().map(|(p, i)| (p, i, 0)).collect())?;
         let short = Short::new(lits, &single, &all);
         Some(Searcher::Packed {
             folded,
             exact,
             single,
+            raw: raw_groups,
             short,
         })
     }
@@ -444,6 +543,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
                 folded,
                 exact,
                 single,
+                raw,
                 short,
             } => {
                 if text.len() <= SHORT {
@@ -457,6 +557,19 @@ impl<T: Copy + PartialEq> Anchors<T> {
                 }
                 if let Some(exact) = exact {
                     exact.scan(&self.lits, text, text.len(), text, 0, &mut f);
+                }
+                for w in raw {
+                    // One step at a time: a key like `---` overlaps itself.
+                    let mut p = 0;
+                    while let Some(i) = w.finder.find(&text[p..]) {
+                        let at = p + i;
+                        for &li in &w.lits {
+                            if let Some(e) = self.lits[li].at(text, at) {
+                                f(&self.lits[li].targets, at, e);
+                            }
+                        }
+                        p = at + 1;
+                    }
                 }
                 let Some(folded) = folded else {
                     return;
@@ -551,6 +664,8 @@ mod tests {
                 "/",
                 "é",
                 "\u{ff15}",
+                "！",
+                "日本",
             ];
             text.push_str(piece[i % piece.len()]);
             if i % 7 == 0 {
@@ -578,5 +693,82 @@ mod tests {
         // `U+FF15` is folded to the same prefix but is not an anchor here.
         assert!(all(&a, "\u{ff15}").is_empty());
         assert_eq!(all(&a, "s"), vec![]);
+    }
+
+    /// The built-in anchors: few shared needles (inner ones at offsets), every literal covered,
+    /// and the packed search equal to the naive one across folding blocks.
+    #[test]
+    fn builtin_anchors_shared_needles_equal_naive() {
+        let anchors: Vec<(&str, bool, u8)> = crate::rules::BUILTINS
+            .iter()
+            .enumerate()
+            .flat_map(|(r, b)| b.anchors.iter().map(move |a| (*a, b.exact, r as u8)))
+            .collect();
+        let a = Anchors::new(&anchors).unwrap();
+        let Searcher::Packed { folded, raw, .. } = &a.searcher else {
+            panic!("not packed");
+        };
+        let folded = folded.as_ref().unwrap();
+        assert!(folded.groups.len() <= 8, "{}", folded.groups.len());
+        assert!(folded.groups.iter().flatten().any(|&(_, off)| off > 0));
+        assert_eq!(raw.len(), 3);
+        let mut pieces: Vec<String> = anchors.iter().map(|&(s, _, _)| s.to_owned()).collect();
+        pieces.extend(anchors.iter().map(|&(s, _, _)| s.to_ascii_uppercase()));
+        pieces.extend(
+            [
+                "key", "_key", "KEY", "tok", "sec", "pas", "x", " ", "-", "--", "é", "！", ":/",
+            ]
+            .map(str::to_owned),
+        );
+        let mut text = String::new();
+        let mut i = 0usize;
+        while text.len() < 3 * BLOCK {
+            i = i.wrapping_mul(31).wrapping_add(17);
+            text.push_str(&pieces[(i >> 3) % pieces.len()]);
+        }
+        assert_eq!(all(&a, &text), naive(&anchors, &text));
+        for start in (0..600).step_by(13) {
+            for len in [20, SHORT + 5, SMALL - 7, SMALL + 9, 1000] {
+                let t = slice_at(&text, start, len);
+                assert_eq!(all(&a, t), naive(&anchors, t), "{t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn non_ascii_anchors_found_alone_or_in_the_packed_search() {
+        let few = [
+            ("\u{ff10}", false, 0u8),
+            ("\u{ff19}", false, 1),
+            ("token", false, 2),
+        ];
+        let many = [
+            ("\u{ff10}", false, 0u8),
+            ("€uro", false, 1),
+            ("é!!", true, 2),
+            ("日本", false, 3),
+            ("token", false, 4),
+        ];
+        let few_a = Anchors::new(&few).unwrap();
+        let many_a = Anchors::new(&many).unwrap();
+        assert!(matches!(&few_a.searcher, Searcher::Packed { raw, .. } if raw.len() == 1));
+        assert!(matches!(&many_a.searcher, Searcher::Packed { raw, .. } if raw.is_empty()));
+        let pieces = [
+            "０", "９", "１", "！", "€uro", "€URO", "€", "é!!", "é!", "日本", "日", "TOKEN", "x",
+            " ", "\u{ef}",
+        ];
+        let mut text = String::new();
+        for i in 0..2000 {
+            text.push_str(pieces[(i * 7 + i / 13) % pieces.len()]);
+        }
+        for (a, anchors) in [(&few_a, &few[..]), (&many_a, &many[..])] {
+            assert_eq!(all(a, &text), naive(anchors, &text));
+            for i in (0..500).step_by(11) {
+                for len in [1, 30, SHORT + 1, 100, SMALL + 3] {
+                    let t = slice_at(&text, i, len);
+                    assert_eq!(all(a, t), naive(anchors, t), "{t:?}");
+                }
+            }
+        }
     }
 }
