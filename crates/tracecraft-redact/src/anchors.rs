@@ -116,14 +116,14 @@ impl Prefixes {
     /// Hits starting in `hay[..limit]`, verified against `text` (`hay` is `text[base..]`,
     /// maybe folded).
     #[inline]
-    fn scan<T>(
+    fn scan<'l, T>(
         &self,
-        lits: &[Lit<T>],
+        lits: &'l [Lit<T>],
         hay: &[u8],
         limit: usize,
         text: &[u8],
         base: usize,
-        f: &mut impl FnMut(&[T], usize, usize),
+        f: &mut impl FnMut(&'l [T], usize, usize),
     ) {
         for part in &self.parts {
             let mut p = 0;
@@ -278,12 +278,12 @@ impl Short {
     }
 
     #[inline]
-    fn find<T>(
+    fn find<'l, T>(
         &self,
-        lits: &[Lit<T>],
+        lits: &'l [Lit<T>],
         single: &[(u8, usize)],
         text: &[u8],
-        f: &mut impl FnMut(&[T], usize, usize),
+        f: &mut impl FnMut(&'l [T], usize, usize),
     ) {
         let n = text.len();
         let mut base = 0;
@@ -515,6 +515,11 @@ impl<T: Copy + PartialEq> Anchors<T> {
         }
     }
 
+    /// The length of the longest anchor, in bytes.
+    pub(crate) fn max_len(&self) -> usize {
+        self.lits.iter().map(|l| l.bytes.len()).max().unwrap_or(0)
+    }
+
     /// Whether the packed searchers are used (not the fallback automaton).
     #[cfg(test)]
     pub(crate) fn is_packed(&self) -> bool {
@@ -522,11 +527,11 @@ impl<T: Copy + PartialEq> Anchors<T> {
     }
 
     /// The folded search, in blocks of `N - PREFIX + 1` bytes (overlapping by `PREFIX - 1`).
-    fn scan_folded<const N: usize>(
-        &self,
+    fn scan_folded<'s, const N: usize>(
+        &'s self,
         folded: &Prefixes,
         text: &[u8],
-        f: &mut impl FnMut(&[T], usize, usize),
+        f: &mut impl FnMut(&'s [T], usize, usize),
     ) {
         let block = N - (PREFIX - 1);
         let n = text.len();
@@ -544,7 +549,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
     }
 
     /// Calls `f(targets, start, end)` for every occurrence of every anchor in `text`.
-    pub(crate) fn find(&self, text: &[u8], mut f: impl FnMut(&[T], usize, usize)) {
+    pub(crate) fn find<'s>(&'s self, text: &[u8], mut f: impl FnMut(&'s [T], usize, usize)) {
         match &self.searcher {
             Searcher::Ac(ac) => {
                 for m in ac.find_overlapping_iter(text) {

@@ -55,6 +55,27 @@ pub(crate) struct Hit {
     pub(crate) rule: u16,
 }
 
+/// An anchor occurrence: what it stands for, start, end.
+type AnchorEvent<'e> = (&'e [(u16, How)], usize, usize);
+
+/// Prefilter events of one text: anchor occurrences (targets, start, end) and digit clusters
+/// (first digit, last digit + 1).
+#[derive(Default)]
+struct Events<'e> {
+    anchors: Vec<AnchorEvent<'e>>,
+    clusters: Vec<(usize, usize)>,
+}
+
+/// One replaced span: `start..end` of a pass's input became `out_start..out_end` of its
+/// output. Ascending and disjoint, never empty in the input.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Replaced {
+    start: usize,
+    end: usize,
+    out_start: usize,
+    out_end: usize,
+}
+
 #[derive(Clone, Copy)]
 struct Cand {
     rule: u16,
@@ -453,6 +474,125 @@ impl Engine {
 
     /// The fast path: candidates from one prefilter pass, verified locally.
     pub(crate) fn find(&self, text: &str, hits: &mut Vec<Hit>) {
+        let mut ev = Events::default();
+        self.collect(text, &mut ev);
+        self.find_from(text, &ev, hits);
+    }
+
+    /// The prefilter pass: every anchor occurrence and every digit cluster of `text`.
+    fn collect<'e>(&'e self, text: &str, ev: &mut Events<'e>) {
+        if let Some(anchors) = &self.anchors {
+            anchors.find(text.as_bytes(), |targets, ms, me| {
+                ev.anchors.push((targets, ms, me));
+            });
+        }
+        if !self.digit_rules.is_empty() {
+            digit_clusters(text.as_bytes(), |s, e| ev.clusters.push((s, e)));
+        }
+    }
+
+    /// The prefilter events of `out`, the output of a pass over a text with events `prev` that
+    /// replaced `spans`, without a full prefilter pass: an anchor occurrence depends only on
+    /// its own bytes, a digit cluster `s..e` only on the bytes `s - 4..e + 4` (its digits, its
+    /// gaps, and the up to 4 bytes that would link it to another digit). Events of `prev` whose
+    /// bytes no replacement touched are moved to their place in `out`; events of `out` whose
+    /// bytes touch a replacement are found by searching near each replacement. The result is
+    /// exactly what [`collect`](Self::collect) would find on `out`, in another order (the
+    /// candidates built from events do not depend on their order).
+    fn carry<'e>(&'e self, out: &str, prev: &Events<'e>, spans: &[Replaced]) -> Events<'e> {
+        let n = out.len();
+        let b = out.as_bytes();
+        // Whether `a..z` (in `out`, or in the old text with `old`; it may reach past either
+        // end, which then is one of the things it depends on) touches a replacement: it
+        // overlaps one, or straddles the place of an empty one.
+        let touches = |a: isize, z: isize, old: bool| -> bool {
+            let key = |r: &Replaced| {
+                let (s, e) = if old {
+                    (r.start, r.end)
+                } else {
+                    (r.out_start, r.out_end)
+                };
+                (s as isize, e as isize)
+            };
+            // The first replacement that ends at or after `a`.
+            let i = spans.partition_point(|r| key(r).1 < a);
+            spans[i..].iter().take_while(|r| key(r).0 <= z).any(|r| {
+                let (s, e) = key(r);
+                !(z <= s || a >= e)
+            })
+        };
+        // Position `p` of the old text, outside the replacements, in `out`.
+        let moved = |p: usize| -> usize {
+            let i = spans.partition_point(|r| r.end <= p);
+            match i.checked_sub(1).map(|k| &spans[k]) {
+                Some(r) => p - r.end + r.out_end,
+                None => p,
+            }
+        };
+        let mut ev = Events::default();
+        for &(t, ms, me) in &prev.anchors {
+            if !touches(ms as isize, me as isize, true) {
+                ev.anchors.push((t, moved(ms), moved(ms) + (me - ms)));
+            }
+        }
+        // Unclamped: a cluster within 4 bytes of an end depends on where the text ends.
+        let dep = |s: usize, e: usize| (s as isize - 4, e as isize + 4);
+        for &(s, e) in &prev.clusters {
+            let (a, z) = dep(s, e);
+            if !touches(a, z, true) {
+                ev.clusters.push((moved(s), moved(s) + (e - s)));
+            }
+        }
+        // Regions of `out` around the replacements: anchors (at most `max_lit - 1` bytes on
+        // either side), clusters (8 bytes, then to the ends of the run of digits and gap bytes,
+        // so that no chain crosses a region's edge). Regions are merged when they meet, so
+        // every byte is searched at most once.
+        let max_lit = self.anchors.as_ref().map_or(0, Anchors::max_len);
+        let reach = max_lit.max(8);
+        let mut regions: Vec<(usize, usize)> = Vec::new();
+        for r in spans {
+            let mut a = r.out_start.saturating_sub(reach);
+            let mut z = (r.out_end + reach).min(n);
+            let floor = regions.last().map_or(0, |&(_, e)| e);
+            while a > floor && is_digit_or_gap(b[a - 1]) {
+                a -= 1;
+            }
+            while z < n && is_digit_or_gap(b[z]) {
+                z += 1;
+            }
+            match regions.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(z),
+                _ => regions.push((a, z)),
+            }
+        }
+        for &(a, z) in &regions {
+            // Anchors: a region starts and ends at least `max_lit - 1` bytes from every
+            // replacement in it, so each occurrence touching one lies inside it; occurrences
+            // touching none are already carried.
+            if let Some(anchors) = &self.anchors {
+                anchors.find(&b[a..z], |t, ms, me| {
+                    if touches((a + ms) as isize, (a + me) as isize, false) {
+                        ev.anchors.push((t, a + ms, a + me));
+                    }
+                });
+            }
+            // Clusters: a region begins after a byte that no chain crosses (or at the start, or
+            // at the end of the previous region, which ended the same way) and ends before
+            // one, so its chains are those of `out`.
+            if !self.digit_rules.is_empty() {
+                digit_clusters(&b[a..z], |s, e| {
+                    let (da, dz) = dep(a + s, a + e);
+                    if touches(da, dz, false) {
+                        ev.clusters.push((a + s, a + e));
+                    }
+                });
+            }
+        }
+        ev
+    }
+
+    /// Candidates from prefilter events, verified locally.
+    fn find_from(&self, text: &str, ev: &Events<'_>, hits: &mut Vec<Hit>) {
         let mut cands: Vec<Cand> = Vec::new();
         let n = text.len();
         // Per windowed rule (index < 32), its last window in `cands`: a window that overlaps or
@@ -475,8 +615,8 @@ impl Engine {
             }
             cands.push(Cand { rule, start, end });
         };
-        if let Some(anchors) = &self.anchors {
-            anchors.find(text.as_bytes(), |targets, ms, me| {
+        for &(targets, ms, me) in &ev.anchors {
+            {
                 for &(rule, how) in targets {
                     match how {
                         How::Start => cands.push(Cand {
@@ -492,16 +632,14 @@ impl Engine {
                         ),
                     }
                 }
-            });
+            }
         }
-        if !self.digit_rules.is_empty() {
-            digit_clusters(text.as_bytes(), |s, e| {
-                let start = floor_char(text, s.saturating_sub(8));
-                let end = ceil_char(text, (e + 8).min(n));
-                for &rule in &self.digit_rules {
-                    push_window(&mut cands, rule, start, end);
-                }
-            });
+        for &(s, e) in &ev.clusters {
+            let start = floor_char(text, s.saturating_sub(8));
+            let end = ceil_char(text, (e + 8).min(n));
+            for &rule in &self.digit_rules {
+                push_window(&mut cands, rule, start, end);
+            }
         }
         if !cands.is_empty() {
             if cands.len() <= 64 {
@@ -660,21 +798,35 @@ impl Engine {
             return Cow::Borrowed(text);
         }
         let mut hits = Vec::new();
-        let find = |t: &str, hits: &mut Vec<Hit>| {
-            if naive {
-                self.find_naive(t, hits);
-            } else {
-                self.find(t, hits);
+        if naive {
+            self.find_naive(text, &mut hits);
+            let mut out = self.apply(text, &mut hits, report, None);
+            let mut passes = 0;
+            while matches!(out, Cow::Owned(_)) && passes < 3 {
+                passes += 1;
+                hits.clear();
+                self.find_naive(&out, &mut hits);
+                match self.apply(&out, &mut hits, report, None) {
+                    Cow::Owned(next) => out = Cow::Owned(next),
+                    Cow::Borrowed(_) => break,
+                }
             }
-        };
-        find(text, &mut hits);
-        let mut out = self.apply(text, &mut hits, report);
+            return out;
+        }
+        // The extra passes carry the prefilter events of the previous one (see `carry`).
+        let mut ev = Events::default();
+        self.collect(text, &mut ev);
+        self.find_from(text, &ev, &mut hits);
+        let mut spans = Vec::new();
+        let mut out = self.apply(text, &mut hits, report, Some(&mut spans));
         let mut passes = 0;
         while matches!(out, Cow::Owned(_)) && passes < 3 {
             passes += 1;
             hits.clear();
-            find(&out, &mut hits);
-            match self.apply(&out, &mut hits, report) {
+            ev = self.carry(&out, &ev, &spans);
+            self.find_from(&out, &ev, &mut hits);
+            spans.clear();
+            match self.apply(&out, &mut hits, report, Some(&mut spans)) {
                 Cow::Owned(next) => out = Cow::Owned(next),
                 Cow::Borrowed(_) => break,
             }
@@ -688,6 +840,7 @@ impl Engine {
         text: &'a str,
         hits: &mut [Hit],
         report: &mut Report,
+        mut spans: Option<&mut Vec<Replaced>>,
     ) -> Cow<'a, str> {
         if hits.is_empty() {
             return Cow::Borrowed(text);
@@ -714,7 +867,16 @@ impl Engine {
                 i += 1;
             }
             out.push_str(&text[copied..gs]);
+            let out_start = out.len();
             out.push_str(&self.replacement(Some(first), &text[gs..ge]));
+            if let Some(spans) = spans.as_deref_mut() {
+                spans.push(Replaced {
+                    start: gs,
+                    end: ge,
+                    out_start,
+                    out_end: out.len(),
+                });
+            }
             copied = ge;
         }
         out.push_str(&text[copied..]);
@@ -835,6 +997,11 @@ fn short_run(b: &[u8], p: usize) -> usize {
     } else {
         0
     }
+}
+
+#[inline]
+fn is_digit_or_gap(b: u8) -> bool {
+    b.is_ascii_digit() || is_gap(b)
 }
 
 #[inline]
@@ -1019,6 +1186,94 @@ mod tests {
                 let mut got = Vec::new();
                 digit_clusters(t, |a, z| got.push((a, z)));
                 proptest::prop_assert_eq!(got, clusters_naive(t));
+            }
+        }
+    }
+
+    /// `carry` finds exactly the prefilter events that a full pass over the output finds.
+    fn check_carry(e: &Engine, text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        let sorted = |ev: &Events<'_>| {
+            let mut a: Vec<_> = ev
+                .anchors
+                .iter()
+                .map(|&(t, s, z)| (t.as_ptr(), s, z))
+                .collect();
+            let mut c = ev.clusters.clone();
+            a.sort_unstable();
+            c.sort_unstable();
+            (a, c)
+        };
+        let mut input = text.to_owned();
+        let mut ev = Events::default();
+        e.collect(&input, &mut ev);
+        for _ in 0..4 {
+            let mut hits = Vec::new();
+            e.find_from(&input, &ev, &mut hits);
+            let mut spans = Vec::new();
+            let out = e
+                .apply(&input, &mut hits, &mut Report::default(), Some(&mut spans))
+                .into_owned();
+            if spans.is_empty() {
+                break;
+            }
+            let carried = e.carry(&out, &ev, &spans);
+            let mut full = Events::default();
+            e.collect(&out, &mut full);
+            proptest::prop_assert_eq!(sorted(&carried), sorted(&full), "{:?} -> {:?}", input, out);
+            input = out;
+            ev = full;
+        }
+        Ok(())
+    }
+
+    fn engines() -> &'static [Engine; 3] {
+        static E: std::sync::OnceLock<[Engine; 3]> = std::sync::OnceLock::new();
+        E.get_or_init(|| {
+            let mode = |mode| {
+                Engine::new(&RedactionConfig {
+                    mode,
+                    hash_key: Some("k".into()),
+                    ..RedactionConfig::default()
+                })
+                .unwrap()
+            };
+            [
+                mode(RedactionMode::Mask),
+                mode(RedactionMode::Remove),
+                mode(RedactionMode::Hash),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 384, ..Default::default() })]
+
+        /// Replacements next to digits, gaps, anchors and other secrets, in every mode.
+        #[test]
+        fn carried_events_equal_a_full_pass(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    3 => proptest::sample::select(vec![
+                        "bob@example.com", "555-123-4567", "4111 1111 1111 1111", "320-89-2209",
+                        "token=abcd1234efgh", "password: hunter22", "sk-ant-abcdefghijklmnopqrstu",
+                        "AKIAABCDEFGHIJKLMNOP", "https://u:pw@h", "Bearer abcdefghijklmnopqrstuv",
+                        "api_key=ABCDEFGH12345678", "\u{ff10}\u{ff19}\u{ff10}-1234-5678",
+                        "@", "tok", "sec", "://", "-----BEGIN", "secret ",
+                    ]).prop_map(str::to_owned),
+                    3 => "[0-9]{1,10}",
+                    2 => proptest::sample::select(vec![
+                        "-", ".", " ", "(", ")", "\u{a0}", "  ", "[", "]", "=", ":", "\n",
+                    ]).prop_map(str::to_owned),
+                    1 => "[a-zA-Z_]{1,6}",
+                    1 => proptest::sample::select(vec!["é", "日", "\u{c2a0}", "！"])
+                        .prop_map(str::to_owned),
+                ],
+                0..40,
+            )
+        ) {
+            let text = parts.concat();
+            for e in engines() {
+                check_carry(e, &text)?;
             }
         }
     }
