@@ -16,7 +16,7 @@ use crate::BuildError;
 use crate::anchors::{Anchors, SHORT};
 use crate::config::{RedactionConfig, RedactionMode};
 use crate::report::{Finding, Report};
-use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Validator};
+use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Validator, Viable};
 
 /// NFA size limit per rule (bytes of heap).
 pub(crate) const SIZE_LIMIT: usize = 2 * 1024 * 1024;
@@ -39,6 +39,7 @@ pub(crate) struct Rule {
     has_groups: bool,
     kind: RuleKind,
     validator: Option<Validator>,
+    viable: Option<Viable>,
     replacement: Option<String>,
 }
 
@@ -261,6 +262,7 @@ impl Engine {
                     has_groups,
                     kind,
                     validator: b.validator,
+                    viable: b.viable,
                     replacement: None,
                 });
             }
@@ -289,6 +291,7 @@ impl Engine {
                 has_groups: false,
                 kind: RuleKind::Full,
                 validator: None,
+                viable: None,
                 replacement: c.replacement.clone(),
             });
         }
@@ -618,6 +621,11 @@ impl Engine {
         for &(targets, ms, me) in &ev.anchors {
             {
                 for &(rule, how) in targets {
+                    if let Some(v) = self.rules[usize::from(rule)].viable
+                        && !v(text.as_bytes(), ms, me)
+                    {
+                        continue;
+                    }
                     match how {
                         How::Start => cands.push(Cand {
                             rule,
