@@ -571,8 +571,20 @@ impl<T: Copy + PartialEq> Anchors<T> {
                     return;
                 }
                 for &(b, li) in single {
-                    for i in memchr::memchr_iter(b, text) {
-                        f(&self.lits[li].targets, i, i + 1);
+                    let targets = &self.lits[li].targets;
+                    let mut i = 0;
+                    while let Some(k) = memchr::memchr(b, &text[i..]) {
+                        f(targets, i + k, i + k + 1);
+                        // The next 16 bytes one by one: a `memchr` call per hit costs more
+                        // when hits are dense (`a@a@a@...`).
+                        i += k + 1;
+                        let end = (i + 16).min(text.len());
+                        while i < end {
+                            if text[i] == b {
+                                f(targets, i, i + 1);
+                            }
+                            i += 1;
+                        }
                     }
                 }
                 if let Some(exact) = exact {
