@@ -55,6 +55,15 @@ impl<T> Lit<T> {
     fn at(&self, text: &[u8], at: usize) -> Option<usize> {
         let e = at + self.bytes.len();
         let s = text.get(at..e)?;
+        // The first byte alone rejects most (`bytes` is lower case unless `exact`).
+        let first = if self.exact {
+            s[0]
+        } else {
+            s[0].to_ascii_lowercase()
+        };
+        if first != self.bytes[0] {
+            return None;
+        }
         let ok = if self.exact {
             s == self.bytes.as_slice()
         } else {

@@ -333,38 +333,32 @@ fn viable_email(b: &[u8], at: usize, _: usize) -> bool {
 /// A `password_field` keyword followed by the separator its pattern requires (`sep!()`:
 /// up to 2 backslashes, an optional quote, spaces or tabs, then `=` or `:`), or `://`.
 fn viable_password_field(b: &[u8], s: usize, _: usize) -> bool {
-    if b[s..].starts_with(b"://") {
-        return true;
+    // The keywords by first letter; at most one of them occurs at `s`.
+    let keywords: &[&[u8]] = match b[s] | 0x20 {
+        b'p' => &[b"password", b"passwd", b"passphrase", b"pwd"],
+        b's' => &[b"secret"],
+        b't' => &[b"token"],
+        _ => return b[s..].starts_with(b"://"),
+    };
+    let Some(k) = keywords.iter().find(|k| {
+        b.get(s..s + k.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(k))
+    }) else {
+        return false;
+    };
+    let mut i = s + k.len();
+    let mut slashes = 0;
+    while slashes < 2 && b.get(i) == Some(&b'\\') {
+        i += 1;
+        slashes += 1;
     }
-    const KEYWORDS: [&[u8]; 6] = [
-        b"password",
-        b"passwd",
-        b"passphrase",
-        b"pwd",
-        b"secret",
-        b"token",
-    ];
-    KEYWORDS.iter().any(|k| {
-        let Some(head) = b.get(s..s + k.len()) else {
-            return false;
-        };
-        if !head.eq_ignore_ascii_case(k) {
-            return false;
-        }
-        let mut i = s + k.len();
-        let mut slashes = 0;
-        while slashes < 2 && b.get(i) == Some(&b'\\') {
-            i += 1;
-            slashes += 1;
-        }
-        if matches!(b.get(i), Some(b'"' | b'\'')) {
-            i += 1;
-        }
-        while matches!(b.get(i), Some(b' ' | b'\t')) {
-            i += 1;
-        }
-        matches!(b.get(i), Some(b'=' | b':'))
-    })
+    if matches!(b.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    while matches!(b.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    matches!(b.get(i), Some(b'=' | b':'))
 }
 
 /// Not the `password@host` of `scheme://user:password@host` (`password_field` owns that),
