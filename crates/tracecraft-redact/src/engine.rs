@@ -1000,8 +1000,10 @@ fn breaker_bits(w: u128) -> u128 {
 }
 
 /// For a digit at `p`: the number of bytes that a scan for clusters may skip from `p`, because
-/// a byte that cannot be in a cluster follows within 16 bytes with fewer than 9 digits before
-/// it (then no cluster starts in between, and none reaches past it); else 0.
+/// no cluster starts in them and none reaches past them: up to the last byte within 16 bytes
+/// that cannot be in a cluster when no run of 9 bytes that can comes before it (a cluster of
+/// 9 digits spans 9 bytes at least), else up to the first such byte when fewer than 9 digits
+/// come before it; else 0.
 #[inline]
 fn short_run(b: &[u8], p: usize) -> usize {
     let Some(w) = b.get(p..p + 16) else {
@@ -1013,6 +1015,16 @@ fn short_run(b: &[u8], p: usize) -> usize {
     let br = breaker_bits(w);
     if br == 0 {
         return 0;
+    }
+    // High bit of byte `j`: bytes `j..j + 9` all may be in a cluster.
+    let ok = !br & HIGH;
+    let ok2 = ok & (ok >> 8);
+    let ok4 = ok2 & (ok2 >> 16);
+    let ok9 = ok4 & (ok4 >> 32) & (ok >> 64);
+    // The last breaker: byte `last` (< 16); runs of 9 that end before it start below `last - 8`.
+    let last = 15 - br.leading_zeros() as usize / 8;
+    if last < 9 || ok9 & ((1u128 << (8 * (last - 8))) - 1) == 0 {
+        return last + 1;
     }
     // `br`'s lowest set bit is the high bit of byte `k` (< 16).
     let k = br.trailing_zeros() as usize / 8;
@@ -1185,7 +1197,10 @@ mod tests {
     fn short_run_examples() {
         // A breaker within 16 bytes with fewer than 9 digits before it: skip past it.
         assert_eq!(short_run(b"2025-03-14T10:00:00.000Z", 0), 11);
-        assert_eq!(short_run(b"10:00:00.000Z ab", 0), 3);
+        // Every run before the last breaker in 16 bytes is shorter than 9: skip past it.
+        assert_eq!(short_run(b"10:00:00.000Z ab", 0), 16);
+        assert_eq!(short_run(b"1234567x9abcdefgh", 0), 16);
+        assert_eq!(short_run(b"12345678 x12", 0), 0);
         // 9 digits before the breaker, no breaker, or fewer than 16 bytes: no skip.
         assert_eq!(short_run(b"123456789x......", 0), 0);
         assert_eq!(short_run(b"1 2 3 4 5 6 7 8 9", 0), 0);
