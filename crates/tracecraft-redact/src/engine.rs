@@ -643,6 +643,13 @@ impl Engine {
             }
         }
         for &(s, e) in &ev.clusters {
+            // A match of a digit rule never overlaps a run of more than 19 ASCII digits: each
+            // of its digit runs lies between non-digits (a separator, `+`, `(`, `)`, or a word
+            // boundary) and has at most 19 digits (a card; phones at most 15, SSNs 4). So a
+            // cluster that is one such run has nothing to find.
+            if e - s > 19 && text.as_bytes()[s..e].iter().all(u8::is_ascii_digit) {
+                continue;
+            }
             let start = floor_char(text, s.saturating_sub(8));
             let end = ceil_char(text, (e + 8).min(n));
             for &rule in &self.digit_rules {
