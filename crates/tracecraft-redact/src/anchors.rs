@@ -370,7 +370,7 @@ impl Short {
 }
 
 /// Literals sharing a first 2 or 3 bytes that are found on their own (see
-/// `Searcher::Packed::raw`).
+/// `Searcher::Packed::raw`), by the longest prefix they share.
 struct Raw {
     finder: memchr::memmem::Finder<'static>,
     lits: Vec<usize>,
@@ -486,13 +486,29 @@ impl<T: Copy + PartialEq> Anchors<T> {
         keys.dedup();
         let raw_groups = if keys.len() <= MAX_RAW {
             keys.iter()
-                .map(|k| Raw {
-                    finder: memchr::memmem::Finder::new(k).into_owned(),
-                    lits: raw
+                .map(|k| {
+                    let group: Vec<usize> = raw
                         .iter()
                         .filter(|(q, _)| q == k)
                         .map(|&(_, i)| i)
-                        .collect(),
+                        .collect();
+                    // Searched for: the longest prefix the group's literals share (`-----BEGIN`,
+                    // not `---`, which every Markdown rule and date range holds), up to the
+                    // first ASCII letter unless all of them are case-sensitive.
+                    let first = &lits[group[0]].bytes;
+                    let all_exact = group.iter().all(|&i| lits[i].exact);
+                    let len = (0..first.len())
+                        .take_while(|&j| {
+                            group
+                                .iter()
+                                .all(|&i| lits[i].bytes.get(j) == Some(&first[j]))
+                                && (all_exact || !first[j].is_ascii_alphabetic())
+                        })
+                        .count();
+                    Raw {
+                        finder: memchr::memmem::Finder::new(&first[..len]).into_owned(),
+                        lits: group,
+                    }
                 })
                 .collect()
         } else {
@@ -783,10 +799,13 @@ mod tests {
 
     #[test]
     fn non_ascii_anchors_found_alone_or_in_the_packed_search() {
+        // `---key` is found by `---` (its case variants too), `===BEGIN` by all of it.
         let few = [
             ("\u{ff10}", false, 0u8),
             ("\u{ff19}", false, 1),
             ("token", false, 2),
+            ("---key", false, 5),
+            ("===BEGIN", true, 6),
         ];
         let many = [
             ("\u{ff10}", false, 0u8),
@@ -797,11 +816,11 @@ mod tests {
         ];
         let few_a = Anchors::new(&few).unwrap();
         let many_a = Anchors::new(&many).unwrap();
-        assert!(matches!(&few_a.searcher, Searcher::Packed { raw, .. } if raw.len() == 1));
+        assert!(matches!(&few_a.searcher, Searcher::Packed { raw, .. } if raw.len() == 3));
         assert!(matches!(&many_a.searcher, Searcher::Packed { raw, .. } if raw.is_empty()));
         let pieces = [
             "０", "９", "１", "！", "€uro", "€URO", "€", "é!!", "é!", "日本", "日", "TOKEN", "x",
-            " ", "\u{ef}",
+            " ", "\u{ef}", "---key", "---KeY", "-", "===BEGIN", "===begin", "=",
         ];
         let mut text = String::new();
         for i in 0..2000 {
