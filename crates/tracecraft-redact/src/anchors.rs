@@ -3,9 +3,12 @@
 //!
 //! An ASCII case-insensitive Aho-Corasick automaton over ~80 anchors cannot use its SIMD
 //! prefilter. Instead the text is case-folded block by block into a small buffer (a loop the
-//! compiler vectorises), and a case-sensitive packed (Teddy) searcher looks for the distinct
-//! 3-byte prefixes of the folded anchors; each hit is verified against the anchors sharing that
-//! prefix. One-byte anchors (`@`) are found with `memchr`. When no packed searcher can be built
+//! compiler vectorises), and a case-sensitive packed (Teddy) searcher looks for a few 3-byte
+//! needles shared by the folded anchors (`key` for `api_key`, `accesskey`, ...; see [`needles`]);
+//! each hit is verified against the anchors containing that needle, at its offset in each.
+//! Case-sensitive anchors are searched on the text itself by their 3-byte prefixes. Anchors
+//! without an ASCII letter in their first 3 bytes (`://`, `-----BEGIN`, fullwidth digits) are
+//! found with `memmem`, one-byte anchors (`@`) with `memchr`. When no packed searcher can be built
 //! (no SIMD on the target, too many prefixes, an anchor of 2 bytes), an ASCII case-insensitive
 //! Aho-Corasick automaton does the same job, more slowly.
 
@@ -52,6 +55,15 @@ impl<T> Lit<T> {
     fn at(&self, text: &[u8], at: usize) -> Option<usize> {
         let e = at + self.bytes.len();
         let s = text.get(at..e)?;
+        // The first byte alone rejects most (`bytes` is lower case unless `exact`).
+        let first = if self.exact {
+            s[0]
+        } else {
+            s[0].to_ascii_lowercase()
+        };
+        if first != self.bytes[0] {
+            return None;
+        }
         let ok = if self.exact {
             s == self.bytes.as_slice()
         } else {
@@ -61,65 +73,139 @@ impl<T> Lit<T> {
     }
 }
 
-/// A packed searcher for distinct 3-byte prefixes and, per prefix, the literals to verify.
+/// Packed searchers for distinct 3-byte needles and, per needle, the literals to verify:
+/// `(literal, offset of the needle in it)`. More than [`PART`] needles are split (in sorted
+/// order) among several searchers: Teddy's buckets lose selectivity with every needle, and on
+/// trace text two searchers of 12 similar needles each run ~4x faster than one of 24.
 struct Prefixes {
-    packed: packed::Searcher,
-    groups: Vec<Vec<usize>>,
+    parts: Vec<Part>,
 }
 
+struct Part {
+    packed: packed::Searcher,
+    groups: Vec<Vec<(usize, usize)>>,
+}
+
+/// Most needles per packed searcher.
+const PART: usize = 12;
+
 impl Prefixes {
-    fn new(prefixes: Vec<([u8; PREFIX], usize)>) -> Option<Option<Prefixes>> {
-        if prefixes.is_empty() {
+    /// `needles`: (needle, literal, offset of the needle in the literal).
+    fn new(needles: Vec<([u8; PREFIX], usize, usize)>) -> Option<Option<Prefixes>> {
+        if needles.is_empty() {
             return Some(None);
         }
-        let mut distinct: Vec<[u8; PREFIX]> = Vec::new();
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        for (p, i) in prefixes {
-            match distinct.iter().position(|q| *q == p) {
-                Some(g) => groups[g].push(i),
-                None => {
-                    distinct.push(p);
-                    groups.push(vec![i]);
-                }
-            }
+        let mut distinct: Vec<[u8; PREFIX]> = needles.iter().map(|&(p, _, _)| p).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let k = distinct.len().div_ceil(PART);
+        let size = distinct.len().div_ceil(k);
+        let mut parts = Vec::new();
+        for chunk in distinct.chunks(size) {
+            let groups = chunk
+                .iter()
+                .map(|t| {
+                    needles
+                        .iter()
+                        .filter(|&&(p, _, _)| p == *t)
+                        .map(|&(_, i, off)| (i, off))
+                        .collect()
+                })
+                .collect();
+            let packed = packed::Config::new()
+                .match_kind(PackedKind::LeftmostFirst)
+                .builder()
+                .extend(chunk)
+                .build()?;
+            parts.push(Part { packed, groups });
         }
-        let packed = packed::Config::new()
-            .match_kind(PackedKind::LeftmostFirst)
-            .builder()
-            .extend(distinct)
-            .build()?;
-        Some(Some(Prefixes { packed, groups }))
+        Some(Some(Prefixes { parts }))
     }
 
     /// Hits starting in `hay[..limit]`, verified against `text` (`hay` is `text[base..]`,
     /// maybe folded).
     #[inline]
-    fn scan<T>(
+    fn scan<'l, T>(
         &self,
-        lits: &[Lit<T>],
+        lits: &'l [Lit<T>],
         hay: &[u8],
         limit: usize,
         text: &[u8],
         base: usize,
-        f: &mut impl FnMut(&[T], usize, usize),
+        f: &mut impl FnMut(&'l [T], usize, usize),
     ) {
-        let mut p = 0;
-        while p < limit {
-            let Some(m) = self.packed.find_in(hay, Span::from(p..hay.len())) else {
-                break;
-            };
-            let s = m.start();
-            if s >= limit {
-                break;
-            }
-            for &li in &self.groups[m.pattern().as_usize()] {
-                if let Some(e) = lits[li].at(text, base + s) {
-                    f(&lits[li].targets, base + s, e);
+        for part in &self.parts {
+            let mut p = 0;
+            while p < limit {
+                let Some(m) = part.packed.find_in(hay, Span::from(p..hay.len())) else {
+                    break;
+                };
+                let s = m.start();
+                if s >= limit {
+                    break;
                 }
+                for &(li, off) in &part.groups[m.pattern().as_usize()] {
+                    if let Some(at) = (base + s).checked_sub(off)
+                        && let Some(e) = lits[li].at(text, at)
+                    {
+                        f(&lits[li].targets, at, e);
+                    }
+                }
+                p = s + 1;
             }
-            p = s + 1;
         }
     }
+}
+
+/// Needles for the case-insensitive literals `folded` (indices into `lits`): a few shared
+/// 3-byte substrings instead of one prefix each, since a packed searcher's buckets lose
+/// selectivity with every needle (8 needles search ~3x faster than 13 on trace text). Greedy
+/// set cover: the substring contained in the most literals not yet covered; a literal's own
+/// prefix on ties, and an inner substring only when it covers at least 3 literals (`key` for
+/// `api_key`, `access-key`, `appkey`, ...), so that short common words (`are` in `bearer`
+/// and `sharedaccesssignature`) do not become needles. Returns (folded needle, literal,
+/// offset of the needle in the literal).
+fn needles<T>(lits: &[Lit<T>], folded: Vec<usize>) -> Vec<([u8; PREFIX], usize, usize)> {
+    let window = |i: usize, off: usize| -> [u8; PREFIX] {
+        let b = &lits[i].bytes;
+        [b[off], b[off + 1], b[off + 2]].map(fold)
+    };
+    let find = |i: usize, t: [u8; PREFIX]| -> Option<usize> {
+        (0..=lits[i].bytes.len() - PREFIX).find(|&off| window(i, off) == t)
+    };
+    let mut out = Vec::new();
+    let mut left = folded;
+    while !left.is_empty() {
+        let mut best: Option<(usize, bool, [u8; PREFIX])> = None;
+        for &i in &left {
+            for off in 0..=lits[i].bytes.len() - PREFIX {
+                let t = window(i, off);
+                let covers = left.iter().filter(|&&j| find(j, t).is_some()).count();
+                let prefix = left.iter().any(|&j| window(j, 0) == t);
+                if covers < 3 && !prefix {
+                    continue;
+                }
+                let key = (covers, prefix, t);
+                // Most covered, then a prefix, then the smallest bytes (deterministic).
+                if best.is_none_or(|(c, p, b)| {
+                    (key.0, key.1) > (c, p) || (key.0, key.1) == (c, p) && t < b
+                }) {
+                    best = Some(key);
+                }
+            }
+        }
+        let Some((_, _, t)) = best else {
+            break;
+        };
+        left.retain(|&j| match find(j, t) {
+            Some(off) => {
+                out.push((t, j, off));
+                false
+            }
+            None => true,
+        });
+    }
+    out
 }
 
 /// A scalar search for short texts, where the packed searchers' per-call setup (and their
@@ -201,12 +287,12 @@ impl Short {
     }
 
     #[inline]
-    fn find<T>(
+    fn find<'l, T>(
         &self,
-        lits: &[Lit<T>],
+        lits: &'l [Lit<T>],
         single: &[(u8, usize)],
         text: &[u8],
-        f: &mut impl FnMut(&[T], usize, usize),
+        f: &mut impl FnMut(&'l [T], usize, usize),
     ) {
         let n = text.len();
         let mut base = 0;
@@ -283,18 +369,31 @@ impl Short {
     }
 }
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per engine, never moved in a hot path"
-)]
+/// Literals sharing a first 2 or 3 bytes that are found on their own (see
+/// `Searcher::Packed::raw`), by the longest prefix they share.
+struct Raw {
+    finder: memchr::memmem::Finder<'static>,
+    lits: Vec<usize>,
+}
+
+/// At most this many distinct keys are searched with `memmem` (one pass each); else those
+/// literals stay in the packed searchers.
+const MAX_RAW: usize = 3;
+
 enum Searcher {
     Packed {
-        /// Case-insensitive literals (and the fullwidth digits), over the folded text.
+        /// Case-insensitive literals, over the folded text.
         folded: Option<Prefixes>,
         /// Case-sensitive literals, over the text itself.
         exact: Option<Prefixes>,
         /// One-byte literals: (byte, literal index); found with `memchr`.
         single: Vec<(u8, usize)>,
+        /// Literals with no ASCII letter in their first 3 bytes (`://`, `-----BEGIN`, the
+        /// fullwidth digits), grouped by those bytes (by the first 2 when the first is not
+        /// ASCII, so that the ten fullwidth digits share one); each group found with `memmem`
+        /// on the text itself. In a packed searcher, `EF BC 90` would share nibbles with most
+        /// CJK text, and every extra needle makes its buckets less selective.
+        raw: Vec<Raw>,
         /// All of the above, for texts of at most [`SHORT`] bytes.
         short: Short,
     },
@@ -358,6 +457,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
         let mut folded = Vec::new();
         let mut exact = Vec::new();
         let mut single = Vec::new();
+        let mut raw: Vec<(Vec<u8>, usize)> = Vec::new();
         let mut all = Vec::new();
         for (i, l) in lits.iter().enumerate() {
             match l.bytes.len() {
@@ -369,21 +469,60 @@ impl<T: Copy + PartialEq> Anchors<T> {
                 _ => {
                     let p = [l.bytes[0], l.bytes[1], l.bytes[2]];
                     all.push((p, i));
-                    if l.exact && p.iter().all(|&b| fold(b) == b || b.is_ascii_alphabetic()) {
+                    if !p.iter().any(u8::is_ascii_alphabetic) {
+                        let key = if p[0].is_ascii() { &p[..] } else { &p[..2] };
+                        raw.push((key.to_vec(), i));
+                    } else if l.exact && p.iter().all(|&b| fold(b) == b || b.is_ascii_alphabetic())
+                    {
                         exact.push((p, i));
                     } else {
-                        folded.push((p.map(fold), i));
+                        folded.push(i);
                     }
                 }
             }
         }
-        let folded = Prefixes::new(folded)?;
-        let exact = Prefixes::new(exact)?;
+        let mut keys: Vec<&[u8]> = raw.iter().map(|(k, _)| k.as_slice()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let raw_groups = if keys.len() <= MAX_RAW {
+            keys.iter()
+                .map(|k| {
+                    let group: Vec<usize> = raw
+                        .iter()
+                        .filter(|(q, _)| q == k)
+                        .map(|&(_, i)| i)
+                        .collect();
+                    // Searched for: the longest prefix the group's literals share (`-----BEGIN`,
+                    // not `---`, which every Markdown rule and date range holds), up to the
+                    // first ASCII letter unless all of them are case-sensitive.
+                    let first = &lits[group[0]].bytes;
+                    let all_exact = group.iter().all(|&i| lits[i].exact);
+                    let len = (0..first.len())
+                        .take_while(|&j| {
+                            group
+                                .iter()
+                                .all(|&i| lits[i].bytes.get(j) == Some(&first[j]))
+                                && (all_exact || !first[j].is_ascii_alphabetic())
+                        })
+                        .count();
+                    Raw {
+                        finder: memchr::memmem::Finder::new(&first[..len]).into_owned(),
+                        lits: group,
+                    }
+                })
+                .collect()
+        } else {
+            folded.extend(raw.iter().map(|&(_, i)| i));
+            Vec::new()
+        };
+        let folded = Prefixes::new(needles(lits, folded))?;
+        let exact = Prefixes::new(exact.into_iter().map(|(p, i)| (p, i, 0)).collect())?;
         let short = Short::new(lits, &single, &all);
         Some(Searcher::Packed {
             folded,
             exact,
             single,
+            raw: raw_groups,
             short,
         })
     }
@@ -401,6 +540,11 @@ impl<T: Copy + PartialEq> Anchors<T> {
         }
     }
 
+    /// The length of the longest anchor, in bytes.
+    pub(crate) fn max_len(&self) -> usize {
+        self.lits.iter().map(|l| l.bytes.len()).max().unwrap_or(0)
+    }
+
     /// Whether the packed searchers are used (not the fallback automaton).
     #[cfg(test)]
     pub(crate) fn is_packed(&self) -> bool {
@@ -408,11 +552,11 @@ impl<T: Copy + PartialEq> Anchors<T> {
     }
 
     /// The folded search, in blocks of `N - PREFIX + 1` bytes (overlapping by `PREFIX - 1`).
-    fn scan_folded<const N: usize>(
-        &self,
+    fn scan_folded<'s, const N: usize>(
+        &'s self,
         folded: &Prefixes,
         text: &[u8],
-        f: &mut impl FnMut(&[T], usize, usize),
+        f: &mut impl FnMut(&'s [T], usize, usize),
     ) {
         let block = N - (PREFIX - 1);
         let n = text.len();
@@ -430,7 +574,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
     }
 
     /// Calls `f(targets, start, end)` for every occurrence of every anchor in `text`.
-    pub(crate) fn find(&self, text: &[u8], mut f: impl FnMut(&[T], usize, usize)) {
+    pub(crate) fn find<'s>(&'s self, text: &[u8], mut f: impl FnMut(&'s [T], usize, usize)) {
         match &self.searcher {
             Searcher::Ac(ac) => {
                 for m in ac.find_overlapping_iter(text) {
@@ -444,6 +588,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
                 folded,
                 exact,
                 single,
+                raw,
                 short,
             } => {
                 if text.len() <= SHORT {
@@ -451,12 +596,37 @@ impl<T: Copy + PartialEq> Anchors<T> {
                     return;
                 }
                 for &(b, li) in single {
-                    for i in memchr::memchr_iter(b, text) {
-                        f(&self.lits[li].targets, i, i + 1);
+                    let targets = &self.lits[li].targets;
+                    let mut i = 0;
+                    while let Some(k) = memchr::memchr(b, &text[i..]) {
+                        f(targets, i + k, i + k + 1);
+                        // The next 16 bytes one by one: a `memchr` call per hit costs more
+                        // when hits are dense (`a@a@a@...`).
+                        i += k + 1;
+                        let end = (i + 16).min(text.len());
+                        while i < end {
+                            if text[i] == b {
+                                f(targets, i, i + 1);
+                            }
+                            i += 1;
+                        }
                     }
                 }
                 if let Some(exact) = exact {
                     exact.scan(&self.lits, text, text.len(), text, 0, &mut f);
+                }
+                for w in raw {
+                    // One step at a time: a key like `---` overlaps itself.
+                    let mut p = 0;
+                    while let Some(i) = w.finder.find(&text[p..]) {
+                        let at = p + i;
+                        for &li in &w.lits {
+                            if let Some(e) = self.lits[li].at(text, at) {
+                                f(&self.lits[li].targets, at, e);
+                            }
+                        }
+                        p = at + 1;
+                    }
                 }
                 let Some(folded) = folded else {
                     return;
@@ -551,6 +721,8 @@ mod tests {
                 "/",
                 "é",
                 "\u{ff15}",
+                "！",
+                "日本",
             ];
             text.push_str(piece[i % piece.len()]);
             if i % 7 == 0 {
@@ -578,5 +750,90 @@ mod tests {
         // `U+FF15` is folded to the same prefix but is not an anchor here.
         assert!(all(&a, "\u{ff15}").is_empty());
         assert_eq!(all(&a, "s"), vec![]);
+    }
+
+    /// The built-in anchors: few shared needles (inner ones at offsets), every literal covered,
+    /// and the packed search equal to the naive one across folding blocks.
+    #[test]
+    fn builtin_anchors_shared_needles_equal_naive() {
+        let anchors: Vec<(&str, bool, u8)> = crate::rules::BUILTINS
+            .iter()
+            .enumerate()
+            .flat_map(|(r, b)| b.anchors.iter().map(move |a| (*a, b.exact, r as u8)))
+            .collect();
+        let a = Anchors::new(&anchors).unwrap();
+        let Searcher::Packed { folded, raw, .. } = &a.searcher else {
+            panic!("not packed");
+        };
+        let folded = &folded.as_ref().unwrap().parts;
+        assert_eq!(folded.len(), 1);
+        assert!(folded[0].groups.len() <= 8, "{}", folded[0].groups.len());
+        assert!(folded[0].groups.iter().flatten().any(|&(_, off)| off > 0));
+        let Searcher::Packed { exact, .. } = &a.searcher else {
+            panic!("not packed");
+        };
+        assert_eq!(exact.as_ref().unwrap().parts.len(), 2);
+        assert_eq!(raw.len(), 3);
+        let mut pieces: Vec<String> = anchors.iter().map(|&(s, _, _)| s.to_owned()).collect();
+        pieces.extend(anchors.iter().map(|&(s, _, _)| s.to_ascii_uppercase()));
+        pieces.extend(
+            [
+                "key", "_key", "KEY", "tok", "sec", "pas", "x", " ", "-", "--", "é", "！", ":/",
+            ]
+            .map(str::to_owned),
+        );
+        let mut text = String::new();
+        let mut i = 0usize;
+        while text.len() < 3 * BLOCK {
+            i = i.wrapping_mul(31).wrapping_add(17);
+            text.push_str(&pieces[(i >> 3) % pieces.len()]);
+        }
+        assert_eq!(all(&a, &text), naive(&anchors, &text));
+        for start in (0..600).step_by(13) {
+            for len in [20, SHORT + 5, SMALL - 7, SMALL + 9, 1000] {
+                let t = slice_at(&text, start, len);
+                assert_eq!(all(&a, t), naive(&anchors, t), "{t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn non_ascii_anchors_found_alone_or_in_the_packed_search() {
+        // `---key` is found by `---` (its case variants too), `===BEGIN` by all of it.
+        let few = [
+            ("\u{ff10}", false, 0u8),
+            ("\u{ff19}", false, 1),
+            ("token", false, 2),
+            ("---key", false, 5),
+            ("===BEGIN", true, 6),
+        ];
+        let many = [
+            ("\u{ff10}", false, 0u8),
+            ("€uro", false, 1),
+            ("é!!", true, 2),
+            ("日本", false, 3),
+            ("token", false, 4),
+        ];
+        let few_a = Anchors::new(&few).unwrap();
+        let many_a = Anchors::new(&many).unwrap();
+        assert!(matches!(&few_a.searcher, Searcher::Packed { raw, .. } if raw.len() == 3));
+        assert!(matches!(&many_a.searcher, Searcher::Packed { raw, .. } if raw.is_empty()));
+        let pieces = [
+            "０", "９", "１", "！", "€uro", "€URO", "€", "é!!", "é!", "日本", "日", "TOKEN", "x",
+            " ", "\u{ef}", "---key", "---KeY", "-", "===BEGIN", "===begin", "=",
+        ];
+        let mut text = String::new();
+        for i in 0..2000 {
+            text.push_str(pieces[(i * 7 + i / 13) % pieces.len()]);
+        }
+        for (a, anchors) in [(&few_a, &few[..]), (&many_a, &many[..])] {
+            assert_eq!(all(a, &text), naive(anchors, &text));
+            for i in (0..500).step_by(11) {
+                for len in [1, 30, SHORT + 1, 100, SMALL + 3] {
+                    let t = slice_at(&text, i, len);
+                    assert_eq!(all(a, t), naive(anchors, t), "{t:?}");
+                }
+            }
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::BuildError;
 use crate::anchors::{Anchors, SHORT};
 use crate::config::{RedactionConfig, RedactionMode};
 use crate::report::{Finding, Report};
-use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Validator};
+use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Validator, Viable};
 
 /// NFA size limit per rule (bytes of heap).
 pub(crate) const SIZE_LIMIT: usize = 2 * 1024 * 1024;
@@ -39,6 +39,7 @@ pub(crate) struct Rule {
     has_groups: bool,
     kind: RuleKind,
     validator: Option<Validator>,
+    viable: Option<Viable>,
     replacement: Option<String>,
 }
 
@@ -53,6 +54,27 @@ pub(crate) struct Hit {
     pub(crate) start: usize,
     pub(crate) end: usize,
     pub(crate) rule: u16,
+}
+
+/// An anchor occurrence: what it stands for, start, end.
+type AnchorEvent<'e> = (&'e [(u16, How)], usize, usize);
+
+/// Prefilter events of one text: anchor occurrences (targets, start, end) and digit clusters
+/// (first digit, last digit + 1).
+#[derive(Default)]
+struct Events<'e> {
+    anchors: Vec<AnchorEvent<'e>>,
+    clusters: Vec<(usize, usize)>,
+}
+
+/// One replaced span: `start..end` of a pass's input became `out_start..out_end` of its
+/// output. Ascending and disjoint, never empty in the input.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Replaced {
+    start: usize,
+    end: usize,
+    out_start: usize,
+    out_end: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -240,6 +262,7 @@ impl Engine {
                     has_groups,
                     kind,
                     validator: b.validator,
+                    viable: b.viable,
                     replacement: None,
                 });
             }
@@ -268,6 +291,7 @@ impl Engine {
                 has_groups: false,
                 kind: RuleKind::Full,
                 validator: None,
+                viable: None,
                 replacement: c.replacement.clone(),
             });
         }
@@ -453,6 +477,125 @@ impl Engine {
 
     /// The fast path: candidates from one prefilter pass, verified locally.
     pub(crate) fn find(&self, text: &str, hits: &mut Vec<Hit>) {
+        let mut ev = Events::default();
+        self.collect(text, &mut ev);
+        self.find_from(text, &ev, hits);
+    }
+
+    /// The prefilter pass: every anchor occurrence and every digit cluster of `text`.
+    fn collect<'e>(&'e self, text: &str, ev: &mut Events<'e>) {
+        if let Some(anchors) = &self.anchors {
+            anchors.find(text.as_bytes(), |targets, ms, me| {
+                ev.anchors.push((targets, ms, me));
+            });
+        }
+        if !self.digit_rules.is_empty() {
+            digit_clusters(text.as_bytes(), |s, e| ev.clusters.push((s, e)));
+        }
+    }
+
+    /// The prefilter events of `out`, the output of a pass over a text with events `prev` that
+    /// replaced `spans`, without a full prefilter pass: an anchor occurrence depends only on
+    /// its own bytes, a digit cluster `s..e` only on the bytes `s - 4..e + 4` (its digits, its
+    /// gaps, and the up to 4 bytes that would link it to another digit). Events of `prev` whose
+    /// bytes no replacement touched are moved to their place in `out`; events of `out` whose
+    /// bytes touch a replacement are found by searching near each replacement. The result is
+    /// exactly what [`collect`](Self::collect) would find on `out`, in another order (the
+    /// candidates built from events do not depend on their order).
+    fn carry<'e>(&'e self, out: &str, prev: &Events<'e>, spans: &[Replaced]) -> Events<'e> {
+        let n = out.len();
+        let b = out.as_bytes();
+        // Whether `a..z` (in `out`, or in the old text with `old`; it may reach past either
+        // end, which then is one of the things it depends on) touches a replacement: it
+        // overlaps one, or straddles the place of an empty one.
+        let touches = |a: isize, z: isize, old: bool| -> bool {
+            let key = |r: &Replaced| {
+                let (s, e) = if old {
+                    (r.start, r.end)
+                } else {
+                    (r.out_start, r.out_end)
+                };
+                (s as isize, e as isize)
+            };
+            // The first replacement that ends at or after `a`.
+            let i = spans.partition_point(|r| key(r).1 < a);
+            spans[i..].iter().take_while(|r| key(r).0 <= z).any(|r| {
+                let (s, e) = key(r);
+                !(z <= s || a >= e)
+            })
+        };
+        // Position `p` of the old text, outside the replacements, in `out`.
+        let moved = |p: usize| -> usize {
+            let i = spans.partition_point(|r| r.end <= p);
+            match i.checked_sub(1).map(|k| &spans[k]) {
+                Some(r) => p - r.end + r.out_end,
+                None => p,
+            }
+        };
+        let mut ev = Events::default();
+        for &(t, ms, me) in &prev.anchors {
+            if !touches(ms as isize, me as isize, true) {
+                ev.anchors.push((t, moved(ms), moved(ms) + (me - ms)));
+            }
+        }
+        // Unclamped: a cluster within 4 bytes of an end depends on where the text ends.
+        let dep = |s: usize, e: usize| (s as isize - 4, e as isize + 4);
+        for &(s, e) in &prev.clusters {
+            let (a, z) = dep(s, e);
+            if !touches(a, z, true) {
+                ev.clusters.push((moved(s), moved(s) + (e - s)));
+            }
+        }
+        // Regions of `out` around the replacements: anchors (at most `max_lit - 1` bytes on
+        // either side), clusters (8 bytes, then to the ends of the run of digits and gap bytes,
+        // so that no chain crosses a region's edge). Regions are merged when they meet, so
+        // every byte is searched at most once.
+        let max_lit = self.anchors.as_ref().map_or(0, Anchors::max_len);
+        let reach = max_lit.max(8);
+        let mut regions: Vec<(usize, usize)> = Vec::new();
+        for r in spans {
+            let mut a = r.out_start.saturating_sub(reach);
+            let mut z = (r.out_end + reach).min(n);
+            let floor = regions.last().map_or(0, |&(_, e)| e);
+            while a > floor && is_digit_or_gap(b[a - 1]) {
+                a -= 1;
+            }
+            while z < n && is_digit_or_gap(b[z]) {
+                z += 1;
+            }
+            match regions.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(z),
+                _ => regions.push((a, z)),
+            }
+        }
+        for &(a, z) in &regions {
+            // Anchors: a region starts and ends at least `max_lit - 1` bytes from every
+            // replacement in it, so each occurrence touching one lies inside it; occurrences
+            // touching none are already carried.
+            if let Some(anchors) = &self.anchors {
+                anchors.find(&b[a..z], |t, ms, me| {
+                    if touches((a + ms) as isize, (a + me) as isize, false) {
+                        ev.anchors.push((t, a + ms, a + me));
+                    }
+                });
+            }
+            // Clusters: a region begins after a byte that no chain crosses (or at the start, or
+            // at the end of the previous region, which ended the same way) and ends before
+            // one, so its chains are those of `out`.
+            if !self.digit_rules.is_empty() {
+                digit_clusters(&b[a..z], |s, e| {
+                    let (da, dz) = dep(a + s, a + e);
+                    if touches(da, dz, false) {
+                        ev.clusters.push((a + s, a + e));
+                    }
+                });
+            }
+        }
+        ev
+    }
+
+    /// Candidates from prefilter events, verified locally.
+    fn find_from(&self, text: &str, ev: &Events<'_>, hits: &mut Vec<Hit>) {
         let mut cands: Vec<Cand> = Vec::new();
         let n = text.len();
         // Per windowed rule (index < 32), its last window in `cands`: a window that overlaps or
@@ -475,9 +618,14 @@ impl Engine {
             }
             cands.push(Cand { rule, start, end });
         };
-        if let Some(anchors) = &self.anchors {
-            anchors.find(text.as_bytes(), |targets, ms, me| {
+        for &(targets, ms, me) in &ev.anchors {
+            {
                 for &(rule, how) in targets {
+                    if let Some(v) = self.rules[usize::from(rule)].viable
+                        && !v(text.as_bytes(), ms, me)
+                    {
+                        continue;
+                    }
                     match how {
                         How::Start => cands.push(Cand {
                             rule,
@@ -492,16 +640,21 @@ impl Engine {
                         ),
                     }
                 }
-            });
+            }
         }
-        if !self.digit_rules.is_empty() {
-            digit_clusters(text.as_bytes(), |s, e| {
-                let start = floor_char(text, s.saturating_sub(8));
-                let end = ceil_char(text, (e + 8).min(n));
-                for &rule in &self.digit_rules {
-                    push_window(&mut cands, rule, start, end);
-                }
-            });
+        for &(s, e) in &ev.clusters {
+            // A match of a digit rule never overlaps a run of more than 19 ASCII digits: each
+            // of its digit runs lies between non-digits (a separator, `+`, `(`, `)`, or a word
+            // boundary) and has at most 19 digits (a card; phones at most 15, SSNs 4). So a
+            // cluster that is one such run has nothing to find.
+            if e - s > 19 && text.as_bytes()[s..e].iter().all(u8::is_ascii_digit) {
+                continue;
+            }
+            let start = floor_char(text, s.saturating_sub(8));
+            let end = ceil_char(text, (e + 8).min(n));
+            for &rule in &self.digit_rules {
+                push_window(&mut cands, rule, start, end);
+            }
         }
         if !cands.is_empty() {
             if cands.len() <= 64 {
@@ -660,21 +813,35 @@ impl Engine {
             return Cow::Borrowed(text);
         }
         let mut hits = Vec::new();
-        let find = |t: &str, hits: &mut Vec<Hit>| {
-            if naive {
-                self.find_naive(t, hits);
-            } else {
-                self.find(t, hits);
+        if naive {
+            self.find_naive(text, &mut hits);
+            let mut out = self.apply(text, &mut hits, report, None);
+            let mut passes = 0;
+            while matches!(out, Cow::Owned(_)) && passes < 3 {
+                passes += 1;
+                hits.clear();
+                self.find_naive(&out, &mut hits);
+                match self.apply(&out, &mut hits, report, None) {
+                    Cow::Owned(next) => out = Cow::Owned(next),
+                    Cow::Borrowed(_) => break,
+                }
             }
-        };
-        find(text, &mut hits);
-        let mut out = self.apply(text, &mut hits, report);
+            return out;
+        }
+        // The extra passes carry the prefilter events of the previous one (see `carry`).
+        let mut ev = Events::default();
+        self.collect(text, &mut ev);
+        self.find_from(text, &ev, &mut hits);
+        let mut spans = Vec::new();
+        let mut out = self.apply(text, &mut hits, report, Some(&mut spans));
         let mut passes = 0;
         while matches!(out, Cow::Owned(_)) && passes < 3 {
             passes += 1;
             hits.clear();
-            find(&out, &mut hits);
-            match self.apply(&out, &mut hits, report) {
+            ev = self.carry(&out, &ev, &spans);
+            self.find_from(&out, &ev, &mut hits);
+            spans.clear();
+            match self.apply(&out, &mut hits, report, Some(&mut spans)) {
                 Cow::Owned(next) => out = Cow::Owned(next),
                 Cow::Borrowed(_) => break,
             }
@@ -688,6 +855,7 @@ impl Engine {
         text: &'a str,
         hits: &mut [Hit],
         report: &mut Report,
+        mut spans: Option<&mut Vec<Replaced>>,
     ) -> Cow<'a, str> {
         if hits.is_empty() {
             return Cow::Borrowed(text);
@@ -714,7 +882,16 @@ impl Engine {
                 i += 1;
             }
             out.push_str(&text[copied..gs]);
+            let out_start = out.len();
             out.push_str(&self.replacement(Some(first), &text[gs..ge]));
+            if let Some(spans) = spans.as_deref_mut() {
+                spans.push(Replaced {
+                    start: gs,
+                    end: ge,
+                    out_start,
+                    out_end: out.len(),
+                });
+            }
             copied = ge;
         }
         out.push_str(&text[copied..]);
@@ -766,6 +943,23 @@ fn count_digits(block: &[u8]) -> u32 {
     u32::from(c)
 }
 
+/// [`count_digits`] of a full block, with 64-bit words: per word, the high bit of each digit
+/// byte shifted down to its low bit; the sum of the four words (at most 4 per byte) is added
+/// up across bytes by one multiplication.
+#[inline]
+fn count_block(block: &[u8]) -> u32 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut sum = 0u64;
+    for w in block.chunks_exact(8) {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(w);
+        let t = u64::from_le_bytes(x) ^ (ONES * u64::from(b'0'));
+        sum += (!((t | HIGH) - ONES * 10) & !t & HIGH) >> 7;
+    }
+    (sum.wrapping_mul(ONES) >> 56) as u32
+}
+
 /// The first ASCII digit in `b[from..to]`, or `to`; eight bytes at a time.
 #[inline]
 fn next_digit(b: &[u8], mut from: usize, to: usize) -> usize {
@@ -789,6 +983,71 @@ fn next_digit(b: &[u8], mut from: usize, to: usize) -> usize {
     from
 }
 
+const ONES: u128 = u128::from_le_bytes([1; 16]);
+const HIGH: u128 = ONES * 0x80;
+
+/// The high bit of each byte of `w` that is an ASCII digit.
+#[inline]
+fn digit_bits(w: u128) -> u128 {
+    // As in `next_digit`: `t = x ^ '0'` is below 10 exactly for digits.
+    let t = w ^ (ONES * u128::from(b'0'));
+    !((t | HIGH) - ONES * 10) & !t & HIGH
+}
+
+/// The high bit of each byte of `w` that cannot be in a digit cluster: an ASCII byte outside
+/// `0x20..=0x39` (the ASCII gap bytes `-. ()` and the digits lie in that range; the NBSP bytes
+/// are not ASCII). Per byte, with no carry between bytes: `y + 0x60` reaches `0x80` iff
+/// `y >= 0x20`, `y + 0x46` iff `y >= 0x3A`.
+#[inline]
+fn breaker_bits(w: u128) -> u128 {
+    let a = w & !HIGH;
+    let below = !(a + ONES * 0x60) & HIGH;
+    let above = (a + ONES * 0x46) & HIGH;
+    (below | above) & !w & HIGH
+}
+
+/// For a digit at `p`: the number of bytes that a scan for clusters may skip from `p`, because
+/// no cluster starts in them and none reaches past them: up to the last byte within 16 bytes
+/// that cannot be in a cluster when no run of 9 bytes that can comes before it (a cluster of
+/// 9 digits spans 9 bytes at least), else up to the first such byte when fewer than 9 digits
+/// come before it; else 0.
+#[inline]
+fn short_run(b: &[u8], p: usize) -> usize {
+    let Some(w) = b.get(p..p + 16) else {
+        return 0;
+    };
+    let mut x = [0u8; 16];
+    x.copy_from_slice(w);
+    let w = u128::from_le_bytes(x);
+    let br = breaker_bits(w);
+    if br == 0 {
+        return 0;
+    }
+    // High bit of byte `j`: bytes `j..j + 9` all may be in a cluster.
+    let ok = !br & HIGH;
+    let ok2 = ok & (ok >> 8);
+    let ok4 = ok2 & (ok2 >> 16);
+    let ok9 = ok4 & (ok4 >> 32) & (ok >> 64);
+    // The last breaker: byte `last` (< 16); runs of 9 that end before it start below `last - 8`.
+    let last = 15 - br.leading_zeros() as usize / 8;
+    if last < 9 || ok9 & ((1u128 << (8 * (last - 8))) - 1) == 0 {
+        return last + 1;
+    }
+    // `br`'s lowest set bit is the high bit of byte `k` (< 16).
+    let k = br.trailing_zeros() as usize / 8;
+    // Fewer than 9 bytes before it hold fewer than 9 digits (no popcount on baseline x86-64).
+    if k < 9 || (digit_bits(w) & ((1u128 << (8 * k)) - 1)).count_ones() < 9 {
+        k + 1
+    } else {
+        0
+    }
+}
+
+#[inline]
+fn is_digit_or_gap(b: u8) -> bool {
+    b.is_ascii_digit() || is_gap(b)
+}
+
 #[inline]
 fn is_gap(b: u8) -> bool {
     matches!(b, b'-' | b'.' | b' ' | b'(' | b')' | 0xC2 | 0xA0)
@@ -801,10 +1060,10 @@ pub(crate) fn digit_clusters(b: &[u8], mut f: impl FnMut(usize, usize)) {
     let n = b.len();
     let nblocks = n.div_ceil(BLOCK);
     let count = |i: usize| -> u32 {
-        if i >= nblocks {
-            0
-        } else {
-            count_digits(&b[i * BLOCK..((i + 1) * BLOCK).min(n)])
+        match b.get(i * BLOCK..(i + 1) * BLOCK) {
+            Some(block) => count_block(block),
+            None if i < nblocks => count_digits(&b[i * BLOCK..]),
+            None => 0,
         }
     };
     let mut scanned = 0usize;
@@ -818,6 +1077,11 @@ pub(crate) fn digit_clusters(b: &[u8], mut f: impl FnMut(usize, usize)) {
                 p = next_digit(b, p, region_end);
                 if p >= region_end {
                     break;
+                }
+                let skip = short_run(b, p);
+                if skip > 0 {
+                    p += skip;
+                    continue;
                 }
                 let start = p;
                 let mut digits = 0u32;
@@ -866,6 +1130,7 @@ fn multi_pattern_builder() -> meta::Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn clusters(s: &str) -> Vec<(usize, usize)> {
         let mut v = Vec::new();
@@ -892,6 +1157,181 @@ mod tests {
                     .find(|&i| bytes[i].is_ascii_digit())
                     .unwrap_or(to);
                 assert_eq!(next_digit(&bytes, from, to), want, "{from}..{to}");
+            }
+        }
+    }
+
+    /// The definition: every maximal chain of digits (consecutive digits at most 3 gap bytes
+    /// apart) with at least 9 digits, scanned byte by byte from the start.
+    fn clusters_naive(b: &[u8]) -> Vec<(usize, usize)> {
+        let mut v = Vec::new();
+        let mut p = 0;
+        while p < b.len() {
+            if !b[p].is_ascii_digit() {
+                p += 1;
+                continue;
+            }
+            let (start, mut last, mut digits) = (p, p, 1);
+            let mut j = p + 1;
+            while j < b.len() && j - last <= 4 {
+                if b[j].is_ascii_digit() {
+                    (last, digits) = (j, digits + 1);
+                } else if !is_gap(b[j]) {
+                    break;
+                }
+                j += 1;
+            }
+            if digits >= 9 {
+                v.push((start, last + 1));
+            }
+            p = last + 1;
+        }
+        v
+    }
+
+    #[test]
+    fn count_block_matches_scalar() {
+        let mut bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+        bytes.extend(b"0123456789".repeat(8));
+        for i in 0..bytes.len() - BLOCK {
+            let block = &bytes[i..i + BLOCK];
+            assert_eq!(count_block(block), count_digits(block), "{i}");
+        }
+        assert_eq!(count_block(&[b'7'; BLOCK]), 32);
+    }
+
+    #[test]
+    fn short_run_examples() {
+        // A breaker within 16 bytes with fewer than 9 digits before it: skip past it.
+        assert_eq!(short_run(b"2025-03-14T10:00:00.000Z", 0), 11);
+        // Every run before the last breaker in 16 bytes is shorter than 9: skip past it.
+        assert_eq!(short_run(b"10:00:00.000Z ab", 0), 16);
+        assert_eq!(short_run(b"1234567x9abcdefgh", 0), 16);
+        assert_eq!(short_run(b"12345678 x12", 0), 0);
+        // 9 digits before the breaker, no breaker, or fewer than 16 bytes: no skip.
+        assert_eq!(short_run(b"123456789x......", 0), 0);
+        assert_eq!(short_run(b"1 2 3 4 5 6 7 8 9", 0), 0);
+        assert_eq!(short_run(b"12345x", 0), 0);
+        // Non-ASCII bytes (NBSP and others) never count as breakers.
+        assert_eq!(short_run("1\u{a0}2é3日4567890123".as_bytes(), 0), 0);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// The block filter and the 16-byte skip find exactly the clusters of the definition,
+        /// across 32-byte blocks and next to non-ASCII characters.
+        #[test]
+        fn clusters_equal_naive(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => "[0-9]{1,12}",
+                    2 => proptest::sample::select(vec![
+                        "-", ".", " ", "(", ")", "\u{a0}", "  ", "---", "- ", "....",
+                    ]).prop_map(str::to_owned),
+                    1 => "[a-zA-Z:T/_,]{1,3}",
+                    1 => proptest::sample::select(vec![
+                        "é", "日", "\u{c2a0}", "\u{ff15}", "\u{20ac}", "\n",
+                    ]).prop_map(str::to_owned),
+                ],
+                0..60,
+            )
+        ) {
+            let s = parts.concat();
+            let b = s.as_bytes();
+            for from in 0..b.len().min(40) {
+                let t = &b[from..];
+                let mut got = Vec::new();
+                digit_clusters(t, |a, z| got.push((a, z)));
+                proptest::prop_assert_eq!(got, clusters_naive(t));
+            }
+        }
+    }
+
+    /// `carry` finds exactly the prefilter events that a full pass over the output finds.
+    fn check_carry(e: &Engine, text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+        let sorted = |ev: &Events<'_>| {
+            let mut a: Vec<_> = ev
+                .anchors
+                .iter()
+                .map(|&(t, s, z)| (t.as_ptr(), s, z))
+                .collect();
+            let mut c = ev.clusters.clone();
+            a.sort_unstable();
+            c.sort_unstable();
+            (a, c)
+        };
+        let mut input = text.to_owned();
+        let mut ev = Events::default();
+        e.collect(&input, &mut ev);
+        for _ in 0..4 {
+            let mut hits = Vec::new();
+            e.find_from(&input, &ev, &mut hits);
+            let mut spans = Vec::new();
+            let out = e
+                .apply(&input, &mut hits, &mut Report::default(), Some(&mut spans))
+                .into_owned();
+            if spans.is_empty() {
+                break;
+            }
+            let carried = e.carry(&out, &ev, &spans);
+            let mut full = Events::default();
+            e.collect(&out, &mut full);
+            proptest::prop_assert_eq!(sorted(&carried), sorted(&full), "{:?} -> {:?}", input, out);
+            input = out;
+            ev = full;
+        }
+        Ok(())
+    }
+
+    fn engines() -> &'static [Engine; 3] {
+        static E: std::sync::OnceLock<[Engine; 3]> = std::sync::OnceLock::new();
+        E.get_or_init(|| {
+            let mode = |mode| {
+                Engine::new(&RedactionConfig {
+                    mode,
+                    hash_key: Some("k".into()),
+                    ..RedactionConfig::default()
+                })
+                .unwrap()
+            };
+            [
+                mode(RedactionMode::Mask),
+                mode(RedactionMode::Remove),
+                mode(RedactionMode::Hash),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 384, ..Default::default() })]
+
+        /// Replacements next to digits, gaps, anchors and other secrets, in every mode.
+        #[test]
+        fn carried_events_equal_a_full_pass(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    3 => proptest::sample::select(vec![
+                        "bob@example.com", "555-123-4567", "4111 1111 1111 1111", "320-89-2209",
+                        "token=abcd1234efgh", "password: hunter22", "sk-ant-abcdefghijklmnopqrstu",
+                        "AKIAABCDEFGHIJKLMNOP", "https://u:pw@h", "Bearer abcdefghijklmnopqrstuv",
+                        "api_key=ABCDEFGH12345678", "\u{ff10}\u{ff19}\u{ff10}-1234-5678",
+                        "@", "tok", "sec", "://", "-----BEGIN", "secret ",
+                    ]).prop_map(str::to_owned),
+                    3 => "[0-9]{1,10}",
+                    2 => proptest::sample::select(vec![
+                        "-", ".", " ", "(", ")", "\u{a0}", "  ", "[", "]", "=", ":", "\n",
+                    ]).prop_map(str::to_owned),
+                    1 => "[a-zA-Z_]{1,6}",
+                    1 => proptest::sample::select(vec!["é", "日", "\u{c2a0}", "！"])
+                        .prop_map(str::to_owned),
+                ],
+                0..40,
+            )
+        ) {
+            let text = parts.concat();
+            for e in engines() {
+                check_carry(e, &text)?;
             }
         }
     }

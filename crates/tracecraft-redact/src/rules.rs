@@ -30,6 +30,11 @@ pub const DEFAULT_SENSITIVE_KEYS: &[&str] = &[
 /// Post-match check: `(text, match_start, match_end, redacted spans) -> keep?`.
 pub(crate) type Validator = fn(&str, usize, usize, &[(usize, usize)]) -> bool;
 
+/// Pre-search check of one anchor occurrence: `(text, anchor_start, anchor_end) -> may a match
+/// of the rule contain it?` (start-anchored rules: begin at it). `false` must mean that no
+/// match can; the engine then does not search there.
+pub(crate) type Viable = fn(&[u8], usize, usize) -> bool;
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Kind {
     /// Matches start at an anchor.
@@ -51,6 +56,8 @@ pub(crate) struct Builtin {
     /// ASCII case-insensitively.
     pub(crate) exact: bool,
     pub(crate) validator: Option<Validator>,
+    /// See [`Viable`].
+    pub(crate) viable: Option<Viable>,
 }
 
 /// Separator between a key and its value: optional closing quote (maybe JSON-escaped),
@@ -90,6 +97,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["@"],
         exact: false,
         validator: Some(valid_email),
+        viable: Some(viable_email),
     },
     Builtin {
         name: "phone",
@@ -106,6 +114,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["０", "１", "２", "３", "４", "５", "６", "７", "８", "９"],
         exact: false,
         validator: None,
+        viable: None,
     },
     Builtin {
         name: "credit_card",
@@ -114,6 +123,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &[],
         exact: false,
         validator: Some(valid_card),
+        viable: None,
     },
     Builtin {
         name: "ssn",
@@ -122,6 +132,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &[],
         exact: false,
         validator: Some(valid_ssn),
+        viable: None,
     },
     Builtin {
         name: "openai_api_key",
@@ -131,6 +142,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["sk-"],
         exact: true,
         validator: None,
+        viable: None,
     },
     Builtin {
         name: "anthropic_api_key",
@@ -139,6 +151,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["sk-ant-"],
         exact: true,
         validator: None,
+        viable: None,
     },
     Builtin {
         name: "aws_access_key",
@@ -149,6 +162,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         ],
         exact: true,
         validator: None,
+        viable: None,
     },
     Builtin {
         name: "aws_secret_key",
@@ -162,6 +176,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["aws", "secret"],
         exact: false,
         validator: Some(valid_aws_secret),
+        viable: None,
     },
     Builtin {
         name: "bearer_token",
@@ -170,6 +185,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["bearer"],
         exact: false,
         validator: None,
+        viable: None,
     },
     Builtin {
         name: "github_token",
@@ -178,6 +194,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
         exact: true,
         validator: None,
+        viable: None,
     },
     Builtin {
         name: "google_api_key",
@@ -186,6 +203,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["AIza"],
         exact: true,
         validator: None,
+        viable: None,
     },
     Builtin {
         name: "azure_connection_string",
@@ -194,6 +212,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["accountkey", "sharedaccesskey", "sharedaccesssignature"],
         exact: false,
         validator: None,
+        viable: None,
     },
     Builtin {
         name: "generic_api_key_param",
@@ -231,6 +250,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         ],
         exact: false,
         validator: None,
+        viable: None,
     },
     Builtin {
         name: "private_key",
@@ -242,6 +262,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["-----BEGIN"],
         exact: true,
         validator: None,
+        viable: None,
     },
     Builtin {
         name: "slack_token",
@@ -252,6 +273,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         ],
         exact: true,
         validator: None,
+        viable: None,
     },
     Builtin {
         name: "stripe_key",
@@ -262,6 +284,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         ],
         exact: true,
         validator: None,
+        viable: None,
     },
     Builtin {
         name: "password_field",
@@ -285,8 +308,58 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         ],
         exact: false,
         validator: Some(valid_password_field),
+        viable: Some(viable_password_field),
     },
 ];
+
+/// An `@` that an email can contain: a local-part character before it (ASCII, or any
+/// non-ASCII byte: Latin, Greek and Cyrillic letters are not ASCII), and after it a domain
+/// label (an ASCII letter or digit, then letters, digits and `-`) followed by `.`. Bounded work
+/// per `@`: at most 64 bytes are read after it.
+fn viable_email(b: &[u8], at: usize, _: usize) -> bool {
+    let local = |c: u8| !c.is_ascii() || c.is_ascii_alphanumeric() || b"._%+-".contains(&c);
+    if at == 0 || !local(b[at - 1]) {
+        return false;
+    }
+    let rest = &b[at + 1..b.len().min(at + 1 + 64)];
+    if !rest.first().is_some_and(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    rest.iter()
+        .find(|c| !c.is_ascii_alphanumeric() && **c != b'-')
+        .is_some_and(|&c| c == b'.')
+}
+
+/// A `password_field` keyword followed by the separator its pattern requires (`sep!()`:
+/// up to 2 backslashes, an optional quote, spaces or tabs, then `=` or `:`), or `://`.
+fn viable_password_field(b: &[u8], s: usize, _: usize) -> bool {
+    // The keywords by first letter; at most one of them occurs at `s`.
+    let keywords: &[&[u8]] = match b[s] | 0x20 {
+        b'p' => &[b"password", b"passwd", b"passphrase", b"pwd"],
+        b's' => &[b"secret"],
+        b't' => &[b"token"],
+        _ => return b[s..].starts_with(b"://"),
+    };
+    let Some(k) = keywords.iter().find(|k| {
+        b.get(s..s + k.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(k))
+    }) else {
+        return false;
+    };
+    let mut i = s + k.len();
+    let mut slashes = 0;
+    while slashes < 2 && b.get(i) == Some(&b'\\') {
+        i += 1;
+        slashes += 1;
+    }
+    if matches!(b.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    while matches!(b.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    matches!(b.get(i), Some(b'=' | b':'))
+}
 
 /// Not the `password@host` of `scheme://user:password@host` (`password_field` owns that),
 /// so the host survives.
@@ -452,6 +525,7 @@ fn valid_password_field(text: &str, s: usize, e: usize, spans: &[(usize, usize)]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn luhn() {
@@ -461,6 +535,61 @@ mod tests {
         assert!(!valid_card(t, 0, t.len(), &[]));
         let t = "1702165957211";
         assert!(!valid_card(t, 0, t.len(), &[]));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// A match that begins anywhere contains only viable anchors: for `email` its `@`, for
+        /// `password_field` its start.
+        #[test]
+        fn every_match_is_viable(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    3 => proptest::sample::select(vec![
+                        "@", "a@b.co", "bob@example.com", "x@y", "é@", "@-a.b", "password",
+                        "PassWD", "token", "secret", "pwd", "://", "u:p@h", "\\", "\"", "'",
+                        " ", "\t", "=", ":", "=>", ":=", ".", "-", "[", "]", "\n", "ab12",
+                    ]).prop_map(str::to_owned),
+                    1 => "[a-z0-9.\\-]{1,70}",
+                    1 => "\\PC{0,3}",
+                ],
+                0..30,
+            )
+        ) {
+            use regex_automata::{Anchored, Input, meta::Regex};
+            let text = parts.concat();
+            let b = text.as_bytes();
+            for rule in BUILTINS.iter().filter(|r| r.viable.is_some()) {
+                let re = Regex::new(rule.pattern).unwrap();
+                let viable = rule.viable.unwrap();
+                for i in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+                    let input = Input::new(&text).range(i..).anchored(Anchored::Yes);
+                    let Some(m) = re.search(&input) else { continue };
+                    let ok = if rule.name == "email" {
+                        let at = m.start() + text[m.range()].find('@').unwrap();
+                        viable(b, at, at + 1)
+                    } else {
+                        viable(b, m.start(), m.start())
+                    };
+                    proptest::prop_assert!(ok, "{}: {:?} in {:?}", rule.name, &text[m.range()], text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn viable_examples() {
+        let email = |t: &str| viable_email(t.as_bytes(), t.find('@').unwrap(), 0);
+        assert!(email("bob@example.com"));
+        assert!(email("josé@x-y.org"));
+        assert!(!email("a@a@a@"));
+        assert!(!email("@property"));
+        assert!(!email("x @b.co"));
+        assert!(!email("x@.co"));
+        let pw = |t: &str| viable_password_field(t.as_bytes(), 0, 0);
+        assert!(pw("password=x") && pw("Token: x") && pw("secret\\\\\" : x") && pw("://u:p@h"));
+        assert!(!pw("password token") && !pw("secret_key=x") && !pw("pwd"));
     }
 
     #[test]

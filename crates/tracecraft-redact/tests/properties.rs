@@ -379,3 +379,25 @@ fn fuzz_regressions() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Long digit runs (a cluster that is one run of 20+ digits is not searched) next to
+    /// separators, `+`, parentheses, letters and shorter groups.
+    #[test]
+    fn oracle_on_long_digit_runs(
+        parts in prop::collection::vec(
+            prop_oneof![
+                3 => "[0-9]{15,40}",
+                2 => "[0-9]{1,6}",
+                2 => prop::sample::select(vec![
+                    "-", " ", ".", "(", ")", "+", "+1 ", "\u{a0}", "x", "_", "\n", "０９０",
+                ]).prop_map(str::to_owned),
+            ],
+            1..12,
+        )
+    ) {
+        agrees_with_oracle(&parts.concat())?;
+    }
+}
