@@ -327,6 +327,58 @@ fn log_tightened(path: &Path, old: Option<u32>) {
     }
 }
 
+/// The `traces` column values of `run`: parameters ?1 to ?15 of the insert and the update.
+struct RowValues<'a> {
+    id: &'a str,
+    run: &'a AgentRun,
+    name_lower: String,
+    start_ns: i64,
+    total_tokens: i64,
+    error_count: i64,
+    has_error: bool,
+    any_error: bool,
+    step_count: i64,
+    body: &'a [u8],
+}
+
+fn row_values<'a>(id: &'a str, run: &'a AgentRun, body: &'a [u8]) -> RowValues<'a> {
+    let any_error = run.has_any_error();
+    RowValues {
+        id,
+        run,
+        name_lower: run.name.to_lowercase(),
+        start_ns: nanos(run.start_time),
+        total_tokens: clamp_i64(run.total_tokens),
+        error_count: clamp_i64(run.error_count),
+        has_error: run.error_count > 0 || any_error,
+        any_error,
+        step_count: clamp_i64(run.step_count() as u64),
+        body,
+    }
+}
+
+impl RowValues<'_> {
+    fn to_vec(&self) -> Vec<&dyn rusqlite::ToSql> {
+        vec![
+            &self.id,
+            &self.run.name,
+            &self.name_lower,
+            &self.start_ns,
+            &self.run.duration_ms,
+            &self.run.total_cost_usd,
+            &self.total_tokens,
+            &self.error_count,
+            &self.has_error,
+            &self.any_error,
+            &self.run.session_id,
+            &self.run.user_id,
+            &self.run.environment,
+            &self.step_count,
+            &self.body,
+        ]
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the database at `config.path`: checks permissions, applies
     /// pending migrations, and purges runs past `retention_days`.
@@ -544,88 +596,103 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let mut id_buf = Uuid::encode_buffer();
         let id: &str = run.id.hyphenated().encode_lower(&mut id_buf);
-        let existing: Option<(i64, AgentRun)> = {
+        // A new id (the common case) is inserted at once: the UNIQUE index on `id` is probed
+        // once, by the insert, instead of by a SELECT first. An id already stored makes the
+        // insert a no-op (`ON CONFLICT DO NOTHING` changes nothing, not even the WAL), and
+        // the run is merged with the stored one as before.
+        if let Some(pk) = self.insert_new(tx, id, run, buf, encoded)? {
+            return self.insert_children(tx, pk, run);
+        }
+        let (pk, old): (i64, AgentRun) = {
             let mut st = tx
                 .prepare_cached("SELECT pk, run FROM traces WHERE id = ?1")
                 .map_err(|e| self.err(&e))?;
             let mut rows = st.query([id]).map_err(|e| self.err(&e))?;
             match rows.next().map_err(|e| self.err(&e))? {
-                Some(row) => Some(self.decode_pk_run(row)?),
-                None => None,
-            }
-        };
-        let merged;
-        let (run, pk, encoded) = match existing {
-            Some((pk, old)) => {
-                merged = merge_runs(old, run.clone());
-                (&merged, Some(pk), None)
-            }
-            None => (run, None, encoded),
-        };
-        let body: &[u8] = match encoded {
-            Some(body) => body,
-            None => {
-                body::encode(run, buf).map_err(|message| StoreError::Backend {
-                    backend: BACKEND,
-                    message: format!(
-                        "{}: cannot encode run: {message}",
-                        self.config.path.display()
-                    ),
-                })?;
-                buf
-            }
-        };
-        let any_error = run.has_any_error();
-        let values = params![
-            id,
-            run.name,
-            run.name.to_lowercase(),
-            nanos(run.start_time),
-            run.duration_ms,
-            run.total_cost_usd,
-            clamp_i64(run.total_tokens),
-            clamp_i64(run.error_count),
-            run.error_count > 0 || any_error,
-            any_error,
-            run.session_id,
-            run.user_id,
-            run.environment,
-            clamp_i64(run.step_count() as u64),
-            body,
-        ];
-        let pk = match pk {
-            Some(pk) => {
-                tx.prepare_cached(
-                    "UPDATE traces SET id = ?1, name = ?2, name_lower = ?3, start_ns = ?4,
-                     duration_ms = ?5, total_cost_usd = ?6, total_tokens = ?7, error_count = ?8,
-                     has_error = ?9, any_error = ?10, session_id = ?11, user_id = ?12,
-                     environment = ?13, step_count = ?14, run = ?15 WHERE pk = ?16",
-                )
-                .and_then(|mut st| {
-                    let mut all: Vec<&dyn rusqlite::ToSql> = values.to_vec();
-                    all.push(&pk);
-                    st.execute(all.as_slice())
-                })
-                .map_err(|e| self.err(&e))?;
-                for table in ["tags", "steps"] {
-                    tx.prepare_cached(&format!("DELETE FROM {table} WHERE trace_pk = ?1"))
-                        .and_then(|mut st| st.execute([pk]))
-                        .map_err(|e| self.err(&e))?;
+                Some(row) => self.decode_pk_run(row)?,
+                None => {
+                    return Err(StoreError::Backend {
+                        backend: BACKEND,
+                        message: format!(
+                            "{}: trace {id} neither inserted nor found",
+                            self.config.path.display()
+                        ),
+                    });
                 }
-                pk
-            }
-            None => {
-                tx.prepare_cached(
-                    "INSERT INTO traces (id, name, name_lower, start_ns, duration_ms,
-                     total_cost_usd, total_tokens, error_count, has_error, any_error, session_id,
-                     user_id, environment, step_count, run)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                )
-                .and_then(|mut st| st.execute(values))
-                .map_err(|e| self.err(&e))?;
-                tx.last_insert_rowid()
             }
         };
+        let run = &merge_runs(old, run.clone());
+        let body = self.encode_body(run, buf)?;
+        let values = row_values(id, run, body);
+        tx.prepare_cached(
+            "UPDATE traces SET id = ?1, name = ?2, name_lower = ?3, start_ns = ?4,
+             duration_ms = ?5, total_cost_usd = ?6, total_tokens = ?7, error_count = ?8,
+             has_error = ?9, any_error = ?10, session_id = ?11, user_id = ?12,
+             environment = ?13, step_count = ?14, run = ?15 WHERE pk = ?16",
+        )
+        .and_then(|mut st| {
+            let mut all: Vec<&dyn rusqlite::ToSql> = values.to_vec();
+            all.push(&pk);
+            st.execute(all.as_slice())
+        })
+        .map_err(|e| self.err(&e))?;
+        for table in ["tags", "steps"] {
+            tx.prepare_cached(&format!("DELETE FROM {table} WHERE trace_pk = ?1"))
+                .and_then(|mut st| st.execute([pk]))
+                .map_err(|e| self.err(&e))?;
+        }
+        self.insert_children(tx, pk, run)
+    }
+
+    /// Inserts the `traces` row of `run` unless its id is stored already; returns its `pk`,
+    /// or `None` when the id exists (nothing written).
+    fn insert_new(
+        &self,
+        tx: &Transaction<'_>,
+        id: &str,
+        run: &AgentRun,
+        buf: &mut Vec<u8>,
+        encoded: Option<&[u8]>,
+    ) -> Result<Option<i64>, StoreError> {
+        let body = match encoded {
+            Some(body) => body,
+            None => self.encode_body(run, buf)?,
+        };
+        let n = tx
+            .prepare_cached(
+                "INSERT INTO traces (id, name, name_lower, start_ns, duration_ms,
+                 total_cost_usd, total_tokens, error_count, has_error, any_error, session_id,
+                 user_id, environment, step_count, run)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .and_then(|mut st| st.execute(row_values(id, run, body).to_vec().as_slice()))
+            .map_err(|e| self.err(&e))?;
+        Ok((n == 1).then(|| tx.last_insert_rowid()))
+    }
+
+    fn encode_body<'b>(
+        &self,
+        run: &AgentRun,
+        buf: &'b mut Vec<u8>,
+    ) -> Result<&'b [u8], StoreError> {
+        body::encode(run, buf).map_err(|message| StoreError::Backend {
+            backend: BACKEND,
+            message: format!(
+                "{}: cannot encode run: {message}",
+                self.config.path.display()
+            ),
+        })?;
+        Ok(buf)
+    }
+
+    /// Inserts the `tags` and `steps` rows of `run` under `pk`.
+    fn insert_children(
+        &self,
+        tx: &Transaction<'_>,
+        pk: i64,
+        run: &AgentRun,
+    ) -> Result<(), StoreError> {
         let mut tag_st = tx
             .prepare_cached("INSERT OR IGNORE INTO tags (tag, trace_pk) VALUES (?1, ?2)")
             .map_err(|e| self.err(&e))?;
