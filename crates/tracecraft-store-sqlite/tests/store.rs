@@ -261,19 +261,48 @@ CREATE TABLE steps (
 PRAGMA user_version = 1;
 ";
 
-/// Writes `runs` into a new version-1 database the way version 1 did (JSON text bodies).
-fn write_v1_database(path: &Path, runs: &[AgentRun]) {
+/// Version 2's migration from version 1, as version 2 applied it.
+const MIGRATION_V2: &str = r"
+ALTER TABLE traces RENAME COLUMN run_json TO run;
+DROP INDEX IF EXISTS traces_duration;
+DROP INDEX IF EXISTS traces_cost;
+PRAGMA user_version = 2;
+";
+
+/// Writes `runs` into a new database of schema `version` (1 or 2) the way that version did:
+/// JSON text bodies in `run_json` (v1) or MessagePack behind format byte 1 in `run` (v2);
+/// step ids as hyphenated lower-case text (both).
+fn write_old_database(path: &Path, runs: &[AgentRun], version: u8) {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
         .unwrap();
     conn.execute_batch(SCHEMA_V1).unwrap();
+    let body_column = match version {
+        1 => "run_json",
+        2 => {
+            conn.execute_batch(MIGRATION_V2).unwrap();
+            "run"
+        }
+        _ => unreachable!(),
+    };
+    let body = |run: &AgentRun| -> rusqlite::types::Value {
+        if version == 1 {
+            rusqlite::types::Value::Text(tracecraft_core::to_json(run))
+        } else {
+            let mut out = vec![1u8];
+            rmp_serde::encode::write(&mut out, run).unwrap();
+            rusqlite::types::Value::Blob(out)
+        }
+    };
     let nanos = |t: chrono::DateTime<chrono::Utc>| t.timestamp_nanos_opt().unwrap();
     for run in runs {
         conn.execute(
-            "INSERT INTO traces (id, name, name_lower, start_ns, duration_ms, total_cost_usd,
+            &format!(
+                "INSERT INTO traces (id, name, name_lower, start_ns, duration_ms, total_cost_usd,
              total_tokens, error_count, has_error, any_error, session_id, user_id, environment,
-             step_count, run_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
-             ?13, ?14, ?15)",
+             step_count, {body_column}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
+             ?13, ?14, ?15)"
+            ),
             rusqlite::params![
                 run.id.to_string(),
                 run.name,
@@ -289,7 +318,7 @@ fn write_v1_database(path: &Path, runs: &[AgentRun]) {
                 run.user_id,
                 run.environment,
                 run.step_count() as i64,
-                tracecraft_core::to_json(run),
+                body(run),
             ],
         )
         .unwrap();
@@ -326,8 +355,124 @@ fn write_v1_database(path: &Path, runs: &[AgentRun]) {
     }
 }
 
+/// The `steps` rows of the database at `path` equal what `runs` give, step ids as 16 bytes.
+fn assert_steps_rows(conn: &rusqlite::Connection, runs: &[AgentRun]) {
+    type Row = (
+        Vec<u8>,
+        Option<Vec<u8>>,
+        String,
+        String,
+        i64,
+        Option<f64>,
+        Option<String>,
+    );
+    let mut st = conn
+        .prepare(
+            "SELECT s.step_id, s.parent_id, s.type, s.name, s.start_ns, s.duration_ms,
+             s.model_name FROM steps s JOIN traces t ON t.pk = s.trace_pk
+             WHERE t.id = ?1 ORDER BY s.step_id",
+        )
+        .unwrap();
+    let mut total = 0;
+    for run in runs {
+        let got: Vec<Row> = st
+            .query_map([run.id.to_string()], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut want: Vec<Row> = run
+            .walk()
+            .map(|s| {
+                (
+                    s.id.as_bytes().to_vec(),
+                    s.parent_id.map(|p| p.as_bytes().to_vec()),
+                    s.step_type.as_str().to_owned(),
+                    s.name.clone(),
+                    s.start_time.timestamp_nanos_opt().unwrap(),
+                    s.duration_ms,
+                    s.model_name.clone(),
+                )
+            })
+            .collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        want.dedup_by(|a, b| a.0 == b.0);
+        total += want.len();
+        assert_eq!(got, want, "steps of {}", run.id);
+    }
+    let all: i64 = conn
+        .query_row("SELECT COUNT(*) FROM steps", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(all as usize, total);
+    let text: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM steps WHERE typeof(step_id) != 'blob'
+             OR (parent_id IS NOT NULL AND typeof(parent_id) != 'blob')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(text, 0);
+}
+
+#[test]
+fn new_databases_store_step_ids_as_16_bytes() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.db");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let mut runs = contract::sample_runs();
+    runs.extend(contract::fixture_runs(30));
+    store.save_batch(&contract::processed(&runs)).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert_steps_rows(&conn, &runs);
+}
+
 #[test]
 fn version_1_databases_migrate_and_stay_readable() {
+    old_databases_migrate_and_stay_readable(1);
+}
+
+#[test]
+fn version_2_databases_migrate_and_stay_readable() {
+    old_databases_migrate_and_stay_readable(2);
+}
+
+#[test]
+fn migration_to_v3_refuses_step_ids_that_are_not_uuids() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.db");
+    let runs = contract::sample_runs();
+    write_old_database(&path, &runs, 2);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "UPDATE steps SET parent_id = 'not-a-uuid'
+         WHERE (trace_pk, step_id) = (SELECT trace_pk, step_id FROM steps LIMIT 1)",
+    )
+    .unwrap();
+    drop(conn);
+    let before = dump(&path);
+    let err = SqliteStore::open(SqliteConfig::new(&path)).unwrap_err();
+    assert!(err.to_string().contains("traces.db"), "{err}");
+    // Rolled back: still version 2, every row as it was.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    drop(conn);
+    assert_eq!(dump(&path), before);
+}
+
+fn old_databases_migrate_and_stay_readable(version: u8) {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("db");
     std::fs::create_dir(&dir).unwrap();
@@ -335,7 +480,7 @@ fn version_1_databases_migrate_and_stay_readable() {
     let path = dir.join("traces.db");
     let mut runs = contract::sample_runs();
     runs.extend(contract::fixture_runs(30));
-    write_v1_database(&path, &runs);
+    write_old_database(&path, &runs, version);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
@@ -344,7 +489,9 @@ fn version_1_databases_migrate_and_stay_readable() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    // Old rows are read from their JSON, byte-identical once serialized again.
+    // Step rows rebuilt with 16-byte ids, all else kept.
+    assert_steps_rows(&conn, &runs);
+    // Old rows are read from their body, byte-identical once serialized again.
     for run in &runs {
         let got = store.get(run.id).unwrap().expect("migrated run");
         assert_eq!(&got, run);
@@ -364,7 +511,7 @@ fn version_1_databases_migrate_and_stay_readable() {
         runs.iter().map(AgentRun::step_count).sum::<usize>() as u64
     );
 
-    // Saving again merges with the JSON row and rewrites it as MessagePack.
+    // Saving again merges with the old row (rewritten as MessagePack if it was JSON).
     let mut again = runs[0].clone();
     again.tags.push("resaved".into());
     store
