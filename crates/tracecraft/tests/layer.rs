@@ -4,28 +4,20 @@
 use serde_json::json;
 use tracecraft::core::testing::MemoryExporter;
 use tracecraft::layer::TraceCraftLayer;
-use tracecraft::pipeline::Pipeline;
 use tracecraft::{Runtime, RuntimeOptions, StepType};
 use tracing_subscriber::layer::SubscriberExt;
+
+mod common;
 
 fn setup() -> (
     Runtime,
     MemoryExporter,
     impl tracing::Subscriber + Send + Sync,
 ) {
-    let sink = MemoryExporter::new();
-    let pipeline = Pipeline::builder()
-        .without_redaction()
-        .exporter(sink.clone())
-        .build()
-        .unwrap();
-    let rt = Runtime::from_pipeline(
-        RuntimeOptions {
-            exclude_inputs: vec!["password".into()],
-            ..RuntimeOptions::default()
-        },
-        pipeline,
-    );
+    let (rt, sink) = common::memory_runtime(RuntimeOptions {
+        exclude_inputs: vec!["password".into()],
+        ..RuntimeOptions::default()
+    });
     let sub = tracing_subscriber::registry().with(TraceCraftLayer::new(rt.clone()));
     (rt, sink, sub)
 }

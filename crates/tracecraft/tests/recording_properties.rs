@@ -10,7 +10,6 @@ use proptest::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 use tracecraft::core::testing::MemoryExporter;
-use tracecraft::pipeline::Pipeline;
 use tracecraft::{Runtime, RuntimeOptions, StepType};
 
 /// A typical keyword-style argument set: nested, with every scalar kind.
@@ -113,18 +112,13 @@ fn record(rt: &Runtime, r: &Recorded) {
     }
 }
 
+mod common;
+
 fn runtime(background: bool) -> (Runtime, MemoryExporter) {
-    let sink = MemoryExporter::new();
-    let pipeline = Pipeline::builder()
-        .without_redaction()
-        .exporter(sink.clone())
-        .build()
-        .unwrap();
-    let options = RuntimeOptions {
+    common::memory_runtime(RuntimeOptions {
         background_processing: background,
         ..RuntimeOptions::default()
-    };
-    (Runtime::from_pipeline(options, pipeline), sink)
+    })
 }
 
 proptest! {

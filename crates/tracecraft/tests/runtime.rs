@@ -11,14 +11,10 @@ use tracecraft::pipeline::Pipeline;
 use tracecraft::runtime::{DROPPED_AFTER_SHUTDOWN, STEPS_DROPPED, STEPS_LATE};
 use tracecraft::{AgentRun, FutureExt, Runtime, RuntimeOptions, StepType};
 
+mod common;
+
 fn runtime_with(options: RuntimeOptions) -> (Runtime, MemoryExporter) {
-    let sink = MemoryExporter::new();
-    let pipeline = Pipeline::builder()
-        .without_redaction()
-        .exporter(sink.clone())
-        .build()
-        .unwrap();
-    (Runtime::from_pipeline(options, pipeline), sink)
+    common::memory_runtime(options)
 }
 
 fn runtime() -> (Runtime, MemoryExporter) {
