@@ -257,9 +257,10 @@ mod fast {
         super::write_str(out, s);
     }
 
-    fn opt_string(out: &mut Vec<u8>, s: Option<&String>) {
-        match s {
-            Some(s) => string(out, s),
+    /// `write`s the value, or `null` for `None`.
+    fn opt<T>(out: &mut Vec<u8>, v: Option<T>, write: impl FnOnce(&mut Vec<u8>, T)) {
+        match v {
+            Some(v) => write(out, v),
             None => raw(out, b"null"),
         }
     }
@@ -280,22 +281,8 @@ mod fast {
         write_serde(out, &f);
     }
 
-    fn opt_f64(out: &mut Vec<u8>, f: Option<f64>) {
-        match f {
-            Some(f) => f64_value(out, f),
-            None => raw(out, b"null"),
-        }
-    }
-
     fn u64_value(out: &mut Vec<u8>, n: u64) {
         write_serde(out, &n);
-    }
-
-    fn opt_u64(out: &mut Vec<u8>, n: Option<u64>) {
-        match n {
-            Some(n) => u64_value(out, n),
-            None => raw(out, b"null"),
-        }
     }
 
     fn bool_value(out: &mut Vec<u8>, b: bool) {
@@ -330,22 +317,8 @@ mod fast {
         raw(out, &s);
     }
 
-    fn opt_uuid(out: &mut Vec<u8>, id: Option<&Uuid>) {
-        match id {
-            Some(id) => uuid(out, id),
-            None => raw(out, b"null"),
-        }
-    }
-
     fn time(out: &mut Vec<u8>, t: &DateTime<Utc>) {
         crate::time::write_json_string(out, t);
-    }
-
-    fn opt_time(out: &mut Vec<u8>, t: Option<&DateTime<Utc>>) {
-        match t {
-            Some(t) => time(out, t),
-            None => raw(out, b"null"),
-        }
     }
 
     /// Reads one byte of every string and every value of `v`, with little work in between:
@@ -388,31 +361,31 @@ mod fast {
         raw(out, br#","name":"#);
         string(out, &r.name);
         raw(out, br#","description":"#);
-        opt_string(out, r.description.as_ref());
+        opt(out, r.description.as_deref(), string);
         raw(out, br#","start_time":"#);
         time(out, &r.start_time);
         raw(out, br#","end_time":"#);
-        opt_time(out, r.end_time.as_ref());
+        opt(out, r.end_time.as_ref(), time);
         raw(out, br#","duration_ms":"#);
-        opt_f64(out, r.duration_ms);
+        opt(out, r.duration_ms, f64_value);
         raw(out, br#","session_id":"#);
-        opt_string(out, r.session_id.as_ref());
+        opt(out, r.session_id.as_deref(), string);
         raw(out, br#","user_id":"#);
-        opt_string(out, r.user_id.as_ref());
+        opt(out, r.user_id.as_deref(), string);
         raw(out, br#","environment":"#);
         string(out, &r.environment);
         raw(out, br#","tags":"#);
         strings(out, &r.tags);
         raw(out, br#","agent_name":"#);
-        opt_string(out, r.agent_name.as_ref());
+        opt(out, r.agent_name.as_deref(), string);
         raw(out, br#","agent_id":"#);
-        opt_string(out, r.agent_id.as_ref());
+        opt(out, r.agent_id.as_deref(), string);
         raw(out, br#","agent_description":"#);
-        opt_string(out, r.agent_description.as_ref());
+        opt(out, r.agent_description.as_deref(), string);
         raw(out, br#","cloud_provider":"#);
-        opt_string(out, r.cloud_provider.as_ref());
+        opt(out, r.cloud_provider.as_deref(), string);
         raw(out, br#","cloud_trace_id":"#);
-        opt_string(out, r.cloud_trace_id.as_ref());
+        opt(out, r.cloud_trace_id.as_deref(), string);
         raw(out, br#","input":"#);
         value(out, &r.input);
         raw(out, br#","output":"#);
@@ -426,15 +399,15 @@ mod fast {
         raw(out, br#","error_count":"#);
         u64_value(out, r.error_count);
         raw(out, br#","error":"#);
-        opt_string(out, r.error.as_ref());
+        opt(out, r.error.as_deref(), string);
         raw(out, br#","error_type":"#);
-        opt_string(out, r.error_type.as_ref());
+        opt(out, r.error_type.as_deref(), string);
         raw(out, br#","attributes":"#);
         map(out, &r.attributes);
         raw(out, br#","should_export":"#);
         bool_value(out, r.should_export);
         raw(out, br#","sample_reason":"#);
-        opt_string(out, r.sample_reason.as_ref());
+        opt(out, r.sample_reason.as_deref(), string);
         out.push(b'}');
     }
 
@@ -453,7 +426,7 @@ mod fast {
         raw(out, br#"{"id":"#);
         uuid(out, &s.id);
         raw(out, br#","parent_id":"#);
-        opt_uuid(out, s.parent_id.as_ref());
+        opt(out, s.parent_id.as_ref(), uuid);
         raw(out, br#","trace_id":"#);
         uuid(out, &s.trace_id);
         raw(out, br#","type":""#);
@@ -464,9 +437,9 @@ mod fast {
         raw(out, br#","start_time":"#);
         time(out, &s.start_time);
         raw(out, br#","end_time":"#);
-        opt_time(out, s.end_time.as_ref());
+        opt(out, s.end_time.as_ref(), time);
         raw(out, br#","duration_ms":"#);
-        opt_f64(out, s.duration_ms);
+        opt(out, s.duration_ms, f64_value);
         raw(out, br#","inputs":"#);
         map(out, &s.inputs);
         raw(out, br#","outputs":"#);
@@ -474,23 +447,23 @@ mod fast {
         raw(out, br#","attributes":"#);
         map(out, &s.attributes);
         raw(out, br#","model_name":"#);
-        opt_string(out, s.model_name.as_ref());
+        opt(out, s.model_name.as_deref(), string);
         raw(out, br#","model_provider":"#);
-        opt_string(out, s.model_provider.as_ref());
+        opt(out, s.model_provider.as_deref(), string);
         raw(out, br#","input_tokens":"#);
-        opt_u64(out, s.input_tokens);
+        opt(out, s.input_tokens, u64_value);
         raw(out, br#","output_tokens":"#);
-        opt_u64(out, s.output_tokens);
+        opt(out, s.output_tokens, u64_value);
         raw(out, br#","cost_usd":"#);
-        opt_f64(out, s.cost_usd);
+        opt(out, s.cost_usd, f64_value);
         raw(out, br#","is_streaming":"#);
         bool_value(out, s.is_streaming);
         raw(out, br#","streaming_chunks":"#);
         strings(out, &s.streaming_chunks);
         raw(out, br#","error":"#);
-        opt_string(out, s.error.as_ref());
+        opt(out, s.error.as_deref(), string);
         raw(out, br#","error_type":"#);
-        opt_string(out, s.error_type.as_ref());
+        opt(out, s.error_type.as_deref(), string);
         raw(out, br#","children":"#);
         steps(out, &s.children);
         out.push(b'}');
