@@ -233,6 +233,66 @@ pub struct PriceTable {
     entries: Vec<(String, ModelPricing)>,
     /// Index into `entries` by exact normalized name (most lookups end here).
     exact: std::collections::HashMap<String, usize>,
+    /// Identifies these contents in the per-thread lookup cache ([`recent`]): a fresh value
+    /// from a global counter at every change, `0` while the table is empty (never cached).
+    generation: u64,
+}
+
+/// Per-thread memo of the last few model names looked up, so that the names a trace repeats
+/// step after step (`claude-3-5-sonnet-20241022`, `gpt-4o-2024-08-06`) are normalized and
+/// matched once, not at every step.
+///
+/// Keyed by [`PriceTable::generation`], which no two table contents share (a global counter,
+/// never reused), so a result never outlives the table contents it was computed from.
+mod recent {
+    use std::cell::RefCell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Entries per thread; replaced round-robin.
+    const SLOTS: usize = 8;
+    /// Longer names are not memoized (keeps the memo small whatever the input).
+    pub(super) const MAX_NAME: usize = 64;
+
+    static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+    pub(super) fn next_generation() -> u64 {
+        NEXT_GENERATION.fetch_add(1, Ordering::Relaxed)
+    }
+
+    #[derive(Default)]
+    struct Memo {
+        slots: Vec<(u64, String, Option<usize>)>,
+        next: usize,
+    }
+
+    thread_local! {
+        static MEMO: RefCell<Memo> = RefCell::default();
+    }
+
+    /// The memoized result for `model` in table `generation`, if any.
+    pub(super) fn get(generation: u64, model: &str) -> Option<Option<usize>> {
+        MEMO.with(|m| {
+            m.borrow()
+                .slots
+                .iter()
+                .find(|(g, name, _)| *g == generation && name == model)
+                .map(|&(_, _, found)| found)
+        })
+    }
+
+    pub(super) fn put(generation: u64, model: &str, found: Option<usize>) {
+        MEMO.with(|m| {
+            let mut m = m.borrow_mut();
+            let entry = (generation, model.to_owned(), found);
+            if m.slots.len() < SLOTS {
+                m.slots.push(entry);
+            } else {
+                let i = m.next;
+                m.slots[i] = entry;
+                m.next = (i + 1) % SLOTS;
+            }
+        });
+    }
 }
 
 impl PriceTable {
@@ -259,19 +319,35 @@ impl PriceTable {
             .enumerate()
             .map(|(i, (k, _))| (k.clone(), i))
             .collect();
+        self.generation = recent::next_generation();
     }
 
     /// The price of `model`, if known.
     #[must_use]
     pub fn lookup(&self, model: &str) -> Option<&ModelPricing> {
+        if self.generation == 0 || model.len() > recent::MAX_NAME {
+            return self.find(model).map(|i| &self.entries[i].1);
+        }
+        let found = match recent::get(self.generation, model) {
+            Some(found) => found,
+            None => {
+                let found = self.find(model);
+                recent::put(self.generation, model, found);
+                found
+            }
+        };
+        found.map(|i| &self.entries[i].1)
+    }
+
+    /// Index of the entry for `model`: normalized, then exact or longest-prefix match.
+    fn find(&self, model: &str) -> Option<usize> {
         let m = normalized(model);
         if let Some(&i) = self.exact.get(m.as_ref()) {
-            return Some(&self.entries[i].1);
+            return Some(i);
         }
-        self.entries
-            .iter()
-            .find(|(k, _)| m.starts_with(k.as_str()) && m.as_bytes().get(k.len()) == Some(&b'-'))
-            .map(|(_, p)| p)
+        self.entries.iter().position(|(k, _)| {
+            m.starts_with(k.as_str()) && m.as_bytes().get(k.len()) == Some(&b'-')
+        })
     }
 }
 
@@ -396,7 +472,14 @@ impl EnrichmentProcessor {
 /// message objects (top level and one level down), joined by spaces — as the Python package.
 fn text_parts<'a>(map: &'a JsonMap, parts: &mut Vec<&'a str>) {
     fn content(v: &Value) -> Option<&str> {
-        v.get("content").and_then(Value::as_str)
+        match v {
+            // A message object has a few keys: comparing them beats hashing `content`.
+            Value::Object(m) if m.len() <= 8 => m
+                .iter()
+                .find(|(k, _)| k.as_str() == "content")
+                .and_then(|(_, v)| v.as_str()),
+            _ => v.get("content").and_then(Value::as_str),
+        }
     }
     for value in map.values() {
         match value {
@@ -572,5 +655,53 @@ mod tests {
                 .input_per_1k,
             0.002
         );
+    }
+
+    /// The per-thread memo never serves a result computed from other table contents: not
+    /// for another table, not after `insert` changes this one, not for a changed clone.
+    #[test]
+    fn lookup_memo_follows_table_contents() {
+        let names = [
+            "claude-3-5-sonnet-20241022",
+            "gpt-4o-2024-08-06",
+            "llama-3.1-70b-instruct",
+            "gpt-4.1",
+        ];
+        let mut t = PriceTable::new(default_pricing());
+        let fresh = |t: &PriceTable, n: &str| t.find(n).map(|i| t.entries[i].1.clone());
+        for _ in 0..3 {
+            for n in names {
+                assert_eq!(t.lookup(n).cloned(), fresh(&t, n), "{n}");
+            }
+        }
+        let before = t.clone();
+        t.insert(ModelPricing::new("llama-3.1-70b", 0.5, 0.7));
+        t.insert(ModelPricing::new("claude-3.5-sonnet", 9.0, 9.0));
+        assert_eq!(
+            t.lookup("llama-3.1-70b-instruct").unwrap().input_per_1k,
+            0.5
+        );
+        assert_eq!(
+            t.lookup("claude-3-5-sonnet-20241022").unwrap().input_per_1k,
+            9.0
+        );
+        // The clone taken before keeps its own answers.
+        assert!(before.lookup("llama-3.1-70b-instruct").is_none());
+        assert_ne!(
+            before
+                .lookup("claude-3-5-sonnet-20241022")
+                .unwrap()
+                .input_per_1k,
+            9.0
+        );
+        // More names than memo slots, twice over, still answer like a fresh lookup.
+        let many: Vec<String> = (0..40).map(|i| format!("gpt-4o-{i:04}")).collect();
+        for n in many.iter().chain(&many) {
+            assert_eq!(t.lookup(n).cloned(), fresh(&t, n), "{n}");
+        }
+        // Names past the memo's length cap, and the empty table.
+        let long = format!("gpt-4o-{}", "x".repeat(100));
+        assert_eq!(t.lookup(&long).unwrap().model, "gpt-4o");
+        assert!(PriceTable::default().lookup("gpt-4o").is_none());
     }
 }
