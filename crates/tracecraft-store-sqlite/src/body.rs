@@ -1,30 +1,39 @@
 //! The stored run body: the whole [`AgentRun`], in one column of `traces`.
 //!
-//! - Schema v2 writes a BLOB: one format byte ([`MSGPACK_V1`]) and the run as MessagePack
-//!   (`rmp-serde`, structs as arrays in the model's field order, UUIDs as 16 bytes, times as
-//!   the wire-format strings). About 35% smaller than the JSON and cheaper to decode.
-//! - Schema v1 wrote the run's JSON as TEXT. Those rows are read as JSON, as before, until the
-//!   run is saved again (a merge rewrites the row in the current format).
+//! - Schema v4 writes a BLOB: format byte [`MSGPACK_SPLIT_V2`], the length of the structure
+//!   section (4 bytes, little-endian), the structure, and the text section. The structure is
+//!   the run's MessagePack as `rmp-serde` writes it (structs as arrays in the model's field
+//!   order, UUIDs as 16 bytes, times as the wire-format strings), except that each string is
+//!   only its marker and length: the strings' bytes are in the text section, one after the
+//!   other, in the order the structure lists them. The text section is checked as UTF-8 once
+//!   per body instead of once per string (a corpus run has ~300), and the body is 4 bytes
+//!   longer. A run nested deeper than [`read::MAX_DEPTH`] levels is written in format 1.
+//! - Schemas v2 and v3 wrote format byte [`MSGPACK_V1`] and the run as MessagePack (`rmp-serde`:
+//!   each string's bytes after its marker). Those rows are read as before (by [`read`], with
+//!   `rmp-serde` deciding whatever it declines) until the run is saved again (a merge
+//!   rewrites the row in the current format).
+//! - Schema v1 wrote the run's JSON as TEXT. Those rows are read as JSON, as before.
 //!
-//! SQLite's storage class tells the two apart. A change to the fields of `AgentRun` or `Step`
-//! (their order or number) changes the MessagePack arrays: it needs a new format byte and a
-//! decoder for the old one, like a schema migration (and a change to [`fast`], which reads
-//! the arrays field by field).
-//!
-//! Bodies are read by [`fast`], a decoder written for exactly the form `rmp-serde` writes;
-//! a body it does not accept (corrupt, or in a form `rmp-serde` reads but never writes for
-//! the model) is decoded again by `rmp-serde`, whose result (run or error) is returned, as
-//! before.
+//! SQLite's storage class tells JSON from the others, the format byte the rest. A change to
+//! the fields of `AgentRun` or `Step` (their order or number) changes the MessagePack arrays:
+//! it needs a new format byte and a decoder for the old one, like a schema migration (and
+//! changes to [`read`] and [`write`], which read and write the arrays field by field).
 
-mod fast;
+mod read;
+mod write;
 
 use rusqlite::types::ValueRef;
 use tracecraft_core::AgentRun;
 
-/// Format byte: MessagePack of `AgentRun` as `rmp-serde` 1.x writes it by default.
+/// Format byte: MessagePack of `AgentRun` as `rmp-serde` 1.x writes it by default (schemas
+/// v2 and v3; runs nested too deep for format 2).
 pub(crate) const MSGPACK_V1: u8 = 1;
 
-/// Appends the body of `run` to `out` (cleared first).
+/// Format byte: the run's MessagePack with the strings' bytes in a text section (schema v4).
+pub(crate) const MSGPACK_SPLIT_V2: u8 = 2;
+
+/// Appends the format 1 body of `run` to `out` (cleared first): what schemas v2 and v3
+/// wrote, and what the store writes for runs nested too deep for format 2.
 pub(crate) fn encode(run: &AgentRun, out: &mut Vec<u8>) -> Result<(), String> {
     out.clear();
     out.push(MSGPACK_V1);
@@ -32,14 +41,28 @@ pub(crate) fn encode(run: &AgentRun, out: &mut Vec<u8>) -> Result<(), String> {
         .map_err(|e| tracecraft_core::json::elide_quoted(&e.to_string()))
 }
 
-/// Decodes a body read from the `run` column: MessagePack (v2) or JSON text (v1).
+/// Appends the body the store writes for `run` to `out` (cleared first): format 2, or
+/// format 1 for a run nested deeper than format 2 is read.
+pub(crate) fn encode_current(run: &AgentRun, out: &mut Vec<u8>) -> Result<(), String> {
+    out.clear();
+    out.push(MSGPACK_SPLIT_V2);
+    match write::write_v2(run, out) {
+        Ok(()) => Ok(()),
+        Err(write::TooDeep) => encode(run, out),
+    }
+}
+
+/// Decodes a body read from the `run` column: format 2, format 1 (MessagePack) or JSON text.
 ///
 /// The error message never contains payload text.
 pub(crate) fn decode(value: ValueRef<'_>) -> Result<AgentRun, String> {
     match value {
-        ValueRef::Blob([MSGPACK_V1, rest @ ..]) => match fast::decode_run(rest) {
+        ValueRef::Blob([MSGPACK_SPLIT_V2, rest @ ..]) => {
+            read::decode_v2(rest).map_err(|read::Malformed(e)| format!("bad body (format 2): {e}"))
+        }
+        ValueRef::Blob([MSGPACK_V1, rest @ ..]) => match read::decode_v1(rest) {
             Ok(run) => Ok(run),
-            Err(fast::Unsupported) => rmp_serde::from_slice(rest).map_err(|e| {
+            Err(read::Unsupported) => rmp_serde::from_slice(rest).map_err(|e| {
                 format!(
                     "bad MessagePack body: {}",
                     tracecraft_core::json::elide_quoted(&e.to_string())
@@ -140,14 +163,110 @@ mod tests {
         let mut buf = Vec::new();
         for run in fixtures() {
             encode(&run, &mut buf).unwrap();
-            let fast = fast::decode_run(&buf[1..]).expect("fast decoder accepts the body");
+            let fast = read::decode_v1(&buf[1..]).expect("fast decoder accepts the body");
             assert_eq!(Ok(&fast), rmp_reference(&buf[1..]).as_ref());
             assert_eq!(fast, run);
             assert_eq!(
                 tracecraft_core::to_json(&fast),
                 tracecraft_core::to_json(&run)
             );
+            // Format 2: the same run back.
+            encode_current(&run, &mut buf).unwrap();
+            assert_eq!(buf[0], MSGPACK_SPLIT_V2);
+            let v2 = decode(ValueRef::Blob(&buf)).unwrap();
+            assert_eq!(v2, run);
+            assert_eq!(
+                tracecraft_core::to_json(&v2),
+                tracecraft_core::to_json(&run)
+            );
         }
+    }
+
+    #[test]
+    fn format_2_is_format_1_with_the_strings_moved_to_the_text_section() {
+        let mut v1 = Vec::new();
+        let mut v2 = Vec::new();
+        for run in fixtures() {
+            encode(&run, &mut v1).unwrap();
+            encode_current(&run, &mut v2).unwrap();
+            let len = u32::from_le_bytes(v2[1..5].try_into().unwrap()) as usize;
+            let (structure, text) = v2[5..].split_at(len);
+            // Rebuild format 1 from the structure, putting each string's bytes back after
+            // its marker: rmp-serde's own bytes, so the two formats encode the same values.
+            let mut rebuilt = vec![MSGPACK_V1];
+            let mut text = text;
+            let mut at = 0;
+            while at < structure.len() {
+                let (m, head, n) = marker(structure, at);
+                rebuilt.extend_from_slice(&structure[at..at + head]);
+                at += head;
+                if let Some(n) = n {
+                    rebuilt.extend_from_slice(&text[..n]);
+                    text = &text[n..];
+                }
+                let _ = m;
+            }
+            assert!(text.is_empty());
+            assert_eq!(rebuilt, v1);
+        }
+    }
+
+    /// The MessagePack item header at `structure[at]`: its marker, the length of its header
+    /// and fixed-size payload, and for a string its byte count (in the text section).
+    fn marker(structure: &[u8], at: usize) -> (u8, usize, Option<usize>) {
+        let m = structure[at];
+        let be = |n: usize| {
+            structure[at + 1..at + 1 + n]
+                .iter()
+                .fold(0usize, |v, &b| v << 8 | usize::from(b))
+        };
+        match m {
+            0xa0..=0xbf => (m, 1, Some(usize::from(m & 0x1f))),
+            0xd9 => (m, 2, Some(be(1))),
+            0xda => (m, 3, Some(be(2))),
+            0xdb => (m, 5, Some(be(4))),
+            0xc4 => (m, 2 + be(1), None),
+            0xcc | 0xd0 => (m, 2, None),
+            0xcd | 0xd1 => (m, 3, None),
+            0xce | 0xd2 | 0xca => (m, 5, None),
+            0xcf | 0xd3 | 0xcb => (m, 9, None),
+            0xdc | 0xde => (m, 3, None),
+            0xdd | 0xdf => (m, 5, None),
+            _ => (m, 1, None),
+        }
+    }
+
+    #[test]
+    fn runs_too_deep_for_format_2_are_written_in_format_1() {
+        let mut run = contract::fixture_runs(1).remove(0);
+        let mut deep = json!("leaf");
+        for _ in 0..read::MAX_DEPTH {
+            deep = Value::Array(vec![deep]);
+        }
+        run.output = deep;
+        let mut buf = Vec::new();
+        encode_current(&run, &mut buf).unwrap();
+        assert_eq!(buf[0], MSGPACK_V1);
+        let back = std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(move || decode(ValueRef::Blob(&buf)))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(back.unwrap(), run);
+        // Just below the limit: format 2.
+        let Value::Array(mut items) = std::mem::take(&mut run.output) else {
+            unreachable!()
+        };
+        run.output = items.pop().unwrap();
+        let Value::Array(mut items) = std::mem::take(&mut run.output) else {
+            unreachable!()
+        };
+        run.output = items.pop().unwrap();
+        let mut buf = Vec::new();
+        encode_current(&run, &mut buf).unwrap();
+        assert_eq!(buf[0], MSGPACK_SPLIT_V2);
+        assert_eq!(decode(ValueRef::Blob(&buf)).unwrap(), run);
     }
 
     #[test]
@@ -158,23 +277,23 @@ mod tests {
         let mut body = vec![MSGPACK_V1];
         rmp_serde::encode::write(&mut body, &run).unwrap();
         body.push(0xc0);
-        assert_eq!(fast::decode_run(&body[1..]), Err(fast::Unsupported));
+        assert_eq!(read::decode_v1(&body[1..]), Err(read::Unsupported));
         assert_eq!(decode(ValueRef::Blob(&body)).unwrap(), run);
         let mut body = vec![MSGPACK_V1];
         rmp_serde::encode::write_named(&mut body, &run).unwrap();
-        assert_eq!(fast::decode_run(&body[1..]), Err(fast::Unsupported));
+        assert_eq!(read::decode_v1(&body[1..]), Err(read::Unsupported));
         assert_eq!(decode(ValueRef::Blob(&body)).unwrap(), run);
         // Nested deeper than the fast decoder goes: rmp-serde decodes it (on a thread with
         // room for its recursion in a debug build).
         let mut deep = json!(1);
-        for _ in 0..fast::MAX_DEPTH {
+        for _ in 0..read::MAX_DEPTH {
             deep = Value::Array(vec![deep]);
         }
         let mut run = run;
         run.input = deep;
         let mut body = vec![MSGPACK_V1];
         rmp_serde::encode::write(&mut body, &run).unwrap();
-        assert_eq!(fast::decode_run(&body[1..]), Err(fast::Unsupported));
+        assert_eq!(read::decode_v1(&body[1..]), Err(read::Unsupported));
         let back = std::thread::Builder::new()
             .stack_size(64 << 20)
             .spawn(move || decode(ValueRef::Blob(&body)))
@@ -191,7 +310,7 @@ mod tests {
             encode(&run, &mut buf).unwrap();
             let body = &buf[1..];
             for cut in (0..body.len()).step_by(7) {
-                assert_eq!(fast::decode_run(&body[..cut]), Err(fast::Unsupported));
+                assert_eq!(read::decode_v1(&body[..cut]), Err(read::Unsupported));
                 assert!(decode(ValueRef::Blob(&buf[..=cut])).is_err());
             }
             // Every single-byte change the fast decoder accepts, rmp-serde reads alike.
@@ -199,13 +318,65 @@ mod tests {
             for at in (0..body.len()).step_by(11) {
                 for x in [0x01, 0x80, 0xff] {
                     damaged[at] ^= x;
-                    if let Ok(fast) = fast::decode_run(&damaged) {
+                    if let Ok(fast) = read::decode_v1(&damaged) {
                         assert_eq!(Ok(fast), rmp_reference(&damaged), "byte {at} ^ {x:#x}");
                     }
                     damaged[at] ^= x;
                 }
             }
         }
+    }
+
+    #[test]
+    fn damaged_format_2_bodies_are_errors_without_payload() {
+        let mut run = contract::fixture_runs(1).remove(0);
+        run.name = "secret-name".into();
+        run.input = json!({"secret-key": "secret-value", "n": [1, 2.5, -3]});
+        let mut buf = Vec::new();
+        encode_current(&run, &mut buf).unwrap();
+        assert_eq!(buf[0], MSGPACK_SPLIT_V2);
+        let check = |body: &[u8]| match decode(ValueRef::Blob(body)) {
+            Ok(_) => {}
+            Err(e) => {
+                assert!(!e.contains("secret"), "{e}");
+                assert!(e.contains("format 2"), "{e}");
+            }
+        };
+        for cut in 1..buf.len() {
+            assert!(decode(ValueRef::Blob(&buf[..cut])).is_err(), "cut {cut}");
+            check(&buf[..cut]);
+        }
+        let mut damaged = buf.clone();
+        for at in 1..buf.len() {
+            for x in [0x01, 0x10, 0x80, 0xff] {
+                damaged[at] ^= x;
+                check(&damaged);
+                damaged[at] ^= x;
+            }
+        }
+        // Invalid UTF-8 in the text section (its last byte); a string that ends inside a
+        // character (`sample_reason`, the last string, "é" read as one byte: its marker
+        // is the structure's last byte).
+        let mut bad = buf.clone();
+        let last = bad.len() - 1;
+        bad[last] = 0xff;
+        assert!(decode(ValueRef::Blob(&bad)).unwrap_err().contains("UTF-8"));
+        let mut run2 = run.clone();
+        run2.sample_reason = Some("é".into());
+        encode_current(&run2, &mut bad).unwrap();
+        let structure_end = 5 + u32::from_le_bytes(bad[1..5].try_into().unwrap()) as usize;
+        assert_eq!(bad[structure_end - 1], 0xa2);
+        bad[structure_end - 1] = 0xa1;
+        let e = decode(ValueRef::Blob(&bad)).unwrap_err();
+        assert!(e.contains("malformed structure"), "{e}");
+        // A text section longer than its strings.
+        let mut long = buf.clone();
+        long.push(b'x');
+        assert!(
+            decode(ValueRef::Blob(&long))
+                .unwrap_err()
+                .contains("text section")
+        );
     }
 
     fn json_value() -> impl Strategy<Value = Value> {
@@ -328,7 +499,7 @@ mod tests {
         fn fast_decoder_round_trips_random_runs_like_rmp_serde(run in arb_run()) {
             let mut buf = Vec::new();
             encode(&run, &mut buf).unwrap();
-            let fast = fast::decode_run(&buf[1..]);
+            let fast = read::decode_v1(&buf[1..]);
             prop_assert!(fast.is_ok());
             let fast = fast.unwrap();
             let reference = rmp_reference(&buf[1..]);
@@ -336,6 +507,11 @@ mod tests {
             // The run itself, up to serde_json's float -> Value conversion (NaN -> null),
             // which the JSON shows the same way.
             prop_assert_eq!(tracecraft_core::to_json(&fast), tracecraft_core::to_json(&run));
+            // Format 2 gives the same run.
+            encode_current(&run, &mut buf).unwrap();
+            prop_assert_eq!(buf[0], MSGPACK_SPLIT_V2);
+            let v2 = decode(ValueRef::Blob(&buf));
+            prop_assert_eq!(v2.as_ref(), Ok(&fast));
         }
     }
 

@@ -1,7 +1,12 @@
-//! A decoder for [`MSGPACK_V1`](super::MSGPACK_V1) bodies written for this one shape: the
-//! `AgentRun` as `rmp-serde` writes it (structs as arrays in field order, UUIDs as 16-byte
+//! The body decoder: reads [`MSGPACK_SPLIT_V2`](super::MSGPACK_SPLIT_V2) bodies, and
+//! [`MSGPACK_V1`](super::MSGPACK_V1) bodies as `rmp-serde` writes them, straight into the
+//! model.
+//!
+//! Both formats hold the run's MessagePack (structs as arrays in field order, UUIDs as 16-byte
 //! `bin`, times as strings, step types as their names, `Option` as `nil` or the value, JSON
-//! values as MessagePack's own types), read straight into the model.
+//! values as MessagePack's own types). In format 1 each string's bytes follow its marker and
+//! are checked as UTF-8 one string at a time; in format 2 they are all in the text section,
+//! checked once, and each string is a slice of it (see [`super`]).
 //!
 //! Through serde, every field, map key and value of a run went through `rmp-serde`'s generic
 //! `deserialize_any` (a marker dispatch, a visitor call and a `Result` of a 40-byte error per
@@ -9,15 +14,16 @@
 //! function its type needs. The values built are the same, allocation for allocation: strings
 //! at their exact length, arrays and maps at their final size.
 //!
-//! It accepts a subset of what `rmp-serde` reads: exactly the forms `rmp-serde` writes for
-//! the model, plus every MessagePack integer, float and length encoding. Anything else (a
-//! struct written as a map, a float where an integer is expected, a `bin` inside a JSON
-//! value, a truncated or corrupt body, trailing bytes, nesting deeper than
+//! In format 1 it accepts a subset of what `rmp-serde` reads: exactly the forms `rmp-serde`
+//! writes for the model, plus every MessagePack integer, float and length encoding. Anything
+//! else (a struct written as a map, a float where an integer is expected, a `bin` inside a
+//! JSON value, a truncated or corrupt body, trailing bytes, nesting deeper than
 //! [`MAX_DEPTH`]) is [`Unsupported`], and [`super::decode`] decodes the body again with
-//! `rmp-serde`, which decides and words the error. So this decoder can only ever be faster:
-//! for every body it accepts, `rmp-serde` returns the same run (a property test compares the
-//! two on fixture runs and random values), and for every other body the result is
-//! `rmp-serde`'s, as before.
+//! `rmp-serde`, which decides and words the error. So for format 1 this decoder can only
+//! ever be faster: for every body it accepts, `rmp-serde` returns the same run (property
+//! tests compare the two on fixture runs, random runs and damaged bodies), and for every other
+//! body the result is `rmp-serde`'s, as before. Format 2 has no other reader: what this
+//! decoder does not accept is a corrupt body.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Number, Value};
@@ -40,29 +46,79 @@ pub(super) const MAX_DEPTH: u32 = 256;
 const RUN_FIELDS: u32 = 26;
 const STEP_FIELDS: u32 = 21;
 
-/// Decodes a whole body (after its format byte) into a run.
-pub(super) fn decode_run(body: &[u8]) -> Res<AgentRun> {
-    let mut r = Reader {
+/// Decodes a format 1 body (after its format byte) into a run.
+pub(super) fn decode_v1(body: &[u8]) -> Res<AgentRun> {
+    Reader {
         buf: body,
         pos: 0,
         depth: MAX_DEPTH,
+        text: None,
+        text_pos: 0,
+    }
+    .whole_run()
+}
+
+/// Why a format 2 body could not be read: where, in a message without payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Malformed(pub(super) String);
+
+/// Decodes a format 2 body (after its format byte) into a run.
+pub(super) fn decode_v2(body: &[u8]) -> Result<AgentRun, Malformed> {
+    let bad = |what: &str| Malformed(format!("{what} ({} bytes)", body.len()));
+    let (len, rest) = body
+        .split_first_chunk::<4>()
+        .ok_or_else(|| bad("no structure length"))?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).map_err(|_| bad("structure too long"))?;
+    let (structure, text) = rest
+        .split_at_checked(len)
+        .ok_or_else(|| bad("structure longer than the body"))?;
+    // One UTF-8 check for every string of the run.
+    let text = std::str::from_utf8(text).map_err(|e| {
+        bad(&format!(
+            "text section is not UTF-8 at its byte {}",
+            e.valid_up_to()
+        ))
+    })?;
+    let mut r = Reader {
+        buf: structure,
+        pos: 0,
+        depth: MAX_DEPTH,
+        text: Some(text),
+        text_pos: 0,
     };
-    let run = r.run()?;
-    if r.pos == body.len() {
-        Ok(run)
-    } else {
-        Err(Unsupported)
+    match r.whole_run() {
+        Ok(run) if r.text_pos == text.len() => Ok(run),
+        Ok(_) => Err(bad("text section longer than its strings")),
+        Err(Unsupported) => Err(bad(&format!(
+            "malformed structure at its byte {} of {}",
+            r.pos,
+            structure.len()
+        ))),
     }
 }
 
 struct Reader<'a> {
+    /// The MessagePack (format 1: the whole body; format 2: the structure section).
     buf: &'a [u8],
     pos: usize,
     /// Nesting levels left.
     depth: u32,
+    /// Format 2: the text section, checked UTF-8; strings are read from it in order.
+    text: Option<&'a str>,
+    text_pos: usize,
 }
 
 impl<'a> Reader<'a> {
+    /// The run, and nothing after it.
+    fn whole_run(&mut self) -> Res<AgentRun> {
+        let run = self.run()?;
+        if self.pos == self.buf.len() {
+            Ok(run)
+        } else {
+            Err(Unsupported)
+        }
+    }
+
     fn byte(&mut self) -> Res<u8> {
         let b = *self.buf.get(self.pos).ok_or(Unsupported)?;
         self.pos += 1;
@@ -152,7 +208,8 @@ impl<'a> Reader<'a> {
     }
 
     /// The string whose marker is `m` (already read), or `None` if `m` is not a string
-    /// marker. Invalid UTF-8 is [`Unsupported`].
+    /// marker. Format 1: the bytes after the length, which must be UTF-8. Format 2: the next
+    /// `length` bytes of the text section, which must end on a character boundary.
     fn str_after(&mut self, m: u8) -> Res<Option<&'a str>> {
         let n = match m {
             0xa0..=0xbf => usize::from(m & 0x1f),
@@ -161,8 +218,18 @@ impl<'a> Reader<'a> {
             0xdb => self.be_u32()?,
             _ => return Ok(None),
         };
-        let b = self.bytes(n)?;
-        std::str::from_utf8(b).map(Some).map_err(|_| Unsupported)
+        match self.text {
+            Some(text) => {
+                let end = self.text_pos.checked_add(n).ok_or(Unsupported)?;
+                let s = text.get(self.text_pos..end).ok_or(Unsupported)?;
+                self.text_pos = end;
+                Ok(Some(s))
+            }
+            None => {
+                let b = self.bytes(n)?;
+                std::str::from_utf8(b).map(Some).map_err(|_| Unsupported)
+            }
+        }
     }
 
     fn str(&mut self) -> Res<&'a str> {
