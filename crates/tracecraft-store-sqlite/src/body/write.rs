@@ -1,12 +1,16 @@
-//! The body encoder of [`MSGPACK_SPLIT_V2`](super::MSGPACK_SPLIT_V2): the run's MessagePack as `rmp-serde`
-//! would write it (structs as arrays in field order, UUIDs as 16-byte `bin`, times as
+//! The body encoder of [`MSGPACK_SPLIT_V2`](super::MSGPACK_SPLIT_V2): the run's
+//! MessagePack as `rmp-serde` would write it (structs as arrays in field order, UUIDs as 16-byte `bin`, times as
 //! wire-format strings, step types as their names, `None` as `nil`, integers in their
 //! shortest form, floats as `float 64`), except that each string's bytes go to the text
 //! section instead of following their marker.
 //!
-//! The run is walked twice by the same code ([`Writer`] over a [`Sink`]): once keeping the
-//! markers and lengths (the structure), once keeping only the string bytes (the text), so the
-//! two sections always list the strings in the same order, without a scratch buffer.
+//! The run is walked once: markers and lengths go to the body, string bytes to a
+//! per-thread text buffer that is appended after the structure. (Walking the run twice, once
+//! per section, cost more than the copy: the second walk misses the cache again on every
+//! string and map of a run that is not in cache; on the corpus, one walk encodes a run in
+//! ~17 µs, two walks in ~24 µs, `rmp-serde` in ~22 µs.)
+
+use std::cell::RefCell;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -24,55 +28,44 @@ type Res = Result<(), TooDeep>;
 /// structure's length in front (4 bytes, little-endian). On `Err`, `out` holds a partial
 /// body: the caller starts again.
 pub(super) fn write_v2(run: &AgentRun, out: &mut Vec<u8>) -> Res {
-    let len_at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    Writer {
-        sink: Structure(&mut *out),
-        depth: MAX_DEPTH,
+    thread_local! {
+        /// The text section while the structure is written (kept for the next run).
+        static TEXT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    .run(run)?;
-    let len = u32::try_from(out.len() - len_at - 4).map_err(|_| TooDeep)?;
-    out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
-    Writer {
-        sink: Text(out),
-        depth: MAX_DEPTH,
-    }
-    .run(run)
+    TEXT.with_borrow_mut(|text| {
+        text.clear();
+        let len_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        Writer {
+            structure: &mut *out,
+            text: &mut *text,
+            depth: MAX_DEPTH,
+        }
+        .run(run)?;
+        let len = u32::try_from(out.len() - len_at - 4).map_err(|_| TooDeep)?;
+        out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(text);
+        // Do not hold on to the text of an exceptionally large run.
+        if text.capacity() > 1 << 20 {
+            *text = Vec::new();
+        }
+        Ok(())
+    })
 }
 
-/// Where a pass writes: MessagePack markers and numbers, and string bytes.
-trait Sink {
-    fn raw(&mut self, bytes: &[u8]);
-    fn text(&mut self, s: &str);
-}
-
-/// The first pass: everything but the string bytes.
-struct Structure<'a>(&'a mut Vec<u8>);
-
-impl Sink for Structure<'_> {
-    fn raw(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
-    }
-    fn text(&mut self, _: &str) {}
-}
-
-/// The second pass: the string bytes only.
-struct Text<'a>(&'a mut Vec<u8>);
-
-impl Sink for Text<'_> {
-    fn raw(&mut self, _: &[u8]) {}
-    fn text(&mut self, s: &str) {
-        self.0.extend_from_slice(s.as_bytes());
-    }
-}
-
-struct Writer<S> {
-    sink: S,
+/// Writes one run: markers, lengths and numbers to the structure, string bytes to the text.
+struct Writer<'a> {
+    structure: &'a mut Vec<u8>,
+    text: &'a mut Vec<u8>,
     /// Nesting levels left (counted as the reader counts them).
     depth: u32,
 }
 
-impl<S: Sink> Writer<S> {
+impl Writer<'_> {
+    fn raw(&mut self, bytes: &[u8]) {
+        self.structure.extend_from_slice(bytes);
+    }
+
     fn nested(&mut self, f: impl FnOnce(&mut Self) -> Res) -> Res {
         self.depth = self.depth.checked_sub(1).ok_or(TooDeep)?;
         f(self)?;
@@ -86,14 +79,14 @@ impl<S: Sink> Writer<S> {
         b[0] = marker;
         let bytes = (n as u32).to_be_bytes();
         b[1..=N].copy_from_slice(&bytes[4 - N..]);
-        self.sink.raw(&b[..=N]);
+        self.raw(&b[..=N]);
     }
 
     /// A length prefix in the shortest of a fix form (`fix` holding up to `fix_max`), 16 and
     /// 32 bits. Lengths are below 2^32 (the store's bodies are far smaller).
     fn len(&mut self, n: usize, fix: u8, fix_max: usize, m16: u8, m32: u8) {
         if n <= fix_max {
-            self.sink.raw(&[fix | n as u8]);
+            self.raw(&[fix | n as u8]);
         } else if n <= usize::from(u16::MAX) {
             self.marker_len::<2>(m16, n);
         } else {
@@ -112,7 +105,7 @@ impl<S: Sink> Writer<S> {
     fn str(&mut self, s: &str) {
         let n = s.len();
         if n <= 31 {
-            self.sink.raw(&[0xa0 | n as u8]);
+            self.raw(&[0xa0 | n as u8]);
         } else if n <= usize::from(u8::MAX) {
             self.marker_len::<1>(0xd9, n);
         } else if n <= usize::from(u16::MAX) {
@@ -120,11 +113,11 @@ impl<S: Sink> Writer<S> {
         } else {
             self.marker_len::<4>(0xdb, n);
         }
-        self.sink.text(s);
+        self.text.extend_from_slice(s.as_bytes());
     }
 
     fn nil(&mut self) {
-        self.sink.raw(&[0xc0]);
+        self.raw(&[0xc0]);
     }
 
     fn opt_str(&mut self, s: Option<&str>) {
@@ -149,7 +142,7 @@ impl<S: Sink> Writer<S> {
         b[0] = 0xc4;
         b[1] = 16;
         b[2..].copy_from_slice(id.as_bytes());
-        self.sink.raw(&b);
+        self.raw(&b);
     }
 
     fn opt_uuid(&mut self, id: Option<&Uuid>) {
@@ -171,26 +164,26 @@ impl<S: Sink> Writer<S> {
     }
 
     fn bool(&mut self, b: bool) {
-        self.sink.raw(&[if b { 0xc3 } else { 0xc2 }]);
+        self.raw(&[if b { 0xc3 } else { 0xc2 }]);
     }
 
     /// Shortest form, as `rmp::encode::write_uint`.
     fn u64(&mut self, v: u64) {
         if v < 128 {
-            self.sink.raw(&[v as u8]);
+            self.raw(&[v as u8]);
         } else if let Ok(v) = u8::try_from(v) {
-            self.sink.raw(&[0xcc, v]);
+            self.raw(&[0xcc, v]);
         } else if let Ok(v) = u16::try_from(v) {
             let b = v.to_be_bytes();
-            self.sink.raw(&[0xcd, b[0], b[1]]);
+            self.raw(&[0xcd, b[0], b[1]]);
         } else if let Ok(v) = u32::try_from(v) {
             let mut b = [0xce; 5];
             b[1..].copy_from_slice(&v.to_be_bytes());
-            self.sink.raw(&b);
+            self.raw(&b);
         } else {
             let mut b = [0xcf; 9];
             b[1..].copy_from_slice(&v.to_be_bytes());
-            self.sink.raw(&b);
+            self.raw(&b);
         }
     }
 
@@ -204,27 +197,27 @@ impl<S: Sink> Writer<S> {
     /// A negative integer in its shortest form, as `rmp::encode::write_sint`.
     fn negative(&mut self, v: i64) {
         if v >= -32 {
-            self.sink.raw(&[v as u8]);
+            self.raw(&[v as u8]);
         } else if let Ok(v) = i8::try_from(v) {
-            self.sink.raw(&[0xd0, v as u8]);
+            self.raw(&[0xd0, v as u8]);
         } else if let Ok(v) = i16::try_from(v) {
             let b = v.to_be_bytes();
-            self.sink.raw(&[0xd1, b[0], b[1]]);
+            self.raw(&[0xd1, b[0], b[1]]);
         } else if let Ok(v) = i32::try_from(v) {
             let mut b = [0xd2; 5];
             b[1..].copy_from_slice(&v.to_be_bytes());
-            self.sink.raw(&b);
+            self.raw(&b);
         } else {
             let mut b = [0xd3; 9];
             b[1..].copy_from_slice(&v.to_be_bytes());
-            self.sink.raw(&b);
+            self.raw(&b);
         }
     }
 
     fn f64(&mut self, v: f64) {
         let mut b = [0xcb; 9];
         b[1..].copy_from_slice(&v.to_be_bytes());
-        self.sink.raw(&b);
+        self.raw(&b);
     }
 
     fn opt_f64(&mut self, v: Option<f64>) {
