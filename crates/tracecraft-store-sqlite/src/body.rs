@@ -48,7 +48,7 @@ pub(crate) fn encode_current(run: &AgentRun, out: &mut Vec<u8>) -> Result<(), St
     out.push(MSGPACK_SPLIT_V2);
     match write::write_v2(run, out) {
         Ok(()) => Ok(()),
-        Err(write::TooDeep) => encode(run, out),
+        Err(write::NotV2) => encode(run, out),
     }
 }
 

@@ -42,6 +42,11 @@ type Res<T> = Result<T, Unsupported>;
 /// left to `rmp-serde`, as before, so this decoder's recursion stays shallow.
 pub(super) const MAX_DEPTH: u32 = 256;
 
+/// At most this many elements are reserved up front from a length read from the body: a
+/// corrupt length must not reserve more memory than the body could fill (a `Step` is ~550
+/// bytes, a JSON value 80, for one byte of body). Longer containers grow as they fill.
+const MAX_PRESIZE: usize = 4096;
+
 /// Fields of `AgentRun`, of `Step`: the lengths of their arrays.
 const RUN_FIELDS: u32 = 26;
 const STEP_FIELDS: u32 = 21;
@@ -251,7 +256,7 @@ impl<'a> Reader<'a> {
     fn strings(&mut self) -> Res<Vec<String>> {
         let n = self.expect_array()?;
         self.enter()?;
-        let mut v = Vec::with_capacity(n);
+        let mut v = Vec::with_capacity(n.min(MAX_PRESIZE));
         for _ in 0..n {
             v.push(self.string()?);
         }
@@ -390,7 +395,7 @@ impl<'a> Reader<'a> {
         }
         if let Some(n) = self.array_len(m)? {
             self.enter()?;
-            let mut items = Vec::with_capacity(n);
+            let mut items = Vec::with_capacity(n.min(MAX_PRESIZE));
             for _ in 0..n {
                 items.push(self.value()?);
             }
@@ -408,7 +413,7 @@ impl<'a> Reader<'a> {
     /// last value, as `Map::insert` (and so serde_json's visitor) does.
     fn entries(&mut self, n: usize) -> Res<JsonMap> {
         self.enter()?;
-        let mut map = Map::with_capacity(n);
+        let mut map = Map::with_capacity(n.min(MAX_PRESIZE));
         for _ in 0..n {
             let k = self.string()?;
             let v = self.value()?;
@@ -432,7 +437,7 @@ impl<'a> Reader<'a> {
     fn steps(&mut self) -> Res<Vec<Step>> {
         let n = self.expect_array()?;
         self.enter()?;
-        let mut steps = Vec::with_capacity(n);
+        let mut steps = Vec::with_capacity(n.min(MAX_PRESIZE));
         for _ in 0..n {
             steps.push(self.step()?);
         }

@@ -18,11 +18,13 @@ use tracecraft_core::{AgentRun, JsonMap, Step, Uuid};
 
 use super::read::MAX_DEPTH;
 
-/// The run is nested deeper than [`MAX_DEPTH`]: it is written in format 1 instead.
+/// The run is nested deeper than [`MAX_DEPTH`] (or holds a string, array or map of 2^32
+/// elements or more, which MessagePack cannot hold): it is written in format 1 instead
+/// (which refuses the too long ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct TooDeep;
+pub(super) struct NotV2;
 
-type Res = Result<(), TooDeep>;
+type Res = Result<(), NotV2>;
 
 /// Appends the structure section, then the text section, of `run` to `out`, with the
 /// structure's length in front (4 bytes, little-endian). On `Err`, `out` holds a partial
@@ -36,13 +38,17 @@ pub(super) fn write_v2(run: &AgentRun, out: &mut Vec<u8>) -> Res {
         text.clear();
         let len_at = out.len();
         out.extend_from_slice(&[0; 4]);
-        Writer {
+        let mut w = Writer {
             structure: &mut *out,
             text: &mut *text,
             depth: MAX_DEPTH,
+            too_long: false,
+        };
+        w.run(run)?;
+        if w.too_long {
+            return Err(NotV2);
         }
-        .run(run)?;
-        let len = u32::try_from(out.len() - len_at - 4).map_err(|_| TooDeep)?;
+        let len = u32::try_from(out.len() - len_at - 4).map_err(|_| NotV2)?;
         out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
         out.extend_from_slice(text);
         // Do not hold on to the text of an exceptionally large run.
@@ -59,6 +65,8 @@ struct Writer<'a> {
     text: &'a mut Vec<u8>,
     /// Nesting levels left (counted as the reader counts them).
     depth: u32,
+    /// A length of 2^32 or more was met (and written wrong): the body must not be used.
+    too_long: bool,
 }
 
 impl Writer<'_> {
@@ -67,7 +75,7 @@ impl Writer<'_> {
     }
 
     fn nested(&mut self, f: impl FnOnce(&mut Self) -> Res) -> Res {
-        self.depth = self.depth.checked_sub(1).ok_or(TooDeep)?;
+        self.depth = self.depth.checked_sub(1).ok_or(NotV2)?;
         f(self)?;
         self.depth += 1;
         Ok(())
@@ -77,13 +85,17 @@ impl Writer<'_> {
     fn marker_len<const N: usize>(&mut self, marker: u8, n: usize) {
         let mut b = [0u8; 5];
         b[0] = marker;
-        let bytes = (n as u32).to_be_bytes();
+        let n = u32::try_from(n).unwrap_or_else(|_| {
+            self.too_long = true;
+            u32::MAX
+        });
+        let bytes = n.to_be_bytes();
         b[1..=N].copy_from_slice(&bytes[4 - N..]);
         self.raw(&b[..=N]);
     }
 
     /// A length prefix in the shortest of a fix form (`fix` holding up to `fix_max`), 16 and
-    /// 32 bits. Lengths are below 2^32 (the store's bodies are far smaller).
+    /// 32 bits.
     fn len(&mut self, n: usize, fix: u8, fix_max: usize, m16: u8, m32: u8) {
         if n <= fix_max {
             self.raw(&[fix | n as u8]);
