@@ -23,6 +23,13 @@ pub fn format(t: &DateTime<Utc>) -> String {
     buf.format(t).into_owned()
 }
 
+/// Calls `f` with `t` in the wire format (as [`format`] returns it), formatted on the stack:
+/// for encoders that copy the text and need no `String` per timestamp. (Years outside 0-9999
+/// and leap seconds are formatted by chrono, into a `String`.)
+pub fn with_formatted<R>(t: &DateTime<Utc>, f: impl FnOnce(&str) -> R) -> R {
+    f(&TimeBuf::new().format(t))
+}
+
 /// A stack buffer for one formatted timestamp: serializers format into it instead of
 /// allocating a `String` per timestamp (a run has ~40).
 struct TimeBuf {
@@ -309,6 +316,7 @@ mod tests {
         }
         for t in cases {
             assert_eq!(TimeBuf::new().format(&t), format_slow(&t), "{t:?}");
+            assert_eq!(with_formatted(&t, str::to_owned), format_slow(&t), "{t:?}");
         }
     }
 

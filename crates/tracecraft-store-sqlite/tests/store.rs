@@ -561,6 +561,107 @@ fn corrupt_messagepack_body_is_reported_without_payload() {
     assert!(store.get(runs[0].id).unwrap().is_some());
 }
 
+#[test]
+fn corrupt_body_error_names_the_trace_without_payload() {
+    for sql in [
+        // Format 2: the structure cut short; a byte of the text section changed.
+        "UPDATE traces SET run = substr(run, 1, 60) WHERE id = ?1",
+        "UPDATE traces SET run = substr(run, 1, length(run) - 3) || x'ff' || substr(run, -2)
+         WHERE id = ?1",
+        // Format 1 (schemas v2, v3): cut short.
+        "UPDATE traces SET run = x'01' || substr(run, 6, 50) WHERE id = ?1",
+    ] {
+        let (_root, store, runs) = store_with_edited_row(sql);
+        let err = store.get(runs[1].id).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{msg}");
+        assert!(msg.contains("traces.db"), "{msg}");
+        assert!(msg.contains(&runs[1].id.to_string()), "{msg}");
+        for field in [&runs[1].name, &runs[1].environment] {
+            assert!(!msg.contains(field.as_str()), "{msg}");
+        }
+        // The same error from a query that meets the row; the other rows read as before.
+        let err = store.query(&TraceQuery::new()).unwrap_err();
+        assert!(err.to_string().contains(&runs[1].id.to_string()), "{err}");
+        assert_eq!(store.get(runs[0].id).unwrap().as_ref(), Some(&runs[0]));
+        assert_eq!(store.get(runs[2].id).unwrap().as_ref(), Some(&runs[2]));
+    }
+}
+
+/// The format byte of the stored body of `id`.
+fn body_format(conn: &rusqlite::Connection, id: tracecraft_core::Uuid) -> i64 {
+    conn.query_row(
+        "SELECT unicode(CAST(substr(run, 1, 1) AS TEXT)) FROM traces WHERE id = ?1",
+        [id.to_string()],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn version_3_databases_with_format_1_bodies_migrate_and_stay_readable() {
+    // A v3 database as the previous version left it: its rows, with format 1 bodies
+    // (rmp-serde MessagePack behind byte 1), and `user_version` 3.
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.db");
+    let mut runs = contract::sample_runs();
+    runs.extend(contract::fixture_runs(30));
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    store.save_batch(&contract::processed(&runs)).unwrap();
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for run in &runs {
+            let mut body = vec![1u8];
+            rmp_serde::encode::write(&mut body, run).unwrap();
+            conn.execute(
+                "UPDATE traces SET run = ?1 WHERE id = ?2",
+                rusqlite::params![body, run.id.to_string()],
+            )
+            .unwrap();
+        }
+        conn.execute_batch("PRAGMA user_version = 3").unwrap();
+        assert_eq!(body_format(&conn, runs[0].id), 1);
+    }
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    for run in &runs {
+        assert_eq!(body_format(&conn, run.id), 1);
+        let got = store.get(run.id).unwrap().expect("migrated run");
+        assert_eq!(&got, run);
+        assert_eq!(
+            tracecraft_core::to_json(&got),
+            tracecraft_core::to_json(run)
+        );
+    }
+    for q in contract::oracle_queries() {
+        let found = store.query(&q).unwrap();
+        let matching = runs.iter().filter(|r| q.matches(r)).count();
+        let want = matching
+            .saturating_sub(q.offset)
+            .min(q.limit.unwrap_or(usize::MAX));
+        assert_eq!(found.len(), want, "{q:?}");
+        assert!(found.iter().all(|r| runs.contains(r)), "{q:?}");
+    }
+    // Saved again: merged, and rewritten in format 2.
+    let mut again = runs[0].clone();
+    again.tags.push("resaved".into());
+    store
+        .save(&ProcessedRun::assume_processed(again.clone()))
+        .unwrap();
+    assert_eq!(body_format(&conn, runs[0].id), 2);
+    assert_eq!(
+        store.get(runs[0].id).unwrap().unwrap(),
+        tracecraft_core::merge_runs(runs[0].clone(), again)
+    );
+    assert_eq!(body_format(&conn, runs[1].id), 1);
+    assert_eq!(store.get(runs[1].id).unwrap().as_ref(), Some(&runs[1]));
+}
+
 /// Every row of `traces`, `tags` and `steps`, in key order, as text (bodies as hex).
 fn dump(path: &Path) -> Vec<String> {
     let conn = rusqlite::Connection::open(path).unwrap();
