@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use tracecraft::config::{StorageUrl, TraceCraftConfig};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(mut config) = TraceCraftConfig::from_toml_str(text) {
         let _ = config.validate();
         let value = text.lines().next().unwrap_or_default().to_owned();

@@ -95,6 +95,42 @@
 
 mod body;
 
+/// Entry points for the fuzz targets under `fuzz/` and their regression tests: not part of
+/// the API, no stability promise.
+#[doc(hidden)]
+pub mod fuzzing {
+    use rusqlite::types::ValueRef;
+    use tracecraft_core::AgentRun;
+
+    /// Decodes `bytes` as a stored run body (a BLOB of the `run` column), as `get` does.
+    ///
+    /// # Errors
+    /// The message `get` would put in its `StoreError::Corrupt`.
+    pub fn decode_body(bytes: &[u8]) -> Result<AgentRun, String> {
+        super::body::decode(ValueRef::Blob(bytes))
+    }
+
+    /// The body this build writes for `run` (format 2, or format 1 for very deep runs).
+    ///
+    /// # Errors
+    /// When the run cannot be encoded.
+    pub fn encode_body(run: &AgentRun) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        super::body::encode_current(run, &mut out)?;
+        Ok(out)
+    }
+
+    /// The format 1 body of `run` (schemas v2 and v3, `rmp-serde`).
+    ///
+    /// # Errors
+    /// When the run cannot be encoded.
+    pub fn encode_body_v1(run: &AgentRun) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        super::body::encode(run, &mut out)?;
+        Ok(out)
+    }
+}
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
