@@ -16,7 +16,7 @@ use crate::BuildError;
 use crate::anchors::{Anchors, SHORT};
 use crate::config::{RedactionConfig, RedactionMode};
 use crate::report::{Finding, Report};
-use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Validator, Viable};
+use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Need, Validator, Viable};
 
 /// NFA size limit per rule (bytes of heap).
 pub(crate) const SIZE_LIMIT: usize = 2 * 1024 * 1024;
@@ -40,6 +40,7 @@ pub(crate) struct Rule {
     kind: RuleKind,
     validator: Option<Validator>,
     viable: Option<Viable>,
+    need: Option<Need>,
     replacement: Option<String>,
 }
 
@@ -263,6 +264,7 @@ impl Engine {
                     kind,
                     validator: b.validator,
                     viable: b.viable,
+                    need: b.need,
                     replacement: None,
                 });
             }
@@ -292,6 +294,7 @@ impl Engine {
                 kind: RuleKind::Full,
                 validator: None,
                 viable: None,
+                need: None,
                 replacement: c.replacement.clone(),
             });
         }
@@ -618,11 +621,20 @@ impl Engine {
             }
             cands.push(Cand { rule, start, end });
         };
+        // Per rule with a `Need` (index < 32): where its runs were last looked for.
+        let mut runs = [RunCursor::default(); 32];
         for &(targets, ms, me) in &ev.anchors {
             {
                 for &(rule, how) in targets {
-                    if let Some(v) = self.rules[usize::from(rule)].viable
+                    let r = &self.rules[usize::from(rule)];
+                    if let Some(v) = r.viable
                         && !v(text.as_bytes(), ms, me)
+                    {
+                        continue;
+                    }
+                    if let Some(need) = &r.need
+                        && let Some(cursor) = runs.get_mut(usize::from(rule))
+                        && !cursor.reaches(text.as_bytes(), ms + need.min, ms + need.max, need)
                     {
                         continue;
                     }
@@ -916,6 +928,95 @@ impl Engine {
 #[inline]
 fn dense(cands: usize, span: usize) -> bool {
     cands >= 16 && cands.saturating_mul(64) >= span
+}
+
+/// How far past a question's range [`RunCursor`] looks for runs.
+const RUN_LOOKAHEAD: usize = 1024;
+
+/// Whether a run of a rule's [`Need`] begins in `lo..=hi`, with what was learnt by the last
+/// question kept for the next: the first run at or after some position, or that none begins
+/// before some position (and where the scan stopped). Questions with ascending ranges, as
+/// anchors arrive, read each byte at most twice in all; one question reads at most its range,
+/// [`RUN_LOOKAHEAD`] bytes and a run's length.
+#[derive(Clone, Copy, Default)]
+struct RunCursor {
+    /// `(from, what)`: what is known of the runs beginning at or after `from`.
+    last: Option<(usize, Seen)>,
+}
+
+#[derive(Clone, Copy)]
+enum Seen {
+    /// The first run begins here.
+    First(usize),
+    /// None begins before `a`, and `b[a..good]` is all in the class (a scan's state).
+    NoneBefore { a: usize, good: usize },
+}
+
+impl RunCursor {
+    fn reaches(&mut self, b: &[u8], lo: usize, hi: usize, need: &Need) -> bool {
+        let (mut from, mut a, mut good) = (lo, lo, lo);
+        if let Some((f, seen)) = self.last
+            && f <= lo
+        {
+            match seen {
+                Seen::First(j) if j >= lo => return j <= hi,
+                Seen::First(_) => {}
+                Seen::NoneBefore { a: u, .. } if hi < u => return false,
+                // Go on where the last scan stopped.
+                Seen::NoneBefore { a: u, good: g } if lo <= u => (from, a, good) = (f, u, g),
+                Seen::NoneBefore { good: g, .. } => good = g.max(lo),
+            }
+        }
+        // A little past `hi`: the next anchors' questions are then answered without a scan
+        // (probing reads about one byte in `len` where runs are rare).
+        let last = hi.saturating_add(RUN_LOOKAHEAD);
+        let (seen, found) = match next_run(b, a, good, last, need.len, need.class) {
+            Ok(j) => (Seen::First(j), j <= hi),
+            Err((a, good)) => (Seen::NoneBefore { a, good }, false),
+        };
+        self.last = Some((from, seen));
+        found
+    }
+}
+
+/// The first `j` in `a..=last` such that `b[j..j + len]` is all `class` (`len > 0`), given
+/// that `b[a..good]` is (`a <= good`); or where the scan stopped: `(a, good)` with no run
+/// beginning before `a` (`usize::MAX` when none begins at all) and `b[a..good]` in the class.
+/// Probes the last byte of each possible run and checks backwards only the bytes not yet
+/// known to be in the class, so each byte is read at most twice, and about `len` times fewer
+/// where the class is rare.
+fn next_run(
+    b: &[u8],
+    mut a: usize,
+    mut good: usize,
+    last: usize,
+    len: usize,
+    class: fn(u8) -> bool,
+) -> Result<usize, (usize, usize)> {
+    let n = b.len();
+    loop {
+        if a > last {
+            return Err((a, good));
+        }
+        let q = match a.checked_add(len - 1) {
+            Some(q) if q < n => q,
+            _ => return Err((usize::MAX, usize::MAX)),
+        };
+        if !class(b[q]) {
+            a = q + 1;
+            good = a;
+            continue;
+        }
+        // `b[good.max(a)..q]`, from the back (`good <= q + 1`).
+        let from = good.max(a).min(q);
+        match b[from..q].iter().rposition(|&c| !class(c)) {
+            None => return Ok(a),
+            Some(i) => {
+                a = from + i + 1;
+                good = q + 1;
+            }
+        }
+    }
 }
 
 fn floor_char(text: &str, mut i: usize) -> usize {
@@ -1332,6 +1433,42 @@ mod tests {
             let text = parts.concat();
             for e in engines() {
                 check_carry(e, &text)?;
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// `next_run` and the cursor answer what a byte-by-byte search answers, for questions
+        /// in any order (mostly ascending and overlapping, as the engine asks them).
+        #[test]
+        fn run_cursor_equals_naive(
+            text in "[ab/+ .é]{0,120}",
+            len in 1usize..8,
+            qs in proptest::collection::vec((0usize..130, 0usize..20), 1..16),
+            ascending in proptest::bool::ANY,
+        ) {
+            let b = text.as_bytes();
+            let class = |c: u8| c == b'a' || c == b'b' || c == b'/' || c == b'+';
+            let run = |j: usize| b.get(j..j + len).is_some_and(|r| r.iter().all(|&c| class(c)));
+            let need = Need { class, len, min: 0, max: 0 };
+            let mut qs = qs;
+            if ascending {
+                qs.sort_unstable();
+            }
+            let mut cursor = RunCursor::default();
+            for &(lo, w) in &qs {
+                let hi = lo + w;
+                proptest::prop_assert_eq!(
+                    next_run(b, lo, lo, hi, len, class).ok(),
+                    (lo..=hi).find(|&j| run(j))
+                );
+                proptest::prop_assert_eq!(
+                    cursor.reaches(b, lo, hi, &need),
+                    (lo..=hi).any(run),
+                    "{:?} {}..={}", text, lo, hi
+                );
             }
         }
     }
