@@ -16,7 +16,7 @@ use crate::BuildError;
 use crate::anchors::{Anchors, SHORT};
 use crate::config::{RedactionConfig, RedactionMode};
 use crate::report::{Finding, Report};
-use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Need, Validator, Viable};
+use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Need, Shapes, Validator, Viable};
 
 /// NFA size limit per rule (bytes of heap).
 pub(crate) const SIZE_LIMIT: usize = 2 * 1024 * 1024;
@@ -96,6 +96,8 @@ pub(crate) struct Engine {
     pub(crate) rules: Vec<Rule>,
     anchors: Option<Anchors<(u16, How)>>,
     digit_rules: Vec<u16>,
+    /// The shapes of `digit_rules`' matches, in the same order.
+    digit_shapes: Vec<Shapes>,
     custom_gate: Option<Regex>,
     custom_rules: Vec<u16>,
     allow: HashSet<String>,
@@ -224,6 +226,7 @@ impl Engine {
         let mut rules = Vec::new();
         let mut anchor_list: Vec<(&str, bool, (u16, How))> = Vec::new();
         let mut digit_rules = Vec::new();
+        let mut digit_shapes = Vec::new();
         let mut add_lit = |lit: &'static str, exact: bool, rule: u16, how: How| {
             anchor_list.push((lit, exact, (rule, how)));
         };
@@ -249,11 +252,12 @@ impl Engine {
                         }
                         RuleKind::Window
                     }
-                    Kind::Digits => {
+                    Kind::Digits(shapes) => {
                         for a in b.anchors {
                             add_lit(a, b.exact, idx, How::Window { back: 64, fwd: 64 });
                         }
                         digit_rules.push(idx);
+                        digit_shapes.push(shapes);
                         RuleKind::Digits
                     }
                 };
@@ -372,6 +376,7 @@ impl Engine {
             rules,
             anchors,
             digit_rules,
+            digit_shapes,
             custom_gate,
             custom_rules,
             allow: cfg.allowlist.iter().cloned().collect(),
@@ -654,6 +659,8 @@ impl Engine {
                 }
             }
         }
+        // Digit runs of the current long cluster.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
         for &(s, e) in &ev.clusters {
             // A match of a digit rule never overlaps a run of more than 19 ASCII digits: each
             // of its digit runs lies between non-digits (a separator, `+`, `(`, `)`, or a word
@@ -664,8 +671,51 @@ impl Engine {
             }
             let start = floor_char(text, s.saturating_sub(8));
             let end = ceil_char(text, (e + 8).min(n));
-            for &rule in &self.digit_rules {
-                push_window(&mut cands, rule, start, end);
+            if e - s <= LONG_CLUSTER {
+                for &rule in &self.digit_rules {
+                    push_window(&mut cands, rule, start, end);
+                }
+                continue;
+            }
+            // A long cluster: each rule's window only around the runs that its matches can
+            // be (see `Shapes`; every match lies on such runs, so the windows still hold every
+            // match, and the searched windows, disjoint once merged, find the same matches).
+            digit_runs(&text.as_bytes()[s..e], s, &mut runs);
+            let b = text.as_bytes();
+            for (&rule, shapes) in self.digit_rules.iter().zip(&self.digit_shapes) {
+                if any_of(&b[start..end], shapes.unless) {
+                    push_window(&mut cands, rule, start, end);
+                    continue;
+                }
+                // Bit `l`: some shape's first run may be `l` digits long.
+                let starts = shapes
+                    .runs
+                    .iter()
+                    .filter_map(|shape| shape.first())
+                    .flat_map(|r| r.min..=r.max)
+                    .fold(0u64, |m, l| m | 1u64.checked_shl(l as u32).unwrap_or(0));
+                for i in 0..runs.len() {
+                    let l = runs[i].1 - runs[i].0;
+                    if l >= 64 || (starts >> l) & 1 == 0 {
+                        continue;
+                    }
+                    for shape in shapes.runs {
+                        let Some(seq) = runs.get(i..i + shape.len()) else {
+                            continue;
+                        };
+                        let mut fits = true;
+                        for (k, r) in shape.iter().enumerate() {
+                            let (a, z) = seq[k];
+                            if z - a < r.min || z - a > r.max || b[a] < r.first {
+                                fits = false;
+                                break;
+                            }
+                        }
+                        if fits {
+                            push_window(&mut cands, rule, seq[0].0, seq[seq.len() - 1].1);
+                        }
+                    }
+                }
             }
         }
         if !cands.is_empty() {
@@ -1016,6 +1066,39 @@ fn next_run(
                 good = q + 1;
             }
         }
+    }
+}
+
+/// Clusters longer than this (first to last digit) are searched only around the digit runs
+/// that can match (`Shapes`); shorter ones, one or two numbers, in one window.
+const LONG_CLUSTER: usize = 32;
+
+/// Whether `hay` holds one of the bytes `set` (at most 3; more are looked for one by one).
+fn any_of(hay: &[u8], set: &[u8]) -> bool {
+    match *set {
+        [] => false,
+        [a] => memchr::memchr(a, hay).is_some(),
+        [a, b] => memchr::memchr2(a, b, hay).is_some(),
+        [a, b, c] => memchr::memchr3(a, b, c, hay).is_some(),
+        _ => hay.iter().any(|c| set.contains(c)),
+    }
+}
+
+/// The maximal runs of ASCII digits of `b` (`b` begins at `base` of the text), as
+/// `(start, end)` in the text, into `runs` (cleared first).
+fn digit_runs(b: &[u8], base: usize, runs: &mut Vec<(usize, usize)>) {
+    runs.clear();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let a = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        runs.push((base + a, base + i));
     }
 }
 

@@ -57,8 +57,68 @@ pub(crate) enum Kind {
     /// Matches contain >= 9 ASCII digits within 32 bytes, digits separated by at most 3
     /// bytes of `-. ()` / NBSP, and extend at most 8 bytes beyond the outer digits.
     /// (`phone` also has fullwidth-digit anchors, windowed by 64 bytes.)
-    Digits,
+    Digits(Shapes),
 }
+
+/// What the ASCII matches of a [`Kind::Digits`] rule look like as maximal runs of ASCII
+/// digits: each is one of `runs`, consecutive runs of one digit cluster (its separators are
+/// single characters, and it begins and ends at a word boundary or a `+`/`(`/`)`, so its runs
+/// are whole runs). Unless one of the bytes `unless` is in reach (a `+` or `(` of a phone
+/// number, whose forms are many); then the whole cluster window is searched. Lets the engine
+/// search long clusters (`555-123-4567-555-...`) only around runs that can match.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shapes {
+    pub(crate) runs: &'static [&'static [Run]],
+    pub(crate) unless: &'static [u8],
+}
+
+/// One run of a [`Shapes`]: its length range and the digits it may begin with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Run {
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+    /// The lowest first digit.
+    pub(crate) first: u8,
+}
+
+/// A run of exactly `n` digits, the first at least `first`.
+const fn run(n: usize, first: u8) -> Run {
+    Run {
+        min: n,
+        max: n,
+        first,
+    }
+}
+
+/// `phone`: `NPA-NXX-XXXX` (area and exchange 2-9), `NPANXXXXXX`; forms with `+` or `(`
+/// are searched whole.
+const PHONE: Shapes = Shapes {
+    runs: &[
+        &[run(3, b'2'), run(3, b'2'), run(4, b'0')],
+        &[run(10, b'2')],
+    ],
+    unless: b"+(",
+};
+
+/// `credit_card`: 4-4-4-4, Amex 4-6-5 (beginning with 3), 13-19 digits.
+const CARD: Shapes = Shapes {
+    runs: &[
+        &[run(4, b'0'), run(4, b'0'), run(4, b'0'), run(4, b'0')],
+        &[run(4, b'3'), run(6, b'0'), run(5, b'0')],
+        &[Run {
+            min: 13,
+            max: 19,
+            first: b'0',
+        }],
+    ],
+    unless: b"",
+};
+
+/// `ssn`: 3-2-4.
+const SSN: Shapes = Shapes {
+    runs: &[&[run(3, b'0'), run(2, b'0'), run(4, b'0')]],
+    unless: b"",
+};
 
 pub(crate) struct Builtin {
     pub(crate) name: &'static str,
@@ -126,7 +186,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
             r"|(?-u:\b)[2-9][0-9]{2}[2-9][0-9]{6}(?-u:\b)",
             r"|[０-９]{2,4}[－\-]?[０-９]{2,4}[－\-]?[０-９]{4}",
         ),
-        kind: Kind::Digits,
+        kind: Kind::Digits(PHONE),
         anchors: &["０", "１", "２", "３", "４", "５", "６", "７", "８", "９"],
         exact: false,
         validator: None,
@@ -136,7 +196,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "credit_card",
         pattern: r"(?-u:\b)(?:[0-9]{4}[- ][0-9]{4}[- ][0-9]{4}[- ][0-9]{4}|3[47][0-9]{2}[- ][0-9]{6}[- ][0-9]{5}|[0-9]{13,19})(?-u:\b)",
-        kind: Kind::Digits,
+        kind: Kind::Digits(CARD),
         anchors: &[],
         exact: false,
         validator: Some(valid_card),
@@ -146,7 +206,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "ssn",
         pattern: r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)",
-        kind: Kind::Digits,
+        kind: Kind::Digits(SSN),
         anchors: &[],
         exact: false,
         validator: Some(valid_ssn),
@@ -753,6 +813,75 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// Every ASCII match of a digit rule is whole digit runs that fit one of its
+        /// `Shapes`, unless one of its `unless` bytes is in the match or just before it.
+        #[test]
+        fn digit_matches_fit_their_shapes(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    3 => proptest::sample::select(vec![
+                        "555-234-5678", "555-123-4567", "5552345678", "4111 1111 1111 1111",
+                        "4111-1111-1111-1111", "4111111111111111", "3782 822463 10005",
+                        "320-89-2209", "+1 ", "+44 20 7946 0958", "(555) 234-5678", "\u{a0}",
+                        "-", " ", ".", "(", ")", "x", "_", "]", "[", "０９０-１２３４-５６７８",
+                    ]).prop_map(str::to_owned),
+                    2 => "[0-9]{1,20}",
+                ],
+                0..12,
+            )
+        ) {
+            use regex_automata::{Anchored, Input, meta::Regex};
+            let text = parts.concat();
+            let b = text.as_bytes();
+            for rule in BUILTINS {
+                let Kind::Digits(shapes) = rule.kind else { continue };
+                let re = Regex::new(rule.pattern).unwrap();
+                for i in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+                    let input = Input::new(&text).range(i..).anchored(Anchored::Yes);
+                    let Some(m) = re.search(&input) else { continue };
+                    let (ms, me) = (m.start(), m.end());
+                    if !text[ms..me].is_ascii() {
+                        continue; // fullwidth digits: found by their own anchors
+                    }
+                    if b[ms.saturating_sub(1)..me].iter().any(|c| shapes.unless.contains(c)) {
+                        continue;
+                    }
+                    // The maximal digit runs the match touches.
+                    let mut runs = Vec::new();
+                    let mut j = ms;
+                    while j < me {
+                        if b[j].is_ascii_digit() {
+                            let mut a = j;
+                            while a > 0 && b[a - 1].is_ascii_digit() {
+                                a -= 1;
+                            }
+                            let mut z = j;
+                            while z < b.len() && b[z].is_ascii_digit() {
+                                z += 1;
+                            }
+                            runs.push((a, z));
+                            j = z;
+                        } else {
+                            j += 1;
+                        }
+                    }
+                    let whole = runs.first().is_some_and(|r| r.0 == ms)
+                        && runs.last().is_some_and(|r| r.1 == me);
+                    let fits = shapes.runs.iter().any(|shape| {
+                        shape.len() == runs.len()
+                            && shape.iter().zip(&runs).all(|(r, &(a, z))| {
+                                (r.min..=r.max).contains(&(z - a)) && b[a] >= r.first
+                            })
+                    });
+                    proptest::prop_assert!(whole && fits, "{}: {:?} in {:?}", rule.name, &text[ms..me], text);
+                }
+            }
+        }
+    }
+
     /// The farthest `aws_secret_key` values: 48 context characters of 4 bytes and a 4-byte
     /// separator after `secret` (the run at `s + 202`), and the same with 49 (no match).
     #[test]
@@ -844,7 +973,7 @@ mod tests {
                     // The local part is at most 64 chars of at most 3 bytes (+@ ...).
                     assert!(back >= 64 * 3 + 4 && fwd + back >= max, "{}: {max}", b.name);
                 }
-                Kind::Digits => {
+                Kind::Digits(_) => {
                     // Fullwidth digits are windowed by 64 bytes; ASCII forms are short.
                     assert!(max.expect("bounded") <= 64, "{}: {max:?}", b.name);
                 }

@@ -329,6 +329,65 @@ proptest! {
     }
 }
 
+/// Numbers glued into long digit clusters (the engine searches those only around the digit
+/// runs that can be a phone, card or SSN), with `+`, `(`, NBSP, brackets and fullwidth digits.
+const DIGIT_GROUPS: &[&str] = &[
+    "555-234-5678",
+    "555-123-4567",
+    "5552345678",
+    "4111 1111 1111 1111",
+    "4111-1111-1111-1111",
+    "4111111111111111",
+    "3782 822463 10005",
+    "320-89-2209",
+    "+1 ",
+    "+44 20 7946 0958",
+    "(555) 234-5678",
+    "\u{a0}",
+    "-",
+    " ",
+    ".",
+    "(",
+    ")",
+    "x",
+    "]",
+    "[",
+    "\n",
+    "\u{ff10}\u{ff19}\u{ff10}-1234-5678",
+    "12",
+    "1234",
+    "123456",
+];
+
+fn digit_groups_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            5 => prop::sample::select(DIGIT_GROUPS).prop_map(str::to_owned),
+            1 => "[0-9]{1,20}",
+            1 => "[-. ]{1,3}",
+        ],
+        0..30,
+    )
+    .prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+
+    #[test]
+    fn oracle_on_long_digit_clusters(s in digit_groups_text()) {
+        agrees_with_oracle(&s)?;
+    }
+
+    #[test]
+    fn oracle_on_repeated_digit_groups(s in digit_groups_text(), n in 2usize..8, sep in "[-. ]?") {
+        let t = vec![s; n].join(&sep);
+        agrees_with_oracle(&t)?;
+        let once = redactor().redact_str(&t, &mut Report::default()).into_owned();
+        prop_assert_eq!(redactor().redact_str(&once, &mut Report::default()), once.clone());
+    }
+}
+
 #[test]
 fn deep_nesting_does_not_overflow() {
     // Build and drop on a big stack: serde_json's own Drop is recursive.
