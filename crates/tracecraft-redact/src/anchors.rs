@@ -216,14 +216,14 @@ impl Prefixes {
     /// Hits starting in `hay[..limit]`, verified against `text` (`hay` is `text[base..]`,
     /// maybe folded).
     #[inline]
-    fn scan<'l, T>(
+    fn scan<T>(
         &self,
-        lits: &'l [Lit<T>],
+        lits: &[Lit<T>],
         hay: &[u8],
         limit: usize,
         text: &[u8],
         base: usize,
-        f: &mut impl FnMut(&'l [T], usize, usize),
+        f: &mut impl FnMut(usize, usize, usize),
     ) {
         // Needles that fit in `hay` (the caller's blocks overlap by `PREFIX - 1` bytes, so all
         // those beginning before `limit` fit, but at the text's end).
@@ -262,7 +262,7 @@ impl Prefixes {
                     if let Some(at) = at.checked_sub(v.off)
                         && let Some(e) = lits[v.lit].at(text, at)
                     {
-                        f(&lits[v.lit].targets, at, e);
+                        f(v.lit, at, e);
                     }
                 }
                 p = s + 1;
@@ -401,12 +401,12 @@ impl Short {
     }
 
     #[inline]
-    fn find<'l, T>(
+    fn find<T>(
         &self,
-        lits: &'l [Lit<T>],
+        lits: &[Lit<T>],
         single: &[(u8, usize)],
         text: &[u8],
-        f: &mut impl FnMut(&'l [T], usize, usize),
+        f: &mut impl FnMut(usize, usize, usize),
     ) {
         let n = text.len();
         let mut base = 0;
@@ -418,7 +418,7 @@ impl Short {
                 mask &= mask - 1;
                 for &(c, li) in single {
                     if text[i] == c {
-                        f(&lits[li].targets, i, i + 1);
+                        f(li, i, i + 1);
                     }
                 }
                 if i + PREFIX <= n {
@@ -428,7 +428,7 @@ impl Short {
                     {
                         for &li in &self.groups[g] {
                             if let Some(e) = lits[li].at(text, i) {
-                                f(&lits[li].targets, i, e);
+                                f(li, i, e);
                             }
                         }
                     }
@@ -662,11 +662,11 @@ impl<T: Copy + PartialEq> Anchors<T> {
     }
 
     /// The folded search, in blocks of `N - PREFIX + 1` bytes (overlapping by `PREFIX - 1`).
-    fn scan_folded<'s, const N: usize>(
-        &'s self,
+    fn scan_folded<const N: usize>(
+        &self,
         folded: &Prefixes,
         text: &[u8],
-        f: &mut impl FnMut(&'s [T], usize, usize),
+        f: &mut impl FnMut(usize, usize, usize),
     ) {
         let block = N - (PREFIX - 1);
         let n = text.len();
@@ -684,13 +684,27 @@ impl<T: Copy + PartialEq> Anchors<T> {
     }
 
     /// Calls `f(targets, start, end)` for every occurrence of every anchor in `text`.
+    #[cfg(test)]
     pub(crate) fn find<'s>(&'s self, text: &[u8], mut f: impl FnMut(&'s [T], usize, usize)) {
+        self.find_ids(text, |li, s, e| f(&self.lits[li].targets, s, e));
+    }
+
+    /// What the anchor `id` (from [`find_ids`](Self::find_ids)) stands for.
+    #[inline]
+    pub(crate) fn targets(&self, id: usize) -> &[T] {
+        &self.lits[id].targets
+    }
+
+    /// Calls `f(id, start, end)` for every occurrence of every anchor in `text`, `id` naming
+    /// the anchor (see [`targets`](Self::targets)).
+    pub(crate) fn find_ids(&self, text: &[u8], mut f: impl FnMut(usize, usize, usize)) {
         match &self.searcher {
             Searcher::Ac(ac) => {
                 for m in ac.find_overlapping_iter(text) {
-                    let lit = &self.lits[m.pattern().as_usize()];
+                    let li = m.pattern().as_usize();
+                    let lit = &self.lits[li];
                     if !lit.exact || lit.at(text, m.start()).is_some() {
-                        f(&lit.targets, m.start(), m.end());
+                        f(li, m.start(), m.end());
                     }
                 }
             }
@@ -706,17 +720,16 @@ impl<T: Copy + PartialEq> Anchors<T> {
                     return;
                 }
                 for &(b, li) in single {
-                    let targets = &self.lits[li].targets;
                     let mut i = 0;
                     while let Some(k) = memchr::memchr(b, &text[i..]) {
-                        f(targets, i + k, i + k + 1);
+                        f(li, i + k, i + k + 1);
                         // The next 16 bytes one by one: a `memchr` call per hit costs more
                         // when hits are dense (`a@a@a@...`).
                         i += k + 1;
                         let end = (i + 16).min(text.len());
                         while i < end {
                             if text[i] == b {
-                                f(targets, i, i + 1);
+                                f(li, i, i + 1);
                             }
                             i += 1;
                         }
@@ -732,7 +745,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
                         let at = p + i;
                         for &li in &w.lits {
                             if let Some(e) = self.lits[li].at(text, at) {
-                                f(&self.lits[li].targets, at, e);
+                                f(li, at, e);
                             }
                         }
                         p = at + 1;

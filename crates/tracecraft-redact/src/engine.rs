@@ -57,14 +57,22 @@ pub(crate) struct Hit {
     pub(crate) rule: u16,
 }
 
-/// An anchor occurrence: what it stands for, start, end.
-type AnchorEvent<'e> = (&'e [(u16, How)], usize, usize);
+/// An anchor occurrence: start, the anchor's id (see `Anchors::targets`), length. 16 bytes:
+/// keyword-dense texts make many (ids and lengths are those of the built-in anchors, far
+/// below `u32::MAX`).
+type AnchorEvent = (usize, u32, u32);
 
-/// Prefilter events of one text: anchor occurrences (targets, start, end) and digit clusters
-/// (first digit, last digit + 1).
+/// The event of the anchor `id` found at `start..end`.
+#[inline]
+fn anchor_event(id: usize, start: usize, end: usize) -> AnchorEvent {
+    (start, id as u32, (end - start) as u32)
+}
+
+/// Prefilter events of one text: anchor occurrences and digit clusters (first digit, last
+/// digit + 1).
 #[derive(Default)]
-struct Events<'e> {
-    anchors: Vec<AnchorEvent<'e>>,
+struct Events {
+    anchors: Vec<AnchorEvent>,
     clusters: Vec<(usize, usize)>,
 }
 
@@ -479,7 +487,7 @@ impl Engine {
         let b = text.as_bytes();
         b.len() <= SHORT
             && self.custom_rules.is_empty()
-            && (self.digit_rules.is_empty() || b.iter().filter(|c| c.is_ascii_digit()).count() < 9)
+            && (self.digit_rules.is_empty() || b.len() < 9 || count_short(b) < 9)
             && self.anchors.as_ref().is_none_or(|a| !a.may_match_short(b))
     }
 
@@ -491,10 +499,10 @@ impl Engine {
     }
 
     /// The prefilter pass: every anchor occurrence and every digit cluster of `text`.
-    fn collect<'e>(&'e self, text: &str, ev: &mut Events<'e>) {
+    fn collect(&self, text: &str, ev: &mut Events) {
         if let Some(anchors) = &self.anchors {
-            anchors.find(text.as_bytes(), |targets, ms, me| {
-                ev.anchors.push((targets, ms, me));
+            anchors.find_ids(text.as_bytes(), |id, ms, me| {
+                ev.anchors.push(anchor_event(id, ms, me));
             });
         }
         if !self.digit_rules.is_empty() {
@@ -510,7 +518,7 @@ impl Engine {
     /// bytes touch a replacement are found by searching near each replacement. The result is
     /// exactly what [`collect`](Self::collect) would find on `out`, in another order (the
     /// candidates built from events do not depend on their order).
-    fn carry<'e>(&'e self, out: &str, prev: &Events<'e>, spans: &[Replaced]) -> Events<'e> {
+    fn carry(&self, out: &str, prev: &Events, spans: &[Replaced]) -> Events {
         let n = out.len();
         let b = out.as_bytes();
         // Whether `a..z` (in `out`, or in the old text with `old`; it may reach past either
@@ -541,9 +549,10 @@ impl Engine {
             }
         };
         let mut ev = Events::default();
-        for &(t, ms, me) in &prev.anchors {
+        for &(ms, id, len) in &prev.anchors {
+            let me = ms + len as usize;
             if !touches(ms as isize, me as isize, true) {
-                ev.anchors.push((t, moved(ms), moved(ms) + (me - ms)));
+                ev.anchors.push((moved(ms), id, len));
             }
         }
         // Unclamped: a cluster within 4 bytes of an end depends on where the text ends.
@@ -581,9 +590,9 @@ impl Engine {
             // replacement in it, so each occurrence touching one lies inside it; occurrences
             // touching none are already carried.
             if let Some(anchors) = &self.anchors {
-                anchors.find(&b[a..z], |t, ms, me| {
+                anchors.find_ids(&b[a..z], |id, ms, me| {
                     if touches((a + ms) as isize, (a + me) as isize, false) {
-                        ev.anchors.push((t, a + ms, a + me));
+                        ev.anchors.push(anchor_event(id, a + ms, a + me));
                     }
                 });
             }
@@ -603,7 +612,7 @@ impl Engine {
     }
 
     /// Candidates from prefilter events, verified locally.
-    fn find_from(&self, text: &str, ev: &Events<'_>, hits: &mut Vec<Hit>) {
+    fn find_from(&self, text: &str, ev: &Events, hits: &mut Vec<Hit>) {
         let mut cands: Vec<Cand> = Vec::new();
         let n = text.len();
         // Per windowed rule (index < 32), its last window in `cands`: a window that overlaps or
@@ -628,7 +637,12 @@ impl Engine {
         };
         // Per rule with a `Need` (index < 32): where its runs were last looked for.
         let mut runs = [RunCursor::default(); 32];
-        for &(targets, ms, me) in &ev.anchors {
+        for &(ms, id, len) in &ev.anchors {
+            let me = ms + len as usize;
+            let targets = self
+                .anchors
+                .as_ref()
+                .map_or(&[][..], |a| a.targets(id as usize));
             {
                 for &(rule, how) in targets {
                     let r = &self.rules[usize::from(rule)];
@@ -1144,6 +1158,30 @@ fn count_block(block: &[u8]) -> u32 {
     (sum.wrapping_mul(ONES) >> 56) as u32
 }
 
+/// [`count_digits`] of a text of at most [`SHORT`] bytes, eight bytes at a time (the last
+/// word zero-padded; per byte lane at most 8 words, added across lanes by one multiplication).
+#[inline]
+fn count_short(b: &[u8]) -> u32 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let digits = |x: [u8; 8]| {
+        let t = u64::from_le_bytes(x) ^ (ONES * u64::from(b'0'));
+        (!((t | HIGH) - ONES * 10) & !t & HIGH) >> 7
+    };
+    let mut sum = 0u64;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(w);
+        sum += digits(x);
+    }
+    let rest = words.remainder();
+    let mut x = [0u8; 8];
+    x[..rest.len()].copy_from_slice(rest);
+    sum += digits(x);
+    (sum.wrapping_mul(ONES) >> 56) as u32
+}
+
 /// The first ASCII digit in `b[from..to]`, or `to`; eight bytes at a time.
 #[inline]
 fn next_digit(b: &[u8], mut from: usize, to: usize) -> usize {
@@ -1374,6 +1412,18 @@ mod tests {
     }
 
     #[test]
+    fn count_short_matches_scalar() {
+        let mut bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+        bytes.extend(b"0123456789".repeat(8));
+        for i in 0..bytes.len() {
+            for len in 0..=SHORT.min(bytes.len() - i) {
+                let t = &bytes[i..i + len];
+                assert_eq!(count_short(t), count_digits(t), "{i} {len}");
+            }
+        }
+    }
+
+    #[test]
     fn count_block_matches_scalar() {
         let mut bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
         bytes.extend(b"0123456789".repeat(8));
@@ -1434,12 +1484,8 @@ mod tests {
 
     /// `carry` finds exactly the prefilter events that a full pass over the output finds.
     fn check_carry(e: &Engine, text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
-        let sorted = |ev: &Events<'_>| {
-            let mut a: Vec<_> = ev
-                .anchors
-                .iter()
-                .map(|&(t, s, z)| (t.as_ptr(), s, z))
-                .collect();
+        let sorted = |ev: &Events| {
+            let mut a = ev.anchors.clone();
             let mut c = ev.clusters.clone();
             a.sort_unstable();
             c.sort_unstable();
