@@ -136,8 +136,10 @@ struct Verify {
 
 /// After two hits at most this many bytes apart, the bytes that follow are checked one by
 /// one (a table look-up each) until this many pass without a hit: a packed search per hit
-/// costs more than that when hits are dense (`password token secret ...`).
-const DENSE: usize = 32;
+/// costs about as much as a byte-by-byte check of 16 bytes, so hits denser than that
+/// (`password token secret ...`) are cheaper found byte by byte (32 was slower on
+/// `adversarial_keywords`: its `sk-` hits, 30 bytes apart, were then scanned byte by byte).
+const DENSE: usize = 16;
 
 impl Part {
     /// The first needle occurrence beginning in `hay[from..to]` (`to + PREFIX - 1 <=
