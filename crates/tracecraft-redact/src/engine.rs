@@ -725,8 +725,8 @@ impl Engine {
                                 break;
                             }
                         }
-                        if fits {
-                            push_window(&mut cands, rule, seq[0].0, seq[seq.len() - 1].1);
+                        if fits && let (Some(first), Some(last)) = (seq.first(), seq.last()) {
+                            push_window(&mut cands, rule, first.0, last.1);
                         }
                     }
                 }
