@@ -636,7 +636,7 @@ impl Engine {
             cands.push(Cand { rule, start, end });
         };
         // Per rule with a `Need` (index < 32): where its runs were last looked for.
-        let mut runs = [RunCursor::default(); 32];
+        let mut cursors = [RunCursor::default(); 32];
         for &(ms, id, len) in &ev.anchors {
             let me = ms + len as usize;
             let targets = self
@@ -652,7 +652,7 @@ impl Engine {
                         continue;
                     }
                     if let Some(need) = &r.need
-                        && let Some(cursor) = runs.get_mut(usize::from(rule))
+                        && let Some(cursor) = cursors.get_mut(usize::from(rule))
                         && !cursor.reaches(text.as_bytes(), ms + need.min, ms + need.max, need)
                     {
                         continue;
