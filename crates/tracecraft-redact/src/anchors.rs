@@ -48,22 +48,54 @@ struct Lit<T> {
     /// Matched case-sensitively.
     exact: bool,
     targets: Vec<T>,
+    /// The first `min(8, len)` bytes of `bytes` as a little-endian word (zero above them).
+    head: u64,
+    /// `0x20` in each byte of `head` that is a letter of a case-insensitive literal (a text
+    /// byte there may differ from it by case).
+    fold: u64,
+    /// `0xFF` in each byte of `head` (the literal's bytes), `0` past the literal.
+    keep: u64,
 }
 
 impl<T> Lit<T> {
+    fn new(bytes: Vec<u8>, exact: bool) -> Lit<T> {
+        let (mut head, mut fold, mut keep) = (0u64, 0u64, 0u64);
+        for (i, &b) in bytes.iter().take(8).enumerate() {
+            head |= u64::from(b) << (8 * i);
+            keep |= 0xFF << (8 * i);
+            if !exact && b.is_ascii_lowercase() {
+                fold |= 0x20 << (8 * i);
+            }
+        }
+        Lit {
+            bytes,
+            exact,
+            targets: Vec::new(),
+            head,
+            fold,
+            keep,
+        }
+    }
+
+    /// `Some(end)` when the literal occurs at `at` (ASCII case-insensitively unless `exact`).
     #[inline]
     fn at(&self, text: &[u8], at: usize) -> Option<usize> {
         let e = at + self.bytes.len();
-        let s = text.get(at..e)?;
-        // The first byte alone rejects most (`bytes` is lower case unless `exact`).
-        let first = if self.exact {
-            s[0]
-        } else {
-            s[0].to_ascii_lowercase()
-        };
-        if first != self.bytes[0] {
-            return None;
+        if let Some(w) = text.get(at..at + 8) {
+            // One word compare for the first 8 bytes: a text byte `t` equals a lower-case
+            // literal letter `c` ignoring ASCII case iff `t | 0x20 == c` (`c ^ 0x20` is its
+            // upper case); other bytes must be equal.
+            let mut x = [0u8; 8];
+            x.copy_from_slice(w);
+            let word = u64::from_le_bytes(x);
+            if (word | self.fold) & self.keep != self.head {
+                return None;
+            }
+            if self.bytes.len() <= 8 {
+                return Some(e);
+            }
         }
+        let s = text.get(at..e)?;
         let ok = if self.exact {
             s == self.bytes.as_slice()
         } else {
@@ -83,15 +115,63 @@ struct Prefixes {
 
 struct Part {
     packed: packed::Searcher,
-    groups: Vec<Vec<(usize, usize)>>,
+    /// Per needle, in the packed searcher's pattern order: the literals to verify.
+    groups: Vec<Vec<Verify>>,
+    /// The needles, in the same order.
+    needles: Vec<[u8; PREFIX]>,
+    /// Bit `k` of entry `c`: needle `k` begins with the byte `c`.
+    first: Box<[u16; 256]>,
+}
+
+/// One literal to verify at a needle hit: its index, the needle's offset in it, and (when
+/// that offset is not 0) its folded byte just before the needle, which the text must have
+/// there (folded) for the literal to occur: one compare rejects `api_secret` at the `secret`
+/// of `my secret` before a full verification.
+#[derive(Clone, Copy)]
+struct Verify {
+    lit: usize,
+    off: usize,
+    before: u8,
+}
+
+/// After two hits at most this many bytes apart, the bytes that follow are checked one by
+/// one (a table look-up each) until this many pass without a hit: a packed search per hit
+/// costs about as much as a byte-by-byte check of 16 bytes, so hits denser than that
+/// (`password token secret ...`) are cheaper found byte by byte (32 was slower on
+/// `adversarial_keywords`: its `sk-` hits, 30 bytes apart, were then scanned byte by byte).
+const DENSE: usize = 16;
+
+impl Part {
+    /// The first needle occurrence beginning in `hay[from..to]` (`to + PREFIX - 1 <=
+    /// hay.len()`), byte by byte: (start, needle index).
+    #[inline]
+    fn scalar(&self, hay: &[u8], from: usize, to: usize) -> Option<(usize, usize)> {
+        for i in from..to {
+            let mut m = self.first[usize::from(hay[i])];
+            while m != 0 {
+                let k = m.trailing_zeros() as usize;
+                m &= m - 1;
+                let t = &self.needles[k];
+                if hay[i + 1] == t[1] && hay[i + 2] == t[2] {
+                    return Some((i, k));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// Most needles per packed searcher.
 const PART: usize = 12;
+// One bit per needle of a part in `Part::masks`.
+const _: () = assert!(PART <= 16);
 
 impl Prefixes {
     /// `needles`: (needle, literal, offset of the needle in the literal).
-    fn new(needles: Vec<([u8; PREFIX], usize, usize)>) -> Option<Option<Prefixes>> {
+    fn new<T>(
+        lits: &[Lit<T>],
+        needles: Vec<([u8; PREFIX], usize, usize)>,
+    ) -> Option<Option<Prefixes>> {
         if needles.is_empty() {
             return Some(None);
         }
@@ -108,7 +188,11 @@ impl Prefixes {
                     needles
                         .iter()
                         .filter(|&&(p, _, _)| p == *t)
-                        .map(|&(_, i, off)| (i, off))
+                        .map(|&(_, lit, off)| Verify {
+                            lit,
+                            off,
+                            before: off.checked_sub(1).map_or(0, |j| fold(lits[lit].bytes[j])),
+                        })
                         .collect()
                 })
                 .collect();
@@ -117,7 +201,16 @@ impl Prefixes {
                 .builder()
                 .extend(chunk)
                 .build()?;
-            parts.push(Part { packed, groups });
+            let mut first = Box::new([0u16; 256]);
+            for (k, t) in chunk.iter().enumerate() {
+                first[usize::from(t[0])] |= 1 << k;
+            }
+            parts.push(Part {
+                packed,
+                groups,
+                needles: chunk.to_vec(),
+                first,
+            });
         }
         Some(Some(Prefixes { parts }))
     }
@@ -125,30 +218,53 @@ impl Prefixes {
     /// Hits starting in `hay[..limit]`, verified against `text` (`hay` is `text[base..]`,
     /// maybe folded).
     #[inline]
-    fn scan<'l, T>(
+    fn scan<T>(
         &self,
-        lits: &'l [Lit<T>],
+        lits: &[Lit<T>],
         hay: &[u8],
         limit: usize,
         text: &[u8],
         base: usize,
-        f: &mut impl FnMut(&'l [T], usize, usize),
+        f: &mut impl FnMut(usize, usize, usize),
     ) {
+        // Needles that fit in `hay` (the caller's blocks overlap by `PREFIX - 1` bytes, so all
+        // those beginning before `limit` fit, but at the text's end).
+        let fits = limit.min((hay.len() + 1).saturating_sub(PREFIX));
         for part in &self.parts {
             let mut p = 0;
+            // The last hit, and whether the bytes after it are checked one by one.
+            let mut prev: Option<usize> = None;
+            let mut dense = false;
             while p < limit {
-                let Some(m) = part.packed.find_in(hay, Span::from(p..hay.len())) else {
-                    break;
+                let (s, k) = if dense {
+                    let to = (p + DENSE).min(fits).max(p);
+                    match part.scalar(hay, p, to) {
+                        Some(hit) => hit,
+                        None => {
+                            (p, dense, prev) = (to, false, None);
+                            continue;
+                        }
+                    }
+                } else {
+                    let Some(m) = part.packed.find_in(hay, Span::from(p..hay.len())) else {
+                        break;
+                    };
+                    if m.start() >= limit {
+                        break;
+                    }
+                    (m.start(), m.pattern().as_usize())
                 };
-                let s = m.start();
-                if s >= limit {
-                    break;
-                }
-                for &(li, off) in &part.groups[m.pattern().as_usize()] {
-                    if let Some(at) = (base + s).checked_sub(off)
-                        && let Some(e) = lits[li].at(text, at)
+                dense = prev.is_some_and(|h| s - h <= DENSE);
+                prev = Some(s);
+                let at = base + s;
+                for v in &part.groups[k] {
+                    if v.off > 0 && at.checked_sub(1).is_none_or(|i| fold(text[i]) != v.before) {
+                        continue;
+                    }
+                    if let Some(at) = at.checked_sub(v.off)
+                        && let Some(e) = lits[v.lit].at(text, at)
                     {
-                        f(&lits[li].targets, at, e);
+                        f(v.lit, at, e);
                     }
                 }
                 p = s + 1;
@@ -287,12 +403,12 @@ impl Short {
     }
 
     #[inline]
-    fn find<'l, T>(
+    fn find<T>(
         &self,
-        lits: &'l [Lit<T>],
+        lits: &[Lit<T>],
         single: &[(u8, usize)],
         text: &[u8],
-        f: &mut impl FnMut(&'l [T], usize, usize),
+        f: &mut impl FnMut(usize, usize, usize),
     ) {
         let n = text.len();
         let mut base = 0;
@@ -304,7 +420,7 @@ impl Short {
                 mask &= mask - 1;
                 for &(c, li) in single {
                     if text[i] == c {
-                        f(&lits[li].targets, i, i + 1);
+                        f(li, i, i + 1);
                     }
                 }
                 if i + PREFIX <= n {
@@ -314,7 +430,7 @@ impl Short {
                     {
                         for &li in &self.groups[g] {
                             if let Some(e) = lits[li].at(text, i) {
-                                f(&lits[li].targets, i, e);
+                                f(li, i, e);
                             }
                         }
                     }
@@ -427,11 +543,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
             {
                 Some(i) => i,
                 None => {
-                    lits.push(Lit {
-                        bytes,
-                        exact,
-                        targets: Vec::new(),
-                    });
+                    lits.push(Lit::new(bytes, exact));
                     lits.len() - 1
                 }
             };
@@ -515,8 +627,8 @@ impl<T: Copy + PartialEq> Anchors<T> {
             folded.extend(raw.iter().map(|&(_, i)| i));
             Vec::new()
         };
-        let folded = Prefixes::new(needles(lits, folded))?;
-        let exact = Prefixes::new(exact.into_iter().map(|(p, i)| (p, i, 0)).collect())?;
+        let folded = Prefixes::new(lits, needles(lits, folded))?;
+        let exact = Prefixes::new(lits, exact.into_iter().map(|(p, i)| (p, i, 0)).collect())?;
         let short = Short::new(lits, &single, &all);
         Some(Searcher::Packed {
             folded,
@@ -552,11 +664,11 @@ impl<T: Copy + PartialEq> Anchors<T> {
     }
 
     /// The folded search, in blocks of `N - PREFIX + 1` bytes (overlapping by `PREFIX - 1`).
-    fn scan_folded<'s, const N: usize>(
-        &'s self,
+    fn scan_folded<const N: usize>(
+        &self,
         folded: &Prefixes,
         text: &[u8],
-        f: &mut impl FnMut(&'s [T], usize, usize),
+        f: &mut impl FnMut(usize, usize, usize),
     ) {
         let block = N - (PREFIX - 1);
         let n = text.len();
@@ -574,13 +686,27 @@ impl<T: Copy + PartialEq> Anchors<T> {
     }
 
     /// Calls `f(targets, start, end)` for every occurrence of every anchor in `text`.
+    #[cfg(test)]
     pub(crate) fn find<'s>(&'s self, text: &[u8], mut f: impl FnMut(&'s [T], usize, usize)) {
+        self.find_ids(text, |li, s, e| f(&self.lits[li].targets, s, e));
+    }
+
+    /// What the anchor `id` (from [`find_ids`](Self::find_ids)) stands for.
+    #[inline]
+    pub(crate) fn targets(&self, id: usize) -> &[T] {
+        &self.lits[id].targets
+    }
+
+    /// Calls `f(id, start, end)` for every occurrence of every anchor in `text`, `id` naming
+    /// the anchor (see [`targets`](Self::targets)).
+    pub(crate) fn find_ids(&self, text: &[u8], mut f: impl FnMut(usize, usize, usize)) {
         match &self.searcher {
             Searcher::Ac(ac) => {
                 for m in ac.find_overlapping_iter(text) {
-                    let lit = &self.lits[m.pattern().as_usize()];
+                    let li = m.pattern().as_usize();
+                    let lit = &self.lits[li];
                     if !lit.exact || lit.at(text, m.start()).is_some() {
-                        f(&lit.targets, m.start(), m.end());
+                        f(li, m.start(), m.end());
                     }
                 }
             }
@@ -596,17 +722,16 @@ impl<T: Copy + PartialEq> Anchors<T> {
                     return;
                 }
                 for &(b, li) in single {
-                    let targets = &self.lits[li].targets;
                     let mut i = 0;
                     while let Some(k) = memchr::memchr(b, &text[i..]) {
-                        f(targets, i + k, i + k + 1);
+                        f(li, i + k, i + k + 1);
                         // The next 16 bytes one by one: a `memchr` call per hit costs more
                         // when hits are dense (`a@a@a@...`).
                         i += k + 1;
                         let end = (i + 16).min(text.len());
                         while i < end {
                             if text[i] == b {
-                                f(targets, i, i + 1);
+                                f(li, i, i + 1);
                             }
                             i += 1;
                         }
@@ -622,7 +747,7 @@ impl<T: Copy + PartialEq> Anchors<T> {
                         let at = p + i;
                         for &li in &w.lits {
                             if let Some(e) = self.lits[li].at(text, at) {
-                                f(&self.lits[li].targets, at, e);
+                                f(li, at, e);
                             }
                         }
                         p = at + 1;
@@ -768,7 +893,7 @@ mod tests {
         let folded = &folded.as_ref().unwrap().parts;
         assert_eq!(folded.len(), 1);
         assert!(folded[0].groups.len() <= 8, "{}", folded[0].groups.len());
-        assert!(folded[0].groups.iter().flatten().any(|&(_, off)| off > 0));
+        assert!(folded[0].groups.iter().flatten().any(|v| v.off > 0));
         let Searcher::Packed { exact, .. } = &a.searcher else {
             panic!("not packed");
         };

@@ -16,7 +16,7 @@ use crate::BuildError;
 use crate::anchors::{Anchors, SHORT};
 use crate::config::{RedactionConfig, RedactionMode};
 use crate::report::{Finding, Report};
-use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Validator, Viable};
+use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Need, Shapes, Validator, Viable};
 
 /// NFA size limit per rule (bytes of heap).
 pub(crate) const SIZE_LIMIT: usize = 2 * 1024 * 1024;
@@ -40,6 +40,7 @@ pub(crate) struct Rule {
     kind: RuleKind,
     validator: Option<Validator>,
     viable: Option<Viable>,
+    need: Option<Need>,
     replacement: Option<String>,
 }
 
@@ -56,14 +57,22 @@ pub(crate) struct Hit {
     pub(crate) rule: u16,
 }
 
-/// An anchor occurrence: what it stands for, start, end.
-type AnchorEvent<'e> = (&'e [(u16, How)], usize, usize);
+/// An anchor occurrence: start, the anchor's id (see `Anchors::targets`), length. 16 bytes:
+/// keyword-dense texts make many (ids and lengths are those of the built-in anchors, far
+/// below `u32::MAX`).
+type AnchorEvent = (usize, u32, u32);
 
-/// Prefilter events of one text: anchor occurrences (targets, start, end) and digit clusters
-/// (first digit, last digit + 1).
+/// The event of the anchor `id` found at `start..end`.
+#[inline]
+fn anchor_event(id: usize, start: usize, end: usize) -> AnchorEvent {
+    (start, id as u32, (end - start) as u32)
+}
+
+/// Prefilter events of one text: anchor occurrences and digit clusters (first digit, last
+/// digit + 1).
 #[derive(Default)]
-struct Events<'e> {
-    anchors: Vec<AnchorEvent<'e>>,
+struct Events {
+    anchors: Vec<AnchorEvent>,
     clusters: Vec<(usize, usize)>,
 }
 
@@ -95,6 +104,8 @@ pub(crate) struct Engine {
     pub(crate) rules: Vec<Rule>,
     anchors: Option<Anchors<(u16, How)>>,
     digit_rules: Vec<u16>,
+    /// The shapes of `digit_rules`' matches, in the same order.
+    digit_shapes: Vec<Shapes>,
     custom_gate: Option<Regex>,
     custom_rules: Vec<u16>,
     allow: HashSet<String>,
@@ -223,6 +234,7 @@ impl Engine {
         let mut rules = Vec::new();
         let mut anchor_list: Vec<(&str, bool, (u16, How))> = Vec::new();
         let mut digit_rules = Vec::new();
+        let mut digit_shapes = Vec::new();
         let mut add_lit = |lit: &'static str, exact: bool, rule: u16, how: How| {
             anchor_list.push((lit, exact, (rule, how)));
         };
@@ -248,11 +260,12 @@ impl Engine {
                         }
                         RuleKind::Window
                     }
-                    Kind::Digits => {
+                    Kind::Digits(shapes) => {
                         for a in b.anchors {
                             add_lit(a, b.exact, idx, How::Window { back: 64, fwd: 64 });
                         }
                         digit_rules.push(idx);
+                        digit_shapes.push(shapes);
                         RuleKind::Digits
                     }
                 };
@@ -263,6 +276,7 @@ impl Engine {
                     kind,
                     validator: b.validator,
                     viable: b.viable,
+                    need: b.need,
                     replacement: None,
                 });
             }
@@ -292,6 +306,7 @@ impl Engine {
                 kind: RuleKind::Full,
                 validator: None,
                 viable: None,
+                need: None,
                 replacement: c.replacement.clone(),
             });
         }
@@ -369,6 +384,7 @@ impl Engine {
             rules,
             anchors,
             digit_rules,
+            digit_shapes,
             custom_gate,
             custom_rules,
             allow: cfg.allowlist.iter().cloned().collect(),
@@ -471,7 +487,7 @@ impl Engine {
         let b = text.as_bytes();
         b.len() <= SHORT
             && self.custom_rules.is_empty()
-            && (self.digit_rules.is_empty() || b.iter().filter(|c| c.is_ascii_digit()).count() < 9)
+            && (self.digit_rules.is_empty() || b.len() < 9 || count_short(b) < 9)
             && self.anchors.as_ref().is_none_or(|a| !a.may_match_short(b))
     }
 
@@ -483,10 +499,10 @@ impl Engine {
     }
 
     /// The prefilter pass: every anchor occurrence and every digit cluster of `text`.
-    fn collect<'e>(&'e self, text: &str, ev: &mut Events<'e>) {
+    fn collect(&self, text: &str, ev: &mut Events) {
         if let Some(anchors) = &self.anchors {
-            anchors.find(text.as_bytes(), |targets, ms, me| {
-                ev.anchors.push((targets, ms, me));
+            anchors.find_ids(text.as_bytes(), |id, ms, me| {
+                ev.anchors.push(anchor_event(id, ms, me));
             });
         }
         if !self.digit_rules.is_empty() {
@@ -502,7 +518,7 @@ impl Engine {
     /// bytes touch a replacement are found by searching near each replacement. The result is
     /// exactly what [`collect`](Self::collect) would find on `out`, in another order (the
     /// candidates built from events do not depend on their order).
-    fn carry<'e>(&'e self, out: &str, prev: &Events<'e>, spans: &[Replaced]) -> Events<'e> {
+    fn carry(&self, out: &str, prev: &Events, spans: &[Replaced]) -> Events {
         let n = out.len();
         let b = out.as_bytes();
         // Whether `a..z` (in `out`, or in the old text with `old`; it may reach past either
@@ -533,9 +549,10 @@ impl Engine {
             }
         };
         let mut ev = Events::default();
-        for &(t, ms, me) in &prev.anchors {
+        for &(ms, id, len) in &prev.anchors {
+            let me = ms + len as usize;
             if !touches(ms as isize, me as isize, true) {
-                ev.anchors.push((t, moved(ms), moved(ms) + (me - ms)));
+                ev.anchors.push((moved(ms), id, len));
             }
         }
         // Unclamped: a cluster within 4 bytes of an end depends on where the text ends.
@@ -573,9 +590,9 @@ impl Engine {
             // replacement in it, so each occurrence touching one lies inside it; occurrences
             // touching none are already carried.
             if let Some(anchors) = &self.anchors {
-                anchors.find(&b[a..z], |t, ms, me| {
+                anchors.find_ids(&b[a..z], |id, ms, me| {
                     if touches((a + ms) as isize, (a + me) as isize, false) {
-                        ev.anchors.push((t, a + ms, a + me));
+                        ev.anchors.push(anchor_event(id, a + ms, a + me));
                     }
                 });
             }
@@ -595,7 +612,7 @@ impl Engine {
     }
 
     /// Candidates from prefilter events, verified locally.
-    fn find_from(&self, text: &str, ev: &Events<'_>, hits: &mut Vec<Hit>) {
+    fn find_from(&self, text: &str, ev: &Events, hits: &mut Vec<Hit>) {
         let mut cands: Vec<Cand> = Vec::new();
         let n = text.len();
         // Per windowed rule (index < 32), its last window in `cands`: a window that overlaps or
@@ -618,11 +635,25 @@ impl Engine {
             }
             cands.push(Cand { rule, start, end });
         };
-        for &(targets, ms, me) in &ev.anchors {
+        // Per rule with a `Need` (index < 32): where its runs were last looked for.
+        let mut cursors = [RunCursor::default(); 32];
+        for &(ms, id, len) in &ev.anchors {
+            let me = ms + len as usize;
+            let targets = self
+                .anchors
+                .as_ref()
+                .map_or(&[][..], |a| a.targets(id as usize));
             {
                 for &(rule, how) in targets {
-                    if let Some(v) = self.rules[usize::from(rule)].viable
+                    let r = &self.rules[usize::from(rule)];
+                    if let Some(v) = r.viable
                         && !v(text.as_bytes(), ms, me)
+                    {
+                        continue;
+                    }
+                    if let Some(need) = &r.need
+                        && let Some(cursor) = cursors.get_mut(usize::from(rule))
+                        && !cursor.reaches(text.as_bytes(), ms + need.min, ms + need.max, need)
                     {
                         continue;
                     }
@@ -642,6 +673,8 @@ impl Engine {
                 }
             }
         }
+        // Digit runs of the current long cluster.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
         for &(s, e) in &ev.clusters {
             // A match of a digit rule never overlaps a run of more than 19 ASCII digits: each
             // of its digit runs lies between non-digits (a separator, `+`, `(`, `)`, or a word
@@ -652,8 +685,51 @@ impl Engine {
             }
             let start = floor_char(text, s.saturating_sub(8));
             let end = ceil_char(text, (e + 8).min(n));
-            for &rule in &self.digit_rules {
-                push_window(&mut cands, rule, start, end);
+            if e - s <= LONG_CLUSTER {
+                for &rule in &self.digit_rules {
+                    push_window(&mut cands, rule, start, end);
+                }
+                continue;
+            }
+            // A long cluster: each rule's window only around the runs that its matches can
+            // be (see `Shapes`; every match lies on such runs, so the windows still hold every
+            // match, and the searched windows, disjoint once merged, find the same matches).
+            digit_runs(&text.as_bytes()[s..e], s, &mut runs);
+            let b = text.as_bytes();
+            for (&rule, shapes) in self.digit_rules.iter().zip(&self.digit_shapes) {
+                if any_of(&b[start..end], shapes.unless) {
+                    push_window(&mut cands, rule, start, end);
+                    continue;
+                }
+                // Bit `l`: some shape's first run may be `l` digits long.
+                let starts = shapes
+                    .runs
+                    .iter()
+                    .filter_map(|shape| shape.first())
+                    .flat_map(|r| r.min..=r.max)
+                    .fold(0u64, |m, l| m | 1u64.checked_shl(l as u32).unwrap_or(0));
+                for i in 0..runs.len() {
+                    let l = runs[i].1 - runs[i].0;
+                    if l >= 64 || (starts >> l) & 1 == 0 {
+                        continue;
+                    }
+                    for shape in shapes.runs {
+                        let Some(seq) = runs.get(i..i + shape.len()) else {
+                            continue;
+                        };
+                        let mut fits = true;
+                        for (k, r) in shape.iter().enumerate() {
+                            let (a, z) = seq[k];
+                            if z - a < r.min || z - a > r.max || b[a] < r.first {
+                                fits = false;
+                                break;
+                            }
+                        }
+                        if fits && let (Some(first), Some(last)) = (seq.first(), seq.last()) {
+                            push_window(&mut cands, rule, first.0, last.1);
+                        }
+                    }
+                }
             }
         }
         if !cands.is_empty() {
@@ -918,6 +994,128 @@ fn dense(cands: usize, span: usize) -> bool {
     cands >= 16 && cands.saturating_mul(64) >= span
 }
 
+/// How far past a question's range [`RunCursor`] looks for runs.
+const RUN_LOOKAHEAD: usize = 1024;
+
+/// Whether a run of a rule's [`Need`] begins in `lo..=hi`, with what was learnt by the last
+/// question kept for the next: the first run at or after some position, or that none begins
+/// before some position (and where the scan stopped). Questions with ascending ranges, as
+/// anchors arrive, read each byte at most twice in all; one question reads at most its range,
+/// [`RUN_LOOKAHEAD`] bytes and a run's length.
+#[derive(Clone, Copy, Default)]
+struct RunCursor {
+    /// `(from, what)`: what is known of the runs beginning at or after `from`.
+    last: Option<(usize, Seen)>,
+}
+
+#[derive(Clone, Copy)]
+enum Seen {
+    /// The first run begins here.
+    First(usize),
+    /// None begins before `a`, and `b[a..good]` is all in the class (a scan's state).
+    NoneBefore { a: usize, good: usize },
+}
+
+impl RunCursor {
+    fn reaches(&mut self, b: &[u8], lo: usize, hi: usize, need: &Need) -> bool {
+        let (mut from, mut a, mut good) = (lo, lo, lo);
+        if let Some((f, seen)) = self.last
+            && f <= lo
+        {
+            match seen {
+                Seen::First(j) if j >= lo => return j <= hi,
+                Seen::First(_) => {}
+                Seen::NoneBefore { a: u, .. } if hi < u => return false,
+                // Go on where the last scan stopped.
+                Seen::NoneBefore { a: u, good: g } if lo <= u => (from, a, good) = (f, u, g),
+                Seen::NoneBefore { good: g, .. } => good = g.max(lo),
+            }
+        }
+        // A little past `hi`: the next anchors' questions are then answered without a scan
+        // (probing reads about one byte in `len` where runs are rare).
+        let last = hi.saturating_add(RUN_LOOKAHEAD);
+        let (seen, found) = match next_run(b, a, good, last, need.len, need.class) {
+            Ok(j) => (Seen::First(j), j <= hi),
+            Err((a, good)) => (Seen::NoneBefore { a, good }, false),
+        };
+        self.last = Some((from, seen));
+        found
+    }
+}
+
+/// The first `j` in `a..=last` such that `b[j..j + len]` is all `class` (`len > 0`), given
+/// that `b[a..good]` is (`a <= good`); or where the scan stopped: `(a, good)` with no run
+/// beginning before `a` (`usize::MAX` when none begins at all) and `b[a..good]` in the class.
+/// Probes the last byte of each possible run and checks backwards only the bytes not yet
+/// known to be in the class, so each byte is read at most twice, and about `len` times fewer
+/// where the class is rare.
+fn next_run(
+    b: &[u8],
+    mut a: usize,
+    mut good: usize,
+    last: usize,
+    len: usize,
+    class: fn(u8) -> bool,
+) -> Result<usize, (usize, usize)> {
+    let n = b.len();
+    loop {
+        if a > last {
+            return Err((a, good));
+        }
+        let q = match a.checked_add(len - 1) {
+            Some(q) if q < n => q,
+            _ => return Err((usize::MAX, usize::MAX)),
+        };
+        if !class(b[q]) {
+            a = q + 1;
+            good = a;
+            continue;
+        }
+        // `b[good.max(a)..q]`, from the back (`good <= q + 1`).
+        let from = good.max(a).min(q);
+        match b[from..q].iter().rposition(|&c| !class(c)) {
+            None => return Ok(a),
+            Some(i) => {
+                a = from + i + 1;
+                good = q + 1;
+            }
+        }
+    }
+}
+
+/// Clusters longer than this (first to last digit) are searched only around the digit runs
+/// that can match (`Shapes`); shorter ones, one or two numbers, in one window.
+const LONG_CLUSTER: usize = 32;
+
+/// Whether `hay` holds one of the bytes `set` (at most 3; more are looked for one by one).
+fn any_of(hay: &[u8], set: &[u8]) -> bool {
+    match *set {
+        [] => false,
+        [a] => memchr::memchr(a, hay).is_some(),
+        [a, b] => memchr::memchr2(a, b, hay).is_some(),
+        [a, b, c] => memchr::memchr3(a, b, c, hay).is_some(),
+        _ => hay.iter().any(|c| set.contains(c)),
+    }
+}
+
+/// The maximal runs of ASCII digits of `b` (`b` begins at `base` of the text), as
+/// `(start, end)` in the text, into `runs` (cleared first).
+fn digit_runs(b: &[u8], base: usize, runs: &mut Vec<(usize, usize)>) {
+    runs.clear();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let a = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        runs.push((base + a, base + i));
+    }
+}
+
 fn floor_char(text: &str, mut i: usize) -> usize {
     while !text.is_char_boundary(i) {
         i -= 1;
@@ -957,6 +1155,30 @@ fn count_block(block: &[u8]) -> u32 {
         let t = u64::from_le_bytes(x) ^ (ONES * u64::from(b'0'));
         sum += (!((t | HIGH) - ONES * 10) & !t & HIGH) >> 7;
     }
+    (sum.wrapping_mul(ONES) >> 56) as u32
+}
+
+/// [`count_digits`] of a text of at most [`SHORT`] bytes, eight bytes at a time (the last
+/// word zero-padded; per byte lane at most 8 words, added across lanes by one multiplication).
+#[inline]
+fn count_short(b: &[u8]) -> u32 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let digits = |x: [u8; 8]| {
+        let t = u64::from_le_bytes(x) ^ (ONES * u64::from(b'0'));
+        (!((t | HIGH) - ONES * 10) & !t & HIGH) >> 7
+    };
+    let mut sum = 0u64;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(w);
+        sum += digits(x);
+    }
+    let rest = words.remainder();
+    let mut x = [0u8; 8];
+    x[..rest.len()].copy_from_slice(rest);
+    sum += digits(x);
     (sum.wrapping_mul(ONES) >> 56) as u32
 }
 
@@ -1190,6 +1412,18 @@ mod tests {
     }
 
     #[test]
+    fn count_short_matches_scalar() {
+        let mut bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+        bytes.extend(b"0123456789".repeat(8));
+        for i in 0..bytes.len() {
+            for len in 0..=SHORT.min(bytes.len() - i) {
+                let t = &bytes[i..i + len];
+                assert_eq!(count_short(t), count_digits(t), "{i} {len}");
+            }
+        }
+    }
+
+    #[test]
     fn count_block_matches_scalar() {
         let mut bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
         bytes.extend(b"0123456789".repeat(8));
@@ -1250,12 +1484,8 @@ mod tests {
 
     /// `carry` finds exactly the prefilter events that a full pass over the output finds.
     fn check_carry(e: &Engine, text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
-        let sorted = |ev: &Events<'_>| {
-            let mut a: Vec<_> = ev
-                .anchors
-                .iter()
-                .map(|&(t, s, z)| (t.as_ptr(), s, z))
-                .collect();
+        let sorted = |ev: &Events| {
+            let mut a = ev.anchors.clone();
             let mut c = ev.clusters.clone();
             a.sort_unstable();
             c.sort_unstable();
@@ -1332,6 +1562,42 @@ mod tests {
             let text = parts.concat();
             for e in engines() {
                 check_carry(e, &text)?;
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// `next_run` and the cursor answer what a byte-by-byte search answers, for questions
+        /// in any order (mostly ascending and overlapping, as the engine asks them).
+        #[test]
+        fn run_cursor_equals_naive(
+            text in "[ab/+ .é]{0,120}",
+            len in 1usize..8,
+            qs in proptest::collection::vec((0usize..130, 0usize..20), 1..16),
+            ascending in proptest::bool::ANY,
+        ) {
+            let b = text.as_bytes();
+            let class = |c: u8| c == b'a' || c == b'b' || c == b'/' || c == b'+';
+            let run = |j: usize| b.get(j..j + len).is_some_and(|r| r.iter().all(|&c| class(c)));
+            let need = Need { class, len, min: 0, max: 0 };
+            let mut qs = qs;
+            if ascending {
+                qs.sort_unstable();
+            }
+            let mut cursor = RunCursor::default();
+            for &(lo, w) in &qs {
+                let hi = lo + w;
+                proptest::prop_assert_eq!(
+                    next_run(b, lo, lo, hi, len, class).ok(),
+                    (lo..=hi).find(|&j| run(j))
+                );
+                proptest::prop_assert_eq!(
+                    cursor.reaches(b, lo, hi, &need),
+                    (lo..=hi).any(run),
+                    "{:?} {}..={}", text, lo, hi
+                );
             }
         }
     }

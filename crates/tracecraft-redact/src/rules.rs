@@ -35,6 +35,19 @@ pub(crate) type Validator = fn(&str, usize, usize, &[(usize, usize)]) -> bool;
 /// match can; the engine then does not search there.
 pub(crate) type Viable = fn(&[u8], usize, usize) -> bool;
 
+/// A run that every match of a start-anchored rule contains: every match that begins at `s`
+/// contains `len` consecutive bytes of `class` beginning in `s + min..=s + max`. The engine
+/// looks for such runs with one forward cursor per rule and text (linear in all), and does
+/// not search at an anchor with none in reach, so a dense run of anchors with no value
+/// anywhere near costs no regex search.
+#[derive(Clone, Copy)]
+pub(crate) struct Need {
+    pub(crate) class: fn(u8) -> bool,
+    pub(crate) len: usize,
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Kind {
     /// Matches start at an anchor.
@@ -44,8 +57,68 @@ pub(crate) enum Kind {
     /// Matches contain >= 9 ASCII digits within 32 bytes, digits separated by at most 3
     /// bytes of `-. ()` / NBSP, and extend at most 8 bytes beyond the outer digits.
     /// (`phone` also has fullwidth-digit anchors, windowed by 64 bytes.)
-    Digits,
+    Digits(Shapes),
 }
+
+/// What the ASCII matches of a [`Kind::Digits`] rule look like as maximal runs of ASCII
+/// digits: each is one of `runs`, consecutive runs of one digit cluster (its separators are
+/// single characters, and it begins and ends at a word boundary or a `+`/`(`/`)`, so its runs
+/// are whole runs). Unless one of the bytes `unless` is in reach (a `+` or `(` of a phone
+/// number, whose forms are many); then the whole cluster window is searched. Lets the engine
+/// search long clusters (`555-123-4567-555-...`) only around runs that can match.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shapes {
+    pub(crate) runs: &'static [&'static [Run]],
+    pub(crate) unless: &'static [u8],
+}
+
+/// One run of a [`Shapes`]: its length range and the digits it may begin with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Run {
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+    /// The lowest first digit.
+    pub(crate) first: u8,
+}
+
+/// A run of exactly `n` digits, the first at least `first`.
+const fn run(n: usize, first: u8) -> Run {
+    Run {
+        min: n,
+        max: n,
+        first,
+    }
+}
+
+/// `phone`: `NPA-NXX-XXXX` (area and exchange 2-9), `NPANXXXXXX`; forms with `+` or `(`
+/// are searched whole.
+const PHONE: Shapes = Shapes {
+    runs: &[
+        &[run(3, b'2'), run(3, b'2'), run(4, b'0')],
+        &[run(10, b'2')],
+    ],
+    unless: b"+(",
+};
+
+/// `credit_card`: 4-4-4-4, Amex 4-6-5 (beginning with 3), 13-19 digits.
+const CARD: Shapes = Shapes {
+    runs: &[
+        &[run(4, b'0'), run(4, b'0'), run(4, b'0'), run(4, b'0')],
+        &[run(4, b'3'), run(6, b'0'), run(5, b'0')],
+        &[Run {
+            min: 13,
+            max: 19,
+            first: b'0',
+        }],
+    ],
+    unless: b"",
+};
+
+/// `ssn`: 3-2-4.
+const SSN: Shapes = Shapes {
+    runs: &[&[run(3, b'0'), run(2, b'0'), run(4, b'0')]],
+    unless: b"",
+};
 
 pub(crate) struct Builtin {
     pub(crate) name: &'static str,
@@ -58,6 +131,8 @@ pub(crate) struct Builtin {
     pub(crate) validator: Option<Validator>,
     /// See [`Viable`].
     pub(crate) viable: Option<Viable>,
+    /// See [`Need`].
+    pub(crate) need: Option<Need>,
 }
 
 /// Separator between a key and its value: optional closing quote (maybe JSON-escaped),
@@ -98,6 +173,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         exact: false,
         validator: Some(valid_email),
         viable: Some(viable_email),
+        need: None,
     },
     Builtin {
         name: "phone",
@@ -110,29 +186,32 @@ pub(crate) const BUILTINS: &[Builtin] = &[
             r"|(?-u:\b)[2-9][0-9]{2}[2-9][0-9]{6}(?-u:\b)",
             r"|[０-９]{2,4}[－\-]?[０-９]{2,4}[－\-]?[０-９]{4}",
         ),
-        kind: Kind::Digits,
+        kind: Kind::Digits(PHONE),
         anchors: &["０", "１", "２", "３", "４", "５", "６", "７", "８", "９"],
         exact: false,
         validator: None,
         viable: None,
+        need: None,
     },
     Builtin {
         name: "credit_card",
         pattern: r"(?-u:\b)(?:[0-9]{4}[- ][0-9]{4}[- ][0-9]{4}[- ][0-9]{4}|3[47][0-9]{2}[- ][0-9]{6}[- ][0-9]{5}|[0-9]{13,19})(?-u:\b)",
-        kind: Kind::Digits,
+        kind: Kind::Digits(CARD),
         anchors: &[],
         exact: false,
         validator: Some(valid_card),
         viable: None,
+        need: None,
     },
     Builtin {
         name: "ssn",
         pattern: r"(?-u:\b)[0-9]{3}-[0-9]{2}-[0-9]{4}(?-u:\b)",
-        kind: Kind::Digits,
+        kind: Kind::Digits(SSN),
         anchors: &[],
         exact: false,
         validator: Some(valid_ssn),
         viable: None,
+        need: None,
     },
     Builtin {
         name: "openai_api_key",
@@ -142,7 +221,8 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["sk-"],
         exact: true,
         validator: None,
-        viable: None,
+        viable: Some(viable_openai),
+        need: None,
     },
     Builtin {
         name: "anthropic_api_key",
@@ -151,7 +231,8 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["sk-ant-"],
         exact: true,
         validator: None,
-        viable: None,
+        viable: Some(viable_anthropic),
+        need: None,
     },
     Builtin {
         name: "aws_access_key",
@@ -163,6 +244,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         exact: true,
         validator: None,
         viable: None,
+        need: None,
     },
     Builtin {
         name: "aws_secret_key",
@@ -177,6 +259,15 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         exact: false,
         validator: Some(valid_aws_secret),
         viable: None,
+        // The 40 characters begin after the keyword (3 or 6 bytes), at most 48 context units
+        // (a character of up to 4 bytes, or a 2-byte quoted bracket) and one separator
+        // character (up to 4 bytes): at `s + 4` at the earliest, `s + 6 + 192 + 4` at the latest.
+        need: Some(Need {
+            class: is_b64,
+            len: 40,
+            min: 4,
+            max: 202,
+        }),
     },
     Builtin {
         name: "bearer_token",
@@ -185,7 +276,8 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &["bearer"],
         exact: false,
         validator: None,
-        viable: None,
+        viable: Some(viable_bearer),
+        need: None,
     },
     Builtin {
         name: "github_token",
@@ -195,6 +287,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         exact: true,
         validator: None,
         viable: None,
+        need: None,
     },
     Builtin {
         name: "google_api_key",
@@ -204,6 +297,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         exact: true,
         validator: None,
         viable: None,
+        need: None,
     },
     Builtin {
         name: "azure_connection_string",
@@ -213,6 +307,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         exact: false,
         validator: None,
         viable: None,
+        need: None,
     },
     Builtin {
         name: "generic_api_key_param",
@@ -251,6 +346,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         exact: false,
         validator: None,
         viable: None,
+        need: None,
     },
     Builtin {
         name: "private_key",
@@ -263,6 +359,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         exact: true,
         validator: None,
         viable: None,
+        need: None,
     },
     Builtin {
         name: "slack_token",
@@ -274,6 +371,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         exact: true,
         validator: None,
         viable: None,
+        need: None,
     },
     Builtin {
         name: "stripe_key",
@@ -285,6 +383,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         exact: true,
         validator: None,
         viable: None,
+        need: None,
     },
     Builtin {
         name: "password_field",
@@ -309,6 +408,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         exact: false,
         validator: Some(valid_password_field),
         viable: Some(viable_password_field),
+        need: None,
     },
 ];
 
@@ -332,21 +432,31 @@ fn viable_email(b: &[u8], at: usize, _: usize) -> bool {
 
 /// A `password_field` keyword followed by the separator its pattern requires (`sep!()`:
 /// up to 2 backslashes, an optional quote, spaces or tabs, then `=` or `:`), or `://`.
-fn viable_password_field(b: &[u8], s: usize, _: usize) -> bool {
-    // The keywords by first letter; at most one of them occurs at `s`.
-    let keywords: &[&[u8]] = match b[s] | 0x20 {
-        b'p' => &[b"password", b"passwd", b"passphrase", b"pwd"],
-        b's' => &[b"secret"],
-        b't' => &[b"token"],
-        _ => return b[s..].starts_with(b"://"),
+/// `e`, when past `s`, is the end of the anchor found at `s`: for this rule's anchors that
+/// is the end of the keyword (no keyword is a prefix of another, so the pattern's keyword at
+/// `s` is the anchor); otherwise the keyword is looked up.
+fn viable_password_field(b: &[u8], s: usize, e: usize) -> bool {
+    if b[s] == b':' {
+        return b[s..].starts_with(b"://");
+    }
+    let mut i = if e > s {
+        e
+    } else {
+        // The keywords by first letter; at most one of them occurs at `s`.
+        let keywords: &[&[u8]] = match b[s] | 0x20 {
+            b'p' => &[b"password", b"passwd", b"passphrase", b"pwd"],
+            b's' => &[b"secret"],
+            b't' => &[b"token"],
+            _ => return false,
+        };
+        let Some(k) = keywords.iter().find(|k| {
+            b.get(s..s + k.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(k))
+        }) else {
+            return false;
+        };
+        s + k.len()
     };
-    let Some(k) = keywords.iter().find(|k| {
-        b.get(s..s + k.len())
-            .is_some_and(|h| h.eq_ignore_ascii_case(k))
-    }) else {
-        return false;
-    };
-    let mut i = s + k.len();
     let mut slashes = 0;
     while slashes < 2 && b.get(i) == Some(&b'\\') {
         i += 1;
@@ -359,6 +469,47 @@ fn viable_password_field(b: &[u8], s: usize, _: usize) -> bool {
         i += 1;
     }
     matches!(b.get(i), Some(b'=' | b':'))
+}
+
+/// `b[from..from + len]` exists and is all `class`.
+#[inline]
+fn run_at(b: &[u8], from: usize, len: usize, class: fn(u8) -> bool) -> bool {
+    b.get(from..from + len)
+        .is_some_and(|r| r.iter().all(|&c| class(c)))
+}
+
+/// `[A-Za-z0-9/+]`, the characters of an AWS secret key.
+pub(crate) fn is_b64(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'/' || c == b'+'
+}
+
+/// `[A-Za-z0-9_\-]`, the characters of an OpenAI or Anthropic key.
+fn is_key_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+}
+
+/// `sk-` followed by 17 key characters (one of the pattern's first unit, which are all key
+/// characters, then 16).
+fn viable_openai(b: &[u8], s: usize, _: usize) -> bool {
+    run_at(b, s + 3, 17, is_key_char)
+}
+
+/// `sk-ant-` followed by 16 key characters.
+fn viable_anthropic(b: &[u8], s: usize, _: usize) -> bool {
+    run_at(b, s + 7, 16, is_key_char)
+}
+
+/// `bearer`, then at least one space or tab, then 16 token characters
+/// (`[A-Za-z0-9_\-.~+/]`).
+fn viable_bearer(b: &[u8], s: usize, _: usize) -> bool {
+    let mut i = s + 6;
+    while matches!(b.get(i), Some(b' ' | b'\t')) {
+        i += 1;
+    }
+    i > s + 6
+        && run_at(b, i, 16, |c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'~' | b'+' | b'/')
+        })
 }
 
 /// Not the `password@host` of `scheme://user:password@host` (`password_field` owns that),
@@ -578,6 +729,223 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// Every match of a rule with a `Viable` begins at a viable anchor (checked with the
+        /// anchor's end too, as the engine calls it), and every match of a rule with a `Need`
+        /// has its run in reach: near misses (39 value characters, values at the edge of the
+        /// context, 4-byte characters in it, keywords at the end of the text).
+        #[test]
+        fn every_match_is_viable_and_has_its_run(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::sample::select(vec![
+                        "sk-", "sk-ant-", "sk-proj-", "aws", "AWS", "secret", "SeCrEt", "bearer",
+                        "Bearer", "password", "token", "pwd", " ", "\t", "=", ": ", "\"", "'",
+                        "[\"", "\"]", "['", "[", "]", "-", "_", "/", "+", "\n", "😀", "é", "日",
+                        "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789/+Ab",
+                        "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789/+A",
+                        "abcdefghijklmnop", "ABCDEFGHIJKLMNOP1", "0123456789",
+                    ]).prop_map(str::to_owned),
+                    1 => "[A-Za-z0-9/+_\\-]{1,45}",
+                    1 => "[😀é日 .]{1,50}",
+                    // A keyword, context (up to 49 units, some of 4 bytes), a separator and a
+                    // value of 38 to 42 characters: matches at the edge of the reach.
+                    3 => (
+                        proptest::sample::select(vec!["aws", "SECRET", "sk-", "Bearer", "sk-ant-"]),
+                        proptest::prop_oneof![
+                            proptest::strategy::Just(Vec::new()),
+                            proptest::collection::vec(
+                                proptest::sample::select(vec![
+                                    "😀", "é", "x", " ", "[\"", "\"]", "=", "\t",
+                                ]),
+                                40..50,
+                            ),
+                            proptest::collection::vec(
+                                proptest::sample::select(vec!["😀", "é", "x", " ", "[\"", "\t"]),
+                                0..40,
+                            ),
+                        ],
+                        proptest::sample::select(vec![" ", "😀", "=", "", "\t", "\""]),
+                        proptest::prop_oneof![
+                            3 => "[A-Za-z0-9/+]{40}",
+                            1 => "[A-Za-z0-9/+]{38,42}",
+                            2 => "[A-Za-z0-9_\\-]{14,20}",
+                        ],
+                    )
+                        .prop_map(|(k, ctx, sep, v)| format!("{k}{}{sep}{v}", ctx.concat())),
+                ],
+                0..8,
+            )
+        ) {
+            use regex_automata::{Anchored, Input, meta::Regex};
+            let text = parts.concat();
+            let b = text.as_bytes();
+            for rule in BUILTINS.iter().filter(|r| r.viable.is_some() || r.need.is_some()) {
+                let re = Regex::new(rule.pattern).unwrap();
+                for i in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+                    let input = Input::new(&text).range(i..).anchored(Anchored::Yes);
+                    let Some(m) = re.search(&input) else { continue };
+                    if let Some(viable) = rule.viable && rule.name != "email" {
+                        let s = m.start();
+                        // The anchor's end, as the anchor search reports it.
+                        let e = rule
+                            .anchors
+                            .iter()
+                            .filter(|a| b[s..].len() >= a.len()
+                                && b[s..s + a.len()].eq_ignore_ascii_case(a.as_bytes()))
+                            .map(|a| s + a.len())
+                            .max()
+                            .unwrap_or(s);
+                        proptest::prop_assert!(viable(b, s, s), "{}: {:?}", rule.name, &text[m.range()]);
+                        proptest::prop_assert!(viable(b, s, e), "{}: {:?}", rule.name, &text[m.range()]);
+                    }
+                    if let Some(need) = rule.need {
+                        let s = m.start();
+                        let ok = (s + need.min..=s + need.max).any(|j| {
+                            b.get(j..j + need.len).is_some_and(|r| r.iter().all(|&c| (need.class)(c)))
+                        });
+                        proptest::prop_assert!(ok, "{}: {:?}", rule.name, &text[m.range()]);
+                    }
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// Every ASCII match of a digit rule is whole digit runs that fit one of its
+        /// `Shapes`, unless one of its `unless` bytes is in the match or just before it.
+        #[test]
+        fn digit_matches_fit_their_shapes(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    3 => proptest::sample::select(vec![
+                        "555-234-5678", "555-123-4567", "5552345678", "4111 1111 1111 1111",
+                        "4111-1111-1111-1111", "4111111111111111", "3782 822463 10005",
+                        "320-89-2209", "+1 ", "+44 20 7946 0958", "(555) 234-5678", "\u{a0}",
+                        "-", " ", ".", "(", ")", "x", "_", "]", "[", "０９０-１２３４-５６７８",
+                    ]).prop_map(str::to_owned),
+                    2 => "[0-9]{1,20}",
+                ],
+                0..12,
+            )
+        ) {
+            use regex_automata::{Anchored, Input, meta::Regex};
+            let text = parts.concat();
+            let b = text.as_bytes();
+            for rule in BUILTINS {
+                let Kind::Digits(shapes) = rule.kind else { continue };
+                let re = Regex::new(rule.pattern).unwrap();
+                for i in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+                    let input = Input::new(&text).range(i..).anchored(Anchored::Yes);
+                    let Some(m) = re.search(&input) else { continue };
+                    let (ms, me) = (m.start(), m.end());
+                    if !text[ms..me].is_ascii() {
+                        continue; // fullwidth digits: found by their own anchors
+                    }
+                    if b[ms.saturating_sub(1)..me].iter().any(|c| shapes.unless.contains(c)) {
+                        continue;
+                    }
+                    // The maximal digit runs the match touches.
+                    let mut runs = Vec::new();
+                    let mut j = ms;
+                    while j < me {
+                        if b[j].is_ascii_digit() {
+                            let mut a = j;
+                            while a > 0 && b[a - 1].is_ascii_digit() {
+                                a -= 1;
+                            }
+                            let mut z = j;
+                            while z < b.len() && b[z].is_ascii_digit() {
+                                z += 1;
+                            }
+                            runs.push((a, z));
+                            j = z;
+                        } else {
+                            j += 1;
+                        }
+                    }
+                    let whole = runs.first().is_some_and(|r| r.0 == ms)
+                        && runs.last().is_some_and(|r| r.1 == me);
+                    let fits = shapes.runs.iter().any(|shape| {
+                        shape.len() == runs.len()
+                            && shape.iter().zip(&runs).all(|(r, &(a, z))| {
+                                (r.min..=r.max).contains(&(z - a)) && b[a] >= r.first
+                            })
+                    });
+                    proptest::prop_assert!(whole && fits, "{}: {:?} in {:?}", rule.name, &text[ms..me], text);
+                }
+            }
+        }
+    }
+
+    /// The farthest `aws_secret_key` values: 48 context characters of 4 bytes and a 4-byte
+    /// separator after `secret` (the run at `s + 202`), and the same with 49 (no match).
+    #[test]
+    fn aws_secret_need_reaches_the_farthest_value() {
+        use regex_automata::{Anchored, Input, meta::Regex};
+        let rule = BUILTINS
+            .iter()
+            .find(|r| r.name == "aws_secret_key")
+            .unwrap();
+        let need = rule.need.unwrap();
+        let re = Regex::new(rule.pattern).unwrap();
+        let value = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789/+Ab";
+        for (kw, units, sep, matches) in [
+            ("secret", 48, "😀", true),
+            ("aws", 48, "😀", true),
+            ("SECRET", 48, " ", true),
+            ("secret", 0, " ", true),
+            ("secret", 49, "😀", false),
+        ] {
+            let text = format!("{kw}{}{sep}{value} ", "😀".repeat(units));
+            let input = Input::new(&text).anchored(Anchored::Yes);
+            assert_eq!(re.search(&input).is_some(), matches, "{units} {sep:?}");
+            let run = text.find(value).unwrap();
+            assert!(run >= need.min && (!matches || run <= need.max), "{run}");
+        }
+    }
+
+    /// `viable_password_field` gives the same answer with the anchor's end as without.
+    #[test]
+    fn password_viable_with_and_without_anchor_end() {
+        for t in [
+            "password=x",
+            "passwd : y",
+            "passphrase\\\"=z",
+            "pwd",
+            "secret",
+            "token\t:",
+            "TOKEN \\\\'= v",
+            "password token",
+            "Secret_key=1",
+            "://u:p@h",
+            "pwd\\\\\\=",
+        ] {
+            let b = t.as_bytes();
+            let kw = [
+                "password",
+                "passwd",
+                "passphrase",
+                "pwd",
+                "secret",
+                "token",
+                "://",
+            ]
+            .iter()
+            .find(|k| b.len() >= k.len() && b[..k.len()].eq_ignore_ascii_case(k.as_bytes()))
+            .unwrap();
+            assert_eq!(
+                viable_password_field(b, 0, kw.len()),
+                viable_password_field(b, 0, 0),
+                "{t:?}"
+            );
+        }
+    }
+
     #[test]
     fn viable_examples() {
         let email = |t: &str| viable_email(t.as_bytes(), t.find('@').unwrap(), 0);
@@ -605,7 +973,7 @@ mod tests {
                     // The local part is at most 64 chars of at most 3 bytes (+@ ...).
                     assert!(back >= 64 * 3 + 4 && fwd + back >= max, "{}: {max}", b.name);
                 }
-                Kind::Digits => {
+                Kind::Digits(_) => {
                     // Fullwidth digits are windowed by 64 bytes; ASCII forms are short.
                     assert!(max.expect("bounded") <= 64, "{}: {max:?}", b.name);
                 }

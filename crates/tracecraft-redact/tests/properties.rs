@@ -244,6 +244,150 @@ proptest! {
     }
 }
 
+/// Pieces for the checks made before any regex search at a keyword (`sk-`, `bearer` and
+/// `password_field` viability, the `aws_secret_key` value run, the packed search's dense
+/// mode): values one character short or long, keywords glued together, at the end of the
+/// text, before multi-byte characters, and context of 4-byte characters.
+/// An `aws_secret_key` value (40 characters), and one character short.
+const V40: &str = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789/+Ab";
+const V39: &str = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789/+A";
+const VALUE_SHAPES: &[&str] = &[
+    "sk-",
+    "sk-ant-",
+    "sk-proj-",
+    "aws",
+    "AWS_",
+    "secret",
+    "SECRET=",
+    "Bearer ",
+    "bearer\t",
+    "password",
+    "passwd=",
+    "token: ",
+    "pwd",
+    "api_secret",
+    "client-secret",
+    "max_token",
+    "api_key=",
+    " ",
+    "=",
+    ": ",
+    "\"",
+    "'",
+    "[\"",
+    "\"]",
+    "[",
+    "]",
+    "\n",
+    "😀",
+    "é",
+    "日",
+    V40,
+    V39,
+    "abcdefghijklmnopq",
+    "abcdefghijklmnop",
+    "0123456789",
+    "-",
+    "_",
+];
+
+fn value_shapes_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            6 => prop::sample::select(VALUE_SHAPES).prop_map(str::to_owned),
+            1 => "[A-Za-z0-9/+_\\-]{1,42}",
+            1 => "[😀é x]{1,60}",
+            // A keyword, 40 to 49 context characters (4-byte ones reach farthest), a separator,
+            // a value: `aws_secret_key` values at the edge of its reach.
+            2 => (
+                prop::sample::select(&["aws", "secret", "Secret"][..]),
+                prop::sample::select(&["😀", "é", "x"][..]),
+                40usize..50,
+                prop::sample::select(&[" ", "😀", "=", "\t"][..]),
+                prop::sample::select(&[V40, V39][..]),
+            )
+                .prop_map(|(k, c, n, sep, v)| format!("{k}{}{sep}{v} ", c.repeat(n))),
+        ],
+        0..40,
+    )
+    .prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+
+    #[test]
+    fn oracle_on_value_shapes(s in value_shapes_text()) {
+        agrees_with_oracle(&s)?;
+    }
+
+    /// The same texts repeated: long enough for the packed searchers (not the short-text
+    /// search), with hits dense enough for their byte-by-byte mode.
+    #[test]
+    fn oracle_on_repeated_value_shapes(s in value_shapes_text(), n in 2usize..12) {
+        agrees_with_oracle(&s.repeat(n))?;
+    }
+}
+
+/// Numbers glued into long digit clusters (the engine searches those only around the digit
+/// runs that can be a phone, card or SSN), with `+`, `(`, NBSP, brackets and fullwidth digits.
+const DIGIT_GROUPS: &[&str] = &[
+    "555-234-5678",
+    "555-123-4567",
+    "5552345678",
+    "4111 1111 1111 1111",
+    "4111-1111-1111-1111",
+    "4111111111111111",
+    "3782 822463 10005",
+    "320-89-2209",
+    "+1 ",
+    "+44 20 7946 0958",
+    "(555) 234-5678",
+    "\u{a0}",
+    "-",
+    " ",
+    ".",
+    "(",
+    ")",
+    "x",
+    "]",
+    "[",
+    "\n",
+    "\u{ff10}\u{ff19}\u{ff10}-1234-5678",
+    "12",
+    "1234",
+    "123456",
+];
+
+fn digit_groups_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            5 => prop::sample::select(DIGIT_GROUPS).prop_map(str::to_owned),
+            1 => "[0-9]{1,20}",
+            1 => "[-. ]{1,3}",
+        ],
+        0..30,
+    )
+    .prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+
+    #[test]
+    fn oracle_on_long_digit_clusters(s in digit_groups_text()) {
+        agrees_with_oracle(&s)?;
+    }
+
+    #[test]
+    fn oracle_on_repeated_digit_groups(s in digit_groups_text(), n in 2usize..8, sep in "[-. ]?") {
+        let t = vec![s; n].join(&sep);
+        agrees_with_oracle(&t)?;
+        let once = redactor().redact_str(&t, &mut Report::default()).into_owned();
+        prop_assert_eq!(redactor().redact_str(&once, &mut Report::default()), once.clone());
+    }
+}
+
 #[test]
 fn deep_nesting_does_not_overflow() {
     // Build and drop on a big stack: serde_json's own Drop is recursive.
