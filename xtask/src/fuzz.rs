@@ -37,6 +37,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         exec(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
     }
     let max_time = format!("-max_total_time={seconds}");
+    // A target's dictionary (`fuzz/dicts/TARGET.dict`: the literals its parser or rules look
+    // for), when it has one.
+    let dict = fuzz_dir.join("dicts").join(format!("{target}.dict"));
+    let dict = dict
+        .exists()
+        .then(|| format!("-dict={}", dict.display()));
     // libFuzzer needs nightly-only flags; RUSTC_BOOTSTRAP lets the pinned stable toolchain
     // accept them. No sanitizer: the workspace forbids unsafe code.
     let result = exec(
@@ -51,7 +57,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 &target,
                 "--",
                 &max_time,
-            ]),
+            ])
+            .args(dict.as_deref()),
     );
     let saved = save_crashes(&fuzz_dir, &target)?;
     if saved > 0 {
