@@ -40,9 +40,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     // A target's dictionary (`fuzz/dicts/TARGET.dict`: the literals its parser or rules look
     // for), when it has one.
     let dict = fuzz_dir.join("dicts").join(format!("{target}.dict"));
-    let dict = dict
-        .exists()
-        .then(|| format!("-dict={}", dict.display()));
+    let dict = dict.exists().then(|| format!("-dict={}", dict.display()));
     // libFuzzer needs nightly-only flags; RUSTC_BOOTSTRAP lets the pinned stable toolchain
     // accept them. No sanitizer: the workspace forbids unsafe code.
     let result = exec(
