@@ -269,19 +269,24 @@ mod recent {
         static MEMO: RefCell<Memo> = RefCell::default();
     }
 
-    /// The memoized result for `model` in table `generation`, if any.
+    /// The memoized result for `model` in table `generation`, if any. None as well when the
+    /// thread's memo is gone (a lookup from another thread-local's destructor at thread exit):
+    /// the caller then computes the answer itself.
     pub(super) fn get(generation: u64, model: &str) -> Option<Option<usize>> {
-        MEMO.with(|m| {
+        MEMO.try_with(|m| {
             m.borrow()
                 .slots
                 .iter()
                 .find(|(g, name, _)| *g == generation && name == model)
                 .map(|&(_, _, found)| found)
         })
+        .ok()
+        .flatten()
     }
 
+    /// Remembers a result (nothing when the thread's memo is gone).
     pub(super) fn put(generation: u64, model: &str, found: Option<usize>) {
-        MEMO.with(|m| {
+        let _ = MEMO.try_with(|m| {
             let mut m = m.borrow_mut();
             let entry = (generation, model.to_owned(), found);
             if m.slots.len() < SLOTS {
@@ -703,5 +708,35 @@ mod tests {
         let long = format!("gpt-4o-{}", "x".repeat(100));
         assert_eq!(t.lookup(&long).unwrap().model, "gpt-4o");
         assert!(PriceTable::default().lookup("gpt-4o").is_none());
+    }
+
+    /// A lookup from a thread-local destructor at thread exit, after the thread's memo is
+    /// gone (a runtime kept in a thread-local, processing inline as it is dropped), still
+    /// answers instead of panicking.
+    #[test]
+    fn lookup_works_after_the_thread_memo_is_destroyed() {
+        use std::cell::RefCell;
+        use std::sync::mpsc;
+        struct AtExit(Arc<PriceTable>, mpsc::Sender<Option<String>>);
+        impl Drop for AtExit {
+            fn drop(&mut self) {
+                let found = self.0.lookup("claude-3-5-sonnet-20241022");
+                let _ = self.1.send(found.map(|p| p.model.clone()));
+            }
+        }
+        thread_local! {
+            static GUARD: RefCell<Option<AtExit>> = const { RefCell::new(None) };
+        }
+        let table = Arc::new(PriceTable::new(default_pricing()));
+        let (tx, rx) = mpsc::channel();
+        let t = Arc::clone(&table);
+        std::thread::spawn(move || {
+            // The guard's slot is set up before the memo, so it is destroyed after it.
+            GUARD.with(|g| *g.borrow_mut() = Some(AtExit(Arc::clone(&t), tx)));
+            assert!(t.lookup("gpt-4o-2024-08-06").is_some());
+        })
+        .join()
+        .unwrap();
+        assert_eq!(rx.recv().unwrap().as_deref(), Some("claude-3.5-sonnet"));
     }
 }

@@ -85,6 +85,39 @@ mod tests {
     use proptest::prelude::*;
     use tracecraft_core::{JsonMap, Step, StepType, Uuid, Value, contract, json};
 
+    /// A run saved from a thread-local's destructor at thread exit, after the encoder's
+    /// per-thread buffer is gone, is still written in format 2, not a panic (an abort there).
+    #[test]
+    fn encodes_after_the_thread_buffer_is_destroyed() {
+        use std::cell::RefCell;
+        use std::sync::mpsc;
+        struct AtExit(AgentRun, mpsc::Sender<Vec<u8>>);
+        impl Drop for AtExit {
+            fn drop(&mut self) {
+                let mut out = Vec::new();
+                encode_current(&self.0, &mut out).unwrap();
+                let _ = self.1.send(out);
+            }
+        }
+        thread_local! {
+            static GUARD: RefCell<Option<AtExit>> = const { RefCell::new(None) };
+        }
+        let run = contract::sample_runs().remove(0);
+        let (tx, rx) = mpsc::channel();
+        let r = run.clone();
+        std::thread::spawn(move || {
+            // The guard's slot is set up before the buffer, so it is destroyed after it.
+            let mut out = Vec::new();
+            GUARD.with(|g| *g.borrow_mut() = Some(AtExit(r.clone(), tx)));
+            encode_current(&r, &mut out).unwrap();
+        })
+        .join()
+        .unwrap();
+        let body = rx.recv().unwrap();
+        assert_eq!(body[0], MSGPACK_SPLIT_V2);
+        assert_eq!(decode(ValueRef::Blob(&body)).unwrap(), run);
+    }
+
     #[test]
     fn round_trips_and_reads_v1_json() {
         let mut buf = Vec::new();

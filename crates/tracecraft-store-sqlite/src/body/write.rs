@@ -34,29 +34,34 @@ pub(super) fn write_v2(run: &AgentRun, out: &mut Vec<u8>) -> Res {
         /// The text section while the structure is written (kept for the next run).
         static TEXT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    TEXT.with_borrow_mut(|text| {
-        text.clear();
-        let len_at = out.len();
-        out.extend_from_slice(&[0; 4]);
-        let mut w = Writer {
-            structure: &mut *out,
-            text: &mut *text,
-            depth: MAX_DEPTH,
-            too_long: false,
-        };
-        w.run(run)?;
-        if w.too_long {
-            return Err(NotV2);
-        }
-        let len = u32::try_from(out.len() - len_at - 4).map_err(|_| NotV2)?;
-        out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(text);
-        // Do not hold on to the text of an exceptionally large run.
-        if text.capacity() > 1 << 20 {
-            *text = Vec::new();
-        }
-        Ok(())
-    })
+    // Called from another thread-local's destructor at thread exit, after `TEXT` is gone:
+    // a buffer of its own instead of a panic.
+    TEXT.try_with(|text| write_v2_with(run, out, &mut text.borrow_mut()))
+        .unwrap_or_else(|_| write_v2_with(run, out, &mut Vec::new()))
+}
+
+fn write_v2_with(run: &AgentRun, out: &mut Vec<u8>, text: &mut Vec<u8>) -> Res {
+    text.clear();
+    let len_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let mut w = Writer {
+        structure: &mut *out,
+        text: &mut *text,
+        depth: MAX_DEPTH,
+        too_long: false,
+    };
+    w.run(run)?;
+    if w.too_long {
+        return Err(NotV2);
+    }
+    let len = u32::try_from(out.len() - len_at - 4).map_err(|_| NotV2)?;
+    out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(text);
+    // Do not hold on to the text of an exceptionally large run.
+    if text.capacity() > 1 << 20 {
+        *text = Vec::new();
+    }
+    Ok(())
 }
 
 /// Writes one run: markers, lengths and numbers to the structure, string bytes to the text.
