@@ -688,6 +688,17 @@ mod tests {
         assert!(!valid_card(t, 0, t.len(), &[]));
     }
 
+    /// Every match of `pattern` found by an anchored search from some char boundary of `text`.
+    fn anchored_matches(pattern: &str, text: &str) -> Vec<std::ops::Range<usize>> {
+        use regex_automata::{Anchored, Input, meta::Regex};
+        let re = Regex::new(pattern).unwrap();
+        (0..=text.len())
+            .filter(|&i| text.is_char_boundary(i))
+            .filter_map(|i| re.search(&Input::new(text).range(i..).anchored(Anchored::Yes)))
+            .map(|m| m.range())
+            .collect()
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
 
@@ -708,22 +719,18 @@ mod tests {
                 0..30,
             )
         ) {
-            use regex_automata::{Anchored, Input, meta::Regex};
             let text = parts.concat();
             let b = text.as_bytes();
             for rule in BUILTINS.iter().filter(|r| r.viable.is_some()) {
-                let re = Regex::new(rule.pattern).unwrap();
                 let viable = rule.viable.unwrap();
-                for i in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
-                    let input = Input::new(&text).range(i..).anchored(Anchored::Yes);
-                    let Some(m) = re.search(&input) else { continue };
+                for m in anchored_matches(rule.pattern, &text) {
                     let ok = if rule.name == "email" {
-                        let at = m.start() + text[m.range()].find('@').unwrap();
+                        let at = m.start + text[m.clone()].find('@').unwrap();
                         viable(b, at, at + 1)
                     } else {
-                        viable(b, m.start(), m.start())
+                        viable(b, m.start, m.start)
                     };
-                    proptest::prop_assert!(ok, "{}: {:?} in {:?}", rule.name, &text[m.range()], text);
+                    proptest::prop_assert!(ok, "{}: {:?} in {:?}", rule.name, &text[m], text);
                 }
             }
         }
@@ -779,16 +786,12 @@ mod tests {
                 0..8,
             )
         ) {
-            use regex_automata::{Anchored, Input, meta::Regex};
             let text = parts.concat();
             let b = text.as_bytes();
             for rule in BUILTINS.iter().filter(|r| r.viable.is_some() || r.need.is_some()) {
-                let re = Regex::new(rule.pattern).unwrap();
-                for i in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
-                    let input = Input::new(&text).range(i..).anchored(Anchored::Yes);
-                    let Some(m) = re.search(&input) else { continue };
+                for m in anchored_matches(rule.pattern, &text) {
                     if let Some(viable) = rule.viable && rule.name != "email" {
-                        let s = m.start();
+                        let s = m.start;
                         // The anchor's end, as the anchor search reports it.
                         let e = rule
                             .anchors
@@ -798,15 +801,15 @@ mod tests {
                             .map(|a| s + a.len())
                             .max()
                             .unwrap_or(s);
-                        proptest::prop_assert!(viable(b, s, s), "{}: {:?}", rule.name, &text[m.range()]);
-                        proptest::prop_assert!(viable(b, s, e), "{}: {:?}", rule.name, &text[m.range()]);
+                        proptest::prop_assert!(viable(b, s, s), "{}: {:?}", rule.name, &text[m.clone()]);
+                        proptest::prop_assert!(viable(b, s, e), "{}: {:?}", rule.name, &text[m.clone()]);
                     }
                     if let Some(need) = rule.need {
-                        let s = m.start();
+                        let s = m.start;
                         let ok = (s + need.min..=s + need.max).any(|j| {
                             b.get(j..j + need.len).is_some_and(|r| r.iter().all(|&c| (need.class)(c)))
                         });
-                        proptest::prop_assert!(ok, "{}: {:?}", rule.name, &text[m.range()]);
+                        proptest::prop_assert!(ok, "{}: {:?}", rule.name, &text[m]);
                     }
                 }
             }
@@ -833,16 +836,12 @@ mod tests {
                 0..12,
             )
         ) {
-            use regex_automata::{Anchored, Input, meta::Regex};
             let text = parts.concat();
             let b = text.as_bytes();
             for rule in BUILTINS {
                 let Kind::Digits(shapes) = rule.kind else { continue };
-                let re = Regex::new(rule.pattern).unwrap();
-                for i in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
-                    let input = Input::new(&text).range(i..).anchored(Anchored::Yes);
-                    let Some(m) = re.search(&input) else { continue };
-                    let (ms, me) = (m.start(), m.end());
+                for m in anchored_matches(rule.pattern, &text) {
+                    let (ms, me) = (m.start, m.end);
                     if !text[ms..me].is_ascii() {
                         continue; // fullwidth digits: found by their own anchors
                     }
