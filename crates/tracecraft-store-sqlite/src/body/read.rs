@@ -242,15 +242,16 @@ impl<'a> Reader<'a> {
         self.str_after(m)?.ok_or(Unsupported)
     }
 
-    fn string(&mut self) -> Res<String> {
-        self.str().map(str::to_owned)
-    }
-
-    fn opt_string(&mut self) -> Res<Option<String>> {
+    /// `None` for `nil`, else the value `read` reads (`Option` as `rmp-serde` writes it).
+    fn opt<T>(&mut self, read: impl FnOnce(&mut Self) -> Res<T>) -> Res<Option<T>> {
         if self.nil()? {
             return Ok(None);
         }
-        self.string().map(Some)
+        read(self).map(Some)
+    }
+
+    fn string(&mut self) -> Res<String> {
+        self.str().map(str::to_owned)
     }
 
     fn strings(&mut self) -> Res<Vec<String>> {
@@ -272,22 +273,8 @@ impl<'a> Reader<'a> {
         Ok(Uuid::from_bytes(self.array()?))
     }
 
-    fn opt_uuid(&mut self) -> Res<Option<Uuid>> {
-        if self.nil()? {
-            return Ok(None);
-        }
-        self.uuid().map(Some)
-    }
-
     fn time(&mut self) -> Res<DateTime<Utc>> {
         tracecraft_core::time::parse(self.str()?).map_err(|_| Unsupported)
-    }
-
-    fn opt_time(&mut self) -> Res<Option<DateTime<Utc>>> {
-        if self.nil()? {
-            return Ok(None);
-        }
-        self.time().map(Some)
     }
 
     fn bool(&mut self) -> Res<bool> {
@@ -327,13 +314,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn opt_u64(&mut self) -> Res<Option<u64>> {
-        if self.nil()? {
-            return Ok(None);
-        }
-        self.u64().map(Some)
-    }
-
     /// An `f64` field: a float (`rmp-serde` writes `f64` fields as `float 64`).
     fn f64(&mut self) -> Res<f64> {
         match self.byte()? {
@@ -341,13 +321,6 @@ impl<'a> Reader<'a> {
             0xca => Ok(f64::from(f32::from_be_bytes(self.array()?))),
             _ => Err(Unsupported),
         }
-    }
-
-    fn opt_f64(&mut self) -> Res<Option<f64>> {
-        if self.nil()? {
-            return Ok(None);
-        }
-        self.f64().map(Some)
     }
 
     fn step_type(&mut self) -> Res<StepType> {
@@ -453,25 +426,25 @@ impl<'a> Reader<'a> {
         self.enter()?;
         let step = Step {
             id: self.uuid()?,
-            parent_id: self.opt_uuid()?,
+            parent_id: self.opt(Self::uuid)?,
             trace_id: self.uuid()?,
             step_type: self.step_type()?,
             name: self.string()?,
             start_time: self.time()?,
-            end_time: self.opt_time()?,
-            duration_ms: self.opt_f64()?,
+            end_time: self.opt(Self::time)?,
+            duration_ms: self.opt(Self::f64)?,
             inputs: self.map()?,
             outputs: self.map()?,
             attributes: self.map()?,
-            model_name: self.opt_string()?,
-            model_provider: self.opt_string()?,
-            input_tokens: self.opt_u64()?,
-            output_tokens: self.opt_u64()?,
-            cost_usd: self.opt_f64()?,
+            model_name: self.opt(Self::string)?,
+            model_provider: self.opt(Self::string)?,
+            input_tokens: self.opt(Self::u64)?,
+            output_tokens: self.opt(Self::u64)?,
+            cost_usd: self.opt(Self::f64)?,
             is_streaming: self.bool()?,
             streaming_chunks: self.strings()?,
-            error: self.opt_string()?,
-            error_type: self.opt_string()?,
+            error: self.opt(Self::string)?,
+            error_type: self.opt(Self::string)?,
             children: self.steps()?,
         };
         self.leave();
@@ -487,30 +460,30 @@ impl<'a> Reader<'a> {
         let run = AgentRun {
             id: self.uuid()?,
             name: self.string()?,
-            description: self.opt_string()?,
+            description: self.opt(Self::string)?,
             start_time: self.time()?,
-            end_time: self.opt_time()?,
-            duration_ms: self.opt_f64()?,
-            session_id: self.opt_string()?,
-            user_id: self.opt_string()?,
+            end_time: self.opt(Self::time)?,
+            duration_ms: self.opt(Self::f64)?,
+            session_id: self.opt(Self::string)?,
+            user_id: self.opt(Self::string)?,
             environment: self.string()?,
             tags: self.strings()?,
-            agent_name: self.opt_string()?,
-            agent_id: self.opt_string()?,
-            agent_description: self.opt_string()?,
-            cloud_provider: self.opt_string()?,
-            cloud_trace_id: self.opt_string()?,
+            agent_name: self.opt(Self::string)?,
+            agent_id: self.opt(Self::string)?,
+            agent_description: self.opt(Self::string)?,
+            cloud_provider: self.opt(Self::string)?,
+            cloud_trace_id: self.opt(Self::string)?,
             input: self.value()?,
             output: self.value()?,
             steps: self.steps()?,
             total_tokens: self.u64()?,
             total_cost_usd: self.f64()?,
             error_count: self.u64()?,
-            error: self.opt_string()?,
-            error_type: self.opt_string()?,
+            error: self.opt(Self::string)?,
+            error_type: self.opt(Self::string)?,
             attributes: self.map()?,
             should_export: self.bool()?,
-            sample_reason: self.opt_string()?,
+            sample_reason: self.opt(Self::string)?,
         };
         self.leave();
         Ok(run)

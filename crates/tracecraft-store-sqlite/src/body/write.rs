@@ -137,11 +137,19 @@ impl Writer<'_> {
         self.raw(&[0xc0]);
     }
 
-    fn opt_str(&mut self, s: Option<&str>) {
-        match s {
-            Some(s) => self.str(s),
+    /// `nil` for `None`, else the value as `write` writes it (`Option` as `rmp-serde` writes it).
+    fn opt<T>(&mut self, v: Option<T>, write: impl FnOnce(&mut Self, T)) {
+        match v {
+            Some(v) => write(self, v),
             None => self.nil(),
         }
+    }
+
+    /// A marker followed by `N` big-endian bytes.
+    fn tagged<const N: usize>(&mut self, marker: u8, be: [u8; N]) {
+        let mut b = [marker; 9];
+        b[1..=N].copy_from_slice(&be);
+        self.raw(&b[..=N]);
     }
 
     fn strings(&mut self, v: &[String]) -> Res {
@@ -162,22 +170,8 @@ impl Writer<'_> {
         self.raw(&b);
     }
 
-    fn opt_uuid(&mut self, id: Option<&Uuid>) {
-        match id {
-            Some(id) => self.uuid(id),
-            None => self.nil(),
-        }
-    }
-
     fn time(&mut self, t: &DateTime<Utc>) {
         tracecraft_core::time::with_formatted(t, |s| self.str(s));
-    }
-
-    fn opt_time(&mut self, t: Option<&DateTime<Utc>>) {
-        match t {
-            Some(t) => self.time(t),
-            None => self.nil(),
-        }
     }
 
     fn bool(&mut self, b: bool) {
@@ -189,25 +183,13 @@ impl Writer<'_> {
         if v < 128 {
             self.raw(&[v as u8]);
         } else if let Ok(v) = u8::try_from(v) {
-            self.raw(&[0xcc, v]);
+            self.tagged(0xcc, [v]);
         } else if let Ok(v) = u16::try_from(v) {
-            let b = v.to_be_bytes();
-            self.raw(&[0xcd, b[0], b[1]]);
+            self.tagged(0xcd, v.to_be_bytes());
         } else if let Ok(v) = u32::try_from(v) {
-            let mut b = [0xce; 5];
-            b[1..].copy_from_slice(&v.to_be_bytes());
-            self.raw(&b);
+            self.tagged(0xce, v.to_be_bytes());
         } else {
-            let mut b = [0xcf; 9];
-            b[1..].copy_from_slice(&v.to_be_bytes());
-            self.raw(&b);
-        }
-    }
-
-    fn opt_u64(&mut self, v: Option<u64>) {
-        match v {
-            Some(v) => self.u64(v),
-            None => self.nil(),
+            self.tagged(0xcf, v.to_be_bytes());
         }
     }
 
@@ -216,32 +198,18 @@ impl Writer<'_> {
         if v >= -32 {
             self.raw(&[v as u8]);
         } else if let Ok(v) = i8::try_from(v) {
-            self.raw(&[0xd0, v as u8]);
+            self.tagged(0xd0, v.to_be_bytes());
         } else if let Ok(v) = i16::try_from(v) {
-            let b = v.to_be_bytes();
-            self.raw(&[0xd1, b[0], b[1]]);
+            self.tagged(0xd1, v.to_be_bytes());
         } else if let Ok(v) = i32::try_from(v) {
-            let mut b = [0xd2; 5];
-            b[1..].copy_from_slice(&v.to_be_bytes());
-            self.raw(&b);
+            self.tagged(0xd2, v.to_be_bytes());
         } else {
-            let mut b = [0xd3; 9];
-            b[1..].copy_from_slice(&v.to_be_bytes());
-            self.raw(&b);
+            self.tagged(0xd3, v.to_be_bytes());
         }
     }
 
     fn f64(&mut self, v: f64) {
-        let mut b = [0xcb; 9];
-        b[1..].copy_from_slice(&v.to_be_bytes());
-        self.raw(&b);
-    }
-
-    fn opt_f64(&mut self, v: Option<f64>) {
-        match v {
-            Some(v) => self.f64(v),
-            None => self.nil(),
-        }
+        self.tagged(0xcb, v.to_be_bytes());
     }
 
     /// A JSON value, as `serde_json::Value`'s `Serialize` makes `rmp-serde` write it.
@@ -290,25 +258,25 @@ impl Writer<'_> {
         self.array_len(21);
         self.nested(|w| {
             w.uuid(&s.id);
-            w.opt_uuid(s.parent_id.as_ref());
+            w.opt(s.parent_id.as_ref(), Self::uuid);
             w.uuid(&s.trace_id);
             w.str(s.step_type.as_str());
             w.str(&s.name);
             w.time(&s.start_time);
-            w.opt_time(s.end_time.as_ref());
-            w.opt_f64(s.duration_ms);
+            w.opt(s.end_time.as_ref(), Self::time);
+            w.opt(s.duration_ms, Self::f64);
             w.map(&s.inputs)?;
             w.map(&s.outputs)?;
             w.map(&s.attributes)?;
-            w.opt_str(s.model_name.as_deref());
-            w.opt_str(s.model_provider.as_deref());
-            w.opt_u64(s.input_tokens);
-            w.opt_u64(s.output_tokens);
-            w.opt_f64(s.cost_usd);
+            w.opt(s.model_name.as_deref(), Self::str);
+            w.opt(s.model_provider.as_deref(), Self::str);
+            w.opt(s.input_tokens, Self::u64);
+            w.opt(s.output_tokens, Self::u64);
+            w.opt(s.cost_usd, Self::f64);
             w.bool(s.is_streaming);
             w.strings(&s.streaming_chunks)?;
-            w.opt_str(s.error.as_deref());
-            w.opt_str(s.error_type.as_deref());
+            w.opt(s.error.as_deref(), Self::str);
+            w.opt(s.error_type.as_deref(), Self::str);
             w.steps(&s.children)
         })
     }
@@ -319,30 +287,30 @@ impl Writer<'_> {
         self.nested(|w| {
             w.uuid(&r.id);
             w.str(&r.name);
-            w.opt_str(r.description.as_deref());
+            w.opt(r.description.as_deref(), Self::str);
             w.time(&r.start_time);
-            w.opt_time(r.end_time.as_ref());
-            w.opt_f64(r.duration_ms);
-            w.opt_str(r.session_id.as_deref());
-            w.opt_str(r.user_id.as_deref());
+            w.opt(r.end_time.as_ref(), Self::time);
+            w.opt(r.duration_ms, Self::f64);
+            w.opt(r.session_id.as_deref(), Self::str);
+            w.opt(r.user_id.as_deref(), Self::str);
             w.str(&r.environment);
             w.strings(&r.tags)?;
-            w.opt_str(r.agent_name.as_deref());
-            w.opt_str(r.agent_id.as_deref());
-            w.opt_str(r.agent_description.as_deref());
-            w.opt_str(r.cloud_provider.as_deref());
-            w.opt_str(r.cloud_trace_id.as_deref());
+            w.opt(r.agent_name.as_deref(), Self::str);
+            w.opt(r.agent_id.as_deref(), Self::str);
+            w.opt(r.agent_description.as_deref(), Self::str);
+            w.opt(r.cloud_provider.as_deref(), Self::str);
+            w.opt(r.cloud_trace_id.as_deref(), Self::str);
             w.value(&r.input)?;
             w.value(&r.output)?;
             w.steps(&r.steps)?;
             w.u64(r.total_tokens);
             w.f64(r.total_cost_usd);
             w.u64(r.error_count);
-            w.opt_str(r.error.as_deref());
-            w.opt_str(r.error_type.as_deref());
+            w.opt(r.error.as_deref(), Self::str);
+            w.opt(r.error_type.as_deref(), Self::str);
             w.map(&r.attributes)?;
             w.bool(r.should_export);
-            w.opt_str(r.sample_reason.as_deref());
+            w.opt(r.sample_reason.as_deref(), Self::str);
             Ok(())
         })
     }
