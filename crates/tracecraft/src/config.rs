@@ -104,7 +104,8 @@ pub struct StorageConfig {
     pub url: StorageUrl,
     /// Delete runs older than this many days when the store opens (retention).
     pub retention_days: Option<u32>,
-    /// Tighten (default) or refuse existing files/directories with looser permissions.
+    /// Existing store files or directories looser than 0600 / 0700: `warn` (default; the
+    /// mode is left as it is), `error` (refuse to open), or `tighten` (change the mode).
     pub permissions: tracecraft_core::fs::PermissionPolicy,
 }
 
