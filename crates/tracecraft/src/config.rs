@@ -486,7 +486,7 @@ impl TraceCraftConfig {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             line: e.span().map_or(0, |s| line_of(text, s.start)),
-            message: tracecraft_core::json::elide_quoted(e.message()),
+            message: tracecraft_core::json::elide_values(e.message()),
         })
     }
 
