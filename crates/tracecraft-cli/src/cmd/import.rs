@@ -61,7 +61,7 @@ const BATCH: usize = 256;
 /// A destination of processed runs, by the name its exporter reports, and how the summary
 /// names it.
 struct Destination {
-    exporter: &'static str,
+    exporter: String,
     label: String,
     verb: &'static str,
 }
@@ -199,10 +199,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             .map_err(|e| CliError(format!("store {url}: {e}")))?
             .ok_or_else(|| CliError(format!("store {url}: stores nothing")))?;
         destinations.push(Destination {
-            exporter: match storage.url {
-                StorageUrl::Jsonl(_) => "jsonl",
-                _ => "sqlite",
-            },
+            exporter: store.name().to_owned(),
             label: url.clone(),
             verb: "stored in",
         });
@@ -217,7 +214,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
         let store = tracecraft::open_store(&storage)?
             .ok_or_else(|| CliError("jsonl export: stores nothing".into()))?;
         destinations.push(Destination {
-            exporter: "jsonl",
+            exporter: store.name().to_owned(),
             label,
             verb: "stored in",
         });
@@ -230,7 +227,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             .map_err(|e| CliError(format!("otlp ({}): {e}", loaded.source("otlp.endpoint"))))?
             .ok_or_else(|| CliError("otlp: OTLP export is disabled".into()))?;
         destinations.push(Destination {
-            exporter: "otlp",
+            exporter: tracecraft_core::Exporter::name(&exporter).to_owned(),
             label: exporter.endpoint().to_string(),
             verb: "exported to",
         });
@@ -342,8 +339,8 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
     head.push_str(&format!(", {} malformed", summary.malformed));
     lines.push(head);
     for d in &destinations {
-        let ok = stats.exported.get(d.exporter).copied().unwrap_or(0);
-        let bad = stats.export_failed.get(d.exporter).copied().unwrap_or(0);
+        let ok = stats.exported.get(&d.exporter).copied().unwrap_or(0);
+        let bad = stats.export_failed.get(&d.exporter).copied().unwrap_or(0);
         let mut line = format!("  {ok} {} {}", d.verb, d.label);
         if bad > 0 {
             partial = true;
@@ -354,7 +351,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             };
             for (cause, n) in stats
                 .export_failure_causes
-                .get(d.exporter)
+                .get(&d.exporter)
                 .into_iter()
                 .flatten()
             {

@@ -96,13 +96,15 @@ fn open(args: &Args, global: &Global) -> Result<(Arc<dyn TraceStore>, String), C
 }
 
 fn parse_id(id: &str) -> Result<Uuid, CliError> {
-    Uuid::parse_str(id).map_err(|_| CliError(format!("`{id}` is not a trace id (a UUID)")))
+    // The argument is not echoed: a pasted value may be anything.
+    Uuid::parse_str(id.trim())
+        .map_err(|_| CliError("the argument is not a trace id (a UUID)".into()))
 }
 
 fn age(text: &str) -> Result<chrono::Duration, CliError> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| CliError(format!("`{text}` is not an age like 30d or 12h: {e}")))?;
-    chrono::Duration::from_std(d).map_err(|_| CliError(format!("`{text}` is too long")))
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|_| CliError("--older-than: expected an age like 30d or 12h".into()))?;
+    chrono::Duration::from_std(d).map_err(|_| CliError("--older-than: the age is too long".into()))
 }
 
 fn since(text: &str) -> Result<DateTime<Utc>, CliError> {
@@ -128,9 +130,10 @@ fn since(text: &str) -> Result<DateTime<Utc>, CliError> {
         .and_then(|d| chrono::Duration::from_std(d).ok())
         .map(|d| Utc::now() - d)
         .ok_or_else(|| {
-            CliError(format!(
-                "--since `{t}`: expected an age (30d, 12h) or a date/time (2025-01-06, 2025-01-06T10:00, RFC 3339)"
-            ))
+            CliError(
+                "--since: expected an age (30d, 12h) or a date/time (2025-01-06, 2025-01-06T10:00, RFC 3339)"
+                    .into(),
+            )
         })
 }
 
