@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_macros)]
 
 mod cmd;
+mod parallel;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
