@@ -131,3 +131,40 @@ impl JsonlConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How the facade embeds it: a `[storage.jsonl]` table, every key optional, none unknown.
+    #[derive(Debug, Deserialize)]
+    struct Storage {
+        jsonl: JsonlConfig,
+    }
+    #[derive(Debug, Deserialize)]
+    struct File {
+        storage: Storage,
+    }
+
+    #[test]
+    fn loads_from_a_storage_jsonl_table_with_defaults_and_refuses_unknown_keys() {
+        let file: File = toml::from_str(
+            "[storage.jsonl]\ndir = \"/var/traces\"\nfsync = \"never\"\nrotate_bytes = 1048576\nrotate_daily = false\n",
+        )
+        .unwrap();
+        let want = JsonlConfig::new("/var/traces")
+            .fsync(Fsync::Never)
+            .rotate_bytes(Some(1 << 20))
+            .rotate_daily(false);
+        assert_eq!(file.storage.jsonl, want);
+        let empty: File = toml::from_str("[storage.jsonl]\n").unwrap();
+        assert_eq!(empty.storage.jsonl, JsonlConfig::default());
+        for bad in ["fsink = \"never\"", "fsync = \"sometimes\""] {
+            let text = format!("[storage.jsonl]\n{bad}\n");
+            assert!(toml::from_str::<File>(&text).is_err(), "{bad} accepted");
+        }
+        // And back: what serializes loads again.
+        let text = toml::to_string(&want).unwrap();
+        assert_eq!(toml::from_str::<JsonlConfig>(&text).unwrap(), want);
+    }
+}

@@ -119,6 +119,9 @@ pub(crate) struct Entry {
 pub(crate) struct FileMeta {
     pub(crate) path: PathBuf,
     pub(crate) reader: Arc<File>,
+    /// Which file `reader` is: a rewrite by any process replaces it (a new inode at `path`).
+    pub(crate) ident: FileIdent,
+    /// Bytes indexed (the file's length when this process last looked, or wrote).
     pub(crate) len: u64,
     /// Non-blank lines, readable or not.
     pub(crate) lines: u64,
@@ -127,6 +130,51 @@ pub(crate) struct FileMeta {
     /// `(base, seq)` parsed from the name.
     pub(crate) base: String,
     pub(crate) seq: u32,
+}
+
+impl FileMeta {
+    /// Whether `path` is still the file this process indexed (not replaced by a rewrite of
+    /// another process, nor removed).
+    pub(crate) fn is_current(&self) -> Result<bool, StoreError> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) => Ok(FileIdent::of(&m) == self.ident),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(&self.path, e)),
+        }
+    }
+}
+
+/// A file's identity (device and inode on unix): a file replaced by a rename has another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileIdent(u64, u64);
+
+impl FileIdent {
+    pub(crate) fn of(meta: &std::fs::Metadata) -> FileIdent {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileIdent(meta.dev(), meta.ino())
+        }
+        #[cfg(not(unix))]
+        {
+            // Without inode numbers, the creation time tells a rewritten file apart.
+            let created = meta
+                .created()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as u64);
+            FileIdent(created, 0)
+        }
+    }
+}
+
+/// The error for an index entry that does not match its file (a bug, or a file changed
+/// without the directory lock).
+pub(crate) fn out_of_step() -> StoreError {
+    StoreError::Backend {
+        backend: "jsonl",
+        message: "the index is out of step with the files (changed without the lock?)".into(),
+    }
 }
 
 /// Trace ids by the value of one indexed field (session, user).
@@ -171,6 +219,9 @@ pub(crate) struct State {
     pub(crate) files: Vec<Option<FileMeta>>,
     pub(crate) by_session: Postings,
     pub(crate) by_user: Postings,
+    /// The files may not match the index (an erasure or append failed half-way): the next
+    /// catch-up reloads everything.
+    pub(crate) stale: bool,
 }
 
 impl State {
@@ -294,29 +345,46 @@ pub(crate) fn order_key(
 }
 
 impl JsonlStore {
+    /// Registers `path` as a file of `state` and indexes its lines. Called with the directory
+    /// lock held (shared at least), so that no line is being written meanwhile.
     pub(crate) fn load_file(
         &self,
+        state: &mut State,
         base: String,
         seq: u32,
         path: PathBuf,
     ) -> Result<(), StoreError> {
         let file = File::open(&path).map_err(|e| io_err(&path, e))?;
-        let reader = Arc::new(file.try_clone().map_err(|e| io_err(&path, e))?);
-        let mut state = self.state.write();
+        let ident = FileIdent::of(&file.metadata().map_err(|e| io_err(&path, e))?);
         let file_id = u32::try_from(state.files.len()).unwrap_or(u32::MAX);
-        let mut rd = BufReader::with_capacity(1 << 20, file);
-        let (mut offset, mut line, mut lines) = (0u64, 0u64, 0u64);
-        let mut buf = Vec::new();
         // Files are registered first so that duplicate ids can be re-read while loading.
         state.files.push(Some(FileMeta {
-            path: path.clone(),
-            reader: reader.clone(),
+            path,
+            reader: Arc::new(file),
+            ident,
             len: 0,
             lines: 0,
             sealed: false,
             base,
             seq,
         }));
+        self.load_lines(state, file_id)
+    }
+
+    /// Indexes the lines of a registered file past its known length: all of them for a file
+    /// just registered, those another process appended since for a known one. Called with the
+    /// directory lock held (shared at least).
+    pub(crate) fn load_lines(&self, state: &mut State, file_id: u32) -> Result<(), StoreError> {
+        let Some(Some(f)) = state.files.get(file_id as usize) else {
+            return Ok(());
+        };
+        let (path, from, known_lines) = (f.path.clone(), f.len, f.lines);
+        let mut src = f.reader.try_clone().map_err(|e| io_err(&path, e))?;
+        std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(from))
+            .map_err(|e| io_err(&path, e))?;
+        let mut rd = BufReader::with_capacity(1 << 20, src);
+        let (mut offset, mut line, mut lines) = (from, known_lines, known_lines);
+        let mut buf = Vec::new();
         loop {
             buf.clear();
             let n = rd
@@ -343,15 +411,19 @@ impl JsonlStore {
             };
             match tracecraft_core::json::parse_run_slice(text) {
                 Ok(run) => {
-                    if let Err(e) = Self::index_loaded(&mut state, run, loc) {
+                    if let Err(e) = Self::index_loaded(state, run, loc) {
                         self.report(&path, line, e.to_string());
                     }
                 }
+                // Nothing of the line itself: a torn line is a fragment of a payload.
+                Err(_) if torn => self.report(
+                    &path,
+                    line,
+                    "torn last line: no newline, incomplete JSON (an interrupted write?)".into(),
+                ),
                 Err(e) => {
                     let mut msg = e.to_string();
-                    if torn {
-                        msg = format!("torn last line (incomplete write): {msg}");
-                    } else if e.kind() == ParseErrorKind::Data && msg.contains("unknown field") {
+                    if e.kind() == ParseErrorKind::Data && msg.contains("unknown field") {
                         msg = format!("{msg} (written by a newer schema?)");
                     }
                     self.report(&path, line, msg);
@@ -382,7 +454,7 @@ impl JsonlStore {
     ) -> Result<(), StoreError> {
         let id = run.id;
         if let Some(entry) = state.index.get(&id) {
-            let earlier = Self::read_entry(state, entry)?;
+            let earlier = Self::read_entry(state, id, entry, false)?.ok_or_else(out_of_step)?;
             let merged = merge_runs(earlier, run);
             let entry = state.index.get_mut(&id).expect("present");
             entry.locs.push(loc);
@@ -400,21 +472,35 @@ impl JsonlStore {
         Ok(())
     }
 
-    pub(crate) fn read_entry(state: &State, entry: &Entry) -> Result<AgentRun, StoreError> {
+    /// Reads trace `id` through its index entry (its lines from `fold_from` on, merged).
+    ///
+    /// `Ok(None)` when the index is out of step with the files: a line read is not of `id`,
+    /// or (with `verify_files`) a file was replaced or removed by another process since it
+    /// was indexed (its lines may have moved, or been erased). The caller refreshes the index
+    /// and tries again; it never returns the wrong run, nor one erased meanwhile.
+    pub(crate) fn read_entry(
+        state: &State,
+        id: Uuid,
+        entry: &Entry,
+        verify_files: bool,
+    ) -> Result<Option<AgentRun>, StoreError> {
         let mut out: Option<AgentRun> = None;
         for loc in &entry.locs[entry.fold_from..] {
             let Some(Some(f)) = state.files.get(loc.file as usize) else {
-                continue;
+                return Ok(None);
             };
+            if verify_files && !f.is_current()? {
+                return Ok(None);
+            }
             let run = read_at(&f.reader, &f.path, *loc)?;
+            if run.id != id {
+                return Ok(None);
+            }
             out = Some(match out {
                 Some(prev) => merge_runs(prev, run),
                 None => run,
             });
         }
-        out.ok_or_else(|| StoreError::Backend {
-            backend: "jsonl",
-            message: "index entry without lines".into(),
-        })
+        Ok(out)
     }
 }

@@ -62,6 +62,8 @@
 mod config;
 mod encoder;
 mod index;
+mod lock;
+mod refresh;
 mod rewrite;
 mod writer;
 
@@ -79,7 +81,8 @@ pub use index::BadLine;
 pub use tracecraft_core::fs::PermissionPolicy;
 
 use encoder::Encoded;
-use index::{Meta, State, order_key, split_name};
+use index::{Meta, State, order_key};
+use lock::DirLock;
 use writer::Writer;
 
 /// A [`TraceStore`] in a directory of JSONL files. See the [crate docs](crate).
@@ -91,8 +94,9 @@ pub struct JsonlStore {
     /// `writer`, only while it is held): fresh ones grew by doubling and page-faulted in
     /// every batch.
     encoded: Mutex<Vec<Encoded>>,
-    /// Serializes file rewrites (delete, purge).
-    rewrite: Mutex<()>,
+    /// The directory's lock file, shared with every process using the store; taken while
+    /// `writer` is held.
+    lock: DirLock,
     bad: Mutex<Vec<BadLine>>,
 }
 
@@ -123,35 +127,36 @@ impl JsonlStore {
             fs::create_private_dir(dir)?;
         }
         fs::warn_looser(dir, fs::check_private(dir, config.permissions)?);
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
-            let entry = entry.map_err(|e| io_err(dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(".tmp") {
-                // A rewrite that crashed before its rename: the original is intact.
-                let p = entry.path();
-                tracing::warn!(path = %p.display(), "removing an unfinished rewrite");
-                std::fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
-                continue;
-            }
-            if let Some((base, seq)) = split_name(&name)
-                && entry.file_type().map_err(|e| io_err(dir, e))?.is_file()
-            {
-                names.push((base, seq, entry.path()));
+        let lock = DirLock::open(dir)?;
+        if lock.is_real() {
+            // Exclusively: a temporary file is unfinished only if nobody is rewriting now.
+            let _lock = lock.exclusive()?;
+            for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+                let entry = entry.map_err(|e| io_err(dir, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    // A rewrite that crashed before its rename: the original is intact.
+                    let p = entry.path();
+                    tracing::warn!(path = %p.display(), "removing an unfinished rewrite");
+                    std::fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
+                }
             }
         }
-        names.sort();
         let store = JsonlStore {
             state: RwLock::new(State::default()),
             writer: Mutex::new(None),
             encoded: Mutex::new(Vec::new()),
-            rewrite: Mutex::new(()),
+            lock,
             bad: Mutex::new(Vec::new()),
             config,
         };
-        for (base, seq, path) in names {
+        {
+            let mut slot = store.writer.lock();
+            let _lock = store.lock.shared()?;
+            store.catch_up(&mut slot)?;
+        }
+        for path in store.files() {
             fs::warn_looser(&path, fs::check_private(&path, store.config.permissions)?);
-            store.load_file(base, seq, path)?;
         }
         store.apply_retention()?;
         Ok(store)
@@ -195,6 +200,32 @@ impl JsonlStore {
     }
 }
 
+/// How many times a read catches up with other processes before giving up.
+const READ_ATTEMPTS: usize = 8;
+
+impl JsonlStore {
+    /// Runs `read` on the index; `Ok(None)` from it means the index was out of step with
+    /// the files (another process rewrote one): catch up and read again.
+    fn consistent_read<T>(
+        &self,
+        read: impl Fn(&State) -> Result<Option<T>, StoreError>,
+    ) -> Result<T, StoreError> {
+        for _ in 0..READ_ATTEMPTS {
+            if let Some(found) = read(&self.state.read())? {
+                return Ok(found);
+            }
+            self.refresh()?;
+        }
+        Err(StoreError::Backend {
+            backend: "jsonl",
+            message: format!(
+                "{}: files kept changing under a read ({READ_ATTEMPTS} attempts)",
+                self.config.dir.display()
+            ),
+        })
+    }
+}
+
 impl TraceStore for JsonlStore {
     fn name(&self) -> &str {
         "jsonl"
@@ -209,39 +240,38 @@ impl TraceStore for JsonlStore {
     }
 
     fn get(&self, trace_id: Uuid) -> Result<Option<AgentRun>, StoreError> {
-        let state = self.state.read();
-        state
-            .index
-            .get(&trace_id)
-            .map(|e| Self::read_entry(&state, e))
-            .transpose()
+        self.consistent_read(|state| match state.index.get(&trace_id) {
+            Some(e) => Ok(Self::read_entry(state, trace_id, e, true)?.map(Some)),
+            None => Ok(Some(None)),
+        })
     }
 
     fn query(&self, query: &TraceQuery) -> Result<Vec<AgentRun>, StoreError> {
         query.validate()?;
         let lower = query.name_contains.as_ref().map(|n| n.to_lowercase());
-        let state = self.state.read();
-        let mut hits: Vec<(Uuid, &Meta)> = state
-            .candidates(query)
-            .filter(|(_, e)| e.meta.matches(query, lower.as_deref()))
-            .map(|(id, e)| (*id, &e.meta))
-            .collect();
-        let end = query
-            .offset
-            .saturating_add(query.limit.unwrap_or(usize::MAX))
-            .min(hits.len());
-        if query.offset >= hits.len() || end == query.offset {
-            return Ok(Vec::new());
-        }
-        if end < hits.len() {
-            hits.select_nth_unstable_by(end, |a, b| order_key(query, a, b));
-            hits.truncate(end);
-        }
-        hits.sort_unstable_by(|a, b| order_key(query, a, b));
-        hits[query.offset..]
-            .iter()
-            .map(|(id, _)| Self::read_entry(&state, &state.index[id]))
-            .collect()
+        self.consistent_read(|state| {
+            let mut hits: Vec<(Uuid, &Meta)> = state
+                .candidates(query)
+                .filter(|(_, e)| e.meta.matches(query, lower.as_deref()))
+                .map(|(id, e)| (*id, &e.meta))
+                .collect();
+            let end = query
+                .offset
+                .saturating_add(query.limit.unwrap_or(usize::MAX))
+                .min(hits.len());
+            if query.offset >= hits.len() || end == query.offset {
+                return Ok(Some(Vec::new()));
+            }
+            if end < hits.len() {
+                hits.select_nth_unstable_by(end, |a, b| order_key(query, a, b));
+                hits.truncate(end);
+            }
+            hits.sort_unstable_by(|a, b| order_key(query, a, b));
+            hits[query.offset..]
+                .iter()
+                .map(|(id, _)| Self::read_entry(state, *id, &state.index[id], true))
+                .collect()
+        })
     }
 
     fn count(&self, query: &TraceQuery) -> Result<u64, StoreError> {
@@ -285,6 +315,7 @@ impl TraceStore for JsonlStore {
     fn flush(&self) -> Result<(), StoreError> {
         let mut slot = self.writer.lock();
         if let Some(w) = slot.as_mut() {
+            let _lock = self.lock.exclusive()?;
             let path = self.path_of(w.file);
             w.sync().map_err(|e| io_err(&path, e))?;
         }
@@ -294,7 +325,10 @@ impl TraceStore for JsonlStore {
 
 impl Drop for JsonlStore {
     fn drop(&mut self) {
-        if let Some(w) = self.writer.get_mut().as_mut() {
+        if let Some(w) = self.writer.get_mut().as_mut()
+            && !w.buf.is_empty()
+        {
+            let _lock = self.lock.exclusive();
             let _ = w.flush();
         }
     }

@@ -15,7 +15,7 @@ use tracecraft_core::{AgentRun, ProcessedRun, StoreError, Uuid, merge_runs};
 use crate::JsonlStore;
 use crate::config::Fsync;
 use crate::encoder::{ENCODE_CHUNK, Encoded, encode_pipelined};
-use crate::index::{Entry, FileMeta, Loc, Meta, file_name};
+use crate::index::{Entry, FileIdent, FileMeta, Loc, Meta, file_name, out_of_step};
 
 #[derive(Debug)]
 pub(crate) struct Writer {
@@ -200,8 +200,11 @@ impl JsonlStore {
                 (i, f.lines)
             }
             None => {
-                let reader = Arc::new(File::open(&path).map_err(|e| io_err(&path, e))?);
+                let reader = File::open(&path).map_err(|e| io_err(&path, e))?;
+                let ident = FileIdent::of(&reader.metadata().map_err(|e| io_err(&path, e))?);
+                let reader = Arc::new(reader);
                 state.files.push(Some(FileMeta {
+                    ident,
                     path: path.clone(),
                     reader,
                     len,
@@ -240,6 +243,25 @@ impl JsonlStore {
             return Ok(());
         }
         let mut slot = self.writer.lock();
+        // Exclusively for the whole batch: whole lines, at the end of the file that is at the
+        // path now, with the index in step with every other process's appends and rewrites.
+        let _lock = self.lock.exclusive()?;
+        self.catch_up(&mut slot)?;
+        let result = self.append_locked(runs, &mut slot);
+        if result.is_err() {
+            // What reached the file is unknown: start again from the files.
+            *slot = None;
+            self.state.write().stale = true;
+        }
+        result
+    }
+
+    /// [`JsonlStore::append`] with the writer slot and the directory lock held.
+    fn append_locked(
+        &self,
+        runs: &[ProcessedRun],
+        slot: &mut Option<Writer>,
+    ) -> Result<(), StoreError> {
         // Runs merged within this call, not yet visible in the index.
         // Borrowed when new (no clone of the payload), owned when merged.
         let mut pending: HashMap<Uuid, (Cow<'_, AgentRun>, Vec<Loc>)> = HashMap::new();
@@ -251,21 +273,20 @@ impl JsonlStore {
                 running: None,
                 failed: None,
             };
-            let written =
-                self.append_lines(runs, &mut slot, now, &mut pending, &mut order, &mut syncer);
+            let written = self.append_lines(runs, slot, now, &mut pending, &mut order, &mut syncer);
             // Never leave a background fsync behind, even on error.
             let synced = syncer.finish();
             written?;
             if let Some((file, e)) = synced {
                 return Err(io_err(&self.path_of(file), e));
             }
-            self.publish(&mut slot, &mut pending, &mut order)
+            self.publish(slot, &mut pending, &mut order)
         })
     }
 
     /// Serializes `runs` (merged with earlier lines of their ids) into the writer's buffer,
     /// writing it out as it fills. Large batches are serialized on several threads
-    /// ([`JsonlConfig::encode_threads`]); lines are written in batch order.
+    /// ([`JsonlConfig::encode_threads`](crate::JsonlConfig::encode_threads)); lines are written in batch order.
     pub(crate) fn append_lines<'r>(
         &self,
         runs: &'r [ProcessedRun],
@@ -293,7 +314,8 @@ impl JsonlStore {
                     let state = self.state.read();
                     match state.index.get(&incoming.id) {
                         Some(entry) => Cow::Owned(merge_runs(
-                            Self::read_entry(&state, entry)?,
+                            Self::read_entry(&state, incoming.id, entry, false)?
+                                .ok_or_else(out_of_step)?,
                             incoming.clone(),
                         )),
                         None => Cow::Borrowed(incoming),
