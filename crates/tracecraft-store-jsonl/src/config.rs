@@ -148,14 +148,25 @@ mod tests {
 
     #[test]
     fn loads_from_a_storage_jsonl_table_with_defaults_and_refuses_unknown_keys() {
+        // The README's table.
         let file: File = toml::from_str(
-            "[storage.jsonl]\ndir = \"/var/traces\"\nfsync = \"never\"\nrotate_bytes = 1048576\nrotate_daily = false\n",
+            r#"
+            [storage.jsonl]
+            dir = "/var/traces"
+            fsync = "never"
+            rotate_bytes = 1048576
+            rotate_daily = false
+            retention_days = 30
+            permissions = "tighten"
+            "#,
         )
         .unwrap();
         let want = JsonlConfig::new("/var/traces")
             .fsync(Fsync::Never)
             .rotate_bytes(Some(1 << 20))
-            .rotate_daily(false);
+            .rotate_daily(false)
+            .retention_days(Some(30))
+            .permissions(PermissionPolicy::Tighten);
         assert_eq!(file.storage.jsonl, want);
         let empty: File = toml::from_str("[storage.jsonl]\n").unwrap();
         assert_eq!(empty.storage.jsonl, JsonlConfig::default());

@@ -48,13 +48,25 @@
 //!   directory is [`StoreError::NotFound`], never a new empty store.
 //! - [`TraceStore::delete`] (GDPR erasure) and [`TraceStore::purge_older_than`] (retention)
 //!   rewrite the files that held the trace's lines, all of them, including lines superseded
-//!   by a merge. A file being appended to is first rotated, so writers wait only for the
-//!   index update, not for the rewrite.
-//! - Errors and [`BadLine`]s name files and lines, never payloads.
+//!   by a merge, as the files are when the erasure runs (not as this process last saw them),
+//!   and return what the files no longer hold.
+//! - Errors and [`BadLine`]s name files and lines, never payloads; a torn last line (a crash
+//!   mid-write) is a `tracing` warning naming the file and line, and its bytes stay in place.
+//!
+//! ## Several processes
+//! Any number of TraceCraft processes may use one directory at once (an application, `import`,
+//! `traces rm`, retention): nothing appended is lost, and every erasure reported is done. They
+//! share an advisory lock file, `.tracecraft.lock` (0600): appends, rotation, erasure and
+//! retention hold it exclusively and first bring the index in step with what the others did to
+//! the files; reads take no lock, check that the file and the line they read are still the
+//! indexed ones, and catch up when not, so they never return a wrong or an erased run (they may
+//! miss what another process appended since this one last looked; a fresh open sees all).
+//! Processes writing the files without TraceCraft are not covered. The design and its costs are
+//! in `docs/adr/0008-jsonl-across-processes.md`.
 //!
 //! ## Performance
 //! `cargo bench -p tracecraft-store-jsonl --bench store`; figures against targets and the
-//! Python reference are in this crate's README.
+//! Python reference are in `docs/perf/jsonl.md`.
 //!
 //! ## Crate features
 //! None.
