@@ -368,16 +368,21 @@ impl JsonlStore {
             base,
             seq,
         }));
-        self.load_lines(state, file_id)
+        self.load_lines(state, file_id).map(drop)
     }
 
     /// Indexes the lines of a registered file past its known length: all of them for a file
     /// just registered, those another process appended since for a known one. Called with the
-    /// directory lock held (shared at least).
-    pub(crate) fn load_lines(&self, state: &mut State, file_id: u32) -> Result<(), StoreError> {
+    /// directory lock held (shared at least). Returns the ids of the lines indexed.
+    pub(crate) fn load_lines(
+        &self,
+        state: &mut State,
+        file_id: u32,
+    ) -> Result<Vec<Uuid>, StoreError> {
         let Some(Some(f)) = state.files.get(file_id as usize) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
+        let mut ids = Vec::new();
         let (path, from, known_lines) = (f.path.clone(), f.len, f.lines);
         let mut src = f.reader.try_clone().map_err(|e| io_err(&path, e))?;
         std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(from))
@@ -411,6 +416,7 @@ impl JsonlStore {
             };
             match tracecraft_core::json::parse_run_slice(text) {
                 Ok(run) => {
+                    ids.push(run.id);
                     if let Err(e) = Self::index_loaded(state, run, loc) {
                         self.report(&path, line, e.to_string());
                     }
@@ -434,7 +440,7 @@ impl JsonlStore {
             meta.len = offset;
             meta.lines = lines;
         }
-        Ok(())
+        Ok(ids)
     }
 
     pub(crate) fn report(&self, path: &Path, line: u64, message: String) {

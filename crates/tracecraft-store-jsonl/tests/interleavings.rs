@@ -3,20 +3,23 @@
 //! model of which traces exist. Deterministic counterpart of `tests/processes.rs`.
 #![allow(clippy::disallowed_methods)] // tests wrap runs as processed runs
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::Utc;
 use proptest::prelude::*;
-use tracecraft_core::{AgentRun, ProcessedRun, TraceQuery, TraceStore};
+use tracecraft_core::{AgentRun, ProcessedRun, Step, StepType, TraceQuery, TraceStore};
 use tracecraft_store_jsonl::{Fsync, JsonlConfig, JsonlStore};
 
 const RUNS: usize = 16;
+/// Versions of each run: version `k` carries step `k`; saving versions merges their steps.
+const VERSIONS: usize = 3;
 
 #[derive(Debug, Clone)]
 enum Op {
     Save {
         store: usize,
         run: usize,
+        version: usize,
     },
     SaveBatch {
         store: usize,
@@ -43,7 +46,8 @@ fn op() -> impl Strategy<Value = Op> {
     let s = 0..2usize;
     let r = 0..RUNS;
     prop_oneof![
-        3 => (s.clone(), r.clone()).prop_map(|(store, run)| Op::Save { store, run }),
+        3 => (s.clone(), r.clone(), 0..VERSIONS)
+            .prop_map(|(store, run, version)| Op::Save { store, run, version }),
         2 => (s.clone(), r.clone(), 1..6usize)
             .prop_map(|(store, first, len)| Op::SaveBatch { store, first, len }),
         3 => (s.clone(), r.clone()).prop_map(|(store, run)| Op::Delete { store, run }),
@@ -53,17 +57,29 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Even runs are recent, odd ones 60 days old (purged by a 30-day cutoff).
-fn runs() -> Vec<AgentRun> {
+/// `runs[i][k]`: version `k` of run `i`, with step `step-k` (the same step id in every
+/// call). Even runs are recent, odd ones 60 days old (purged by a 30-day cutoff).
+fn runs() -> Vec<Vec<AgentRun>> {
     (0..RUNS)
         .map(|i| {
             let mut run = AgentRun::builder(format!("run-{i}"))
                 .start_time(Utc::now() - chrono::Duration::days(if i % 2 == 1 { 60 } else { 0 }))
                 .build();
             run.input = serde_json::Value::String(format!("payload {i} ").repeat(40));
-            run
+            (0..VERSIONS)
+                .map(|k| {
+                    let mut v = run.clone();
+                    v.steps
+                        .push(Step::new(run.id, StepType::Tool, format!("step-{k}")));
+                    v
+                })
+                .collect()
         })
         .collect()
+}
+
+fn steps(run: &AgentRun) -> BTreeSet<String> {
+    run.steps.iter().map(|s| s.name.clone()).collect()
 }
 
 proptest! {
@@ -81,33 +97,38 @@ proptest! {
             JsonlStore::open(config.clone()).unwrap(),
             JsonlStore::open(config.clone()).unwrap(),
         ];
-        let runs = runs();
-        let mut live: HashSet<usize> = HashSet::new();
+        let versions = runs();
+        let runs: Vec<&AgentRun> = versions.iter().map(|v| &v[0]).collect();
+        // The live runs and the steps their saves merged.
+        let mut live: HashMap<usize, BTreeSet<String>> = HashMap::new();
         let cutoff = Utc::now() - chrono::Duration::days(30);
         for op in ops {
             match op {
-                Op::Save { store, run } => {
+                Op::Save { store, run, version } => {
                     stores[store]
-                        .save(&ProcessedRun::assume_processed(runs[run].clone()))
+                        .save(&ProcessedRun::assume_processed(versions[run][version].clone()))
                         .unwrap();
-                    live.insert(run);
+                    live.entry(run).or_default().insert(format!("step-{version}"));
                 }
                 Op::SaveBatch { store, first, len } => {
-                    let picked: Vec<usize> = (first..first + len).map(|i| i % RUNS).collect();
+                    let picked: Vec<(usize, usize)> =
+                        (first..first + len).map(|i| (i % RUNS, i % VERSIONS)).collect();
                     let batch: Vec<ProcessedRun> = picked
                         .iter()
-                        .map(|&i| ProcessedRun::assume_processed(runs[i].clone()))
+                        .map(|&(i, k)| ProcessedRun::assume_processed(versions[i][k].clone()))
                         .collect();
                     stores[store].save_batch(&batch).unwrap();
-                    live.extend(picked);
+                    for (i, k) in picked {
+                        live.entry(i).or_default().insert(format!("step-{k}"));
+                    }
                 }
                 Op::Delete { store, run } => {
                     // Erasure acts on the files as they are, whatever this store last saw.
                     let erased = stores[store].delete(runs[run].id).unwrap();
-                    prop_assert_eq!(erased, live.remove(&run), "delete of run {}", run);
+                    prop_assert_eq!(erased, live.remove(&run).is_some(), "delete of run {}", run);
                 }
                 Op::Purge { store } => {
-                    let old: Vec<usize> = live.iter().copied().filter(|i| i % 2 == 1).collect();
+                    let old: Vec<usize> = live.keys().copied().filter(|i| i % 2 == 1).collect();
                     let purged = stores[store].purge_older_than(cutoff).unwrap();
                     prop_assert_eq!(purged, old.len() as u64);
                     for i in old {
@@ -118,14 +139,19 @@ proptest! {
                     // Possibly stale about the other's appends; never wrong, never erased.
                     if let Some(got) = stores[store].get(runs[run].id).unwrap() {
                         prop_assert_eq!(got.id, runs[run].id);
-                        prop_assert!(live.contains(&run), "run {} was erased", run);
+                        let Some(want) = live.get(&run) else {
+                            return Err(TestCaseError::fail(format!("run {run} was erased")));
+                        };
+                        prop_assert!(steps(&got).is_subset(want), "{:?} {:?}", steps(&got), want);
                     }
                 }
                 Op::Query { store } => {
                     for got in stores[store].query(&TraceQuery::new()).unwrap() {
                         let i = runs.iter().position(|r| r.id == got.id).unwrap();
-                        prop_assert!(live.contains(&i), "run {} was erased", i);
-                        prop_assert_eq!(&got, &runs[i]);
+                        let Some(want) = live.get(&i) else {
+                            return Err(TestCaseError::fail(format!("run {i} was erased")));
+                        };
+                        prop_assert!(steps(&got).is_subset(want));
                     }
                 }
             }
@@ -139,10 +165,11 @@ proptest! {
             .iter()
             .map(|r| runs.iter().position(|x| x.id == r.id).unwrap())
             .collect();
-        prop_assert_eq!(&held, &live);
+        prop_assert_eq!(&held, &live.keys().copied().collect::<HashSet<_>>());
+        // Every merge is in the files: a fresh open folds each run's lines to all its steps.
         for (i, run) in runs.iter().enumerate() {
             let got = fresh.get(run.id).unwrap();
-            prop_assert_eq!(got.as_ref(), live.contains(&i).then_some(run));
+            prop_assert_eq!(got.as_ref().map(steps), live.get(&i).cloned());
         }
     }
 }
