@@ -222,6 +222,9 @@ pub(crate) struct State {
     /// The files may not match the index (an erasure or append failed half-way): the next
     /// catch-up reloads everything.
     pub(crate) stale: bool,
+    /// The generation of the store (see [`crate::lock::DirLock::generation`]) the index is
+    /// in step with.
+    pub(crate) generation: u64,
 }
 
 impl State {

@@ -57,10 +57,12 @@
 //! Any number of TraceCraft processes may use one directory at once (an application, `import`,
 //! `traces rm`, retention): nothing appended is lost, and every erasure reported is done. They
 //! share an advisory lock file, `.tracecraft.lock` (0600): appends, rotation, erasure and
-//! retention hold it exclusively and first bring the index in step with what the others did to
-//! the files; reads take no lock, check that the file and the line they read are still the
-//! indexed ones, and catch up when not, so they never return a wrong or an erased run (they may
-//! miss what another process appended since this one last looked; a fresh open sees all).
+//! retention hold it exclusively, first bring the index in step with what the others did to
+//! the files, and then move a generation counter in the lock file on. Reads take no lock: one
+//! 8-byte read of the counter tells whether another process changed the store since this index
+//! was built (then it catches up first), so a read sees every change completed before it
+//! began; and each line read is checked to be in the indexed file and of the trace asked for,
+//! so a read never returns a wrong or an erased run.
 //! Processes writing the files without TraceCraft are not covered. The design and its costs are
 //! in `docs/adr/0008-jsonl-across-processes.md`.
 //!
@@ -222,6 +224,7 @@ impl JsonlStore {
         &self,
         read: impl Fn(&State) -> Result<Option<T>, StoreError>,
     ) -> Result<T, StoreError> {
+        self.refresh_if_changed()?;
         for _ in 0..READ_ATTEMPTS {
             if let Some(found) = read(&self.state.read())? {
                 return Ok(found);
@@ -288,6 +291,7 @@ impl TraceStore for JsonlStore {
 
     fn count(&self, query: &TraceQuery) -> Result<u64, StoreError> {
         query.validate()?;
+        self.refresh_if_changed()?;
         let lower = query.name_contains.as_ref().map(|n| n.to_lowercase());
         let state = self.state.read();
         Ok(state
@@ -305,6 +309,7 @@ impl TraceStore for JsonlStore {
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.refresh_if_changed()?;
         let state = self.state.read();
         let (mut steps, mut errors, mut tokens, mut cost) = (0u64, 0u64, 0u64, 0.0);
         for e in state.index.values() {

@@ -105,8 +105,63 @@ impl DirLock {
         }
     }
 
+    /// The store's generation: a counter in the lock file that every change (append batch,
+    /// erasure, purge) increments before it releases the exclusive lock. A reader whose index
+    /// was built at another generation catches up first, so it sees every change completed
+    /// before it began. 0 when unreadable (then the checks of each line read still hold).
+    pub(crate) fn generation(&self) -> u64 {
+        let Some(f) = &self.file else { return 0 };
+        let mut b = [0u8; 8];
+        match read_at(f, &mut b) {
+            Ok(8) => u64::from_le_bytes(b),
+            _ => 0,
+        }
+    }
+
+    /// Increments the generation; called with the lock held exclusively, after a change.
+    /// Returns the new generation.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] naming the lock file.
+    pub(crate) fn bump(&self) -> Result<u64, StoreError> {
+        let Some(f) = &self.file else { return Ok(0) };
+        let next = self.generation().wrapping_add(1);
+        write_at(f, &next.to_le_bytes()).map_err(|e| io_err(&self.path, e))?;
+        Ok(next)
+    }
+
     /// Whether a lock file is in use (false in a read-only directory without one).
     pub(crate) fn is_real(&self) -> bool {
         self.file.is_some()
     }
+}
+
+#[cfg(unix)]
+fn read_at(f: &File, buf: &mut [u8]) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(f, buf, 0)
+}
+
+#[cfg(unix)]
+fn write_at(f: &File, buf: &[u8]) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(f, buf, 0)
+}
+
+#[cfg(windows)]
+fn read_at(f: &File, buf: &mut [u8]) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(f, buf, 0)
+}
+
+#[cfg(windows)]
+fn write_at(f: &File, buf: &[u8]) -> std::io::Result<()> {
+    std::os::windows::fs::FileExt::seek_write(f, buf, 0).map(drop)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn read_at(_: &File, _: &mut [u8]) -> std::io::Result<usize> {
+    Ok(0)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn write_at(_: &File, _: &[u8]) -> std::io::Result<()> {
+    Ok(())
 }

@@ -63,8 +63,10 @@ impl JsonlStore {
     /// Brings the index in step with the files. Called with the writer slot locked and the
     /// directory lock held (exclusively, or shared when `slot` has nothing buffered).
     pub(crate) fn catch_up(&self, slot: &mut Option<Writer>) -> Result<(), StoreError> {
+        let generation = self.lock.generation();
         let disk = self.list_files()?;
         let mut state = self.state.write();
+        state.generation = generation;
         let by_path: HashMap<&PathBuf, &OnDisk> = disk.iter().map(|d| (&d.path, d)).collect();
         let (mut replaced, mut grown) = (Vec::new(), Vec::new());
         for (i, f) in state.files.iter().enumerate() {
@@ -84,7 +86,10 @@ impl JsonlStore {
             // The writer's buffer is empty between batches (a failed batch's rest is dropped:
             // that batch reported its error).
             *slot = None;
-            *state = State::default();
+            *state = State {
+                generation,
+                ..State::default()
+            };
             self.bad.lock().clear();
             for d in disk {
                 self.load_file(&mut state, d.base, d.seq, d.path)?;
@@ -170,6 +175,24 @@ impl JsonlStore {
             let run =
                 Self::read_entry(state, id, &state.index[&id], false)?.ok_or_else(out_of_step)?;
             state.set_meta(id, Meta::of(&run));
+        }
+        Ok(())
+    }
+
+    /// Records a change of this process (the lock held exclusively): the generation moves
+    /// on, so other processes catch up before their next read; this index already has it.
+    pub(crate) fn changed(&self) {
+        match self.lock.bump() {
+            Ok(g) => self.state.write().generation = g,
+            // Others then learn of it on their next change or stale read only.
+            Err(e) => tracing::warn!(error = %e, "could not record a change in the lock file"),
+        }
+    }
+
+    /// Catches up when another process changed the store since this index was.
+    pub(crate) fn refresh_if_changed(&self) -> Result<(), StoreError> {
+        if self.lock.generation() != self.state.read().generation {
+            self.refresh()?;
         }
         Ok(())
     }

@@ -31,6 +31,9 @@ impl JsonlStore {
         let _lock = self.lock.exclusive()?;
         self.catch_up(&mut slot)?;
         let result = self.erase_locked(&select, &mut slot);
+        if !matches!(result, Ok(0)) {
+            self.changed();
+        }
         if result.is_err() {
             // Some files may be rewritten and others not: start again from the files.
             *slot = None;

@@ -248,6 +248,7 @@ impl JsonlStore {
         let _lock = self.lock.exclusive()?;
         self.catch_up(&mut slot)?;
         let result = self.append_locked(runs, &mut slot);
+        self.changed();
         if result.is_err() {
             // What reached the file is unknown: start again from the files.
             *slot = None;
