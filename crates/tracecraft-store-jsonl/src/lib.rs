@@ -7,7 +7,8 @@
 //! file and line and never hides the rest; saving an existing trace id merges instead of
 //! overwriting; erasure and retention rewrite files atomically (temporary file, `fsync`,
 //! rename) so a crash leaves the old or the new file, never half of one; files are mode 0600
-//! in a 0700 directory.
+//! in a 0700 directory; any number of TraceCraft processes may share the directory: nothing
+//! appended is lost and every erasure reported is done ([Several processes](#several-processes)).
 //!
 //! ```
 //! use tracecraft_core::{AgentRun, ProcessedRun, TraceQuery, TraceStore};
@@ -38,8 +39,9 @@
 //! tokens, error flags, step count, session, user, environment, tags). `get` reads one line
 //! with a positioned read; `query` filters and sorts the index and reads only the page it
 //! returns. Trace ids are also indexed by session and by user, so a query naming either
-//! looks at that session's or user's traces only instead of scanning the index. Memory: about 300 bytes per trace plus the lengths of those strings (so roughly
-//! 40 MB per 100,000 traces with typical names and ids); payloads are never held in memory.
+//! looks at that session's or user's traces only instead of scanning the index. Memory: about
+//! 300 bytes per trace plus the lengths of those strings (so roughly 40 MB per 100,000 traces
+//! with typical names and ids); payloads are never held in memory.
 //!
 //! ## Security
 //! - Files are created 0600 and the directory 0700 whatever the umask; existing ones with
@@ -56,7 +58,8 @@
 //! ## Several processes
 //! Any number of TraceCraft processes may use one directory at once (an application, `import`,
 //! `traces rm`, retention): nothing appended is lost, and every erasure reported is done. They
-//! share an advisory lock file, `.tracecraft.lock` (0600): appends, rotation, erasure and
+//! share an advisory lock file, `.tracecraft.lock` (0600, created by the first open of an
+//! existing directory too, unless it is read-only): appends, rotation, erasure and
 //! retention hold it exclusively, first bring the index in step with what the others did to
 //! the files, and then move a generation counter in the lock file on. Reads take no lock: one
 //! 8-byte read of the counter tells whether another process changed the store since this index
