@@ -63,6 +63,9 @@ enum Command {
     Traces(cmd::traces::Args),
     /// Show the effective configuration and where each value came from, or check a file.
     Config(cmd::config::Args),
+    /// Audit stored runs or written files for residual secrets (rule, place, byte range;
+    /// never the value); --fix rewrites them redacted.
+    Scan(cmd::scan::Args),
 }
 
 /// How a command that did not fail outright ended.
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::import::run(args, &cli.global),
         Command::Traces(args) => cmd::traces::run(args, &cli.global),
         Command::Config(args) => cmd::config::run(args, &cli.global),
+        Command::Scan(args) => cmd::scan::run(args, &cli.global),
     };
     match result {
         Ok(Exit::Done) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 pub(crate) mod config;
 pub(crate) mod import;
 pub(crate) mod redact;
+pub(crate) mod scan;
 pub(crate) mod traces;
 
 use std::fmt;
