@@ -63,6 +63,9 @@ enum Command {
     Traces(cmd::traces::Args),
     /// Show the effective configuration and where each value came from, or check a file.
     Config(cmd::config::Args),
+    /// Check the deployment against the production checklist: PASS / WARN / FAIL per item
+    /// with the fix; exit 1 when anything fails.
+    Doctor(cmd::doctor::Args),
     /// Audit stored runs or written files for residual secrets (rule, place, byte range;
     /// never the value); --fix rewrites them redacted.
     Scan(cmd::scan::Args),
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
         Command::Traces(args) => cmd::traces::run(args, &cli.global),
         Command::Config(args) => cmd::config::run(args, &cli.global),
         Command::Scan(args) => cmd::scan::run(args, &cli.global),
+        Command::Doctor(args) => cmd::doctor::run(args, &cli.global),
     };
     match result {
         Ok(Exit::Done) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! way the library does, and the error every command returns.
 
 pub(crate) mod config;
+pub(crate) mod doctor;
 pub(crate) mod import;
 pub(crate) mod redact;
 pub(crate) mod scan;
