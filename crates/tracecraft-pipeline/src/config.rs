@@ -6,6 +6,7 @@ use tracecraft_redact::RedactionConfig;
 
 use crate::enrich::{EnrichmentConfig, EnrichmentProcessor};
 use crate::pipeline::{BuildError, PipelineBuilder, ProcessorOrder};
+use crate::pseudonymize::PseudonymizeProcessor;
 use crate::redact::RedactionProcessor;
 use crate::sample::{SamplingConfig, SamplingProcessor};
 
@@ -39,7 +40,20 @@ impl PipelineConfig {
             b = b.enrichment(EnrichmentProcessor::new(&self.enrichment));
         }
         b = if self.redaction.enabled {
-            b.redaction(RedactionProcessor::new(&self.redaction)?)
+            let r = &self.redaction;
+            if !r.pseudonymize.is_empty() {
+                match &r.hash_key {
+                    // A custom processor: runs before redaction in both orders.
+                    Some(key) => {
+                        b = b.processor(PseudonymizeProcessor::new(key.clone(), &r.pseudonymize));
+                    }
+                    None => tracing::warn!(
+                        fields = ?r.pseudonymize,
+                        "identifier fields are masked, not pseudonymized: set TRACECRAFT_REDACTION_HASH_KEY (or [redaction] hash_key) to store them as keyed pseudonyms that per-person queries and erasure can find"
+                    ),
+                }
+            }
+            b.redaction(RedactionProcessor::new(r)?)
         } else {
             b.without_redaction()
         };

@@ -53,6 +53,7 @@ mod config;
 mod enrich;
 mod pipeline;
 mod processor;
+mod pseudonymize;
 mod redact;
 mod sample;
 
@@ -67,6 +68,7 @@ pub use pipeline::{
     REDACTION_ATTRIBUTE, STEPS_DROPPED, ShutdownReport, Submitted, VALUES_TRUNCATED,
 };
 pub use processor::{Chain, DropReason, FnProcessor, Outcome, ProcessError, Processor};
+pub use pseudonymize::PseudonymizeProcessor;
 pub use redact::{REDACTION_COUNT, REDACTION_RULE_PREFIX, RedactionProcessor};
 pub use sample::{SamplingConfig, SamplingProcessor, SamplingRule, keep_by_rate};
 

@@ -78,6 +78,38 @@ impl HashKey {
     pub(crate) fn expose(&self) -> &[u8] {
         self.0.as_bytes()
     }
+
+    /// The stable pseudonym of `value`: `[HASH:<16 hex>]`, the first 8 bytes of
+    /// HMAC-SHA-256(key, value) (plain SHA-256 when unkeyed), the same token HASH mode writes
+    /// for the same text. Used for identifiers of people (`user_id`, `session_id`), so that
+    /// stores never hold the id while queries and erasure by the real id still work.
+    #[must_use]
+    pub fn pseudonym(&self, value: &str) -> String {
+        use hmac::{Hmac, Mac};
+        use sha2::{Digest, Sha256};
+        let digest: [u8; 32] = if self.is_unkeyed() {
+            Sha256::digest(value.as_bytes()).into()
+        } else {
+            match Hmac::<Sha256>::new_from_slice(self.expose()) {
+                Ok(mut mac) => {
+                    mac.update(value.as_bytes());
+                    mac.finalize().into_bytes().into()
+                }
+                // HMAC takes keys of any length; kept total rather than panicking.
+                Err(_) => Sha256::digest(value.as_bytes()).into(),
+            }
+        };
+        format!("[HASH:{}]", hex::encode(&digest[..8]))
+    }
+
+    /// Whether `value` is already a pseudonym (`[HASH:<16 hex>]`).
+    #[must_use]
+    pub fn is_pseudonym(value: &str) -> bool {
+        value.len() == 23
+            && value.starts_with("[HASH:")
+            && value.ends_with(']')
+            && value[6..22].bytes().all(|b| b.is_ascii_hexdigit())
+    }
 }
 
 /// Serializes as `"<hidden>"` (or `"unkeyed"`): configurations are serialized to show them
@@ -170,6 +202,16 @@ pub struct RedactionConfig {
     pub allowlist: Vec<String>,
     /// Patterns; a matched value that they match in full is kept.
     pub allowlist_patterns: Vec<String>,
+    /// Identifier fields stored as keyed pseudonyms ([`HashKey::pseudonym`]) instead of
+    /// being masked: `user_id`, `session_id` (the run's fields) and any run or step attribute
+    /// key (default `["user_id", "session_id"]`; `[]` turns it off). Needs `hash_key`;
+    /// without one the fields are redacted by the rules like any other string.
+    pub pseudonymize: Vec<String>,
+}
+
+/// The identifier fields pseudonymized by default.
+fn default_pseudonymize() -> Vec<String> {
+    vec!["user_id".to_owned(), "session_id".to_owned()]
 }
 
 impl Default for RedactionConfig {
@@ -185,6 +227,7 @@ impl Default for RedactionConfig {
             sensitive_keys: None,
             allowlist: Vec::new(),
             allowlist_patterns: Vec::new(),
+            pseudonymize: default_pseudonymize(),
         }
     }
 }
@@ -204,6 +247,7 @@ struct RedactionFile {
     sensitive_keys: Option<Vec<String>>,
     allowlist: Vec<String>,
     allowlist_patterns: Vec<String>,
+    pseudonymize: Vec<String>,
 }
 
 impl Default for RedactionFile {
@@ -219,6 +263,7 @@ impl Default for RedactionFile {
             sensitive_keys,
             allowlist,
             allowlist_patterns,
+            pseudonymize,
         } = RedactionConfig::default();
         RedactionFile {
             enabled,
@@ -232,6 +277,7 @@ impl Default for RedactionFile {
             sensitive_keys,
             allowlist,
             allowlist_patterns,
+            pseudonymize,
         }
     }
 }
@@ -250,6 +296,7 @@ impl From<RedactionFile> for RedactionConfig {
             sensitive_keys,
             allowlist,
             allowlist_patterns,
+            pseudonymize,
         } = f;
         custom_rules.extend(
             custom_patterns
@@ -268,6 +315,7 @@ impl From<RedactionFile> for RedactionConfig {
             sensitive_keys,
             allowlist,
             allowlist_patterns,
+            pseudonymize,
         }
     }
 }
@@ -285,6 +333,7 @@ impl fmt::Debug for RedactionConfig {
             .field("sensitive_keys", &self.sensitive_keys)
             .field("allowlist", &self.allowlist.len())
             .field("allowlist_patterns", &self.allowlist_patterns.len())
+            .field("pseudonymize", &self.pseudonymize)
             .finish()
     }
 }

@@ -37,13 +37,33 @@ enum Sub {
     /// trace (nothing erased is not success).
     Rm {
         /// The trace id.
-        id: String,
+        #[arg(required_unless_present_any = ["user", "session"])]
+        id: Option<String>,
+        /// Erase every run of this person (the real id: it is pseudonymized the way the
+        /// pipeline stores it).
+        #[arg(long, conflicts_with_all = ["id", "session"])]
+        user: Option<String>,
+        /// Erase every run of this session.
+        #[arg(long, conflicts_with_all = ["id", "user"])]
+        session: Option<String>,
+    },
+    /// Write every stored run of a person as JSONL to stdout (a subject access request).
+    Export {
+        /// The person's real id (pseudonymized the way the pipeline stores it).
+        #[arg(long, required_unless_present = "session", conflicts_with = "session")]
+        user: Option<String>,
+        /// Every run of this session instead.
+        #[arg(long)]
+        session: Option<String>,
     },
     /// Delete traces that started before a cut-off (retention).
     Purge {
         /// Age, e.g. `30d`, `12h`, `2weeks`.
         #[arg(long, value_name = "AGE")]
         older_than: String,
+        /// Count what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Totals: traces, steps, errors, tokens, cost, bytes.
     Stats,
@@ -73,7 +93,10 @@ struct ListArgs {
 }
 
 /// The store named by `--store`, else by the configuration; opened only if it exists.
-fn open(args: &Args, global: &Global) -> Result<(Arc<dyn TraceStore>, String), CliError> {
+fn open(
+    args: &Args,
+    global: &Global,
+) -> Result<(Arc<dyn TraceStore>, String, tracecraft::config::Loaded), CliError> {
     let mut loaded = load_config(global)?;
     if let Some(url) = &args.store {
         store_flag(&mut loaded, url)?;
@@ -92,7 +115,53 @@ fn open(args: &Args, global: &Global) -> Result<(Arc<dyn TraceStore>, String), C
                 "store {label}: no store to query (storage.url = none)"
             ))
         })?;
-    Ok((store, label))
+    Ok((store, label, loaded))
+}
+
+/// The forms an identifier may be stored in: its keyed pseudonym (when the configuration
+/// pseudonymizes `field` and has a key), and the value itself (runs stored without
+/// pseudonymization).
+fn stored_forms(loaded: &tracecraft::config::Loaded, field: &str, value: &str) -> Vec<String> {
+    let r = &loaded.config.redaction;
+    let mut forms = Vec::new();
+    if r.pseudonymize.iter().any(|f| f == field)
+        && let Some(key) = &r.hash_key
+        && !tracecraft_redact::HashKey::is_pseudonym(value)
+    {
+        forms.push(key.pseudonym(value));
+    }
+    forms.push(value.to_owned());
+    forms
+}
+
+/// Every run whose `field` (`user_id` or `session_id`) is one of `forms`, oldest first.
+fn runs_of(
+    store: &dyn TraceStore,
+    field: &str,
+    forms: &[String],
+) -> Result<Vec<AgentRun>, CliError> {
+    const PAGE: usize = 1000;
+    let mut runs = Vec::new();
+    for form in forms {
+        let mut offset = 0;
+        loop {
+            let mut q = match field {
+                "user_id" => TraceQuery::new().user_id(form.clone()),
+                _ => TraceQuery::new().session_id(form.clone()),
+            }
+            .limit(PAGE);
+            q.offset = offset;
+            let page = store.query(&q)?;
+            if page.is_empty() {
+                break;
+            }
+            offset += page.len();
+            runs.extend(page);
+        }
+    }
+    runs.sort_by_key(|r| (r.start_time, r.id));
+    runs.dedup_by_key(|r| r.id);
+    Ok(runs)
 }
 
 fn parse_id(id: &str) -> Result<Uuid, CliError> {
@@ -153,7 +222,7 @@ fn summary_json(run: &AgentRun) -> serde_json::Value {
 }
 
 pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
-    let (store, label) = open(&args, global)?;
+    let (store, label, loaded) = open(&args, global)?;
     let mut exit = Exit::Done;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -164,10 +233,10 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
                 q = q.name(n);
             }
             if let Some(s) = l.session {
-                q = q.session_id(s);
+                q = q.session_id(stored_forms(&loaded, "session_id", &s).remove(0));
             }
             if let Some(u) = l.user {
-                q = q.user_id(u);
+                q = q.user_id(stored_forms(&loaded, "user_id", &u).remove(0));
             }
             if l.errors {
                 q = q.has_error(true);
@@ -217,7 +286,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
                 return Ok(Exit::Done);
             }
         }
-        Sub::Rm { id } => {
+        Sub::Rm { id: Some(id), .. } => {
             let id = parse_id(&id)?;
             let existed = store.delete(id)?;
             store.flush()?;
@@ -232,18 +301,71 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
                 exit = Exit::Partial;
             }
         }
-        Sub::Purge { older_than } => {
-            let cutoff = Utc::now() - age(&older_than)?;
-            let n = store.purge_older_than(cutoff)?;
+        Sub::Rm {
+            id: None,
+            user,
+            session,
+        } => {
+            let (field, value, what) = match (&user, &session) {
+                (Some(u), _) => ("user_id", u, "user"),
+                (None, Some(s)) => ("session_id", s, "session"),
+                (None, None) => {
+                    return Err(CliError("give a trace id, --user or --session".into()));
+                }
+            };
+            let runs = runs_of(&*store, field, &stored_forms(&loaded, field, value))?;
+            let mut erased = 0u64;
+            for run in &runs {
+                if store.delete(run.id)? {
+                    erased += 1;
+                }
+            }
             store.flush()?;
+            if args.json {
+                writeln!(out, "{}", serde_json::json!({"erased": erased, "of": what}))?;
+            } else {
+                writeln!(out, "erased {erased} trace(s) of that {what} from {label}")?;
+            }
+            if erased == 0 {
+                exit = Exit::Partial;
+            }
+        }
+        Sub::Export { user, session } => {
+            let (field, value) = match (&user, &session) {
+                (Some(u), _) => ("user_id", u),
+                (None, Some(s)) => ("session_id", s),
+                (None, None) => return Err(CliError("give --user or --session".into())),
+            };
+            let runs = runs_of(&*store, field, &stored_forms(&loaded, field, value))?;
+            for run in &runs {
+                writeln!(out, "{}", tracecraft_core::json::to_json(run))?;
+            }
+            drop(out);
+            eprintln!("tracecraft traces export: {} run(s)", runs.len());
+            return Ok(exit);
+        }
+        Sub::Purge {
+            older_than,
+            dry_run,
+        } => {
+            let cutoff = Utc::now() - age(&older_than)?;
+            let n = if dry_run {
+                store.count(&TraceQuery::new().started(None, Some(cutoff)))?
+            } else {
+                let n = store.purge_older_than(cutoff)?;
+                store.flush()?;
+                n
+            };
+            let verb = if dry_run { "would purge" } else { "purged" };
             if args.json {
                 writeln!(
                     out,
                     "{}",
-                    serde_json::json!({"purged": n, "cutoff": tracecraft_core::time::format(&cutoff)})
+                    serde_json::json!({"purged": if dry_run { 0 } else { n }, "matching": n, "dry_run": dry_run,
+                        "cutoff": tracecraft_core::time::format(&cutoff)})
                 )?;
             } else {
-                writeln!(out, "purged {n} trace(s) older than {older_than}")?;
+                writeln!(out, "{verb} {n} trace(s) older than {older_than}")?;
             }
         }
         Sub::Stats => {
