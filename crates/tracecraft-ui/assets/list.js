@@ -144,7 +144,7 @@ export async function renderList(main, params, ctx) {
     h('h1', {}, 'Traces'),
     h('span', { class: 'live', id: 'live', title: 'New runs appear by themselves on the first page' }, h('span', { class: 'pulse' }), 'Live'));
   const body = h('div', { id: 'list-body' }, h('div', { class: 'loading' }, 'Loading…'));
-  main.append(title, filterBar(params, ctx), activeChips(params, ctx), body);
+  main.append(...[title, filterBar(params, ctx), activeChips(params, ctx), body].filter(Boolean));
 
   const query = paramsObject(params);
   if (!query.limit) query.limit = PAGE;

@@ -192,7 +192,12 @@ function waterfall(data, onSelect) {
       collapsed.has(s.i) ? h('span', { class: 'muted small' }, ` +${s.k}`) : null);
     const bar = h('div', { class: `wf-bar ${typeClass(s.t)}${s.e ? ' failed' : ''}${s.ms === null ? ' open' : ''}`,
       style: { left: `${left}%`, width: `max(2px, ${width}%)` }, title: `${s.n}: ${fmtDuration(s.ms)} at +${fmtDuration(s.s)}` });
-    const dur = h('span', { class: 'wf-dur', style: left + width > 80 ? { right: `${100 - left + 0.5}%` } : { left: `calc(${left + width}% + 6px)` } },
+    // The duration sits after the bar, inside a long bar that reaches the right edge, or
+    // before a short one there.
+    const durPos = left + width <= 80 ? { cls: '', style: { left: `calc(${left + width}% + 6px)` } }
+      : width >= 18 ? { cls: ' inside', style: { right: `calc(${100 - left - width}% + 6px)` } }
+        : { cls: '', style: { right: `calc(${100 - left}% + 6px)` } };
+    const dur = h('span', { class: `wf-dur${durPos.cls}`, style: durPos.style },
       fmtDuration(s.ms), s.m ? h('span', { class: 'wf-model' }, ` · ${s.m}`) : null);
     const track = h('div', { class: 'wf-track' }, h('div', { class: 'grid-lines' }), bar, dur);
     return h('div', { class: `wf-row${s.i === selected ? ' selected' : ''}${s.e ? ' has-error' : ''}`, style: { top: `${v * ROW}px` },

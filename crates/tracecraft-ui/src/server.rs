@@ -297,6 +297,20 @@ impl ServerHandle {
         &self.url
     }
 
+    /// Serves until the process ends (or the server fails).
+    ///
+    /// # Errors
+    /// The server's own error, if it failed.
+    pub fn wait(mut self) -> std::io::Result<()> {
+        // Keep the stop channel open: dropping it would stop the server.
+        let _stop = self.stop.take();
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(std::io::Error::other("the server thread panicked")),
+            None => Ok(()),
+        }
+    }
+
     /// Stops the server and waits for its thread.
     ///
     /// # Errors
@@ -348,8 +362,10 @@ impl Conn {
         }
         let path = req.uri().path().to_owned();
         let params = crate::params::Params::parse(req.uri().query().unwrap_or(""));
-        if let Some(token) = &self.token {
-            if !self.authorized(req.headers(), token) {
+        if let Some(token) = &self.token
+            && !self.authorized(req.headers(), token)
+        {
+            {
                 // First visit through the printed URL: move the token into a cookie.
                 if req.method() == Method::GET
                     && !path.starts_with("/api/")

@@ -3,6 +3,7 @@
 pub(crate) mod import;
 pub(crate) mod redact;
 pub(crate) mod traces;
+pub(crate) mod ui;
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Fixtures and a minimal HTTP/1.0 client shared by the API, browser and perf tests.
+//! Fixtures and a minimal HTTP/1.1 client shared by the API, browser and perf tests.
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::disallowed_methods)] // fixtures are wrapped as processed runs
 
 use std::io::{Read, Write};
@@ -34,7 +34,7 @@ impl Resp {
     }
 }
 
-/// Sends one HTTP/1.0 request (the server closes after answering) and reads the answer.
+/// Sends one HTTP/1.1 request with `Connection: close` and reads the answer.
 pub fn request(
     addr: SocketAddr,
     method: &str,
@@ -44,7 +44,7 @@ pub fn request(
 ) -> Resp {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.0\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req.push_str(&format!("Host: {addr}\r\n"));
     }
@@ -54,8 +54,34 @@ pub fn request(
     req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     s.write_all(req.as_bytes()).unwrap();
     s.write_all(body).unwrap();
+    // Read the head, then exactly Content-Length bytes (some servers keep the socket
+    // open whatever the request says), or to the end.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = s.read(&mut buf).expect("read response");
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if let Some(len) = len {
+                while raw.len() < end + 4 + len {
+                    let n = s.read(&mut buf).expect("read body");
+                    if n == 0 {
+                        break;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                }
+                break;
+            }
+        }
+        if n == 0 {
+            break;
+        }
+    }
     parse_response(&raw)
 }
 
@@ -75,11 +101,32 @@ pub fn parse_response(raw: &[u8]) -> Resp {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    Resp {
+    let mut resp = Resp {
         status,
         headers,
         body: raw[split + 4..].to_vec(),
+    };
+    if resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        resp.body = dechunk(&resp.body);
     }
+    resp
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+    out
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Resp {
@@ -225,7 +272,8 @@ pub fn xss_runs(base: DateTime<Utc>) -> Vec<AgentRun> {
                 .user_id(*p)
                 .session_id(format!("javascript:alert({i})"))
                 .build();
-            run.start_time = at(base, i64::try_from(i).unwrap() * 1000);
+            let base = at(base, i64::try_from(i).unwrap() * 1000);
+            run.start_time = base;
             run.description = Some((*p).to_owned());
             run.input = json!({"html": p, "href": "javascript:window.__xss=5"});
             run.output = json!(p);
