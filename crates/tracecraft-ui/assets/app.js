@@ -1,6 +1,6 @@
 // The trace browser: a tiny router over history.pushState. Pages render into #main and may
 // return a cleanup function (timers, listeners).
-import { h, clear } from './dom.js';
+import { h, fill, add, clear } from './dom.js';
 import * as api from './api.js';
 import { renderList } from './list.js';
 import { renderRun } from './run.js';
@@ -69,7 +69,7 @@ window.addEventListener('popstate', render);
 api.meta().then((m) => {
   const el = document.getElementById('store-info');
   if (el) {
-    clear(el).append(
+    fill(el, 
       h('div', {}, `${m.store} store`),
       h('div', {}, m.allow_erase ? 'erasure enabled' : 'read-only'),
       h('div', { class: 'muted' }, `v${m.version}`),

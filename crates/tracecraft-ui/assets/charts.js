@@ -1,6 +1,6 @@
 // The overview: totals, per-period charts (runs and errors, tokens, cost, p50/p95 latency)
 // drawn as inline SVG, the top models and the top failing steps.
-import { h, s, clear, fmtDuration, fmtCost, fmtInt, fmtCompact, fmtTime, typeLabel, typeClass, errorBox, empty } from './dom.js';
+import { h, fill, add, s, clear, fmtDuration, fmtCost, fmtInt, fmtCompact, fmtTime, typeLabel, typeClass, errorBox, empty } from './dom.js';
 import * as api from './api.js';
 
 const W = 560; const H = 180; const PAD_L = 48; const PAD_B = 22; const PAD_T = 10; const PAD_R = 10;
@@ -76,12 +76,12 @@ function section2(title, body) {
 }
 
 export async function renderOverview(main, params) {
-  main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Overview')), h('div', { class: 'loading' }, 'Loading…'));
+  add(main, h('div', { class: 'page-head' }, h('h1', {}, 'Overview')), h('div', { class: 'loading' }, 'Loading…'));
   let d;
   try { d = await api.get('/api/overview', Object.fromEntries(params)); } catch (e) { main.lastChild.replaceWith(errorBox(e)); return null; }
   const t = d.totals;
   const note = d.complete ? `All ${fmtInt(d.sampled)} runs.` : `The newest ${fmtInt(d.sampled)} of ${fmtInt(d.total)} runs.`;
-  clear(main).append(
+  fill(main, 
     h('div', { class: 'page-head' }, h('h1', {}, 'Overview'), h('span', { class: 'muted' }, note)),
     h('div', { class: 'kpis' },
       kpi('Runs', fmtInt(t.runs)),
@@ -97,12 +97,12 @@ export async function renderOverview(main, params) {
       chart('Cost', d.buckets, d.bucket_s, [{ key: 'cost', label: 'cost', cls: 'c-cost', kind: 'bar' }], fmtCost)) : empty('No runs to chart yet.'),
     h('div', { class: 'two-col' },
       barTable('Top models', d.models, [
-        { key: 'calls', label: (r) => h('span', { class: 'mono' }, r.model), fmt: (v) => `${fmtInt(v)} calls`, cls: 't-llm' },
+        { key: 'calls', label: (r) => h('span', { class: 'mono' }, r.model), fmt: (v) => `${fmtInt(v)} call${v === 1 ? '' : 's'}`, cls: 't-llm' },
         { key: 'tokens', fmt: (v) => `${fmtCompact(v)} tok` },
         { key: 'cost', fmt: fmtCost },
       ]),
       barTable('Top failing steps', d.failing, [
-        { key: 'errors', label: (r) => h('span', {}, h('span', { class: `badge ${typeClass(r.type)}` }, typeLabel(r.type)), ' ', r.name), fmt: (v) => `${fmtInt(v)} errors`, cls: 't-error' },
+        { key: 'errors', label: (r) => h('span', {}, h('span', { class: `badge ${typeClass(r.type)}` }, typeLabel(r.type)), ' ', r.name), fmt: (v) => `${fmtInt(v)} error${v === 1 ? '' : 's'}`, cls: 't-error' },
       ])));
   return null;
 }

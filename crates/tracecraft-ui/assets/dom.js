@@ -49,6 +49,12 @@ export function s(tag, attrs, ...children) {
 
 export function clear(el) { el.replaceChildren(); return el; }
 
+/** Replaces `el`'s children (null/false children are skipped, strings become text). */
+export function fill(el, ...children) { el.replaceChildren(); append(el, children); return el; }
+
+/** Appends to `el` (null/false children are skipped, strings become text). */
+export function add(el, ...children) { append(el, children); return el; }
+
 export function fmtDuration(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return '–';
   if (ms === 0) return '0';

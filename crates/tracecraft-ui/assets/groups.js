@@ -1,5 +1,5 @@
 // Runs grouped by session (with a conversation view of one session) and by user.
-import { h, clear, fmtCost, fmtInt, fmtTime, fmtAgo, fmtDuration, errorBox, empty, valueView } from './dom.js';
+import { h, fill, add, clear, fmtCost, fmtInt, fmtTime, fmtAgo, fmtDuration, errorBox, empty, valueView } from './dom.js';
 import * as api from './api.js';
 
 function groupTable(kind, d) {
@@ -23,11 +23,11 @@ function groupTable(kind, d) {
 
 async function renderGroups(main, params, kind) {
   const title = kind === 'session' ? 'Sessions' : 'Users';
-  main.append(h('div', { class: 'page-head' }, h('h1', {}, title)), h('div', { class: 'loading' }, 'Loading…'));
+  add(main, h('div', { class: 'page-head' }, h('h1', {}, title)), h('div', { class: 'loading' }, 'Loading…'));
   let d;
   try { d = await api.get(kind === 'session' ? '/api/sessions' : '/api/users', Object.fromEntries(params)); } catch (e) { main.lastChild.replaceWith(errorBox(e)); return null; }
   const note = d.complete ? `From all ${fmtInt(d.sampled)} runs.` : `From the newest ${fmtInt(d.sampled)} runs.`;
-  clear(main).append(
+  fill(main, 
     h('div', { class: 'page-head' }, h('h1', {}, title), h('span', { class: 'muted' }, note)),
     kind === 'user' ? h('p', { class: 'muted hint' }, 'User ids are shown as stored: pseudonymous where TraceCraft is configured to pseudonymize them.') : null,
     d.groups.length ? groupTable(kind, d) : empty(`No runs with a ${kind} id yet.`));
@@ -36,10 +36,10 @@ async function renderGroups(main, params, kind) {
 
 /** One session as a conversation: each run's input and output, oldest first. */
 async function renderConversation(main, id) {
-  main.append(h('div', { class: 'loading' }, 'Loading…'));
+  add(main, h('div', { class: 'loading' }, 'Loading…'));
   let d;
   try { d = await api.get('/api/runs', { session: id, sort: 'start', dir: 'asc', limit: 100, io: 1 }); } catch (e) { main.lastChild.replaceWith(errorBox(e)); return null; }
-  clear(main).append(
+  fill(main, 
     h('div', { class: 'crumbs' }, h('a', { href: '/sessions' }, '← Sessions')),
     h('div', { class: 'page-head' }, h('h1', {}, 'Session'), h('span', { class: 'mono dim' }, id),
       h('a', { class: 'btn', href: `/?${new URLSearchParams({ session: id })}` }, 'As a list')),

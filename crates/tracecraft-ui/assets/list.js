@@ -1,5 +1,5 @@
 // The runs list: filters (all in the URL), sortable columns, paging, live refresh.
-import { h, clear, fmtDuration, fmtCost, fmtInt, fmtTime, fmtAgo, toLocalInput, fromLocalInput, empty, errorBox } from './dom.js';
+import { h, fill, add, clear, fmtDuration, fmtCost, fmtInt, fmtTime, fmtAgo, toLocalInput, fromLocalInput, empty, errorBox } from './dom.js';
 import * as api from './api.js';
 
 const FILTERS = ['q', 'name', 'error', 'user', 'session', 'tag', 'model', 'from', 'to', 'min_ms', 'min_cost'];
@@ -144,7 +144,7 @@ export async function renderList(main, params, ctx) {
     h('h1', {}, 'Traces'),
     h('span', { class: 'live', id: 'live', title: 'New runs appear by themselves on the first page' }, h('span', { class: 'pulse' }), 'Live'));
   const body = h('div', { id: 'list-body' }, h('div', { class: 'loading' }, 'Loading…'));
-  main.append(...[title, filterBar(params, ctx), activeChips(params, ctx), body].filter(Boolean));
+  add(main, title, filterBar(params, ctx), activeChips(params, ctx), body);
 
   const query = paramsObject(params);
   if (!query.limit) query.limit = PAGE;
@@ -158,13 +158,14 @@ export async function renderList(main, params, ctx) {
     const table = h('table', { class: 'runs', id: 'runs-table' }, header(params, ctx),
       h('tbody', {}, data.runs.map((r) => row(r, params, ctx, fresh(r.id)))));
     known = new Set(data.runs.map((r) => r.id));
-    clear(body).append(
+    fill(body, 
       data.runs.length ? h('div', { class: 'table-wrap' }, table)
         : empty(FILTERS.some((k) => params.get(k)) ? 'No traces match these filters.' : 'No traces yet. Runs your agents record appear here.'),
       pager(data, params, ctx));
   }
 
-  try { await load(true); } catch (e) { clear(body).append(errorBox(e)); return null; }
+  try { await load(true); } catch (e) { fill(body, errorBox(e)); return null; }
+  performance.mark('tc:list-rendered');
 
   // Live: poll the store's run count; reload the first page when it changes.
   const liveOk = !params.get('offset');

@@ -1,7 +1,7 @@
 // The run view: header with totals, a waterfall of every step on one time axis (tree on the
 // left, collapsible; virtualized, so 20,000 steps scroll smoothly), and the detail of the
 // selected step (full inputs and outputs, chat view of LLM messages, attributes, error).
-import { h, clear, fmtDuration, fmtCost, fmtInt, fmtTime, fmtAgo, typeLabel, typeClass, valueView, section, errorBox, empty } from './dom.js';
+import { h, fill, add, clear, fmtDuration, fmtCost, fmtInt, fmtTime, fmtAgo, typeLabel, typeClass, valueView, section, errorBox, empty } from './dom.js';
 import * as api from './api.js';
 import { chatView, extractChat } from './chat.js';
 
@@ -95,9 +95,9 @@ function metric(label, value, note) {
 }
 
 async function stepDetail(pane, runId, outlineRow) {
-  clear(pane).append(h('div', { class: 'loading' }, 'Loading step…'));
+  fill(pane, h('div', { class: 'loading' }, 'Loading step…'));
   let st;
-  try { st = await api.get(`/api/runs/${runId}/steps/${outlineRow.id}`); } catch (e) { clear(pane).append(errorBox(e)); return; }
+  try { st = await api.get(`/api/runs/${runId}/steps/${outlineRow.id}`); } catch (e) { fill(pane, errorBox(e)); return; }
   const tokens = st.input_tokens !== null || st.output_tokens !== null
     ? `${fmtInt(st.input_tokens || 0)} in · ${fmtInt(st.output_tokens || 0)} out` : '–';
   const chat = extractChat(st);
@@ -127,7 +127,7 @@ async function stepDetail(pane, runId, outlineRow) {
   }
   if (st.attributes && Object.keys(st.attributes).length) children.push(section('Attributes', valueView(st.attributes)));
   children.push(h('div', { class: 'ids mono dim' }, `step ${st.id}`, st.parent_id ? ` · parent ${st.parent_id}` : ''));
-  clear(pane).append(h('div', { class: 'detail-inner', id: 'step-detail' }, children));
+  fill(pane, h('div', { class: 'detail-inner', id: 'step-detail' }, children));
   pane.scrollTop = 0;
 }
 
@@ -240,23 +240,23 @@ function waterfall(data, onSelect) {
 }
 
 export async function renderRun(main, params, ctx, id) {
-  main.append(h('div', { class: 'loading' }, 'Loading run…'));
+  add(main, h('div', { class: 'loading' }, 'Loading run…'));
   let data; let meta = null;
   try {
     [data, meta] = await Promise.all([api.get(`/api/runs/${id}`), api.meta().catch(() => null)]);
   } catch (e) {
-    clear(main).append(h('div', { class: 'crumbs' }, h('a', { href: '/' }, '← Traces')), errorBox(e));
+    fill(main, h('div', { class: 'crumbs' }, h('a', { href: '/' }, '← Traces')), errorBox(e));
     return null;
   }
   if (!ctx.current()) return null;
   document.title = `${data.run.name} · TraceCraft`;
   const detail = h('aside', { class: 'detail-pane', id: 'detail' });
-  const showRun = () => clear(detail).append(runDetail(data));
+  const showRun = () => fill(detail, runDetail(data));
   const wf = waterfall(data, (step, fromClick) => {
     if (fromClick) ctx.setQuery({ step: step.id });
     stepDetail(detail, data.run.id, step);
   });
-  clear(main).append(h('div', { class: 'run-page' },
+  fill(main, h('div', { class: 'run-page' },
     runHeader(data, meta, ctx), banners(data),
     h('div', { class: 'split' },
       data.steps.length ? wf.el : h('div', { class: 'trace-pane' }, empty('This run has no steps.')),
@@ -265,5 +265,6 @@ export async function renderRun(main, params, ctx, id) {
   const want = params.get('step');
   const idx = want ? data.steps.findIndex((s) => s.id === want) : -1;
   if (idx >= 0) wf.select(idx); else showRun();
+  performance.mark('tc:run-rendered');
   return () => { document.title = 'TraceCraft'; };
 }

@@ -405,3 +405,35 @@ fn shutdown_stops_the_server() {
     server.shutdown().unwrap();
     assert!(std::net::TcpStream::connect(a).is_err());
 }
+
+#[test]
+fn the_same_api_serves_a_jsonl_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn TraceStore> = Arc::new(
+        tracecraft_store_jsonl::JsonlStore::open(tracecraft_store_jsonl::JsonlConfig::new(
+            dir.path(),
+        ))
+        .unwrap(),
+    );
+    let id = populated(&*store);
+    let server = serve(store, false);
+    let a = server.local_addr();
+    assert_eq!(get(a, "/api/meta").json()["store"], "jsonl");
+    let page = get(a, "/api/runs?limit=5").json();
+    assert_eq!(page["total"], 67);
+    assert_eq!(page["runs"][0]["id"], id.to_string());
+    assert_eq!(
+        get(a, &format!("/api/runs/{id}")).json()["steps"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    assert_eq!(
+        get(a, "/api/runs?q=order+%234411").json()["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -1,6 +1,8 @@
 //! Fixtures and a minimal HTTP/1.1 client shared by the API, browser and perf tests.
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::disallowed_methods)] // fixtures are wrapped as processed runs
 
+pub mod webdriver;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
