@@ -143,7 +143,7 @@ function waterfall(data, onSelect) {
   const scroller = h('div', { class: 'wf-scroll', id: 'waterfall', tabindex: '0' }, spacer);
   const axis = h('div', { class: 'wf-axis' }, ticks(span).map((t) =>
     h('span', { class: 'tick', style: { left: `${t.f * 100}%` } }, t.label)));
-  const count = h('span', { class: 'muted' }, `${fmtInt(steps.length)} steps`);
+  const count = h('span', { class: 'muted' }, `${fmtInt(steps.length)} step${steps.length === 1 ? '' : 's'}`);
   const toolbar = h('div', { class: 'wf-tools' },
     h('button', { type: 'button', class: 'ghost small', onclick: () => { collapsed.clear(); recompute(); } }, 'Expand all'),
     h('button', { type: 'button', class: 'ghost small', onclick: () => { steps.forEach((s) => { if (s.k && s.d >= 1) collapsed.add(s.i); }); recompute(); } }, 'Collapse'));
@@ -195,7 +195,7 @@ function waterfall(data, onSelect) {
     // The duration sits after the bar, inside a long bar that reaches the right edge, or
     // before a short one there.
     const durPos = left + width <= 80 ? { cls: '', style: { left: `calc(${left + width}% + 6px)` } }
-      : width >= 18 ? { cls: ' inside', style: { right: `calc(${100 - left - width}% + 6px)` } }
+      : width >= 18 ? { cls: ' inside', style: { right: `calc(${100 - left - width}% + 6px)`, maxWidth: `calc(${width}% - 12px)` } }
         : { cls: '', style: { right: `calc(${100 - left}% + 6px)` } };
     const dur = h('span', { class: `wf-dur${durPos.cls}`, style: durPos.style },
       fmtDuration(s.ms), s.m ? h('span', { class: 'wf-model' }, ` · ${s.m}`) : null);

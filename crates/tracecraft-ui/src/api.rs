@@ -127,29 +127,35 @@ impl State {
     }
 }
 
-/// Answers a GET under `/api/`.
-pub(crate) fn get(state: &State, path: &str, params: &Params) -> Result<Value, ApiError> {
+/// Answers a GET under `/api/` with a JSON body.
+pub(crate) fn get(state: &State, path: &str, params: &Params) -> Result<Vec<u8>, ApiError> {
     let parts: Vec<&str> = path.trim_start_matches("/api/").split('/').collect();
-    match parts.as_slice() {
-        ["meta"] => Ok(meta(state)),
-        ["runs"] => list(state, params),
-        ["runs", id] => run_detail(state, parse_id(id)?),
-        ["runs", id, "steps", step] => step_detail(state, parse_id(id)?, parse_id(step)?),
-        ["overview"] => crate::overview::overview(state, params),
-        ["sessions"] => crate::overview::groups(state, params, crate::overview::GroupBy::Session),
-        ["users"] => crate::overview::groups(state, params, crate::overview::GroupBy::User),
-        ["changes"] => Ok(json!({ "count": state.store.count(&TraceQuery::new())? })),
-        _ => Err(ApiError::NotFound),
-    }
+    let value = match parts.as_slice() {
+        ["meta"] => meta(state),
+        ["runs"] => list(state, params)?,
+        // Serialized straight from the run: a 20,000-step outline is not built as `Value`s.
+        ["runs", id] => return run_detail(state, parse_id(id)?),
+        ["runs", id, "steps", step] => step_detail(state, parse_id(id)?, parse_id(step)?)?,
+        ["overview"] => crate::overview::overview(state, params)?,
+        ["sessions"] => crate::overview::groups(state, params, crate::overview::GroupBy::Session)?,
+        ["users"] => crate::overview::groups(state, params, crate::overview::GroupBy::User)?,
+        ["changes"] => json!({ "count": state.store.count(&TraceQuery::new())? }),
+        _ => return Err(ApiError::NotFound),
+    };
+    to_bytes(&value)
+}
+
+fn to_bytes(v: &impl serde::Serialize) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(v).map_err(|_| ApiError::Internal("could not encode the answer".into()))
 }
 
 /// Erases one run (the caller checked that erasure is allowed and confirmed).
-pub(crate) fn erase(state: &State, id: Uuid) -> Result<Value, ApiError> {
+pub(crate) fn erase(state: &State, id: Uuid) -> Result<Vec<u8>, ApiError> {
     let existed = state.store.delete(id)?;
     state.store.flush()?;
     state.forget(id);
     tracing::info!(trace_id = %id, existed, "trace erased from the trace browser");
-    Ok(json!({ "id": id, "existed": existed }))
+    to_bytes(&json!({ "id": id, "existed": existed }))
 }
 
 fn parse_id(s: &str) -> Result<Uuid, ApiError> {
@@ -382,7 +388,7 @@ pub(crate) fn summary(run: &AgentRun) -> Value {
 
 /// `GET /api/runs/{id}`: the run's fields and a flat outline of its steps (tree order,
 /// siblings by start time) with what the waterfall needs; step bodies come one at a time.
-fn run_detail(state: &State, id: Uuid) -> Result<Value, ApiError> {
+fn run_detail(state: &State, id: Uuid) -> Result<Vec<u8>, ApiError> {
     let run = state.run(id, true)?;
     // Every field is named: a new one does not compile until someone decides whether the
     // page shows it.
@@ -417,13 +423,9 @@ fn run_detail(state: &State, id: Uuid) -> Result<Value, ApiError> {
     let outline = outline(steps, *start_time);
     let span_ms = outline
         .iter()
-        .filter_map(|s| {
-            let start = s["s"].as_f64()?;
-            Some(start + s["ms"].as_f64().unwrap_or(0.0))
-        })
+        .map(|s| s.s + s.ms.unwrap_or(0.0))
         .fold(duration_ms.unwrap_or(0.0), f64::max);
-    Ok(json!({
-        "run": {
+    let run_fields = json!({
             "id": id,
             "name": name,
             "description": description,
@@ -448,11 +450,58 @@ fn run_detail(state: &State, id: Uuid) -> Result<Value, ApiError> {
             "error_type": error_type,
             "attributes": attributes,
             "sample_reason": sample_reason,
-        },
-        "redaction": redaction(attributes),
-        "span_ms": span_ms,
-        "steps": outline,
-    }))
+    });
+    to_bytes(&RunDetail {
+        run: run_fields,
+        redaction: redaction(attributes),
+        span_ms,
+        steps: outline,
+    })
+}
+
+#[derive(serde::Serialize)]
+struct RunDetail<'a> {
+    run: Value,
+    redaction: Value,
+    span_ms: f64,
+    steps: Vec<OutlineRow<'a>>,
+}
+
+/// One step of a run's outline (short keys: a 20,000-step run sends 20,000 of them).
+#[derive(serde::Serialize)]
+struct OutlineRow<'a> {
+    /// Index in tree order.
+    i: usize,
+    /// Parent's index, -1 for a root.
+    p: i64,
+    /// Depth (roots are 0).
+    d: usize,
+    id: Uuid,
+    /// Step type.
+    t: &'static str,
+    /// Name.
+    n: &'a str,
+    /// Start, ms after the run's start.
+    s: f64,
+    /// Duration in ms.
+    ms: Option<f64>,
+    /// Failed.
+    e: bool,
+    /// Model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    m: Option<&'a str>,
+    /// Input and output tokens, cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ti: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    c: Option<f64>,
+    /// Tokens estimated.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    est: bool,
+    /// Number of children.
+    k: usize,
 }
 
 fn offset_ms(t: DateTime<Utc>, origin: DateTime<Utc>) -> f64 {
@@ -465,7 +514,7 @@ fn estimated(step: &Step, key: &str) -> bool {
 
 /// The steps in tree order (siblings by start time): index, parent index, depth, id, type,
 /// name, start offset and duration in ms, error, model, tokens, cost, child count.
-fn outline(roots: &[Step], origin: DateTime<Utc>) -> Vec<Value> {
+fn outline(roots: &[Step], origin: DateTime<Utc>) -> Vec<OutlineRow<'_>> {
     let by_start = |v: &mut Vec<&Step>| v.sort_by_key(|s| s.start_time);
     let mut rows = Vec::new();
     let mut stack: Vec<(&Step, i64, usize)> = {
@@ -474,30 +523,31 @@ fn outline(roots: &[Step], origin: DateTime<Utc>) -> Vec<Value> {
         r.into_iter().rev().map(|s| (s, -1, 0)).collect()
     };
     while let Some((s, parent, depth)) = stack.pop() {
-        let index = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+        let index = rows.len();
         let duration = s.duration_ms.or_else(|| {
             s.end_time
                 .map(|e| tracecraft_core::model::duration_ms(s.start_time, e))
         });
-        rows.push(json!({
-            "i": index,
-            "p": parent,
-            "d": depth,
-            "id": s.id,
-            "t": s.step_type.as_str(),
-            "n": s.name,
-            "s": offset_ms(s.start_time, origin),
-            "ms": duration,
-            "e": s.has_error(),
-            "m": s.model_name,
-            "ti": s.input_tokens,
-            "to": s.output_tokens,
-            "c": s.cost_usd,
-            "est": estimated(s, tracecraft_pipeline::TOKENS_ESTIMATED),
-            "k": s.children.len(),
-        }));
+        rows.push(OutlineRow {
+            i: index,
+            p: parent,
+            d: depth,
+            id: s.id,
+            t: s.step_type.as_str(),
+            n: &s.name,
+            s: offset_ms(s.start_time, origin),
+            ms: duration,
+            e: s.has_error(),
+            m: s.model_name.as_deref(),
+            ti: s.input_tokens,
+            to: s.output_tokens,
+            c: s.cost_usd,
+            est: estimated(s, tracecraft_pipeline::TOKENS_ESTIMATED),
+            k: s.children.len(),
+        });
         let mut kids: Vec<&Step> = s.children.iter().collect();
         by_start(&mut kids);
+        let index = i64::try_from(index).unwrap_or(i64::MAX);
         stack.extend(kids.into_iter().rev().map(|c| (c, index, depth + 1)));
     }
     rows

@@ -445,7 +445,7 @@ impl Conn {
         let path = path.to_owned();
         let result = tokio::task::spawn_blocking(move || api::get(&state, &path, &params)).await;
         match result {
-            Ok(Ok(value)) => json(StatusCode::OK, &value),
+            Ok(Ok(body)) => json_bytes(StatusCode::OK, body),
             Ok(Err(e)) => api_error(&e),
             Err(_) => api_error(&ApiError::Internal("the request handler failed".into())),
         }
@@ -478,7 +478,7 @@ impl Conn {
         }
         let state = Arc::clone(&self.state);
         match tokio::task::spawn_blocking(move || api::erase(&state, id)).await {
-            Ok(Ok(value)) => json(StatusCode::OK, &value),
+            Ok(Ok(body)) => json_bytes(StatusCode::OK, body),
             Ok(Err(e)) => api_error(&e),
             Err(_) => api_error(&ApiError::Internal("the request handler failed".into())),
         }
@@ -522,7 +522,10 @@ fn text(status: StatusCode, body: &'static str) -> Resp {
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Resp {
-    let body = serde_json::to_vec(value).unwrap_or_default();
+    json_bytes(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn json_bytes(status: StatusCode, body: Vec<u8>) -> Resp {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")

@@ -98,6 +98,7 @@ fn the_browser_shows_runs_waterfalls_and_chats_and_runs_no_payload() {
         "return document.getElementById('step-detail') !== null",
     );
     b.assert_nothing_executed("XSS run and step opened");
+    b.screenshot(&shots.join("xss.png"));
 
     // The run view: two parallel tools overlap on the waterfall's time axis.
     b.goto(&format!("{base}/"));
@@ -189,6 +190,30 @@ fn the_browser_shows_runs_waterfalls_and_chats_and_runs_no_payload() {
         "return document.querySelectorAll('.conversation .turn').length === 1",
     );
     b.screenshot(&shots.join("session.png"));
+    server.shutdown().unwrap();
+
+    // With erasure allowed, the run page erases after a confirmation.
+    let server = tracecraft_ui::Server::builder()
+        .store(Arc::clone(&store))
+        .bind("127.0.0.1:0".parse().unwrap())
+        .allow_erase(true)
+        .build()
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let base = server.url().trim_end_matches('/').to_owned();
+    b.goto(&format!("{base}/runs/{support_id}"));
+    b.wait(
+        "the erase button",
+        "return document.getElementById('erase') !== null",
+    );
+    b.click("#erase");
+    b.accept_alert();
+    b.wait(
+        "the list after erasure",
+        "return location.pathname === '/' && document.querySelectorAll('#runs-table tbody tr').length >= 50",
+    );
+    assert!(store.get(support_id).unwrap().is_none(), "erased");
     drop(b);
     server.shutdown().unwrap();
 }

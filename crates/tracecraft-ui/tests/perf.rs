@@ -241,6 +241,10 @@ fn list_and_a_20000_step_run_on_100000_runs() {
         "/api/runs?limit=50&q=no-such-text",
         3,
     );
+    let get_ms = median_ms(5, || {
+        assert!(store.get(big).unwrap().is_some());
+    });
+    println!("| `TraceStore::get` of the 20,000-step run alone (no HTTP) | | {get_ms:.1} ms | |");
     timed(
         "run view of the 20,000-step run (outline)",
         &format!("/api/runs/{big}"),

@@ -146,6 +146,25 @@ impl Session {
             .to_owned()
     }
 
+    /// Accepts the open `confirm()` dialog (waiting for it to appear).
+    pub fn accept_alert(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = request(
+                self.driver.addr,
+                "POST",
+                &format!("/session/{}/alert/accept", self.id),
+                &[("Content-Type", "application/json")],
+                b"{}",
+            );
+            if r.status < 300 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no dialog to accept");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn click(&self, css: &str) {
         let id = self.element(css);
         self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
