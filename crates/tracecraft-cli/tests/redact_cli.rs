@@ -68,7 +68,7 @@ fn config_file_and_modes() {
     let cfg = dir.join("tracecraft.toml");
     std::fs::write(
         &cfg,
-        "[redaction]\nhash_key = \"k\"\ndisable = [\"phone\"]\n[other]\nx = 1\n",
+        "[redaction]\nhash_key = \"k\"\ndisable = [\"phone\"]\n",
     )
     .unwrap();
     let c = cfg.to_str().unwrap();
@@ -84,6 +84,17 @@ fn config_file_and_modes() {
     );
     let o = run(&["--config", c, "--mode", "remove"], "a bob@example.com b");
     assert_eq!(text(&o.stdout), "a  b");
+
+    // The whole file is read as every command reads it: an unknown table is refused, not
+    // skipped (a setting the user wrote is applied or refused).
+    std::fs::write(&cfg, "[redaction]\nhash_key = \"k\"\n[other]\nx = 1\n").unwrap();
+    let o = run(&["--config", c], "x");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("other") && text(&o.stderr).contains(":3:"),
+        "{}",
+        text(&o.stderr)
+    );
 
     std::fs::write(&cfg, "[redaction]\ndisable = [\"nope\"]\n").unwrap();
     let o = run(&["--config", c], "x");
@@ -102,13 +113,45 @@ fn config_file_and_modes() {
 }
 
 #[test]
-fn bad_jsonl_is_exit_2_one_line() {
-    let o = run(&["--jsonl"], "{\"a\":1}\n{not json secret=abc}\n");
-    assert_eq!(o.status.code(), Some(2));
+fn bad_jsonl_lines_are_reported_by_number_and_the_rest_is_redacted() {
+    let o = run(
+        &["--jsonl"],
+        "{\"a\":1}\n{not json secret=abc}\n{\"b\":\"bob@example.com\"}\n\u{1}\n",
+    );
+    assert_eq!(o.status.code(), Some(1), "partial: {}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "{\"a\":1}\n{\"b\":\"[REDACTED]\"}\n");
     let err = text(&o.stderr);
-    assert_eq!(err.lines().count(), 1);
     assert!(
-        err.contains("line 2") && !err.contains("secret=abc"),
+        err.contains("line=2") && err.contains("line=4") && !err.contains("secret=abc"),
         "{err}"
+    );
+    assert!(err.contains("2 line(s) not JSON (first: line 2)"), "{err}");
+}
+
+#[test]
+fn a_bom_and_invalid_utf8_never_pass_raw_bytes() {
+    let o = run(&["--jsonl"], "\u{feff}{\"a\":\"bob@example.com\"}\n");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "{\"a\":\"[REDACTED]\"}\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
+        .arg("redact")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"mail bob@example.com \xff\xfe end\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(text(&o.stdout), "mail [REDACTED] \u{fffd}\u{fffd} end\n");
+    assert!(
+        text(&o.stderr).contains("not valid UTF-8"),
+        "{}",
+        text(&o.stderr)
     );
 }

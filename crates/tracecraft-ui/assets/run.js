@@ -58,6 +58,10 @@ function banners(data) {
       h('strong', {}, 'Redaction was disabled for this run. '),
       'Its inputs, outputs and attributes were stored as captured and may contain secrets or personal data.'));
   }
+  const cut = [];
+  if (red.steps_dropped) cut.push(`${fmtInt(red.steps_dropped)} step${red.steps_dropped === 1 ? ' was' : 's were'} not recorded (depth limit)`);
+  if (red.values_truncated) cut.push(`${fmtInt(red.values_truncated)} value${red.values_truncated === 1 ? ' was' : 's were'} cut at the depth limit`);
+  if (cut.length) out.push(h('div', { class: 'banner warn', id: 'limits' }, `Incomplete: ${cut.join('; ')}.`));
   if (data.run.error) {
     out.push(h('div', { class: 'banner warn' }, h('strong', {}, `${data.run.error_type || 'Error'}: `), data.run.error));
   }
@@ -76,7 +80,7 @@ function redactionCard(red) {
 
 function runDetail(data) {
   const r = data.run;
-  const attrs = Object.entries(r.attributes || {}).filter(([k]) => !k.startsWith('tracecraft.redaction'));
+  const attrs = Object.entries(r.attributes || {}).filter(([k]) => !k.startsWith('tracecraft.redaction') && k !== 'tracecraft.steps_dropped' && k !== 'tracecraft.values_truncated');
   return h('div', { class: 'detail-inner' },
     h('div', { class: 'detail-title' }, h('span', { class: 'badge t-run' }, 'RUN'), h('h2', {}, r.name || '(unnamed)')),
     h('p', { class: 'muted hint' }, 'Select a step in the waterfall to see its inputs, outputs and messages.'),

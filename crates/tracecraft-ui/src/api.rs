@@ -28,9 +28,6 @@ const SCAN_CHUNK: usize = 100;
 const CACHE_RUNS: usize = 4;
 const CACHE_TTL: Duration = Duration::from_secs(15);
 
-/// The run attribute that says the run was stored with redaction disabled (`"disabled"`).
-pub const REDACTION_STATE_ATTR: &str = "tracecraft.redaction";
-
 /// Why an API request failed. Messages name parameters, never their values.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiError {
@@ -319,7 +316,7 @@ fn list(state: &State, p: &Params) -> Result<Value, ApiError> {
 /// The run attributes about redaction: disabled or not, how many values, which rules.
 fn redaction(attributes: &JsonMap) -> Value {
     let disabled = attributes
-        .get(REDACTION_STATE_ATTR)
+        .get(tracecraft_pipeline::REDACTION_ATTRIBUTE)
         .and_then(Value::as_str)
         .is_some_and(|s| s.eq_ignore_ascii_case("disabled"));
     let mut rules: Vec<(&str, u64)> = attributes
@@ -332,8 +329,11 @@ fn redaction(attributes: &JsonMap) -> Value {
         })
         .collect();
     rules.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let count_attr = |k: &str| attributes.get(k).and_then(Value::as_u64);
     json!({
         "disabled": disabled,
+        "values_truncated": count_attr(tracecraft_pipeline::VALUES_TRUNCATED),
+        "steps_dropped": count_attr(tracecraft_pipeline::STEPS_DROPPED),
         "count": attributes.get(tracecraft_pipeline::REDACTION_COUNT).and_then(Value::as_u64),
         "rules": rules.iter().map(|(r, n)| json!({"rule": r, "count": n})).collect::<Vec<_>>(),
     })

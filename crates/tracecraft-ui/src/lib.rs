@@ -38,7 +38,7 @@
 //!   with `textContent` and never assigns HTML.
 //! - Nothing secret is shown because nothing secret is stored: runs are redacted before they
 //!   reach a store. A run stored with redaction disabled (attribute
-//!   [`REDACTION_STATE_ATTR`] = `"disabled"`) gets a banner.
+//!   [`tracecraft_pipeline::REDACTION_ATTRIBUTE`] = `"disabled"`) gets a banner.
 //! - Errors and logs name parameters and ids, never stored values.
 //!
 //! ## Performance
@@ -58,7 +58,6 @@ mod params;
 mod search;
 mod server;
 
-pub use api::REDACTION_STATE_ATTR;
 pub use server::{
     BuildError, CONTENT_SECURITY_POLICY, DEFAULT_ADDR, ERASE_HEADER, MIN_TOKEN_LEN, Server,
     ServerBuilder, ServerHandle,

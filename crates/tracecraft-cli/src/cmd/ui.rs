@@ -1,25 +1,21 @@
 //! `tracecraft ui`: the local trace browser over an existing store.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use tracecraft::config::{StorageConfig, StorageUrl};
 use tracecraft_core::TraceStore;
 
-use super::CliError;
+use super::{CliError, load_config, store_flag};
+use crate::{Exit, Global};
 
 /// Arguments of `tracecraft ui`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The store to browse (`sqlite:PATH` or `jsonl:DIR`); it must exist.
-    #[arg(
-        long,
-        default_value = "sqlite:traces/tracecraft.db",
-        value_name = "URL"
-    )]
-    store: String,
+    /// The store to browse (`sqlite:PATH` or `jsonl:DIR`); default: the configured one
+    /// (`storage.url`). It must exist: `ui` never creates a store.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// The port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 6007)]
     port: u16,
@@ -39,26 +35,27 @@ pub(crate) struct Args {
     no_open: bool,
 }
 
-/// Opens the store without ever creating one: a read-only command refuses a missing store.
-fn open_existing(url: &str) -> Result<Arc<dyn TraceStore>, CliError> {
-    let parsed = StorageUrl::parse(url).map_err(|e| CliError(format!("--store {url}: {e}")))?;
-    let missing = |p: &Path, what: &str| {
-        CliError(format!(
-            "--store {url}: no {what} at {}; `tracecraft ui` only reads existing stores",
-            p.display()
-        ))
-    };
-    match &parsed {
-        StorageUrl::Sqlite(p) if !p.is_file() => return Err(missing(p, "SQLite store")),
-        StorageUrl::Jsonl(p) if !p.is_dir() => return Err(missing(p, "JSONL store directory")),
-        _ => {}
+/// Opens the configured (or `--store`) store without ever creating one.
+fn open(args: &Args, global: &Global) -> Result<(Arc<dyn TraceStore>, String), CliError> {
+    let mut loaded = load_config(global)?;
+    if let Some(url) = &args.store {
+        store_flag(&mut loaded, url)?;
     }
-    let storage = StorageConfig {
-        url: parsed,
-        ..StorageConfig::default()
-    };
-    tracecraft::open_store(&storage)?
-        .ok_or_else(|| CliError(format!("--store {url}: no store to browse")))
+    let storage = &loaded.config.storage;
+    let label = storage.url.to_string();
+    let store = tracecraft::open_existing_store(storage)
+        .map_err(|e| {
+            CliError(format!(
+                "store {label} ({}): {e}",
+                loaded.source("storage.url")
+            ))
+        })?
+        .ok_or_else(|| {
+            CliError(format!(
+                "store {label}: no store to browse (storage.url = none)"
+            ))
+        })?;
+    Ok((store, label))
 }
 
 /// A random token for a non-loopback address when none was given.
@@ -87,18 +84,16 @@ fn open_browser(url: &str) {
         Ok(mut child) => {
             std::thread::spawn(move || {
                 if !child.wait().is_ok_and(|s| s.success()) {
-                    eprintln!("tracecraft: warning: could not open a browser; open the URL above");
+                    tracing::warn!("could not open a browser; open the URL above");
                 }
             });
         }
-        Err(e) => eprintln!(
-            "tracecraft: warning: could not open a browser ({program}: {e}); open the URL above"
-        ),
+        Err(e) => tracing::warn!("could not open a browser ({program}: {e}); open the URL above"),
     }
 }
 
-pub(crate) fn run(args: Args) -> Result<(), CliError> {
-    let store = open_existing(&args.store)?;
+pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
+    let (store, label) = open(&args, global)?;
     let token = match args.token {
         None if !args.bind.is_loopback() => Some(generated_token()),
         t => t,
@@ -110,7 +105,7 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
         .allow_erase(args.allow_erase)
         .build()?;
     let url = server.url();
-    println!("tracecraft ui: browsing {} at {url}", args.store);
+    println!("tracecraft ui: browsing {label} at {url}");
     println!(
         "{}; press Ctrl-C to stop",
         if args.allow_erase {
@@ -124,5 +119,5 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
         open_browser(&url);
     }
     handle.wait()?;
-    Ok(())
+    Ok(Exit::Done)
 }
