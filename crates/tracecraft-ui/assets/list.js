@@ -41,8 +41,8 @@ function filterBar(params, ctx) {
       field('tag', 'Tag', { id: 'f-tag' }),
       field('user', 'User', { id: 'f-user' }),
       field('session', 'Session', { id: 'f-session' }),
-      h('label', { class: 'f' }, h('span', {}, 'From'), from),
-      h('label', { class: 'f' }, h('span', {}, 'To'), to),
+      h('label', { class: 'f wide' }, h('span', {}, 'From'), from),
+      h('label', { class: 'f wide' }, h('span', {}, 'To'), to),
       field('min_ms', 'Min duration (ms)', { type: 'number', min: '0', step: 'any', id: 'f-min-ms' }),
       field('min_cost', 'Min cost ($)', { type: 'number', min: '0', step: 'any', id: 'f-min-cost' })));
   const submit = (ev) => {
