@@ -13,7 +13,7 @@ function append(el, children) {
 }
 
 // Only links inside this app: a path starting with one '/'. Anything else (e.g. a
-// `javascript:` URL that came from data) is dropped.
+// URL with a script scheme that came from data) is dropped.
 export function safeHref(href) {
   return typeof href === 'string' && href.startsWith('/') && !href.startsWith('//') ? href : null;
 }

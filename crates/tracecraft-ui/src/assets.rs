@@ -66,4 +66,35 @@ mod tests {
         assert!(get("/assets/app.js").is_some_and(|(m, _)| m.starts_with("text/javascript")));
         assert!(get("/assets/../Cargo.toml").is_none());
     }
+
+    /// The front end never turns data into markup or code: no HTML sinks, no `eval`-like
+    /// calls, no inline script or handlers in the page (the CSP would block them; this keeps
+    /// them from being written at all).
+    #[test]
+    fn the_front_end_has_no_html_or_code_sinks() {
+        let banned = [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+            "setTimeout('",
+            "setInterval('",
+            "srcdoc",
+            "javascript:",
+        ];
+        for (path, _, body) in super::FILES {
+            let text = String::from_utf8_lossy(body);
+            for b in banned {
+                assert!(!text.contains(b), "{path} contains `{b}`");
+            }
+        }
+        let index = String::from_utf8_lossy(super::INDEX);
+        assert!(
+            !index.contains("<script>") && !index.contains(" on"),
+            "inline script or handler"
+        );
+        assert!(!index.contains("style="), "inline style");
+    }
 }

@@ -44,6 +44,36 @@ impl Params {
 #[cfg(test)]
 mod tests {
     use super::Params;
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any query string parses without panicking.
+        #[test]
+        fn any_query_parses(q in ".{0,200}") {
+            let _ = Params::parse(&q).get("q");
+        }
+
+        /// Encoded pairs decode to themselves (values trimmed, empty ones skipped).
+        #[test]
+        fn encoded_pairs_round_trip(pairs in proptest::collection::vec(("[a-z_]{1,8}", ".{0,40}"), 0..8)) {
+            let q = pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, NON_ALPHANUMERIC)))
+                .collect::<Vec<_>>()
+                .join("&");
+            let p = Params::parse(&q);
+            for (k, _) in &pairs {
+                let want: Vec<&str> = pairs
+                    .iter()
+                    .filter(|(k2, _)| k2 == k)
+                    .map(|(_, v)| v.trim())
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                prop_assert_eq!(p.all(k).collect::<Vec<_>>(), want);
+            }
+        }
+    }
 
     #[test]
     fn decodes_plus_escapes_and_repeats() {

@@ -89,7 +89,17 @@ pub(crate) fn uses_model(run: &AgentRun, model: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use tracecraft_core::StepType;
+
+    proptest! {
+        /// The ASCII fast path agrees with the naive oracle (lower-case both, then search).
+        #[test]
+        fn matching_agrees_with_the_naive_oracle(h in "[a-zA-Z0-9 É-]{0,30}", n in "[a-zA-Z0-9 é-]{0,4}") {
+            let needle = n.to_lowercase();
+            prop_assert_eq!(has(&h, &needle), h.to_lowercase().contains(&needle));
+        }
+    }
 
     #[test]
     fn finds_text_anywhere_ignoring_case() {
