@@ -141,6 +141,7 @@ export function valueView(v) {
   if (v === null || v === undefined) return h('div', { class: 'muted' }, '–');
   if (typeof v === 'string') return h('pre', { class: 'text' }, v);
   if (typeof v !== 'object') return h('pre', { class: 'text' }, String(v));
+  if (Object.keys(v).length === 0) return h('div', { class: 'muted' }, Array.isArray(v) ? '(empty list)' : '(none)');
   const entries = Array.isArray(v) ? null : Object.entries(v);
   if (entries && entries.length > 0 && entries.length <= 40) {
     return h('div', { class: 'kv' }, entries.map(([k, val]) => h('div', { class: 'kv-row' },

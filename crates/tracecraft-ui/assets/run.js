@@ -114,8 +114,8 @@ async function stepDetail(pane, runId, outlineRow) {
       metric('Latency', fmtDuration(st.duration_ms)),
       metric('Starts at', `+${fmtDuration(st.offset_ms)}`),
       st.model_name ? metric('Model', `${st.model_name}${st.model_provider ? ` (${st.model_provider})` : ''}`) : null,
-      metric('Tokens', tokens, st.tokens_estimated ? 'est.' : null),
-      metric('Cost', fmtCost(st.cost_usd), st.cost_estimated ? 'est.' : null),
+      tokens !== '–' ? metric('Tokens', tokens, st.tokens_estimated ? 'est.' : null) : null,
+      st.cost_usd !== null ? metric('Cost', fmtCost(st.cost_usd), st.cost_estimated ? 'est.' : null) : null,
       st.is_streaming ? metric('Streaming', `${fmtInt(st.streaming_chunks.length)} chunks`) : null),
   ];
   if (st.error !== null || st.error_type !== null) {

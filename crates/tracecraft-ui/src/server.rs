@@ -25,6 +25,9 @@ const TOKEN_COOKIE: &str = "tracecraft_token";
 /// without a CORS preflight, which this server never grants.
 pub const ERASE_HEADER: &str = "x-tracecraft-erase";
 
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The shortest access token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -235,6 +238,9 @@ impl Server {
                         let io = hyper_util::rt::TokioIo::new(stream);
                         // A client that goes away mid-request is not an error worth reporting.
                         let _ = hyper::server::conn::http1::Builder::new()
+                            // A client that opens a connection and sends nothing is dropped.
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(HEADER_READ_TIMEOUT)
                             .serve_connection(io, service)
                             .await;
                     });

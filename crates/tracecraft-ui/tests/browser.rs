@@ -152,6 +152,28 @@ fn the_browser_shows_runs_waterfalls_and_chats_and_runs_no_payload() {
     assert_eq!(roles, "system,user,assistant,tool,assistant");
     b.screenshot(&shots.join("chat.png"));
 
+    // A failed step: marked on the waterfall, its error shown in the detail.
+    b.goto(&format!("{base}/?name=billing"));
+    b.wait(
+        "the failing run",
+        "return document.querySelectorAll('#runs-table tbody tr').length === 1",
+    );
+    b.click("#runs-table tbody tr .run-name");
+    b.wait(
+        "the failed step",
+        "return document.querySelector('#waterfall .wf-row.has-error .err-mark') !== null",
+    );
+    b.click("#waterfall .wf-row");
+    let err = b.wait(
+        "the error card",
+        "const c = document.querySelector('#step-detail .error-card'); return c && c.textContent",
+    );
+    assert!(
+        err.as_str().unwrap().contains("PaymentError")
+            && err.as_str().unwrap().contains("card declined")
+    );
+    b.screenshot(&shots.join("error.png"));
+
     // A run stored with redaction disabled says so.
     b.goto(&format!("{base}/?name=debug_session"));
     b.wait(
