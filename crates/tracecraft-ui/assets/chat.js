@@ -71,15 +71,24 @@ export function extractChat(step) {
   return { input: msgs.map(normalize), output: out.map(normalize) };
 }
 
+/** A tool result or message that is a JSON document reads better indented. */
+function textOrJson(text) {
+  const t = typeof text === 'string' ? text.trim() : '';
+  if ((t.startsWith('{') && t.endsWith('}')) || (t.startsWith('[') && t.endsWith(']'))) {
+    try { return h('pre', { class: 'json' }, JSON.stringify(JSON.parse(t), null, 2)); } catch (_) { /* not JSON */ }
+  }
+  return h('div', { class: 'msg-text' }, text);
+}
+
 function partEl(p) {
-  if (p.kind === 'text') return h('div', { class: 'msg-text' }, p.text);
+  if (p.kind === 'text') return textOrJson(p.text);
   if (p.kind === 'call') {
     return h('div', { class: 'tool-call' },
       h('div', { class: 'tc-head' }, h('span', { class: 'tc-icon' }, 'ƒ'), h('span', { class: 'tc-name' }, p.name || 'tool'), p.id ? h('span', { class: 'mono dim' }, p.id) : null),
       h('pre', { class: 'json' }, typeof p.args === 'string' ? p.args : JSON.stringify(p.args, null, 2)));
   }
   if (p.kind === 'result') {
-    return h('div', { class: 'tool-result' }, h('div', { class: 'tc-head' }, 'result', p.id ? h('span', { class: 'mono dim' }, ` for ${p.id}`) : null), h('div', { class: 'msg-text' }, p.text));
+    return h('div', { class: 'tool-result' }, h('div', { class: 'tc-head' }, 'result', p.id ? h('span', { class: 'mono dim' }, ` for ${p.id}`) : null), textOrJson(p.text));
   }
   return h('pre', { class: 'json' }, JSON.stringify(p.value, null, 2));
 }

@@ -139,7 +139,9 @@ fn the_browser_shows_runs_waterfalls_and_chats_and_runs_no_payload() {
     for want in [
         CHAT_SYSTEM,
         CHAT_USER,
-        CHAT_TOOL_RESULT,
+        // The tool result is JSON: shown indented, every field in full.
+        "\"status\": \"in transit\"",
+        "\"eta\": \"Thursday\"",
         CHAT_ANSWER,
         "lookup_order",
         "\"order_id\": \"4411\"",
@@ -150,6 +152,7 @@ fn the_browser_shows_runs_waterfalls_and_chats_and_runs_no_payload() {
         "return [...document.querySelectorAll('#chat .msg .role')].map(e => e.textContent).join(',')",
     );
     assert_eq!(roles, "system,user,assistant,tool,assistant");
+    b.js("document.getElementById('chat').closest('section').scrollIntoView(); return null");
     b.screenshot(&shots.join("chat.png"));
 
     // A failed step: marked on the waterfall, its error shown in the detail.

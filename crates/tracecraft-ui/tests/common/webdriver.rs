@@ -90,7 +90,7 @@ impl Session {
                 "args": [
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run",
-                    "--disable-dev-shm-usage", "--window-size=1480,940", "--hide-scrollbars",
+                    "--disable-dev-shm-usage", "--window-size=1480,1000", "--hide-scrollbars",
                     format!("--user-data-dir={}", profile.display()),
                 ]
             }
