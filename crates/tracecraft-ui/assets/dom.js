@@ -71,7 +71,7 @@ export function fmtDuration(ms) {
 export function fmtCost(usd) {
   if (usd === null || usd === undefined) return '–';
   if (usd === 0) return '$0';
-  if (usd < 0.0001) return `$${usd.toExponential(1)}`;
+  if (usd < 0.0001) return `$${usd.toFixed(6)}`;
   if (usd < 1) return `$${usd.toFixed(4)}`;
   return `$${usd.toFixed(2)}`;
 }

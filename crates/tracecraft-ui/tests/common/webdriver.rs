@@ -122,7 +122,7 @@ impl Session {
     }
 
     pub fn wait(&self, what: &str, script: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let v = self.js(script);
             if !v.is_null() && v != Value::Bool(false) {
