@@ -98,7 +98,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
         None if !args.bind.is_loopback() => Some(generated_token()),
         t => t,
     };
-    let server = tracecraft_ui::Server::builder()
+    let server = tracecraft::ui::Server::builder()
         .store(store)
         .bind(SocketAddr::new(args.bind, args.port))
         .token(token)
