@@ -13,6 +13,7 @@ use tracecraft_core::{TraceStore, Uuid};
 
 use crate::api::{self, ApiError, State};
 use crate::assets;
+use crate::params::Params;
 
 /// The address `tracecraft ui` binds by default.
 pub const DEFAULT_ADDR: SocketAddr =
@@ -367,33 +368,11 @@ impl Conn {
             return text(StatusCode::MISDIRECTED_REQUEST, "unexpected Host header\n");
         }
         let path = req.uri().path().to_owned();
-        let params = crate::params::Params::parse(req.uri().query().unwrap_or(""));
+        let params = Params::parse(req.uri().query().unwrap_or(""));
         if let Some(token) = &self.token
             && !self.authorized(req.headers(), token)
         {
-            {
-                // First visit through the printed URL: move the token into a cookie.
-                if req.method() == Method::GET
-                    && !path.starts_with("/api/")
-                    && params
-                        .get("token")
-                        .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
-                {
-                    return Response::builder()
-                        .status(StatusCode::SEE_OTHER)
-                        .header(header::LOCATION, "/")
-                        .header(
-                            header::SET_COOKIE,
-                            format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
-                        )
-                        .body(Full::new(Bytes::new()))
-                        .unwrap_or_default();
-                }
-                return text(
-                    StatusCode::UNAUTHORIZED,
-                    "this trace browser needs its access token: open the URL that `tracecraft ui` printed\n",
-                );
-            }
+            return Self::first_visit(req, &path, &params, token);
         }
         match (req.method(), path.as_str()) {
             (&Method::GET | &Method::HEAD, p) if p.starts_with("/api/") => {
@@ -410,6 +389,31 @@ impl Conn {
             },
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         }
+    }
+
+    /// An unauthorized request: the first visit through the printed URL (`GET /?token=...`)
+    /// moves the token into a cookie; anything else is refused.
+    fn first_visit(req: &Request<Incoming>, path: &str, params: &Params, token: &str) -> Resp {
+        if req.method() == Method::GET
+            && !path.starts_with("/api/")
+            && params
+                .get("token")
+                .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+        {
+            return Response::builder()
+                .status(StatusCode::SEE_OTHER)
+                .header(header::LOCATION, "/")
+                .header(
+                    header::SET_COOKIE,
+                    format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
+                )
+                .body(Full::new(Bytes::new()))
+                .unwrap_or_default();
+        }
+        text(
+            StatusCode::UNAUTHORIZED,
+            "this trace browser needs its access token: open the URL that `tracecraft ui` printed\n",
+        )
     }
 
     fn host_ok(&self, headers: &HeaderMap) -> bool {
@@ -446,7 +450,7 @@ impl Conn {
             .any(|(k, v)| k == TOKEN_COOKIE && constant_time_eq(v.as_bytes(), token.as_bytes()))
     }
 
-    async fn api_get(&self, path: &str, params: crate::params::Params) -> Resp {
+    async fn api_get(&self, path: &str, params: Params) -> Resp {
         let state = Arc::clone(&self.state);
         let path = path.to_owned();
         let result = tokio::task::spawn_blocking(move || api::get(&state, &path, &params)).await;
