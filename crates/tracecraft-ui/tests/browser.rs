@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use common::webdriver::{Session, browser_or_skip, screenshot_dir};
 use common::*;
-use tracecraft_core::TraceStore;
+use tracecraft_core::{TraceStore, json};
 
 #[test]
 fn the_browser_shows_runs_waterfalls_and_chats_and_runs_no_payload() {
@@ -154,6 +154,64 @@ fn the_browser_shows_runs_waterfalls_and_chats_and_runs_no_payload() {
     assert_eq!(roles, "system,user,assistant,tool,assistant");
     b.js("document.getElementById('chat').closest('section').scrollIntoView(); return null");
     b.screenshot(&shots.join("chat.png"));
+
+    // Anthropic-shaped messages (system + content blocks, tool_use, tool_result) too.
+    let mut claude = tracecraft_core::AgentRun::new("claude_agent");
+    let mut llm = step(
+        &claude,
+        tracecraft_core::StepType::Llm,
+        "anthropic.messages",
+        claude.start_time,
+        0,
+        800,
+    );
+    llm.model_name = Some("claude-sonnet-4".into());
+    llm.inputs
+        .insert("system".into(), json!("You answer weather questions."));
+    llm.inputs.insert(
+        "messages".into(),
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+            ]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18°C, cloudy"}]}
+        ]),
+    );
+    llm.outputs.insert(
+        "content".into(),
+        json!([{"type": "text", "text": "It is 18°C and cloudy in Paris."}]),
+    );
+    let llm_id = llm.id;
+    claude.push_step(llm);
+    claude.finish_at(at(claude.start_time, 800));
+    let claude_id = claude.id;
+    save(&*store, vec![claude]);
+    b.goto(&format!("{base}/runs/{claude_id}?step={llm_id}"));
+    let chat = b.wait(
+        "the Anthropic chat",
+        "const c = document.getElementById('chat'); return c && c.textContent",
+    );
+    for want in [
+        "You answer weather questions.",
+        "Weather in Paris?",
+        "Let me check.",
+        "get_weather",
+        "\"city\": \"Paris\"",
+        "18°C, cloudy",
+        "It is 18°C and cloudy in Paris.",
+    ] {
+        assert!(
+            chat.as_str().unwrap().contains(want),
+            "chat shows {want:?}: {chat}"
+        );
+    }
+    let roles = b.js(
+        "return [...document.querySelectorAll('#chat .msg .role')].map(e => e.textContent).join(',')",
+    );
+    assert_eq!(roles, "system,user,assistant,user,assistant");
+    b.screenshot(&shots.join("chat-anthropic.png"));
 
     // A failed step: marked on the waterfall, its error shown in the detail.
     b.goto(&format!("{base}/?name=billing"));
