@@ -12,9 +12,14 @@ function stat(label, value, cls) {
   return h('div', { class: `stat${cls ? ` ${cls}` : ''}` }, h('div', { class: 'stat-label' }, label), h('div', { class: 'stat-value' }, value));
 }
 
+/** Round tick positions for the time axis: 1, 2 or 5 times a power of ten, 4-8 ticks. */
 function ticks(span) {
-  // 0, 1/4, 1/2, 3/4, 1 of the span.
-  return [0, 0.25, 0.5, 0.75, 1].map((f) => ({ f, label: fmtDuration(span * f) }));
+  const raw = span / 5;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * p).find((v) => span / v <= 6) || 10 * p;
+  const out = [];
+  for (let t = 0; t <= span * 1.0001; t += step) out.push({ f: t / span, label: fmtDuration(t) });
+  return out;
 }
 
 function runHeader(data, meta, ctx) {
@@ -145,8 +150,11 @@ function waterfall(data, onSelect) {
 
   const spacer = h('div', { class: 'wf-spacer' });
   const scroller = h('div', { class: 'wf-scroll', id: 'waterfall', tabindex: '0' }, spacer);
-  const axis = h('div', { class: 'wf-axis' }, ticks(span).map((t) =>
-    h('span', { class: 'tick', style: { left: `${t.f * 100}%` } }, t.label)));
+  const axisTicks = ticks(span);
+  const axis = h('div', { class: 'wf-axis' }, axisTicks.map((t) =>
+    h('span', { class: `tick${t.f > 0.97 ? ' last' : ''}`, style: { left: `${t.f * 100}%` } }, t.label)));
+  // One layer of grid lines behind every row, at the ticks.
+  const grid = h('div', { class: 'wf-grid' }, axisTicks.map((t) => h('div', { class: 'gl', style: { left: `${t.f * 100}%` } })));
   const count = h('span', { class: 'muted' }, `${fmtInt(steps.length)} step${steps.length === 1 ? '' : 's'}`);
   const toolbar = h('div', { class: 'wf-tools' },
     h('button', { type: 'button', class: 'ghost small', onclick: () => { collapsed.clear(); recompute(); } }, 'Expand all'),
@@ -179,7 +187,7 @@ function waterfall(data, onSelect) {
     lastRange = key;
     const rows = [];
     for (let v = first; v < last; v++) rows.push(rowEl(steps[visible[v]], v));
-    spacer.replaceChildren(...rows);
+    spacer.replaceChildren(grid, ...rows);
   }
 
   function rowEl(s, v) {
@@ -203,7 +211,7 @@ function waterfall(data, onSelect) {
         : { cls: '', style: { right: `calc(${100 - left}% + 6px)` } };
     const dur = h('span', { class: `wf-dur${durPos.cls}`, style: durPos.style },
       fmtDuration(s.ms), s.m ? h('span', { class: 'wf-model' }, ` · ${s.m}`) : null);
-    const track = h('div', { class: 'wf-track' }, h('div', { class: 'grid-lines' }), bar, dur);
+    const track = h('div', { class: 'wf-track' }, bar, dur);
     return h('div', { class: `wf-row${s.i === selected ? ' selected' : ''}${s.e ? ' has-error' : ''}`, style: { top: `${v * ROW}px` },
       dataset: { i: s.i, type: s.t, start: s.s, ms: s.ms === null ? '' : s.ms }, onclick: () => select(s.i, true) }, label, track);
   }
