@@ -75,14 +75,31 @@ function section2(title, body) {
   return h('section', { class: 'card' }, h('h3', {}, title), body);
 }
 
+const RANGES = [['1h', 'Last hour', 3600e3], ['24h', '24 hours', 86400e3], ['7d', '7 days', 7 * 86400e3], ['30d', '30 days', 30 * 86400e3], ['all', 'All', 0]];
+
+/** Quick time ranges: each a link that sets `from` (and keeps the other filters). */
+function rangePicker(params) {
+  const current = params.get('range') || 'all';
+  return h('div', { class: 'ranges', id: 'ranges' }, RANGES.map(([key, label, ms]) => {
+    const p = new URLSearchParams(params);
+    p.delete('from');
+    p.delete('range');
+    if (ms) { p.set('from', new Date(Date.now() - ms).toISOString()); p.set('range', key); }
+    const qs = p.toString();
+    return h('a', { class: `range${key === current ? ' active' : ''}`, href: `/overview${qs ? `?${qs}` : ''}` }, label);
+  }));
+}
+
 export async function renderOverview(main, params) {
   add(main, h('div', { class: 'page-head' }, h('h1', {}, 'Overview')), h('div', { class: 'loading' }, 'Loading…'));
   let d;
-  try { d = await api.get('/api/overview', Object.fromEntries(params)); } catch (e) { main.lastChild.replaceWith(errorBox(e)); return null; }
+  const query = Object.fromEntries(params);
+  delete query.range;
+  try { d = await api.get('/api/overview', query); } catch (e) { main.lastChild.replaceWith(errorBox(e)); return null; }
   const t = d.totals;
   const note = d.complete ? `All ${fmtInt(d.sampled)} runs.` : `The newest ${fmtInt(d.sampled)} of ${fmtInt(d.total)} runs.`;
   fill(main, 
-    h('div', { class: 'page-head' }, h('h1', {}, 'Overview'), h('span', { class: 'muted' }, note)),
+    h('div', { class: 'page-head' }, h('h1', {}, 'Overview'), h('span', { class: 'muted' }, note), h('span', { class: 'spacer' }), rangePicker(params)),
     h('div', { class: 'kpis' },
       kpi('Runs', fmtInt(t.runs)),
       kpi('Errors', fmtInt(t.errors), t.runs ? `${((t.errors / t.runs) * 100).toFixed(1)}% of runs` : null),

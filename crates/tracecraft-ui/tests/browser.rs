@@ -254,6 +254,13 @@ fn the_browser_shows_runs_waterfalls_and_chats_and_runs_no_payload() {
         "return document.querySelectorAll('#charts svg.chart').length === 4",
     );
     b.screenshot(&shots.join("overview.png"));
+    b.click("#ranges a:nth-child(1)");
+    b.wait(
+        "the last hour's overview",
+        "return location.search.includes('range=1h') && location.search.includes('from=') \
+         && document.querySelector('#ranges .active').textContent === 'Last hour' \
+         && document.querySelectorAll('#charts svg.chart').length === 4",
+    );
     b.goto(&format!("{base}/sessions"));
     b.wait(
         "the sessions",
