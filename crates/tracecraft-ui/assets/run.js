@@ -210,7 +210,8 @@ function waterfall(data, onSelect) {
       : width >= 18 ? { cls: ' inside', style: { right: `calc(${100 - left - width}% + 6px)`, maxWidth: `calc(${width}% - 12px)` } }
         : { cls: '', style: { right: `calc(${100 - left}% + 6px)` } };
     const dur = h('span', { class: `wf-dur${durPos.cls}`, style: durPos.style },
-      fmtDuration(s.ms), s.m ? h('span', { class: 'wf-model' }, ` · ${s.m}`) : null);
+      fmtDuration(s.ms), s.m ? h('span', { class: 'wf-model' }, ` · ${s.m}`) : null,
+      (s.ti || s.to) ? h('span', { class: 'wf-model' }, ` · ${fmtInt((s.ti || 0) + (s.to || 0))} tok${s.est ? ' (est.)' : ''}`) : null);
     const track = h('div', { class: 'wf-track' }, bar, dur);
     return h('div', { class: `wf-row${s.i === selected ? ' selected' : ''}${s.e ? ' has-error' : ''}`, style: { top: `${v * ROW}px` },
       dataset: { i: s.i, type: s.t, start: s.s, ms: s.ms === null ? '' : s.ms }, onclick: () => select(s.i, true) }, label, track);
