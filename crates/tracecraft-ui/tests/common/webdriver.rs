@@ -121,10 +121,13 @@ impl Session {
         )
     }
 
+    /// Runs `script` until it returns something other than null or false; a script that
+    /// throws (the page is between two renders) counts as "not yet".
     pub fn wait(&self, what: &str, script: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let guarded = format!("try {{ {script} }} catch (e) {{ return null; }}");
         loop {
-            let v = self.js(script);
+            let v = self.js(&guarded);
             if !v.is_null() && v != Value::Bool(false) {
                 return v;
             }
