@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_macros)]
 
 mod cmd;
+mod parallel;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,12 @@ enum Command {
     Traces(cmd::traces::Args),
     /// Show the effective configuration and where each value came from, or check a file.
     Config(cmd::config::Args),
+    /// Check the deployment against the production checklist: PASS / WARN / FAIL per item
+    /// with the fix; exit 1 when anything fails.
+    Doctor(cmd::doctor::Args),
+    /// Audit stored runs or written files for residual secrets (rule, place, byte range;
+    /// never the value); --fix rewrites them redacted.
+    Scan(cmd::scan::Args),
     /// Browse stored runs in a local web app: waterfalls, chat views, sessions, overview.
     Ui(cmd::ui::Args),
 }
@@ -105,6 +112,8 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::import::run(args, &cli.global),
         Command::Traces(args) => cmd::traces::run(args, &cli.global),
         Command::Config(args) => cmd::config::run(args, &cli.global),
+        Command::Scan(args) => cmd::scan::run(args, &cli.global),
+        Command::Doctor(args) => cmd::doctor::run(args, &cli.global),
         Command::Ui(args) => cmd::ui::run(args, &cli.global),
     };
     match result {

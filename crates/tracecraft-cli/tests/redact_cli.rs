@@ -155,3 +155,36 @@ fn a_bom_and_invalid_utf8_never_pass_raw_bytes() {
         text(&o.stderr)
     );
 }
+
+#[test]
+fn chunked_parallel_output_equals_the_engine_on_the_whole_text() {
+    // Several MiB, so the input is split into chunks processed on every core; PEM blocks are
+    // placed across the chunk size so a chunk must grow to keep them whole.
+    let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7Qx3k2pZ\nq9Xb1cV8fT0yR4eW2uI6oP3a\n-----END RSA PRIVATE KEY-----\n";
+    let mut text = String::new();
+    let mut i = 0u64;
+    while text.len() < 5 << 20 {
+        i += 1;
+        match i % 5 {
+            0 => text.push_str(&format!("user{i}@example.com wrote about order {i}\n")),
+            1 => text.push_str(&format!("key sk-proj-Abc{i:08}Def456Ghi789Jkl012Mno345\n")),
+            2 => text.push_str(pem),
+            3 => text.push_str("plain words with nothing secret in them at all, just text\n"),
+            _ => text.push_str(&format!("call +1 415-555-{:04} today\n", i % 10_000)),
+        }
+    }
+    let o = run(&[], &text);
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o.stderr));
+    let engine =
+        tracecraft_redact::Redactor::new(&tracecraft_redact::RedactionConfig::default()).unwrap();
+    let whole = engine.redact_str(&text, &mut tracecraft_redact::Report::default());
+    assert!(
+        o.stdout == whole.as_bytes(),
+        "chunked output differs from the whole-text engine"
+    );
+    assert!(!text_of(&o.stdout).contains("MIIEowIBAAKCAQEA7Qx3k2pZ"));
+}
+
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

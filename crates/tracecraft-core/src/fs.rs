@@ -237,7 +237,11 @@ pub fn replace_atomically(
     path: &Path,
     write: impl FnOnce(&mut io::BufWriter<File>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name has the empty path as its parent: that is the current directory.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map_or_else(|| "tracecraft".into(), |n| n.to_string_lossy().into_owned());

@@ -234,7 +234,7 @@ pub fn to_json(run: &AgentRun) -> String {
 /// into one buffer without an intermediate `String`.
 ///
 /// The bytes are those of `serde_json::to_writer(out, run)` (the derived `Serialize`; tests
-/// compare the two on fixtures and random runs), written faster: see [`fast`].
+/// compare the two on fixtures and random runs), written faster (the private `fast` module).
 pub fn write_json(out: &mut Vec<u8>, run: &AgentRun) {
     fast::write_run(out, run);
 }

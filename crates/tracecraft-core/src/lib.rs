@@ -44,8 +44,8 @@
 //! `runs.jsonl`; figures are in this crate's README.
 //!
 //! ## Crate features
-//! - `testing`: [`testing::MemoryStore`] and [`testing::MemoryExporter`], test doubles that
-//!   follow the trait contracts, and [`contract`], the `TraceStore` contract suite every
+//! - `testing`: `testing::MemoryStore` and `testing::MemoryExporter`, test doubles that
+//!   follow the trait contracts, and `contract`, the `TraceStore` contract suite every
 //!   backend runs.
 
 #[cfg(feature = "testing")]

@@ -7,7 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tracecraft_core::{AgentRun, ProcessedRun, StoreError, TraceQuery, TraceStore, contract};
+use tracecraft_core::{
+    AgentRun, ProcessedRun, Step, StepType, StoreError, TraceQuery, TraceStore, contract,
+};
 use tracecraft_store_jsonl::{Fsync, JsonlConfig, JsonlStore, PermissionPolicy};
 
 fn mode(p: &Path) -> u32 {
@@ -218,7 +220,7 @@ fn erasure_removes_every_line_of_the_trace() {
     let id = runs[3].id.to_string();
     for f in std::fs::read_dir(root.path()).unwrap() {
         let f = f.unwrap().path();
-        let text = std::fs::read_to_string(&f).unwrap();
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
         assert!(!text.contains(&id) && !text.contains(&marker[1..marker.len() - 1]));
         assert_eq!(mode(&f), 0o600);
     }
@@ -354,4 +356,147 @@ fn batches_larger_than_the_buffer_are_written_whole_under_every_fsync_policy() {
         check(&JsonlStore::open(config).unwrap());
     }
     assert!(written.windows(2).all(|w| w[0] == w[1]));
+}
+
+/// The `WARN` events emitted while `f` runs, each as its message and fields.
+fn warnings_during(f: impl FnOnce()) -> Vec<String> {
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Default)]
+    struct Capture(Arc<Mutex<Vec<String>>>);
+    struct Fields(String);
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0.push_str(&format!("{}={value:?} ", field.name()));
+        }
+    }
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                let mut fields = Fields(String::new());
+                event.record(&mut fields);
+                self.0.lock().unwrap().push(fields.0);
+            }
+        }
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let subscriber = tracing_subscriber::registry().with(Capture(seen.clone()));
+    tracing::subscriber::with_default(subscriber, f);
+    std::mem::take(&mut *seen.lock().unwrap())
+}
+
+#[test]
+fn a_torn_last_line_is_a_warning_naming_file_and_line_never_content() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.jsonl");
+    let runs = contract::sample_runs();
+    let mut text = String::new();
+    for r in &runs[..3] {
+        text.push_str(&tracecraft_core::to_json(r));
+        text.push('\n');
+    }
+    // A crash in the middle of a line holding a secret: no newline, incomplete JSON.
+    let mut torn = AgentRun::new("torn-secret-run");
+    torn.input = serde_json::Value::String("sk-proj-TORNSECRET0123456789".into());
+    let torn = tracecraft_core::to_json(&torn);
+    let cut = torn.find("TORNSECRET").unwrap() + 6;
+    text.push_str(&torn[..cut]);
+    std::fs::write(&path, &text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let mut store = None;
+    let warnings =
+        warnings_during(|| store = Some(JsonlStore::open(JsonlConfig::new(root.path())).unwrap()));
+    let store = store.unwrap();
+    let torn_warnings: Vec<&String> = warnings.iter().filter(|w| w.contains("torn")).collect();
+    assert_eq!(torn_warnings.len(), 1, "{warnings:?}");
+    let w = torn_warnings[0];
+    assert!(
+        w.contains(&path.display().to_string()),
+        "names the file: {w}"
+    );
+    assert!(w.contains("line=4"), "names the line: {w}");
+    for w in &warnings {
+        assert!(
+            !w.contains("TORN") && !w.contains("sk-proj") && !w.contains("torn-secret-run"),
+            "{w}"
+        );
+    }
+    let bad = store.bad_lines();
+    assert_eq!(bad.len(), 1);
+    assert_eq!((bad[0].path.as_path(), bad[0].line), (path.as_path(), 4));
+    assert!(!bad[0].to_string().contains("TORN"));
+    // The complete lines read; the torn bytes stay in the file (nothing dropped silently).
+    assert_eq!(store.count(&TraceQuery::new()).unwrap(), 3);
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .ends_with(&torn[..cut])
+    );
+}
+
+#[test]
+fn two_stores_on_one_directory_see_each_others_erasures_and_appends() {
+    // Two stores in one process lock like two processes (one lock file description each).
+    let root = tempfile::tempdir().unwrap();
+    let config = JsonlConfig::new(root.path()).rotate_daily(false);
+    let runs = contract::fixture_runs(30);
+    let a = JsonlStore::open(config.clone()).unwrap();
+    a.save_batch(&contract::processed(&runs)).unwrap();
+    let b = JsonlStore::open(config.clone()).unwrap();
+    // B erases: the file A appends to is rewritten, every later line moves.
+    assert!(b.delete(runs[0].id).unwrap());
+    assert!(b.delete(runs[7].id).unwrap());
+    // A never returns an erased run nor a wrong one through its stale offsets.
+    assert_eq!(a.get(runs[0].id).unwrap(), None);
+    assert_eq!(a.get(runs[20].id).unwrap().as_ref(), Some(&runs[20]));
+    let listed = a.query(&TraceQuery::new()).unwrap();
+    assert_eq!(listed.len(), 28);
+    assert!(
+        listed
+            .iter()
+            .all(|r| r.id != runs[0].id && r.id != runs[7].id)
+    );
+    // A appends after B's rewrite: into the file at the path, not the replaced one.
+    let extra = AgentRun::new("after-rewrite");
+    a.save(&ProcessedRun::assume_processed(extra.clone()))
+        .unwrap();
+    // B erases again, with A's append unknown to its index: it must keep it.
+    assert!(b.delete(runs[1].id).unwrap());
+    assert!(!a.delete(runs[1].id).unwrap(), "already erased by B");
+    // A merges with a trace B appended (found by catching up before writing).
+    let mut from_b = AgentRun::new("from-b");
+    from_b
+        .steps
+        .push(Step::new(from_b.id, StepType::Tool, "step-by-b"));
+    b.save(&ProcessedRun::assume_processed(from_b.clone()))
+        .unwrap();
+    let mut more = AgentRun::new("from-b");
+    more.id = from_b.id;
+    more.steps
+        .push(Step::new(from_b.id, StepType::Tool, "step-by-a"));
+    a.save(&ProcessedRun::assume_processed(more)).unwrap();
+    let merged = a.get(from_b.id).unwrap().unwrap();
+    let names: Vec<&str> = merged.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names.len(), 2, "B's step kept by A's merge: {names:?}");
+    // Reads see what the other store completed before them: A's merge and append in B.
+    assert_eq!(b.get(from_b.id).unwrap().as_ref(), Some(&merged));
+    assert!(b.get(extra.id).unwrap().is_some());
+    assert_eq!(b.count(&TraceQuery::new()).unwrap(), 27 + 2);
+    assert_eq!(b.stats().unwrap().traces, 27 + 2);
+    drop((a, b));
+    let fresh = JsonlStore::open(config).unwrap();
+    assert!(fresh.bad_lines().is_empty(), "{:?}", fresh.bad_lines());
+    assert_eq!(fresh.get(extra.id).unwrap(), Some(extra));
+    assert_eq!(fresh.get(merged.id).unwrap(), Some(merged));
+    assert_eq!(fresh.count(&TraceQuery::new()).unwrap(), 27 + 2);
+    let text = std::fs::read_to_string(root.path().join("traces.jsonl")).unwrap();
+    for gone in [&runs[0], &runs[1], &runs[7]] {
+        assert!(!text.contains(&gone.id.to_string()));
+    }
 }

@@ -1,5 +1,5 @@
 //! The front end, embedded in the binary: one HTML page, plain JavaScript modules and CSS.
-//! No CDN, no build step (ADR 0008).
+//! No CDN, no build step (ADR 0009).
 
 /// `(path, content type, body)` of every embedded file.
 const FILES: &[(&str, &str, &[u8])] = &[

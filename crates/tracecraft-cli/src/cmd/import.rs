@@ -7,13 +7,13 @@
 //! `--otlp`). With none of these, processed runs are written to stdout as JSONL.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tracecraft::config::{Source, StorageUrl};
 use tracecraft::pipeline::Submitted;
-use tracecraft_core::{ProcessedRun, TraceStore, read_jsonl};
+use tracecraft_core::{ProcessedRun, TraceStore};
 
 use super::{CliError, load_config, shown, store_flag};
 use crate::{Exit, Global};
@@ -57,6 +57,14 @@ struct Summary {
 }
 
 const BATCH: usize = 256;
+
+/// What became of one input line, computed on a worker thread.
+enum Line {
+    Kept(ProcessedRun, Option<String>),
+    Dropped(String),
+    Failed(String),
+    Malformed(usize, String),
+}
 
 /// A destination of processed runs, by the name its exporter reports, and how the summary
 /// names it.
@@ -113,14 +121,14 @@ fn configure(args: &Args, global: &Global) -> Result<tracecraft::config::Loaded,
 fn open_inputs(
     files: &[PathBuf],
     summary: &mut Summary,
-) -> Vec<(PathBuf, Option<u64>, Box<dyn Read>)> {
+) -> Vec<(PathBuf, Option<u64>, Box<dyn Read + Send>)> {
     let mut inputs = Vec::new();
     for file in files {
         if file.as_os_str() == "-" {
             inputs.push((
                 file.clone(),
                 None,
-                Box::new(std::io::stdin()) as Box<dyn Read>,
+                Box::new(std::io::stdin()) as Box<dyn Read + Send>,
             ));
             continue;
         }
@@ -239,58 +247,111 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
     let total: Option<u64> = inputs.iter().map(|(_, size, _)| *size).sum();
     let progress = progress_bar(total);
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut batch: Vec<ProcessedRun> = Vec::with_capacity(BATCH);
     let mut write_error: Option<String> = None;
-    let mut flush = |batch: &mut Vec<ProcessedRun>, out: &mut dyn Write| {
-        if to_stdout && write_error.is_none() {
-            for p in batch.iter() {
-                if let Err(e) = writeln!(out, "{}", tracecraft_core::json::to_json(p.run())) {
-                    write_error = Some(format!("stdout: {e}"));
-                    break;
-                }
-            }
-        }
-        pipeline.export(batch);
-        batch.clear();
-    };
-    for (file, _, reader) in inputs {
-        let reader: Box<dyn Read> = match &progress {
+    let names: Vec<PathBuf> = inputs.iter().map(|(f, _, _)| f.clone()).collect();
+    let mut readers = inputs.into_iter().map(|(_, _, reader)| {
+        let reader: Box<dyn Read + Send> = match &progress {
             Some(bar) => Box::new(bar.wrap_read(reader)),
             None => reader,
         };
-        let reader: Box<dyn BufRead> = Box::new(BufReader::with_capacity(1 << 16, reader));
-        for (line, parsed) in read_jsonl(reader) {
-            summary.read += 1;
-            let run = match parsed {
+        BufReader::with_capacity(1 << 16, reader)
+    });
+    // Chunks of whole lines, from one file after the other: (file, first line, bytes).
+    let mut current = readers.next().map(|r| (0usize, 1u64, r));
+    let next = || -> Result<Option<(usize, u64, Vec<u8>)>, CliError> {
+        while let Some((file, line, reader)) = current.as_mut() {
+            let chunk = crate::parallel::read_chunk(reader, &mut |_| false)
+                .map_err(|e| CliError(format!("cannot read {}: {e}", names[*file].display())))?;
+            match chunk {
+                Some(c) => {
+                    let first = *line;
+                    *line += memchr::memchr_iter(b'\n', &c).count() as u64
+                        + u64::from(!c.ends_with(b"\n"));
+                    return Ok(Some((*file, first, c)));
+                }
+                None => {
+                    let file = *file + 1;
+                    current = readers.next().map(|r| (file, 1u64, r));
+                }
+            }
+        }
+        Ok(None)
+    };
+    // On the workers: parse and process each line; the JSON for stdout is written there too.
+    let work = |(file, first, chunk): (usize, u64, Vec<u8>)| -> Vec<Line> {
+        let mut lines = Vec::new();
+        for (i, line) in chunk.split_inclusive(|&b| b == b'\n').enumerate() {
+            let n = first + i as u64;
+            let mut bytes = line.trim_ascii();
+            if n == 1 {
+                bytes = bytes
+                    .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+                    .unwrap_or(bytes)
+                    .trim_ascii();
+            }
+            if bytes.is_empty() {
+                continue;
+            }
+            let run = match tracecraft_core::json::parse_run_slice(bytes) {
                 Ok(run) => run,
                 Err(e) => {
+                    lines.push(Line::Malformed(file, e.at_line(n).to_string()));
+                    continue;
+                }
+            };
+            lines.push(match pipeline.process(run) {
+                Submitted::Exported(p) => {
+                    let json = to_stdout.then(|| tracecraft_core::json::to_json(p.run()));
+                    Line::Kept(p, json)
+                }
+                Submitted::Dropped(reason) => Line::Dropped(reason),
+                Submitted::Failed { processor } => Line::Failed(processor),
+            });
+        }
+        lines
+    };
+    let sink = |lines: Vec<Line>| -> Result<(), CliError> {
+        for line in lines {
+            summary.read += 1;
+            match line {
+                Line::Kept(p, json) => {
+                    summary.kept += 1;
+                    if let (Some(json), None) = (json, &write_error)
+                        && let Err(e) = writeln!(out, "{json}")
+                    {
+                        write_error = Some(format!("stdout: {e}"));
+                    }
+                    batch.push(p);
+                    if batch.len() >= BATCH {
+                        pipeline.export(&batch);
+                        batch.clear();
+                    }
+                }
+                Line::Dropped(reason) => *summary.dropped.entry(reason).or_default() += 1,
+                Line::Failed(processor) => *summary.failed.entry(processor).or_default() += 1,
+                Line::Malformed(file, e) => {
                     summary.malformed += 1;
-                    let e = e.at_line(line);
-                    let msg = shown(&format!("tracecraft: {}: {e}; skipped", file.display()));
+                    let msg = shown(&format!(
+                        "tracecraft: {}: {e}; skipped",
+                        names[file].display()
+                    ));
                     match &progress {
                         Some(bar) => bar.println(msg),
                         None => eprintln!("{msg}"),
                     }
-                    continue;
-                }
-            };
-            match pipeline.process(run) {
-                Submitted::Exported(p) => {
-                    summary.kept += 1;
-                    batch.push(p);
-                    if batch.len() >= BATCH {
-                        flush(&mut batch, &mut out);
-                    }
-                }
-                Submitted::Dropped(reason) => *summary.dropped.entry(reason).or_default() += 1,
-                Submitted::Failed { processor } => {
-                    *summary.failed.entry(processor).or_default() += 1;
                 }
             }
         }
+        Ok(())
+    };
+    let read_result = crate::parallel::ordered(crate::parallel::workers(), next, work, sink);
+    pipeline.export(&batch);
+    batch.clear();
+    if let Err(e) = read_result {
+        summary.unreadable.push(e.0);
     }
-    flush(&mut batch, &mut out);
     if let Err(e) = out.flush()
         && write_error.is_none()
     {

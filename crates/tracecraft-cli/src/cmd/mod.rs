@@ -2,8 +2,10 @@
 //! way the library does, and the error every command returns.
 
 pub(crate) mod config;
+pub(crate) mod doctor;
 pub(crate) mod import;
 pub(crate) mod redact;
+pub(crate) mod scan;
 pub(crate) mod traces;
 pub(crate) mod ui;
 

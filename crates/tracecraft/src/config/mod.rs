@@ -900,3 +900,44 @@ mod tests {
         assert!(e.to_string().contains("sampling.rate"), "{e}");
     }
 }
+
+#[cfg(all(test, feature = "sqlite", feature = "jsonl"))]
+mod store_settings_tests {
+    use super::*;
+
+    #[test]
+    fn store_settings_load_from_their_sub_tables() {
+        let c = TraceCraftConfig::from_toml_str(
+            "[storage]\nurl = \"jsonl:t\"\n[storage.jsonl]\nfsync = \"never\"\nrotate_bytes = 1024\n[storage.sqlite]\nsynchronous = \"full\"\nbusy_timeout_ms = 99\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.storage.jsonl.fsync, tracecraft_store_jsonl::Fsync::Never);
+        assert_eq!(c.storage.jsonl.rotate_bytes, Some(1024));
+        assert_eq!(
+            c.storage.sqlite.synchronous,
+            tracecraft_store_sqlite::Synchronous::Full
+        );
+        assert_eq!(c.storage.sqlite.busy_timeout_ms, 99);
+    }
+
+    #[test]
+    fn settings_owned_by_storage_are_refused_in_the_sub_tables() {
+        for (toml, field) in [
+            ("[storage.sqlite]\npath = \"x.db\"\n", "storage.sqlite.path"),
+            (
+                "[storage.sqlite]\nretention_days = 3\n",
+                "storage.sqlite.retention_days",
+            ),
+            ("[storage.jsonl]\ndir = \"d\"\n", "storage.jsonl.dir"),
+            (
+                "[storage.jsonl]\npermissions = \"error\"\n",
+                "storage.jsonl.permissions",
+            ),
+        ] {
+            let c = TraceCraftConfig::from_toml_str(toml).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{toml}: {e}");
+        }
+    }
+}

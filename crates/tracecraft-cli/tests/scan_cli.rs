@@ -1,0 +1,150 @@
+//! `tracecraft scan`: residual secrets in files and stores, reported without values, fixed on request.
+#![allow(missing_docs)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const SAMPLE: &str = include_str!("../../tracecraft-core/testdata/runs_sample.jsonl");
+
+/// Planted secrets of the built-in classes, as a trace would carry them.
+const PLANTED: &[&str] = &[
+    "bob.smith@example.org",
+    "sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678",
+    "AKIAIOSFODNN7EXAMPLE",
+    "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+    "4111 1111 1111 1111",
+    "123-45-6789",
+    "(415) 555-0132",
+];
+
+fn tc(args: &[&str], dir: &Path) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tracecraft"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TRACECRAFT_") || k.starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args).current_dir(dir).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A JSONL file as an unredacted writer (the Python package with redaction off) leaves it.
+fn unredacted_runs(dir: &Path) -> std::path::PathBuf {
+    let mut lines = String::new();
+    for (i, line) in SAMPLE.lines().take(PLANTED.len()).enumerate() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["input"] = serde_json::json!(format!("please use {} for this", PLANTED[i]));
+        lines.push_str(&v.to_string());
+        lines.push('\n');
+    }
+    let path = dir.join("raw.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+#[test]
+fn scan_finds_every_planted_secret_without_printing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    unredacted_runs(dir.path());
+    let out = tc(&["scan", "raw.jsonl"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    for (i, secret) in PLANTED.iter().enumerate() {
+        assert!(
+            all.contains(&format!("raw.jsonl:{}:", i + 1)),
+            "line {} not reported:\n{all}",
+            i + 1
+        );
+        assert!(!all.contains(secret), "printed {secret}");
+    }
+    assert!(
+        text(&out.stderr).contains(&format!("{} place(s)", PLANTED.len())),
+        "{all}"
+    );
+}
+
+#[test]
+fn clean_and_already_redacted_text_is_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("log.txt"),
+        "plain words\nkey [REDACTED] and [HASH:0123456789abcdef]\npassword: ***\n",
+    )
+    .unwrap();
+    let out = tc(&["scan", "log.txt"], dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("0 finding(s)"));
+}
+
+#[test]
+fn fix_rewrites_files_atomically_keeping_their_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = unredacted_runs(dir.path());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = tc(&["scan", "raw.jsonl", "--fix"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let body = std::fs::read_to_string(&path).unwrap();
+    for secret in PLANTED {
+        assert!(!body.contains(secret), "{secret} survived the fix");
+    }
+    for line in body.lines() {
+        tracecraft_core::parse_run(line).expect("still AgentRun JSONL");
+    }
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    let out = tc(&["scan", "raw.jsonl", "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("\"findings\":0"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn stores_are_scanned_and_fixed_by_trace_id() {
+    let dir = tempfile::tempdir().unwrap();
+    unredacted_runs(dir.path());
+    // Written with redaction off, as an older configuration would have.
+    let out = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
+        .args(["import", "raw.jsonl", "--store", "sqlite:t.db"])
+        .env("TRACECRAFT_REDACTION_ENABLED", "false")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tc(&["scan", "--store", "sqlite:t.db", "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("\"place\":\"trace "), "{stdout}");
+    for secret in PLANTED {
+        assert!(!stdout.contains(secret));
+    }
+    let out = tc(&["scan", "--store", "sqlite:t.db", "--fix"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("{} stored run(s)", PLANTED.len())),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = tc(&["scan", "--store", "sqlite:t.db"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let out = tc(&["traces", "--store", "sqlite:t.db", "stats"], dir.path());
+    assert!(text(&out.stdout).contains(&format!("traces: {}", PLANTED.len())));
+    // A missing store is an error, not an empty scan.
+    let out = tc(&["scan", "--store", "sqlite:nope.db"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.path().join("nope.db").exists());
+}
