@@ -69,6 +69,8 @@ enum Command {
     /// Audit stored runs or written files for residual secrets (rule, place, byte range;
     /// never the value); --fix rewrites them redacted.
     Scan(cmd::scan::Args),
+    /// Browse stored runs in a local web app: waterfalls, chat views, sessions, overview.
+    Ui(cmd::ui::Args),
 }
 
 /// How a command that did not fail outright ended.
@@ -112,6 +114,7 @@ fn main() -> ExitCode {
         Command::Config(args) => cmd::config::run(args, &cli.global),
         Command::Scan(args) => cmd::scan::run(args, &cli.global),
         Command::Doctor(args) => cmd::doctor::run(args, &cli.global),
+        Command::Ui(args) => cmd::ui::run(args, &cli.global),
     };
     match result {
         Ok(Exit::Done) => ExitCode::SUCCESS,

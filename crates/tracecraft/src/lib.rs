@@ -86,6 +86,7 @@
 //! | `otlp` | `otlp`: the OTLP exporter (gRPC or HTTP/protobuf, rustls); `[otlp]` settings use it |
 //! | `receiver` | the redacting OTLP receiver (declared; not shipped yet) |
 //! | `tracing` | `layer::TraceCraftLayer`, a `tracing_subscriber::Layer` that turns spans into runs and steps |
+//! | `ui` | `ui`: the trace browser (`ui::Server`) that `tracecraft ui` serves |
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -111,6 +112,11 @@ pub use tracecraft_store_sqlite as sqlite;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use tracecraft_otlp as otlp;
+
+/// The local trace browser (`tracecraft-ui`).
+#[cfg(feature = "ui")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ui")))]
+pub use tracecraft_ui as ui;
 
 /// Processors, the pipeline and the batch exporter (`tracecraft-pipeline`).
 #[cfg(feature = "pipeline")]

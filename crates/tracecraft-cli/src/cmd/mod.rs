@@ -7,6 +7,7 @@ pub(crate) mod import;
 pub(crate) mod redact;
 pub(crate) mod scan;
 pub(crate) mod traces;
+pub(crate) mod ui;
 
 use std::fmt;
 

@@ -1,0 +1,80 @@
+// The trace browser: a tiny router over history.pushState. Pages render into #main and may
+// return a cleanup function (timers, listeners).
+import { h, fill, add, clear } from './dom.js';
+import * as api from './api.js';
+import { renderList } from './list.js';
+import { renderRun } from './run.js';
+import { renderOverview } from './charts.js';
+import { renderSessions, renderUsers } from './groups.js';
+
+const routes = [
+  [/^\/$/, 'runs', renderList],
+  [/^\/runs\/([0-9a-fA-F-]{36})$/, 'runs', renderRun],
+  [/^\/sessions$/, 'sessions', renderSessions],
+  [/^\/users$/, 'users', renderUsers],
+  [/^\/overview$/, 'overview', renderOverview],
+];
+
+let cleanup = null;
+let generation = 0;
+
+export function navigate(url, { replace = false } = {}) {
+  if (replace) history.replaceState(null, '', url);
+  else history.pushState(null, '', url);
+  render();
+}
+
+/** Changes the query string without a new page render (state kept by the page itself). */
+export function setQuery(params, { replace = true } = {}) {
+  const qs = new URLSearchParams(params).toString();
+  const url = location.pathname + (qs ? `?${qs}` : '');
+  if (replace) history.replaceState(null, '', url); else history.pushState(null, '', url);
+}
+
+async function render() {
+  const main = document.getElementById('main');
+  if (cleanup) { try { cleanup(); } catch (_) { /* ignore */ } cleanup = null; }
+  const gen = ++generation;
+  const path = location.pathname;
+  const params = new URLSearchParams(location.search);
+  for (const [re, page, fn] of routes) {
+    const m = path.match(re);
+    if (!m) continue;
+    for (const a of document.querySelectorAll('nav.side a.nav')) {
+      a.classList.toggle('active', a.dataset.page === page);
+    }
+    clear(main);
+    const ctx = { navigate, setQuery, current: () => gen === generation };
+    const c = await fn(main, params, ctx, ...m.slice(1));
+    if (gen === generation) cleanup = typeof c === 'function' ? c : null;
+    else if (typeof c === 'function') c();
+    return;
+  }
+  clear(main).appendChild(h('div', { class: 'empty' }, 'Page not found.'));
+}
+
+// Internal links navigate without a reload; modified clicks keep the browser's behaviour.
+document.addEventListener('click', (ev) => {
+  if (ev.defaultPrevented || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
+  const a = ev.target.closest('a[href]');
+  if (!a) return;
+  const href = a.getAttribute('href');
+  if (!href || !href.startsWith('/') || href.startsWith('//')) return;
+  ev.preventDefault();
+  navigate(href);
+});
+
+window.addEventListener('popstate', render);
+
+api.meta().then((m) => {
+  const el = document.getElementById('store-info');
+  if (el) {
+    fill(el, 
+      h('div', {}, `${m.store} store`),
+      h('div', {}, m.allow_erase ? 'erasure enabled' : 'read-only'),
+      h('div', { class: 'muted' }, `v${m.version}`),
+    );
+  }
+}).catch(() => {});
+
+render();
