@@ -54,6 +54,10 @@ pub fn open_existing_store(
     open_store_as(storage, false)
 }
 
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "jsonl")),
+    allow(unused_variables)
+)]
 fn open_store_as(
     storage: &StorageConfig,
     create: bool,

@@ -155,6 +155,10 @@ impl Default for StorageConfig {
 impl StorageConfig {
     /// Refuses store sub-table settings that `[storage]` owns, so that no setting the user
     /// wrote is silently overridden.
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "jsonl")),
+        allow(unused_variables)
+    )]
     pub(crate) fn validate_owned(&self) -> Result<(), ConfigError> {
         let owned = |field: &str, set: bool, instead: &str| {
             if set {
