@@ -69,25 +69,21 @@ fn open_store_as(
         StorageUrl::Sqlite(path) => {
             let mut cfg = storage.sqlite.clone();
             cfg.path = path.clone();
-            let cfg = cfg
-                .create(create)
-                .retention_days(storage.retention_days)
-                .permissions(storage.permissions);
-            Ok(Some(Arc::new(tracecraft_store_sqlite::SqliteStore::open(
-                cfg,
-            )?)))
+            let cfg = cfg.create(create).permissions(storage.permissions);
+            let store: Arc<dyn TraceStore> =
+                Arc::new(tracecraft_store_sqlite::SqliteStore::open(cfg)?);
+            apply_retention(&*store, storage)?;
+            Ok(Some(store))
         }
         #[cfg(feature = "jsonl")]
         StorageUrl::Jsonl(dir) => {
             let mut cfg = storage.jsonl.clone();
             cfg.dir = dir.clone();
-            let cfg = cfg
-                .create(create)
-                .retention_days(storage.retention_days)
-                .permissions(storage.permissions);
-            Ok(Some(Arc::new(tracecraft_store_jsonl::JsonlStore::open(
-                cfg,
-            )?)))
+            let cfg = cfg.create(create).permissions(storage.permissions);
+            let store: Arc<dyn TraceStore> =
+                Arc::new(tracecraft_store_jsonl::JsonlStore::open(cfg)?);
+            apply_retention(&*store, storage)?;
+            Ok(Some(store))
         }
         #[allow(unreachable_patterns)]
         other => Err(ConfigError::Invalid {
@@ -101,6 +97,72 @@ fn open_store_as(
             ),
         }
         .into()),
+    }
+}
+
+/// Purges runs older than the storage's retention (when it has one), logging how many.
+#[cfg_attr(not(any(feature = "sqlite", feature = "jsonl")), allow(dead_code))]
+fn apply_retention(store: &dyn TraceStore, storage: &StorageConfig) -> Result<u64, InitError> {
+    let Some(age) = storage.max_age() else {
+        return Ok(0);
+    };
+    let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+    let cutoff = chrono::Utc::now()
+        .checked_sub_signed(age)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let purged = store.purge_older_than(cutoff)?;
+    if purged > 0 {
+        tracing::info!(
+            store = store.name(),
+            purged,
+            "retention: purged runs older than the configured age"
+        );
+    }
+    Ok(purged)
+}
+
+/// Applies `max_age` retention to `store` in the background, on a `tracecraft-retention`
+/// thread: every tenth of the age (at least 100 ms, at most an hour), runs that started
+/// longer ago are purged, counted and logged. The thread holds only a weak reference: it ends
+/// by itself once the store is dropped.
+pub fn spawn_retention(store: &Arc<dyn TraceStore>, max_age: std::time::Duration) {
+    let weak = Arc::downgrade(store);
+    let interval = (max_age / 10).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(3600),
+    );
+    let tick = interval.min(std::time::Duration::from_millis(200));
+    let spawned = std::thread::Builder::new()
+        .name("tracecraft-retention".into())
+        .spawn(move || {
+            let age = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
+            let mut waited = std::time::Duration::ZERO;
+            loop {
+                std::thread::sleep(tick);
+                waited += tick;
+                let Some(store) = weak.upgrade() else {
+                    return;
+                };
+                if waited < interval {
+                    continue;
+                }
+                waited = std::time::Duration::ZERO;
+                let cutoff = chrono::Utc::now()
+                    .checked_sub_signed(age)
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+                match store.purge_older_than(cutoff) {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(
+                        store = store.name(),
+                        purged,
+                        "retention: purged runs older than the configured age"
+                    ),
+                    Err(e) => tracing::warn!(store = store.name(), error = %e, "retention failed"),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "retention thread not started: retention applies only when stores open");
     }
 }
 
@@ -216,6 +278,9 @@ impl Runtime {
         let store = open_store(&config.storage)?;
         if let Some(store) = &store {
             builder = builder.exporter(BatchExporter::new(Arc::clone(store), batch));
+            if let Some(age) = config.storage.max_age() {
+                spawn_retention(store, age);
+            }
         }
         if let Some(jsonl) = open_jsonl_export(&config)? {
             builder = builder.exporter(BatchExporter::new(jsonl, batch));

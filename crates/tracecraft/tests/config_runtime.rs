@@ -243,3 +243,37 @@ fn config_fuzz_regressions_do_not_panic() {
         let _ = tracecraft::core::time::parse(&text);
     }
 }
+
+#[test]
+fn retention_runs_by_itself_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sqlite_config(dir.path(), "ret.db");
+    config.storage.retention = Some(tracecraft::config::Retention(Duration::from_secs(1)));
+    let rt = Runtime::new(config).unwrap();
+    {
+        let _run = rt.run("short-lived").start();
+    }
+    rt.force_flush().unwrap();
+    let store = rt.store().unwrap();
+    assert_eq!(store.count(&TraceQuery::new()).unwrap(), 1);
+    // No call purges it: the runtime's retention thread does, soon after it is a second old.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store.count(&TraceQuery::new()).unwrap() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention did not run in the background"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rt.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn retention_is_written_as_an_age_and_not_twice() {
+    let c = TraceCraftConfig::from_toml_str("[storage]\nretention = \"90d\"\n").unwrap();
+    assert_eq!(c.storage.max_age(), Some(Duration::from_secs(90 * 86_400)));
+    let c = TraceCraftConfig::from_toml_str("[storage]\nretention = \"90d\"\nretention_days = 3\n")
+        .unwrap();
+    assert!(c.validate().unwrap_err().to_string().contains("retention"));
+    assert!(TraceCraftConfig::from_toml_str("[storage]\nretention = \"soon\"\n").is_err());
+}

@@ -420,16 +420,18 @@ fn storage_checks(loaded: &Loaded, out: &mut Vec<Check>) {
             "retention",
             Status::Warn,
             "no retention: runs are kept forever",
-            "set [storage] retention_days (e.g. 90) to keep only what you need (GDPR minimization)",
+            "set [storage] retention = \"90d\" to keep only what you need (GDPR minimization); the runtime and the gateway apply it in the background",
         ),
     });
     // Opened without retention: the doctor looks, it does not purge.
     let mut look = storage.clone();
     look.retention_days = None;
-    if let Some(days) = storage.retention_days
+    look.retention = None;
+    if let Some(age) = storage.max_age()
         && let Ok(Some(store)) = tracecraft::open_existing_store(&look)
     {
-        let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+        let cutoff =
+            chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
         let old = store
             .count(&tracecraft_core::TraceQuery::new().started(None, Some(cutoff)))
             .unwrap_or(0);
@@ -437,8 +439,11 @@ fn storage_checks(loaded: &Loaded, out: &mut Vec<Check>) {
             out.push(check(
                 "retention applied",
                 Status::Warn,
-                format!("{old} run(s) older than {days} days are stored"),
-                "run `tracecraft traces purge --older-than {days}d`, or keep a runtime or gateway running (it applies retention when the store opens)",
+                format!(
+                    "{old} run(s) older than the retention ({}) are stored",
+                    humantime::format_duration(age)
+                ),
+                "run `tracecraft traces purge --older-than AGE`, or keep a runtime or gateway running (they apply retention in the background)",
             ));
         }
     }

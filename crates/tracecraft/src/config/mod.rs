@@ -120,7 +120,11 @@ impl<'de> Deserialize<'de> for StorageUrl {
 pub struct StorageConfig {
     /// Where runs go (default `sqlite:traces/tracecraft.db`).
     pub url: StorageUrl,
-    /// Delete runs older than this many days when the store opens (retention).
+    /// Keep runs this long: `retention = "90d"` (any humantime age: `12h`, `2weeks`). Runs
+    /// that started earlier are purged when the store opens and then periodically in the
+    /// background by the runtime and the gateway (counted and logged).
+    pub retention: Option<Retention>,
+    /// The older form of `retention`, in days (setting both is an error).
     pub retention_days: Option<u32>,
     /// Existing store files or directories looser than 0600 / 0700: `warn` (default; the
     /// mode is left as it is), `error` (refuse to open), or `tighten` (change the mode).
@@ -142,6 +146,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             url: StorageUrl::default_sqlite(),
+            retention: None,
             retention_days: None,
             permissions: tracecraft_core::fs::PermissionPolicy::default(),
             #[cfg(feature = "sqlite")]
@@ -152,7 +157,38 @@ impl Default for StorageConfig {
     }
 }
 
+/// A retention age, written as humantime text (`"90d"`, `"12h"`, `"2weeks"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub std::time::Duration);
+
+impl Serialize for Retention {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Retention {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match humantime::parse_duration(s.trim()) {
+            Ok(age) if !age.is_zero() => Ok(Retention(age)),
+            _ => Err(serde::de::Error::custom(
+                "expected an age such as \"90d\", \"12h\" or \"2weeks\"",
+            )),
+        }
+    }
+}
+
 impl StorageConfig {
+    /// How long runs are kept (`retention`, else `retention_days`), if limited.
+    #[must_use]
+    pub fn max_age(&self) -> Option<std::time::Duration> {
+        self.retention.map(|r| r.0).or_else(|| {
+            self.retention_days
+                .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400))
+        })
+    }
+
     /// Refuses store sub-table settings that `[storage]` owns, so that no setting the user
     /// wrote is silently overridden.
     #[cfg_attr(
@@ -160,6 +196,12 @@ impl StorageConfig {
         allow(unused_variables)
     )]
     pub(crate) fn validate_owned(&self) -> Result<(), ConfigError> {
+        if self.retention.is_some() && self.retention_days.is_some() {
+            return Err(ConfigError::Invalid {
+                field: "storage.retention_days".into(),
+                message: "set storage.retention or storage.retention_days, not both".into(),
+            });
+        }
         let owned = |field: &str, set: bool, instead: &str| {
             if set {
                 Err(ConfigError::Invalid {
