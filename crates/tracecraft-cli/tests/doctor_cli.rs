@@ -79,7 +79,25 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "[redaction]\nmode = \"hash\"\nhash_key = \"a-literal-key-in-the-file\"\n",
         "FAIL",
     ),
-    ("retention", "[storage]\nretention_days = 30\n", "", "WARN"),
+    ("retention", "[storage]\nretention = \"30d\"\n", "", "WARN"),
+    (
+        "identifiers pseudonymized",
+        "[redaction]\nhash_key = \"some-key\"\n",
+        "",
+        "WARN",
+    ),
+    (
+        "identifiers pseudonymized",
+        "[redaction]\nhash_key = \"some-key\"\n",
+        "[redaction]\nhash_key = \"unkeyed\"\n",
+        "FAIL",
+    ),
+    (
+        "identifiers pseudonymized",
+        "[redaction]\nhash_key = \"some-key\"\n",
+        "[redaction]\npseudonymize = []\n",
+        "WARN",
+    ),
     (
         "OTLP over TLS",
         "[otlp]\nenabled = true\nendpoint = \"https://collector.example.com:4318/v1/traces\"\n",

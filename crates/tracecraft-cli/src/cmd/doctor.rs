@@ -140,6 +140,32 @@ fn redaction_checks(loaded: &Loaded, out: &mut Vec<Check>) {
         ),
     });
     allowlist_check(r, out);
+    out.push(match (r.pseudonymize.is_empty(), &r.hash_key) {
+        (true, _) => check(
+            "identifiers pseudonymized",
+            Status::Warn,
+            "pseudonymize = []: user and session ids are masked, so per-person requests cannot be answered",
+            "set [redaction] pseudonymize = [\"user_id\", \"session_id\"] and a hash key",
+        ),
+        (false, None) => check(
+            "identifiers pseudonymized",
+            Status::Warn,
+            format!("{} are masked, not pseudonymized: no hash key", r.pseudonymize.join(", ")),
+            "set TRACECRAFT_REDACTION_HASH_KEY to a random secret of 32+ bytes",
+        ),
+        (false, Some(k)) if k.is_unkeyed() => check(
+            "identifiers pseudonymized",
+            Status::Fail,
+            "identifiers are hashed without a key: emails and phone numbers can be recovered by guessing",
+            "set TRACECRAFT_REDACTION_HASH_KEY to a random secret of 32+ bytes",
+        ),
+        (false, Some(_)) => check(
+            "identifiers pseudonymized",
+            Status::Pass,
+            format!("{} stored as keyed pseudonyms", r.pseudonymize.join(", ")),
+            "",
+        ),
+    });
 }
 
 /// Adversarial text made of a rule's own alphabet: the characters of its pattern, repeated.
@@ -409,11 +435,11 @@ fn storage_checks(loaded: &Loaded, out: &mut Vec<Check>) {
             "",
         ));
     }
-    out.push(match storage.retention_days {
-        Some(days) => check(
+    out.push(match storage.max_age() {
+        Some(age) => check(
             "retention",
             Status::Pass,
-            format!("runs are kept {days} days"),
+            format!("runs are kept {}", humantime::format_duration(age)),
             "",
         ),
         None => check(
