@@ -132,6 +132,9 @@ pub struct TraceQuery {
     pub user_id: Option<String>,
     /// Environment.
     pub environment: Option<String>,
+    /// The trace id starts with this (lower-case hex, hyphenated as ids print): `568cca74`,
+    /// so ids can be given by a unique prefix, as git does with commits.
+    pub id_prefix: Option<String>,
     /// At most this many results.
     pub limit: Option<usize>,
     /// Skip this many results.
@@ -226,6 +229,22 @@ impl TraceQuery {
         self.offset = n;
         self
     }
+    /// Only traces whose id starts with `prefix` (case-insensitive).
+    #[must_use]
+    pub fn id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.id_prefix = Some(prefix.into().to_ascii_lowercase());
+        self
+    }
+    /// Whether trace id `id` passes [`id_prefix`](Self::id_prefix).
+    #[must_use]
+    pub fn id_matches(&self, id: &Uuid) -> bool {
+        self.id_prefix.as_deref().is_none_or(|p| {
+            let mut buf = Uuid::encode_buffer();
+            id.hyphenated()
+                .encode_lower(&mut buf)
+                .starts_with(&p.to_ascii_lowercase())
+        })
+    }
     /// Sort order.
     #[must_use]
     pub fn order_by(mut self, by: OrderBy, descending: bool) -> Self {
@@ -246,6 +265,7 @@ impl TraceQuery {
             min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m)
         };
         eq(&self.name, Some(&run.name))
+            && self.id_matches(&run.id)
             && self
                 .name_contains
                 .as_deref()

@@ -270,7 +270,7 @@ impl TraceStore for JsonlStore {
         self.consistent_read(|state| {
             let mut hits: Vec<(Uuid, &Meta)> = state
                 .candidates(query)
-                .filter(|(_, e)| e.meta.matches(query, lower.as_deref()))
+                .filter(|(id, e)| query.id_matches(id) && e.meta.matches(query, lower.as_deref()))
                 .map(|(id, e)| (*id, &e.meta))
                 .collect();
             let end = query
@@ -299,7 +299,7 @@ impl TraceStore for JsonlStore {
         let state = self.state.read();
         Ok(state
             .candidates(query)
-            .filter(|(_, e)| e.meta.matches(query, lower.as_deref()))
+            .filter(|(id, e)| query.id_matches(id) && e.meta.matches(query, lower.as_deref()))
             .count() as u64)
     }
 

@@ -871,6 +871,13 @@ fn where_clause(q: &TraceQuery) -> (String, Vec<SqlValue>) {
     if let Some(n) = &q.name {
         push("name = ?", SqlValue::Text(n.clone()));
     }
+    if let Some(p) = &q.id_prefix {
+        let p = p.to_ascii_lowercase();
+        push(
+            &format!("substr(id, 1, {}) = ?", p.chars().count()),
+            SqlValue::Text(p),
+        );
+    }
     if let Some(n) = &q.name_contains {
         // instr, not LIKE: exact substring of the Unicode-lower-cased name, no wildcards.
         push("instr(name_lower, ?) > 0", SqlValue::Text(n.to_lowercase()));

@@ -8,6 +8,7 @@ pub(crate) mod redact;
 pub(crate) mod scan;
 pub(crate) mod traces;
 pub(crate) mod ui;
+pub(crate) mod view;
 
 use std::fmt;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use tracecraft_core::{AgentRun, TraceQuery, TraceStore, Uuid};
 
-use super::{CliError, load_config, store_flag};
+use super::{CliError, load_config, store_flag, view};
 use crate::{Exit, Global};
 
 /// Arguments of `tracecraft traces`.
@@ -28,15 +28,21 @@ pub(crate) struct Args {
 enum Sub {
     /// List traces, newest first.
     List(ListArgs),
-    /// Show one trace as a tree (or its JSON with --json).
+    /// Show one trace as a waterfall: every step on one time axis (or its JSON with --json).
     Show {
-        /// The trace id.
+        /// The trace id, or a unique prefix of it (`568cca74`).
         id: String,
+        /// Print every input and output in full below its step.
+        #[arg(long)]
+        full: bool,
+        /// Times in UTC instead of the local zone.
+        #[arg(long)]
+        utc: bool,
     },
     /// Erase one trace, its steps and tags (GDPR erasure). Exit 1 when there is no such
     /// trace (nothing erased is not success).
     Rm {
-        /// The trace id.
+        /// The trace id, or a unique prefix of it.
         #[arg(required_unless_present_any = ["user", "session"])]
         id: Option<String>,
         /// Erase every run of this person (the real id: it is pseudonymized the way the
@@ -87,9 +93,30 @@ struct ListArgs {
     /// `2025-01-06T10:00`, `2025-01-06 10:00:00`, RFC 3339; without a zone: UTC).
     #[arg(long, value_name = "AGE|DATE|TIME")]
     since: Option<String>,
+    /// Only traces with this tag (repeatable: all of them).
+    #[arg(long)]
+    tag: Vec<String>,
+    /// Only traces with a step whose model name contains this (case-insensitive).
+    #[arg(long)]
+    model: Option<String>,
+    /// Only traces that lasted at least this long (`500ms`, `2s`).
+    #[arg(long, value_name = "DURATION")]
+    min_duration: Option<String>,
+    /// Only traces that cost at least this many dollars.
+    #[arg(long, value_name = "USD")]
+    min_cost: Option<f64>,
+    /// Only traces whose name or (redacted) content contains this text (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    search: Option<String>,
     /// At most this many.
     #[arg(long, default_value_t = 20)]
     limit: usize,
+    /// Skip this many matching traces first (paging).
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
+    /// Times in UTC instead of the local zone.
+    #[arg(long)]
+    utc: bool,
 }
 
 /// The store named by `--store`, else by the configuration; opened only if it exists.
@@ -164,6 +191,42 @@ fn runs_of(
     Ok(runs)
 }
 
+/// A full trace id, or the one trace whose id starts with `text` (at least 4 hex digits), as
+/// git resolves commit prefixes; an ambiguous prefix lists the candidates.
+fn resolve(store: &dyn TraceStore, text: &str) -> Result<Uuid, CliError> {
+    let text = text.trim();
+    if let Ok(id) = Uuid::parse_str(text) {
+        return Ok(id);
+    }
+    let is_prefix = text.len() >= 4
+        && text.len() < 36
+        && text.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    if !is_prefix {
+        return parse_id(text);
+    }
+    let found = store.query(&TraceQuery::new().id_prefix(text).limit(11))?;
+    match found.as_slice() {
+        [] => Err(CliError(format!("no trace id starts with {text}"))),
+        [one] => Ok(one.id),
+        many => {
+            let list = many
+                .iter()
+                .take(10)
+                .map(|r| format!("{} {}", r.id, view::cut(&view::safe(&r.name), 30)))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Err(CliError(format!(
+                "{text} is ambiguous: {}{list}",
+                if many.len() > 10 {
+                    "more than 10 traces, e.g. "
+                } else {
+                    ""
+                }
+            )))
+        }
+    }
+}
+
 fn parse_id(id: &str) -> Result<Uuid, CliError> {
     // The argument is not echoed: a pasted value may be anything.
     Uuid::parse_str(id.trim())
@@ -228,7 +291,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
     let mut out = stdout.lock();
     match args.command {
         Sub::List(l) => {
-            let mut q = TraceQuery::new().limit(l.limit);
+            let mut q = TraceQuery::new();
             if let Some(n) = l.name {
                 q = q.name(n);
             }
@@ -244,50 +307,130 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             if let Some(s) = l.since {
                 q = q.started(Some(since(&s)?), None);
             }
-            let runs = store.query(&q)?;
+            for t in l.tag {
+                q = q.tag(t);
+            }
+            if let Some(d) = &l.min_duration {
+                let d = humantime::parse_duration(d.trim()).map_err(|_| {
+                    CliError("--min-duration: expected a duration like 500ms or 2s".into())
+                })?;
+                q = q.duration_ms(Some(d.as_secs_f64() * 1000.0), None);
+            }
+            if let Some(c) = l.min_cost {
+                q = q.cost_usd(Some(c), None);
+            }
+            let model = l.model.map(|m| m.to_lowercase());
+            let search = l.search.map(|t| t.to_lowercase());
+            let keep = |r: &AgentRun| {
+                model.as_deref().is_none_or(|m| {
+                    r.walk().any(|s| {
+                        s.model_name
+                            .as_deref()
+                            .is_some_and(|n| n.to_lowercase().contains(m))
+                    })
+                }) && search
+                    .as_deref()
+                    .is_none_or(|t| tracecraft_core::json::to_json(r).to_lowercase().contains(t))
+            };
+            // Paged through the store and written as it goes: memory stays at one page
+            // whatever --limit says.
+            const PAGE: usize = 500;
+            let direct = model.is_none() && search.is_none();
+            let mut skipped = 0usize;
+            let mut shown_n = 0usize;
+            let mut store_offset = if direct { l.offset } else { 0 };
             if args.json {
-                let list: Vec<_> = runs.iter().map(summary_json).collect();
-                writeln!(out, "{}", serde_json::Value::from(list))?;
-            } else {
-                writeln!(
-                    out,
-                    "{:<36}  {:<20}  {:<24}  {:>10}  {:>8}  {:>10}  {:>6}",
-                    "ID", "STARTED", "NAME", "DURATION", "TOKENS", "COST", "ERRORS"
-                )?;
-                for r in &runs {
-                    writeln!(
-                        out,
-                        "{:<36}  {:<20}  {:<24}  {:>8.0}ms  {:>8}  ${:>9.5}  {:>6}",
-                        r.id,
-                        r.start_time.format("%Y-%m-%d %H:%M:%S"),
-                        r.name.chars().take(24).collect::<String>(),
-                        r.duration_ms.unwrap_or(0.0),
-                        r.total_tokens,
-                        r.total_cost_usd,
-                        r.error_count
-                    )?;
+                write!(out, "[")?;
+            }
+            'pages: while shown_n < l.limit {
+                let want = if direct {
+                    (l.limit - shown_n).min(PAGE)
+                } else {
+                    PAGE
+                };
+                let mut page_q = q.clone().limit(want);
+                page_q.offset = store_offset;
+                let page = store.query(&page_q)?;
+                if page.is_empty() {
+                    break;
+                }
+                store_offset += page.len();
+                for r in &page {
+                    if !direct {
+                        if !keep(r) {
+                            continue;
+                        }
+                        if skipped < l.offset {
+                            skipped += 1;
+                            continue;
+                        }
+                    }
+                    if args.json {
+                        if shown_n > 0 {
+                            write!(out, ",")?;
+                        }
+                        write!(out, "{}", summary_json(r))?;
+                    } else {
+                        if shown_n == 0 {
+                            writeln!(
+                                out,
+                                "{:<36}  {:<25}  {:<24}  {:>9}  {:>5}  {:>8}  {:>8}  {:>6}  USER",
+                                "ID",
+                                "STARTED",
+                                "NAME",
+                                "TOOK",
+                                "STEPS",
+                                "TOKENS",
+                                "COST",
+                                "ERRORS"
+                            )?;
+                        }
+                        writeln!(
+                            out,
+                            "{:<36}  {:<25}  {:<24}  {:>9}  {:>5}  {:>8}  {:>8}  {:>6}  {}",
+                            r.id,
+                            view::time(&r.start_time, l.utc),
+                            view::cut(&view::safe(&r.name), 24),
+                            view::duration(r.duration_ms),
+                            r.step_count(),
+                            r.total_tokens,
+                            view::cost(r.total_cost_usd),
+                            r.error_count,
+                            view::cut(&view::safe(r.user_id.as_deref().unwrap_or("")), 30),
+                        )?;
+                    }
+                    shown_n += 1;
+                    if shown_n >= l.limit {
+                        break 'pages;
+                    }
+                }
+                if page.len() < want {
+                    break;
                 }
             }
+            if args.json {
+                writeln!(out, "]")?;
+            } else if shown_n == 0 {
+                writeln!(out, "no traces match")?;
+            }
         }
-        Sub::Show { id } => {
-            let id = parse_id(&id)?;
+        Sub::Show { id, full, utc } => {
+            let id = resolve(&*store, &id)?;
             let run = store
                 .get(id)?
                 .ok_or_else(|| CliError(format!("no trace {id} in {label}")))?;
             if args.json {
                 writeln!(out, "{}", tracecraft_core::json::to_json(&run))?;
             } else {
-                drop(out);
-                // The run comes from a store: it was processed (redacted) before it was saved.
-                #[allow(clippy::disallowed_methods)]
-                let processed = tracecraft_core::ProcessedRun::assume_processed(run);
-                let mut console = tracecraft::ConsoleExporter::new().verbose(true);
-                tracecraft_core::Exporter::export(&mut console, &[processed])?;
-                return Ok(Exit::Done);
+                let width = std::env::var("COLUMNS")
+                    .ok()
+                    .and_then(|c| c.parse::<usize>().ok())
+                    .map_or(48, |c| c.saturating_sub(72).clamp(20, 100));
+                write!(out, "{}", view::waterfall(&run, utc, full, width))?;
             }
         }
         Sub::Rm { id: Some(id), .. } => {
-            let id = parse_id(&id)?;
+            let id = resolve(&*store, &id)?;
             let existed = store.delete(id)?;
             store.flush()?;
             if args.json {
