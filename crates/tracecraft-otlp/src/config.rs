@@ -208,7 +208,7 @@ pub struct OtlpSettings {
     pub(crate) client_key_file: Option<PathBuf>,
     pub(crate) retry: RetryPolicy,
     pub(crate) max_request_bytes: usize,
-    pub(crate) service_name: Option<String>,
+    pub(crate) mapping: crate::mapping::MappingOptions,
 }
 
 impl Default for OtlpSettings {
@@ -225,7 +225,7 @@ impl Default for OtlpSettings {
             client_key_file: None,
             retry: RetryPolicy::default(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-            service_name: None,
+            mapping: crate::mapping::MappingOptions::default(),
         }
     }
 }

@@ -154,7 +154,31 @@ impl OtlpExporterBuilder {
     }
     /// The resource's `service.name` for runs without a `service.name` attribute.
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
-        self.settings.service_name = Some(name.into());
+        self.settings.mapping.service_name = Some(name.into());
+        self
+    }
+    /// Adds a resource attribute (`service.version`, `openinference.project.name`, ...;
+    /// `OTEL_RESOURCE_ATTRIBUTES`).
+    pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings
+            .mapping
+            .resource_attributes
+            .insert(key.into(), value.into());
+        self
+    }
+    /// The attribute dialects (default: GenAI, OpenInference and MLflow).
+    pub fn dialects(mut self, dialects: crate::mapping::Dialects) -> Self {
+        self.settings.mapping.dialects = dialects;
+        self
+    }
+    /// Whether content is exported (default [`Content::Full`](crate::mapping::Content::Full)).
+    pub fn content(mut self, content: crate::mapping::Content) -> Self {
+        self.settings.mapping.content = content;
+        self
+    }
+    /// Every mapping setting at once.
+    pub fn mapping(mut self, options: MappingOptions) -> Self {
+        self.settings.mapping = options;
         self
     }
 
@@ -404,9 +428,7 @@ impl OtlpExporter {
             compression: s.compression,
             retry: s.retry,
             max_request_bytes: s.max_request_bytes,
-            mapping: MappingOptions {
-                service_name: s.service_name,
-            },
+            mapping: s.mapping,
             runtime: Some(runtime),
             transport: Some(transport),
             counters: Arc::new(Counters::default()),

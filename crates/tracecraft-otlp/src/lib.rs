@@ -52,6 +52,7 @@
 mod config;
 mod exporter;
 pub mod mapping;
+pub mod reverse;
 mod rpc;
 #[cfg(feature = "testing")]
 pub mod testing;

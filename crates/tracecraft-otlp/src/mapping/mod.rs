@@ -1,9 +1,16 @@
-//! [`AgentRun`] -> OTLP spans, following the OpenTelemetry GenAI semantic conventions.
+//! [`AgentRun`] -> OTLP spans, after the OpenTelemetry GenAI semantic conventions, with the
+//! OpenInference and MLflow keys that LLM trace backends read (see [`Dialect`]).
 //!
 //! The mapping is written out in the crate README ("Mapping"); this module is its only
-//! implementation. Everything here is pure (no I/O) and never panics on any run.
+//! implementation, and [`crate::reverse`] reads everything it writes back. Everything here is
+//! pure (no I/O) and never panics on any run. Content (inputs, outputs, messages, documents)
+//! is exported as the pipeline left it: already redacted.
 
-use std::collections::HashMap;
+mod attrs;
+pub(crate) mod content;
+pub mod keys;
+mod options;
+mod spans;
 
 use chrono::{DateTime, Utc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -11,12 +18,16 @@ use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use serde_json::Value;
-use tracecraft_core::{AgentRun, ProcessedRun, Step, StepType};
+use tracecraft_core::{AgentRun, ProcessedRun, Step};
 use uuid::Uuid;
+
+pub use options::{
+    Content, Dialect, Dialects, MappingOptions, MappingOptionsBuilder, UnknownContent,
+    UnknownDialect,
+};
+pub use spans::{mlflow_span_type, openinference_kind, operation_name};
 
 /// The instrumentation scope (and `telemetry.sdk.name`) of every span TraceCraft exports.
 pub const SCOPE_NAME: &str = "tracecraft";
@@ -31,26 +42,6 @@ pub const MAX_VALUE_DEPTH: usize = 32;
 /// The `service.name` used when neither the exporter nor the run names a service (the
 /// OpenTelemetry default).
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
-
-/// Settings of the mapping that do not come from the run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MappingOptions {
-    /// The resource's `service.name` for runs without a `service.name` attribute
-    /// (default [`UNKNOWN_SERVICE`]).
-    pub service_name: Option<String>,
-}
-
-/// The GenAI operation a step type stands for (`gen_ai.operation.name`), where the
-/// conventions have one.
-#[must_use]
-pub fn operation_name(step_type: StepType) -> Option<&'static str> {
-    match step_type {
-        StepType::Agent => Some("invoke_agent"),
-        StepType::Llm => Some("chat"),
-        StepType::Tool => Some("execute_tool"),
-        _ => None,
-    }
-}
 
 /// The span id of a run or step id: its first 8 bytes. An all-zero result (invalid in OTLP)
 /// uses the last 8 bytes instead, and if those are zero too, `00..01`.
@@ -82,13 +73,17 @@ pub fn trace_id(id: Uuid) -> [u8; 16] {
     *id.as_bytes()
 }
 
-fn unix_nanos(t: DateTime<Utc>) -> u64 {
+pub(crate) fn unix_nanos(t: DateTime<Utc>) -> u64 {
     t.timestamp_nanos_opt()
         .and_then(|n| u64::try_from(n).ok())
         .unwrap_or(0)
 }
 
-fn end_nanos(start: DateTime<Utc>, end: Option<DateTime<Utc>>, duration_ms: Option<f64>) -> u64 {
+pub(crate) fn end_nanos(
+    start: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+    duration_ms: Option<f64>,
+) -> u64 {
     let start_ns = unix_nanos(start);
     let end_ns = match (end, duration_ms) {
         (Some(end), _) => unix_nanos(end),
@@ -175,216 +170,11 @@ pub fn json_text(value: &Value) -> String {
     value.to_string()
 }
 
-fn json_map_text(map: &tracecraft_core::JsonMap) -> String {
+pub(crate) fn json_map_text(map: &tracecraft_core::JsonMap) -> String {
     if map.values().any(|v| depth_exceeds(v, MAX_VALUE_DEPTH - 1)) {
         return Value::String(tracecraft_core::value::TRUNCATED.to_owned()).to_string();
     }
     serde_json::to_string(map).unwrap_or_default()
-}
-
-/// Attributes in insertion order; a later value for the same key replaces the earlier one in
-/// place.
-#[derive(Default)]
-struct Attrs {
-    list: Vec<KeyValue>,
-    index: HashMap<String, usize>,
-}
-
-impl Attrs {
-    fn put(&mut self, key: &str, value: AnyValue) {
-        if let Some(&i) = self.index.get(key) {
-            self.list[i].value = Some(value);
-        } else {
-            self.index.insert(key.to_owned(), self.list.len());
-            self.list.push(KeyValue {
-                key: key.to_owned(),
-                value: Some(value),
-                ..Default::default()
-            });
-        }
-    }
-    fn str(&mut self, key: &str, value: &str) {
-        self.put(key, string_value(value));
-    }
-    fn opt_str(&mut self, key: &str, value: Option<&str>) {
-        if let Some(v) = value {
-            self.str(key, v);
-        }
-    }
-    fn int(&mut self, key: &str, value: u64) {
-        let v = match i64::try_from(value) {
-            Ok(i) => any_value::Value::IntValue(i),
-            Err(_) => any_value::Value::DoubleValue(value as f64),
-        };
-        self.put(key, AnyValue { value: Some(v) });
-    }
-    fn double(&mut self, key: &str, value: f64) {
-        self.put(
-            key,
-            AnyValue {
-                value: Some(any_value::Value::DoubleValue(value)),
-            },
-        );
-    }
-    fn bool(&mut self, key: &str, value: bool) {
-        self.put(
-            key,
-            AnyValue {
-                value: Some(any_value::Value::BoolValue(value)),
-            },
-        );
-    }
-    fn strings(&mut self, key: &str, values: &[String]) {
-        self.put(
-            key,
-            AnyValue {
-                value: Some(any_value::Value::ArrayValue(ArrayValue {
-                    values: values.iter().map(|s| string_value(s)).collect(),
-                })),
-            },
-        );
-    }
-    /// Free-form attributes: they may override derived GenAI keys (a step that knows it is an
-    /// `embeddings` call says so), but never the `tracecraft.*` keys this mapping owns.
-    fn user(&mut self, attributes: &tracecraft_core::JsonMap) {
-        for (k, v) in attributes {
-            if k.starts_with("tracecraft.") && self.index.contains_key(k.as_str()) {
-                continue;
-            }
-            self.put(k, any_value(v));
-        }
-    }
-}
-
-fn string_value(s: &str) -> AnyValue {
-    AnyValue {
-        value: Some(any_value::Value::StringValue(s.to_owned())),
-    }
-}
-
-fn status(error: Option<&str>, error_type: Option<&str>) -> Option<Status> {
-    if error.is_none() && error_type.is_none() {
-        return None;
-    }
-    let message = match (error, error_type) {
-        (Some(m), _) if !m.is_empty() => m.to_owned(),
-        (_, Some(t)) => t.to_owned(),
-        _ => String::new(),
-    };
-    Some(Status {
-        message,
-        code: StatusCode::Error as i32,
-    })
-}
-
-/// The span of the run itself.
-fn run_span(run: &AgentRun) -> Span {
-    let mut a = Attrs::default();
-    a.str("gen_ai.operation.name", "invoke_agent");
-    a.opt_str("gen_ai.agent.name", run.agent_name.as_deref());
-    a.opt_str("gen_ai.agent.id", run.agent_id.as_deref());
-    a.opt_str("gen_ai.agent.description", run.agent_description.as_deref());
-    a.opt_str("session.id", run.session_id.as_deref());
-    a.opt_str("user.id", run.user_id.as_deref());
-    a.opt_str("cloud.provider", run.cloud_provider.as_deref());
-    a.opt_str("error.type", run.error_type.as_deref());
-    a.user(&run.attributes);
-    a.str("tracecraft.span.type", "run");
-    a.str("tracecraft.run.id", &run.id.hyphenated().to_string());
-    a.str("tracecraft.run.name", &run.name);
-    a.opt_str("tracecraft.run.description", run.description.as_deref());
-    a.str("tracecraft.environment", &run.environment);
-    if !run.tags.is_empty() {
-        a.strings("tracecraft.tags", &run.tags);
-    }
-    a.opt_str("tracecraft.cloud_trace_id", run.cloud_trace_id.as_deref());
-    if !run.input.is_null() {
-        a.str("tracecraft.input", &json_text(&run.input));
-    }
-    if !run.output.is_null() {
-        a.str("tracecraft.output", &json_text(&run.output));
-    }
-    a.int("tracecraft.total_tokens", run.total_tokens);
-    a.double("tracecraft.total_cost_usd", run.total_cost_usd);
-    a.int("tracecraft.error_count", run.error_count);
-    a.opt_str("tracecraft.sample_reason", run.sample_reason.as_deref());
-    Span {
-        trace_id: trace_id(run.id).to_vec(),
-        span_id: span_id(run.id).to_vec(),
-        name: run.name.clone(),
-        kind: SpanKind::Internal as i32,
-        start_time_unix_nano: unix_nanos(run.start_time),
-        end_time_unix_nano: end_nanos(run.start_time, run.end_time, run.duration_ms),
-        attributes: a.list,
-        status: status(run.error.as_deref(), run.error_type.as_deref()),
-        ..Default::default()
-    }
-}
-
-fn step_span(run: &AgentRun, step: &Step, parent: [u8; 8]) -> Span {
-    let mut a = Attrs::default();
-    if let Some(op) = operation_name(step.step_type) {
-        a.str("gen_ai.operation.name", op);
-    }
-    match step.step_type {
-        StepType::Tool => a.str("gen_ai.tool.name", &step.name),
-        StepType::Agent => {
-            a.str(
-                "gen_ai.agent.name",
-                run.agent_name.as_deref().unwrap_or(&step.name),
-            );
-        }
-        _ => {}
-    }
-    a.opt_str("gen_ai.provider.name", step.model_provider.as_deref());
-    a.opt_str("gen_ai.request.model", step.model_name.as_deref());
-    if let Some(n) = step.input_tokens {
-        a.int("gen_ai.usage.input_tokens", n);
-    }
-    if let Some(n) = step.output_tokens {
-        a.int("gen_ai.usage.output_tokens", n);
-    }
-    a.opt_str("error.type", step.error_type.as_deref());
-    a.user(&step.attributes);
-    a.str("tracecraft.span.type", "step");
-    a.str("tracecraft.step.type", step.step_type.as_str());
-    a.str("tracecraft.step.id", &step.id.hyphenated().to_string());
-    if let Some(c) = step.cost_usd {
-        a.double("tracecraft.cost_usd", c);
-    }
-    if step.is_streaming {
-        a.bool("tracecraft.streaming", true);
-        a.int(
-            "tracecraft.streaming.chunk_count",
-            step.streaming_chunks.len() as u64,
-        );
-        if !step.streaming_chunks.is_empty() {
-            a.strings("tracecraft.streaming.chunks", &step.streaming_chunks);
-        }
-    }
-    if !step.inputs.is_empty() {
-        a.str("tracecraft.inputs", &json_map_text(&step.inputs));
-    }
-    if !step.outputs.is_empty() {
-        a.str("tracecraft.outputs", &json_map_text(&step.outputs));
-    }
-    let kind = if step.step_type == StepType::Llm {
-        SpanKind::Client
-    } else {
-        SpanKind::Internal
-    };
-    Span {
-        trace_id: trace_id(run.id).to_vec(),
-        span_id: span_id(step.id).to_vec(),
-        parent_span_id: parent.to_vec(),
-        name: step.name.clone(),
-        kind: kind as i32,
-        start_time_unix_nano: unix_nanos(step.start_time),
-        end_time_unix_nano: end_nanos(step.start_time, step.end_time, step.duration_ms),
-        attributes: a.list,
-        status: status(step.error.as_deref(), step.error_type.as_deref()),
-        ..Default::default()
-    }
 }
 
 /// Every span of one run: the run span first, then each step depth-first (pre-order). A
@@ -392,13 +182,19 @@ fn step_span(run: &AgentRun, step: &Step, parent: [u8; 8]) -> Span {
 /// step. Iterative: a 10,000-level step tree is fine.
 #[must_use]
 pub fn run_spans(run: &AgentRun) -> Vec<Span> {
-    let root = run_span(run);
+    run_spans_with(run, &MappingOptions::default())
+}
+
+/// [`run_spans`] with the given dialects and content setting.
+#[must_use]
+pub fn run_spans_with(run: &AgentRun, options: &MappingOptions) -> Vec<Span> {
+    let root = spans::run_span(run, options);
     let root_id = span_id(run.id);
     let mut spans = Vec::with_capacity(1 + run.steps.len());
     spans.push(root);
     let mut stack: Vec<(&Step, [u8; 8])> = run.steps.iter().rev().map(|s| (s, root_id)).collect();
     while let Some((step, parent)) = stack.pop() {
-        spans.push(step_span(run, step, parent));
+        spans.push(spans::step_span(run, step, parent, options));
         let me = span_id(step.id);
         stack.extend(step.children.iter().rev().map(|c| (c, me)));
     }
@@ -414,19 +210,37 @@ fn resource_key(run: &AgentRun, options: &MappingOptions) -> (String, String) {
         .get("service.name")
         .and_then(Value::as_str)
         .or(options.service_name.as_deref())
+        .or(options
+            .resource_attributes
+            .get("service.name")
+            .map(String::as_str))
         .unwrap_or(UNKNOWN_SERVICE);
     (service.to_owned(), run.environment.clone())
 }
 
-/// The OTLP resource for a `(service.name, environment)` pair.
+/// The OTLP resource for a `(service.name, environment)` pair, with the configured extra
+/// resource attributes after the SDK's own (which they cannot replace).
 #[must_use]
-pub fn resource(service_name: &str, environment: &str) -> Resource {
-    let mut a = Attrs::default();
-    a.str("service.name", service_name);
-    a.str("deployment.environment.name", environment);
-    a.str("telemetry.sdk.name", SCOPE_NAME);
-    a.str("telemetry.sdk.language", "rust");
-    a.str("telemetry.sdk.version", SDK_VERSION);
+pub fn resource(service_name: &str, environment: &str, options: &MappingOptions) -> Resource {
+    const OWN: [&str; 5] = [
+        "service.name",
+        "deployment.environment.name",
+        "telemetry.sdk.name",
+        "telemetry.sdk.language",
+        "telemetry.sdk.version",
+    ];
+    let mut a = attrs::Attrs::with_capacity(OWN.len() + options.resource_attributes.len());
+    for (key, value) in
+        OWN.into_iter()
+            .zip([service_name, environment, SCOPE_NAME, "rust", SDK_VERSION])
+    {
+        a.str(key, value);
+    }
+    for (key, value) in &options.resource_attributes {
+        if !OWN.contains(&key.as_str()) {
+            a.str(key, value);
+        }
+    }
     Resource {
         attributes: a.list,
         ..Default::default()
@@ -451,7 +265,7 @@ pub(crate) fn group(batch: &[ProcessedRun], options: &MappingOptions) -> Grouped
     for run in batch {
         let run = run.run();
         let key = resource_key(run, options);
-        let spans = run_spans(run);
+        let spans = run_spans_with(run, options);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, existing)) => existing.extend(spans),
             None => groups.push((key, spans)),
@@ -461,13 +275,16 @@ pub(crate) fn group(batch: &[ProcessedRun], options: &MappingOptions) -> Grouped
 }
 
 /// Builds a request from resource groups.
-pub(crate) fn request_of(groups: Vec<((String, String), Vec<Span>)>) -> ExportTraceServiceRequest {
+pub(crate) fn request_of(
+    groups: Vec<((String, String), Vec<Span>)>,
+    options: &MappingOptions,
+) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: groups
             .into_iter()
             .filter(|(_, spans)| !spans.is_empty())
             .map(|((service, env), spans)| ResourceSpans {
-                resource: Some(resource(&service, &env)),
+                resource: Some(resource(&service, &env, options)),
                 scope_spans: vec![ScopeSpans {
                     scope: Some(scope()),
                     spans,
@@ -484,7 +301,7 @@ pub(crate) fn request_of(groups: Vec<((String, String), Vec<Span>)>) -> ExportTr
 /// `tracecraft`).
 #[must_use]
 pub fn to_request(batch: &[ProcessedRun], options: &MappingOptions) -> ExportTraceServiceRequest {
-    request_of(group(batch, options).groups)
+    request_of(group(batch, options).groups, options)
 }
 
 /// Splits `batch` into requests whose encoded size stays at or under `max_bytes` where
@@ -504,14 +321,15 @@ pub fn to_requests(
     let mut current: Vec<((String, String), Vec<Span>)> = Vec::new();
     let mut current_bytes = 0usize;
     for (key, spans) in grouped.groups {
-        let overhead = request_of(vec![(key.clone(), vec![Span::default()])]).encoded_len();
+        let overhead =
+            request_of(vec![(key.clone(), vec![Span::default()])], options).encoded_len();
         for span in spans {
             // Field tag + length prefix of the span inside ScopeSpans: at most 11 bytes.
             let size = span.encoded_len() + 11;
             let needs_group = current.last().is_none_or(|(k, _)| *k != key);
             let add = size + if needs_group { overhead } else { 0 };
             if current_bytes > 0 && current_bytes + add > max_bytes {
-                requests.push(request_of(std::mem::take(&mut current)));
+                requests.push(request_of(std::mem::take(&mut current), options));
                 current_bytes = 0;
             }
             let needs_group = current.last().is_none_or(|(k, _)| *k != key);
@@ -526,7 +344,7 @@ pub fn to_requests(
         }
     }
     if !current.is_empty() {
-        requests.push(request_of(current));
+        requests.push(request_of(current, options));
     }
     requests
 }
