@@ -88,6 +88,42 @@ pub enum ExportError {
     /// A store behind the exporter failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A failure whose cause the exporter's crate types (for OTLP,
+    /// `tracecraft_otlp::ExportFailure`: HTTP status, gRPC code, TLS problem, connection
+    /// error, timeout). `Display` is one line fit for a summary, without payload or
+    /// credentials; [`ExportError::cause`] gives the typed cause to downcast.
+    #[error("exporter `{exporter}`: {cause}")]
+    Failed {
+        /// The exporter's name.
+        exporter: String,
+        /// The typed cause.
+        cause: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl ExportError {
+    /// The typed cause of a [`ExportError::Failed`], to downcast
+    /// (`e.cause().and_then(|c| c.downcast_ref::<tracecraft_otlp::ExportFailure>())`).
+    #[must_use]
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            ExportError::Failed { cause, .. } => Some(cause.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The exporter's name, where the error names one.
+    #[must_use]
+    pub fn exporter(&self) -> Option<&str> {
+        match self {
+            ExportError::Transport { exporter, .. }
+            | ExportError::Rejected { exporter, .. }
+            | ExportError::Timeout { exporter, .. }
+            | ExportError::Shutdown { exporter }
+            | ExportError::Failed { exporter, .. } => Some(exporter),
+            ExportError::Store(_) => None,
+        }
+    }
 }
 
 /// Sends processed runs somewhere: a file, a database, a collector, the console.

@@ -240,6 +240,10 @@ impl OtlpSettings {
     /// host.
     pub fn resolved_endpoint(&self) -> Result<http::Uri, BuildError> {
         let (setting, text) = match (&self.endpoint, &self.base_endpoint) {
+            (Some(e), _) if self.completes_endpoint() => (
+                "endpoint",
+                format!("{}{HTTP_TRACES_PATH}", e.trim().trim_end_matches('/')),
+            ),
             (Some(e), _) => ("endpoint", e.trim().to_owned()),
             (None, Some(base)) => (
                 "base_endpoint",
@@ -280,6 +284,21 @@ impl OtlpSettings {
     }
 }
 
+impl OtlpSettings {
+    /// Whether an HTTP/protobuf `endpoint` without a path (`http://collector:4318`) is
+    /// completed with `/v1/traces`, as a base endpoint is: no collector serves traces at `/`.
+    #[must_use]
+    pub fn completes_endpoint(&self) -> bool {
+        let Some(e) = &self.endpoint else {
+            return false;
+        };
+        self.protocol == Protocol::HttpProtobuf
+            && e.trim()
+                .parse::<http::Uri>()
+                .is_ok_and(|u| u.authority().is_some() && matches!(u.path(), "" | "/"))
+    }
+}
+
 /// Whether `host` is a loopback name or address (plaintext there does not leave the machine).
 pub(crate) fn is_loopback(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
@@ -312,7 +331,15 @@ mod tests {
             s.resolved_endpoint().unwrap().to_string(),
             "https://collector:4318/v1/traces"
         );
+        s.endpoint = Some("https://collector:4318".into());
+        assert!(s.completes_endpoint());
+        assert_eq!(
+            s.resolved_endpoint().unwrap().to_string(),
+            "https://collector:4318/v1/traces",
+            "a path-less HTTP endpoint is completed"
+        );
         s.endpoint = Some("https://collector:4318/custom".into());
+        assert!(!s.completes_endpoint());
         assert_eq!(
             s.resolved_endpoint().unwrap().to_string(),
             "https://collector:4318/custom"

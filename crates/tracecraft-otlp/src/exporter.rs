@@ -25,8 +25,10 @@ use tonic::transport::Channel;
 use tracecraft_core::{ExportError, Exporter, ProcessedRun};
 
 use crate::config::{
-    BuildError, Compression, Header, OtlpSettings, Protocol, RetryPolicy, is_loopback,
+    BuildError, Compression, HTTP_TRACES_PATH, Header, OtlpSettings, Protocol, RetryPolicy,
+    is_loopback,
 };
+use crate::error::{Cause, ExportFailure, transport_cause};
 use crate::mapping::{self, MappingOptions};
 
 /// The `User-Agent` of every request.
@@ -233,6 +235,7 @@ pub struct OtlpExporter {
     name: &'static str,
     protocol: Protocol,
     endpoint: http::Uri,
+    endpoint_completed: bool,
     headers: HeaderMap,
     timeout: Duration,
     compression: Compression,
@@ -307,15 +310,23 @@ fn random_seed() -> u64 {
     h.finish() | 1
 }
 
-/// What one attempt's failure means for the next.
-enum Failure {
-    /// Worth another attempt, after at least `delay` if the server named one.
-    Retryable {
-        error: ExportError,
-        delay: Option<Duration>,
-    },
-    /// Retrying cannot help.
-    Fatal(ExportError),
+/// One attempt's failure: its cause, whether another attempt may help, and the delay the
+/// server asked for.
+#[derive(Debug)]
+struct Failure {
+    cause: Cause,
+    retryable: bool,
+    delay: Option<Duration>,
+}
+
+impl Failure {
+    fn of(cause: Cause) -> Self {
+        Failure {
+            cause,
+            retryable: cause.is_retryable(),
+            delay: None,
+        }
+    }
 }
 
 impl OtlpExporter {
@@ -327,6 +338,13 @@ impl OtlpExporter {
 
     fn from_settings(s: OtlpSettings) -> Result<OtlpExporter, BuildError> {
         let endpoint = s.resolved_endpoint()?;
+        let endpoint_completed = s.completes_endpoint();
+        if endpoint_completed {
+            tracing::info!(
+                endpoint = %endpoint,
+                "the OTLP/HTTP endpoint has no path: sending to {HTTP_TRACES_PATH}"
+            );
+        }
         let headers = header_map(&s.headers)?;
         if s.timeout.is_zero() {
             return Err(BuildError::new("timeout", "must be greater than zero"));
@@ -423,6 +441,7 @@ impl OtlpExporter {
             },
             protocol: s.protocol,
             endpoint,
+            endpoint_completed,
             headers,
             timeout: s.timeout,
             compression: s.compression,
@@ -440,6 +459,13 @@ impl OtlpExporter {
     #[must_use]
     pub fn endpoint(&self) -> &http::Uri {
         &self.endpoint
+    }
+
+    /// Whether the configured HTTP endpoint had no path and `/v1/traces` was appended (the
+    /// CLI says so).
+    #[must_use]
+    pub fn endpoint_completed(&self) -> bool {
+        self.endpoint_completed
     }
 
     /// The transport.
@@ -464,10 +490,18 @@ impl OtlpExporter {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn transport_error(&self, message: impl Into<String>) -> ExportError {
-        ExportError::Transport {
+    /// The error a failed request ends with: the typed cause, the collector, the attempts.
+    fn failure(&self, cause: Cause, attempts: u32) -> ExportError {
+        ExportError::Failed {
             exporter: self.name.to_owned(),
-            message: message.into(),
+            cause: Box::new(ExportFailure {
+                collector: self
+                    .endpoint
+                    .authority()
+                    .map_or_else(String::new, ToString::to_string),
+                cause,
+                attempts,
+            }),
         }
     }
 
@@ -481,7 +515,10 @@ impl OtlpExporter {
             .sum();
         let body = match self.protocol {
             Protocol::Grpc => None,
-            Protocol::HttpProtobuf => Some(self.http_body(&request)?),
+            Protocol::HttpProtobuf => match self.http_body(&request) {
+                Some(body) => Some(body),
+                None => return Err(self.failure(Cause::Encode, 1)),
+            },
         };
         let started = Instant::now();
         let mut attempt = 0u32;
@@ -491,19 +528,25 @@ impl OtlpExporter {
                 None => self.attempt_grpc(request.clone()),
                 Some(body) => self.attempt_http(body.clone()),
             };
-            let (error, delay) = match result {
+            let Failure {
+                cause,
+                retryable,
+                delay,
+            } = match result {
                 Ok(response) => {
                     self.record_success(spans, response);
                     return Ok(());
                 }
-                Err(Failure::Fatal(error)) => {
-                    self.counters
-                        .requests_failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    return Err(error);
-                }
-                Err(Failure::Retryable { error, delay }) => (error, delay),
+                Err(failure) => failure,
             };
+            if !retryable {
+                self.counters
+                    .requests_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                let error = self.failure(cause, attempt);
+                tracing::warn!(exporter = self.name, spans, "OTLP export failed: {error}");
+                return Err(error);
+            }
             let random = self.next_random();
             let backoff = self.retry.backoff(attempt, random);
             let wait = delay.map_or(backoff, |d| d.max(backoff));
@@ -512,19 +555,20 @@ impl OtlpExporter {
                 self.counters
                     .requests_failed
                     .fetch_add(1, Ordering::Relaxed);
+                let error = self.failure(cause, attempt);
                 tracing::warn!(
                     exporter = self.name,
                     attempts = attempt,
                     spans,
                     "OTLP export failed after retries: {error}"
                 );
-                return Err(with_attempts(error, attempt));
+                return Err(error);
             }
             tracing::debug!(
                 exporter = self.name,
                 attempt,
                 wait_ms = wait.as_millis() as u64,
-                "OTLP export failed, retrying: {error}"
+                "OTLP export failed, retrying: {cause}"
             );
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(wait);
@@ -557,10 +601,10 @@ impl OtlpExporter {
         }
     }
 
-    fn http_body(&self, request: &ExportTraceServiceRequest) -> Result<Bytes, ExportError> {
+    fn http_body(&self, request: &ExportTraceServiceRequest) -> Option<Bytes> {
         let raw = request.encode_to_vec();
         match self.compression {
-            Compression::None => Ok(Bytes::from(raw)),
+            Compression::None => Some(Bytes::from(raw)),
             Compression::Gzip => {
                 use std::io::Write;
                 let mut enc =
@@ -568,7 +612,7 @@ impl OtlpExporter {
                 enc.write_all(&raw)
                     .and_then(|()| enc.finish())
                     .map(Bytes::from)
-                    .map_err(|e| self.transport_error(format!("gzip failed: {e}")))
+                    .ok()
             }
         }
     }
@@ -577,39 +621,27 @@ impl OtlpExporter {
         &mut self,
         request: ExportTraceServiceRequest,
     ) -> Result<ExportTraceServiceResponse, Failure> {
-        let name = self.name;
         let timeout = self.timeout;
-        let authority = self
-            .endpoint
-            .authority()
-            .map_or_else(String::new, ToString::to_string);
         let mut req = tonic::Request::new(request);
         *req.metadata_mut() = MetadataMap::from_headers(self.headers.clone());
         req.set_timeout(timeout);
         let (Some(runtime), Some(Transport::Grpc(client))) = (&self.runtime, &mut self.transport)
         else {
-            return Err(Failure::Fatal(ExportError::Shutdown {
-                exporter: name.to_owned(),
-            }));
+            return Err(Failure::of(Cause::Connect(
+                crate::error::ConnectProblem::Closed,
+            )));
         };
         let result = block_on(runtime, async {
             tokio::time::timeout(timeout, client.export(req)).await
         });
         match result {
-            Err(_) => Err(Failure::Retryable {
-                error: ExportError::Timeout {
-                    exporter: name.to_owned(),
-                    timeout,
-                },
-                delay: None,
-            }),
+            Err(_) => Err(Failure::of(Cause::Timeout { after: timeout })),
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(classify_grpc(name, timeout, &status, &authority)),
+            Ok(Err(status)) => Err(classify_grpc(timeout, &status)),
         }
     }
 
     fn attempt_http(&mut self, body: Bytes) -> Result<ExportTraceServiceResponse, Failure> {
-        let name = self.name;
         let timeout = self.timeout;
         let mut req = http::Request::new(Full::new(body));
         *req.method_mut() = http::Method::POST;
@@ -626,27 +658,16 @@ impl OtlpExporter {
         }
         let (Some(runtime), Some(Transport::Http(client))) = (&self.runtime, &self.transport)
         else {
-            return Err(Failure::Fatal(ExportError::Shutdown {
-                exporter: name.to_owned(),
-            }));
-        };
-        let authority = self
-            .endpoint
-            .authority()
-            .map_or_else(String::new, ToString::to_string);
-        let transport_error = |message: String| ExportError::Transport {
-            exporter: name.to_owned(),
-            message,
+            return Err(Failure::of(Cause::Connect(
+                crate::error::ConnectProblem::Closed,
+            )));
         };
         let result = block_on(runtime, async {
             tokio::time::timeout(timeout, async {
-                let response = client.request(req).await.map_err(|e| Failure::Retryable {
-                    error: transport_error(format!(
-                        "cannot reach the collector at {authority}: {}",
-                        error_chain(&e)
-                    )),
-                    delay: None,
-                })?;
+                let response = client
+                    .request(req)
+                    .await
+                    .map_err(|e| Failure::of(transport_cause(&e)))?;
                 let (parts, body) = response.into_parts();
                 let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
                     .collect()
@@ -658,15 +679,7 @@ impl OtlpExporter {
             .await
         });
         let (parts, bytes) = match result {
-            Err(_) => {
-                return Err(Failure::Retryable {
-                    error: ExportError::Timeout {
-                        exporter: name.to_owned(),
-                        timeout,
-                    },
-                    delay: None,
-                });
-            }
+            Err(_) => return Err(Failure::of(Cause::Timeout { after: timeout })),
             Ok(Err(failure)) => return Err(failure),
             Ok(Ok(ok)) => ok,
         };
@@ -675,35 +688,17 @@ impl OtlpExporter {
             // An empty or undecodable body is a full success (some collectors send none).
             return Ok(ExportTraceServiceResponse::decode(bytes).unwrap_or_default());
         }
-        let reason = status.canonical_reason().unwrap_or("");
-        let message = format!("HTTP {} {reason}", status.as_u16());
-        match status.as_u16() {
-            429 | 502 | 503 | 504 => Err(Failure::Retryable {
-                error: ExportError::Rejected {
-                    exporter: name.to_owned(),
-                    message: format!("{message} (retryable)"),
-                },
-                delay: parts
-                    .headers
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after),
-            }),
-            401 | 403 => Err(Failure::Fatal(ExportError::Rejected {
-                exporter: name.to_owned(),
-                message: format!("{message}: check the credentials in the OTLP headers"),
-            })),
-            404 | 405 => Err(Failure::Fatal(ExportError::Rejected {
-                exporter: name.to_owned(),
-                message: format!(
-                    "{message}: is the endpoint the collector's OTLP/HTTP traces URL (.../v1/traces)?"
-                ),
-            })),
-            _ => Err(Failure::Fatal(ExportError::Rejected {
-                exporter: name.to_owned(),
-                message: format!("{message} (not retryable)"),
-            })),
+        let mut failure = Failure::of(Cause::Http {
+            status: status.as_u16(),
+        });
+        if failure.retryable {
+            failure.delay = parts
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
         }
+        Err(failure)
     }
 }
 
@@ -726,39 +721,6 @@ where
     })
 }
 
-/// The error's `Display` and its sources, without payload (transport errors carry none).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Layers often repeat their cause's text; say it once.
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = cause.source();
-    }
-    s
-}
-
-fn with_attempts(error: ExportError, attempts: u32) -> ExportError {
-    if attempts <= 1 {
-        return error;
-    }
-    match error {
-        ExportError::Transport { exporter, message } => ExportError::Transport {
-            exporter,
-            message: format!("{message} (after {attempts} attempts)"),
-        },
-        ExportError::Rejected { exporter, message } => ExportError::Rejected {
-            exporter,
-            message: format!("{message} (after {attempts} attempts)"),
-        },
-        other => other,
-    }
-}
-
 /// `Retry-After`: seconds, or an HTTP date.
 fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
@@ -770,100 +732,43 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
-/// The canonical gRPC status name.
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code as C;
-    match code {
-        C::Ok => "OK",
-        C::Cancelled => "CANCELLED",
-        C::Unknown => "UNKNOWN",
-        C::InvalidArgument => "INVALID_ARGUMENT",
-        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        C::NotFound => "NOT_FOUND",
-        C::AlreadyExists => "ALREADY_EXISTS",
-        C::PermissionDenied => "PERMISSION_DENIED",
-        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        C::FailedPrecondition => "FAILED_PRECONDITION",
-        C::Aborted => "ABORTED",
-        C::OutOfRange => "OUT_OF_RANGE",
-        C::Unimplemented => "UNIMPLEMENTED",
-        C::Internal => "INTERNAL",
-        C::Unavailable => "UNAVAILABLE",
-        C::DataLoss => "DATA_LOSS",
-        C::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-fn classify_grpc(
-    name: &'static str,
-    timeout: Duration,
-    status: &tonic::Status,
-    authority: &str,
-) -> Failure {
+fn classify_grpc(timeout: Duration, status: &tonic::Status) -> Failure {
     use tonic::Code as C;
     let code = status.code();
-    let retry_delay = crate::rpc::retry_delay(status.details());
-    let retryable = match code {
-        C::Cancelled
-        | C::DeadlineExceeded
-        | C::Aborted
-        | C::OutOfRange
-        | C::Unavailable
-        | C::DataLoss => true,
-        // The specification: retry RESOURCE_EXHAUSTED only when the server says when.
-        C::ResourceExhausted => retry_delay.is_some(),
-        _ => false,
-    };
+    // RetryInfo in the status details (`grpc-status-details-bin`) or as its own trailer.
+    let retry_delay = crate::rpc::retry_delay(status.details()).or_else(|| {
+        status
+            .metadata()
+            .get_bin(crate::rpc::RETRY_INFO_TRAILER)
+            .and_then(|v| v.to_bytes().ok())
+            .and_then(|b| crate::rpc::retry_info_delay(&b))
+    });
     // The channel enforces the `grpc-timeout` we send and reports its expiry as CANCELLED
     // with tonic's `TimeoutExpired` text; that is our timeout, not a cancellation.
     let timed_out = code == C::DeadlineExceeded
         || (code == C::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string());
     if timed_out {
-        return Failure::Retryable {
-            error: ExportError::Timeout {
-                exporter: name.to_owned(),
-                timeout,
-            },
+        return Failure {
+            cause: Cause::Timeout { after: timeout },
+            retryable: true,
             delay: retry_delay,
         };
     }
     // A status made on our side from a connection, TLS or HTTP/2 failure carries that error as
     // its source (UNAVAILABLE for a refused connection, CANCELLED or UNKNOWN for a connection
     // the server closed, e.g. with a TLS alert); one that the collector sent has none.
-    let transport = std::error::Error::source(status).is_some();
-    let error = if transport {
-        ExportError::Transport {
-            exporter: name.to_owned(),
-            message: format!(
-                "cannot reach the collector at {authority}: gRPC {}: {}",
-                code_name(code),
-                std::error::Error::source(status).map_or_else(String::new, error_chain)
-            ),
-        }
-    } else {
-        let hint = match code {
-            C::Unauthenticated | C::PermissionDenied => {
-                ": check the credentials in the OTLP headers"
-            }
-            C::Unimplemented => {
-                ": is the endpoint an OTLP/gRPC collector (host:port, usually 4317, no path)?"
-            }
-            _ if retryable => " (retryable)",
-            _ => " (not retryable)",
-        };
-        ExportError::Rejected {
-            exporter: name.to_owned(),
-            message: format!("gRPC status {}{hint}", code_name(code)),
-        }
+    let mut failure = match std::error::Error::source(status) {
+        Some(source) => Failure::of(transport_cause(source)),
+        None => Failure::of(Cause::Grpc { code }),
     };
-    if retryable {
-        Failure::Retryable {
-            error,
-            delay: retry_delay,
-        }
-    } else {
-        Failure::Fatal(error)
+    // The specification: retry RESOURCE_EXHAUSTED only when the server says when.
+    if code == C::ResourceExhausted && retry_delay.is_some() {
+        failure.retryable = true;
     }
+    if failure.retryable {
+        failure.delay = retry_delay;
+    }
+    failure
 }
 
 impl Exporter for OtlpExporter {
@@ -888,10 +793,15 @@ impl Exporter for OtlpExporter {
             if let Err(e) = self.send(request) {
                 // Fatal errors (and exhausted retries) do not get better for the next
                 // request of the same batch if the collector is down; rejected content might.
-                let stop = matches!(
-                    e,
-                    ExportError::Transport { .. } | ExportError::Timeout { .. }
-                );
+                let stop = e
+                    .cause()
+                    .and_then(|c| c.downcast_ref::<ExportFailure>())
+                    .is_none_or(|f| {
+                        matches!(
+                            f.cause,
+                            Cause::Connect(_) | Cause::Timeout { .. } | Cause::Tls(_)
+                        )
+                    });
                 first_error.get_or_insert(e);
                 if stop {
                     break;
@@ -978,23 +888,28 @@ mod tests {
     fn grpc_classification() {
         let t = Duration::from_secs(1);
         for code in [tonic::Code::Unavailable, tonic::Code::Aborted] {
-            assert!(matches!(
-                classify_grpc("x", t, &tonic::Status::new(code, "m"), "h:1"),
-                Failure::Retryable { .. }
-            ));
+            assert!(classify_grpc(t, &tonic::Status::new(code, "m")).retryable);
         }
         for code in [
             tonic::Code::InvalidArgument,
             tonic::Code::Unauthenticated,
             tonic::Code::ResourceExhausted,
         ] {
-            let Failure::Fatal(e) =
-                classify_grpc("x", t, &tonic::Status::new(code, "secret m"), "h:1")
-            else {
-                panic!("{code:?} retried")
-            };
-            assert!(e.to_string().contains(code_name(code)), "{e}");
-            assert!(!e.to_string().contains("secret"), "{e}");
+            let f = classify_grpc(t, &tonic::Status::new(code, "secret m"));
+            assert!(!f.retryable, "{code:?} retried");
+            assert_eq!(f.cause, Cause::Grpc { code });
+            assert!(f.cause.to_string().contains(crate::error::code_name(code)));
         }
+        // RetryInfo as its own trailer.
+        let mut status = tonic::Status::new(tonic::Code::ResourceExhausted, "m");
+        status.metadata_mut().insert_bin(
+            crate::rpc::RETRY_INFO_TRAILER,
+            tonic::metadata::MetadataValue::from_bytes(&crate::rpc::retry_info(
+                Duration::from_secs(2),
+            )),
+        );
+        let f = classify_grpc(t, &status);
+        assert!(f.retryable);
+        assert_eq!(f.delay, Some(Duration::from_secs(2)));
     }
 }

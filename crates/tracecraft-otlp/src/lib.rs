@@ -50,6 +50,7 @@
 //!   one `127.0.0.1:0` port, optional TLS) that records requests and plays scripted replies.
 
 mod config;
+mod error;
 mod exporter;
 pub mod mapping;
 pub mod reverse;
@@ -63,6 +64,7 @@ pub use config::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, HTTP_TRACES_PATH, Header, OtlpSettings, Protocol,
     RetryPolicy, UnknownCompression, UnknownProtocol,
 };
+pub use error::{Cause, ConnectProblem, ExportFailure, TlsProblem};
 pub use exporter::{OtlpExporter, OtlpExporterBuilder, OtlpStats, StatsHandle};
 /// The OTLP protobuf types (from `opentelemetry-proto`), for code that inspects requests.
 pub use opentelemetry_proto::tonic as proto;

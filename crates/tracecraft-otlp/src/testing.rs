@@ -60,6 +60,14 @@ pub enum Reply {
     },
     /// Waits this long, then succeeds (to test timeouts).
     Stall(Duration),
+    /// A gRPC status with a bare `RetryInfo` in a `google.rpc.retryinfo-bin` trailer
+    /// (HTTP requests get 503).
+    GrpcRetryTrailer {
+        /// The status code.
+        code: tonic::Code,
+        /// The delay.
+        retry_delay: Duration,
+    },
 }
 
 /// One request that reached the collector.
@@ -184,6 +192,16 @@ impl TraceService for Grpc {
                 None => tonic::Status::new(code, "scripted"),
             }),
             Reply::Http { .. } => Err(tonic::Status::unknown("scripted")),
+            Reply::GrpcRetryTrailer { code, retry_delay } => {
+                let mut status = tonic::Status::new(code, "scripted");
+                status.metadata_mut().insert_bin(
+                    crate::rpc::RETRY_INFO_TRAILER,
+                    tonic::metadata::MetadataValue::from_bytes(&crate::rpc::retry_info(
+                        retry_delay,
+                    )),
+                );
+                Err(status)
+            }
         }
     }
 }
@@ -273,7 +291,9 @@ async fn handle_http(state: Arc<State>, req: Request<Incoming>) -> Response<Resp
                 error_message: message,
             }),
         }),
-        Reply::Unavailable => plain(StatusCode::SERVICE_UNAVAILABLE, &[], Bytes::new()),
+        Reply::Unavailable | Reply::GrpcRetryTrailer { .. } => {
+            plain(StatusCode::SERVICE_UNAVAILABLE, &[], Bytes::new())
+        }
         Reply::Grpc { .. } => plain(StatusCode::INTERNAL_SERVER_ERROR, &[], Bytes::new()),
         Reply::Http {
             status,
@@ -366,7 +386,16 @@ impl MockCollector {
     /// # Errors
     /// When the port cannot be bound or the thread not started.
     pub fn start() -> std::io::Result<MockCollector> {
-        Self::start_inner(None)
+        Self::start_inner(None, 0)
+    }
+
+    /// Starts a plaintext collector on `127.0.0.1:port` (a collector that comes back on the
+    /// port a stopped one used).
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub fn start_on_port(port: u16) -> std::io::Result<MockCollector> {
+        Self::start_inner(None, port)
     }
 
     /// Starts a TLS collector on `127.0.0.1:0` with this certificate chain and private key
@@ -375,7 +404,7 @@ impl MockCollector {
     /// # Errors
     /// When the certificate or key is unusable, or the port cannot be bound.
     pub fn start_tls(cert_chain_pem: &str, key_pem: &str) -> std::io::Result<MockCollector> {
-        Self::start_inner(Some(acceptor(cert_chain_pem, key_pem, None)?))
+        Self::start_inner(Some(acceptor(cert_chain_pem, key_pem, None)?), 0)
     }
 
     /// Starts a collector that requires mutual TLS: clients must present a certificate
@@ -388,15 +417,17 @@ impl MockCollector {
         key_pem: &str,
         client_ca_pem: &str,
     ) -> std::io::Result<MockCollector> {
-        Self::start_inner(Some(acceptor(
-            cert_chain_pem,
-            key_pem,
-            Some(client_ca_pem),
-        )?))
+        Self::start_inner(
+            Some(acceptor(cert_chain_pem, key_pem, Some(client_ca_pem))?),
+            0,
+        )
     }
 
-    fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<MockCollector> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    fn start_inner(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        port: u16,
+    ) -> std::io::Result<MockCollector> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State::default());

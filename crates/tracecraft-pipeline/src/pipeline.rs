@@ -55,6 +55,10 @@ pub struct PipelineStats {
     pub exported: BTreeMap<String, u64>,
     /// Runs whose export failed, by exporter.
     pub export_failed: BTreeMap<String, u64>,
+    /// Runs whose export failed, by cause: the error's one-line `Display`
+    /// (`exporter `otlp-http`: HTTP 401 Unauthorized: check the credentials ...`), so that a
+    /// summary names each cause once. Never contains payload or credentials.
+    pub export_failure_causes: BTreeMap<String, u64>,
 }
 
 impl PipelineStats {
@@ -114,6 +118,8 @@ struct Slot {
     /// Per-exporter counters: atomics, so exporting takes no shared lock.
     exported: AtomicU64,
     failed: AtomicU64,
+    /// Failed runs by cause (only touched on failure).
+    causes: Mutex<BTreeMap<String, u64>>,
 }
 
 /// Runs processors over finished runs, then fans each processed run out to exporters and
@@ -354,6 +360,7 @@ impl PipelineBuilder {
                     exporter: Mutex::new(e),
                     exported: AtomicU64::new(0),
                     failed: AtomicU64::new(0),
+                    causes: Mutex::new(BTreeMap::new()),
                 })
                 .collect(),
             counters: Arc::new(Counters::default()),
@@ -443,10 +450,20 @@ impl Pipeline {
                 Ok(Err(err)) => {
                     tracing::warn!(exporter = %slot.name, runs = n, error = %err, "tracecraft: export failed");
                     slot.failed.fetch_add(n, Ordering::Relaxed);
+                    inc(
+                        &mut slot.causes.lock().unwrap_or_else(PoisonError::into_inner),
+                        &err.to_string(),
+                        n,
+                    );
                 }
                 Err(_panic) => {
                     tracing::error!(exporter = %slot.name, runs = n, "tracecraft: exporter panicked");
                     slot.failed.fetch_add(n, Ordering::Relaxed);
+                    inc(
+                        &mut slot.causes.lock().unwrap_or_else(PoisonError::into_inner),
+                        &format!("exporter `{}`: panicked", slot.name),
+                        n,
+                    );
                 }
             }
         }
@@ -532,6 +549,14 @@ impl Pipeline {
                 if n > 0 {
                     inc(map, &slot.name, n);
                 }
+            }
+            for (cause, n) in slot
+                .causes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+            {
+                inc(&mut s.export_failure_causes, cause, *n);
             }
         }
         s
