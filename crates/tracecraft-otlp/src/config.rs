@@ -209,6 +209,7 @@ pub struct OtlpSettings {
     pub(crate) retry: RetryPolicy,
     pub(crate) max_request_bytes: usize,
     pub(crate) mapping: crate::mapping::MappingOptions,
+    pub(crate) spool: Option<crate::spool::SpoolConfig>,
 }
 
 impl Default for OtlpSettings {
@@ -226,6 +227,7 @@ impl Default for OtlpSettings {
             retry: RetryPolicy::default(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             mapping: crate::mapping::MappingOptions::default(),
+            spool: None,
         }
     }
 }

@@ -30,6 +30,8 @@ use crate::config::{
 };
 use crate::error::{Cause, ExportFailure, transport_cause};
 use crate::mapping::{self, MappingOptions};
+use crate::resend::{Resender, SpoolFlush, is_content_rejection, resend_pending};
+use crate::spool::{Spool, SpoolConfig};
 
 /// The `User-Agent` of every request.
 const USER_AGENT_VALUE: &str = concat!("tracecraft-otlp/", env!("CARGO_PKG_VERSION"));
@@ -53,6 +55,8 @@ pub struct OtlpStats {
     pub spans_rejected: u64,
     /// Attempts after the first (retries).
     pub retries: u64,
+    /// The spool's counters (all zero without a spool).
+    pub spool: crate::spool::SpoolStats,
 }
 
 #[derive(Debug, Default)]
@@ -66,7 +70,7 @@ struct Counters {
 
 /// A shared view of an exporter's counters.
 #[derive(Debug, Clone)]
-pub struct StatsHandle(Arc<Counters>);
+pub struct StatsHandle(Arc<Counters>, Option<Arc<Spool>>);
 
 impl StatsHandle {
     /// The counters now.
@@ -79,6 +83,7 @@ impl StatsHandle {
             spans_sent: c.spans_sent.load(Ordering::Relaxed),
             spans_rejected: c.spans_rejected.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
+            spool: self.1.as_ref().map(|s| s.stats()).unwrap_or_default(),
         }
     }
 }
@@ -184,6 +189,15 @@ impl OtlpExporterBuilder {
         self
     }
 
+    /// A durable spool: requests that still fail after their retries are written there
+    /// (instead of being lost) and re-sent oldest first, in the background, as soon as the
+    /// collector answers, and at the next start of any process using the same directory.
+    /// While the collector is down, later requests get one attempt each before being spooled.
+    pub fn spool(mut self, config: SpoolConfig) -> Self {
+        self.settings.spool = Some(config);
+        self
+    }
+
     /// The settings so far.
     #[must_use]
     pub fn settings(&self) -> &OtlpSettings {
@@ -246,6 +260,10 @@ pub struct OtlpExporter {
     transport: Option<Transport>,
     counters: Arc<Counters>,
     random: u64,
+    spool: Option<Arc<Spool>>,
+    resender: Option<Resender>,
+    /// The last request was spooled: the next gets a single attempt.
+    collector_down: bool,
 }
 
 impl fmt::Debug for OtlpExporter {
@@ -336,7 +354,27 @@ impl OtlpExporter {
         OtlpExporterBuilder::default()
     }
 
-    fn from_settings(s: OtlpSettings) -> Result<OtlpExporter, BuildError> {
+    fn from_settings(mut s: OtlpSettings) -> Result<OtlpExporter, BuildError> {
+        let Some(spool_config) = s.spool.take() else {
+            return Self::without_spool(s);
+        };
+        let spool = Arc::new(Spool::open(&spool_config).map_err(|e| {
+            BuildError::new("spool", format!("cannot open the spool directory: {e}"))
+        })?);
+        let mut exporter = Self::without_spool(s.clone())?;
+        // The re-sender has its own connection (and runtime), sharing the counters.
+        let mut sender = Self::without_spool(s)?;
+        sender.counters = Arc::clone(&exporter.counters);
+        exporter.resender = Some(
+            Resender::start(sender, Arc::clone(&spool), spool_config.resend_interval()).map_err(
+                |e| BuildError::new("spool", format!("cannot start the re-send thread: {e}")),
+            )?,
+        );
+        exporter.spool = Some(spool);
+        Ok(exporter)
+    }
+
+    fn without_spool(s: OtlpSettings) -> Result<OtlpExporter, BuildError> {
         let endpoint = s.resolved_endpoint()?;
         let endpoint_completed = s.completes_endpoint();
         if endpoint_completed {
@@ -452,6 +490,9 @@ impl OtlpExporter {
             transport: Some(transport),
             counters: Arc::new(Counters::default()),
             random: random_seed(),
+            spool: None,
+            resender: None,
+            collector_down: false,
         })
     }
 
@@ -477,7 +518,7 @@ impl OtlpExporter {
     /// A handle on the counters, still readable once a batch exporter owns the exporter.
     #[must_use]
     pub fn stats_handle(&self) -> StatsHandle {
-        StatsHandle(Arc::clone(&self.counters))
+        StatsHandle(Arc::clone(&self.counters), self.spool.clone())
     }
 
     fn next_random(&mut self) -> u64 {
@@ -505,8 +546,53 @@ impl OtlpExporter {
         }
     }
 
+    /// The spool, if one is configured.
+    #[must_use]
+    pub fn spool(&self) -> Option<&Spool> {
+        self.spool.as_deref()
+    }
+
+    /// Re-sends the spool now, oldest first, one attempt per request, until it is empty, the
+    /// collector fails, or `timeout` passes (`tracecraft spool flush`). What is not sent stays
+    /// spooled.
+    ///
+    /// # Errors
+    /// [`ExportError::Shutdown`] after `shutdown`; a collector failure is reported in
+    /// [`SpoolFlush::error`], not as an error.
+    pub fn flush_spool(&mut self, timeout: Duration) -> Result<SpoolFlush, ExportError> {
+        if self.transport.is_none() {
+            return Err(ExportError::Shutdown {
+                exporter: self.name.to_owned(),
+            });
+        }
+        let Some(spool) = self.spool.clone() else {
+            return Ok(SpoolFlush::default());
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        Ok(resend_pending(
+            self,
+            &spool,
+            &stop,
+            Some(Instant::now() + timeout),
+        ))
+    }
+
+    /// Sends one request with at most `max_attempts` attempts (the policy's other limits
+    /// apply).
+    pub(crate) fn send_with_attempts(
+        &mut self,
+        request: &ExportTraceServiceRequest,
+        max_attempts: u32,
+    ) -> Result<(), ExportError> {
+        self.send(request, max_attempts.min(self.retry.max_attempts).max(1))
+    }
+
     /// Sends one request, retrying retryable failures within the policy.
-    fn send(&mut self, request: ExportTraceServiceRequest) -> Result<(), ExportError> {
+    fn send(
+        &mut self,
+        request: &ExportTraceServiceRequest,
+        max_attempts: u32,
+    ) -> Result<(), ExportError> {
         let spans: u64 = request
             .resource_spans
             .iter()
@@ -515,7 +601,7 @@ impl OtlpExporter {
             .sum();
         let body = match self.protocol {
             Protocol::Grpc => None,
-            Protocol::HttpProtobuf => match self.http_body(&request) {
+            Protocol::HttpProtobuf => match self.http_body(request) {
                 Some(body) => Some(body),
                 None => return Err(self.failure(Cause::Encode, 1)),
             },
@@ -551,7 +637,7 @@ impl OtlpExporter {
             let backoff = self.retry.backoff(attempt, random);
             let wait = delay.map_or(backoff, |d| d.max(backoff));
             let out_of_time = started.elapsed() + wait > self.retry.max_elapsed;
-            if attempt >= self.retry.max_attempts || out_of_time {
+            if attempt >= max_attempts || out_of_time {
                 self.counters
                     .requests_failed
                     .fetch_add(1, Ordering::Relaxed);
@@ -721,6 +807,15 @@ where
     })
 }
 
+fn span_count(request: &ExportTraceServiceRequest) -> u64 {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum()
+}
+
 /// `Retry-After`: seconds, or an HTTP date.
 fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
@@ -790,7 +885,44 @@ impl Exporter for OtlpExporter {
         let requests = mapping::to_requests(batch, &self.mapping, self.max_request_bytes);
         let mut first_error = None;
         for request in requests {
-            if let Err(e) = self.send(request) {
+            let attempts = if self.collector_down {
+                1
+            } else {
+                self.retry.max_attempts
+            };
+            let result = self.send(&request, attempts);
+            if let Some(resender) = &self.resender {
+                match &result {
+                    Ok(()) => {
+                        self.collector_down = false;
+                        resender.collector_answered();
+                    }
+                    Err(e) if !is_content_rejection(e) && e.cause().is_some() => {
+                        if let Some(spool) = &self.spool {
+                            let spans = span_count(&request);
+                            match spool.write(request.encode_to_vec(), spans) {
+                                Ok(()) => {
+                                    tracing::warn!(
+                                        exporter = self.name,
+                                        spans,
+                                        "OTLP export failed, spooled for later: {e}"
+                                    );
+                                    self.collector_down = true;
+                                    resender.mark_pending();
+                                    continue;
+                                }
+                                Err(spool_error) => tracing::error!(
+                                    exporter = self.name,
+                                    spans,
+                                    "OTLP export failed and the spool cannot take the request: {spool_error}"
+                                ),
+                            }
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+            if let Err(e) = result {
                 // Fatal errors (and exhausted retries) do not get better for the next
                 // request of the same batch if the collector is down; rejected content might.
                 let stop = e
@@ -824,7 +956,12 @@ impl Exporter for OtlpExporter {
     /// Closes connections and stops the runtime; later calls to `export` fail with
     /// [`ExportError::Shutdown`].
     fn shutdown(&mut self, timeout: Duration) -> Result<(), ExportError> {
-        let _ = timeout; // nothing is buffered; closing never waits
+        let _ = timeout; // nothing is buffered (a failed request is already spooled)
+        // The re-sender's attempt in flight is bounded by the exporter's timeout; what it did
+        // not send stays spooled for the next start.
+        if let Some(mut resender) = self.resender.take() {
+            resender.stop();
+        }
         self.transport = None;
         // Never blocks (and never panics inside an async context); pending DNS look-ups on
         // the blocking pool finish on their own.
@@ -837,6 +974,9 @@ impl Exporter for OtlpExporter {
 
 impl Drop for OtlpExporter {
     fn drop(&mut self) {
+        if let Some(mut resender) = self.resender.take() {
+            resender.stop();
+        }
         self.transport = None;
         // Never blocks: dropping a runtime inside another runtime's task would panic.
         if let Some(runtime) = self.runtime.take() {

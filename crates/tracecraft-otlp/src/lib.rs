@@ -53,8 +53,10 @@ mod config;
 mod error;
 mod exporter;
 pub mod mapping;
+mod resend;
 pub mod reverse;
 mod rpc;
+pub mod spool;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
@@ -68,3 +70,5 @@ pub use error::{Cause, ConnectProblem, ExportFailure, TlsProblem};
 pub use exporter::{OtlpExporter, OtlpExporterBuilder, OtlpStats, StatsHandle};
 /// The OTLP protobuf types (from `opentelemetry-proto`), for code that inspects requests.
 pub use opentelemetry_proto::tonic as proto;
+pub use resend::SpoolFlush;
+pub use spool::{Spool, SpoolConfig, SpoolConfigBuilder, SpoolStats, SpoolStatus};
