@@ -26,6 +26,8 @@ enum Command {
     Import(cmd::import::Args),
     /// Query and manage stored traces: list, show, rm, purge, stats.
     Traces(cmd::traces::Args),
+    /// Look into, re-send or empty an OTLP spool directory: status, flush, drop.
+    Spool(cmd::spool::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Redact(args) => cmd::redact::run(args),
         Command::Import(args) => cmd::import::run(args),
         Command::Traces(args) => cmd::traces::run(args),
+        Command::Spool(args) => cmd::spool::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -262,6 +262,8 @@ pub struct OtlpExporter {
     random: u64,
     spool: Option<Arc<Spool>>,
     resender: Option<Resender>,
+    /// What it was built from (for [`OtlpExporter::with_spool`]).
+    settings: OtlpSettings,
     /// The last request was spooled: the next gets a single attempt.
     collector_down: bool,
 }
@@ -375,6 +377,7 @@ impl OtlpExporter {
     }
 
     fn without_spool(s: OtlpSettings) -> Result<OtlpExporter, BuildError> {
+        let settings = s.clone();
         let endpoint = s.resolved_endpoint()?;
         let endpoint_completed = s.completes_endpoint();
         if endpoint_completed {
@@ -492,6 +495,7 @@ impl OtlpExporter {
             random: random_seed(),
             spool: None,
             resender: None,
+            settings,
             collector_down: false,
         })
     }
@@ -544,6 +548,18 @@ impl OtlpExporter {
                 attempts,
             }),
         }
+    }
+
+    /// This exporter rebuilt with a spool (for code that received a built exporter, such as
+    /// `tracecraft spool flush`).
+    ///
+    /// # Errors
+    /// [`BuildError`] naming `spool` when the directory cannot be opened.
+    pub fn with_spool(mut self, config: SpoolConfig) -> Result<OtlpExporter, BuildError> {
+        let mut settings = self.settings.clone();
+        settings.spool = Some(config);
+        let _ = Exporter::shutdown(&mut self, Duration::ZERO);
+        Self::from_settings(settings)
     }
 
     /// The spool, if one is configured.

@@ -2,6 +2,7 @@
 
 pub(crate) mod import;
 pub(crate) mod redact;
+pub(crate) mod spool;
 pub(crate) mod traces;
 
 use std::fmt;
