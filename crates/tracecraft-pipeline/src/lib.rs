@@ -53,6 +53,7 @@ mod config;
 mod enrich;
 mod pipeline;
 mod processor;
+pub mod queue;
 mod redact;
 mod sample;
 
