@@ -182,8 +182,65 @@ impl<E: Exporter + ?Sized> Exporter for Box<E> {
     }
 }
 
+/// A shared store as an exporter that follows the whole [`Exporter`] lifecycle: after
+/// `shutdown` (which flushes the store once), `export` returns [`ExportError::Shutdown`]. The
+/// pipeline's `store(..)` wraps stores in it; the application keeps querying through its own
+/// `Arc` clone.
+#[derive(Debug)]
+pub struct StoreExporter<S: ?Sized> {
+    store: Arc<S>,
+    shut_down: bool,
+}
+
+impl<S: TraceStore + ?Sized> StoreExporter<S> {
+    /// Exports to `store`.
+    #[must_use]
+    pub fn new(store: Arc<S>) -> Self {
+        StoreExporter {
+            store,
+            shut_down: false,
+        }
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+}
+
+impl<S: TraceStore + ?Sized> Exporter for StoreExporter<S> {
+    fn name(&self) -> &str {
+        TraceStore::name(&*self.store)
+    }
+    fn export(&mut self, batch: &[ProcessedRun]) -> Result<(), ExportError> {
+        if self.shut_down {
+            return Err(ExportError::Shutdown {
+                exporter: TraceStore::name(&*self.store).to_owned(),
+            });
+        }
+        self.store.save_batch(batch).map_err(ExportError::from)
+    }
+    fn force_flush(&mut self) -> Result<(), ExportError> {
+        if self.shut_down {
+            return Ok(());
+        }
+        self.store.flush().map_err(ExportError::from)
+    }
+    fn shutdown(&mut self, _timeout: Duration) -> Result<(), ExportError> {
+        if std::mem::replace(&mut self.shut_down, true) {
+            return Ok(());
+        }
+        self.store.flush().map_err(ExportError::from)
+    }
+}
+
 /// A shared store is an exporter: `Arc<SqliteStore>` can be handed to the pipeline while the
 /// application keeps querying through its own clone.
+///
+/// This adapter has no state, so it cannot refuse exports after `shutdown` (which only
+/// flushes): prefer [`StoreExporter`] (what the pipeline's `store(..)` uses), which follows the
+/// whole lifecycle.
 impl<S: TraceStore + ?Sized> Exporter for Arc<S> {
     fn name(&self) -> &str {
         TraceStore::name(&**self)

@@ -195,3 +195,43 @@ fn inner_failures_are_counted() {
     assert_eq!(report.stats.failed, 3);
     assert_eq!(report.stats.exported, 0);
 }
+
+#[test]
+fn batch_exporter_follows_the_exporter_contract() {
+    tracecraft_core::exporter_contract::run_all(|| {
+        tracecraft_pipeline::BatchExporter::new(
+            tracecraft_core::testing::MemoryExporter::new(),
+            tracecraft_pipeline::BatchConfig::default(),
+        )
+    });
+}
+
+/// An inner exporter slower than the shutdown timeout: the batch exporter still returns in
+/// time, and counts what it could not export.
+#[test]
+fn batch_shutdown_never_blocks_past_its_timeout() {
+    struct Slow;
+    impl tracecraft_core::Exporter for Slow {
+        fn name(&self) -> &str {
+            "slow"
+        }
+        fn export(
+            &mut self,
+            _: &[tracecraft_core::ProcessedRun],
+        ) -> Result<(), tracecraft_core::ExportError> {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Ok(())
+        }
+    }
+    let mut batch = tracecraft_pipeline::BatchExporter::new(
+        Slow,
+        tracecraft_pipeline::BatchConfig {
+            batch_size: 1,
+            ..tracecraft_pipeline::BatchConfig::default()
+        },
+    );
+    tracecraft_core::exporter_contract::check_shutdown_within_timeout(&mut batch);
+    let (_, report) = batch.shutdown_report(std::time::Duration::from_secs(1));
+    let s = report.stats;
+    assert!(s.exported < 50, "{s:?}");
+}
