@@ -402,6 +402,25 @@ impl Spool {
         Ok(dropped)
     }
 
+    /// Encodes `request` and writes it durably (what the exporter does with a request that
+    /// failed; also for a gateway that spools what it could not forward).
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] naming the file when it cannot be written.
+    pub fn write_request(
+        &self,
+        request: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    ) -> Result<(), StoreError> {
+        use prost::Message;
+        let spans = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len() as u64)
+            .sum();
+        self.write(request.encode_to_vec(), spans)
+    }
+
     /// Writes one encoded request durably, evicting the oldest files first if the bound
     /// requires it. A request larger than the whole bound is not written: it counts as
     /// evicted.
