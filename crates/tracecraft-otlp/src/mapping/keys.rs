@@ -153,7 +153,7 @@ pub const OI_TOOL_PARAMETERS: &str = "tool.parameters";
 pub const OI_TAGS: &str = "tag.tags";
 
 // MLflow dialect.
-/// MLflow's span type (`LLM`, `TOOL`, `RETRIEVER`, `MEMORY`, `WORKFLOW`, ...).
+/// MLflow's span type, JSON-encoded as MLflow stores it (`"LLM"`, `"TOOL"`, `"MEMORY"`, ...).
 pub const MLFLOW_SPAN_TYPE: &str = "mlflow.spanType";
 /// The trace's name, on the run span.
 pub const MLFLOW_TRACE_NAME: &str = "mlflow.traceTag.mlflow.traceName";

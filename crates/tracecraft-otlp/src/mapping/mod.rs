@@ -27,7 +27,7 @@ pub use options::{
     Content, Dialect, Dialects, MappingOptions, MappingOptionsBuilder, UnknownContent,
     UnknownDialect,
 };
-pub use spans::{mlflow_span_type, openinference_kind, operation_name};
+pub use spans::{mlflow_attribute, mlflow_span_type, openinference_kind, operation_name};
 
 /// The instrumentation scope (and `telemetry.sdk.name`) of every span TraceCraft exports.
 pub const SCOPE_NAME: &str = "tracecraft";

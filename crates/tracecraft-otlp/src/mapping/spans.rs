@@ -43,7 +43,8 @@ pub fn openinference_kind(step_type: StepType, operation: Option<&str>) -> &'sta
     }
 }
 
-/// MLflow's span type of a step type (`mlflow.spanType`).
+/// MLflow's span type of a step type. The `mlflow.spanType` attribute holds it JSON-encoded
+/// (`"LLM"` with its quotes), as MLflow stores its own span attributes; see [`mlflow_attribute`].
 #[must_use]
 pub fn mlflow_span_type(step_type: StepType, operation: Option<&str>) -> &'static str {
     match (step_type, operation) {
@@ -59,6 +60,14 @@ pub fn mlflow_span_type(step_type: StepType, operation: Option<&str>) -> &'stati
         (StepType::Evaluation, _) => "EVALUATOR",
         (StepType::Error, _) => "UNKNOWN",
     }
+}
+
+/// A value as MLflow stores span attributes: JSON-encoded (`LLM` -> `"LLM"`).
+#[must_use]
+pub fn mlflow_attribute(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    super::content::push_json_str(&mut out, value);
+    out
 }
 
 fn status(error: Option<&str>, error_type: Option<&str>) -> Status {
@@ -167,7 +176,7 @@ pub(crate) fn run_span(run: &AgentRun, options: &MappingOptions) -> Span {
         }
     }
     if dialects.contains(Dialect::Mlflow) {
-        a.str(k::MLFLOW_SPAN_TYPE, "AGENT");
+        a.string(k::MLFLOW_SPAN_TYPE, mlflow_attribute("AGENT"));
         a.str(k::MLFLOW_TRACE_NAME, &run.name);
     }
     a.user(&run.attributes, k::OWNED);
@@ -259,9 +268,9 @@ pub(crate) fn step_span(
         );
     }
     if dialects.contains(Dialect::Mlflow) {
-        a.str(
+        a.string(
             k::MLFLOW_SPAN_TYPE,
-            mlflow_span_type(step.step_type, operation),
+            mlflow_attribute(mlflow_span_type(step.step_type, operation)),
         );
     }
     match step.step_type {
