@@ -165,6 +165,18 @@ pub trait Exporter: Send {
         let _ = timeout;
         self.force_flush()
     }
+
+    /// Keeps `batch` durably for a later delivery, without waiting for the destination (the
+    /// OTLP exporter writes it to its spool). Wrappers with a queue call it at shutdown for
+    /// the runs their deadline left unexported, so that those are kept rather than dropped
+    /// (DESIGN invariant 6). Returns whether the batch was kept; the default keeps nothing.
+    ///
+    /// # Errors
+    /// When keeping failed (the caller counts the runs as not exported).
+    fn persist(&mut self, batch: &[ProcessedRun]) -> Result<bool, ExportError> {
+        let _ = batch;
+        Ok(false)
+    }
 }
 
 impl<E: Exporter + ?Sized> Exporter for Box<E> {
@@ -179,6 +191,9 @@ impl<E: Exporter + ?Sized> Exporter for Box<E> {
     }
     fn shutdown(&mut self, timeout: Duration) -> Result<(), ExportError> {
         (**self).shutdown(timeout)
+    }
+    fn persist(&mut self, batch: &[ProcessedRun]) -> Result<bool, ExportError> {
+        (**self).persist(batch)
     }
 }
 

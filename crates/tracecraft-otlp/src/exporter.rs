@@ -364,14 +364,17 @@ impl OtlpExporter {
             BuildError::new("spool", format!("cannot open the spool directory: {e}"))
         })?);
         let mut exporter = Self::without_spool(s.clone())?;
-        // The re-sender has its own connection (and runtime), sharing the counters.
-        let mut sender = Self::without_spool(s)?;
-        sender.counters = Arc::clone(&exporter.counters);
-        exporter.resender = Some(
-            Resender::start(sender, Arc::clone(&spool), spool_config.resend_interval()).map_err(
-                |e| BuildError::new("spool", format!("cannot start the re-send thread: {e}")),
-            )?,
-        );
+        if spool_config.background {
+            // The re-sender has its own connection (and runtime), sharing the counters.
+            let mut sender = Self::without_spool(s)?;
+            sender.counters = Arc::clone(&exporter.counters);
+            exporter.resender = Some(
+                Resender::start(sender, Arc::clone(&spool), spool_config.resend_interval())
+                    .map_err(|e| {
+                        BuildError::new("spool", format!("cannot start the re-send thread: {e}"))
+                    })?,
+            );
+        }
         exporter.spool = Some(spool);
         Ok(exporter)
     }
@@ -907,32 +910,34 @@ impl Exporter for OtlpExporter {
                 self.retry.max_attempts
             };
             let result = self.send(&request, attempts);
-            if let Some(resender) = &self.resender {
+            if let Some(spool) = &self.spool {
                 match &result {
                     Ok(()) => {
                         self.collector_down = false;
-                        resender.collector_answered();
+                        if let Some(resender) = &self.resender {
+                            resender.collector_answered();
+                        }
                     }
                     Err(e) if !is_content_rejection(e) && e.cause().is_some() => {
-                        if let Some(spool) = &self.spool {
-                            let spans = span_count(&request);
-                            match spool.write(request.encode_to_vec(), spans) {
-                                Ok(()) => {
-                                    tracing::warn!(
-                                        exporter = self.name,
-                                        spans,
-                                        "OTLP export failed, spooled for later: {e}"
-                                    );
-                                    self.collector_down = true;
-                                    resender.mark_pending();
-                                    continue;
-                                }
-                                Err(spool_error) => tracing::error!(
+                        let spans = span_count(&request);
+                        match spool.write(request.encode_to_vec(), spans) {
+                            Ok(()) => {
+                                tracing::warn!(
                                     exporter = self.name,
                                     spans,
-                                    "OTLP export failed and the spool cannot take the request: {spool_error}"
-                                ),
+                                    "OTLP export failed, spooled for later: {e}"
+                                );
+                                self.collector_down = true;
+                                if let Some(resender) = &self.resender {
+                                    resender.mark_pending();
+                                }
+                                continue;
                             }
+                            Err(spool_error) => tracing::error!(
+                                exporter = self.name,
+                                spans,
+                                "OTLP export failed and the spool cannot take the request: {spool_error}"
+                            ),
                         }
                     }
                     Err(_) => {}
@@ -967,6 +972,26 @@ impl Exporter for OtlpExporter {
             });
         }
         Ok(())
+    }
+
+    /// Writes the batch to the spool without sending it (no network): `Ok(false)` without a
+    /// spool. The batch exporter calls it at shutdown for runs its deadline left unexported.
+    fn persist(&mut self, batch: &[ProcessedRun]) -> Result<bool, ExportError> {
+        if self.transport.is_none() {
+            return Err(ExportError::Shutdown {
+                exporter: self.name.to_owned(),
+            });
+        }
+        let Some(spool) = &self.spool else {
+            return Ok(false);
+        };
+        for request in mapping::to_requests(batch, &self.mapping, self.max_request_bytes) {
+            spool.write_request(&request)?;
+        }
+        if let Some(resender) = &self.resender {
+            resender.mark_pending();
+        }
+        Ok(true)
     }
 
     /// Closes connections and stops the runtime; later calls to `export` fail with

@@ -54,6 +54,15 @@ pub struct SpoolConfig {
     /// success of a new batch wakes the re-sender at once.
     #[serde(default = "default_resend_ms")]
     pub resend_interval_ms: u64,
+    /// Whether a background thread re-sends the spool (default true). Without it, only
+    /// [`OtlpExporter::flush_spool`](crate::OtlpExporter::flush_spool) does (what
+    /// `tracecraft spool flush` uses).
+    #[serde(default = "default_true")]
+    pub background: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_bytes() -> u64 {
@@ -71,6 +80,7 @@ impl SpoolConfig {
                 dir: dir.into(),
                 max_bytes: DEFAULT_MAX_BYTES,
                 resend_interval_ms: default_resend_ms(),
+                background: true,
             },
         }
     }
@@ -98,6 +108,11 @@ impl SpoolConfigBuilder {
     /// See [`SpoolConfig::resend_interval_ms`].
     pub fn resend_interval(mut self, interval: Duration) -> Self {
         self.config.resend_interval_ms = interval.as_millis().min(u128::from(u64::MAX)) as u64;
+        self
+    }
+    /// See [`SpoolConfig::background`].
+    pub fn background(mut self, background: bool) -> Self {
+        self.config.background = background;
         self
     }
     /// The settings.

@@ -293,9 +293,8 @@ fn a_corrupt_file_is_skipped_with_a_warning_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let spool_dir = dir.path().join("spool");
     let port = free_port();
-    let config = SpoolConfig::builder(&spool_dir)
-        .resend_interval(Duration::from_secs(3600))
-        .build();
+    // No background re-sender: the warning is emitted on this thread, where it is captured.
+    let config = SpoolConfig::builder(&spool_dir).background(false).build();
     let mut down = exporter(port, config.clone());
     down.export(&[run(4, 0)]).unwrap();
     down.export(&[run(4, 1)]).unwrap();
@@ -308,7 +307,6 @@ fn a_corrupt_file_is_skipped_with_a_warning_naming_it() {
     let warnings = Warnings::default();
     let subscriber = tracing_subscriber::registry().with(warnings.clone());
     let stats = tracing::subscriber::with_default(subscriber, || {
-        // The background re-sender starts at once; the flush takes what it has not.
         let mut up = exporter(port, config);
         let flush = up.flush_spool(Duration::from_secs(20)).unwrap();
         assert!(flush.error.is_none(), "{:?}", flush.error);
@@ -376,4 +374,29 @@ fn several_exporters_share_one_spool() {
             .batches,
         0
     );
+}
+
+/// `persist` (what the batch exporter calls for runs its shutdown deadline left) writes to the
+/// spool without sending; they arrive at the next flush.
+#[test]
+fn persist_spools_without_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = MockCollector::start().unwrap();
+    let port = collector.addr().port();
+    let mut e = exporter(
+        port,
+        SpoolConfig::builder(dir.path().join("spool"))
+            .resend_interval(Duration::from_secs(3600))
+            .build(),
+    );
+    let runs: Vec<ProcessedRun> = (0..5).map(|i| run(6, i)).collect();
+    assert!(e.persist(&runs).unwrap());
+    // The re-sender's first pass may already have taken it; either way it arrives.
+    let flush = e.flush_spool(Duration::from_secs(20)).unwrap();
+    assert!(flush.error.is_none(), "{:?}", flush.error);
+    assert!(wait_for_ids(
+        &collector,
+        &span_ids(runs),
+        Duration::from_secs(20)
+    ));
 }

@@ -41,10 +41,14 @@ pub struct BatchStats {
     pub exported: u64,
     /// Runs in batches the inner exporter rejected.
     pub failed: u64,
+    /// Runs a shutdown's deadline left unexported that the inner exporter kept for later
+    /// (`Exporter::persist`: the OTLP spool).
+    pub persisted: u64,
 }
 
 /// What [`BatchExporter::shutdown_report`] found: every run accepted before shutdown is in
-/// `exported`, `failed` or (if the timeout expired first) `unexported`.
+/// `exported`, `failed`, `persisted` or (if the timeout expired first and the inner exporter
+/// could not keep them) `unexported`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct BatchShutdown {
@@ -58,6 +62,7 @@ pub struct BatchShutdown {
 struct Shared {
     exported: AtomicU64,
     failed: AtomicU64,
+    persisted: AtomicU64,
 }
 
 /// Wraps an exporter with a bounded queue and a dedicated thread that owns it.
@@ -142,6 +147,7 @@ impl BatchExporter {
             dropped_queue_full: q.dropped_full.load(Ordering::Relaxed),
             exported: self.shared.exported.load(Ordering::Relaxed),
             failed: self.shared.failed.load(Ordering::Relaxed),
+            persisted: self.shared.persisted.load(Ordering::Relaxed),
         }
     }
 
@@ -255,5 +261,28 @@ impl Consumer<ProcessedRun> for BatchConsumer {
 
     fn stop(&mut self, remaining: Duration) -> Result<(), ExportError> {
         self.inner.shutdown(remaining)
+    }
+
+    fn abandon(&mut self, items: Vec<ProcessedRun>) -> u64 {
+        let n = items.len() as u64;
+        if n == 0 {
+            return 0;
+        }
+        match self.inner.persist(&items) {
+            Ok(true) => {
+                self.shared.persisted.fetch_add(n, Ordering::Relaxed);
+                tracing::info!(
+                    exporter = self.inner.name(),
+                    runs = n,
+                    "tracecraft: shutdown deadline passed; runs kept for a later export"
+                );
+                n
+            }
+            Ok(false) => 0,
+            Err(err) => {
+                tracing::warn!(exporter = self.inner.name(), runs = n, error = %err, "tracecraft: runs left at shutdown could not be kept");
+                0
+            }
+        }
     }
 }

@@ -37,6 +37,12 @@ pub trait Consumer<T>: Send + 'static {
         let _ = remaining;
         Ok(())
     }
+    /// The items a stop's deadline left unconsumed: keep what can be kept without waiting
+    /// (a spool); returns how many were kept. The default keeps none.
+    fn abandon(&mut self, items: Vec<T>) -> u64 {
+        drop(items);
+        0
+    }
 }
 
 /// [`WorkQueue`] settings.
@@ -351,13 +357,21 @@ impl<T, C: Consumer<T>> Worker<T, C> {
                 return 0;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                let left = (self.buffer.len() + self.items.len()) as u64;
-                self.buffer.clear();
-                while self.items.try_recv().is_ok() {}
-                return left;
+                let mut rest = std::mem::take(&mut self.buffer);
+                while let Ok(item) = self.items.try_recv() {
+                    rest.push(item);
+                }
+                let total = rest.len() as u64;
+                let kept = self.consumer.abandon(rest).min(total);
+                return total - kept;
             }
             self.consumer.consume(&mut self.buffer);
             self.buffer.clear();
+            // A stop (or flush) waiting: hand over to the control loop, which drains with the
+            // stop's deadline (a flush drains again anyway).
+            if deadline.is_none() && !self.control.is_empty() {
+                return 0;
+            }
         }
     }
 }

@@ -145,7 +145,9 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
                     "no collector: give --otlp URL, or enable [otlp] in the configuration".into(),
                 )
             })?;
-            let mut exporter = exporter.with_spool(SpoolConfig::builder(&dir).build())?;
+            // No background re-sender: this command sends in the foreground, oldest first.
+            let mut exporter =
+                exporter.with_spool(SpoolConfig::builder(&dir).background(false).build())?;
             let stats = exporter.stats_handle();
             let flush = exporter.flush_spool(timeout.into())?;
             tracecraft_core::Exporter::shutdown(&mut exporter, Duration::from_secs(5))?;
