@@ -263,6 +263,28 @@ fn tls_problem(e: &rustls::Error) -> TlsProblem {
     }
 }
 
+/// A rustls error's `Display` text (`received fatal alert: ...`, `invalid peer certificate:
+/// ...`), for layers that kept the text only. Never echoes the text itself.
+fn tls_problem_in_text(text: &str) -> Option<TlsProblem> {
+    if text.contains("received fatal alert") {
+        return Some(TlsProblem::RefusedByCollector);
+    }
+    let rest = text.split("invalid peer certificate: ").nth(1)?;
+    Some(if rest.starts_with("UnknownIssuer") {
+        TlsProblem::UnknownIssuer
+    } else if rest.starts_with("Expired") {
+        TlsProblem::Expired
+    } else if rest.starts_with("NotValidYet") {
+        TlsProblem::NotYetValid
+    } else if rest.starts_with("NotValidForName") || rest.contains("not valid for name") {
+        TlsProblem::WrongName
+    } else if rest.starts_with("Revoked") {
+        TlsProblem::Revoked
+    } else {
+        TlsProblem::BadCertificate
+    })
+}
+
 /// The cause of a transport failure, from its error chain: a rustls error anywhere in it is a
 /// TLS problem; else the first telling I/O error kind; else DNS when the connector says so.
 pub(crate) fn transport_cause(e: &(dyn std::error::Error + 'static)) -> Cause {
@@ -274,6 +296,10 @@ pub(crate) fn transport_cause(e: &(dyn std::error::Error + 'static)) -> Cause {
             return Cause::Tls(tls_problem(tls));
         }
         let text = err.to_string();
+        // Some layers keep only the text of the rustls error (an io::Error with a message).
+        if let Some(problem) = tls_problem_in_text(&text) {
+            return Cause::Tls(problem);
+        }
         dns |= text.starts_with("dns error") || text.contains("failed to lookup address");
         current = err.source();
         if let Some(h) = err.downcast_ref::<hyper::Error>()
@@ -308,4 +334,65 @@ pub(crate) fn transport_cause(e: &(dyn std::error::Error + 'static)) -> Cause {
     } else {
         ConnectProblem::Other
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_problems_are_read_from_text_only_errors() {
+        let io = |text: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, text.to_owned());
+        for (text, cause) in [
+            (
+                "received fatal alert: CertificateRequired",
+                Cause::Tls(TlsProblem::RefusedByCollector),
+            ),
+            (
+                "invalid peer certificate: UnknownIssuer",
+                Cause::Tls(TlsProblem::UnknownIssuer),
+            ),
+            (
+                "invalid peer certificate: Expired",
+                Cause::Tls(TlsProblem::Expired),
+            ),
+            ("something else", Cause::Connect(ConnectProblem::Other)),
+        ] {
+            assert_eq!(transport_cause(&io(text)), cause, "{text}");
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            transport_cause(&refused),
+            Cause::Connect(ConnectProblem::Refused)
+        );
+        let typed = std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName),
+        ));
+        assert_eq!(transport_cause(&typed), Cause::Tls(TlsProblem::WrongName));
+    }
+
+    #[test]
+    fn summary_lines_are_one_line_with_hint_and_attempts() {
+        let f = ExportFailure {
+            collector: "c:4318".into(),
+            cause: Cause::Http { status: 401 },
+            attempts: 1,
+        };
+        assert_eq!(
+            f.to_string(),
+            "HTTP 401 Unauthorized: check the credentials in the OTLP headers (collector c:4318)"
+        );
+        let f = ExportFailure {
+            collector: "c:4317".into(),
+            cause: Cause::Connect(ConnectProblem::Refused),
+            attempts: 3,
+        };
+        assert_eq!(
+            f.to_string(),
+            "cannot connect: connection refused: is the collector running? (collector c:4317, after 3 attempts)"
+        );
+        assert!(!Cause::Tls(TlsProblem::Expired).is_retryable());
+        assert!(Cause::Http { status: 503 }.is_retryable());
+    }
 }
