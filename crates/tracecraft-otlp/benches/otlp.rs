@@ -122,5 +122,41 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// This process's CPU time (user + system) from `/proc/self/stat`, Linux only: on a shared
+/// machine, spans per CPU-second is the one-core figure that wall time cannot give.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux the project builds for.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Mapping + encoding per CPU-second (printed, not a criterion figure).
+fn cpu_figures(_: &mut Criterion) {
+    let (Some(runs), Some(_)) = (corpus_runs(), cpu_time()) else {
+        return;
+    };
+    let options = MappingOptions::default();
+    let n = spans(&runs);
+    let rounds = 5u32;
+    let cpu0 = cpu_time().unwrap_or_default();
+    let wall0 = Instant::now();
+    for _ in 0..rounds {
+        let request = mapping::to_request(&runs, &options);
+        std::hint::black_box(request.encode_to_vec());
+    }
+    let cpu = cpu_time().unwrap_or_default().saturating_sub(cpu0);
+    let wall = wall0.elapsed();
+    let total = n as f64 * f64::from(rounds);
+    eprintln!(
+        "otlp/map_encode per CPU-second: {:.0} spans/s (CPU {:?}, wall {:?}, {} spans)",
+        total / cpu.as_secs_f64().max(1e-9),
+        cpu,
+        wall,
+        total
+    );
+}
+
+criterion_group!(benches, bench, cpu_figures);
 criterion_main!(benches);

@@ -138,6 +138,13 @@ fn any_value_at(value: &Value, depth: usize) -> AnyValue {
 /// The nesting depth of a JSON value (scalars are 1), computed without recursion and without
 /// looking further than `limit + 1` levels.
 fn depth_exceeds(value: &Value, limit: usize) -> bool {
+    // Scalars and flat containers (the common case) need no stack.
+    match value {
+        Value::Array(items) if items.iter().all(is_scalar) => return limit < 1,
+        Value::Object(map) if map.values().all(is_scalar) => return limit < 1,
+        Value::Array(_) | Value::Object(_) => {}
+        _ => return false,
+    }
     let mut stack = vec![(value, 1usize)];
     while let Some((v, d)) = stack.pop() {
         match v {
@@ -157,6 +164,10 @@ fn depth_exceeds(value: &Value, limit: usize) -> bool {
         }
     }
     false
+}
+
+fn is_scalar(v: &Value) -> bool {
+    !matches!(v, Value::Array(_) | Value::Object(_))
 }
 
 /// A JSON value as compact JSON text; values nested deeper than [`MAX_VALUE_DEPTH`] become
@@ -188,17 +199,21 @@ pub fn run_spans(run: &AgentRun) -> Vec<Span> {
 /// [`run_spans`] with the given dialects and content setting.
 #[must_use]
 pub fn run_spans_with(run: &AgentRun, options: &MappingOptions) -> Vec<Span> {
-    let root = spans::run_span(run, options);
-    let root_id = span_id(run.id);
     let mut spans = Vec::with_capacity(1 + run.steps.len());
-    spans.push(root);
+    push_run_spans(run, options, &mut spans);
+    spans
+}
+
+/// Appends the spans of `run` to `out` (no intermediate vector per run).
+fn push_run_spans(run: &AgentRun, options: &MappingOptions, out: &mut Vec<Span>) {
+    out.push(spans::run_span(run, options));
+    let root_id = span_id(run.id);
     let mut stack: Vec<(&Step, [u8; 8])> = run.steps.iter().rev().map(|s| (s, root_id)).collect();
     while let Some((step, parent)) = stack.pop() {
-        spans.push(spans::step_span(run, step, parent, options));
+        out.push(spans::step_span(run, step, parent, options));
         let me = span_id(step.id);
         stack.extend(step.children.iter().rev().map(|c| (c, me)));
     }
-    spans
 }
 
 /// The resource a run's spans belong to: `(service.name, deployment.environment.name)`.
@@ -262,14 +277,20 @@ pub(crate) struct Grouped {
 
 pub(crate) fn group(batch: &[ProcessedRun], options: &MappingOptions) -> Grouped {
     let mut groups: Vec<((String, String), Vec<Span>)> = Vec::new();
+    // Every span of the batch, so that the (usually single) group is allocated once.
+    let total: usize = batch.iter().map(|r| 1 + r.run().step_count()).sum();
     for run in batch {
         let run = run.run();
         let key = resource_key(run, options);
-        let spans = run_spans_with(run, options);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, existing)) => existing.extend(spans),
-            None => groups.push((key, spans)),
-        }
+        let i = match groups.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let capacity = if groups.is_empty() { total } else { 0 };
+                groups.push((key, Vec::with_capacity(capacity)));
+                groups.len() - 1
+            }
+        };
+        push_run_spans(run, options, &mut groups[i].1);
     }
     Grouped { groups }
 }

@@ -239,7 +239,7 @@ pub(crate) fn step_span(
         .get(k::GEN_AI_OPERATION)
         .and_then(Value::as_str)
         .or_else(|| operation_name(step.step_type));
-    let mut a = Attrs::with_capacity(24 + step.attributes.len());
+    let mut a = Attrs::with_capacity(40 + step.attributes.len());
     if let Some(op) = operation_name(step.step_type) {
         a.str(k::GEN_AI_OPERATION, op);
     }
@@ -257,8 +257,13 @@ pub(crate) fn step_span(
         a.int(k::GEN_AI_OUTPUT_TOKENS, n);
     }
     a.opt_str(k::ERROR_TYPE, step.error_type.as_deref());
+    // The inputs as JSON once: `input.value`, and for tools their arguments too.
+    let inputs_json = (content && !step.inputs.is_empty()).then(|| json_map_text(&step.inputs));
     if content {
-        io_map(&mut a, k::INPUT_VALUE, k::INPUT_MIME, &step.inputs);
+        if let Some(json) = &inputs_json {
+            a.str(k::INPUT_VALUE, json);
+            a.str(k::INPUT_MIME, k::MIME_JSON);
+        }
         io_map(&mut a, k::OUTPUT_VALUE, k::OUTPUT_MIME, &step.outputs);
     }
     if oi {
@@ -278,13 +283,13 @@ pub(crate) fn step_span(
         StepType::Tool if content => {
             if oi {
                 a.str(k::OI_TOOL_NAME, &step.name);
-                if !step.inputs.is_empty() {
-                    a.string(k::OI_TOOL_PARAMETERS, json_map_text(&step.inputs));
+                if let Some(json) = &inputs_json {
+                    a.str(k::OI_TOOL_PARAMETERS, json);
                 }
             }
             if genai {
-                if !step.inputs.is_empty() {
-                    a.string(k::GEN_AI_TOOL_ARGUMENTS, json_map_text(&step.inputs));
+                if let Some(json) = &inputs_json {
+                    a.str(k::GEN_AI_TOOL_ARGUMENTS, json);
                 }
                 if !step.outputs.is_empty() {
                     let result = match step.outputs.values().next() {
