@@ -26,16 +26,26 @@ pub enum Protocol {
     /// default.
     #[default]
     HttpProtobuf,
+    /// OTLP/HTTP with JSON bodies (`http/json`, the specification's JSON encoding: hex ids,
+    /// camelCase keys), default port 4318.
+    HttpJson,
 }
 
 impl Protocol {
-    /// The name used by `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, `http/protobuf`).
+    /// The name used by `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, `http/protobuf`, `http/json`).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Protocol::Grpc => "grpc",
             Protocol::HttpProtobuf => "http/protobuf",
+            Protocol::HttpJson => "http/json",
         }
+    }
+
+    /// Whether it is one of the OTLP/HTTP encodings (the `/v1/traces` path applies).
+    #[must_use]
+    pub const fn is_http(self) -> bool {
+        matches!(self, Protocol::HttpProtobuf | Protocol::HttpJson)
     }
 
     /// The endpoint used when none is configured.
@@ -43,7 +53,7 @@ impl Protocol {
     pub const fn default_endpoint(self) -> &'static str {
         match self {
             Protocol::Grpc => DEFAULT_GRPC_ENDPOINT,
-            Protocol::HttpProtobuf => DEFAULT_HTTP_ENDPOINT,
+            Protocol::HttpProtobuf | Protocol::HttpJson => DEFAULT_HTTP_ENDPOINT,
         }
     }
 }
@@ -56,9 +66,7 @@ impl fmt::Display for Protocol {
 
 /// A string that names no supported [`Protocol`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unsupported OTLP protocol: expected `grpc` or `http/protobuf` (`http/json` is not supported)"
-)]
+#[error("unsupported OTLP protocol: expected `grpc`, `http/protobuf` or `http/json`")]
 pub struct UnknownProtocol;
 
 impl FromStr for Protocol {
@@ -67,6 +75,7 @@ impl FromStr for Protocol {
         match s.trim().to_ascii_lowercase().as_str() {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" => Ok(Protocol::HttpProtobuf),
+            "http/json" => Ok(Protocol::HttpJson),
             _ => Err(UnknownProtocol),
         }
     }
@@ -251,7 +260,7 @@ impl OtlpSettings {
                 "base_endpoint",
                 match self.protocol {
                     Protocol::Grpc => base.trim().to_owned(),
-                    Protocol::HttpProtobuf => {
+                    Protocol::HttpProtobuf | Protocol::HttpJson => {
                         format!("{}{HTTP_TRACES_PATH}", base.trim().trim_end_matches('/'))
                     }
                 },
@@ -294,7 +303,7 @@ impl OtlpSettings {
         let Some(e) = &self.endpoint else {
             return false;
         };
-        self.protocol == Protocol::HttpProtobuf
+        self.protocol.is_http()
             && e.trim()
                 .parse::<http::Uri>()
                 .is_ok_and(|u| u.authority().is_some() && matches!(u.path(), "" | "/"))
@@ -366,7 +375,8 @@ mod tests {
             "HTTP/protobuf".parse::<Protocol>().unwrap(),
             Protocol::HttpProtobuf
         );
-        assert!("http/json".parse::<Protocol>().is_err());
+        assert_eq!("http/json".parse::<Protocol>().unwrap(), Protocol::HttpJson);
+        assert!("http/xml".parse::<Protocol>().is_err());
         assert_eq!("gzip".parse::<Compression>().unwrap(), Compression::Gzip);
         assert!("zstd".parse::<Compression>().is_err());
     }

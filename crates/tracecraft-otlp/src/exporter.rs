@@ -465,7 +465,7 @@ impl OtlpExporter {
                 }
                 Transport::Grpc(client)
             }
-            Protocol::HttpProtobuf => {
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(tls)
                     .https_or_http()
@@ -481,7 +481,7 @@ impl OtlpExporter {
         Ok(OtlpExporter {
             name: match s.protocol {
                 Protocol::Grpc => "otlp-grpc",
-                Protocol::HttpProtobuf => "otlp-http",
+                Protocol::HttpProtobuf | Protocol::HttpJson => "otlp-http",
             },
             protocol: s.protocol,
             endpoint,
@@ -620,7 +620,7 @@ impl OtlpExporter {
             .sum();
         let body = match self.protocol {
             Protocol::Grpc => None,
-            Protocol::HttpProtobuf => match self.http_body(request) {
+            Protocol::HttpProtobuf | Protocol::HttpJson => match self.http_body(request) {
                 Some(body) => Some(body),
                 None => return Err(self.failure(Cause::Encode, 1)),
             },
@@ -707,7 +707,10 @@ impl OtlpExporter {
     }
 
     fn http_body(&self, request: &ExportTraceServiceRequest) -> Option<Bytes> {
-        let raw = request.encode_to_vec();
+        let raw = match self.protocol {
+            Protocol::HttpJson => serde_json::to_vec(request).ok()?,
+            _ => request.encode_to_vec(),
+        };
         match self.compression {
             Compression::None => Some(Bytes::from(raw)),
             Compression::Gzip => {
@@ -755,7 +758,11 @@ impl OtlpExporter {
         headers.clone_from(&self.headers);
         headers.insert(
             CONTENT_TYPE,
-            HeaderValue::from_static("application/x-protobuf"),
+            HeaderValue::from_static(if self.protocol == Protocol::HttpJson {
+                "application/json"
+            } else {
+                "application/x-protobuf"
+            }),
         );
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         if self.compression == Compression::Gzip {
@@ -791,7 +798,15 @@ impl OtlpExporter {
         let status = parts.status;
         if status.is_success() {
             // An empty or undecodable body is a full success (some collectors send none).
-            return Ok(ExportTraceServiceResponse::decode(bytes).unwrap_or_default());
+            let json = parts
+                .headers
+                .get(CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            return Ok(if json {
+                serde_json::from_slice(&bytes).unwrap_or_default()
+            } else {
+                ExportTraceServiceResponse::decode(bytes).unwrap_or_default()
+            });
         }
         let mut failure = Failure::of(Cause::Http {
             status: status.as_u16(),

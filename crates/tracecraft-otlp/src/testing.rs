@@ -231,13 +231,15 @@ async fn handle_http(state: Arc<State>, req: Request<Incoming>) -> Response<Resp
         return plain(StatusCode::METHOD_NOT_ALLOWED, &[], Bytes::new());
     }
     let (parts, body) = req.into_parts();
-    if parts
+    let protocol = match parts
         .headers
         .get(http::header::CONTENT_TYPE)
-        .is_none_or(|v| v.as_bytes() != b"application/x-protobuf")
+        .map(http::HeaderValue::as_bytes)
     {
-        return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, &[], Bytes::new());
-    }
+        Some(b"application/x-protobuf") => Protocol::HttpProtobuf,
+        Some(b"application/json") => Protocol::HttpJson,
+        _ => return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, &[], Bytes::new()),
+    };
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return plain(StatusCode::BAD_REQUEST, &[], Bytes::new());
     };
@@ -258,23 +260,32 @@ async fn handle_http(state: Arc<State>, req: Request<Incoming>) -> Response<Resp
     } else {
         body
     };
-    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+    let decoded = match protocol {
+        Protocol::HttpJson => serde_json::from_slice::<ExportTraceServiceRequest>(&body).ok(),
+        _ => ExportTraceServiceRequest::decode(body).ok(),
+    };
+    let Some(request) = decoded else {
         return plain(StatusCode::BAD_REQUEST, &[], Bytes::new());
     };
     let reply = state.next_reply();
     state.record(Received {
-        protocol: Protocol::HttpProtobuf,
+        protocol,
         headers: parts.headers,
         request,
         gzip,
         reply: reply.clone(),
     });
-    let ok = |resp: ExportTraceServiceResponse| {
-        plain(
+    let ok = |resp: ExportTraceServiceResponse| match protocol {
+        Protocol::HttpJson => plain(
+            StatusCode::OK,
+            &[("content-type", "application/json".to_owned())],
+            Bytes::from(serde_json::to_vec(&resp).unwrap_or_default()),
+        ),
+        _ => plain(
             StatusCode::OK,
             &[("content-type", "application/x-protobuf".to_owned())],
             Bytes::from(resp.encode_to_vec()),
-        )
+        ),
     };
     match reply {
         Reply::Ok => ok(ExportTraceServiceResponse::default()),

@@ -16,7 +16,7 @@ fn otlp_exporter_follows_the_exporter_contract() {
             exporter_contract::run_all(|| {
                 let endpoint = match protocol {
                     Protocol::Grpc => collector.grpc_endpoint(),
-                    Protocol::HttpProtobuf => collector.http_endpoint(),
+                    Protocol::HttpProtobuf | Protocol::HttpJson => collector.http_endpoint(),
                 };
                 let mut b = OtlpExporter::builder()
                     .protocol(protocol)

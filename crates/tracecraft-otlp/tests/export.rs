@@ -48,7 +48,7 @@ fn fast_retry(attempts: u32) -> RetryPolicy {
 fn builder(collector: &MockCollector, protocol: Protocol) -> OtlpExporterBuilder {
     let endpoint = match protocol {
         Protocol::Grpc => collector.grpc_endpoint(),
-        Protocol::HttpProtobuf => collector.http_endpoint(),
+        Protocol::HttpProtobuf | Protocol::HttpJson => collector.http_endpoint(),
     };
     OtlpExporter::builder()
         .protocol(protocol)
@@ -507,4 +507,45 @@ async fn works_when_called_from_inside_an_async_context() {
     let dropped_unused = OtlpExporter::builder().build().unwrap();
     drop(dropped_unused);
     assert_eq!(collector.spans().len(), 6);
+}
+
+/// OTLP/HTTP with JSON bodies: the specification's encoding (camelCase keys, hex ids), the
+/// same spans as protobuf, gzip, and partial success read from a JSON reply.
+#[test]
+fn http_json_delivers_the_same_spans() {
+    use tracecraft_otlp::mapping::{self, MappingOptions};
+    let collector = MockCollector::start().unwrap();
+    collector.script([
+        Reply::Ok,
+        Reply::Partial {
+            rejected_spans: 1,
+            message: "one too many".into(),
+        },
+    ]);
+    let mut exporter = OtlpExporter::builder()
+        .protocol(Protocol::HttpJson)
+        .base_endpoint(format!("http://{}", collector.addr()))
+        .compression(Compression::Gzip)
+        .build()
+        .unwrap();
+    assert_eq!(exporter.endpoint().path(), "/v1/traces");
+    let batch = [run("a"), run("b")];
+    exporter.export(&batch).unwrap();
+    exporter.export(&batch[..1]).unwrap();
+    let received = collector.received();
+    assert_eq!(received[0].protocol, Protocol::HttpJson);
+    assert_eq!(
+        received[0].headers.get("content-type").unwrap(),
+        "application/json"
+    );
+    assert!(received[0].gzip);
+    let expected = mapping::to_request(&batch, &MappingOptions::default());
+    assert_eq!(received[0].request, expected);
+    assert_eq!(exporter.stats_handle().get().spans_rejected, 1);
+    // The JSON itself: camelCase keys, ids as hex strings.
+    let json = serde_json::to_value(&expected).unwrap();
+    let span = &json["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+    let trace_id = span["traceId"].as_str().unwrap();
+    assert_eq!(trace_id, batch[0].run().id.simple().to_string());
+    assert_eq!(span["spanId"].as_str().unwrap().len(), 16);
 }

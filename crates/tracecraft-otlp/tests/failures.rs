@@ -180,7 +180,7 @@ fn a_slow_collector_is_a_timeout_that_says_data_may_be_stored() {
         collector.script([Reply::Stall(Duration::from_secs(5))]);
         let endpoint = match protocol {
             Protocol::Grpc => collector.grpc_endpoint(),
-            Protocol::HttpProtobuf => collector.http_endpoint(),
+            Protocol::HttpProtobuf | Protocol::HttpJson => collector.http_endpoint(),
         };
         let mut exporter = OtlpExporter::builder()
             .protocol(protocol)

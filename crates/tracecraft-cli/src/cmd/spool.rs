@@ -40,7 +40,7 @@ enum Command {
         /// The collector (an OTLP/HTTP URL, or gRPC with --otlp-protocol grpc).
         #[arg(long, value_name = "URL")]
         otlp: Option<String>,
-        /// The OTLP protocol for `--otlp`: `http/protobuf` (default) or `grpc`.
+        /// The OTLP protocol for `--otlp`: `http/protobuf` (default), `http/json` or `grpc`.
         #[arg(long, value_name = "PROTOCOL", requires = "otlp")]
         otlp_protocol: Option<String>,
         /// The longest the flush may take.
