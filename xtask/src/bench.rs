@@ -4,7 +4,7 @@
 //!
 //! Targets live beside the benches, as data: `crates/*/benches/targets.tsv`, one line per
 //! benchmark: `criterion id <TAB> unit <TAB> target <TAB> reference <TAB> note`. Units:
-//! `MB/s` and `runs/s` (higher is better; need criterion throughput), `ns`, `us`, `ms` (per
+//! `MB/s`, `runs/s` and `spans/s` (higher is better; need criterion throughput), `ns`, `us`, `ms` (per
 //! iteration, or per element when the bench sets element throughput; lower is better).
 //!
 //! `cargo xtask bench --report [NAME]` prints the last results without running anything.
@@ -139,8 +139,8 @@ fn measure(unit: &str, ns: f64, tp: Option<&(String, f64)>) -> Option<f64> {
     let per_sec = 1e9 / ns;
     match (unit, tp) {
         ("MB/s", Some((kind, n))) if kind.starts_with("Bytes") => Some(n * per_sec / 1e6),
-        ("runs/s", Some((kind, n))) if kind == "Elements" => Some(n * per_sec),
-        ("runs/s", None) => Some(per_sec),
+        ("runs/s" | "spans/s", Some((kind, n))) if kind == "Elements" => Some(n * per_sec),
+        ("runs/s" | "spans/s", None) => Some(per_sec),
         ("ns" | "us" | "ms", tp) => {
             let per = match tp {
                 Some((kind, n)) if kind == "Elements" && *n > 0.0 => ns / n,
@@ -183,7 +183,7 @@ fn report(filter: Option<&str>) -> Result<(), String> {
             println!("{:<44} {:>14}", t.id, "(no throughput)");
             continue;
         };
-        let higher_better = matches!(t.unit.as_str(), "MB/s" | "runs/s");
+        let higher_better = matches!(t.unit.as_str(), "MB/s" | "runs/s" | "spans/s");
         let has_target = t.target.is_finite();
         let met = if higher_better {
             value >= t.target

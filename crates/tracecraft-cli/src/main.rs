@@ -71,6 +71,8 @@ enum Command {
     Scan(cmd::scan::Args),
     /// Browse stored runs in a local web app: waterfalls, chat views, sessions, overview.
     Ui(cmd::ui::Args),
+    /// Look into, re-send or empty an OTLP spool directory: status, flush, drop.
+    Spool(cmd::spool::Args),
 }
 
 /// How a command that did not fail outright ended.
@@ -115,6 +117,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => cmd::scan::run(args, &cli.global),
         Command::Doctor(args) => cmd::doctor::run(args, &cli.global),
         Command::Ui(args) => cmd::ui::run(args, &cli.global),
+        Command::Spool(args) => cmd::spool::run(args, &cli.global),
     };
     match result {
         Ok(Exit::Done) => ExitCode::SUCCESS,

@@ -88,6 +88,42 @@ pub enum ExportError {
     /// A store behind the exporter failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A failure whose cause the exporter's crate types (for OTLP,
+    /// `tracecraft_otlp::ExportFailure`: HTTP status, gRPC code, TLS problem, connection
+    /// error, timeout). `Display` is one line fit for a summary, without payload or
+    /// credentials; [`ExportError::cause`] gives the typed cause to downcast.
+    #[error("exporter `{exporter}`: {cause}")]
+    Failed {
+        /// The exporter's name.
+        exporter: String,
+        /// The typed cause.
+        cause: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl ExportError {
+    /// The typed cause of a [`ExportError::Failed`], to downcast
+    /// (`e.cause().and_then(|c| c.downcast_ref::<tracecraft_otlp::ExportFailure>())`).
+    #[must_use]
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            ExportError::Failed { cause, .. } => Some(cause.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The exporter's name, where the error names one.
+    #[must_use]
+    pub fn exporter(&self) -> Option<&str> {
+        match self {
+            ExportError::Transport { exporter, .. }
+            | ExportError::Rejected { exporter, .. }
+            | ExportError::Timeout { exporter, .. }
+            | ExportError::Shutdown { exporter }
+            | ExportError::Failed { exporter, .. } => Some(exporter),
+            ExportError::Store(_) => None,
+        }
+    }
 }
 
 /// Sends processed runs somewhere: a file, a database, a collector, the console.
@@ -129,6 +165,18 @@ pub trait Exporter: Send {
         let _ = timeout;
         self.force_flush()
     }
+
+    /// Keeps `batch` durably for a later delivery, without waiting for the destination (the
+    /// OTLP exporter writes it to its spool). Wrappers with a queue call it at shutdown for
+    /// the runs their deadline left unexported, so that those are kept rather than dropped
+    /// (DESIGN invariant 6). Returns whether the batch was kept; the default keeps nothing.
+    ///
+    /// # Errors
+    /// When keeping failed (the caller counts the runs as not exported).
+    fn persist(&mut self, batch: &[ProcessedRun]) -> Result<bool, ExportError> {
+        let _ = batch;
+        Ok(false)
+    }
 }
 
 impl<E: Exporter + ?Sized> Exporter for Box<E> {
@@ -144,10 +192,70 @@ impl<E: Exporter + ?Sized> Exporter for Box<E> {
     fn shutdown(&mut self, timeout: Duration) -> Result<(), ExportError> {
         (**self).shutdown(timeout)
     }
+    fn persist(&mut self, batch: &[ProcessedRun]) -> Result<bool, ExportError> {
+        (**self).persist(batch)
+    }
+}
+
+/// A shared store as an exporter that follows the whole [`Exporter`] lifecycle: after
+/// `shutdown` (which flushes the store once), `export` returns [`ExportError::Shutdown`]. The
+/// pipeline's `store(..)` wraps stores in it; the application keeps querying through its own
+/// `Arc` clone.
+#[derive(Debug)]
+pub struct StoreExporter<S: ?Sized> {
+    store: Arc<S>,
+    shut_down: bool,
+}
+
+impl<S: TraceStore + ?Sized> StoreExporter<S> {
+    /// Exports to `store`.
+    #[must_use]
+    pub fn new(store: Arc<S>) -> Self {
+        StoreExporter {
+            store,
+            shut_down: false,
+        }
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<S> {
+        &self.store
+    }
+}
+
+impl<S: TraceStore + ?Sized> Exporter for StoreExporter<S> {
+    fn name(&self) -> &str {
+        TraceStore::name(&*self.store)
+    }
+    fn export(&mut self, batch: &[ProcessedRun]) -> Result<(), ExportError> {
+        if self.shut_down {
+            return Err(ExportError::Shutdown {
+                exporter: TraceStore::name(&*self.store).to_owned(),
+            });
+        }
+        self.store.save_batch(batch).map_err(ExportError::from)
+    }
+    fn force_flush(&mut self) -> Result<(), ExportError> {
+        if self.shut_down {
+            return Ok(());
+        }
+        self.store.flush().map_err(ExportError::from)
+    }
+    fn shutdown(&mut self, _timeout: Duration) -> Result<(), ExportError> {
+        if std::mem::replace(&mut self.shut_down, true) {
+            return Ok(());
+        }
+        self.store.flush().map_err(ExportError::from)
+    }
 }
 
 /// A shared store is an exporter: `Arc<SqliteStore>` can be handed to the pipeline while the
 /// application keeps querying through its own clone.
+///
+/// This adapter has no state, so it cannot refuse exports after `shutdown` (which only
+/// flushes): prefer [`StoreExporter`] (what the pipeline's `store(..)` uses), which follows the
+/// whole lifecycle.
 impl<S: TraceStore + ?Sized> Exporter for Arc<S> {
     fn name(&self) -> &str {
         TraceStore::name(&**self)

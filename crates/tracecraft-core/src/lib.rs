@@ -45,12 +45,14 @@
 //!
 //! ## Crate features
 //! - `testing`: `testing::MemoryStore` and `testing::MemoryExporter`, test doubles that
-//!   follow the trait contracts, and `contract`, the `TraceStore` contract suite every
-//!   backend runs.
+//!   follow the trait contracts, `contract`, the `TraceStore` contract suite every backend
+//!   runs, and `exporter_contract`, the `Exporter` contract suite every exporter runs.
 
 #[cfg(feature = "testing")]
 pub mod contract;
 pub mod export;
+#[cfg(feature = "testing")]
+pub mod exporter_contract;
 pub mod fs;
 pub mod json;
 pub mod model;
@@ -60,7 +62,7 @@ pub mod testing;
 pub mod time;
 pub mod value;
 
-pub use export::{ExportError, Exporter, ProcessedRun};
+pub use export::{ExportError, Exporter, ProcessedRun, StoreExporter};
 pub use json::{ParseError, ParseErrorKind, parse_run, read_jsonl, to_json};
 pub use model::{AgentRun, AgentRunBuilder, JsonMap, Step, StepBuilder, StepType, Steps};
 pub use store::{OrderBy, StoreError, StoreStats, TraceQuery, TraceStore, merge_runs};

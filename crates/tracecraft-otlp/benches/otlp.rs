@@ -1,6 +1,7 @@
-//! OTLP mapping and export throughput on the shared corpus (`runs.jsonl`: 2,000 runs,
-//! ~13.5 KB, ~20 steps). `cargo xtask bench otlp`. The export benches send to the in-process
-//! mock collector on 127.0.0.1 (it decodes every request, so they include its cost too).
+//! OTLP mapping, encoding, spooling and export throughput on the shared corpus (`runs.jsonl`:
+//! 2,000 runs, ~13.5 KB, ~20 steps each). `cargo xtask bench otlp`. Throughput is in spans
+//! (one per run and one per step). The export benches send to the in-process mock collector on
+//! 127.0.0.1 (it decodes every request, so they include its cost too).
 #![allow(
     missing_docs,
     clippy::print_stderr,
@@ -16,7 +17,7 @@ use prost::Message;
 use tracecraft_core::{Exporter, ProcessedRun, read_jsonl};
 use tracecraft_otlp::mapping::{self, MappingOptions};
 use tracecraft_otlp::testing::MockCollector;
-use tracecraft_otlp::{OtlpExporter, Protocol};
+use tracecraft_otlp::{OtlpExporter, Protocol, Spool, SpoolConfig};
 
 fn corpus_runs() -> Option<Vec<ProcessedRun>> {
     let dir = std::env::var_os("TRACECRAFT_BENCH_CORPUS")
@@ -33,6 +34,10 @@ fn corpus_runs() -> Option<Vec<ProcessedRun>> {
     )
 }
 
+fn spans(runs: &[ProcessedRun]) -> u64 {
+    runs.iter().map(|r| 1 + r.run().step_count() as u64).sum()
+}
+
 fn bench(c: &mut Criterion) {
     let Some(runs) = corpus_runs() else {
         eprintln!("skipping otlp benches: corpus missing (run `cargo xtask bench otlp`)");
@@ -41,15 +46,47 @@ fn bench(c: &mut Criterion) {
     let options = MappingOptions::default();
     let mut g = c.benchmark_group("otlp");
     g.sample_size(10);
-    g.throughput(Throughput::Elements(runs.len() as u64));
+    g.measurement_time(Duration::from_secs(4));
+    g.throughput(Throughput::Elements(spans(&runs)));
+    // Mapping (every dialect, content) and protobuf encoding: what one core does per span.
     g.bench_function("map_encode", |b| {
         b.iter(|| {
             let request = mapping::to_request(&runs, &options);
             std::hint::black_box(request.encode_to_vec());
         })
     });
+
+    // Spooling a failed 512-run batch (encode + MessagePack + write + fsync + rename + directory
+    // fsync) against encoding it alone.
     let batch = &runs[..runs.len().min(512)];
-    g.throughput(Throughput::Elements(batch.len() as u64));
+    g.throughput(Throughput::Elements(spans(batch)));
+    let request = mapping::to_request(batch, &options);
+    g.bench_function("encode_512", |b| {
+        b.iter(|| std::hint::black_box(request.encode_to_vec()))
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(
+        &SpoolConfig::builder(dir.path().join("spool"))
+            .max_bytes(u64::MAX)
+            .build(),
+    )
+    .expect("spool");
+    let spool_dir = dir.path().join("spool");
+    g.bench_function("spool_512", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let started = Instant::now();
+                spool.write_request(&request).expect("spooled");
+                spent += started.elapsed();
+                for e in std::fs::read_dir(&spool_dir).expect("spool dir").flatten() {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            spent
+        })
+    });
+
     let collector = MockCollector::start().expect("mock collector");
     for (name, protocol, endpoint) in [
         (
@@ -85,5 +122,41 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// This process's CPU time (user + system) from `/proc/self/stat`, Linux only: on a shared
+/// machine, spans per CPU-second is the one-core figure that wall time cannot give.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux the project builds for.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Mapping + encoding per CPU-second (printed, not a criterion figure).
+fn cpu_figures(_: &mut Criterion) {
+    let (Some(runs), Some(_)) = (corpus_runs(), cpu_time()) else {
+        return;
+    };
+    let options = MappingOptions::default();
+    let n = spans(&runs);
+    let rounds = 5u32;
+    let cpu0 = cpu_time().unwrap_or_default();
+    let wall0 = Instant::now();
+    for _ in 0..rounds {
+        let request = mapping::to_request(&runs, &options);
+        std::hint::black_box(request.encode_to_vec());
+    }
+    let cpu = cpu_time().unwrap_or_default().saturating_sub(cpu0);
+    let wall = wall0.elapsed();
+    let total = n as f64 * f64::from(rounds);
+    eprintln!(
+        "otlp/map_encode per CPU-second: {:.0} spans/s (CPU {:?}, wall {:?}, {} spans)",
+        total / cpu.as_secs_f64().max(1e-9),
+        cpu,
+        wall,
+        total
+    );
+}
+
+criterion_group!(benches, bench, cpu_figures);
 criterion_main!(benches);

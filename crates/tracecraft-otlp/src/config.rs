@@ -26,16 +26,26 @@ pub enum Protocol {
     /// default.
     #[default]
     HttpProtobuf,
+    /// OTLP/HTTP with JSON bodies (`http/json`, the specification's JSON encoding: hex ids,
+    /// camelCase keys), default port 4318.
+    HttpJson,
 }
 
 impl Protocol {
-    /// The name used by `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, `http/protobuf`).
+    /// The name used by `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc`, `http/protobuf`, `http/json`).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Protocol::Grpc => "grpc",
             Protocol::HttpProtobuf => "http/protobuf",
+            Protocol::HttpJson => "http/json",
         }
+    }
+
+    /// Whether it is one of the OTLP/HTTP encodings (the `/v1/traces` path applies).
+    #[must_use]
+    pub const fn is_http(self) -> bool {
+        matches!(self, Protocol::HttpProtobuf | Protocol::HttpJson)
     }
 
     /// The endpoint used when none is configured.
@@ -43,7 +53,7 @@ impl Protocol {
     pub const fn default_endpoint(self) -> &'static str {
         match self {
             Protocol::Grpc => DEFAULT_GRPC_ENDPOINT,
-            Protocol::HttpProtobuf => DEFAULT_HTTP_ENDPOINT,
+            Protocol::HttpProtobuf | Protocol::HttpJson => DEFAULT_HTTP_ENDPOINT,
         }
     }
 }
@@ -56,9 +66,7 @@ impl fmt::Display for Protocol {
 
 /// A string that names no supported [`Protocol`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unsupported OTLP protocol: expected `grpc` or `http/protobuf` (`http/json` is not supported)"
-)]
+#[error("unsupported OTLP protocol: expected `grpc`, `http/protobuf` or `http/json`")]
 pub struct UnknownProtocol;
 
 impl FromStr for Protocol {
@@ -67,6 +75,7 @@ impl FromStr for Protocol {
         match s.trim().to_ascii_lowercase().as_str() {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" => Ok(Protocol::HttpProtobuf),
+            "http/json" => Ok(Protocol::HttpJson),
             _ => Err(UnknownProtocol),
         }
     }
@@ -208,7 +217,8 @@ pub struct OtlpSettings {
     pub(crate) client_key_file: Option<PathBuf>,
     pub(crate) retry: RetryPolicy,
     pub(crate) max_request_bytes: usize,
-    pub(crate) service_name: Option<String>,
+    pub(crate) mapping: crate::mapping::MappingOptions,
+    pub(crate) spool: Option<crate::spool::SpoolConfig>,
 }
 
 impl Default for OtlpSettings {
@@ -225,7 +235,8 @@ impl Default for OtlpSettings {
             client_key_file: None,
             retry: RetryPolicy::default(),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
-            service_name: None,
+            mapping: crate::mapping::MappingOptions::default(),
+            spool: None,
         }
     }
 }
@@ -240,12 +251,16 @@ impl OtlpSettings {
     /// host.
     pub fn resolved_endpoint(&self) -> Result<http::Uri, BuildError> {
         let (setting, text) = match (&self.endpoint, &self.base_endpoint) {
+            (Some(e), _) if self.completes_endpoint() => (
+                "endpoint",
+                format!("{}{HTTP_TRACES_PATH}", e.trim().trim_end_matches('/')),
+            ),
             (Some(e), _) => ("endpoint", e.trim().to_owned()),
             (None, Some(base)) => (
                 "base_endpoint",
                 match self.protocol {
                     Protocol::Grpc => base.trim().to_owned(),
-                    Protocol::HttpProtobuf => {
+                    Protocol::HttpProtobuf | Protocol::HttpJson => {
                         format!("{}{HTTP_TRACES_PATH}", base.trim().trim_end_matches('/'))
                     }
                 },
@@ -277,6 +292,21 @@ impl OtlpSettings {
             ));
         }
         Ok(uri)
+    }
+}
+
+impl OtlpSettings {
+    /// Whether an HTTP/protobuf `endpoint` without a path (`http://collector:4318`) is
+    /// completed with `/v1/traces`, as a base endpoint is: no collector serves traces at `/`.
+    #[must_use]
+    pub fn completes_endpoint(&self) -> bool {
+        let Some(e) = &self.endpoint else {
+            return false;
+        };
+        self.protocol.is_http()
+            && e.trim()
+                .parse::<http::Uri>()
+                .is_ok_and(|u| u.authority().is_some() && matches!(u.path(), "" | "/"))
     }
 }
 
@@ -312,7 +342,15 @@ mod tests {
             s.resolved_endpoint().unwrap().to_string(),
             "https://collector:4318/v1/traces"
         );
+        s.endpoint = Some("https://collector:4318".into());
+        assert!(s.completes_endpoint());
+        assert_eq!(
+            s.resolved_endpoint().unwrap().to_string(),
+            "https://collector:4318/v1/traces",
+            "a path-less HTTP endpoint is completed"
+        );
         s.endpoint = Some("https://collector:4318/custom".into());
+        assert!(!s.completes_endpoint());
         assert_eq!(
             s.resolved_endpoint().unwrap().to_string(),
             "https://collector:4318/custom"
@@ -337,7 +375,8 @@ mod tests {
             "HTTP/protobuf".parse::<Protocol>().unwrap(),
             Protocol::HttpProtobuf
         );
-        assert!("http/json".parse::<Protocol>().is_err());
+        assert_eq!("http/json".parse::<Protocol>().unwrap(), Protocol::HttpJson);
+        assert!("http/xml".parse::<Protocol>().is_err());
         assert_eq!("gzip".parse::<Compression>().unwrap(), Compression::Gzip);
         assert!("zstd".parse::<Compression>().is_err());
     }

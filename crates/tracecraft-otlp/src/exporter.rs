@@ -25,9 +25,13 @@ use tonic::transport::Channel;
 use tracecraft_core::{ExportError, Exporter, ProcessedRun};
 
 use crate::config::{
-    BuildError, Compression, Header, OtlpSettings, Protocol, RetryPolicy, is_loopback,
+    BuildError, Compression, HTTP_TRACES_PATH, Header, OtlpSettings, Protocol, RetryPolicy,
+    is_loopback,
 };
+use crate::error::{Cause, ExportFailure, transport_cause};
 use crate::mapping::{self, MappingOptions};
+use crate::resend::{Resender, SpoolFlush, is_content_rejection, resend_pending};
+use crate::spool::{Spool, SpoolConfig};
 
 /// The `User-Agent` of every request.
 const USER_AGENT_VALUE: &str = concat!("tracecraft-otlp/", env!("CARGO_PKG_VERSION"));
@@ -51,6 +55,8 @@ pub struct OtlpStats {
     pub spans_rejected: u64,
     /// Attempts after the first (retries).
     pub retries: u64,
+    /// The spool's counters (all zero without a spool).
+    pub spool: crate::spool::SpoolStats,
 }
 
 #[derive(Debug, Default)]
@@ -64,7 +70,7 @@ struct Counters {
 
 /// A shared view of an exporter's counters.
 #[derive(Debug, Clone)]
-pub struct StatsHandle(Arc<Counters>);
+pub struct StatsHandle(Arc<Counters>, Option<Arc<Spool>>);
 
 impl StatsHandle {
     /// The counters now.
@@ -77,6 +83,7 @@ impl StatsHandle {
             spans_sent: c.spans_sent.load(Ordering::Relaxed),
             spans_rejected: c.spans_rejected.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
+            spool: self.1.as_ref().map(|s| s.stats()).unwrap_or_default(),
         }
     }
 }
@@ -154,7 +161,40 @@ impl OtlpExporterBuilder {
     }
     /// The resource's `service.name` for runs without a `service.name` attribute.
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
-        self.settings.service_name = Some(name.into());
+        self.settings.mapping.service_name = Some(name.into());
+        self
+    }
+    /// Adds a resource attribute (`service.version`, `openinference.project.name`, ...;
+    /// `OTEL_RESOURCE_ATTRIBUTES`).
+    pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings
+            .mapping
+            .resource_attributes
+            .insert(key.into(), value.into());
+        self
+    }
+    /// The attribute dialects (default: GenAI, OpenInference and MLflow).
+    pub fn dialects(mut self, dialects: crate::mapping::Dialects) -> Self {
+        self.settings.mapping.dialects = dialects;
+        self
+    }
+    /// Whether content is exported (default [`Content::Full`](crate::mapping::Content::Full)).
+    pub fn content(mut self, content: crate::mapping::Content) -> Self {
+        self.settings.mapping.content = content;
+        self
+    }
+    /// Every mapping setting at once.
+    pub fn mapping(mut self, options: MappingOptions) -> Self {
+        self.settings.mapping = options;
+        self
+    }
+
+    /// A durable spool: requests that still fail after their retries are written there
+    /// (instead of being lost) and re-sent oldest first, in the background, as soon as the
+    /// collector answers, and at the next start of any process using the same directory.
+    /// While the collector is down, later requests get one attempt each before being spooled.
+    pub fn spool(mut self, config: SpoolConfig) -> Self {
+        self.settings.spool = Some(config);
         self
     }
 
@@ -209,6 +249,7 @@ pub struct OtlpExporter {
     name: &'static str,
     protocol: Protocol,
     endpoint: http::Uri,
+    endpoint_completed: bool,
     headers: HeaderMap,
     timeout: Duration,
     compression: Compression,
@@ -219,6 +260,12 @@ pub struct OtlpExporter {
     transport: Option<Transport>,
     counters: Arc<Counters>,
     random: u64,
+    spool: Option<Arc<Spool>>,
+    resender: Option<Resender>,
+    /// What it was built from (for [`OtlpExporter::with_spool`]).
+    settings: OtlpSettings,
+    /// The last request was spooled: the next gets a single attempt.
+    collector_down: bool,
 }
 
 impl fmt::Debug for OtlpExporter {
@@ -283,15 +330,23 @@ fn random_seed() -> u64 {
     h.finish() | 1
 }
 
-/// What one attempt's failure means for the next.
-enum Failure {
-    /// Worth another attempt, after at least `delay` if the server named one.
-    Retryable {
-        error: ExportError,
-        delay: Option<Duration>,
-    },
-    /// Retrying cannot help.
-    Fatal(ExportError),
+/// One attempt's failure: its cause, whether another attempt may help, and the delay the
+/// server asked for.
+#[derive(Debug)]
+struct Failure {
+    cause: Cause,
+    retryable: bool,
+    delay: Option<Duration>,
+}
+
+impl Failure {
+    fn of(cause: Cause) -> Self {
+        Failure {
+            cause,
+            retryable: cause.is_retryable(),
+            delay: None,
+        }
+    }
 }
 
 impl OtlpExporter {
@@ -301,8 +356,39 @@ impl OtlpExporter {
         OtlpExporterBuilder::default()
     }
 
-    fn from_settings(s: OtlpSettings) -> Result<OtlpExporter, BuildError> {
+    fn from_settings(mut s: OtlpSettings) -> Result<OtlpExporter, BuildError> {
+        let Some(spool_config) = s.spool.take() else {
+            return Self::without_spool(s);
+        };
+        let spool = Arc::new(Spool::open(&spool_config).map_err(|e| {
+            BuildError::new("spool", format!("cannot open the spool directory: {e}"))
+        })?);
+        let mut exporter = Self::without_spool(s.clone())?;
+        if spool_config.background {
+            // The re-sender has its own connection (and runtime), sharing the counters.
+            let mut sender = Self::without_spool(s)?;
+            sender.counters = Arc::clone(&exporter.counters);
+            exporter.resender = Some(
+                Resender::start(sender, Arc::clone(&spool), spool_config.resend_interval())
+                    .map_err(|e| {
+                        BuildError::new("spool", format!("cannot start the re-send thread: {e}"))
+                    })?,
+            );
+        }
+        exporter.spool = Some(spool);
+        Ok(exporter)
+    }
+
+    fn without_spool(s: OtlpSettings) -> Result<OtlpExporter, BuildError> {
+        let settings = s.clone();
         let endpoint = s.resolved_endpoint()?;
+        let endpoint_completed = s.completes_endpoint();
+        if endpoint_completed {
+            tracing::info!(
+                endpoint = %endpoint,
+                "the OTLP/HTTP endpoint has no path: sending to {HTTP_TRACES_PATH}"
+            );
+        }
         let headers = header_map(&s.headers)?;
         if s.timeout.is_zero() {
             return Err(BuildError::new("timeout", "must be greater than zero"));
@@ -379,7 +465,7 @@ impl OtlpExporter {
                 }
                 Transport::Grpc(client)
             }
-            Protocol::HttpProtobuf => {
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(tls)
                     .https_or_http()
@@ -395,22 +481,25 @@ impl OtlpExporter {
         Ok(OtlpExporter {
             name: match s.protocol {
                 Protocol::Grpc => "otlp-grpc",
-                Protocol::HttpProtobuf => "otlp-http",
+                Protocol::HttpProtobuf | Protocol::HttpJson => "otlp-http",
             },
             protocol: s.protocol,
             endpoint,
+            endpoint_completed,
             headers,
             timeout: s.timeout,
             compression: s.compression,
             retry: s.retry,
             max_request_bytes: s.max_request_bytes,
-            mapping: MappingOptions {
-                service_name: s.service_name,
-            },
+            mapping: s.mapping,
             runtime: Some(runtime),
             transport: Some(transport),
             counters: Arc::new(Counters::default()),
             random: random_seed(),
+            spool: None,
+            resender: None,
+            settings,
+            collector_down: false,
         })
     }
 
@@ -418,6 +507,13 @@ impl OtlpExporter {
     #[must_use]
     pub fn endpoint(&self) -> &http::Uri {
         &self.endpoint
+    }
+
+    /// Whether the configured HTTP endpoint had no path and `/v1/traces` was appended (the
+    /// CLI says so).
+    #[must_use]
+    pub fn endpoint_completed(&self) -> bool {
+        self.endpoint_completed
     }
 
     /// The transport.
@@ -429,7 +525,7 @@ impl OtlpExporter {
     /// A handle on the counters, still readable once a batch exporter owns the exporter.
     #[must_use]
     pub fn stats_handle(&self) -> StatsHandle {
-        StatsHandle(Arc::clone(&self.counters))
+        StatsHandle(Arc::clone(&self.counters), self.spool.clone())
     }
 
     fn next_random(&mut self) -> u64 {
@@ -442,15 +538,80 @@ impl OtlpExporter {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn transport_error(&self, message: impl Into<String>) -> ExportError {
-        ExportError::Transport {
+    /// The error a failed request ends with: the typed cause, the collector, the attempts.
+    fn failure(&self, cause: Cause, attempts: u32) -> ExportError {
+        ExportError::Failed {
             exporter: self.name.to_owned(),
-            message: message.into(),
+            cause: Box::new(ExportFailure {
+                collector: self
+                    .endpoint
+                    .authority()
+                    .map_or_else(String::new, ToString::to_string),
+                cause,
+                attempts,
+            }),
         }
     }
 
+    /// This exporter rebuilt with a spool (for code that received a built exporter, such as
+    /// `tracecraft spool flush`).
+    ///
+    /// # Errors
+    /// [`BuildError`] naming `spool` when the directory cannot be opened.
+    pub fn with_spool(mut self, config: SpoolConfig) -> Result<OtlpExporter, BuildError> {
+        let mut settings = self.settings.clone();
+        settings.spool = Some(config);
+        let _ = Exporter::shutdown(&mut self, Duration::ZERO);
+        Self::from_settings(settings)
+    }
+
+    /// The spool, if one is configured.
+    #[must_use]
+    pub fn spool(&self) -> Option<&Spool> {
+        self.spool.as_deref()
+    }
+
+    /// Re-sends the spool now, oldest first, one attempt per request, until it is empty, the
+    /// collector fails, or `timeout` passes (`tracecraft spool flush`). What is not sent stays
+    /// spooled.
+    ///
+    /// # Errors
+    /// [`ExportError::Shutdown`] after `shutdown`; a collector failure is reported in
+    /// [`SpoolFlush::error`], not as an error.
+    pub fn flush_spool(&mut self, timeout: Duration) -> Result<SpoolFlush, ExportError> {
+        if self.transport.is_none() {
+            return Err(ExportError::Shutdown {
+                exporter: self.name.to_owned(),
+            });
+        }
+        let Some(spool) = self.spool.clone() else {
+            return Ok(SpoolFlush::default());
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        Ok(resend_pending(
+            self,
+            &spool,
+            &stop,
+            Some(Instant::now() + timeout),
+        ))
+    }
+
+    /// Sends one request with at most `max_attempts` attempts (the policy's other limits
+    /// apply).
+    pub(crate) fn send_with_attempts(
+        &mut self,
+        request: &ExportTraceServiceRequest,
+        max_attempts: u32,
+    ) -> Result<(), ExportError> {
+        self.send(request, max_attempts.min(self.retry.max_attempts).max(1))
+    }
+
     /// Sends one request, retrying retryable failures within the policy.
-    fn send(&mut self, request: ExportTraceServiceRequest) -> Result<(), ExportError> {
+    fn send(
+        &mut self,
+        request: &ExportTraceServiceRequest,
+        max_attempts: u32,
+    ) -> Result<(), ExportError> {
         let spans: u64 = request
             .resource_spans
             .iter()
@@ -459,7 +620,10 @@ impl OtlpExporter {
             .sum();
         let body = match self.protocol {
             Protocol::Grpc => None,
-            Protocol::HttpProtobuf => Some(self.http_body(&request)?),
+            Protocol::HttpProtobuf | Protocol::HttpJson => match self.http_body(request) {
+                Some(body) => Some(body),
+                None => return Err(self.failure(Cause::Encode, 1)),
+            },
         };
         let started = Instant::now();
         let mut attempt = 0u32;
@@ -469,40 +633,47 @@ impl OtlpExporter {
                 None => self.attempt_grpc(request.clone()),
                 Some(body) => self.attempt_http(body.clone()),
             };
-            let (error, delay) = match result {
+            let Failure {
+                cause,
+                retryable,
+                delay,
+            } = match result {
                 Ok(response) => {
                     self.record_success(spans, response);
                     return Ok(());
                 }
-                Err(Failure::Fatal(error)) => {
-                    self.counters
-                        .requests_failed
-                        .fetch_add(1, Ordering::Relaxed);
-                    return Err(error);
-                }
-                Err(Failure::Retryable { error, delay }) => (error, delay),
+                Err(failure) => failure,
             };
+            if !retryable {
+                self.counters
+                    .requests_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                let error = self.failure(cause, attempt);
+                tracing::warn!(exporter = self.name, spans, "OTLP export failed: {error}");
+                return Err(error);
+            }
             let random = self.next_random();
             let backoff = self.retry.backoff(attempt, random);
             let wait = delay.map_or(backoff, |d| d.max(backoff));
             let out_of_time = started.elapsed() + wait > self.retry.max_elapsed;
-            if attempt >= self.retry.max_attempts || out_of_time {
+            if attempt >= max_attempts || out_of_time {
                 self.counters
                     .requests_failed
                     .fetch_add(1, Ordering::Relaxed);
+                let error = self.failure(cause, attempt);
                 tracing::warn!(
                     exporter = self.name,
                     attempts = attempt,
                     spans,
                     "OTLP export failed after retries: {error}"
                 );
-                return Err(with_attempts(error, attempt));
+                return Err(error);
             }
             tracing::debug!(
                 exporter = self.name,
                 attempt,
                 wait_ms = wait.as_millis() as u64,
-                "OTLP export failed, retrying: {error}"
+                "OTLP export failed, retrying: {cause}"
             );
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(wait);
@@ -535,10 +706,13 @@ impl OtlpExporter {
         }
     }
 
-    fn http_body(&self, request: &ExportTraceServiceRequest) -> Result<Bytes, ExportError> {
-        let raw = request.encode_to_vec();
+    fn http_body(&self, request: &ExportTraceServiceRequest) -> Option<Bytes> {
+        let raw = match self.protocol {
+            Protocol::HttpJson => serde_json::to_vec(request).ok()?,
+            _ => request.encode_to_vec(),
+        };
         match self.compression {
-            Compression::None => Ok(Bytes::from(raw)),
+            Compression::None => Some(Bytes::from(raw)),
             Compression::Gzip => {
                 use std::io::Write;
                 let mut enc =
@@ -546,7 +720,7 @@ impl OtlpExporter {
                 enc.write_all(&raw)
                     .and_then(|()| enc.finish())
                     .map(Bytes::from)
-                    .map_err(|e| self.transport_error(format!("gzip failed: {e}")))
+                    .ok()
             }
         }
     }
@@ -555,39 +729,27 @@ impl OtlpExporter {
         &mut self,
         request: ExportTraceServiceRequest,
     ) -> Result<ExportTraceServiceResponse, Failure> {
-        let name = self.name;
         let timeout = self.timeout;
-        let authority = self
-            .endpoint
-            .authority()
-            .map_or_else(String::new, ToString::to_string);
         let mut req = tonic::Request::new(request);
         *req.metadata_mut() = MetadataMap::from_headers(self.headers.clone());
         req.set_timeout(timeout);
         let (Some(runtime), Some(Transport::Grpc(client))) = (&self.runtime, &mut self.transport)
         else {
-            return Err(Failure::Fatal(ExportError::Shutdown {
-                exporter: name.to_owned(),
-            }));
+            return Err(Failure::of(Cause::Connect(
+                crate::error::ConnectProblem::Closed,
+            )));
         };
         let result = block_on(runtime, async {
             tokio::time::timeout(timeout, client.export(req)).await
         });
         match result {
-            Err(_) => Err(Failure::Retryable {
-                error: ExportError::Timeout {
-                    exporter: name.to_owned(),
-                    timeout,
-                },
-                delay: None,
-            }),
+            Err(_) => Err(Failure::of(Cause::Timeout { after: timeout })),
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(classify_grpc(name, timeout, &status, &authority)),
+            Ok(Err(status)) => Err(classify_grpc(timeout, &status)),
         }
     }
 
     fn attempt_http(&mut self, body: Bytes) -> Result<ExportTraceServiceResponse, Failure> {
-        let name = self.name;
         let timeout = self.timeout;
         let mut req = http::Request::new(Full::new(body));
         *req.method_mut() = http::Method::POST;
@@ -596,7 +758,11 @@ impl OtlpExporter {
         headers.clone_from(&self.headers);
         headers.insert(
             CONTENT_TYPE,
-            HeaderValue::from_static("application/x-protobuf"),
+            HeaderValue::from_static(if self.protocol == Protocol::HttpJson {
+                "application/json"
+            } else {
+                "application/x-protobuf"
+            }),
         );
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         if self.compression == Compression::Gzip {
@@ -604,27 +770,16 @@ impl OtlpExporter {
         }
         let (Some(runtime), Some(Transport::Http(client))) = (&self.runtime, &self.transport)
         else {
-            return Err(Failure::Fatal(ExportError::Shutdown {
-                exporter: name.to_owned(),
-            }));
-        };
-        let authority = self
-            .endpoint
-            .authority()
-            .map_or_else(String::new, ToString::to_string);
-        let transport_error = |message: String| ExportError::Transport {
-            exporter: name.to_owned(),
-            message,
+            return Err(Failure::of(Cause::Connect(
+                crate::error::ConnectProblem::Closed,
+            )));
         };
         let result = block_on(runtime, async {
             tokio::time::timeout(timeout, async {
-                let response = client.request(req).await.map_err(|e| Failure::Retryable {
-                    error: transport_error(format!(
-                        "cannot reach the collector at {authority}: {}",
-                        error_chain(&e)
-                    )),
-                    delay: None,
-                })?;
+                let response = client
+                    .request(req)
+                    .await
+                    .map_err(|e| Failure::of(transport_cause(&e)))?;
                 let (parts, body) = response.into_parts();
                 let bytes = Limited::new(body, MAX_RESPONSE_BYTES)
                     .collect()
@@ -636,52 +791,34 @@ impl OtlpExporter {
             .await
         });
         let (parts, bytes) = match result {
-            Err(_) => {
-                return Err(Failure::Retryable {
-                    error: ExportError::Timeout {
-                        exporter: name.to_owned(),
-                        timeout,
-                    },
-                    delay: None,
-                });
-            }
+            Err(_) => return Err(Failure::of(Cause::Timeout { after: timeout })),
             Ok(Err(failure)) => return Err(failure),
             Ok(Ok(ok)) => ok,
         };
         let status = parts.status;
         if status.is_success() {
             // An empty or undecodable body is a full success (some collectors send none).
-            return Ok(ExportTraceServiceResponse::decode(bytes).unwrap_or_default());
+            let json = parts
+                .headers
+                .get(CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            return Ok(if json {
+                serde_json::from_slice(&bytes).unwrap_or_default()
+            } else {
+                ExportTraceServiceResponse::decode(bytes).unwrap_or_default()
+            });
         }
-        let reason = status.canonical_reason().unwrap_or("");
-        let message = format!("HTTP {} {reason}", status.as_u16());
-        match status.as_u16() {
-            429 | 502 | 503 | 504 => Err(Failure::Retryable {
-                error: ExportError::Rejected {
-                    exporter: name.to_owned(),
-                    message: format!("{message} (retryable)"),
-                },
-                delay: parts
-                    .headers
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after),
-            }),
-            401 | 403 => Err(Failure::Fatal(ExportError::Rejected {
-                exporter: name.to_owned(),
-                message: format!("{message}: check the credentials in the OTLP headers"),
-            })),
-            404 | 405 => Err(Failure::Fatal(ExportError::Rejected {
-                exporter: name.to_owned(),
-                message: format!(
-                    "{message}: is the endpoint the collector's OTLP/HTTP traces URL (.../v1/traces)?"
-                ),
-            })),
-            _ => Err(Failure::Fatal(ExportError::Rejected {
-                exporter: name.to_owned(),
-                message: format!("{message} (not retryable)"),
-            })),
+        let mut failure = Failure::of(Cause::Http {
+            status: status.as_u16(),
+        });
+        if failure.retryable {
+            failure.delay = parts
+                .headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
         }
+        Err(failure)
     }
 }
 
@@ -704,37 +841,13 @@ where
     })
 }
 
-/// The error's `Display` and its sources, without payload (transport errors carry none).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Layers often repeat their cause's text; say it once.
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = cause.source();
-    }
-    s
-}
-
-fn with_attempts(error: ExportError, attempts: u32) -> ExportError {
-    if attempts <= 1 {
-        return error;
-    }
-    match error {
-        ExportError::Transport { exporter, message } => ExportError::Transport {
-            exporter,
-            message: format!("{message} (after {attempts} attempts)"),
-        },
-        ExportError::Rejected { exporter, message } => ExportError::Rejected {
-            exporter,
-            message: format!("{message} (after {attempts} attempts)"),
-        },
-        other => other,
-    }
+fn span_count(request: &ExportTraceServiceRequest) -> u64 {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum()
 }
 
 /// `Retry-After`: seconds, or an HTTP date.
@@ -748,100 +861,43 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
-/// The canonical gRPC status name.
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code as C;
-    match code {
-        C::Ok => "OK",
-        C::Cancelled => "CANCELLED",
-        C::Unknown => "UNKNOWN",
-        C::InvalidArgument => "INVALID_ARGUMENT",
-        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        C::NotFound => "NOT_FOUND",
-        C::AlreadyExists => "ALREADY_EXISTS",
-        C::PermissionDenied => "PERMISSION_DENIED",
-        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        C::FailedPrecondition => "FAILED_PRECONDITION",
-        C::Aborted => "ABORTED",
-        C::OutOfRange => "OUT_OF_RANGE",
-        C::Unimplemented => "UNIMPLEMENTED",
-        C::Internal => "INTERNAL",
-        C::Unavailable => "UNAVAILABLE",
-        C::DataLoss => "DATA_LOSS",
-        C::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-fn classify_grpc(
-    name: &'static str,
-    timeout: Duration,
-    status: &tonic::Status,
-    authority: &str,
-) -> Failure {
+fn classify_grpc(timeout: Duration, status: &tonic::Status) -> Failure {
     use tonic::Code as C;
     let code = status.code();
-    let retry_delay = crate::rpc::retry_delay(status.details());
-    let retryable = match code {
-        C::Cancelled
-        | C::DeadlineExceeded
-        | C::Aborted
-        | C::OutOfRange
-        | C::Unavailable
-        | C::DataLoss => true,
-        // The specification: retry RESOURCE_EXHAUSTED only when the server says when.
-        C::ResourceExhausted => retry_delay.is_some(),
-        _ => false,
-    };
+    // RetryInfo in the status details (`grpc-status-details-bin`) or as its own trailer.
+    let retry_delay = crate::rpc::retry_delay(status.details()).or_else(|| {
+        status
+            .metadata()
+            .get_bin(crate::rpc::RETRY_INFO_TRAILER)
+            .and_then(|v| v.to_bytes().ok())
+            .and_then(|b| crate::rpc::retry_info_delay(&b))
+    });
     // The channel enforces the `grpc-timeout` we send and reports its expiry as CANCELLED
     // with tonic's `TimeoutExpired` text; that is our timeout, not a cancellation.
     let timed_out = code == C::DeadlineExceeded
         || (code == C::Cancelled && status.message() == tonic::TimeoutExpired(()).to_string());
     if timed_out {
-        return Failure::Retryable {
-            error: ExportError::Timeout {
-                exporter: name.to_owned(),
-                timeout,
-            },
+        return Failure {
+            cause: Cause::Timeout { after: timeout },
+            retryable: true,
             delay: retry_delay,
         };
     }
     // A status made on our side from a connection, TLS or HTTP/2 failure carries that error as
     // its source (UNAVAILABLE for a refused connection, CANCELLED or UNKNOWN for a connection
     // the server closed, e.g. with a TLS alert); one that the collector sent has none.
-    let transport = std::error::Error::source(status).is_some();
-    let error = if transport {
-        ExportError::Transport {
-            exporter: name.to_owned(),
-            message: format!(
-                "cannot reach the collector at {authority}: gRPC {}: {}",
-                code_name(code),
-                std::error::Error::source(status).map_or_else(String::new, error_chain)
-            ),
-        }
-    } else {
-        let hint = match code {
-            C::Unauthenticated | C::PermissionDenied => {
-                ": check the credentials in the OTLP headers"
-            }
-            C::Unimplemented => {
-                ": is the endpoint an OTLP/gRPC collector (host:port, usually 4317, no path)?"
-            }
-            _ if retryable => " (retryable)",
-            _ => " (not retryable)",
-        };
-        ExportError::Rejected {
-            exporter: name.to_owned(),
-            message: format!("gRPC status {}{hint}", code_name(code)),
-        }
+    let mut failure = match std::error::Error::source(status) {
+        Some(source) => Failure::of(transport_cause(source)),
+        None => Failure::of(Cause::Grpc { code }),
     };
-    if retryable {
-        Failure::Retryable {
-            error,
-            delay: retry_delay,
-        }
-    } else {
-        Failure::Fatal(error)
+    // The specification: retry RESOURCE_EXHAUSTED only when the server says when.
+    if code == C::ResourceExhausted && retry_delay.is_some() {
+        failure.retryable = true;
     }
+    if failure.retryable {
+        failure.delay = retry_delay;
+    }
+    failure
 }
 
 impl Exporter for OtlpExporter {
@@ -863,13 +919,57 @@ impl Exporter for OtlpExporter {
         let requests = mapping::to_requests(batch, &self.mapping, self.max_request_bytes);
         let mut first_error = None;
         for request in requests {
-            if let Err(e) = self.send(request) {
+            let attempts = if self.collector_down {
+                1
+            } else {
+                self.retry.max_attempts
+            };
+            let result = self.send(&request, attempts);
+            if let Some(spool) = &self.spool {
+                match &result {
+                    Ok(()) => {
+                        self.collector_down = false;
+                        if let Some(resender) = &self.resender {
+                            resender.collector_answered();
+                        }
+                    }
+                    Err(e) if !is_content_rejection(e) && e.cause().is_some() => {
+                        let spans = span_count(&request);
+                        match spool.write(request.encode_to_vec(), spans) {
+                            Ok(()) => {
+                                tracing::warn!(
+                                    exporter = self.name,
+                                    spans,
+                                    "OTLP export failed, spooled for later: {e}"
+                                );
+                                self.collector_down = true;
+                                if let Some(resender) = &self.resender {
+                                    resender.mark_pending();
+                                }
+                                continue;
+                            }
+                            Err(spool_error) => tracing::error!(
+                                exporter = self.name,
+                                spans,
+                                "OTLP export failed and the spool cannot take the request: {spool_error}"
+                            ),
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+            if let Err(e) = result {
                 // Fatal errors (and exhausted retries) do not get better for the next
                 // request of the same batch if the collector is down; rejected content might.
-                let stop = matches!(
-                    e,
-                    ExportError::Transport { .. } | ExportError::Timeout { .. }
-                );
+                let stop = e
+                    .cause()
+                    .and_then(|c| c.downcast_ref::<ExportFailure>())
+                    .is_none_or(|f| {
+                        matches!(
+                            f.cause,
+                            Cause::Connect(_) | Cause::Timeout { .. } | Cause::Tls(_)
+                        )
+                    });
                 first_error.get_or_insert(e);
                 if stop {
                     break;
@@ -889,10 +989,35 @@ impl Exporter for OtlpExporter {
         Ok(())
     }
 
+    /// Writes the batch to the spool without sending it (no network): `Ok(false)` without a
+    /// spool. The batch exporter calls it at shutdown for runs its deadline left unexported.
+    fn persist(&mut self, batch: &[ProcessedRun]) -> Result<bool, ExportError> {
+        if self.transport.is_none() {
+            return Err(ExportError::Shutdown {
+                exporter: self.name.to_owned(),
+            });
+        }
+        let Some(spool) = &self.spool else {
+            return Ok(false);
+        };
+        for request in mapping::to_requests(batch, &self.mapping, self.max_request_bytes) {
+            spool.write_request(&request)?;
+        }
+        if let Some(resender) = &self.resender {
+            resender.mark_pending();
+        }
+        Ok(true)
+    }
+
     /// Closes connections and stops the runtime; later calls to `export` fail with
     /// [`ExportError::Shutdown`].
     fn shutdown(&mut self, timeout: Duration) -> Result<(), ExportError> {
-        let _ = timeout; // nothing is buffered; closing never waits
+        let _ = timeout; // nothing is buffered (a failed request is already spooled)
+        // The re-sender's attempt in flight is bounded by the exporter's timeout; what it did
+        // not send stays spooled for the next start.
+        if let Some(mut resender) = self.resender.take() {
+            resender.stop();
+        }
         self.transport = None;
         // Never blocks (and never panics inside an async context); pending DNS look-ups on
         // the blocking pool finish on their own.
@@ -905,6 +1030,9 @@ impl Exporter for OtlpExporter {
 
 impl Drop for OtlpExporter {
     fn drop(&mut self) {
+        if let Some(mut resender) = self.resender.take() {
+            resender.stop();
+        }
         self.transport = None;
         // Never blocks: dropping a runtime inside another runtime's task would panic.
         if let Some(runtime) = self.runtime.take() {
@@ -956,23 +1084,28 @@ mod tests {
     fn grpc_classification() {
         let t = Duration::from_secs(1);
         for code in [tonic::Code::Unavailable, tonic::Code::Aborted] {
-            assert!(matches!(
-                classify_grpc("x", t, &tonic::Status::new(code, "m"), "h:1"),
-                Failure::Retryable { .. }
-            ));
+            assert!(classify_grpc(t, &tonic::Status::new(code, "m")).retryable);
         }
         for code in [
             tonic::Code::InvalidArgument,
             tonic::Code::Unauthenticated,
             tonic::Code::ResourceExhausted,
         ] {
-            let Failure::Fatal(e) =
-                classify_grpc("x", t, &tonic::Status::new(code, "secret m"), "h:1")
-            else {
-                panic!("{code:?} retried")
-            };
-            assert!(e.to_string().contains(code_name(code)), "{e}");
-            assert!(!e.to_string().contains("secret"), "{e}");
+            let f = classify_grpc(t, &tonic::Status::new(code, "secret m"));
+            assert!(!f.retryable, "{code:?} retried");
+            assert_eq!(f.cause, Cause::Grpc { code });
+            assert!(f.cause.to_string().contains(crate::error::code_name(code)));
         }
+        // RetryInfo as its own trailer.
+        let mut status = tonic::Status::new(tonic::Code::ResourceExhausted, "m");
+        status.metadata_mut().insert_bin(
+            crate::rpc::RETRY_INFO_TRAILER,
+            tonic::metadata::MetadataValue::from_bytes(&crate::rpc::retry_info(
+                Duration::from_secs(2),
+            )),
+        );
+        let f = classify_grpc(t, &status);
+        assert!(f.retryable);
+        assert_eq!(f.delay, Some(Duration::from_secs(2)));
     }
 }

@@ -28,7 +28,14 @@
 //! ## Mapping
 //! One trace per run (trace id = the run's UUID bytes), one span for the run and one per
 //! step (span id = the first 8 bytes of the UUID), attributes after the OpenTelemetry GenAI
-//! semantic conventions plus `tracecraft.*` keys; see [`mapping`] and the crate README.
+//! semantic conventions with the OpenInference and MLflow keys LLM trace backends read, plus
+//! `tracecraft.*` keys; see [`mapping`] and the crate README. [`reverse`] reads it all back
+//! (and spans of other SDKs).
+//!
+//! ## Durable spool
+//! With [`OtlpExporterBuilder::spool`], a request that still fails after its retries is
+//! written to disk (fsync'd, 0600) and re-sent later, oldest first, with the same span ids;
+//! see [`spool`].
 //!
 //! ## Transport
 //! OTLP/gRPC (tonic) or OTLP/HTTP with protobuf bodies (hyper), over rustls (ring provider)
@@ -36,8 +43,13 @@
 //! an optional client certificate for collectors that require mutual TLS.
 //! Retryable failures (gRPC `UNAVAILABLE`, HTTP 429/502/503/504, connection errors,
 //! timeouts, ...) are retried with exponential backoff and jitter, honouring `Retry-After`
-//! and `RetryInfo`; others fail at once with an [`ExportError`](tracecraft_core::ExportError)
-//! naming the status. The exporter owns a single-threaded tokio runtime: callers need none.
+//! and `RetryInfo`; others (TLS certificate problems included) fail at once. Every failure is
+//! an [`ExportError::Failed`](tracecraft_core::ExportError::Failed) whose cause downcasts to
+//! [`ExportFailure`]: HTTP status, gRPC code, TLS problem, connection problem or timeout, with
+//! a one-line `Display`. The exporter owns a single-threaded tokio runtime: callers need none.
+//!
+//! ## Performance
+//! `cargo xtask bench otlp`; figures in the crate README and `docs/perf/otlp.md`.
 //!
 //! ## Security
 //! - Header values are marked sensitive, hidden in `Debug`, never in errors or logs.
@@ -50,9 +62,13 @@
 //!   one `127.0.0.1:0` port, optional TLS) that records requests and plays scripted replies.
 
 mod config;
+mod error;
 mod exporter;
 pub mod mapping;
+mod resend;
+pub mod reverse;
 mod rpc;
+pub mod spool;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
@@ -62,6 +78,9 @@ pub use config::{
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, HTTP_TRACES_PATH, Header, OtlpSettings, Protocol,
     RetryPolicy, UnknownCompression, UnknownProtocol,
 };
+pub use error::{Cause, ConnectProblem, ExportFailure, TlsProblem};
 pub use exporter::{OtlpExporter, OtlpExporterBuilder, OtlpStats, StatsHandle};
 /// The OTLP protobuf types (from `opentelemetry-proto`), for code that inspects requests.
 pub use opentelemetry_proto::tonic as proto;
+pub use resend::SpoolFlush;
+pub use spool::{Spool, SpoolConfig, SpoolConfigBuilder, SpoolStats, SpoolStatus};

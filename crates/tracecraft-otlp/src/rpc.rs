@@ -43,6 +43,31 @@ pub(crate) struct ProtoDuration {
 
 const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 
+/// The trailer some servers send a bare `RetryInfo` in.
+pub(crate) const RETRY_INFO_TRAILER: &str = "google.rpc.retryinfo-bin";
+
+/// The delay of a bare encoded `RetryInfo` (the [`RETRY_INFO_TRAILER`] form).
+pub(crate) fn retry_info_delay(bytes: &[u8]) -> Option<Duration> {
+    RetryInfo::decode(bytes).ok()?.retry_delay.map(to_duration)
+}
+
+fn to_duration(d: ProtoDuration) -> Duration {
+    Duration::from_secs(u64::try_from(d.seconds).unwrap_or(0))
+        + Duration::from_nanos(u64::try_from(d.nanos).unwrap_or(0))
+}
+
+/// A bare encoded `RetryInfo` of `delay` (for servers and tests).
+#[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
+pub(crate) fn retry_info(delay: Duration) -> Vec<u8> {
+    RetryInfo {
+        retry_delay: Some(ProtoDuration {
+            seconds: i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(delay.subsec_nanos()).unwrap_or(0),
+        }),
+    }
+    .encode_to_vec()
+}
+
 /// The `RetryInfo` delay in a status's details, if any (negative delays count as zero).
 pub(crate) fn retry_delay(details: &[u8]) -> Option<Duration> {
     if details.is_empty() {
@@ -54,10 +79,7 @@ pub(crate) fn retry_delay(details: &[u8]) -> Option<Duration> {
         .iter()
         .filter(|d| d.type_url == RETRY_INFO_TYPE)
         .find_map(|d| RetryInfo::decode(d.value.as_slice()).ok()?.retry_delay)
-        .map(|d| {
-            Duration::from_secs(u64::try_from(d.seconds).unwrap_or(0))
-                + Duration::from_nanos(u64::try_from(d.nanos).unwrap_or(0))
-        })
+        .map(to_duration)
 }
 
 /// Encodes a status whose details carry a `RetryInfo` of `delay` (for servers and tests).

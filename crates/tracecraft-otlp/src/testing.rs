@@ -60,6 +60,14 @@ pub enum Reply {
     },
     /// Waits this long, then succeeds (to test timeouts).
     Stall(Duration),
+    /// A gRPC status with a bare `RetryInfo` in a `google.rpc.retryinfo-bin` trailer
+    /// (HTTP requests get 503).
+    GrpcRetryTrailer {
+        /// The status code.
+        code: tonic::Code,
+        /// The delay.
+        retry_delay: Duration,
+    },
 }
 
 /// One request that reached the collector.
@@ -184,6 +192,16 @@ impl TraceService for Grpc {
                 None => tonic::Status::new(code, "scripted"),
             }),
             Reply::Http { .. } => Err(tonic::Status::unknown("scripted")),
+            Reply::GrpcRetryTrailer { code, retry_delay } => {
+                let mut status = tonic::Status::new(code, "scripted");
+                status.metadata_mut().insert_bin(
+                    crate::rpc::RETRY_INFO_TRAILER,
+                    tonic::metadata::MetadataValue::from_bytes(&crate::rpc::retry_info(
+                        retry_delay,
+                    )),
+                );
+                Err(status)
+            }
         }
     }
 }
@@ -213,13 +231,15 @@ async fn handle_http(state: Arc<State>, req: Request<Incoming>) -> Response<Resp
         return plain(StatusCode::METHOD_NOT_ALLOWED, &[], Bytes::new());
     }
     let (parts, body) = req.into_parts();
-    if parts
+    let protocol = match parts
         .headers
         .get(http::header::CONTENT_TYPE)
-        .is_none_or(|v| v.as_bytes() != b"application/x-protobuf")
+        .map(http::HeaderValue::as_bytes)
     {
-        return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, &[], Bytes::new());
-    }
+        Some(b"application/x-protobuf") => Protocol::HttpProtobuf,
+        Some(b"application/json") => Protocol::HttpJson,
+        _ => return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, &[], Bytes::new()),
+    };
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return plain(StatusCode::BAD_REQUEST, &[], Bytes::new());
     };
@@ -240,23 +260,32 @@ async fn handle_http(state: Arc<State>, req: Request<Incoming>) -> Response<Resp
     } else {
         body
     };
-    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+    let decoded = match protocol {
+        Protocol::HttpJson => serde_json::from_slice::<ExportTraceServiceRequest>(&body).ok(),
+        _ => ExportTraceServiceRequest::decode(body).ok(),
+    };
+    let Some(request) = decoded else {
         return plain(StatusCode::BAD_REQUEST, &[], Bytes::new());
     };
     let reply = state.next_reply();
     state.record(Received {
-        protocol: Protocol::HttpProtobuf,
+        protocol,
         headers: parts.headers,
         request,
         gzip,
         reply: reply.clone(),
     });
-    let ok = |resp: ExportTraceServiceResponse| {
-        plain(
+    let ok = |resp: ExportTraceServiceResponse| match protocol {
+        Protocol::HttpJson => plain(
+            StatusCode::OK,
+            &[("content-type", "application/json".to_owned())],
+            Bytes::from(serde_json::to_vec(&resp).unwrap_or_default()),
+        ),
+        _ => plain(
             StatusCode::OK,
             &[("content-type", "application/x-protobuf".to_owned())],
             Bytes::from(resp.encode_to_vec()),
-        )
+        ),
     };
     match reply {
         Reply::Ok => ok(ExportTraceServiceResponse::default()),
@@ -273,7 +302,9 @@ async fn handle_http(state: Arc<State>, req: Request<Incoming>) -> Response<Resp
                 error_message: message,
             }),
         }),
-        Reply::Unavailable => plain(StatusCode::SERVICE_UNAVAILABLE, &[], Bytes::new()),
+        Reply::Unavailable | Reply::GrpcRetryTrailer { .. } => {
+            plain(StatusCode::SERVICE_UNAVAILABLE, &[], Bytes::new())
+        }
         Reply::Grpc { .. } => plain(StatusCode::INTERNAL_SERVER_ERROR, &[], Bytes::new()),
         Reply::Http {
             status,
@@ -366,7 +397,16 @@ impl MockCollector {
     /// # Errors
     /// When the port cannot be bound or the thread not started.
     pub fn start() -> std::io::Result<MockCollector> {
-        Self::start_inner(None)
+        Self::start_inner(None, 0)
+    }
+
+    /// Starts a plaintext collector on `127.0.0.1:port` (a collector that comes back on the
+    /// port a stopped one used).
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub fn start_on_port(port: u16) -> std::io::Result<MockCollector> {
+        Self::start_inner(None, port)
     }
 
     /// Starts a TLS collector on `127.0.0.1:0` with this certificate chain and private key
@@ -375,7 +415,7 @@ impl MockCollector {
     /// # Errors
     /// When the certificate or key is unusable, or the port cannot be bound.
     pub fn start_tls(cert_chain_pem: &str, key_pem: &str) -> std::io::Result<MockCollector> {
-        Self::start_inner(Some(acceptor(cert_chain_pem, key_pem, None)?))
+        Self::start_inner(Some(acceptor(cert_chain_pem, key_pem, None)?), 0)
     }
 
     /// Starts a collector that requires mutual TLS: clients must present a certificate
@@ -388,15 +428,17 @@ impl MockCollector {
         key_pem: &str,
         client_ca_pem: &str,
     ) -> std::io::Result<MockCollector> {
-        Self::start_inner(Some(acceptor(
-            cert_chain_pem,
-            key_pem,
-            Some(client_ca_pem),
-        )?))
+        Self::start_inner(
+            Some(acceptor(cert_chain_pem, key_pem, Some(client_ca_pem))?),
+            0,
+        )
     }
 
-    fn start_inner(tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<MockCollector> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    fn start_inner(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        port: u16,
+    ) -> std::io::Result<MockCollector> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State::default());

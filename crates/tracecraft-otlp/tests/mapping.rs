@@ -92,7 +92,16 @@ fn ids_parents_and_order() {
     let spans = mapping::run_spans(&run);
     assert_eq!(spans.len(), 5);
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["support", "plan", "openai.chat", "search", "docs"]);
+    assert_eq!(
+        names,
+        [
+            "invoke_agent support",
+            "invoke_agent plan",
+            "chat gpt-4o",
+            "execute_tool search",
+            "docs"
+        ]
+    );
     for span in &spans {
         assert_eq!(span.trace_id, run.id.as_bytes().to_vec());
         assert_eq!(span.span_id.len(), 8);
@@ -122,8 +131,10 @@ fn run_span_attributes() {
     assert_eq!(s(r, "session.id"), "sess-1");
     assert_eq!(s(r, "user.id"), "user-9");
     assert_eq!(s(r, "tracecraft.environment"), "staging");
-    assert_eq!(s(r, "tracecraft.input"), r#"{"q":"hello"}"#);
-    assert_eq!(s(r, "tracecraft.output"), r#""bye""#);
+    assert_eq!(s(r, "input.value"), r#"{"q":"hello"}"#);
+    assert_eq!(s(r, "input.mime_type"), "application/json");
+    assert_eq!(s(r, "output.value"), "bye");
+    assert_eq!(s(r, "output.mime_type"), "text/plain");
     assert_eq!(s(r, "team"), "core");
     assert_eq!(i(r, "tracecraft.total_tokens"), 42);
     assert_eq!(i(r, "tracecraft.error_count"), 1);
@@ -141,7 +152,12 @@ fn run_span_attributes() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(r.status.is_none(), "the run itself did not fail");
+    assert_eq!(
+        r.status.as_ref().unwrap().code,
+        StatusCode::Ok as i32,
+        "the run itself did not fail"
+    );
+    assert!(r.events.is_empty());
     assert_eq!(r.kind, SpanKind::Internal as i32);
 }
 
@@ -157,8 +173,8 @@ fn step_attributes_follow_genai_conventions() {
     assert_eq!(i(llm, "gen_ai.usage.input_tokens"), 12);
     assert_eq!(i(llm, "gen_ai.usage.output_tokens"), 30);
     assert_eq!(s(llm, "tracecraft.step.type"), "llm");
-    assert_eq!(s(llm, "tracecraft.inputs"), r#"{"prompt":"hi"}"#);
-    assert_eq!(s(llm, "tracecraft.outputs"), r#"{"text":"yo"}"#);
+    assert_eq!(s(llm, "input.value"), r#"{"prompt":"hi"}"#);
+    assert_eq!(s(llm, "output.value"), r#"{"text":"yo"}"#);
     assert_eq!(s(llm, "error.type"), "RateLimitError");
     assert_eq!(i(llm, "tracecraft.streaming.chunk_count"), 2);
     assert!(matches!(
@@ -172,6 +188,17 @@ fn step_attributes_follow_genai_conventions() {
     let status = llm.status.as_ref().unwrap();
     assert_eq!(status.code, StatusCode::Error as i32);
     assert_eq!(status.message, "rate limited");
+    let event = &llm.events[0];
+    assert_eq!(event.name, "exception");
+    assert_eq!(event.time_unix_nano, llm.end_time_unix_nano);
+    assert_eq!(
+        attr(&event.attributes, "exception.type"),
+        Some(&V::StringValue("RateLimitError".into()))
+    );
+    assert_eq!(
+        attr(&event.attributes, "exception.message"),
+        Some(&V::StringValue("rate limited".into()))
+    );
     // JSON objects become key-value lists; u64 beyond i64 becomes a double; null is empty.
     let Some(V::KvlistValue(nested)) = attr(&llm.attributes, "nested") else {
         panic!()
@@ -224,9 +251,11 @@ fn resource_groups_by_service_and_environment() {
     let a = ProcessedRun::assume_processed(sample_run());
     let b = ProcessedRun::assume_processed(AgentRun::builder("other").environment("prod").build());
     let c = ProcessedRun::assume_processed(sample_run());
-    let options = MappingOptions {
-        service_name: Some("fallback".into()),
-    };
+    let options = MappingOptions::builder()
+        .service_name("fallback")
+        .resource_attribute("service.version", "1.2.3")
+        .resource_attribute("telemetry.sdk.name", "forged")
+        .build();
     let req = mapping::to_request(&[a, b, c], &options);
     assert_eq!(req.resource_spans.len(), 2);
     let res = |i: usize, key: &str| -> String {
@@ -243,6 +272,7 @@ fn resource_groups_by_service_and_environment() {
     assert_eq!(res(0, "telemetry.sdk.name"), "tracecraft");
     assert_eq!(res(0, "telemetry.sdk.language"), "rust");
     assert_eq!(res(0, "telemetry.sdk.version"), mapping::SDK_VERSION);
+    assert_eq!(res(0, "service.version"), "1.2.3");
     assert_eq!(res(1, "service.name"), "fallback");
     assert_eq!(res(1, "deployment.environment.name"), "prod");
     assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 10);

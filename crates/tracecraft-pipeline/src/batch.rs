@@ -1,12 +1,12 @@
 //! [`BatchExporter`]: a bounded queue in front of any exporter, drained by a dedicated thread.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select, unbounded};
 use tracecraft_core::{ExportError, Exporter, ProcessedRun};
+
+use crate::queue::{Consumer, QueueConfig, WorkQueue};
 
 /// Batch exporter settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +41,14 @@ pub struct BatchStats {
     pub exported: u64,
     /// Runs in batches the inner exporter rejected.
     pub failed: u64,
+    /// Runs a shutdown's deadline left unexported that the inner exporter kept for later
+    /// (`Exporter::persist`: the OTLP spool).
+    pub persisted: u64,
 }
 
 /// What [`BatchExporter::shutdown_report`] found: every run accepted before shutdown is in
-/// `exported`, `failed` or (if the timeout expired first) `unexported`.
+/// `exported`, `failed`, `persisted` or (if the timeout expired first and the inner exporter
+/// could not keep them) `unexported`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct BatchShutdown {
@@ -54,29 +58,11 @@ pub struct BatchShutdown {
     pub unexported: u64,
 }
 
-enum Control {
-    Flush(Sender<Result<(), ExportError>>),
-    Shutdown(Duration, Sender<(Result<(), ExportError>, u64)>),
-}
-
 #[derive(Debug, Default)]
 struct Shared {
-    enqueued: AtomicU64,
-    dropped: AtomicU64,
     exported: AtomicU64,
     failed: AtomicU64,
-    warned: AtomicBool,
-}
-
-impl Shared {
-    fn stats(&self) -> BatchStats {
-        BatchStats {
-            enqueued: self.enqueued.load(Ordering::Relaxed),
-            dropped_queue_full: self.dropped.load(Ordering::Relaxed),
-            exported: self.exported.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-        }
-    }
+    persisted: AtomicU64,
 }
 
 /// Wraps an exporter with a bounded queue and a dedicated thread that owns it.
@@ -109,14 +95,8 @@ impl Shared {
 #[derive(Debug)]
 pub struct BatchExporter {
     name: String,
-    runs: Option<Sender<ProcessedRun>>,
-    /// Wakes the worker when the queue holds `wake_at` runs (the worker does not wait on the
-    /// run queue itself, so an enqueue below that costs no wake-up and no system call).
-    wake: Sender<()>,
-    wake_at: usize,
-    control: Sender<Control>,
+    queue: WorkQueue<ProcessedRun>,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
     shut_down: bool,
 }
 
@@ -127,41 +107,27 @@ impl BatchExporter {
     /// If the operating system cannot start a thread.
     #[must_use]
     pub fn new<E: Exporter + 'static>(inner: E, config: BatchConfig) -> Self {
-        let config = BatchConfig {
-            max_queue_size: config.max_queue_size.max(1),
-            batch_size: config.batch_size.max(1),
-            flush_interval: config.flush_interval.max(Duration::from_millis(1)),
-        };
         let name = format!("batch({})", inner.name());
-        let (run_tx, run_rx) = bounded(config.max_queue_size);
-        let (ctl_tx, ctl_rx) = unbounded();
-        let (wake_tx, wake_rx) = bounded(1);
         let shared = Arc::new(Shared::default());
-        let worker = Worker {
+        let consumer = BatchConsumer {
             inner: Box::new(inner),
-            runs: run_rx,
-            wake: wake_rx,
-            control: ctl_rx,
             shared: Arc::clone(&shared),
-            config,
-            buffer: Vec::with_capacity(config.batch_size),
         };
-        let thread = std::thread::Builder::new()
-            .name("tracecraft-batch".into())
-            .spawn(move || worker.run())
-            .expect("spawn tracecraft-batch thread");
+        let queue = WorkQueue::start(
+            consumer,
+            QueueConfig::new(
+                name.clone(),
+                config.max_queue_size,
+                config.batch_size,
+                config.flush_interval,
+            )
+            .thread_name("tracecraft-batch"),
+        )
+        .expect("spawn tracecraft-batch thread");
         BatchExporter {
             name,
-            runs: Some(run_tx),
-            wake: wake_tx,
-            // Half the queue at most, so a small queue is drained before it fills.
-            wake_at: config
-                .batch_size
-                .min(config.max_queue_size.div_ceil(2))
-                .max(1),
-            control: ctl_tx,
+            queue,
             shared,
-            thread: Some(thread),
             shut_down: false,
         }
     }
@@ -169,33 +135,20 @@ impl BatchExporter {
     /// Enqueues one run without blocking; `false` when it was dropped (queue full or shut
     /// down).
     pub fn enqueue(&self, run: ProcessedRun) -> bool {
-        let Some(tx) = &self.runs else {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return false;
-        };
-        match tx.try_send(run) {
-            Ok(()) => {
-                self.shared.enqueued.fetch_add(1, Ordering::Relaxed);
-                if tx.len() >= self.wake_at {
-                    // Full when a wake-up is already pending: nothing to do.
-                    let _ = self.wake.try_send(());
-                }
-                true
-            }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                if !self.shared.warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(exporter = %self.name, "tracecraft: export queue full; dropping runs (total reported at shutdown)");
-                }
-                false
-            }
-        }
+        self.queue.try_enqueue(run).is_ok()
     }
 
     /// Current counters.
     #[must_use]
     pub fn stats(&self) -> BatchStats {
-        self.shared.stats()
+        let q = self.queue.counters();
+        BatchStats {
+            enqueued: q.enqueued.load(Ordering::Relaxed),
+            dropped_queue_full: q.dropped_full.load(Ordering::Relaxed),
+            exported: self.shared.exported.load(Ordering::Relaxed),
+            failed: self.shared.failed.load(Ordering::Relaxed),
+            persisted: self.shared.persisted.load(Ordering::Relaxed),
+        }
     }
 
     /// Drains, flushes and shuts the inner exporter down within `timeout`; reports what
@@ -214,32 +167,7 @@ impl BatchExporter {
             );
         }
         self.shut_down = true;
-        // Closing the run channel lets the worker see the end of the queue.
-        self.runs = None;
-        let (ack_tx, ack_rx) = bounded(1);
-        let sent = self
-            .control
-            .send(Control::Shutdown(timeout, ack_tx))
-            .is_ok();
-        let (result, unexported) = if sent {
-            match ack_rx.recv_timeout(timeout + Duration::from_millis(100)) {
-                Ok(r) => r,
-                Err(_) => (
-                    Err(ExportError::Timeout {
-                        exporter: self.name.clone(),
-                        timeout,
-                    }),
-                    0,
-                ),
-            }
-        } else {
-            (Ok(()), 0)
-        };
-        if let Some(t) = self.thread.take()
-            && result.is_ok()
-        {
-            let _ = t.join();
-        }
+        let (result, unexported) = self.queue.stop(timeout);
         let report = BatchShutdown {
             stats: self.stats(),
             unexported,
@@ -278,17 +206,7 @@ impl Exporter for BatchExporter {
         if self.shut_down {
             return Ok(());
         }
-        let (ack_tx, ack_rx) = bounded(1);
-        if self.control.send(Control::Flush(ack_tx)).is_err() {
-            return Err(ExportError::Shutdown {
-                exporter: self.name.clone(),
-            });
-        }
-        ack_rx.recv().unwrap_or_else(|_| {
-            Err(ExportError::Shutdown {
-                exporter: self.name.clone(),
-            })
-        })
+        self.queue.flush()
     }
 
     fn shutdown(&mut self, timeout: Duration) -> Result<(), ExportError> {
@@ -304,98 +222,20 @@ impl Drop for BatchExporter {
     }
 }
 
-struct Worker {
+/// The worker side: exports each batch the queue hands over, counting the outcome.
+struct BatchConsumer {
     inner: Box<dyn Exporter>,
-    runs: Receiver<ProcessedRun>,
-    wake: Receiver<()>,
-    control: Receiver<Control>,
     shared: Arc<Shared>,
-    config: BatchConfig,
-    buffer: Vec<ProcessedRun>,
 }
 
-impl Worker {
-    fn run(mut self) {
-        let mut deadline = Instant::now() + self.config.flush_interval;
-        loop {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            select! {
-                recv(self.control) -> msg => match msg {
-                    Ok(msg) => if self.handle(msg) { return },
-                    Err(_) => { self.drain(None); return; }
-                },
-                // The queue reached the wake-up mark: export what is queued, in batches.
-                recv(self.wake) -> msg => {
-                    if msg.is_err() {
-                        // The exporter is gone without a shutdown message: drain and stop.
-                        self.drain(None);
-                        return;
-                    }
-                    self.drain(None);
-                    deadline = Instant::now() + self.config.flush_interval;
-                },
-                default(wait) => {
-                    self.drain(None);
-                    deadline = Instant::now() + self.config.flush_interval;
-                }
-            }
-        }
-    }
-
-    /// Handles a control message; `true` when the worker should stop.
-    fn handle(&mut self, msg: Control) -> bool {
-        match msg {
-            Control::Flush(ack) => {
-                self.drain(None);
-                let _ = ack.send(self.inner.force_flush());
-                false
-            }
-            Control::Shutdown(timeout, ack) => {
-                let deadline = Instant::now() + timeout;
-                let unexported = self.drain(Some(deadline));
-                let left = deadline.saturating_duration_since(Instant::now());
-                let result = self.inner.shutdown(left);
-                let _ = ack.send((result, unexported));
-                true
-            }
-        }
-    }
-
-    /// Exports everything queued; with a deadline, stops when it passes and returns how many
-    /// runs were left unexported.
-    fn drain(&mut self, deadline: Option<Instant>) -> u64 {
-        // Only what is queued now: a flush under continuous load still returns.
-        let mut pending = self.runs.len();
-        loop {
-            while self.buffer.len() < self.config.batch_size && pending > 0 {
-                match self.runs.try_recv() {
-                    Ok(run) => {
-                        self.buffer.push(run);
-                        pending -= 1;
-                    }
-                    Err(_) => pending = 0,
-                }
-            }
-            if self.buffer.is_empty() {
-                return 0;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                let left = (self.buffer.len() + pending) as u64;
-                self.buffer.clear();
-                return left;
-            }
-            self.export_buffer();
-        }
-    }
-
-    fn export_buffer(&mut self) {
-        if self.buffer.is_empty() {
+impl Consumer<ProcessedRun> for BatchConsumer {
+    fn consume(&mut self, batch: &mut Vec<ProcessedRun>) {
+        if batch.is_empty() {
             return;
         }
-        let n = self.buffer.len() as u64;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.inner.export(&self.buffer)
-        }));
+        let n = batch.len() as u64;
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.inner.export(batch)));
         match result {
             Ok(Ok(())) => {
                 self.shared.exported.fetch_add(n, Ordering::Relaxed);
@@ -413,6 +253,36 @@ impl Worker {
                 );
             }
         }
-        self.buffer.clear();
+    }
+
+    fn flush(&mut self) -> Result<(), ExportError> {
+        self.inner.force_flush()
+    }
+
+    fn stop(&mut self, remaining: Duration) -> Result<(), ExportError> {
+        self.inner.shutdown(remaining)
+    }
+
+    fn abandon(&mut self, items: Vec<ProcessedRun>) -> u64 {
+        let n = items.len() as u64;
+        if n == 0 {
+            return 0;
+        }
+        match self.inner.persist(&items) {
+            Ok(true) => {
+                self.shared.persisted.fetch_add(n, Ordering::Relaxed);
+                tracing::info!(
+                    exporter = self.inner.name(),
+                    runs = n,
+                    "tracecraft: shutdown deadline passed; runs kept for a later export"
+                );
+                n
+            }
+            Ok(false) => 0,
+            Err(err) => {
+                tracing::warn!(exporter = self.inner.name(), runs = n, error = %err, "tracecraft: runs left at shutdown could not be kept");
+                0
+            }
+        }
     }
 }

@@ -54,6 +54,7 @@ mod enrich;
 mod pipeline;
 mod processor;
 mod pseudonymize;
+pub mod queue;
 mod redact;
 mod sample;
 

@@ -334,7 +334,7 @@ impl PipelineBuilder {
     }
     /// A store, shared: the application keeps its own `Arc` to query it.
     pub fn store<S: TraceStore + 'static>(self, store: Arc<S>) -> Self {
-        self.exporter(store)
+        self.exporter(tracecraft_core::StoreExporter::new(store))
     }
 
     /// The pipeline.

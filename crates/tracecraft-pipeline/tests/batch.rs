@@ -195,3 +195,97 @@ fn inner_failures_are_counted() {
     assert_eq!(report.stats.failed, 3);
     assert_eq!(report.stats.exported, 0);
 }
+
+#[test]
+fn batch_exporter_follows_the_exporter_contract() {
+    tracecraft_core::exporter_contract::run_all(|| {
+        tracecraft_pipeline::BatchExporter::new(
+            tracecraft_core::testing::MemoryExporter::new(),
+            tracecraft_pipeline::BatchConfig::default(),
+        )
+    });
+}
+
+/// An inner exporter slower than the shutdown timeout: the batch exporter still returns in
+/// time, and counts what it could not export.
+#[test]
+fn batch_shutdown_never_blocks_past_its_timeout() {
+    struct Slow;
+    impl tracecraft_core::Exporter for Slow {
+        fn name(&self) -> &str {
+            "slow"
+        }
+        fn export(
+            &mut self,
+            _: &[tracecraft_core::ProcessedRun],
+        ) -> Result<(), tracecraft_core::ExportError> {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Ok(())
+        }
+    }
+    let mut batch = tracecraft_pipeline::BatchExporter::new(
+        Slow,
+        tracecraft_pipeline::BatchConfig {
+            batch_size: 1,
+            ..tracecraft_pipeline::BatchConfig::default()
+        },
+    );
+    tracecraft_core::exporter_contract::check_shutdown_within_timeout(&mut batch);
+    let (_, report) = batch.shutdown_report(std::time::Duration::from_secs(1));
+    let s = report.stats;
+    assert!(s.exported < 50, "{s:?}");
+}
+
+/// Runs the shutdown deadline leaves unexported go to the inner exporter's `persist` (the OTLP
+/// spool) instead of being dropped.
+#[test]
+fn runs_left_at_the_shutdown_deadline_are_persisted() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct SlowKeeper(Arc<Mutex<(usize, usize)>>);
+    impl tracecraft_core::Exporter for SlowKeeper {
+        fn name(&self) -> &str {
+            "slow-keeper"
+        }
+        fn export(
+            &mut self,
+            batch: &[tracecraft_core::ProcessedRun],
+        ) -> Result<(), tracecraft_core::ExportError> {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            self.0.lock().unwrap().0 += batch.len();
+            Ok(())
+        }
+        fn persist(
+            &mut self,
+            batch: &[tracecraft_core::ProcessedRun],
+        ) -> Result<bool, tracecraft_core::ExportError> {
+            self.0.lock().unwrap().1 += batch.len();
+            Ok(true)
+        }
+    }
+    let keeper = SlowKeeper::default();
+    let mut batch = tracecraft_pipeline::BatchExporter::new(
+        keeper.clone(),
+        tracecraft_pipeline::BatchConfig {
+            batch_size: 1,
+            ..tracecraft_pipeline::BatchConfig::default()
+        },
+    );
+    #[allow(clippy::disallowed_methods)]
+    let runs: Vec<_> = (0..30)
+        .map(|i| {
+            tracecraft_core::ProcessedRun::assume_processed(tracecraft_core::AgentRun::new(
+                format!("r{i}"),
+            ))
+        })
+        .collect();
+    tracecraft_core::Exporter::export(&mut batch, &runs).unwrap();
+    let (result, report) = batch.shutdown_report(std::time::Duration::from_millis(350));
+    result.unwrap();
+    let (exported, persisted) = *keeper.0.lock().unwrap();
+    assert_eq!(report.unexported, 0, "{report:?}");
+    assert_eq!(exported + persisted, 30);
+    assert!(persisted > 0);
+    assert_eq!(report.stats.persisted, persisted as u64);
+    assert_eq!(report.stats.exported, exported as u64);
+}

@@ -105,3 +105,10 @@ fn colors_when_asked() {
     let out = capture(ConsoleExporter::new());
     assert!(!out.contains('\x1b'));
 }
+
+#[test]
+fn console_exporter_follows_the_exporter_contract() {
+    tracecraft_core::exporter_contract::run_all(|| {
+        ConsoleExporter::new().with_writer(std::io::sink())
+    });
+}

@@ -60,8 +60,9 @@ fn runtime_exports_redacted_runs_over_otlp() {
         assert_eq!(r.headers.get("x-api-key").unwrap(), "collector-credential");
         let spans = r.spans();
         assert_eq!(spans.len(), 2, "{protocol}");
-        assert_eq!(spans[0].name, "agent");
-        assert_eq!(spans[1].name, "chat");
+        // Span names after the GenAI conventions (the step's own name is an attribute).
+        assert_eq!(spans[0].name, "invoke_agent agent");
+        assert_eq!(spans[1].name, "chat gpt-4o");
         assert_eq!(spans[1].parent_span_id, spans[0].span_id);
         let bytes = r.request.encode_to_vec();
         for secret in [KEY, "bob@example.com", "alice@example.com"] {

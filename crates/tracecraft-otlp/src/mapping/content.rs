@@ -1,0 +1,309 @@
+//! Content of LLM, retrieval and tool steps, read from a step's free-form inputs and outputs
+//! the way instrumentation records them (`messages`, `prompt`, `documents`, ...), and written
+//! in the GenAI and OpenInference shapes.
+
+use serde_json::Value;
+use tracecraft_core::JsonMap;
+
+use super::json_text;
+
+/// Input keys that hold a prompt, first match wins (after `messages`).
+const PROMPT_KEYS: &[&str] = &["prompt", "input", "query", "question", "text", "message"];
+/// Input keys that hold system instructions.
+const SYSTEM_KEYS: &[&str] = &["system", "system_prompt", "instructions"];
+/// Output keys that hold the reply, first match wins (after `messages` / `choices`).
+const REPLY_KEYS: &[&str] = &[
+    "text",
+    "content",
+    "response",
+    "completion",
+    "output",
+    "result",
+    "answer",
+    "message",
+];
+/// Output keys that hold retrieved documents.
+const DOCUMENT_KEYS: &[&str] = &["documents", "docs", "results", "chunks"];
+/// Attributes that are model invocation parameters, with their GenAI request key.
+pub(crate) const INVOCATION_PARAMETERS: &[(&str, &str)] = &[
+    ("temperature", "gen_ai.request.temperature"),
+    ("max_tokens", "gen_ai.request.max_tokens"),
+    ("top_p", "gen_ai.request.top_p"),
+    ("top_k", "gen_ai.request.top_k"),
+    ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+    ("presence_penalty", "gen_ai.request.presence_penalty"),
+    ("stop", "gen_ai.request.stop_sequences"),
+    ("seed", "gen_ai.request.seed"),
+];
+
+/// One chat message: a role and its content (text, or JSON shown as text).
+pub(crate) struct Message<'a> {
+    pub(crate) role: &'a str,
+    pub(crate) content: &'a Value,
+}
+
+impl Message<'_> {
+    pub(crate) fn text(&self) -> String {
+        text_of(self.content)
+    }
+}
+
+/// A value as text: strings as they are, anything else as compact JSON.
+pub(crate) fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => json_text(other),
+    }
+}
+
+fn message_of<'a>(item: &'a Value, default_role: &'a str) -> Option<Message<'a>> {
+    match item {
+        Value::Object(m) => {
+            let inner = m.get("message").and_then(Value::as_object).unwrap_or(m);
+            let role = inner
+                .get("role")
+                .and_then(Value::as_str)
+                .unwrap_or(default_role);
+            let content = inner.get("content").or_else(|| inner.get("text"))?;
+            Some(Message { role, content })
+        }
+        Value::Null => None,
+        other => Some(Message {
+            role: default_role,
+            content: other,
+        }),
+    }
+}
+
+/// The chat messages sent to the model.
+pub(crate) fn input_messages(inputs: &JsonMap) -> Vec<Message<'_>> {
+    if let Some(Value::Array(items)) = inputs.get("messages") {
+        return items.iter().filter_map(|i| message_of(i, "user")).collect();
+    }
+    match PROMPT_KEYS.iter().find_map(|k| inputs.get(*k)) {
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+            .iter()
+            .map(|content| Message {
+                role: "user",
+                content,
+            })
+            .collect(),
+        Some(v) if !v.is_null() => vec![Message {
+            role: "user",
+            content: v,
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// System instructions given apart from the messages.
+pub(crate) fn system_instructions(inputs: &JsonMap) -> Option<&str> {
+    SYSTEM_KEYS
+        .iter()
+        .find_map(|k| inputs.get(*k).and_then(Value::as_str))
+}
+
+/// The model's reply messages, and the finish reasons found with them.
+pub(crate) fn output_messages(outputs: &JsonMap) -> (Vec<Message<'_>>, Vec<&str>) {
+    let mut reasons: Vec<&str> = Vec::new();
+    for key in ["messages", "choices"] {
+        if let Some(Value::Array(items)) = outputs.get(key) {
+            for item in items {
+                if let Some(r) = item.get("finish_reason").and_then(Value::as_str) {
+                    reasons.push(r);
+                }
+            }
+            let messages = items
+                .iter()
+                .filter_map(|i| message_of(i, "assistant"))
+                .collect();
+            if let Some(r) = outputs.get("finish_reason").and_then(Value::as_str) {
+                reasons.push(r);
+            }
+            return (messages, reasons);
+        }
+    }
+    if let Some(r) = outputs.get("finish_reason").and_then(Value::as_str) {
+        reasons.push(r);
+    }
+    let messages = REPLY_KEYS
+        .iter()
+        .find_map(|k| outputs.get(*k))
+        .filter(|v| !v.is_null())
+        .map(|content| Message {
+            role: "assistant",
+            content,
+        })
+        .into_iter()
+        .collect();
+    (messages, reasons)
+}
+
+/// One retrieved document.
+pub(crate) struct Document<'a> {
+    pub(crate) content: Option<&'a Value>,
+    pub(crate) id: Option<&'a Value>,
+    pub(crate) score: Option<f64>,
+}
+
+/// The documents a retrieval step returned.
+pub(crate) fn documents(outputs: &JsonMap) -> Vec<Document<'_>> {
+    let Some(Value::Array(items)) = DOCUMENT_KEYS.iter().find_map(|k| outputs.get(*k)) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Object(m) => Document {
+                content: ["content", "page_content", "text"]
+                    .iter()
+                    .find_map(|k| m.get(*k)),
+                id: m.get("id"),
+                score: m.get("score").and_then(Value::as_f64),
+            },
+            other => Document {
+                content: Some(other),
+                id: None,
+                score: None,
+            },
+        })
+        .collect()
+}
+
+/// Appends `s` as a JSON string literal.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match esc {
+            Some(e) => out.push_str(e),
+            None => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{b:04x}");
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// GenAI messages JSON: `[{"role":"user","parts":[{"type":"text","content":"..."}]}, ...]`,
+/// with `finish_reason` on output messages where known.
+pub(crate) fn genai_messages(messages: &[Message<'_>], finish_reasons: &[&str]) -> String {
+    let mut out = String::with_capacity(64);
+    out.push('[');
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"role\":");
+        push_json_str(&mut out, m.role);
+        out.push_str(",\"parts\":[{\"type\":\"text\",\"content\":");
+        match m.content {
+            Value::String(s) => push_json_str(&mut out, s),
+            other => push_json_str(&mut out, &json_text(other)),
+        }
+        out.push_str("}]");
+        if let Some(r) = finish_reasons.get(i).or(finish_reasons.first()) {
+            out.push_str(",\"finish_reason\":");
+            push_json_str(&mut out, r);
+        }
+        out.push('}');
+    }
+    out.push(']');
+    out
+}
+
+/// GenAI system instructions JSON: `[{"type":"text","content":"..."}]`.
+pub(crate) fn genai_system(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    out.push_str("[{\"type\":\"text\",\"content\":");
+    push_json_str(&mut out, text);
+    out.push_str("}]");
+    out
+}
+
+/// Reads GenAI messages JSON back as `[{"role", "content"}]` values (for spans from other
+/// SDKs); `None` when the text is not that shape.
+pub(crate) fn parse_genai_messages(text: &str) -> Option<Vec<Value>> {
+    let Value::Array(items) = serde_json::from_str::<Value>(text).ok()? else {
+        return None;
+    };
+    Some(
+        items
+            .into_iter()
+            .map(|item| {
+                let role = item.get("role").cloned().unwrap_or(Value::Null);
+                let content = match item.get("parts") {
+                    Some(Value::Array(parts)) => {
+                        let texts: Vec<&str> = parts
+                            .iter()
+                            .filter_map(|p| p.get("content").and_then(Value::as_str))
+                            .collect();
+                        Value::String(texts.join(""))
+                    }
+                    _ => item.get("content").cloned().unwrap_or(Value::Null),
+                };
+                let mut m = serde_json::Map::new();
+                m.insert("role".into(), role);
+                m.insert("content".into(), content);
+                Value::Object(m)
+            })
+            .collect(),
+    )
+}
+
+/// `prefix` + `index` + `suffix` (`llm.input_messages.` `0` `.message.role`).
+pub(crate) fn indexed_key(prefix: &str, index: usize, suffix: &str) -> String {
+    use std::fmt::Write;
+    let mut k = String::with_capacity(prefix.len() + suffix.len() + 3);
+    k.push_str(prefix);
+    let _ = write!(k, "{index}");
+    k.push_str(suffix);
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_strings_escape_like_serde() {
+        for s in ["plain", "q\"b\\s", "line\nbreak\ttab\r", "\u{1}ctl", "é✓"] {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn messages_from_common_shapes() {
+        let inputs = json!({"messages": [{"role": "system", "content": "be nice"}, {"role": "user", "content": "hi"}]});
+        let m = input_messages(inputs.as_object().unwrap());
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].role, "system");
+        let inputs = json!({"prompt": "hello", "system": "sys"});
+        let map = inputs.as_object().unwrap();
+        assert_eq!(input_messages(map)[0].text(), "hello");
+        assert_eq!(system_instructions(map), Some("sys"));
+        let outputs = json!({"choices": [{"message": {"role": "assistant", "content": "yo"}, "finish_reason": "stop"}]});
+        let (m, r) = output_messages(outputs.as_object().unwrap());
+        assert_eq!(m[0].text(), "yo");
+        assert_eq!(r, ["stop"]);
+        let text = genai_messages(&m, &r);
+        let back = parse_genai_messages(&text).unwrap();
+        assert_eq!(back[0], json!({"role": "assistant", "content": "yo"}));
+    }
+}
