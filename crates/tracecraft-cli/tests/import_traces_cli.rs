@@ -49,7 +49,12 @@ fn import_to_stdout_redacts_reports_bad_lines_and_summarises() {
         SAMPLE.lines().nth(1).unwrap()
     );
     let out = tc(&["import", "-"], Some(&input), dir.path());
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a malformed line is a partial import: {}",
+        text(&out.stderr)
+    );
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().count(), 2);
     assert!(!stdout.contains(KEY));
@@ -240,11 +245,41 @@ fn import_into_sqlite_then_list_show_rm_purge_stats() {
 }
 
 #[test]
-fn traces_defaults_to_the_embedded_sqlite_store() {
+fn traces_defaults_to_the_embedded_sqlite_store_and_never_creates_it() {
     let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["traces", "stats"][..],
+        &["traces", "list"],
+        &["traces", "rm", "11111111-2222-4333-8444-555555555555"],
+    ] {
+        let out = tc(args, None, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains("traces/tracecraft.db"), "{err}");
+        assert!(
+            !dir.path().join("traces").exists(),
+            "{args:?} created a store"
+        );
+    }
+    std::fs::write(dir.path().join("runs.jsonl"), SAMPLE).unwrap();
+    let out = tc(
+        &[
+            "import",
+            "runs.jsonl",
+            "--store",
+            "sqlite:traces/tracecraft.db",
+        ],
+        None,
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let out = tc(&["traces", "stats"], None, dir.path());
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(dir.path().join("traces/tracecraft.db").exists());
+    assert!(
+        text(&out.stdout).contains("traces: 20"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]

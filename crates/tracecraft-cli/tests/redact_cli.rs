@@ -68,7 +68,7 @@ fn config_file_and_modes() {
     let cfg = dir.join("tracecraft.toml");
     std::fs::write(
         &cfg,
-        "[redaction]\nhash_key = \"k\"\ndisable = [\"phone\"]\n[other]\nx = 1\n",
+        "[redaction]\nhash_key = \"k\"\ndisable = [\"phone\"]\n",
     )
     .unwrap();
     let c = cfg.to_str().unwrap();
@@ -84,6 +84,17 @@ fn config_file_and_modes() {
     );
     let o = run(&["--config", c, "--mode", "remove"], "a bob@example.com b");
     assert_eq!(text(&o.stdout), "a  b");
+
+    // The whole file is read as every command reads it: an unknown table is refused, not
+    // skipped (a setting the user wrote is applied or refused).
+    std::fs::write(&cfg, "[redaction]\nhash_key = \"k\"\n[other]\nx = 1\n").unwrap();
+    let o = run(&["--config", c], "x");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("other") && text(&o.stderr).contains(":3:"),
+        "{}",
+        text(&o.stderr)
+    );
 
     std::fs::write(&cfg, "[redaction]\ndisable = [\"nope\"]\n").unwrap();
     let o = run(&["--config", c], "x");
@@ -102,13 +113,78 @@ fn config_file_and_modes() {
 }
 
 #[test]
-fn bad_jsonl_is_exit_2_one_line() {
-    let o = run(&["--jsonl"], "{\"a\":1}\n{not json secret=abc}\n");
-    assert_eq!(o.status.code(), Some(2));
+fn bad_jsonl_lines_are_reported_by_number_and_the_rest_is_redacted() {
+    let o = run(
+        &["--jsonl"],
+        "{\"a\":1}\n{not json secret=abc}\n{\"b\":\"bob@example.com\"}\n\u{1}\n",
+    );
+    assert_eq!(o.status.code(), Some(1), "partial: {}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "{\"a\":1}\n{\"b\":\"[REDACTED]\"}\n");
     let err = text(&o.stderr);
-    assert_eq!(err.lines().count(), 1);
     assert!(
-        err.contains("line 2") && !err.contains("secret=abc"),
+        err.contains("line=2") && err.contains("line=4") && !err.contains("secret=abc"),
         "{err}"
     );
+    assert!(err.contains("2 line(s) not JSON (first: line 2)"), "{err}");
+}
+
+#[test]
+fn a_bom_and_invalid_utf8_never_pass_raw_bytes() {
+    let o = run(&["--jsonl"], "\u{feff}{\"a\":\"bob@example.com\"}\n");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "{\"a\":\"[REDACTED]\"}\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
+        .arg("redact")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"mail bob@example.com \xff\xfe end\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(text(&o.stdout), "mail [REDACTED] \u{fffd}\u{fffd} end\n");
+    assert!(
+        text(&o.stderr).contains("not valid UTF-8"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn chunked_parallel_output_equals_the_engine_on_the_whole_text() {
+    // Several MiB, so the input is split into chunks processed on every core; PEM blocks are
+    // placed across the chunk size so a chunk must grow to keep them whole.
+    let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7Qx3k2pZ\nq9Xb1cV8fT0yR4eW2uI6oP3a\n-----END RSA PRIVATE KEY-----\n";
+    let mut text = String::new();
+    let mut i = 0u64;
+    while text.len() < 5 << 20 {
+        i += 1;
+        match i % 5 {
+            0 => text.push_str(&format!("user{i}@example.com wrote about order {i}\n")),
+            1 => text.push_str(&format!("key sk-proj-Abc{i:08}Def456Ghi789Jkl012Mno345\n")),
+            2 => text.push_str(pem),
+            3 => text.push_str("plain words with nothing secret in them at all, just text\n"),
+            _ => text.push_str(&format!("call +1 415-555-{:04} today\n", i % 10_000)),
+        }
+    }
+    let o = run(&[], &text);
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o.stderr));
+    let engine =
+        tracecraft_redact::Redactor::new(&tracecraft_redact::RedactionConfig::default()).unwrap();
+    let whole = engine.redact_str(&text, &mut tracecraft_redact::Report::default());
+    assert!(
+        o.stdout == whole.as_bytes(),
+        "chunked output differs from the whole-text engine"
+    );
+    assert!(!text_of(&o.stdout).contains("MIIEowIBAAKCAQEA7Qx3k2pZ"));
+}
+
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }

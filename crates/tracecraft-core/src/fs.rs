@@ -1,5 +1,7 @@
 //! Private files and directories: created mode 0600 / 0700 whatever the process umask, and
-//! existing ones checked (tightened, or refused) per a [`PermissionPolicy`].
+//! existing ones checked per a [`PermissionPolicy`]: reported (the default), refused, or
+//! tightened only when the user asked for it. TraceCraft never changes the mode of a file or
+//! directory it did not create unless told to (DESIGN invariant 12).
 //!
 //! Used by the stores (and the OTLP spool) so that DESIGN invariant 7 holds in one place.
 //! Every function reports failures as [`StoreError`] naming the path, never file contents.
@@ -37,11 +39,49 @@ pub const DIR_MODE: u32 = 0o700;
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum PermissionPolicy {
-    /// Change the mode to 0600 / 0700 (the caller logs that it did). The default.
+    /// Leave the mode as it is and report it (the caller logs a warning once per open). The
+    /// default: a file or directory TraceCraft did not create is not TraceCraft's to change.
     #[default]
-    Tighten,
+    Warn,
     /// Refuse with [`StoreError::Permissions`].
     Error,
+    /// Change the mode to 0600 / 0700 (the caller logs that it did). Only when the user asks
+    /// for it (`permissions = "tighten"`).
+    Tighten,
+}
+
+/// What [`check_private`] found about an existing file or directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Looser {
+    /// Its mode was looser and was left as it is ([`PermissionPolicy::Warn`]).
+    Kept {
+        /// The mode found.
+        mode: u32,
+    },
+    /// Its mode was looser and was tightened ([`PermissionPolicy::Tighten`]).
+    Tightened {
+        /// The mode found.
+        mode: u32,
+    },
+}
+
+/// Logs what [`check_private`] found, naming the path and the mode (never contents): one
+/// warning per call, so callers call it once per open.
+pub fn warn_looser(path: &Path, found: Option<Looser>) {
+    match found {
+        Some(Looser::Kept { mode }) => tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            "permissions are looser than TraceCraft's 0600 files / 0700 directories; left unchanged (set storage.permissions = \"tighten\" to change them, or \"error\" to refuse)"
+        ),
+        Some(Looser::Tightened { mode }) => tracing::warn!(
+            path = %path.display(),
+            old_mode = format!("{mode:o}"),
+            "tightened permissions"
+        ),
+        None => {}
+    }
 }
 
 /// Maps an I/O error to [`StoreError::Io`] naming `path`.
@@ -146,13 +186,14 @@ pub fn create_private_file(path: &Path) -> Result<File, StoreError> {
 
 /// Checks that `path` (a file or directory) is no looser than 0600 / 0700.
 ///
-/// Returns `Ok(None)` when it is fine (or does not exist), `Ok(Some(old_mode))` when it was
-/// tightened under [`PermissionPolicy::Tighten`] (the caller should log that, naming the
-/// path), and [`StoreError::Permissions`] under [`PermissionPolicy::Error`].
+/// Returns `Ok(None)` when it is fine (or does not exist), `Ok(Some(Looser::Kept))` under
+/// [`PermissionPolicy::Warn`], `Ok(Some(Looser::Tightened))` when it was tightened under
+/// [`PermissionPolicy::Tighten`] (pass either to [`warn_looser`]), and
+/// [`StoreError::Permissions`] under [`PermissionPolicy::Error`].
 ///
 /// # Errors
 /// [`StoreError::Permissions`], or [`StoreError::Io`] when the mode could not be read or set.
-pub fn check_private(path: &Path, policy: PermissionPolicy) -> Result<Option<u32>, StoreError> {
+pub fn check_private(path: &Path, policy: PermissionPolicy) -> Result<Option<Looser>, StoreError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -167,9 +208,10 @@ pub fn check_private(path: &Path, policy: PermissionPolicy) -> Result<Option<u32
             return Ok(None);
         }
         match policy {
+            PermissionPolicy::Warn => Ok(Some(Looser::Kept { mode })),
             PermissionPolicy::Tighten => {
                 set_mode(path, mode & expected)?;
-                Ok(Some(mode))
+                Ok(Some(Looser::Tightened { mode }))
             }
             PermissionPolicy::Error => Err(StoreError::Permissions {
                 path: path.to_path_buf(),
@@ -266,25 +308,31 @@ mod tests {
     }
 
     #[test]
-    fn tightens_or_refuses_loose_modes() {
+    fn loose_modes_are_reported_refused_or_tightened_on_request() {
         let root = scratch("check");
         create_private_dir(&root).unwrap();
         let f = root.join("x");
         std::fs::write(&f, b"").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            check_private(&f, PermissionPolicy::default()).unwrap(),
+            Some(Looser::Kept { mode: 0o644 })
+        );
+        assert_eq!(mode(&f), 0o644, "the default never changes a mode");
         assert!(matches!(
             check_private(&f, PermissionPolicy::Error),
             Err(StoreError::Permissions { mode: 0o644, .. })
         ));
         assert_eq!(
             check_private(&f, PermissionPolicy::Tighten).unwrap(),
-            Some(0o644)
+            Some(Looser::Tightened { mode: 0o644 })
         );
         assert_eq!(mode(&f), 0o600);
+        assert_eq!(check_private(&f, PermissionPolicy::Warn).unwrap(), None);
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert_eq!(
             check_private(&root, PermissionPolicy::Tighten).unwrap(),
-            Some(0o755)
+            Some(Looser::Tightened { mode: 0o755 })
         );
         assert_eq!(mode(&root), 0o700);
         assert_eq!(

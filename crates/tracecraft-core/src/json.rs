@@ -90,30 +90,56 @@ impl ParseError {
     }
 }
 
-/// Removes the contents of double-quoted segments of a serde message: they are input values.
-/// Field names (in backticks) stay. Config loaders use it for their own parse errors.
+/// Makes a serde (JSON, TOML, MessagePack) error message safe to show: the one place that
+/// formats parse and configuration errors (DESIGN invariant 8).
+///
+/// Before the message's `, expected ...` tail (which lists the schema's own names):
+/// double-quoted segments are input values and are elided to `"…"`; backticked segments are
+/// unknown keys, unknown variants or values (`invalid value: integer \`123456789\``) and are
+/// kept only when they look like a field name (an identifier of at most 32 characters with at
+/// most 4 digits: `rat`, `sampling_rate`), otherwise elided to `` `…` ``. So a typo stays
+/// visible and `unknown field \`leaky.person@example.com\`` never reaches a terminal.
 #[must_use]
-pub fn elide_quoted(msg: &str) -> String {
+pub fn elide_values(msg: &str) -> String {
+    let (head, tail) = match msg.find(", expected") {
+        Some(i) => msg.split_at(i),
+        None => (msg, ""),
+    };
     let mut out = String::with_capacity(msg.len());
-    let mut in_quote = false;
-    for c in msg.chars() {
-        match (c, in_quote) {
-            ('"', false) => {
-                in_quote = true;
-                out.push_str("\"…");
-            }
-            ('"', true) => {
-                in_quote = false;
-                out.push('"');
-            }
-            (_, true) => {}
-            (c, false) => out.push(c),
+    let mut rest = head;
+    while let Some(i) = rest.find(['"', '`']) {
+        out.push_str(&rest[..i]);
+        let quote = rest.as_bytes()[i] as char;
+        let after = &rest[i + 1..];
+        let (inner, next) = match after.find(quote) {
+            Some(j) => (&after[..j], &after[j + 1..]),
+            None => (after, ""),
+        };
+        out.push(quote);
+        if quote == '`' && looks_like_a_name(inner) {
+            out.push_str(inner);
+        } else {
+            out.push('…');
         }
+        out.push(quote);
+        rest = next;
     }
-    if in_quote {
-        out.push('"');
-    }
+    out.push_str(rest);
+    out.push_str(tail);
     out
+}
+
+/// An identifier-like key (`max_queue_size`, `otlp.timeout_ms`, `X-Api-Key`) short enough and
+/// with few enough digits that it is a name, not a value.
+fn looks_like_a_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && s.bytes().filter(u8::is_ascii_digit).count() <= 4
 }
 
 /// Strips serde_json's trailing " at line L column C" (we report position separately).
@@ -142,7 +168,7 @@ fn from_json_error(inner: &serde_json::Error, path: String) -> ParseError {
         line: (inner.line() > 0).then_some(inner.line() as u64),
         column: inner.column(),
         path,
-        message: elide_quoted(strip_position(&raw)),
+        message: elide_values(strip_position(&raw)),
     }
 }
 
@@ -208,7 +234,7 @@ pub fn to_json(run: &AgentRun) -> String {
 /// into one buffer without an intermediate `String`.
 ///
 /// The bytes are those of `serde_json::to_writer(out, run)` (the derived `Serialize`; tests
-/// compare the two on fixtures and random runs), written faster: see [`fast`].
+/// compare the two on fixtures and random runs), written faster (the private `fast` module).
 pub fn write_json(out: &mut Vec<u8>, run: &AgentRun) {
     fast::write_run(out, run);
 }
@@ -651,7 +677,14 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
                     return Some((self.line, Err(ParseError::io(&e, self.line))));
                 }
             }
-            let trimmed = bytes.trim_ascii();
+            let mut trimmed = bytes.trim_ascii();
+            if self.line == 1 {
+                // A UTF-8 byte order mark (editors on Windows write one) is not part of the run.
+                trimmed = trimmed
+                    .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+                    .unwrap_or(trimmed)
+                    .trim_ascii();
+            }
             if trimmed.is_empty() {
                 continue;
             }
@@ -666,15 +699,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_byte_order_mark_on_the_first_line_is_accepted() {
+        let run = AgentRun::new("bom");
+        let text = format!("\u{feff}{}\n{}\n", to_json(&run), to_json(&run));
+        let parsed: Vec<_> = read_jsonl(text.as_bytes()).collect();
+        assert_eq!(parsed.len(), 2);
+        for (_, r) in parsed {
+            assert_eq!(r.unwrap().name, "bom");
+        }
+    }
+
+    #[test]
     fn elides_values_keeps_field_names() {
         assert_eq!(
-            elide_quoted("invalid type: string \"sk-secret\", expected u64"),
+            elide_values("invalid type: string \"sk-secret\", expected u64"),
             "invalid type: string \"…\", expected u64"
         );
         assert_eq!(
-            elide_quoted("unknown field `foo`, expected `id`"),
+            elide_values("unknown field `foo`, expected `id`"),
             "unknown field `foo`, expected `id`"
         );
+        assert_eq!(
+            elide_values("unknown field `leaky.person@example.com`, expected one of `id`, `name`"),
+            "unknown field `…`, expected one of `id`, `name`"
+        );
+        assert_eq!(
+            elide_values(
+                "unknown variant `secret-type-sk-proj-abcdefghijklmnop1234`, expected one of `agent`, `llm`"
+            ),
+            "unknown variant `…`, expected one of `agent`, `llm`"
+        );
+        assert_eq!(
+            elide_values("invalid value: integer `123456789`, expected u32"),
+            "invalid value: integer `…`, expected u32"
+        );
+        assert_eq!(elide_values("unterminated \"abc"), "unterminated \"…\"");
+        assert_eq!(elide_values("unterminated `ab c"), "unterminated `…`");
     }
 
     #[test]

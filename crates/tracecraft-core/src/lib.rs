@@ -44,10 +44,9 @@
 //! `runs.jsonl`; figures are in this crate's README.
 //!
 //! ## Crate features
-//! - `testing`: [`testing::MemoryStore`] and [`testing::MemoryExporter`], test doubles that
-//!   follow the trait contracts, [`contract`], the `TraceStore` contract suite every
-//!   backend runs, and [`exporter_contract`], the `Exporter` contract suite every exporter
-//!   runs.
+//! - `testing`: `testing::MemoryStore` and `testing::MemoryExporter`, test doubles that
+//!   follow the trait contracts, `contract`, the `TraceStore` contract suite every backend
+//!   runs, and `exporter_contract`, the `Exporter` contract suite every exporter runs.
 
 #[cfg(feature = "testing")]
 pub mod contract;

@@ -22,6 +22,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A command that reads or erases named a store that does not exist (it is never
+    /// created by such a command: DESIGN invariant 12).
+    #[error(
+        "{path}: no store here (commands that read or erase never create one; check the path, --store or TRACECRAFT_STORAGE)"
+    )]
+    NotFound {
+        /// The database file or directory that was expected.
+        path: PathBuf,
+    },
     /// A stored record could not be read back.
     #[error("{path}:{line}: {message}")]
     Corrupt {

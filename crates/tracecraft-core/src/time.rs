@@ -23,7 +23,7 @@ pub fn format(t: &DateTime<Utc>) -> String {
     buf.format(t).into_owned()
 }
 
-/// Calls `f` with `t` in the wire format (as [`format`] returns it), formatted on the stack:
+/// Calls `f` with `t` in the wire format (as [`format()`] returns it), formatted on the stack:
 /// for encoders that copy the text and need no `String` per timestamp. (Years outside 0-9999
 /// and leap seconds are formatted by chrono, into a `String`.)
 pub fn with_formatted<R>(t: &DateTime<Utc>, f: impl FnOnce(&str) -> R) -> R {

@@ -33,7 +33,7 @@ const RECURSION_CAP: usize = 48;
 
 /// Replaces every array or object nested deeper than `max_depth` (the value itself is depth 1)
 /// with the string [`TRUNCATED`]; returns how many subtrees were cut. Safe on any depth: it
-/// recurses at most [`RECURSION_CAP`] levels, then walks with a heap stack.
+/// recurses at most `RECURSION_CAP` (a private constant) levels, then walks with a heap stack.
 pub fn limit_depth(value: &mut Value, max_depth: usize) -> u64 {
     let mut cut = 0;
     limit_at(value, 1, max_depth, &mut cut);

@@ -46,7 +46,7 @@
 //! - Error messages name gRPC/HTTP statuses, never the server's free-text message.
 //!
 //! ## Crate features
-//! - `testing`: [`testing::MockCollector`], an in-process collector (gRPC and HTTP/protobuf on
+//! - `testing`: `testing::MockCollector`, an in-process collector (gRPC and HTTP/protobuf on
 //!   one `127.0.0.1:0` port, optional TLS) that records requests and plays scripted replies.
 
 mod config;

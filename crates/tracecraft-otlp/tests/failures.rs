@@ -274,7 +274,10 @@ fn the_pipeline_summary_counts_failed_runs_by_cause() {
     pipeline.submit(AgentRun::new("b"));
     let stats = pipeline.stats();
     assert_eq!(stats.export_failed.get("otlp-http"), Some(&2));
-    let (line, n) = stats.export_failure_causes.iter().next().unwrap();
+    let (line, n) = stats.export_failure_causes["otlp-http"]
+        .iter()
+        .next()
+        .unwrap();
     assert_eq!(*n, 2);
     assert!(
         line.starts_with("exporter `otlp-http`: HTTP 401 Unauthorized"),

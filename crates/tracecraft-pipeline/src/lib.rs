@@ -64,8 +64,8 @@ pub use enrich::{
     PriceTable, TOKENS_ESTIMATED, TokenCounter, default_pricing, normalize_model,
 };
 pub use pipeline::{
-    BuildError, Limits, Pipeline, PipelineBuilder, PipelineStats, ProcessorOrder, STEPS_DROPPED,
-    ShutdownReport, Submitted, VALUES_TRUNCATED,
+    BuildError, Limits, Pipeline, PipelineBuilder, PipelineStats, ProcessorOrder,
+    REDACTION_ATTRIBUTE, STEPS_DROPPED, ShutdownReport, Submitted, VALUES_TRUNCATED,
 };
 pub use processor::{Chain, DropReason, FnProcessor, Outcome, ProcessError, Processor};
 pub use redact::{REDACTION_COUNT, REDACTION_RULE_PREFIX, RedactionProcessor};

@@ -25,6 +25,11 @@ pub enum ProcessorOrder {
     Efficiency,
 }
 
+/// The run attribute a pipeline built [`without_redaction`](PipelineBuilder::without_redaction)
+/// sets to `"disabled"` on every run it processes, so that stores, backends and the trace
+/// browser show which runs were kept unredacted.
+pub const REDACTION_ATTRIBUTE: &str = "tracecraft.redaction";
+
 /// What happened to a submitted run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Submitted {
@@ -55,10 +60,10 @@ pub struct PipelineStats {
     pub exported: BTreeMap<String, u64>,
     /// Runs whose export failed, by exporter.
     pub export_failed: BTreeMap<String, u64>,
-    /// Runs whose export failed, by cause: the error's one-line `Display`
-    /// (`exporter `otlp-http`: HTTP 401 Unauthorized: check the credentials ...`), so that a
-    /// summary names each cause once. Never contains payload or credentials.
-    pub export_failure_causes: BTreeMap<String, u64>,
+    /// Runs whose export failed, by exporter and then by cause: the error's message (which
+    /// names files, endpoints and status codes, never payloads), so a summary can say
+    /// `1639 not stored: No space left on device (os error 28)` once per cause.
+    pub export_failure_causes: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl PipelineStats {
@@ -118,8 +123,19 @@ struct Slot {
     /// Per-exporter counters: atomics, so exporting takes no shared lock.
     exported: AtomicU64,
     failed: AtomicU64,
-    /// Failed runs by cause (only touched on failure).
+    /// Failed runs by cause (taken only when an export fails).
     causes: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Slot {
+    fn fail(&self, cause: &str, n: u64) {
+        self.failed.fetch_add(n, Ordering::Relaxed);
+        inc(
+            &mut self.causes.lock().unwrap_or_else(PoisonError::into_inner),
+            cause,
+            n,
+        );
+    }
 }
 
 /// Runs processors over finished runs, then fans each processed run out to exporters and
@@ -138,6 +154,8 @@ pub struct Pipeline {
     processors: Vec<Box<dyn Processor>>,
     exporters: Vec<Slot>,
     counters: Arc<Counters>,
+    /// Built [`without_redaction`](PipelineBuilder::without_redaction): runs are marked.
+    redaction_disabled: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -324,11 +342,12 @@ impl PipelineBuilder {
     /// # Errors
     /// [`BuildError::RedactionMissing`] when redaction was neither given nor disabled.
     pub fn build(self) -> Result<Pipeline, BuildError> {
+        let redaction_disabled = matches!(self.redact, Redaction::Disabled);
         let redact = match self.redact {
             Redaction::Unset => return Err(BuildError::RedactionMissing),
             Redaction::Disabled => {
                 tracing::warn!(
-                    "tracecraft: redaction is DISABLED for this pipeline; runs are exported as captured"
+                    "tracecraft: redaction is DISABLED for this pipeline; runs are exported as captured and marked tracecraft.redaction = \"disabled\""
                 );
                 None
             }
@@ -364,6 +383,7 @@ impl PipelineBuilder {
                 })
                 .collect(),
             counters: Arc::new(Counters::default()),
+            redaction_disabled,
         })
     }
 }
@@ -417,6 +437,13 @@ impl Pipeline {
                 }
             }
         }
+        if self.redaction_disabled {
+            // Stores, backends and the trace browser show which runs were kept unredacted.
+            run.attributes.insert(
+                REDACTION_ATTRIBUTE.to_owned(),
+                serde_json::Value::from("disabled"),
+            );
+        }
         self.counters.processed.fetch_add(1, Ordering::Relaxed);
         #[allow(clippy::disallowed_methods)] // the pipeline is the one place that seals runs
         let processed = ProcessedRun::assume_processed(run);
@@ -449,21 +476,11 @@ impl Pipeline {
                 }
                 Ok(Err(err)) => {
                     tracing::warn!(exporter = %slot.name, runs = n, error = %err, "tracecraft: export failed");
-                    slot.failed.fetch_add(n, Ordering::Relaxed);
-                    inc(
-                        &mut slot.causes.lock().unwrap_or_else(PoisonError::into_inner),
-                        &err.to_string(),
-                        n,
-                    );
+                    slot.fail(&err.to_string(), n);
                 }
                 Err(_panic) => {
                     tracing::error!(exporter = %slot.name, runs = n, "tracecraft: exporter panicked");
-                    slot.failed.fetch_add(n, Ordering::Relaxed);
-                    inc(
-                        &mut slot.causes.lock().unwrap_or_else(PoisonError::into_inner),
-                        &format!("exporter `{}`: panicked", slot.name),
-                        n,
-                    );
+                    slot.fail("the exporter panicked", n);
                 }
             }
         }
@@ -550,13 +567,15 @@ impl Pipeline {
                     inc(map, &slot.name, n);
                 }
             }
-            for (cause, n) in slot
-                .causes
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-            {
-                inc(&mut s.export_failure_causes, cause, *n);
+            let causes = slot.causes.lock().unwrap_or_else(PoisonError::into_inner);
+            if !causes.is_empty() {
+                let into = s
+                    .export_failure_causes
+                    .entry(slot.name.clone())
+                    .or_default();
+                for (cause, n) in causes.iter() {
+                    inc(into, cause, *n);
+                }
             }
         }
         s

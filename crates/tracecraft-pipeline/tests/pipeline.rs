@@ -155,6 +155,32 @@ fn one_failing_exporter_does_not_stop_the_others() {
     let s = p.stats();
     assert_eq!(s.exported.get("memory"), Some(&3));
     assert_eq!(s.export_failed.get("memory-failing"), Some(&3));
+    // The cause is kept, once, with its count (for the CLI's summary line).
+    let causes = &s.export_failure_causes["memory-failing"];
+    assert_eq!(causes.len(), 1, "{causes:?}");
+    assert_eq!(causes.values().sum::<u64>(), 3);
+    assert!(!s.export_failure_causes.contains_key("memory"));
+}
+
+#[test]
+fn runs_of_a_pipeline_without_redaction_are_marked() {
+    let out = MemoryExporter::new();
+    let p = Pipeline::builder()
+        .without_redaction()
+        .exporter(out.clone())
+        .build()
+        .unwrap();
+    p.submit(AgentRun::new("r"));
+    let runs = out.runs();
+    assert_eq!(runs[0].attributes[REDACTION_ATTRIBUTE], json!("disabled"));
+    let out = MemoryExporter::new();
+    let p = Pipeline::builder()
+        .redaction(fake_redactor())
+        .exporter(out.clone())
+        .build()
+        .unwrap();
+    p.submit(AgentRun::new("r"));
+    assert!(!out.runs()[0].attributes.contains_key(REDACTION_ATTRIBUTE));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::BuildError;
 
@@ -26,16 +26,38 @@ impl std::str::FromStr for RedactionMode {
             "mask" => Ok(Self::Mask),
             "hash" => Ok(Self::Hash),
             "remove" => Ok(Self::Remove),
-            other => Err(BuildError::UnknownMode(other.chars().take(32).collect())),
+            _ => Err(BuildError::UnknownMode),
         }
+    }
+}
+
+impl RedactionMode {
+    /// `mask`, `hash` or `remove`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mask => "mask",
+            Self::Hash => "hash",
+            Self::Remove => "remove",
+        }
+    }
+}
+
+impl Serialize for RedactionMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
 impl<'de> Deserialize<'de> for RedactionMode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse()
-            .map_err(|_| serde::de::Error::unknown_variant(&s, &["mask", "hash", "remove"]))
+        // The value is not named in the error: it may be anything a user pasted.
+        s.parse().map_err(|_| {
+            serde::de::Error::custom(
+                "unknown redaction mode, expected one of `mask`, `hash`, `remove`",
+            )
+        })
     }
 }
 
@@ -55,6 +77,18 @@ impl HashKey {
     }
     pub(crate) fn expose(&self) -> &[u8] {
         self.0.as_bytes()
+    }
+}
+
+/// Serializes as `"<hidden>"` (or `"unkeyed"`): configurations are serialized to show them
+/// (`tracecraft config`), never to carry the key.
+impl Serialize for HashKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.is_unkeyed() {
+            "unkeyed"
+        } else {
+            "<hidden>"
+        })
     }
 }
 
@@ -81,7 +115,7 @@ impl From<&str> for HashKey {
 }
 
 /// A user-defined pattern rule.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustomRule {
     /// The rule's name, used in reports.
@@ -105,9 +139,13 @@ impl CustomRule {
     }
 }
 
-/// The `[redaction]` table. `Debug` hides the hash key.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// The `[redaction]` table. `Debug` and `Serialize` hide the hash key.
+///
+/// Besides `custom_rules` (named rules), the file accepts the Python package's
+/// `custom_patterns = ["EMP-\\d{6}", ...]`: a list of patterns, appended to `custom_rules` as
+/// rules named `custom_1`, `custom_2`, ... (the names reports use).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, from = "RedactionFile")]
 pub struct RedactionConfig {
     /// Redact at all (default `true`). When `false` the redactor builds but changes nothing.
     pub enabled: bool,
@@ -151,6 +189,89 @@ impl Default for RedactionConfig {
     }
 }
 
+/// The `[redaction]` table as written: [`RedactionConfig`] plus the `custom_patterns` list.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RedactionFile {
+    enabled: bool,
+    mode: RedactionMode,
+    hash_key: Option<HashKey>,
+    include_defaults: bool,
+    disable: Vec<String>,
+    custom_rules: Vec<CustomRule>,
+    custom_patterns: Vec<String>,
+    field_paths: Vec<String>,
+    sensitive_keys: Option<Vec<String>>,
+    allowlist: Vec<String>,
+    allowlist_patterns: Vec<String>,
+}
+
+impl Default for RedactionFile {
+    fn default() -> Self {
+        let RedactionConfig {
+            enabled,
+            mode,
+            hash_key,
+            include_defaults,
+            disable,
+            custom_rules,
+            field_paths,
+            sensitive_keys,
+            allowlist,
+            allowlist_patterns,
+        } = RedactionConfig::default();
+        RedactionFile {
+            enabled,
+            mode,
+            hash_key,
+            include_defaults,
+            disable,
+            custom_rules,
+            custom_patterns: Vec::new(),
+            field_paths,
+            sensitive_keys,
+            allowlist,
+            allowlist_patterns,
+        }
+    }
+}
+
+impl From<RedactionFile> for RedactionConfig {
+    fn from(f: RedactionFile) -> Self {
+        let RedactionFile {
+            enabled,
+            mode,
+            hash_key,
+            include_defaults,
+            disable,
+            mut custom_rules,
+            custom_patterns,
+            field_paths,
+            sensitive_keys,
+            allowlist,
+            allowlist_patterns,
+        } = f;
+        custom_rules.extend(
+            custom_patterns
+                .into_iter()
+                .enumerate()
+                .map(|(i, pattern)| CustomRule::new(format!("custom_{}", i + 1), pattern)),
+        );
+        RedactionConfig {
+            enabled,
+            mode,
+            hash_key,
+            include_defaults,
+            disable,
+            custom_rules,
+            field_paths,
+            sensitive_keys,
+            allowlist,
+            allowlist_patterns,
+        }
+    }
+}
+
 impl fmt::Debug for RedactionConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedactionConfig")
@@ -168,22 +289,59 @@ impl fmt::Debug for RedactionConfig {
     }
 }
 
-impl RedactionConfig {
-    /// Applies `TRACECRAFT_REDACTION_HASH_KEY` and `TRACECRAFT_REDACTION_MODE` when set.
-    ///
-    /// # Errors
-    /// [`BuildError::UnknownMode`] for a mode other than mask, hash or remove.
-    pub fn apply_env(&mut self) -> Result<(), BuildError> {
-        if let Ok(key) = std::env::var("TRACECRAFT_REDACTION_HASH_KEY")
-            && !key.is_empty()
-        {
-            self.hash_key = Some(HashKey(key));
-        }
-        if let Ok(mode) = std::env::var("TRACECRAFT_REDACTION_MODE")
-            && !mode.trim().is_empty()
-        {
-            self.mode = mode.parse()?;
-        }
-        Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct File {
+        redaction: RedactionConfig,
+    }
+
+    #[test]
+    fn custom_patterns_from_the_security_guide_become_numbered_rules() {
+        let f: File = toml::from_str(
+            "[redaction]\ncustom_rules = [{ name = \"emp\", pattern = \"E-\\\\d+\" }]\ncustom_patterns = [\"EMP-\\\\d{6}\", \"PRJ-[A-Z]{4}\"]\n",
+        )
+        .unwrap();
+        let names: Vec<_> = f
+            .redaction
+            .custom_rules
+            .iter()
+            .map(|r| (r.name.as_str(), r.pattern.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("emp", "E-\\d+"),
+                ("custom_1", "EMP-\\d{6}"),
+                ("custom_2", "PRJ-[A-Z]{4}")
+            ]
+        );
+        assert!(f.redaction.enabled, "defaults still apply");
+    }
+
+    #[test]
+    fn unknown_fields_and_modes_are_refused_without_echoing_the_value() {
+        // `message()` is what loaders show (`Display` adds a snippet of the source text).
+        let e = toml::from_str::<File>("[redaction]\nmode = \"sk-live-secret-value\"\n")
+            .err()
+            .unwrap()
+            .message()
+            .to_owned();
+        assert!(!e.contains("sk-live-secret-value"), "{e}");
+        assert!(toml::from_str::<File>("[redaction]\ncustom_pattern = []\n").is_err());
+        assert!(!BuildError::UnknownMode.to_string().contains('`'));
+    }
+
+    #[test]
+    fn serialize_hides_the_hash_key() {
+        let cfg = RedactionConfig {
+            hash_key: Some(HashKey::new("hmac-key-do-not-print")),
+            ..RedactionConfig::default()
+        };
+        let text = toml::to_string(&cfg).unwrap();
+        assert!(!text.contains("hmac-key-do-not-print"), "{text}");
+        assert!(text.contains("<hidden>"), "{text}");
     }
 }

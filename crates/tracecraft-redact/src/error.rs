@@ -72,7 +72,8 @@ pub enum BuildError {
          low-entropy values such as phone numbers)"
     )]
     MissingHashKey,
-    /// An unknown redaction mode (from the environment).
-    #[error("unknown redaction mode `{0}` (expected mask, hash or remove)")]
-    UnknownMode(String),
+    /// An unknown redaction mode (from the environment or a flag). The value is not echoed:
+    /// it may be anything the user pasted, a secret included.
+    #[error("unknown redaction mode (expected mask, hash or remove)")]
+    UnknownMode,
 }

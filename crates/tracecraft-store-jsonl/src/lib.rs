@@ -43,8 +43,9 @@
 //!
 //! ## Security
 //! - Files are created 0600 and the directory 0700 whatever the umask; existing ones with
-//!   looser modes are tightened (logged with `tracing`) or refused, per
-//!   [`JsonlConfig::permissions`].
+//!   looser modes are reported (a `tracing` warning once per open), refused, or tightened on
+//!   request, per [`JsonlConfig::permissions`]. With [`JsonlConfig::create`] off, a missing
+//!   directory is [`StoreError::NotFound`], never a new empty store.
 //! - [`TraceStore::delete`] (GDPR erasure) and [`TraceStore::purge_older_than`] (retention)
 //!   rewrite the files that held the trace's lines, all of them, including lines superseded
 //!   by a merge. A file being appended to is first rotated, so writers wait only for the
@@ -95,8 +96,13 @@ pub enum Fsync {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct JsonlConfig {
-    /// The directory of JSONL files (created 0700 if missing).
+    /// The directory of JSONL files (created 0700 if missing, when
+    /// [`create`](Self::create) is true).
     pub dir: PathBuf,
+    /// Create the directory when it does not exist (default `true`). Commands that only
+    /// read or erase set it to `false`, so that a typo in a path is an error
+    /// ([`StoreError::NotFound`]) instead of a new, empty store.
+    pub create: bool,
     /// `fsync` policy (default [`Fsync::Batch`]).
     pub fsync: Fsync,
     /// Start a new file when the current one reaches this size (default 64 MiB). Erasure
@@ -108,7 +114,7 @@ pub struct JsonlConfig {
     /// [`JsonlStore::apply_retention`]. `None` keeps everything (the default).
     pub retention_days: Option<u32>,
     /// What to do with existing files or the directory when their permissions are looser
-    /// than 0600 / 0700 (default: tighten and log).
+    /// than 0600 / 0700 (default: warn once per open and leave them as they are).
     pub permissions: PermissionPolicy,
     /// Write buffer size in bytes (default 1 MiB).
     pub buffer_bytes: usize,
@@ -123,11 +129,12 @@ impl Default for JsonlConfig {
     fn default() -> Self {
         JsonlConfig {
             dir: PathBuf::from(".tracecraft/traces"),
+            create: true,
             fsync: Fsync::Batch,
             rotate_bytes: Some(64 << 20),
             rotate_daily: true,
             retention_days: None,
-            permissions: PermissionPolicy::Tighten,
+            permissions: PermissionPolicy::Warn,
             buffer_bytes: 1 << 20,
             encode_threads: 0,
         }
@@ -142,6 +149,12 @@ impl JsonlConfig {
             dir: dir.into(),
             ..JsonlConfig::default()
         }
+    }
+    /// Sets [`JsonlConfig::create`].
+    #[must_use]
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
     }
     /// Sets [`JsonlConfig::fsync`].
     #[must_use]
@@ -683,12 +696,6 @@ impl std::fmt::Debug for JsonlStore {
     }
 }
 
-fn log_tightened(path: &Path, old: Option<u32>) {
-    if let Some(mode) = old {
-        tracing::warn!(path = %path.display(), old_mode = format!("{mode:o}"), "tightened permissions");
-    }
-}
-
 /// `(base, seq)` of `base.jsonl` / `base.N.jsonl`.
 fn split_name(name: &str) -> Option<(String, u32)> {
     let stem = name.strip_suffix(".jsonl")?;
@@ -740,17 +747,24 @@ fn read_at(file: &File, path: &Path, loc: Loc) -> Result<AgentRun, StoreError> {
 }
 
 impl JsonlStore {
-    /// Opens (creating if missing) the store in `config.dir`: checks permissions, reads every
-    /// `*.jsonl` file into the index (bad lines are kept, logged and listed by
-    /// [`JsonlStore::bad_lines`]), and purges runs past `retention_days`.
+    /// Opens the store in `config.dir` (creating the directory 0700 when missing and
+    /// [`JsonlConfig::create`] is true): checks permissions, reads every `*.jsonl` file into
+    /// the index (bad lines are kept, logged and listed by [`JsonlStore::bad_lines`]), and
+    /// purges runs past `retention_days`.
     ///
     /// # Errors
+    /// [`StoreError::NotFound`] when the directory is missing and `create` is false;
     /// [`StoreError::Permissions`] under [`PermissionPolicy::Error`] when a file or the
     /// directory is too open; [`StoreError::Io`] when the directory or a file cannot be read.
     pub fn open(config: JsonlConfig) -> Result<JsonlStore, StoreError> {
         let dir = &config.dir;
-        fs::create_private_dir(dir)?;
-        log_tightened(dir, fs::check_private(dir, config.permissions)?);
+        if !dir.is_dir() {
+            if !config.create {
+                return Err(StoreError::NotFound { path: dir.clone() });
+            }
+            fs::create_private_dir(dir)?;
+        }
+        fs::warn_looser(dir, fs::check_private(dir, config.permissions)?);
         let mut names = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
             let entry = entry.map_err(|e| io_err(dir, e))?;
@@ -778,7 +792,7 @@ impl JsonlStore {
             config,
         };
         for (base, seq, path) in names {
-            log_tightened(&path, fs::check_private(&path, store.config.permissions)?);
+            fs::warn_looser(&path, fs::check_private(&path, store.config.permissions)?);
             store.load_file(base, seq, path)?;
         }
         store.apply_retention()?;
@@ -1000,8 +1014,8 @@ impl JsonlStore {
             None => 0,
         };
         let path = self.config.dir.join(file_name(&base, seq));
+        // A file found at open was checked then; one this store creates is 0600.
         let file = fs::open_private_append(&path)?;
-        log_tightened(&path, fs::check_private(&path, self.config.permissions)?);
         let mut len = file.metadata().map_err(|e| io_err(&path, e))?.len();
         let existing = state
             .files

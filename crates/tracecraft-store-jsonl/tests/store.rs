@@ -151,7 +151,7 @@ fn python_reference_files_load_and_written_lines_are_the_wire_format() {
 }
 
 #[test]
-fn files_are_private_and_loose_ones_are_tightened_or_refused() {
+fn files_are_private_and_loose_ones_are_reported_refused_or_tightened_on_request() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("traces");
     let store = JsonlStore::open(JsonlConfig::new(&dir)).unwrap();
@@ -178,10 +178,29 @@ fn files_are_private_and_loose_ones_are_tightened_or_refused() {
     );
     assert!(err.to_string().contains(&name));
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The default warns and changes nothing.
     let store = JsonlStore::open(JsonlConfig::new(&dir)).unwrap();
+    assert_eq!(mode(&files[0]), 0o644);
+    assert_eq!(mode(&dir), 0o755);
+    assert_eq!(store.count(&TraceQuery::new()).unwrap(), 1);
+    drop(store);
+    let store =
+        JsonlStore::open(JsonlConfig::new(&dir).permissions(PermissionPolicy::Tighten)).unwrap();
     assert_eq!(mode(&files[0]), 0o600);
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(store.count(&TraceQuery::new()).unwrap(), 1);
+}
+
+#[test]
+fn without_create_a_missing_directory_is_not_found_and_nothing_is_created() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("typo/traces");
+    let err = JsonlStore::open(JsonlConfig::new(&dir).create(false)).unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    assert!(!root.path().join("typo").exists());
+    drop(JsonlStore::open(JsonlConfig::new(&dir)).unwrap());
+    let store = JsonlStore::open(JsonlConfig::new(&dir).create(false)).unwrap();
+    assert_eq!(store.count(&TraceQuery::new()).unwrap(), 0);
 }
 
 #[test]

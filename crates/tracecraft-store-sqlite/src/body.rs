@@ -38,7 +38,7 @@ pub(crate) fn encode(run: &AgentRun, out: &mut Vec<u8>) -> Result<(), String> {
     out.clear();
     out.push(MSGPACK_V1);
     rmp_serde::encode::write(out, run)
-        .map_err(|e| tracecraft_core::json::elide_quoted(&e.to_string()))
+        .map_err(|e| tracecraft_core::json::elide_values(&e.to_string()))
 }
 
 /// Appends the body the store writes for `run` to `out` (cleared first): format 2, or
@@ -65,7 +65,7 @@ pub(crate) fn decode(value: ValueRef<'_>) -> Result<AgentRun, String> {
             Err(read::Unsupported) => rmp_serde::from_slice(rest).map_err(|e| {
                 format!(
                     "bad MessagePack body: {}",
-                    tracecraft_core::json::elide_quoted(&e.to_string())
+                    tracecraft_core::json::elide_values(&e.to_string())
                 )
             }),
         },

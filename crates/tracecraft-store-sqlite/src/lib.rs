@@ -56,10 +56,11 @@
 //!
 //! ## Security
 //! - The database file is created 0600 before SQLite opens it, so SQLite creates the `-wal`
-//!   and `-shm` files with the same mode; its directory is created 0700. Existing files and the
-//!   directory are checked on open: looser modes are tightened (and logged with `tracing`) or
-//!   refused, per [`SqliteConfig::permissions`]. Keep the database in a dedicated directory:
-//!   the directory's mode is enforced too.
+//!   and `-shm` files with the same mode; directories it creates are 0700. Existing database
+//!   files with looser modes are reported (a `tracing` warning once per open), refused, or
+//!   tightened on request, per [`SqliteConfig::permissions`]; the mode of anything the store
+//!   did not create is never changed by default. With [`SqliteConfig::create`] off, a missing
+//!   database is [`StoreError::NotFound`], never a new empty one.
 //! - `PRAGMA secure_delete = ON` (erased rows are zeroed in the file, GDPR), `foreign_keys =
 //!   ON` (steps and tags go with their trace), WAL journal, `busy_timeout`.
 //! - Erased rows are zeroed in the database file as soon as the change is checkpointed;
@@ -294,15 +295,22 @@ pub enum Synchronous {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SqliteConfig {
-    /// The database file (created if missing, with its directory).
+    /// The database file (created if missing, with its directory, when
+    /// [`create`](Self::create) is true).
     pub path: PathBuf,
+    /// Create the database (and missing parent directories, 0700) when it does not exist
+    /// (default `true`). Commands that only read or erase set it to `false`, so that a typo
+    /// in a path is an error ([`StoreError::NotFound`]) instead of a new, empty store.
+    pub create: bool,
     /// How long to wait for a lock held by another process, in ms (default 5,000).
     pub busy_timeout_ms: u64,
     /// Keep runs this many days: runs that started earlier are purged on open and by
     /// [`SqliteStore::apply_retention`]. `None` keeps everything (the default).
     pub retention_days: Option<u32>,
-    /// What to do with existing files or directory with looser permissions than 0600 / 0700
-    /// (default: tighten and log).
+    /// What to do with existing database files with looser permissions than 0600 (default:
+    /// warn once per open and leave them as they are). The directory holding the database is
+    /// not the store's: its mode is never checked or changed (directories TraceCraft creates
+    /// are 0700).
     pub permissions: PermissionPolicy,
     /// Idle reader connections kept open (default 4).
     pub readers: usize,
@@ -318,9 +326,10 @@ impl Default for SqliteConfig {
     fn default() -> Self {
         SqliteConfig {
             path: PathBuf::from(".tracecraft/traces.db"),
+            create: true,
             busy_timeout_ms: 5_000,
             retention_days: None,
-            permissions: PermissionPolicy::Tighten,
+            permissions: PermissionPolicy::Warn,
             readers: 4,
             synchronous: Synchronous::Normal,
             encode_thread: true,
@@ -336,6 +345,12 @@ impl SqliteConfig {
             path: path.into(),
             ..SqliteConfig::default()
         }
+    }
+    /// Sets [`SqliteConfig::create`].
+    #[must_use]
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
+        self
     }
     /// Sets [`SqliteConfig::retention_days`].
     #[must_use]
@@ -404,12 +419,6 @@ fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn log_tightened(path: &Path, old: Option<u32>) {
-    if let Some(mode) = old {
-        tracing::warn!(path = %path.display(), old_mode = format!("{mode:o}"), "tightened permissions");
-    }
-}
-
 /// The `traces` column values of `run`: parameters ?1 to ?15 of the insert and the update.
 struct RowValues<'a> {
     id: &'a str,
@@ -463,31 +472,35 @@ impl RowValues<'_> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database at `config.path`: checks permissions, applies
-    /// pending migrations, and purges runs past `retention_days`.
+    /// Opens the database at `config.path` (creating it, 0600 in missing 0700 directories,
+    /// when [`SqliteConfig::create`] is true): checks permissions, applies pending
+    /// migrations, and purges runs past `retention_days`.
     ///
     /// # Errors
-    /// [`StoreError::Permissions`] under [`PermissionPolicy::Error`] when a file or the
-    /// directory is too open; [`StoreError::UnsupportedSchema`] when the database was written
-    /// by a newer version; [`StoreError::Io`] / [`StoreError::Backend`] otherwise.
+    /// [`StoreError::NotFound`] when the database is missing and `create` is false;
+    /// [`StoreError::Permissions`] under [`PermissionPolicy::Error`] when a database file is
+    /// too open; [`StoreError::UnsupportedSchema`] when the database was written by a newer
+    /// version; [`StoreError::Io`] / [`StoreError::Backend`] otherwise.
     pub fn open(config: SqliteConfig) -> Result<SqliteStore, StoreError> {
         let path = config.path.clone();
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        fs::create_private_dir(&dir)?;
-        log_tightened(&dir, fs::check_private(&dir, config.permissions)?);
-        // Create the file 0600 first: SQLite gives its -wal and -shm files the same mode.
-        drop(fs::open_private(
-            &path,
-            std::fs::OpenOptions::new().create(true).append(true),
-        )?);
+        if !path.is_file() {
+            if !config.create {
+                return Err(StoreError::NotFound { path });
+            }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                fs::create_private_dir(dir)?;
+            }
+            // Create the file 0600 first: SQLite gives its -wal and -shm files the same mode.
+            drop(fs::open_private(
+                &path,
+                std::fs::OpenOptions::new().create(true).append(true),
+            )?);
+        }
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut p = path.clone().into_os_string();
             p.push(suffix);
             let p = PathBuf::from(p);
-            log_tightened(&p, fs::check_private(&p, config.permissions)?);
+            fs::warn_looser(&p, fs::check_private(&p, config.permissions)?);
         }
         let writer = Self::connect(&config, false)?;
         migrate(&path, &writer)?;

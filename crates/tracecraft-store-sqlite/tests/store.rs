@@ -10,7 +10,7 @@ use tracecraft_core::{AgentRun, ProcessedRun, StoreError, TraceQuery, TraceStore
 use tracecraft_store_sqlite::{PermissionPolicy, SCHEMA_VERSION, SqliteConfig, SqliteStore};
 
 fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
 #[test]
@@ -27,7 +27,7 @@ fn passes_the_contract() {
 }
 
 #[test]
-fn files_are_private_and_loose_ones_are_tightened_or_refused() {
+fn files_are_private_and_loose_ones_are_reported_refused_or_tightened_on_request() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("db");
     let path = dir.join("traces.db");
@@ -49,11 +49,44 @@ fn files_are_private_and_loose_ones_are_tightened_or_refused() {
         "{err}"
     );
     assert!(err.to_string().contains("traces.db"));
+    // The default warns and changes nothing: neither the file nor a directory it did not create.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
-    assert_eq!(mode(&path), 0o600);
-    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&path), 0o644);
+    assert_eq!(mode(&dir), 0o755);
     assert_eq!(store.count(&TraceQuery::new()).unwrap(), 1);
+    drop(store);
+    let store =
+        SqliteStore::open(SqliteConfig::new(&path).permissions(PermissionPolicy::Tighten)).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&dir), 0o755, "the directory is not the store's");
+    drop(store);
+}
+
+#[test]
+fn a_shared_parent_directory_keeps_its_mode() {
+    let root = tempfile::tempdir().unwrap();
+    let shared = root.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    std::fs::write(shared.join("README"), b"project").unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(shared.join("t.db"))).unwrap();
+    drop(store);
+    assert_eq!(mode(&shared), 0o1777);
+    assert_eq!(mode(&shared.join("t.db")), 0o600);
+}
+
+#[test]
+fn without_create_a_missing_database_is_not_found_and_nothing_is_created() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("typo/x.db");
+    let err = SqliteStore::open(SqliteConfig::new(&path).create(false)).unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    assert!(err.to_string().contains("typo/x.db"), "{err}");
+    assert!(!root.path().join("typo").exists());
+    drop(SqliteStore::open(SqliteConfig::new(&path)).unwrap());
+    let store = SqliteStore::open(SqliteConfig::new(&path).create(false)).unwrap();
+    assert_eq!(store.count(&TraceQuery::new()).unwrap(), 0);
 }
 
 #[test]

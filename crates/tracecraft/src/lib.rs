@@ -152,7 +152,7 @@ pub use runtime::{RunBuilder, RunGuard, Runtime, RuntimeOptions};
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use setup::open_otlp_export;
 #[cfg(feature = "pipeline")]
-pub use setup::{InitError, global, init, open_store};
+pub use setup::{InitError, global, init, open_existing_store, open_store};
 #[cfg(feature = "pipeline")]
 pub use step::{StepGuard, StepGuardBuilder, step};
 

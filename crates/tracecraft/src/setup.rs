@@ -31,18 +31,42 @@ pub enum InitError {
     AlreadyInitialized,
 }
 
-/// Opens the store a [`StorageConfig`] names (`None` for `storage.url = "none"`), applying its
-/// retention and permission policy.
+/// Opens (creating it if missing) the store a [`StorageConfig`] names (`None` for
+/// `storage.url = "none"`), with its `[storage.sqlite]` / `[storage.jsonl]` settings, retention
+/// and permission policy. For commands that write.
 ///
 /// # Errors
 /// [`InitError::Store`] naming the file, or [`InitError::Config`] when the store's feature is
 /// not built in.
 pub fn open_store(storage: &StorageConfig) -> Result<Option<Arc<dyn TraceStore>>, InitError> {
+    open_store_as(storage, true)
+}
+
+/// Opens the store a [`StorageConfig`] names only if it exists: for commands that read or
+/// erase, which never create a store (DESIGN invariant 12).
+///
+/// # Errors
+/// [`InitError::Store`] with [`StoreError::NotFound`](tracecraft_core::StoreError::NotFound)
+/// naming the path when there is no store there; otherwise as [`open_store`].
+pub fn open_existing_store(
+    storage: &StorageConfig,
+) -> Result<Option<Arc<dyn TraceStore>>, InitError> {
+    open_store_as(storage, false)
+}
+
+fn open_store_as(
+    storage: &StorageConfig,
+    create: bool,
+) -> Result<Option<Arc<dyn TraceStore>>, InitError> {
+    storage.validate_owned()?;
     match &storage.url {
         StorageUrl::None => Ok(None),
         #[cfg(feature = "sqlite")]
         StorageUrl::Sqlite(path) => {
-            let cfg = tracecraft_store_sqlite::SqliteConfig::new(path)
+            let mut cfg = storage.sqlite.clone();
+            cfg.path = path.clone();
+            let cfg = cfg
+                .create(create)
                 .retention_days(storage.retention_days)
                 .permissions(storage.permissions);
             Ok(Some(Arc::new(tracecraft_store_sqlite::SqliteStore::open(
@@ -51,7 +75,10 @@ pub fn open_store(storage: &StorageConfig) -> Result<Option<Arc<dyn TraceStore>>
         }
         #[cfg(feature = "jsonl")]
         StorageUrl::Jsonl(dir) => {
-            let cfg = tracecraft_store_jsonl::JsonlConfig::new(dir)
+            let mut cfg = storage.jsonl.clone();
+            cfg.dir = dir.clone();
+            let cfg = cfg
+                .create(create)
                 .retention_days(storage.retention_days)
                 .permissions(storage.permissions);
             Ok(Some(Arc::new(tracecraft_store_jsonl::JsonlStore::open(

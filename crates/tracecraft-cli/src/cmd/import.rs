@@ -1,192 +1,449 @@
 //! `tracecraft import FILE...`: AgentRun JSONL (ours or the Python package's) through the
 //! configured pipeline (enrich, redact, sample), to stores, an OTLP collector, or stdout.
+//!
+//! Where runs go: the `--store` flags; else the configured store when the file or the
+//! environment names one (`[storage] url`, `TRACECRAFT_STORAGE`); plus the `[jsonl]` export
+//! and OTLP when enabled (`[otlp]`, `TRACECRAFT_OTLP_ENABLED`, `OTEL_EXPORTER_OTLP_*`, or
+//! `--otlp`). With none of these, processed runs are written to stdout as JSONL.
 
-use std::io::{BufReader, IsTerminal, Write};
+use std::collections::BTreeMap;
+use std::io::{BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tracecraft::config::{StorageConfig, StorageUrl, TraceCraftConfig};
+use tracecraft::config::{Source, StorageUrl};
 use tracecraft::pipeline::Submitted;
-use tracecraft_core::{ProcessedRun, TraceStore, read_jsonl};
+use tracecraft_core::{ProcessedRun, TraceStore};
 
-use super::CliError;
+use super::{CliError, load_config, shown, store_flag};
+use crate::{Exit, Global};
 
 /// Arguments of `tracecraft import`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// AgentRun JSONL files (`-` for stdin).
+    /// AgentRun JSONL files (`-` for stdin). A UTF-8 byte order mark is accepted.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
-    /// A tracecraft.toml: `processor_order`, `[redaction]`, `[sampling]`, `[enrichment]` are
-    /// used (environment variables apply on top).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Store processed runs here (`sqlite:PATH` or `jsonl:DIR`; repeatable). Without it,
-    /// processed runs are written to stdout as JSONL.
+    /// Store processed runs here (`sqlite:PATH` or `jsonl:DIR`; repeatable), instead of the
+    /// configured store. Created if missing.
     #[arg(long = "store", value_name = "URL")]
     stores: Vec<String>,
-    /// Also export processed runs to this OTLP collector (the traces URL, used as-is; e.g.
-    /// `http://localhost:4318/v1/traces`). Headers, timeout, compression and CA file come from
-    /// the configuration's `[otlp]` table and the `OTEL_EXPORTER_OTLP_*` variables.
+    /// Also export processed runs to this OTLP collector (overrides `otlp.endpoint`; a
+    /// base URL such as `http://localhost:4318` gets `/v1/traces` for HTTP). Headers, TLS
+    /// and compression come from `[otlp]` and the `OTEL_EXPORTER_OTLP_*` variables.
     #[arg(long, value_name = "ENDPOINT")]
     otlp: Option<String>,
-    /// The OTLP protocol for `--otlp`: `http/protobuf` (default) or `grpc`.
-    #[arg(long, value_name = "PROTOCOL", requires = "otlp")]
+    /// The OTLP protocol: `http/protobuf` (default) or `grpc`.
+    #[arg(long, value_name = "PROTOCOL")]
     otlp_protocol: Option<String>,
+    /// An OTLP header `name=value` (repeatable; wins over the configuration's of the same
+    /// name). Prefer `OTEL_EXPORTER_OTLP_HEADERS` for credentials: flags show in `ps`.
+    #[arg(long = "otlp-header", value_name = "NAME=VALUE")]
+    otlp_headers: Vec<String>,
+    /// Write processed runs to stdout even when stores or OTLP are configured.
+    #[arg(long)]
+    stdout: bool,
 }
 
+/// What happened to every run read.
 #[derive(Default)]
 struct Summary {
     read: u64,
     kept: u64,
     malformed: u64,
-    failed: u64,
-    dropped: std::collections::BTreeMap<String, u64>,
+    failed: BTreeMap<String, u64>,
+    dropped: BTreeMap<String, u64>,
+    unreadable: Vec<String>,
 }
 
 const BATCH: usize = 256;
 
-pub(crate) fn run(args: Args) -> Result<(), CliError> {
-    let mut config = match &args.config {
-        Some(path) => TraceCraftConfig::from_file(path)?,
-        None => TraceCraftConfig::default(),
+/// What became of one input line, computed on a worker thread.
+enum Line {
+    Kept(ProcessedRun, Option<String>),
+    Dropped(String),
+    Failed(String),
+    Malformed(usize, String),
+}
+
+/// A destination of processed runs, by the name its exporter reports, and how the summary
+/// names it.
+struct Destination {
+    exporter: String,
+    label: String,
+    verb: &'static str,
+}
+
+fn configure(args: &Args, global: &Global) -> Result<tracecraft::config::Loaded, CliError> {
+    let mut loaded = load_config(global)?;
+    if let Some(url) = args.stores.first() {
+        store_flag(&mut loaded, url)?;
+    }
+    if let Some(endpoint) = &args.otlp {
+        let otlp = &mut loaded.config.otlp;
+        otlp.enabled = true;
+        otlp.endpoint = None;
+        otlp.base_endpoint = None;
+        // A URL with a path is the traces URL; a bare base URL is completed like
+        // OTEL_EXPORTER_OTLP_ENDPOINT (`/v1/traces` for HTTP).
+        let base_only = endpoint
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.trim_end_matches('/').contains('/'));
+        if !base_only {
+            otlp.endpoint = Some(endpoint.clone());
+        } else {
+            otlp.base_endpoint = Some(endpoint.clone());
+            tracing::info!("--otlp has no path: sending to {endpoint}/v1/traces for HTTP");
+        }
+        loaded.flag("otlp.endpoint", "--otlp");
+        loaded.flag("otlp.enabled", "--otlp");
+    }
+    if let Some(p) = &args.otlp_protocol {
+        loaded.config.otlp.protocol = Some(p.clone());
+        loaded.flag("otlp.protocol", "--otlp-protocol");
+    }
+    for h in &args.otlp_headers {
+        let (name, value) = h
+            .split_once('=')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .ok_or_else(|| CliError("--otlp-header: expected NAME=VALUE".into()))?;
+        let headers = &mut loaded.config.otlp.headers;
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name.trim()));
+        headers.push((name.trim().to_owned(), value.to_owned()));
+        loaded.flag(&format!("otlp.headers.{}", name.trim()), "--otlp-header");
+    }
+    loaded.config.validate()?;
+    Ok(loaded)
+}
+
+/// Opens every input before anything is created, so that an import whose inputs are all
+/// unreadable creates no store; unreadable ones are reported and counted.
+fn open_inputs(
+    files: &[PathBuf],
+    summary: &mut Summary,
+) -> Vec<(PathBuf, Option<u64>, Box<dyn Read + Send>)> {
+    let mut inputs = Vec::new();
+    for file in files {
+        if file.as_os_str() == "-" {
+            inputs.push((
+                file.clone(),
+                None,
+                Box::new(std::io::stdin()) as Box<dyn Read + Send>,
+            ));
+            continue;
+        }
+        match std::fs::File::open(file) {
+            Ok(f) => {
+                let size = f.metadata().ok().map(|m| m.len());
+                inputs.push((file.clone(), size, Box::new(f)));
+            }
+            Err(e) => {
+                let msg = format!("cannot read {}: {e}", file.display());
+                tracing::error!("{msg}");
+                summary.unreadable.push(msg);
+            }
+        }
+    }
+    inputs
+}
+
+fn progress_bar(total: Option<u64>) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match total {
+        Some(bytes) => {
+            let bar = indicatif::ProgressBar::new(bytes);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta}) {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        }
+        None => {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {bytes} read ({bytes_per_sec}) {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar
+        }
     };
-    config.apply_env()?;
-    config.validate()?;
+    Some(bar)
+}
+
+pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
+    let loaded = configure(&args, global)?;
+    let config = &loaded.config;
+    let mut summary = Summary::default();
+    let inputs = open_inputs(&args.files, &mut summary);
+    if inputs.is_empty() {
+        return Err(CliError(format!(
+            "nothing imported: {}",
+            summary.unreadable.join("; ")
+        )));
+    }
+
     let mut builder = config.pipeline_config().builder()?;
     let mut stores: Vec<Arc<dyn TraceStore>> = Vec::new();
-    for url in &args.stores {
-        let storage = StorageConfig {
-            url: StorageUrl::parse(url).map_err(|e| CliError(format!("--store {url}: {e}")))?,
-            ..config.storage.clone()
-        };
-        let store = tracecraft::open_store(&storage)?
-            .ok_or_else(|| CliError(format!("--store {url}: stores nothing")))?;
+    let mut destinations: Vec<Destination> = Vec::new();
+    let configured_store = !matches!(loaded.source("storage.url"), Source::Default);
+    let urls: Vec<String> = if !args.stores.is_empty() {
+        args.stores.clone()
+    } else if configured_store && config.storage.url != StorageUrl::None {
+        vec![config.storage.url.to_string()]
+    } else {
+        Vec::new()
+    };
+    for url in &urls {
+        let mut storage = config.storage.clone();
+        storage.url =
+            StorageUrl::parse(url).map_err(|e| CliError(format!("--store {url}: {e}")))?;
+        let store = tracecraft::open_store(&storage)
+            .map_err(|e| CliError(format!("store {url}: {e}")))?
+            .ok_or_else(|| CliError(format!("store {url}: stores nothing")))?;
+        destinations.push(Destination {
+            exporter: store.name().to_owned(),
+            label: url.clone(),
+            verb: "stored in",
+        });
         builder = builder.exporter(Arc::clone(&store));
         stores.push(store);
     }
-    if let Some(endpoint) = &args.otlp {
-        config.otlp.enabled = true;
-        config.otlp.endpoint = Some(endpoint.clone());
-        if let Some(protocol) = &args.otlp_protocol {
-            config.otlp.protocol = Some(protocol.clone());
-        }
-        config
-            .validate()
-            .map_err(|e| CliError(format!("--otlp: {e}")))?;
+    if config.jsonl.enabled {
+        let mut storage = config.storage.clone();
+        let dir = config.jsonl.path.clone().unwrap_or_else(|| "traces".into());
+        storage.url = StorageUrl::Jsonl(dir);
+        let label = storage.url.to_string();
+        let store = tracecraft::open_store(&storage)?
+            .ok_or_else(|| CliError("jsonl export: stores nothing".into()))?;
+        destinations.push(Destination {
+            exporter: store.name().to_owned(),
+            label,
+            verb: "stored in",
+        });
+        builder = builder.exporter(Arc::clone(&store));
+        stores.push(store);
+    }
+    if config.otlp.enabled {
         // Synchronous: the import waits for each batch to reach the collector.
-        let exporter = tracecraft::open_otlp_export(&config)
-            .map_err(|e| CliError(format!("--otlp: {e}")))?
-            .ok_or_else(|| CliError("--otlp: OTLP export is disabled".into()))?;
+        let exporter = tracecraft::open_otlp_export(config)
+            .map_err(|e| CliError(format!("otlp ({}): {e}", loaded.source("otlp.endpoint"))))?
+            .ok_or_else(|| CliError("otlp: OTLP export is disabled".into()))?;
+        destinations.push(Destination {
+            exporter: tracecraft_core::Exporter::name(&exporter).to_owned(),
+            label: exporter.endpoint().to_string(),
+            verb: "exported to",
+        });
         builder = builder.exporter(exporter);
     }
-    let to_stdout = stores.is_empty() && args.otlp.is_none();
+    let to_stdout = args.stdout || destinations.is_empty();
     let pipeline = builder.build()?;
 
-    let progress = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos} runs read ({per_sec}) {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar
-    });
+    let total: Option<u64> = inputs.iter().map(|(_, size, _)| *size).sum();
+    let progress = progress_bar(total);
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut summary = Summary::default();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut batch: Vec<ProcessedRun> = Vec::with_capacity(BATCH);
-    let flush = |batch: &mut Vec<ProcessedRun>, out: &mut dyn Write| -> Result<(), CliError> {
-        if to_stdout {
-            for p in batch.iter() {
-                writeln!(out, "{}", tracecraft_core::json::to_json(p.run()))?;
-            }
-        } else {
-            pipeline.export(batch);
-        }
-        batch.clear();
-        Ok(())
-    };
-    for file in &args.files {
-        let reader: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
-            Box::new(BufReader::new(std::io::stdin()))
-        } else {
-            Box::new(BufReader::new(std::fs::File::open(file).map_err(|e| {
-                CliError(format!("cannot read {}: {e}", file.display()))
-            })?))
+    let mut write_error: Option<String> = None;
+    let names: Vec<PathBuf> = inputs.iter().map(|(f, _, _)| f.clone()).collect();
+    let mut readers = inputs.into_iter().map(|(_, _, reader)| {
+        let reader: Box<dyn Read + Send> = match &progress {
+            Some(bar) => Box::new(bar.wrap_read(reader)),
+            None => reader,
         };
-        for (line, parsed) in read_jsonl(reader) {
-            summary.read += 1;
-            if let Some(bar) = &progress {
-                bar.inc(1);
+        BufReader::with_capacity(1 << 16, reader)
+    });
+    // Chunks of whole lines, from one file after the other: (file, first line, bytes).
+    let mut current = readers.next().map(|r| (0usize, 1u64, r));
+    let next = || -> Result<Option<(usize, u64, Vec<u8>)>, CliError> {
+        while let Some((file, line, reader)) = current.as_mut() {
+            let chunk = crate::parallel::read_chunk(reader, &mut |_| false)
+                .map_err(|e| CliError(format!("cannot read {}: {e}", names[*file].display())))?;
+            match chunk {
+                Some(c) => {
+                    let first = *line;
+                    *line += memchr::memchr_iter(b'\n', &c).count() as u64
+                        + u64::from(!c.ends_with(b"\n"));
+                    return Ok(Some((*file, first, c)));
+                }
+                None => {
+                    let file = *file + 1;
+                    current = readers.next().map(|r| (file, 1u64, r));
+                }
             }
-            let run = match parsed {
+        }
+        Ok(None)
+    };
+    // On the workers: parse and process each line; the JSON for stdout is written there too.
+    let work = |(file, first, chunk): (usize, u64, Vec<u8>)| -> Vec<Line> {
+        let mut lines = Vec::new();
+        for (i, line) in chunk.split_inclusive(|&b| b == b'\n').enumerate() {
+            let n = first + i as u64;
+            let mut bytes = line.trim_ascii();
+            if n == 1 {
+                bytes = bytes
+                    .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+                    .unwrap_or(bytes)
+                    .trim_ascii();
+            }
+            if bytes.is_empty() {
+                continue;
+            }
+            let run = match tracecraft_core::json::parse_run_slice(bytes) {
                 Ok(run) => run,
                 Err(e) => {
+                    lines.push(Line::Malformed(file, e.at_line(n).to_string()));
+                    continue;
+                }
+            };
+            lines.push(match pipeline.process(run) {
+                Submitted::Exported(p) => {
+                    let json = to_stdout.then(|| tracecraft_core::json::to_json(p.run()));
+                    Line::Kept(p, json)
+                }
+                Submitted::Dropped(reason) => Line::Dropped(reason),
+                Submitted::Failed { processor } => Line::Failed(processor),
+            });
+        }
+        lines
+    };
+    let sink = |lines: Vec<Line>| -> Result<(), CliError> {
+        for line in lines {
+            summary.read += 1;
+            match line {
+                Line::Kept(p, json) => {
+                    summary.kept += 1;
+                    if let (Some(json), None) = (json, &write_error)
+                        && let Err(e) = writeln!(out, "{json}")
+                    {
+                        write_error = Some(format!("stdout: {e}"));
+                    }
+                    batch.push(p);
+                    if batch.len() >= BATCH {
+                        pipeline.export(&batch);
+                        batch.clear();
+                    }
+                }
+                Line::Dropped(reason) => *summary.dropped.entry(reason).or_default() += 1,
+                Line::Failed(processor) => *summary.failed.entry(processor).or_default() += 1,
+                Line::Malformed(file, e) => {
                     summary.malformed += 1;
-                    let e = e.at_line(line);
-                    let msg = format!("tracecraft: {}: {e}; skipped", file.display());
+                    let msg = shown(&format!(
+                        "tracecraft: {}: {e}; skipped",
+                        names[file].display()
+                    ));
                     match &progress {
                         Some(bar) => bar.println(msg),
                         None => eprintln!("{msg}"),
                     }
-                    continue;
                 }
-            };
-            match pipeline.process(run) {
-                Submitted::Exported(p) => {
-                    summary.kept += 1;
-                    batch.push(p);
-                    if batch.len() >= BATCH {
-                        flush(&mut batch, &mut out)?;
-                    }
-                }
-                Submitted::Dropped(reason) => *summary.dropped.entry(reason).or_default() += 1,
-                Submitted::Failed { .. } => summary.failed += 1,
             }
         }
+        Ok(())
+    };
+    let read_result = crate::parallel::ordered(crate::parallel::workers(), next, work, sink);
+    pipeline.export(&batch);
+    batch.clear();
+    if let Err(e) = read_result {
+        summary.unreadable.push(e.0);
     }
-    flush(&mut batch, &mut out)?;
-    out.flush()?;
+    if let Err(e) = out.flush()
+        && write_error.is_none()
+    {
+        write_error = Some(format!("stdout: {e}"));
+    }
     drop(out);
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
+    // Stores buffer: their flush errors count as failures of every run they were handed.
+    let mut flush_errors = Vec::new();
     for store in &stores {
-        store.flush()?;
+        if let Err(e) = store.flush() {
+            flush_errors.push(format!("{}: {e}", store.name()));
+        }
     }
-    let stats = pipeline.stats();
-    let export_failed: u64 = stats.export_failed.values().sum();
-    let dropped_total: u64 = summary.dropped.values().sum();
-    let reasons = summary
-        .dropped
-        .iter()
-        .map(|(r, n)| format!("{r}: {n}"))
-        .collect::<Vec<_>>()
-        .join("; ");
-    eprintln!(
-        "tracecraft import: {} read, {} kept, {} dropped{}, {} failed, {} malformed{}",
-        summary.read,
-        summary.kept,
-        dropped_total,
-        if reasons.is_empty() {
-            String::new()
-        } else {
-            format!(" ({reasons})")
-        },
-        summary.failed,
-        summary.malformed,
-        if export_failed > 0 {
-            format!(", {export_failed} not stored or exported")
-        } else {
-            String::new()
-        },
-    );
     // Closes the OTLP connection (every batch was already sent synchronously).
-    let _ = pipeline.shutdown(std::time::Duration::from_secs(30));
-    if export_failed > 0 {
-        return Err(CliError(format!(
-            "{export_failed} run(s) could not be stored or exported"
-        )));
+    let shutdown = pipeline.shutdown(std::time::Duration::from_secs(30));
+    let stats = pipeline.stats();
+    let mut partial = summary.malformed > 0
+        || !summary.failed.is_empty()
+        || !summary.unreadable.is_empty()
+        || write_error.is_some()
+        || !flush_errors.is_empty()
+        || !shutdown.is_clean();
+    let mut lines = Vec::new();
+    let dropped_total: u64 = summary.dropped.values().sum();
+    let failed_total: u64 = summary.failed.values().sum();
+    let reasons = |map: &BTreeMap<String, u64>| {
+        map.iter()
+            .map(|(r, n)| format!("{r}: {n}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let mut head = format!(
+        "tracecraft import: {} read, {} kept, {} dropped",
+        summary.read, summary.kept, dropped_total
+    );
+    if dropped_total > 0 {
+        head.push_str(&format!(" ({})", reasons(&summary.dropped)));
     }
-    Ok(())
+    head.push_str(&format!(", {failed_total} failed"));
+    if failed_total > 0 {
+        head.push_str(&format!(" (processor {})", reasons(&summary.failed)));
+    }
+    head.push_str(&format!(", {} malformed", summary.malformed));
+    lines.push(head);
+    for d in &destinations {
+        let ok = stats.exported.get(&d.exporter).copied().unwrap_or(0);
+        let bad = stats.export_failed.get(&d.exporter).copied().unwrap_or(0);
+        let mut line = format!("  {ok} {} {}", d.verb, d.label);
+        if bad > 0 {
+            partial = true;
+            let not = if d.verb == "stored in" {
+                "not stored"
+            } else {
+                "not exported"
+            };
+            for (cause, n) in stats
+                .export_failure_causes
+                .get(&d.exporter)
+                .into_iter()
+                .flatten()
+            {
+                line.push_str(&format!("; {n} {not}: {cause}"));
+            }
+        }
+        lines.push(line);
+    }
+    if to_stdout {
+        lines.push(format!(
+            "  {} written to stdout",
+            if write_error.is_some() {
+                0
+            } else {
+                summary.kept
+            }
+        ));
+    }
+    for e in summary
+        .unreadable
+        .iter()
+        .chain(write_error.iter())
+        .chain(flush_errors.iter())
+    {
+        lines.push(format!("  error: {e}"));
+    }
+    for (exporter, e) in &shutdown.errors {
+        lines.push(format!("  error: {exporter} shutdown: {e}"));
+    }
+    for line in lines {
+        eprintln!("{}", shown(&line));
+    }
+    Ok(if partial { Exit::Partial } else { Exit::Done })
 }

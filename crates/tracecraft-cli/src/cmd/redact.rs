@@ -1,25 +1,23 @@
 //! `tracecraft redact`: stdin to stdout through the redaction engine.
 
-use std::io::{BufRead, Read, Write};
-use std::path::PathBuf;
+use std::io::Write;
 
-use serde::Deserialize;
-use tracecraft_redact::{RedactionConfig, RedactionMode, Redactor, Report};
+use tracecraft_redact::{RedactionMode, Redactor, Report};
 
-use super::CliError;
+use super::{CliError, load_config};
+use crate::{Exit, Global};
 
 /// Arguments of `tracecraft redact`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Treat each input line as a JSON value; write one redacted JSON value per line.
+    /// Treat each input line as a JSON value; write one redacted JSON value per line. A line
+    /// that is not JSON is reported by number (never its text), nothing is written for it,
+    /// and the command goes on (exit 1 at the end).
     #[arg(long)]
     jsonl: bool,
-    /// Replacement mode (overrides the config file and TRACECRAFT_REDACTION_MODE).
+    /// Replacement mode (overrides the configuration and TRACECRAFT_REDACTION_MODE).
     #[arg(long, value_enum)]
     mode: Option<Mode>,
-    /// A TOML file with a `[redaction]` table.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
     /// Print one line per finding to stderr: rule name and byte range (never the value).
     #[arg(long)]
     explain: bool,
@@ -32,78 +30,237 @@ enum Mode {
     Remove,
 }
 
-/// The parts of a `tracecraft.toml` this command reads; other tables are ignored.
-#[derive(Deserialize, Default)]
-struct FileConfig {
-    #[serde(default)]
-    redaction: RedactionConfig,
-}
-
-fn load_config(args: &Args) -> Result<RedactionConfig, CliError> {
-    let mut cfg = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
-            let file: FileConfig = toml::from_str(&text)
-                .map_err(|e| CliError(format!("bad config {}: {}", path.display(), e.message())))?;
-            file.redaction
-        }
-        None => RedactionConfig::default(),
-    };
-    cfg.apply_env()?;
+fn redactor(args: &Args, global: &Global) -> Result<Redactor, CliError> {
+    let mut loaded = load_config(global)?;
     if let Some(m) = args.mode {
-        cfg.mode = match m {
+        loaded.config.redaction.mode = match m {
             Mode::Mask => RedactionMode::Mask,
             Mode::Hash => RedactionMode::Hash,
             Mode::Remove => RedactionMode::Remove,
         };
+        loaded.flag("redaction.mode", "--mode");
     }
-    Ok(cfg)
+    if !loaded.config.redaction.enabled {
+        tracing::warn!(
+            "redaction is DISABLED by the configuration ({}): input is copied as it is",
+            loaded.source("redaction.enabled")
+        );
+    }
+    Ok(Redactor::new(&loaded.config.redaction)?)
+}
+
+/// What one chunk of text mode produced.
+struct TextOut {
+    redacted: String,
+    /// Invalid UTF-8 sequences replaced.
+    replaced: usize,
+    /// `--explain` lines, offsets already global.
+    explain: Vec<String>,
+}
+
+/// What one chunk of `--jsonl` produced.
+struct JsonlOut {
+    bytes: Vec<u8>,
+    /// (line number, column, why) of each line that is not JSON.
+    bad: Vec<(u64, usize, &'static str)>,
+    explain: Vec<String>,
+}
+
+/// Tracks PEM blocks line by line, so a chunk never ends inside one.
+fn pem_tracker() -> impl FnMut(&[u8]) -> bool {
+    let mut open = false;
+    move |line: &[u8]| {
+        if memchr::memmem::find(line, b"-----BEGIN").is_some() {
+            open = true;
+        }
+        if memchr::memmem::find(line, b"-----END").is_some() {
+            open = false;
+        }
+        open
+    }
+}
+
+fn redact_text_chunk(redactor: &Redactor, base: u64, chunk: Vec<u8>, explain: bool) -> TextOut {
+    let (text, replaced) = match String::from_utf8(chunk) {
+        Ok(s) => (s, 0),
+        Err(e) => {
+            // Never pass raw bytes through: invalid sequences become U+FFFD, and the text
+            // around them is redacted as usual. Chunks end on line boundaries, so no UTF-8
+            // sequence is split between two of them.
+            let bytes = e.into_bytes();
+            let mut text = String::with_capacity(bytes.len() + 16);
+            let mut replaced = 0;
+            for piece in bytes.utf8_chunks() {
+                text.push_str(piece.valid());
+                if !piece.invalid().is_empty() {
+                    text.push('\u{FFFD}');
+                    replaced += 1;
+                }
+            }
+            (text, replaced)
+        }
+    };
+    let mut report = Report::default();
+    let redacted = redactor.redact_str(&text, &mut report).into_owned();
+    let explain = if explain {
+        redactor
+            .explain(&text)
+            .into_iter()
+            .map(|f| {
+                format!(
+                    "{} {}..{}",
+                    f.rule,
+                    base + f.start as u64,
+                    base + f.end as u64
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    TextOut {
+        redacted,
+        replaced,
+        explain,
+    }
+}
+
+fn redact_jsonl_chunk(
+    redactor: &Redactor,
+    first_line: u64,
+    chunk: &[u8],
+    explain: bool,
+) -> JsonlOut {
+    let mut out = JsonlOut {
+        bytes: Vec::with_capacity(chunk.len() + chunk.len() / 8),
+        bad: Vec::new(),
+        explain: Vec::new(),
+    };
+    for (i, line) in chunk.split_inclusive(|&b| b == b'\n').enumerate() {
+        let n = first_line + i as u64;
+        let mut bytes = line.strip_suffix(b"\n").unwrap_or(line);
+        if n == 1 {
+            bytes = bytes
+                .strip_prefix(b"\xEF\xBB\xBF".as_slice())
+                .unwrap_or(bytes);
+        }
+        if bytes.trim_ascii().is_empty() {
+            out.bytes.push(b'\n');
+            continue;
+        }
+        let mut value: serde_json::Value = match serde_json::from_slice(bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                let what = match e.classify() {
+                    serde_json::error::Category::Data => "not valid UTF-8 or not JSON",
+                    _ => "not valid JSON",
+                };
+                out.bad.push((n, e.column(), what));
+                continue;
+            }
+        };
+        let mut report = Report::default();
+        redactor.redact_value(&mut value, &mut report);
+        // Writing JSON to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out.bytes, &value);
+        out.bytes.push(b'\n');
+        if explain {
+            for f in report.findings() {
+                out.explain
+                    .push(format!("line {n}: {} {}..{}", f.rule, f.start, f.end));
+            }
+        }
+    }
+    out
 }
 
 /// Runs the command.
-pub(crate) fn run(args: Args) -> Result<(), CliError> {
-    let cfg = load_config(&args)?;
-    let redactor = Redactor::new(&cfg)?;
+pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
+    let redactor = redactor(&args, global)?;
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let stderr = std::io::stderr();
-    let mut err = stderr.lock();
+    let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin());
+    let workers = crate::parallel::workers();
+    let read_err = |e: std::io::Error| CliError(format!("cannot read stdin: {e}"));
+    let mut exit = Exit::Done;
     if args.jsonl {
-        let stdin = std::io::stdin();
-        for (i, line) in stdin.lock().lines().enumerate() {
-            let n = i + 1;
-            let line = line.map_err(|e| CliError(format!("line {n}: {e}")))?;
-            if line.trim().is_empty() {
-                writeln!(out)?;
-                continue;
-            }
-            let mut value: serde_json::Value = serde_json::from_str(&line)
-                .map_err(|e| CliError(format!("line {n}: invalid JSON: {e}")))?;
-            let mut report = Report::default();
-            redactor.redact_value(&mut value, &mut report);
-            serde_json::to_writer(&mut out, &value)?;
-            writeln!(out)?;
-            if args.explain {
-                for f in report.findings() {
-                    writeln!(err, "line {n}: {} {}..{}", f.rule, f.start, f.end)?;
+        let mut next_line = 1u64;
+        let mut bad = 0u64;
+        let mut first_bad = None;
+        crate::parallel::ordered(
+            workers,
+            || {
+                let chunk =
+                    crate::parallel::read_chunk(&mut input, &mut |_| false).map_err(read_err)?;
+                Ok(chunk.map(|c| {
+                    let first = next_line;
+                    next_line += memchr::memchr_iter(b'\n', &c).count() as u64
+                        + u64::from(!c.ends_with(b"\n"));
+                    (first, c)
+                }))
+            },
+            |(first, chunk): (u64, Vec<u8>)| {
+                redact_jsonl_chunk(&redactor, first, &chunk, args.explain)
+            },
+            |o: JsonlOut| -> Result<(), CliError> {
+                for (n, column, what) in &o.bad {
+                    bad += 1;
+                    first_bad.get_or_insert(*n);
+                    tracing::warn!(line = n, column, "{what}; nothing written for this line");
                 }
-            }
+                out.write_all(&o.bytes)?;
+                if !o.explain.is_empty() {
+                    let mut err = stderr.lock();
+                    for l in &o.explain {
+                        writeln!(err, "{l}")?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        if bad > 0 {
+            writeln!(
+                stderr.lock(),
+                "tracecraft redact: {bad} line(s) not JSON (first: line {}); nothing written for them",
+                first_bad.unwrap_or(0)
+            )?;
+            exit = Exit::Partial;
         }
     } else {
-        let mut input = String::new();
-        std::io::stdin()
-            .read_to_string(&mut input)
-            .map_err(|e| CliError(format!("cannot read stdin: {e}")))?;
-        let mut report = Report::default();
-        let redacted = redactor.redact_str(&input, &mut report);
-        out.write_all(redacted.as_bytes())?;
-        if args.explain {
-            for f in redactor.explain(&input) {
-                writeln!(err, "{} {}..{}", f.rule, f.start, f.end)?;
-            }
+        let mut base = 0u64;
+        let mut replaced = 0usize;
+        let mut pem = pem_tracker();
+        crate::parallel::ordered(
+            workers,
+            || {
+                let chunk = crate::parallel::read_chunk(&mut input, &mut pem).map_err(read_err)?;
+                Ok(chunk.map(|c| {
+                    let at = base;
+                    base += c.len() as u64;
+                    (at, c)
+                }))
+            },
+            |(at, chunk): (u64, Vec<u8>)| redact_text_chunk(&redactor, at, chunk, args.explain),
+            |o: TextOut| -> Result<(), CliError> {
+                replaced += o.replaced;
+                out.write_all(o.redacted.as_bytes())?;
+                if !o.explain.is_empty() {
+                    let mut err = stderr.lock();
+                    for l in &o.explain {
+                        writeln!(err, "{l}")?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        if replaced > 0 {
+            tracing::warn!(
+                sequences = replaced,
+                "stdin is not valid UTF-8: invalid byte sequences replaced by U+FFFD"
+            );
         }
     }
     out.flush()?;
-    Ok(())
+    Ok(exit)
 }

@@ -9,10 +9,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tracecraft::config::TraceCraftConfig;
 use tracecraft::otlp::{Spool, SpoolConfig, SpoolStatus};
 
-use super::CliError;
+use super::{CliError, load_config};
+use crate::{Exit, Global};
 
 /// `tracecraft spool ...`.
 #[derive(Debug, clap::Args)]
@@ -34,9 +34,6 @@ enum Command {
         /// The spool directory.
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
-        /// A TraceCraft configuration file (its `[otlp]` table).
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
         /// The collector (an OTLP/HTTP URL, or gRPC with --otlp-protocol grpc).
         #[arg(long, value_name = "URL")]
         otlp: Option<String>,
@@ -77,7 +74,7 @@ fn describe(status: &SpoolStatus) -> String {
     )
 }
 
-pub(crate) fn run(args: Args) -> Result<(), CliError> {
+pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
     let mut out = std::io::stdout().lock();
     match args.command {
         Command::Status { dir } => match Spool::open_existing(&dir)? {
@@ -113,7 +110,6 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
         },
         Command::Flush {
             dir,
-            config,
             otlp,
             otlp_protocol,
             timeout,
@@ -124,14 +120,10 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
                     "spool {}: does not exist (nothing spooled)",
                     dir.display()
                 )?;
-                return Ok(());
+                return Ok(Exit::Done);
             };
             let before = existing.status()?;
-            let mut config = match &config {
-                Some(path) => TraceCraftConfig::from_file(path)?,
-                None => TraceCraftConfig::default(),
-            };
-            config.apply_env()?;
+            let mut config = load_config(global)?.config;
             if let Some(endpoint) = otlp {
                 config.otlp.enabled = true;
                 config.otlp.endpoint = Some(endpoint);
@@ -173,12 +165,12 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
                     .map_or_else(|| "the timeout passed".to_owned(), |e| e.to_string());
                 if after.batches < before.batches {
                     drop(out);
-                    eprintln!("tracecraft: spool partly flushed: {why}");
-                    std::process::exit(1);
+                    eprintln!("tracecraft: spool partly flushed: {}", super::shown(&why));
+                    return Ok(Exit::Partial);
                 }
                 return Err(CliError(format!("spool not flushed: {why}")));
             }
         }
     }
-    Ok(())
+    Ok(Exit::Done)
 }

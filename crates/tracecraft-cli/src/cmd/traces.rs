@@ -3,23 +3,20 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use tracecraft::config::{StorageConfig, StorageUrl};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use tracecraft_core::{AgentRun, TraceQuery, TraceStore, Uuid};
 
-use super::CliError;
+use super::{CliError, load_config, store_flag};
+use crate::{Exit, Global};
 
 /// Arguments of `tracecraft traces`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The store (`sqlite:PATH` or `jsonl:DIR`).
-    #[arg(
-        long,
-        global = true,
-        default_value = "sqlite:traces/tracecraft.db",
-        value_name = "URL"
-    )]
-    store: String,
+    /// The store (`sqlite:PATH` or `jsonl:DIR`); default: the configured one
+    /// (`[storage] url`, `TRACECRAFT_STORAGE`, else `sqlite:traces/tracecraft.db`). It must
+    /// exist: these commands never create a store.
+    #[arg(long, global = true, value_name = "URL")]
+    store: Option<String>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -36,7 +33,8 @@ enum Sub {
         /// The trace id.
         id: String,
     },
-    /// Erase one trace, its steps and tags (GDPR erasure).
+    /// Erase one trace, its steps and tags (GDPR erasure). Exit 1 when there is no such
+    /// trace (nothing erased is not success).
     Rm {
         /// The trace id.
         id: String,
@@ -65,38 +63,78 @@ struct ListArgs {
     /// Only traces with an error.
     #[arg(long)]
     errors: bool,
-    /// Started within this age (`24h`) or since this time (RFC 3339).
-    #[arg(long, value_name = "AGE|TIME")]
+    /// Started within this age (`24h`, `7d`) or since this date or time (`2025-01-06`,
+    /// `2025-01-06T10:00`, `2025-01-06 10:00:00`, RFC 3339; without a zone: UTC).
+    #[arg(long, value_name = "AGE|DATE|TIME")]
     since: Option<String>,
     /// At most this many.
     #[arg(long, default_value_t = 20)]
     limit: usize,
 }
 
-fn open(url: &str) -> Result<Arc<dyn TraceStore>, CliError> {
-    let storage = StorageConfig {
-        url: StorageUrl::parse(url).map_err(|e| CliError(format!("--store {url}: {e}")))?,
-        ..StorageConfig::default()
-    };
-    tracecraft::open_store(&storage)?
-        .ok_or_else(|| CliError(format!("--store {url}: no store to query")))
+/// The store named by `--store`, else by the configuration; opened only if it exists.
+fn open(args: &Args, global: &Global) -> Result<(Arc<dyn TraceStore>, String), CliError> {
+    let mut loaded = load_config(global)?;
+    if let Some(url) = &args.store {
+        store_flag(&mut loaded, url)?;
+    }
+    let storage = &loaded.config.storage;
+    let label = storage.url.to_string();
+    let store = tracecraft::open_existing_store(storage)
+        .map_err(|e| {
+            CliError(format!(
+                "store {label} ({}): {e}",
+                loaded.source("storage.url")
+            ))
+        })?
+        .ok_or_else(|| {
+            CliError(format!(
+                "store {label}: no store to query (storage.url = none)"
+            ))
+        })?;
+    Ok((store, label))
 }
 
 fn parse_id(id: &str) -> Result<Uuid, CliError> {
-    Uuid::parse_str(id).map_err(|_| CliError(format!("`{id}` is not a trace id (a UUID)")))
+    // The argument is not echoed: a pasted value may be anything.
+    Uuid::parse_str(id.trim())
+        .map_err(|_| CliError("the argument is not a trace id (a UUID)".into()))
 }
 
 fn age(text: &str) -> Result<chrono::Duration, CliError> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| CliError(format!("`{text}` is not an age like 30d or 12h: {e}")))?;
-    chrono::Duration::from_std(d).map_err(|_| CliError(format!("`{text}` is too long")))
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|_| CliError("--older-than: expected an age like 30d or 12h".into()))?;
+    chrono::Duration::from_std(d).map_err(|_| CliError("--older-than: the age is too long".into()))
 }
 
 fn since(text: &str) -> Result<DateTime<Utc>, CliError> {
-    match tracecraft_core::time::parse(text) {
-        Ok(t) => Ok(t),
-        Err(_) => Ok(Utc::now() - age(text)?),
+    let t = text.trim();
+    if let Ok(t) = tracecraft_core::time::parse(t) {
+        return Ok(t);
     }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(t, format) {
+            return Ok(naive.and_utc());
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
+    }
+    humantime::parse_duration(t)
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .map(|d| Utc::now() - d)
+        .ok_or_else(|| {
+            CliError(
+                "--since: expected an age (30d, 12h) or a date/time (2025-01-06, 2025-01-06T10:00, RFC 3339)"
+                    .into(),
+            )
+        })
 }
 
 fn summary_json(run: &AgentRun) -> serde_json::Value {
@@ -114,8 +152,9 @@ fn summary_json(run: &AgentRun) -> serde_json::Value {
     })
 }
 
-pub(crate) fn run(args: Args) -> Result<(), CliError> {
-    let store = open(&args.store)?;
+pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
+    let (store, label) = open(&args, global)?;
+    let mut exit = Exit::Done;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match args.command {
@@ -165,7 +204,7 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
             let id = parse_id(&id)?;
             let run = store
                 .get(id)?
-                .ok_or_else(|| CliError(format!("no trace {id} in {}", args.store)))?;
+                .ok_or_else(|| CliError(format!("no trace {id} in {label}")))?;
             if args.json {
                 writeln!(out, "{}", tracecraft_core::json::to_json(&run))?;
             } else {
@@ -175,7 +214,7 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
                 let processed = tracecraft_core::ProcessedRun::assume_processed(run);
                 let mut console = tracecraft::ConsoleExporter::new().verbose(true);
                 tracecraft_core::Exporter::export(&mut console, &[processed])?;
-                return Ok(());
+                return Ok(Exit::Done);
             }
         }
         Sub::Rm { id } => {
@@ -187,7 +226,10 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
             } else if existed {
                 writeln!(out, "deleted trace {id}")?;
             } else {
-                writeln!(out, "no trace {id}: nothing deleted")?;
+                writeln!(out, "no trace {id} in {label}: nothing deleted")?;
+            }
+            if !existed {
+                exit = Exit::Partial;
             }
         }
         Sub::Purge { older_than } => {
@@ -222,5 +264,5 @@ pub(crate) fn run(args: Args) -> Result<(), CliError> {
             }
         }
     }
-    Ok(())
+    Ok(exit)
 }

@@ -27,10 +27,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tracecraft_pipeline::{EnrichmentConfig, ProcessorOrder, SamplingConfig};
-use tracecraft_redact::{RedactionConfig, RedactionMode};
+use tracecraft_redact::RedactionConfig;
+
+mod env;
+mod load;
+
+pub use env::{ENV, EnvVar, env_vars_markdown};
+pub use load::{Loaded, Source};
 
 /// Where processed runs are stored: `sqlite:PATH`, `jsonl:PATH` (a directory) or `none`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StorageUrl {
     /// The embedded SQLite store at this path.
     Sqlite(PathBuf),
@@ -73,6 +80,16 @@ impl StorageUrl {
     }
 }
 
+impl std::str::FromStr for StorageUrl {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        StorageUrl::parse(s).map_err(|message| ConfigError::Invalid {
+            field: "storage.url".into(),
+            message,
+        })
+    }
+}
+
 impl fmt::Display for StorageUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -99,13 +116,26 @@ impl<'de> Deserialize<'de> for StorageUrl {
 /// The `[storage]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct StorageConfig {
     /// Where runs go (default `sqlite:traces/tracecraft.db`).
     pub url: StorageUrl,
     /// Delete runs older than this many days when the store opens (retention).
     pub retention_days: Option<u32>,
-    /// Tighten (default) or refuse existing files/directories with looser permissions.
+    /// Existing store files or directories looser than 0600 / 0700: `warn` (default; the
+    /// mode is left as it is), `error` (refuse to open), or `tighten` (change the mode).
     pub permissions: tracecraft_core::fs::PermissionPolicy,
+    /// `[storage.sqlite]`: the SQLite store's own settings (busy timeout, synchronous, ...),
+    /// the crate's [`SqliteConfig`](tracecraft_store_sqlite::SqliteConfig). Its path comes from
+    /// `url`, its retention and permissions from this table.
+    #[cfg(feature = "sqlite")]
+    pub sqlite: tracecraft_store_sqlite::SqliteConfig,
+    /// `[storage.jsonl]`: the JSONL store's own settings (fsync, rotation, ...), the crate's
+    /// [`JsonlConfig`](tracecraft_store_jsonl::JsonlConfig). Its directory comes from `url`
+    /// (or `jsonl.path` for the extra JSONL export), its retention and permissions from this
+    /// table.
+    #[cfg(feature = "jsonl")]
+    pub jsonl: tracecraft_store_jsonl::JsonlConfig,
 }
 
 impl Default for StorageConfig {
@@ -114,13 +144,86 @@ impl Default for StorageConfig {
             url: StorageUrl::default_sqlite(),
             retention_days: None,
             permissions: tracecraft_core::fs::PermissionPolicy::default(),
+            #[cfg(feature = "sqlite")]
+            sqlite: tracecraft_store_sqlite::SqliteConfig::default(),
+            #[cfg(feature = "jsonl")]
+            jsonl: tracecraft_store_jsonl::JsonlConfig::default(),
         }
+    }
+}
+
+impl StorageConfig {
+    /// Refuses store sub-table settings that `[storage]` owns, so that no setting the user
+    /// wrote is silently overridden.
+    pub(crate) fn validate_owned(&self) -> Result<(), ConfigError> {
+        let owned = |field: &str, set: bool, instead: &str| {
+            if set {
+                Err(ConfigError::Invalid {
+                    field: format!("storage.{field}"),
+                    message: format!("set {instead} instead"),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        #[cfg(feature = "sqlite")]
+        {
+            let d = tracecraft_store_sqlite::SqliteConfig::default();
+            let s = &self.sqlite;
+            owned(
+                "sqlite.path",
+                s.path != d.path,
+                "storage.url = \"sqlite:PATH\"",
+            )?;
+            owned(
+                "sqlite.retention_days",
+                s.retention_days != d.retention_days,
+                "storage.retention_days",
+            )?;
+            owned(
+                "sqlite.permissions",
+                s.permissions != d.permissions,
+                "storage.permissions",
+            )?;
+            owned(
+                "sqlite.create",
+                s.create != d.create,
+                "nothing (commands decide)",
+            )?;
+        }
+        #[cfg(feature = "jsonl")]
+        {
+            let d = tracecraft_store_jsonl::JsonlConfig::default();
+            let j = &self.jsonl;
+            owned(
+                "jsonl.dir",
+                j.dir != d.dir,
+                "storage.url = \"jsonl:DIR\" or jsonl.path",
+            )?;
+            owned(
+                "jsonl.retention_days",
+                j.retention_days != d.retention_days,
+                "storage.retention_days",
+            )?;
+            owned(
+                "jsonl.permissions",
+                j.permissions != d.permissions,
+                "storage.permissions",
+            )?;
+            owned(
+                "jsonl.create",
+                j.create != d.create,
+                "nothing (commands decide)",
+            )?;
+        }
+        Ok(())
     }
 }
 
 /// The `[console]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ConsoleConfig {
     /// Print each processed (redacted) run as a tree to stdout (default false).
     pub enabled: bool,
@@ -131,7 +234,8 @@ pub struct ConsoleConfig {
 /// The `[jsonl]` table: an extra JSONL export beside the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
-pub struct JsonlConfig {
+#[non_exhaustive]
+pub struct JsonlExportConfig {
     /// Write processed runs as JSONL (default false).
     pub enabled: bool,
     /// The directory (default `traces/`).
@@ -142,6 +246,7 @@ pub struct JsonlConfig {
 /// Header values are credentials: `Debug` hides them.
 #[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct OtlpConfig {
     /// Export over OTLP (default false; needs the `otlp` feature).
     pub enabled: bool,
@@ -155,8 +260,12 @@ pub struct OtlpConfig {
     /// `http/protobuf` (default, as the OpenTelemetry specification says) or `grpc`.
     pub protocol: Option<String>,
     /// Extra headers (e.g. authorization): a table (`[otlp.headers]` with
-    /// `authorization = "..."`) or a list of `[name, value]` pairs.
-    #[serde(deserialize_with = "headers_table_or_pairs")]
+    /// `authorization = "..."`) or a list of `[name, value]` pairs. Values are credentials:
+    /// `Debug` and `Serialize` hide them.
+    #[serde(
+        deserialize_with = "headers_table_or_pairs",
+        serialize_with = "hidden_header_values"
+    )]
     pub headers: Vec<(String, String)>,
     /// Per-attempt timeout in milliseconds (default 10000).
     pub timeout_ms: Option<u64>,
@@ -196,6 +305,14 @@ impl fmt::Debug for OtlpConfig {
     }
 }
 
+/// Header names with their values hidden.
+fn hidden_header_values<S: serde::Serializer>(
+    headers: &[(String, String)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(headers.iter().map(|(k, _)| (k, "<hidden>")))
+}
+
 /// `[otlp.headers]` as a table or as `[[name, value], ...]`.
 fn headers_table_or_pairs<'de, D: serde::Deserializer<'de>>(
     d: D,
@@ -225,51 +342,10 @@ fn one_of(value: &str, allowed: &[&str]) -> Option<String> {
     allowed.contains(&v.as_str()).then_some(v)
 }
 
-/// Decodes `%XX` escapes (OTEL_EXPORTER_OTLP_HEADERS values are percent-encoded).
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Parses `k=v,k2=v2` (values percent-decoded); the error names the variable, not the value.
-fn parse_headers(
-    variable: &'static str,
-    value: &str,
-) -> Result<Vec<(String, String)>, ConfigError> {
-    let mut headers = Vec::new();
-    for pair in value.split(',').filter(|p| !p.trim().is_empty()) {
-        let parsed = pair.split_once('=').and_then(|(k, v)| {
-            let k = k.trim();
-            (!k.is_empty()).then_some(())?;
-            Some((percent_decode(k)?, percent_decode(v.trim())?))
-        });
-        let Some(kv) = parsed else {
-            return Err(ConfigError::Env {
-                variable,
-                message: "expected comma-separated key=value pairs (values percent-encoded)".into(),
-            });
-        };
-        headers.push(kv);
-    }
-    Ok(headers)
-}
-
 /// The `[batch]` table: the queue between traced code and exporters (invariant 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BatchSettings {
     /// Queue capacity in runs (default 2048).
     pub max_queue_size: usize,
@@ -300,9 +376,11 @@ impl From<BatchSettings> for tracecraft_pipeline::BatchConfig {
     }
 }
 
-/// Everything TraceCraft can be configured with. `Debug` hides credentials.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Everything TraceCraft can be configured with. `Debug` and `Serialize` hide credentials
+/// (serialization is for showing a configuration: `tracecraft config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TraceCraftConfig {
     /// The service name, recorded as the `service.name` attribute of each run.
     pub service_name: Option<String>,
@@ -334,7 +412,7 @@ pub struct TraceCraftConfig {
     /// `[console]`.
     pub console: ConsoleConfig,
     /// `[jsonl]`.
-    pub jsonl: JsonlConfig,
+    pub jsonl: JsonlExportConfig,
     /// `[otlp]`.
     pub otlp: OtlpConfig,
     /// `[batch]`.
@@ -357,7 +435,7 @@ impl Default for TraceCraftConfig {
             enrichment: EnrichmentConfig::default(),
             storage: StorageConfig::default(),
             console: ConsoleConfig::default(),
-            jsonl: JsonlConfig::default(),
+            jsonl: JsonlExportConfig::default(),
             otlp: OtlpConfig::default(),
             batch: BatchSettings::default(),
         }
@@ -404,66 +482,6 @@ pub enum ConfigError {
     },
 }
 
-/// The environment variables TraceCraft reads (documented in docs/configuration.md).
-pub const ENV_VARS: &[&str] = &[
-    "TRACECRAFT_CONFIG",
-    "TRACECRAFT_SERVICE_NAME",
-    "TRACECRAFT_ENVIRONMENT",
-    "TRACECRAFT_REDACTION_ENABLED",
-    "TRACECRAFT_REDACTION_MODE",
-    "TRACECRAFT_REDACTION_HASH_KEY",
-    "TRACECRAFT_SAMPLING_RATE",
-    "TRACECRAFT_SAMPLING_KEEP_ERRORS",
-    "TRACECRAFT_CONSOLE_ENABLED",
-    "TRACECRAFT_JSONL_ENABLED",
-    "TRACECRAFT_JSONL_PATH",
-    "TRACECRAFT_STORAGE",
-    "TRACECRAFT_OTLP_ENABLED",
-    "TRACECRAFT_OTLP_ENDPOINT",
-    "OTEL_SERVICE_NAME",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_HEADERS",
-    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-    "OTEL_EXPORTER_OTLP_TIMEOUT",
-    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-    "OTEL_EXPORTER_OTLP_COMPRESSION",
-    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-    "OTEL_EXPORTER_OTLP_CERTIFICATE",
-    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
-    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
-    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
-    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
-    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
-];
-
-fn parse_bool(variable: &'static str, value: &str) -> Result<bool, ConfigError> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::Env {
-            variable,
-            message: "expected true/false (or 1/0, yes/no, on/off)".into(),
-        }),
-    }
-}
-
-fn parse_rate(variable: &'static str, value: &str) -> Result<f64, ConfigError> {
-    match value.trim().parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        Ok(_) => Err(ConfigError::Env {
-            variable,
-            message: "must be a number between 0 and 1".into(),
-        }),
-        Err(_) => Err(ConfigError::Env {
-            variable,
-            message: "expected a number between 0 and 1".into(),
-        }),
-    }
-}
-
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
@@ -485,7 +503,7 @@ impl TraceCraftConfig {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             line: e.span().map_or(0, |s| line_of(text, s.start)),
-            message: tracecraft_core::json::elide_quoted(e.message()),
+            message: tracecraft_core::json::elide_values(e.message()),
         })
     }
 
@@ -506,30 +524,20 @@ impl TraceCraftConfig {
     /// `.tracecraft/config.toml` in the current directory; `None` when there is none.
     #[must_use]
     pub fn discover() -> Option<PathBuf> {
-        if let Some(p) = std::env::var_os("TRACECRAFT_CONFIG") {
-            return Some(PathBuf::from(p));
-        }
-        ["tracecraft.toml", ".tracecraft/config.toml"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
+        load::config_file(None, |n| std::env::var_os(n))
     }
 
     /// The file found by [`discover`](Self::discover) (or defaults), then the process
-    /// environment. Change fields afterwards to override in code.
+    /// environment. Change fields afterwards to override in code. The same function as
+    /// every CLI command uses ([`load_from`](Self::load_from)).
     ///
     /// # Errors
     /// File or environment problems, naming the file/line or the variable.
     pub fn load() -> Result<Self, ConfigError> {
-        let mut config = match Self::discover() {
-            Some(path) => Self::from_file(path)?,
-            None => Self::default(),
-        };
-        config.apply_env()?;
-        Ok(config)
+        Ok(Self::load_from(None)?.config)
     }
 
-    /// Applies the process environment (see [`ENV_VARS`]).
+    /// Applies the process environment (see [`ENV`]).
     ///
     /// # Errors
     /// [`ConfigError::Env`] naming the first malformed variable.
@@ -538,158 +546,16 @@ impl TraceCraftConfig {
     }
 
     /// Applies variables from `get` (a map in tests, the process environment in
-    /// [`apply_env`](Self::apply_env)). TRACECRAFT_* wins over the OTEL_* equivalents.
+    /// [`apply_env`](Self::apply_env)), in the order of [`ENV`]: TRACECRAFT_* wins over the
+    /// OTEL_* equivalents, `OTEL_EXPORTER_OTLP_TRACES_*` over `OTEL_EXPORTER_OTLP_*`.
     ///
     /// # Errors
-    /// [`ConfigError::Env`] naming the first malformed variable.
+    /// [`ConfigError::Env`] naming the first malformed variable (never its value).
     pub fn apply_env_from(
         &mut self,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
-        let var = |name: &'static str| get(name).filter(|v| !v.trim().is_empty());
-        if let Some(v) = var("OTEL_SERVICE_NAME") {
-            self.service_name = Some(v);
-        }
-        if let Some(v) = var("TRACECRAFT_SERVICE_NAME") {
-            self.service_name = Some(v);
-        }
-        if let Some(v) = var("TRACECRAFT_ENVIRONMENT") {
-            self.environment = Some(v);
-        }
-        if let Some(v) = var("TRACECRAFT_REDACTION_ENABLED") {
-            self.redaction.enabled = parse_bool("TRACECRAFT_REDACTION_ENABLED", &v)?;
-        }
-        if let Some(v) = var("TRACECRAFT_REDACTION_MODE") {
-            self.redaction.mode = match v.trim().to_ascii_lowercase().as_str() {
-                "mask" => RedactionMode::Mask,
-                "hash" => RedactionMode::Hash,
-                "remove" => RedactionMode::Remove,
-                _ => {
-                    return Err(ConfigError::Env {
-                        variable: "TRACECRAFT_REDACTION_MODE",
-                        message: "expected mask, hash or remove".into(),
-                    });
-                }
-            };
-        }
-        if let Some(v) = var("TRACECRAFT_REDACTION_HASH_KEY") {
-            self.redaction.hash_key = Some(v.into());
-        }
-        if let Some(v) = var("TRACECRAFT_SAMPLING_RATE") {
-            self.sampling.rate = parse_rate("TRACECRAFT_SAMPLING_RATE", &v)?;
-        }
-        if let Some(v) = var("TRACECRAFT_SAMPLING_KEEP_ERRORS") {
-            self.sampling.always_keep_errors = parse_bool("TRACECRAFT_SAMPLING_KEEP_ERRORS", &v)?;
-        }
-        if let Some(v) = var("TRACECRAFT_CONSOLE_ENABLED") {
-            self.console.enabled = parse_bool("TRACECRAFT_CONSOLE_ENABLED", &v)?;
-        }
-        if let Some(v) = var("TRACECRAFT_JSONL_ENABLED") {
-            self.jsonl.enabled = parse_bool("TRACECRAFT_JSONL_ENABLED", &v)?;
-        }
-        if let Some(v) = var("TRACECRAFT_JSONL_PATH") {
-            self.jsonl.path = Some(PathBuf::from(v));
-        }
-        if let Some(v) = var("TRACECRAFT_STORAGE") {
-            self.storage.url = StorageUrl::parse(&v).map_err(|message| ConfigError::Env {
-                variable: "TRACECRAFT_STORAGE",
-                message,
-            })?;
-        }
-        // OTLP: the generic OTEL_EXPORTER_OTLP_* first, then the traces-specific ones, then
-        // TraceCraft's own (each later one wins). A base endpoint from the environment
-        // replaces a file's `endpoint` (the environment beats the file).
-        if let Some(v) = var("OTEL_EXPORTER_OTLP_ENDPOINT") {
-            self.otlp.base_endpoint = Some(v.trim().to_owned());
-            self.otlp.endpoint = None;
-        }
-        if let Some(v) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            self.otlp.endpoint = Some(v.trim().to_owned());
-        }
-        if let Some(v) = var("TRACECRAFT_OTLP_ENDPOINT") {
-            self.otlp.endpoint = Some(v.trim().to_owned());
-        }
-        if let Some(v) = var("TRACECRAFT_OTLP_ENABLED") {
-            self.otlp.enabled = parse_bool("TRACECRAFT_OTLP_ENABLED", &v)?;
-        }
-        for variable in [
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        ] {
-            if let Some(v) = var(variable) {
-                self.otlp.protocol =
-                    Some(one_of(&v, &OTLP_PROTOCOLS).ok_or_else(|| ConfigError::Env {
-                        variable,
-                        message: "expected grpc or http/protobuf".into(),
-                    })?);
-            }
-        }
-        let mut env_headers: Option<Vec<(String, String)>> = None;
-        for variable in [
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-        ] {
-            if let Some(v) = var(variable) {
-                let merged = env_headers.get_or_insert_with(Vec::new);
-                for (k, val) in parse_headers(variable, &v)? {
-                    merged.retain(|(old, _)| !old.eq_ignore_ascii_case(&k));
-                    merged.push((k, val));
-                }
-            }
-        }
-        if let Some(headers) = env_headers {
-            self.otlp.headers = headers;
-        }
-        for variable in [
-            "OTEL_EXPORTER_OTLP_TIMEOUT",
-            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-        ] {
-            if let Some(v) = var(variable) {
-                self.otlp.timeout_ms = Some(v.trim().parse().map_err(|_| ConfigError::Env {
-                    variable,
-                    message: "expected a whole number of milliseconds".into(),
-                })?);
-            }
-        }
-        for variable in [
-            "OTEL_EXPORTER_OTLP_COMPRESSION",
-            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-        ] {
-            if let Some(v) = var(variable) {
-                self.otlp.compression =
-                    Some(
-                        one_of(&v, &OTLP_COMPRESSIONS).ok_or_else(|| ConfigError::Env {
-                            variable,
-                            message: "expected gzip or none".into(),
-                        })?,
-                    );
-            }
-        }
-        for variable in [
-            "OTEL_EXPORTER_OTLP_CERTIFICATE",
-            "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
-        ] {
-            if let Some(v) = var(variable) {
-                self.otlp.ca_file = Some(PathBuf::from(v.trim()));
-            }
-        }
-        for variable in [
-            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
-            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
-        ] {
-            if let Some(v) = var(variable) {
-                self.otlp.client_cert_file = Some(PathBuf::from(v.trim()));
-            }
-        }
-        for variable in [
-            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
-            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
-        ] {
-            if let Some(v) = var(variable) {
-                self.otlp.client_key_file = Some(PathBuf::from(v.trim()));
-            }
-        }
-        Ok(())
+        env::apply(self, get).map(|_| ())
     }
 
     /// The processing part: order, redaction, sampling, enrichment.
@@ -709,6 +575,7 @@ impl TraceCraftConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.storage.validate_owned()?;
         self.sampling.validate().map_err(|e| ConfigError::Invalid {
             field: e.field().to_owned(),
             message: e.to_string(),
@@ -772,6 +639,7 @@ impl TraceCraftConfig {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use tracecraft_redact::RedactionMode;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs
@@ -1030,5 +898,46 @@ mod tests {
         let c = TraceCraftConfig::from_toml_str("[sampling]\nrate = 2.0\n").unwrap();
         let e = c.validate().unwrap_err();
         assert!(e.to_string().contains("sampling.rate"), "{e}");
+    }
+}
+
+#[cfg(all(test, feature = "sqlite", feature = "jsonl"))]
+mod store_settings_tests {
+    use super::*;
+
+    #[test]
+    fn store_settings_load_from_their_sub_tables() {
+        let c = TraceCraftConfig::from_toml_str(
+            "[storage]\nurl = \"jsonl:t\"\n[storage.jsonl]\nfsync = \"never\"\nrotate_bytes = 1024\n[storage.sqlite]\nsynchronous = \"full\"\nbusy_timeout_ms = 99\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.storage.jsonl.fsync, tracecraft_store_jsonl::Fsync::Never);
+        assert_eq!(c.storage.jsonl.rotate_bytes, Some(1024));
+        assert_eq!(
+            c.storage.sqlite.synchronous,
+            tracecraft_store_sqlite::Synchronous::Full
+        );
+        assert_eq!(c.storage.sqlite.busy_timeout_ms, 99);
+    }
+
+    #[test]
+    fn settings_owned_by_storage_are_refused_in_the_sub_tables() {
+        for (toml, field) in [
+            ("[storage.sqlite]\npath = \"x.db\"\n", "storage.sqlite.path"),
+            (
+                "[storage.sqlite]\nretention_days = 3\n",
+                "storage.sqlite.retention_days",
+            ),
+            ("[storage.jsonl]\ndir = \"d\"\n", "storage.jsonl.dir"),
+            (
+                "[storage.jsonl]\npermissions = \"error\"\n",
+                "storage.jsonl.permissions",
+            ),
+        ] {
+            let c = TraceCraftConfig::from_toml_str(toml).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{toml}: {e}");
+        }
     }
 }

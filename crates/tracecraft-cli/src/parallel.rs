@@ -1,0 +1,215 @@
+//! Whole-process parallelism for `redact` and `import`: input read in chunks of whole lines,
+//! chunks processed on every core, results written in input order, with a fixed number of
+//! chunks in flight (bounded memory whatever the input size).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+/// Bytes per chunk: large enough that per-chunk costs vanish, small enough that a few in
+/// flight per core stay well inside the memory budget.
+pub(crate) const CHUNK_BYTES: usize = 1 << 20;
+
+/// The number of worker threads: the available cores.
+pub(crate) fn workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How far a chunk may grow past [`CHUNK_BYTES`] to keep a block together.
+pub(crate) const KEEP_TOGETHER_BYTES: usize = 16 << 20;
+
+/// Reads whole lines (each ending in `\n`, or the input's last bytes) until a chunk holds at
+/// least [`CHUNK_BYTES`]; a longer line is one chunk on its own. `open_block` is shown each
+/// line as it is read and says whether a block that must not be split is open after it (a
+/// PEM block between its BEGIN and END lines): the chunk then grows, up to
+/// [`KEEP_TOGETHER_BYTES`] more, until it closes. `Ok(None)` at the end.
+pub(crate) fn read_chunk(
+    input: &mut dyn BufRead,
+    open_block: &mut dyn FnMut(&[u8]) -> bool,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut chunk = Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 3));
+    loop {
+        let start = chunk.len();
+        let n = input.read_until(b'\n', &mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        let open = open_block(&chunk[start..]);
+        if chunk.len() >= CHUNK_BYTES && (!open || chunk.len() >= CHUNK_BYTES + KEEP_TOGETHER_BYTES)
+        {
+            break;
+        }
+    }
+    Ok((!chunk.is_empty()).then_some(chunk))
+}
+
+/// Runs `work` over every item `next` yields on `workers` threads and hands the results to
+/// `sink` in the order the items came. At most `2 * workers + 1` items are read ahead of
+/// `sink`. The first error from `next` or `sink` stops the reading and is returned.
+pub(crate) fn ordered<I, O, E>(
+    workers: usize,
+    mut next: impl FnMut() -> Result<Option<I>, E> + Send,
+    work: impl Fn(I) -> O + Sync,
+    mut sink: impl FnMut(O) -> Result<(), E>,
+) -> Result<(), E>
+where
+    I: Send,
+    O: Send,
+    E: Send,
+{
+    let workers = workers.max(1);
+    if workers == 1 {
+        while let Some(item) = next()? {
+            sink(work(item))?;
+        }
+        return Ok(());
+    }
+    let in_flight = 2 * workers + 1;
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<(u64, I)>(in_flight);
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<(u64, O)>();
+    // One ticket per item in flight: the reader takes one before reading, the sink returns
+    // it after writing, so results waiting behind a slow item stay bounded.
+    let (ticket_tx, ticket_rx) = crossbeam_channel::bounded::<()>(in_flight);
+    for _ in 0..in_flight {
+        let _ = ticket_tx.send(());
+    }
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> Result<(), E> {
+            let mut seq = 0u64;
+            while ticket_rx.recv().is_ok() {
+                match next()? {
+                    Some(item) => {
+                        if job_tx.send((seq, item)).is_err() {
+                            break;
+                        }
+                        seq += 1;
+                    }
+                    None => break,
+                }
+            }
+            Ok(())
+        });
+        for _ in 0..workers {
+            let job_rx = job_rx.clone();
+            let done_tx = done_tx.clone();
+            let work = &work;
+            scope.spawn(move || {
+                for (seq, item) in job_rx {
+                    if done_tx.send((seq, work(item))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(job_rx);
+        drop(done_tx);
+        let mut waiting = BTreeMap::new();
+        let mut expected = 0u64;
+        let mut result = Ok(());
+        let mut tickets = Some(ticket_tx);
+        for (seq, out) in done_rx {
+            if result.is_err() {
+                continue; // drain so the workers finish
+            }
+            waiting.insert(seq, out);
+            while let Some(out) = waiting.remove(&expected) {
+                expected += 1;
+                match sink(out) {
+                    Ok(()) => {
+                        if let Some(t) = &tickets {
+                            let _ = t.send(());
+                        }
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        // No more tickets: the reader stops once those it holds are used.
+                        tickets = None;
+                        waiting.clear();
+                        break;
+                    }
+                }
+            }
+        }
+        drop(tickets);
+        let read = reader.join().unwrap_or(Ok(()));
+        result.and(read)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_come_in_input_order_whatever_the_work_takes() {
+        let mut items = (0..200u64).collect::<Vec<_>>().into_iter();
+        let mut out = Vec::new();
+        ordered(
+            3,
+            || Ok::<_, ()>(items.next()),
+            |i| {
+                if i % 7 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                i * 2
+            },
+            |o| {
+                out.push(o);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(out, (0..200u64).map(|i| i * 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn read_ahead_is_bounded() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let read = AtomicU64::new(0);
+        let mut written = 0u64;
+        ordered(
+            2,
+            || {
+                let n = read.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, ()>((n < 100).then_some(n))
+            },
+            |i| i,
+            |_| {
+                written += 1;
+                let ahead = read.load(Ordering::SeqCst) - written;
+                assert!(ahead <= 2 * 2 + 2, "{ahead} items read ahead of the sink");
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(written, 100);
+    }
+
+    #[test]
+    fn a_sink_error_stops_the_run() {
+        let mut n = 0u64;
+        let r = ordered(
+            2,
+            || {
+                n += 1;
+                Ok(Some(n))
+            },
+            |i| i,
+            |o| if o == 10 { Err("full") } else { Ok(()) },
+        );
+        assert_eq!(r, Err("full"));
+    }
+
+    #[test]
+    fn chunks_end_on_line_boundaries() {
+        let line = "x".repeat(1000) + "\n";
+        let text = line.repeat(3000);
+        let mut input = std::io::Cursor::new(text.as_bytes());
+        let mut total = 0;
+        while let Some(chunk) = read_chunk(&mut input, &mut |_| false).unwrap() {
+            assert!(chunk.ends_with(b"\n"));
+            assert!(chunk.len() >= CHUNK_BYTES || total + chunk.len() == text.len());
+            total += chunk.len();
+        }
+        assert_eq!(total, text.len());
+    }
+}
