@@ -291,16 +291,24 @@ async fn handle(
         req.extensions_mut().insert(caller);
         let mut grpc = grpc;
         return match grpc.call(req).await {
-            Ok(resp) => {
-                // Decoding failures (too large, malformed) are answered by tonic itself.
-                if let Some(status) = resp.headers().get("grpc-status")
-                    && status.as_bytes() != b"0"
-                {
-                    let why = match status.as_bytes() {
-                        b"8" => Reject::TooLarge,
-                        _ => Reject::Malformed,
-                    };
-                    shared.metrics.reject(why, 0);
+            Ok(mut resp) => {
+                // Decoding failures (too large, malformed) are answered by tonic itself, as a
+                // trailers-only response. tonic says OUT_OF_RANGE for a message above the
+                // limit; OTLP says RESOURCE_EXHAUSTED.
+                let code = resp
+                    .headers()
+                    .get("grpc-status")
+                    .map(|v| v.as_bytes().to_vec());
+                match code.as_deref() {
+                    None | Some(b"0") => {}
+                    Some(b"11") => {
+                        resp.headers_mut()
+                            .insert("grpc-status", HeaderValue::from_static("8"));
+                        shared.metrics.reject(Reject::TooLarge, 0);
+                    }
+                    Some(b"3") => shared.metrics.reject(Reject::Malformed, 0),
+                    // Refusals of `accept` were counted there.
+                    Some(_) => {}
                 }
                 resp
             }
