@@ -65,6 +65,9 @@ enum Command {
     Config(cmd::config::Args),
     /// Look into, re-send or empty an OTLP spool directory: status, flush, drop.
     Spool(cmd::spool::Args),
+    /// The redacting OTLP gateway: receive spans from any OpenTelemetry SDK, redact, store,
+    /// forward.
+    Serve(cmd::serve::Args),
 }
 
 /// How a command that did not fail outright ended.
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Traces(args) => cmd::traces::run(args, &cli.global),
         Command::Config(args) => cmd::config::run(args, &cli.global),
         Command::Spool(args) => cmd::spool::run(args, &cli.global),
+        Command::Serve(args) => cmd::serve::run(args, &cli.global),
     };
     match result {
         Ok(Exit::Done) => ExitCode::SUCCESS,

@@ -84,7 +84,7 @@
 //! | `jsonl` | `jsonl`: the JSONL store (`JsonlStore`) |
 //! | `sqlite` | `sqlite`: the embedded SQLite store (`SqliteStore`) |
 //! | `otlp` | `otlp`: the OTLP exporter (gRPC or HTTP/protobuf, rustls); `[otlp]` settings use it |
-//! | `receiver` | the redacting OTLP receiver (declared; not shipped yet) |
+//! | `gateway` | `gateway`: the redacting OTLP gateway behind `tracecraft serve` and the `[gateway]` table (`receiver` is an alias) |
 //! | `tracing` | `layer::TraceCraftLayer`, a `tracing_subscriber::Layer` that turns spans into runs and steps |
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -111,6 +111,11 @@ pub use tracecraft_store_sqlite as sqlite;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use tracecraft_otlp as otlp;
+
+/// The redacting OTLP gateway (`tracecraft-gateway`).
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub use tracecraft_gateway as gateway;
 
 /// Processors, the pipeline and the batch exporter (`tracecraft-pipeline`).
 #[cfg(feature = "pipeline")]

@@ -4,6 +4,7 @@
 pub(crate) mod config;
 pub(crate) mod import;
 pub(crate) mod redact;
+pub(crate) mod serve;
 pub(crate) mod spool;
 pub(crate) mod traces;
 
