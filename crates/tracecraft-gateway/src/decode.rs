@@ -111,6 +111,36 @@ pub fn decode(body: &[u8], format: Format) -> Result<ExportTraceServiceRequest, 
     }
 }
 
+/// An OTLP/HTTP body as the gateway reads it: gunzipped when `gzip` (bounded by `limit`),
+/// then decoded as `format`; the invalid spans are removed and counted, as the gateway does
+/// before anything is queued. Returns the request, the number of spans removed and a
+/// message naming their problems. The one decoding path of the gateway (and its fuzz target).
+///
+/// # Errors
+/// As [`gunzip`] and [`decode`].
+pub fn decode_body(
+    body: &[u8],
+    format: Format,
+    gzip: bool,
+    limit: usize,
+) -> Result<ExportTraceServiceRequest, DecodeError> {
+    if body.len() > limit {
+        return Err(DecodeError::TooLarge { limit });
+    }
+    if gzip {
+        decode(&gunzip(body, limit)?, format)
+    } else {
+        decode(body, format)
+    }
+}
+
+/// Removes the spans the gateway refuses (ids of the wrong length or all zero, a zero
+/// start, times after the end or more than a day ahead), and scopes and resources left
+/// empty. Returns how many were removed and a message naming each problem (no values).
+pub fn validate(request: &mut ExportTraceServiceRequest) -> (u64, String) {
+    retain_valid(&mut request.resource_spans)
+}
+
 /// The number of spans in a request.
 #[must_use]
 pub fn span_count(request: &ExportTraceServiceRequest) -> usize {

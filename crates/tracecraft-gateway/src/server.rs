@@ -395,16 +395,10 @@ async fn http_export(shared: &Shared, req: Request<Incoming>) -> Response<Body> 
                 ));
             }
         };
-        let body = if gzip {
-            Bytes::from(decode::gunzip(&body, limit).map_err(|e| match e {
-                DecodeError::TooLarge { .. } => too_large(),
-                other => Refusal(Reject::Malformed, other.to_string()),
-            })?)
-        } else {
-            body
-        };
-        let request =
-            decode::decode(&body, format).map_err(|e| Refusal(Reject::Malformed, e.to_string()))?;
+        let request = decode::decode_body(&body, format, gzip, limit).map_err(|e| match e {
+            DecodeError::TooLarge { .. } => too_large(),
+            other => Refusal(Reject::Malformed, other.to_string()),
+        })?;
         let spans = decode::span_count(&request) as u64;
         shared.accept(caller, request).inspect_err(|r| {
             shared.metrics.reject_spans(r.0, spans);
