@@ -43,7 +43,7 @@
 //! present, else after `quiet_period_ms` without a new span, else when `max_pending_spans`
 //! forces the oldest out, and at shutdown. Spans arriving after their trace was processed
 //! are counted (`tracecraft_gateway_spans_late_total`) and processed as a second part with
-//! the same run id (a store that keeps the first part keeps only it).
+//! the same run id, which stores merge into the stored run (`TraceStore` contract).
 //!
 //! ## Security
 //! Loopback by default; another address needs TLS (rustls, optional client-certificate
