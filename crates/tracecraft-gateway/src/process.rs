@@ -274,6 +274,7 @@ impl Worker {
 impl Consumer<Item> for Worker {
     fn consume(&mut self, items: &mut Vec<Item>) {
         let mut ready = Vec::new();
+        let mut tick = false;
         for item in items.drain(..) {
             match item {
                 Item::Spans {
@@ -283,10 +284,14 @@ impl Consumer<Item> for Worker {
                     self.metrics.queued_requests.fetch_sub(1, Ordering::Relaxed);
                     self.add(tenant, resource_spans, &mut ready);
                 }
-                Item::Tick => {}
+                Item::Tick => tick = true,
             }
         }
-        self.due(Instant::now(), false, &mut ready);
+        // Looking for traces past their quiet period sorts the pending ones: on ticks only,
+        // or when the span bound is exceeded.
+        if tick || self.pending_spans > self.max_pending_spans {
+            self.due(Instant::now(), false, &mut ready);
+        }
         ready.sort();
         ready.dedup();
         self.finish(ready);

@@ -306,6 +306,13 @@ async fn handle(
                             .insert("grpc-status", HeaderValue::from_static("8"));
                         shared.metrics.reject(Reject::TooLarge, 0);
                     }
+                    // tonic answers INTERNAL for an undecodable message (the handler never
+                    // does); OTLP says INVALID_ARGUMENT, so SDKs do not retry it.
+                    Some(b"13") => {
+                        resp.headers_mut()
+                            .insert("grpc-status", HeaderValue::from_static("3"));
+                        shared.metrics.reject(Reject::Malformed, 0);
+                    }
                     Some(b"3") => shared.metrics.reject(Reject::Malformed, 0),
                     // Refusals of `accept` were counted there.
                     Some(_) => {}
@@ -483,9 +490,13 @@ where
         let grpc = grpc.clone();
         async move { Ok::<_, Infallible>(handle(shared, grpc, req).await) }
     });
-    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(io), service)
-        .await;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client that never finishes its headers is dropped (slowloris).
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    let _ = builder.serve_connection(TokioIo::new(io), service).await;
 }
 
 async fn accept_loop(

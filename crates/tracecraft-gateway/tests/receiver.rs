@@ -359,3 +359,44 @@ fn health_and_metrics_endpoints() {
     }
     assert_eq!(get(&format!("{base}/nope"), &[]).0, 404);
 }
+
+#[test]
+fn undecodable_grpc_messages_get_invalid_argument() {
+    use http_body_util::{BodyExt, Full};
+    let h = Harness::start(quiet(0));
+    let url = format!(
+        "{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        h.grpc_url()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = rt.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http::<Full<bytes::Bytes>>();
+        // One gRPC frame (uncompressed, length 6) of bytes that are not a protobuf message.
+        let frame = vec![0, 0, 0, 0, 6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        let req = http::Request::post(url)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::new(bytes::Bytes::from(frame)))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        let in_headers = resp.headers().get("grpc-status").cloned();
+        let collected = resp.into_body().collect().await.unwrap();
+        in_headers.or_else(|| {
+            collected
+                .trailers()
+                .and_then(|t| t.get("grpc-status").cloned())
+        })
+    });
+    assert_eq!(status.unwrap(), "3");
+    assert_eq!(
+        h.gateway.metrics().snapshot().rejected_requests["malformed"],
+        1
+    );
+    assert_eq!(get(&format!("{}/health", h.http_url()), &[]).0, 200);
+}
