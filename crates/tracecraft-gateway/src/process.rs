@@ -74,6 +74,7 @@ pub(crate) struct Worker {
     metrics: Arc<Metrics>,
     quiet: Duration,
     max_pending_spans: usize,
+    threads: usize,
     pipelines: HashMap<Tenant, Result<Pipeline, String>>,
     pending: HashMap<Key, Pending>,
     pending_spans: usize,
@@ -83,6 +84,8 @@ pub(crate) struct Worker {
 }
 
 const MAX_REMEMBERED: usize = 100_000;
+/// Traces in one batch from which processing is spread over several threads.
+const PARALLEL_MIN: usize = 32;
 
 impl Worker {
     pub(crate) fn new(
@@ -96,6 +99,7 @@ impl Worker {
             metrics,
             quiet,
             max_pending_spans,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             pipelines: HashMap::new(),
             pending: HashMap::new(),
             pending_spans: 0,
@@ -185,6 +189,8 @@ impl Worker {
     fn finish(&mut self, keys: Vec<Key>) {
         let mut out: HashMap<Tenant, Vec<ProcessedRun>> = HashMap::new();
         let now = Instant::now();
+        // The traces to process, each with its tenant's pipeline opened.
+        let mut work: Vec<(Tenant, Vec<ResourceSpans>)> = Vec::with_capacity(keys.len());
         for key in keys {
             let Some(p) = self.pending.remove(&key) else {
                 continue;
@@ -193,40 +199,84 @@ impl Worker {
             self.metrics
                 .traces_completed
                 .fetch_add(1, Ordering::Relaxed);
-            let runs = tracecraft_otlp::reverse::runs_from_resource_spans(&p.parts);
             let tenant = key.0.clone();
             let router = &self.router;
-            let pipeline = self
-                .pipelines
+            self.pipelines
                 .entry(tenant.clone())
                 .or_insert_with(|| router.open(tenant.as_deref()));
-            match pipeline {
-                Ok(pipeline) => {
-                    for run in runs {
-                        match pipeline.process(run) {
-                            Submitted::Exported(p) => {
-                                self.metrics.runs_processed.fetch_add(1, Ordering::Relaxed);
-                                count_redactions(&self.metrics, &p);
-                                out.entry(tenant.clone()).or_default().push(p);
-                            }
-                            Submitted::Dropped(_) => {
-                                self.metrics.runs_dropped.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Submitted::Failed { .. } => {
-                                self.metrics.runs_failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                }
-                Err(_) => {
-                    self.metrics
-                        .runs_failed
-                        .fetch_add(runs.len() as u64, Ordering::Relaxed);
-                }
-            }
+            work.push((tenant, p.parts));
             if self.done.insert(key.clone(), now).is_none() {
                 self.done_order.push_back((key, now));
             }
+        }
+        // Reverse mapping and the pipeline (redaction) on `threads` threads when there is
+        // enough work; stores and forwarders still get one batch per tenant from this thread.
+        let pipelines = &self.pipelines;
+        let metrics = &self.metrics;
+        let process = |items: Vec<(Tenant, Vec<ResourceSpans>)>| {
+            let mut kept: Vec<(Tenant, ProcessedRun)> = Vec::new();
+            for (tenant, parts) in items {
+                let runs = tracecraft_otlp::reverse::runs_from_resource_spans(&parts);
+                match pipelines.get(&tenant) {
+                    Some(Ok(pipeline)) => {
+                        for run in runs {
+                            match pipeline.process(run) {
+                                Submitted::Exported(p) => {
+                                    metrics.runs_processed.fetch_add(1, Ordering::Relaxed);
+                                    count_redactions(metrics, &p);
+                                    kept.push((tenant.clone(), p));
+                                }
+                                Submitted::Dropped(_) => {
+                                    metrics.runs_dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Submitted::Failed { .. } => {
+                                    metrics.runs_failed.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        metrics
+                            .runs_failed
+                            .fetch_add(runs.len() as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+            kept
+        };
+        let kept: Vec<(Tenant, ProcessedRun)> = if self.threads > 1 && work.len() >= PARALLEL_MIN {
+            let per = work.len().div_ceil(self.threads);
+            let mut chunks: Vec<Vec<(Tenant, Vec<ResourceSpans>)>> = Vec::new();
+            let mut it = work.into_iter();
+            loop {
+                let chunk: Vec<_> = it.by_ref().take(per).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                chunks.push(chunk);
+            }
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunks
+                    .into_iter()
+                    .map(|chunk| (chunk.len() as u64, scope.spawn(|| process(chunk))))
+                    .collect();
+                handles
+                    .into_iter()
+                    // A panic in the reverse mapping drops that chunk's traces (fail closed),
+                    // counted as failed; the pipeline itself catches processor panics.
+                    .flat_map(|(n, h)| {
+                        h.join().unwrap_or_else(|_| {
+                            metrics.runs_failed.fetch_add(n, Ordering::Relaxed);
+                            Vec::new()
+                        })
+                    })
+                    .collect()
+            })
+        } else {
+            process(work)
+        };
+        for (tenant, p) in kept {
+            out.entry(tenant).or_default().push(p);
         }
         for (tenant, batch) in out {
             if let Some(Ok(pipeline)) = self.pipelines.get(&tenant) {

@@ -400,3 +400,31 @@ fn undecodable_grpc_messages_get_invalid_argument() {
     );
     assert_eq!(get(&format!("{}/health", h.http_url()), &[]).0, 200);
 }
+
+#[test]
+fn many_traces_in_one_request_are_processed_in_parallel_and_all_stored() {
+    let h = Harness::start(quiet(60_000));
+    let url = format!("{}/v1/traces", h.http_url());
+    // 40 complete traces (above the parallel threshold), each with a secret.
+    let spans: Vec<_> = (1..=40u8)
+        .flat_map(|t| {
+            [
+                span(t, 1, 0, "agent", vec![kv("k", s(SECRETS[1]))]),
+                span(t, 2, 1, "chat", vec![kv("k", s(SECRETS[2]))]),
+            ]
+        })
+        .collect();
+    assert_eq!(post(&url, protobuf(&request(spans)), &[PB]).0, 200);
+    assert!(
+        h.wait_for(|h| h.runs(None).len() == 40),
+        "{}",
+        h.runs(None).len()
+    );
+    let runs = h.runs(None);
+    assert_no_secrets(&stored_json(&runs));
+    assert!(
+        runs.iter()
+            .all(|r| r.steps.len() == 1 && r.steps[0].children.len() == 1)
+    );
+    assert_eq!(h.gateway.metrics().snapshot().runs_processed, 40);
+}
