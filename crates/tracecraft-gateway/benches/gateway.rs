@@ -13,6 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
+use tracecraft_core::testing::MemoryStore;
 use tracecraft_gateway::{Gateway, GatewayConfig};
 use tracecraft_pipeline::PipelineConfig;
 
@@ -105,13 +106,21 @@ fn main() {
             .unwrap(),
     );
     let s = Arc::clone(&store);
+    // TRACECRAFT_BENCH_STORE=memory: the same without SQLite, to see what the store costs.
+    let memory = std::env::var("TRACECRAFT_BENCH_STORE").is_ok_and(|v| v == "memory");
     let mut gateway = Gateway::start(&config, move |_: Option<&str>| {
-        PipelineConfig::default()
+        let b = PipelineConfig::default()
             .builder()
-            .and_then(|b| b.store(Arc::clone(&s)).build())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let b = if memory {
+            b.store(Arc::new(MemoryStore::new()))
+        } else {
+            b.store(Arc::clone(&s))
+        };
+        b.build().map_err(|e| e.to_string())
     })
     .unwrap();
+    let store_name = if memory { "memory" } else { "sqlite" };
     let url: http::Uri = format!("http://{}/v1/traces", gateway.http_addr().unwrap())
         .parse()
         .unwrap();
@@ -130,7 +139,7 @@ fn main() {
             .metrics()
             .snapshot()
             .exporters
-            .get("sqlite")
+            .get(store_name)
             .map_or(0, |(ok, _)| *ok)
     };
     let load = Duration::from_secs(8);
@@ -169,7 +178,7 @@ fn main() {
     };
     let summary = gateway.shutdown(Duration::from_secs(30));
     println!(
-        "gateway bench: {TRACES_PER_REQUEST} traces x {SPANS_PER_TRACE} spans per HTTP/protobuf request, redaction on, SQLite store"
+        "gateway bench: {TRACES_PER_REQUEST} traces x {SPANS_PER_TRACE} spans per HTTP/protobuf request, redaction on, {store_name} store"
     );
     println!(
         "  sustained (received, redacted, stored): {:>9.0} spans/s   target >= {:.0}   {}",
