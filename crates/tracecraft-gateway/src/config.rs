@@ -142,7 +142,9 @@ impl TlsFiles {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TokenConfig {
-    /// SHA-256 of the token, 64 hex digits (`printf %s "$TOKEN" | sha256sum`).
+    /// SHA-256 of the token, 64 hex digits (`printf %s "$TOKEN" | sha256sum`). Serialized
+    /// (shown) as `"<hidden>"`: a digest of a weak token can be brute-forced.
+    #[serde(serialize_with = "hidden_digest")]
     pub sha256: Option<String>,
     /// A file whose content (trimmed) is the token.
     pub file: Option<PathBuf>,
@@ -150,6 +152,13 @@ pub struct TokenConfig {
     pub env: Option<String>,
     /// The tenant whose store receives this token's spans (`[A-Za-z0-9_-]`, at most 64).
     pub tenant: Option<String>,
+}
+
+fn hidden_digest<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_some("<hidden>"),
+        None => s.serialize_none(),
+    }
 }
 
 impl std::fmt::Debug for TokenConfig {
@@ -471,5 +480,7 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.http.unwrap().port(), 9999);
         assert!(!format!("{c:?}").contains("abab"));
+        let shown = serde_json::to_string(&c).unwrap();
+        assert!(!shown.contains("abab") && shown.contains("<hidden>"), "{shown}");
     }
 }
