@@ -481,6 +481,9 @@ mod tests {
         assert_eq!(c.http.unwrap().port(), 9999);
         assert!(!format!("{c:?}").contains("abab"));
         let shown = serde_json::to_string(&c).unwrap();
-        assert!(!shown.contains("abab") && shown.contains("<hidden>"), "{shown}");
+        assert!(
+            !shown.contains("abab") && shown.contains("<hidden>"),
+            "{shown}"
+        );
     }
 }
