@@ -51,6 +51,7 @@ fn steps() -> Vec<Step> {
         "pipeline,jsonl",
         "pipeline,sqlite",
         "otlp",
+        "gateway",
     ] {
         steps.push(Step {
             name: "feature subset",

@@ -73,6 +73,9 @@ enum Command {
     Ui(cmd::ui::Args),
     /// Look into, re-send or empty an OTLP spool directory: status, flush, drop.
     Spool(cmd::spool::Args),
+    /// The redacting OTLP gateway: receive spans from any OpenTelemetry SDK, redact, store,
+    /// forward.
+    Serve(cmd::serve::Args),
 }
 
 /// How a command that did not fail outright ended.
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => cmd::doctor::run(args, &cli.global),
         Command::Ui(args) => cmd::ui::run(args, &cli.global),
         Command::Spool(args) => cmd::spool::run(args, &cli.global),
+        Command::Serve(args) => cmd::serve::run(args, &cli.global),
     };
     match result {
         Ok(Exit::Done) => ExitCode::SUCCESS,

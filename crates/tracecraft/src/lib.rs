@@ -84,7 +84,7 @@
 //! | `jsonl` | `jsonl`: the JSONL store (`JsonlStore`) |
 //! | `sqlite` | `sqlite`: the embedded SQLite store (`SqliteStore`) |
 //! | `otlp` | `otlp`: the OTLP exporter (gRPC or HTTP/protobuf, rustls); `[otlp]` settings use it |
-//! | `receiver` | the redacting OTLP receiver (declared; not shipped yet) |
+//! | `gateway` | `gateway`: the redacting OTLP gateway behind `tracecraft serve` and the `[gateway]` table (`receiver` is an alias) |
 //! | `tracing` | `layer::TraceCraftLayer`, a `tracing_subscriber::Layer` that turns spans into runs and steps |
 //! | `ui` | `ui`: the trace browser (`ui::Server`) that `tracecraft ui` serves |
 //! | `full` | all of the above |
@@ -113,6 +113,10 @@ pub use tracecraft_store_sqlite as sqlite;
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use tracecraft_otlp as otlp;
 
+/// The redacting OTLP gateway (`tracecraft-gateway`).
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub use tracecraft_gateway as gateway;
 /// The local trace browser (`tracecraft-ui`).
 #[cfg(feature = "ui")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ui")))]

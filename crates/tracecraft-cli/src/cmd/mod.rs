@@ -6,6 +6,7 @@ pub(crate) mod doctor;
 pub(crate) mod import;
 pub(crate) mod redact;
 pub(crate) mod scan;
+pub(crate) mod serve;
 pub(crate) mod spool;
 pub(crate) mod traces;
 pub(crate) mod ui;

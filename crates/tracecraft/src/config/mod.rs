@@ -463,6 +463,9 @@ pub struct TraceCraftConfig {
     pub otlp: OtlpConfig,
     /// `[batch]`.
     pub batch: BatchSettings,
+    /// `[gateway]`: `tracecraft serve` (feature `gateway`).
+    #[cfg(feature = "gateway")]
+    pub gateway: tracecraft_gateway::GatewayConfig,
 }
 
 impl Default for TraceCraftConfig {
@@ -484,6 +487,8 @@ impl Default for TraceCraftConfig {
             jsonl: JsonlExportConfig::default(),
             otlp: OtlpConfig::default(),
             batch: BatchSettings::default(),
+            #[cfg(feature = "gateway")]
+            gateway: tracecraft_gateway::GatewayConfig::default(),
         }
     }
 }
@@ -677,6 +682,17 @@ impl TraceCraftConfig {
                 message: "max_queue_size and batch_size must be at least 1".into(),
             });
         }
+        #[cfg(feature = "gateway")]
+        self.gateway.validate().map_err(|e| match e {
+            tracecraft_gateway::ConfigError::Invalid { field, message } => ConfigError::Invalid {
+                field: format!("gateway.{field}"),
+                message,
+            },
+            other => ConfigError::Invalid {
+                field: "gateway".into(),
+                message: other.to_string(),
+            },
+        })?;
         Ok(())
     }
 }

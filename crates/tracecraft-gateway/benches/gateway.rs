@@ -1,0 +1,273 @@
+//! `cargo xtask bench gateway`: a bounded load generator on loopback against a gateway that
+//! redacts and stores into SQLite. Prints sustained spans/s (received, redacted and stored)
+//! and the p99 request latency at half that load, beside the targets. About 20 s.
+#![allow(clippy::print_stdout, clippy::disallowed_macros, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use tracecraft_core::testing::MemoryStore;
+use tracecraft_gateway::{Gateway, GatewayConfig};
+use tracecraft_pipeline::PipelineConfig;
+
+const TRACES_PER_REQUEST: usize = 50;
+const SPANS_PER_TRACE: usize = 10;
+const SPANS_PER_REQUEST: u64 = (TRACES_PER_REQUEST * SPANS_PER_TRACE) as u64;
+const TARGET_SPANS_PER_S: f64 = 100_000.0;
+const TARGET_P99_MS: f64 = 20.0;
+
+fn attr(k: &str, v: &str) -> KeyValue {
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+/// One request of complete traces (root + children), distinct trace ids per `seq`.
+fn request(seq: u64) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut spans = Vec::with_capacity(TRACES_PER_REQUEST * SPANS_PER_TRACE);
+    for t in 0..TRACES_PER_REQUEST as u64 {
+        let mut trace_id = [0u8; 16];
+        trace_id[..8].copy_from_slice(&seq.to_be_bytes());
+        trace_id[8..].copy_from_slice(&(t + 1).to_be_bytes());
+        for s in 0..SPANS_PER_TRACE as u64 {
+            let span_id = (s + 1).to_be_bytes().to_vec();
+            let parent = if s == 0 {
+                Vec::new()
+            } else {
+                1u64.to_be_bytes().to_vec()
+            };
+            spans.push(Span {
+                trace_id: trace_id.to_vec(),
+                span_id,
+                parent_span_id: parent,
+                name: if s == 0 {
+                    "invoke_agent"
+                } else {
+                    "chat gpt-4o"
+                }
+                .into(),
+                start_time_unix_nano: now - 1_000_000 + s,
+                end_time_unix_nano: now,
+                attributes: vec![
+                    attr(
+                        "gen_ai.operation.name",
+                        if s == 0 { "invoke_agent" } else { "chat" },
+                    ),
+                    attr("gen_ai.request.model", "gpt-4o"),
+                    attr(
+                        "gen_ai.prompt",
+                        "Summarize the ticket from jane.doe@corp-mail.com about order 1234",
+                    ),
+                ],
+                ..Default::default()
+            });
+        }
+    }
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("bench.db");
+    let config = GatewayConfig::builder()
+        .grpc(None)
+        .http(Some("127.0.0.1:0".parse().unwrap()))
+        .queue_capacity(64)
+        .log_interval_s(0)
+        .build()
+        .unwrap();
+    let store = Arc::new(
+        tracecraft_store_sqlite::SqliteStore::open(tracecraft_store_sqlite::SqliteConfig::new(&db))
+            .unwrap(),
+    );
+    let s = Arc::clone(&store);
+    // TRACECRAFT_BENCH_STORE=memory: the same without SQLite, to see what the store costs.
+    let memory = std::env::var("TRACECRAFT_BENCH_STORE").is_ok_and(|v| v == "memory");
+    let mut gateway = Gateway::start(&config, move |_: Option<&str>| {
+        let b = PipelineConfig::default()
+            .builder()
+            .map_err(|e| e.to_string())?;
+        let b = if memory {
+            b.store(Arc::new(MemoryStore::new()))
+        } else {
+            b.store(Arc::clone(&s))
+        };
+        b.build().map_err(|e| e.to_string())
+    })
+    .unwrap();
+    let store_name = if memory { "memory" } else { "sqlite" };
+    let url: http::Uri = format!("http://{}/v1/traces", gateway.http_addr().unwrap())
+        .parse()
+        .unwrap();
+    let bodies: Vec<Bytes> = (0..4096).map(|i| Bytes::from(request(i))).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let seq = Arc::new(AtomicU64::new(0));
+
+    // Phase 1: as fast as the gateway accepts (503s are retried by the client after 5 ms),
+    // for 8 s; then the drain. Sustained = spans stored / (load + drain time).
+    let stored_runs = || {
+        gateway
+            .metrics()
+            .snapshot()
+            .exporters
+            .get(store_name)
+            .map_or(0, |(ok, _)| *ok)
+    };
+    let load = Duration::from_secs(8);
+    let start = Instant::now();
+    let (accepted, refused) = rt.block_on(drive(&url, &bodies, &seq, load, None, 4));
+    let sent_traces = accepted * TRACES_PER_REQUEST as u64;
+    while stored_runs() < sent_traces && start.elapsed() < load * 4 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let stored_spans = stored_runs() * SPANS_PER_TRACE as u64;
+    let rate = stored_spans as f64 / elapsed;
+
+    // Phase 2: half that load, paced; p99 request latency.
+    let half = rate / 2.0;
+    let interval = Duration::from_secs_f64(SPANS_PER_REQUEST as f64 / half.max(1.0));
+    let (latencies, _) = rt.block_on(async {
+        let lat = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (n, _) = drive(
+            &url,
+            &bodies,
+            &seq,
+            Duration::from_secs(6),
+            Some((interval, Arc::clone(&lat))),
+            8,
+        )
+        .await;
+        let v = lat.lock().unwrap().clone();
+        (v, n)
+    });
+    let mut l = latencies;
+    l.sort_unstable();
+    let p = |q: f64| {
+        l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)))
+            .map_or(f64::NAN, |d: &Duration| d.as_secs_f64() * 1000.0)
+    };
+    let summary = gateway.shutdown(Duration::from_secs(30));
+    println!(
+        "gateway bench: {TRACES_PER_REQUEST} traces x {SPANS_PER_TRACE} spans per HTTP/protobuf request, redaction on, {store_name} store"
+    );
+    println!(
+        "  sustained (received, redacted, stored): {:>9.0} spans/s   target >= {:.0}   {}",
+        rate,
+        TARGET_SPANS_PER_S,
+        if rate >= TARGET_SPANS_PER_S {
+            "ok"
+        } else {
+            "BELOW TARGET"
+        }
+    );
+    println!(
+        "  requests accepted {accepted}, refused with 503 (backpressure) {refused}; {stored_spans} spans stored in {elapsed:.1} s"
+    );
+    println!(
+        "  at half load ({half:.0} spans/s, {} requests): p50 {:.2} ms, p99 {:.2} ms   target p99 <= {TARGET_P99_MS} ms   {}",
+        l.len(),
+        p(0.50),
+        p(0.99),
+        if p(0.99) <= TARGET_P99_MS {
+            "ok"
+        } else {
+            "ABOVE TARGET"
+        }
+    );
+    println!("  shutdown clean: {}", summary.is_clean());
+}
+
+/// `conns` connections send bodies until `duration` passes; paced when `pace` is given
+/// (each connection's share of the interval), recording each request's latency.
+async fn drive(
+    url: &http::Uri,
+    bodies: &[Bytes],
+    seq: &Arc<AtomicU64>,
+    duration: Duration,
+    pace: Option<(Duration, Arc<std::sync::Mutex<Vec<Duration>>>)>,
+    conns: usize,
+) -> (u64, u64) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let deadline = Instant::now() + duration;
+    let accepted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..conns {
+        let client = client.clone();
+        let url = url.clone();
+        let bodies = bodies.to_vec();
+        let seq = Arc::clone(seq);
+        let accepted = Arc::clone(&accepted);
+        let refused = Arc::clone(&refused);
+        let pace = pace.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut next = Instant::now() + Duration::from_micros(c as u64 * 137);
+            while Instant::now() < deadline {
+                if let Some((interval, _)) = &pace {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += *interval * conns as u32;
+                }
+                let i = seq.fetch_add(1, Ordering::Relaxed) as usize;
+                let body = bodies[i % bodies.len()].clone();
+                let req = http::Request::post(url.clone())
+                    .header("content-type", "application/x-protobuf")
+                    .body(Full::new(body))
+                    .unwrap();
+                let t = Instant::now();
+                let Ok(resp) = client.request(req).await else {
+                    continue;
+                };
+                let status = resp.status();
+                let _ = resp.into_body().collect().await;
+                let took = t.elapsed();
+                if status == 200 {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    if let Some((_, lat)) = &pace {
+                        lat.lock().unwrap().push(took);
+                    }
+                } else {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    (
+        accepted.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+    )
+}
