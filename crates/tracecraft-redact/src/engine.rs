@@ -697,7 +697,7 @@ impl Engine {
             digit_runs(&text.as_bytes()[s..e], s, &mut runs);
             let b = text.as_bytes();
             for (&rule, shapes) in self.digit_rules.iter().zip(&self.digit_shapes) {
-                if any_of(&b[start..end], shapes.unless) {
+                if shapes.whole || any_of(&b[start..end], shapes.unless) {
                     push_window(&mut cands, rule, start, end);
                     continue;
                 }
@@ -950,11 +950,14 @@ impl Engine {
             i += 1;
             while i < hits.len() && hits[i].start <= ge {
                 ge = ge.max(hits[i].end);
-                report.add(
-                    &self.rules[usize::from(hits[i].rule)].name,
-                    hits[i].start,
-                    hits[i].end,
-                );
+                // Two detectors of one rule on the same bytes are one finding.
+                let prev = &hits[i - 1];
+                let name = &self.rules[usize::from(hits[i].rule)].name;
+                if (prev.start, prev.end) != (hits[i].start, hits[i].end)
+                    || self.rules[usize::from(prev.rule)].name != *name
+                {
+                    report.add(name, hits[i].start, hits[i].end);
+                }
                 i += 1;
             }
             out.push_str(&text[copied..gs]);
@@ -976,13 +979,17 @@ impl Engine {
 
     pub(crate) fn findings(&self, hits: &mut [Hit]) -> Vec<Finding> {
         hits.sort_unstable_by_key(|h| (h.start, std::cmp::Reverse(h.end), h.rule));
-        hits.iter()
+        let mut out: Vec<Finding> = hits
+            .iter()
             .map(|h| Finding {
                 rule: self.rules[usize::from(h.rule)].name.to_string(),
                 start: h.start,
                 end: h.end,
             })
-            .collect()
+            .collect();
+        // Two detectors of one rule on the same bytes are one finding (as in `apply`).
+        out.dedup();
+        out
     }
 }
 

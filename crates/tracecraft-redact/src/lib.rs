@@ -110,7 +110,7 @@ pub struct Redactor {
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.engine.rules.iter().map(|r| &*r.name).collect();
+        let names: Vec<&str> = self.rule_names().collect();
         f.debug_struct("Redactor")
             .field("enabled", &self.engine.enabled)
             .field("rules", &names)
@@ -133,7 +133,14 @@ impl Redactor {
 
     /// The enabled rule names (built-ins in fixed order, then custom rules).
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
-        self.engine.rules.iter().map(|r| &*r.name)
+        // A built-in rule may have several detectors (e.g. `phone`: digit forms and numbers
+        // after a phone word), adjacent in the list.
+        let rules = &self.engine.rules;
+        rules
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| *i == 0 || rules[i - 1].name != r.name)
+            .map(|(_, r)| &*r.name)
     }
 
     /// Redacts one string. Returns it borrowed when nothing matched.

@@ -129,6 +129,25 @@ const PIECES: &[&str] = &[
     "\t",
     ";",
     "&",
+    // Issue 13 forms: bare JWTs, E.164 and national phones after a phone word, SSNs after an
+    // SSN word, quoted and internationalised emails, placeholders.
+    "eyJhbGciOiJIUzI1NiJ9",
+    "eyJ",
+    ".",
+    "+44 7700 900123",
+    "+49 30 1234567",
+    "call ",
+    "phone: ",
+    "電話",
+    "invoice ",
+    "ssn ",
+    "123456789",
+    "2535678183",
+    "\"john doe\"",
+    "josé@café.example",
+    "false",
+    "${X}",
+    "***",
 ];
 
 fn text() -> impl Strategy<Value = String> {
