@@ -108,6 +108,8 @@ pub(crate) struct Engine {
     digit_shapes: Vec<Shapes>,
     custom_gate: Option<Regex>,
     custom_rules: Vec<u16>,
+    /// The rule that reports table cells (`tables.rs`): `password_field`, when enabled.
+    pub(crate) table_rule: Option<u16>,
     allow: HashSet<String>,
     allow_re: Option<Regex>,
     mode: RedactionMode,
@@ -379,10 +381,15 @@ impl Engine {
             .fold(0u64, |m, k| m | 1 << k.len());
         let sensitive_max = sensitive.iter().map(String::len).max().unwrap_or(0);
         let sensitive_few = (sensitive.len() <= 32).then(|| sensitive.iter().cloned().collect());
+        let table_rule = rules
+            .iter()
+            .position(|r| &*r.name == "password_field")
+            .and_then(|i| u16::try_from(i).ok());
         Ok(Engine {
             enabled: cfg.enabled,
             rules,
             anchors,
+            table_rule,
             digit_rules,
             digit_shapes,
             custom_gate,
@@ -487,6 +494,7 @@ impl Engine {
         let b = text.as_bytes();
         b.len() <= SHORT
             && self.custom_rules.is_empty()
+            && (self.table_rule.is_none() || memchr::memchr(b'\n', b).is_none())
             && (self.digit_rules.is_empty() || b.len() < 9 || count_short(b) < 9)
             && self.anchors.as_ref().is_none_or(|a| !a.may_match_short(b))
     }
@@ -799,6 +807,7 @@ impl Engine {
                 i = j;
             }
         }
+        self.find_tables(text, hits);
         if !self.custom_rules.is_empty() {
             let gate = self.custom_gate.as_ref().is_none_or(|g| g.is_match(text));
             if gate {
@@ -847,6 +856,7 @@ impl Engine {
             let rule = u16::try_from(rule).unwrap_or(u16::MAX);
             self.search_span(text, rule, 0, text.len(), hits);
         }
+        self.find_tables(text, hits);
     }
 
     /// The replacement for one merged span.

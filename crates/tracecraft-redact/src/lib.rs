@@ -70,6 +70,7 @@ mod engine;
 mod error;
 mod report;
 mod rules;
+mod tables;
 mod walk;
 
 use std::borrow::Cow;

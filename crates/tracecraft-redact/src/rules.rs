@@ -25,6 +25,12 @@ pub const DEFAULT_SENSITIVE_KEYS: &[&str] = &[
     "cookie",
     "set-cookie",
     "private_key",
+    "passphrase",
+    "passcode",
+    "pin",
+    "secret_key",
+    "access_key",
+    "secret_access_key",
 ];
 
 /// Post-match check: `(text, match_start, match_end, redacted spans) -> keep?`.
@@ -452,11 +458,14 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "password_field",
-        // `password=...`, `"password": "..."`, `DB_PASSWORD=...`, `secret: ...`, `token=...`,
-        // and the password in `scheme://user:password@host`.
+        // `password=...`, `"password": "..."`, `DB_PASSWORD=...`, `dbPass: ...`, `secret: ...`,
+        // `token=...`, `pin: ...`; in prose `my password is hunter2`, `the PIN is 4521`; and
+        // the password in `scheme://user:password@host`.
         pattern: concat!(
-            r"(?i-u:password|passwd|passphrase|pwd|secret|token)",
+            r"(?i-u:password|passwd|passphrase|passcode|pwd|secret|token|pin|pass)",
             sep!(),
+            pw_value!(),
+            r"|(?i-u:password|passphrase|passcode|pin|pwd)[ \t]+(?i-u:is|was)[ \t]*:?[ \t]*",
             pw_value!(),
             r#"|://[^\s:/@"'<>\[\]\\]*:([^\s/@"'<>\[\]\\]+)@"#
         ),
@@ -465,7 +474,10 @@ pub(crate) const BUILTINS: &[Builtin] = &[
             "password",
             "passwd",
             "passphrase",
+            "passcode",
+            "pass",
             "pwd",
+            "pin",
             "secret",
             "token",
             "://",
@@ -499,32 +511,37 @@ fn viable_email(b: &[u8], at: usize, _: usize) -> bool {
 }
 
 /// A `password_field` keyword followed by the separator its pattern requires (`sep!()`:
-/// up to 2 backslashes, an optional quote, spaces or tabs, then `=` or `:`), or `://`.
-/// `e`, when past `s`, is the end of the anchor found at `s`: for this rule's anchors that
-/// is the end of the keyword (no keyword is a prefix of another, so the pattern's keyword at
-/// `s` is the anchor); otherwise the keyword is looked up.
-fn viable_password_field(b: &[u8], s: usize, e: usize) -> bool {
+/// up to 2 backslashes, an optional quote, spaces or tabs, then `=` or `:`; or, in prose,
+/// spaces then `is`/`was`), or `://`. Every keyword that occurs at `s` is tried (`pass` is a
+/// prefix of `password`), so the anchor's end is not needed.
+fn viable_password_field(b: &[u8], s: usize, _: usize) -> bool {
     if b[s] == b':' {
         return b[s..].starts_with(b"://");
     }
-    let mut i = if e > s {
-        e
-    } else {
-        // The keywords by first letter; at most one of them occurs at `s`.
-        let keywords: &[&[u8]] = match b[s] | 0x20 {
-            b'p' => &[b"password", b"passwd", b"passphrase", b"pwd"],
-            b's' => &[b"secret"],
-            b't' => &[b"token"],
-            _ => return false,
-        };
-        let Some(k) = keywords.iter().find(|k| {
-            b.get(s..s + k.len())
-                .is_some_and(|h| h.eq_ignore_ascii_case(k))
-        }) else {
-            return false;
-        };
-        s + k.len()
+    let keywords: &[&[u8]] = match b[s] | 0x20 {
+        b'p' => &[
+            b"password",
+            b"passwd",
+            b"passphrase",
+            b"passcode",
+            b"pwd",
+            b"pin",
+            b"pass",
+        ],
+        b's' => &[b"secret"],
+        b't' => &[b"token"],
+        _ => return false,
     };
+    keywords.iter().any(|k| {
+        b.get(s..s + k.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(k))
+            && separator_follows(b, s + k.len())
+    })
+}
+
+/// `sep!()` or a prose `is`/`was` begins at `i`.
+fn separator_follows(b: &[u8], mut i: usize) -> bool {
+    let start = i;
     let mut slashes = 0;
     while slashes < 2 && b.get(i) == Some(&b'\\') {
         i += 1;
@@ -536,7 +553,19 @@ fn viable_password_field(b: &[u8], s: usize, e: usize) -> bool {
     while matches!(b.get(i), Some(b' ' | b'\t')) {
         i += 1;
     }
-    matches!(b.get(i), Some(b'=' | b':'))
+    if matches!(b.get(i), Some(b'=' | b':')) {
+        return true;
+    }
+    // Prose: at least one space, then `is` or `was`.
+    let mut j = start;
+    while matches!(b.get(j), Some(b' ' | b'\t')) {
+        j += 1;
+    }
+    j > start
+        && [&b"is"[..], b"was"].iter().any(|w| {
+            b.get(j..j + w.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(w))
+        })
 }
 
 /// `b[from..from + len]` exists and is all `class`.
@@ -941,6 +970,63 @@ pub(crate) fn placeholder(v: &[u8]) -> bool {
         || lower.windows(8).any(|w| w == b"redacted")
 }
 
+/// Words after `password is` (or `password:`) that say something about a password instead of
+/// being one.
+const NOT_A_PASSWORD: &[&str] = &[
+    "required",
+    "incorrect",
+    "invalid",
+    "wrong",
+    "expired",
+    "missing",
+    "empty",
+    "not",
+    "too",
+    "the",
+    "set",
+    "correct",
+    "valid",
+    "stored",
+    "hashed",
+    "encrypted",
+    "being",
+    "still",
+    "now",
+    "also",
+    "reset",
+    "changed",
+    "different",
+    "same",
+    "used",
+    "weak",
+    "strong",
+    "long",
+    "short",
+    "only",
+    "case",
+    "never",
+    "always",
+    "saved",
+    "sent",
+    "shown",
+    "needed",
+    "optional",
+    "protected",
+    "generated",
+    "rotated",
+    "updated",
+    "accepted",
+    "rejected",
+    "verified",
+    "ignored",
+    "unknown",
+    "incorrect.",
+    "invalid.",
+    "required.",
+    "expired.",
+    "wrong.",
+];
+
 /// `generic_api_key_param`: the value is not a placeholder (see [`placeholder`]).
 fn valid_key_param(text: &str, _: usize, _: usize, spans: &[(usize, usize)]) -> bool {
     let b = text.as_bytes();
@@ -997,10 +1083,18 @@ fn valid_password_field(text: &str, s: usize, e: usize, spans: &[(usize, usize)]
         .unwrap_or(e - s);
     let kw = text[s..s + kw_len].to_ascii_lowercase();
     let prev = if s == 0 { None } else { Some(b[s - 1]) };
-    if kw.starts_with("pass") {
+    if spans.iter().any(|&(a, z)| {
+        let v = b[a..z].to_ascii_lowercase();
+        NOT_A_PASSWORD.iter().any(|w| v == w.as_bytes())
+    }) {
+        return false;
+    }
+    if kw.starts_with("pass") && kw != "pass" {
         return true;
     }
-    if prev.is_some_and(|c| c.is_ascii_alphanumeric()) {
+    // `dbPass`, `clientSecret`, `authToken`: a camelCase word boundary.
+    let camel = prev.is_some_and(|c| c.is_ascii_lowercase()) && b[s].is_ascii_uppercase();
+    if prev.is_some_and(|c| c.is_ascii_alphanumeric()) && !camel {
         return false;
     }
     if kw == "token" {

@@ -14,7 +14,13 @@ enum Field {
 
 impl Engine {
     fn field_rule(&self, key: &str, path: Option<&str>) -> Option<Field> {
-        if (!self.field_leaf.is_empty() && self.field_leaf.contains(key))
+        // A leaf rule also matches the last segment of a dotted key (`db.password` for
+        // `password`, as OTLP attributes are named).
+        if (!self.field_leaf.is_empty()
+            && (self.field_leaf.contains(key)
+                || key
+                    .rsplit_once('.')
+                    .is_some_and(|(_, leaf)| self.field_leaf.contains(leaf))))
             || path.is_some_and(|p| self.field_dotted.contains(p))
         {
             return Some(Field::Path);
@@ -30,7 +36,7 @@ impl Engine {
     /// lower-to-upper case changes; `max_token` and the other count words before `token` are
     /// not sensitive). ASCII keys are normalised into a stack buffer, and only suffixes of a
     /// length some sensitive key has are looked up (no allocation).
-    fn is_sensitive(&self, key: &str) -> bool {
+    pub(crate) fn is_sensitive(&self, key: &str) -> bool {
         const CAP: usize = 64;
         if self.sensitive.is_empty() {
             return false;

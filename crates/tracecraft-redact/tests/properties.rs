@@ -148,6 +148,13 @@ const PIECES: &[&str] = &[
     "false",
     "${X}",
     "***",
+    "user,password\n",
+    "name\tapi_key\n",
+    ",",
+    "pin",
+    "pass",
+    " is ",
+    "clientSecret",
 ];
 
 fn text() -> impl Strategy<Value = String> {
