@@ -102,7 +102,7 @@ enum Hasher {
 pub(crate) struct Engine {
     pub(crate) enabled: bool,
     pub(crate) rules: Vec<Rule>,
-    anchors: Option<Anchors<(u16, How)>>,
+    pub(crate) anchors: Option<Anchors<(u16, How)>>,
     digit_rules: Vec<u16>,
     /// The shapes of `digit_rules`' matches, in the same order.
     digit_shapes: Vec<Shapes>,
@@ -110,6 +110,8 @@ pub(crate) struct Engine {
     custom_rules: Vec<u16>,
     /// The rule that reports table cells (`tables.rs`): `password_field`, when enabled.
     pub(crate) table_rule: Option<u16>,
+    /// The rules whose anchors are table keywords (`password_field`, `generic_api_key_param`).
+    pub(crate) table_rules: Vec<u16>,
     allow: HashSet<String>,
     allow_re: Option<Regex>,
     mode: RedactionMode,
@@ -381,6 +383,12 @@ impl Engine {
             .fold(0u64, |m, k| m | 1 << k.len());
         let sensitive_max = sensitive.iter().map(String::len).max().unwrap_or(0);
         let sensitive_few = (sensitive.len() <= 32).then(|| sensitive.iter().cloned().collect());
+        let table_rules: Vec<u16> = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(&*r.name, "password_field" | "generic_api_key_param"))
+            .filter_map(|(i, _)| u16::try_from(i).ok())
+            .collect();
         let table_rule = rules
             .iter()
             .position(|r| &*r.name == "password_field")
@@ -390,6 +398,7 @@ impl Engine {
             rules,
             anchors,
             table_rule,
+            table_rules,
             digit_rules,
             digit_shapes,
             custom_gate,
@@ -494,7 +503,6 @@ impl Engine {
         let b = text.as_bytes();
         b.len() <= SHORT
             && self.custom_rules.is_empty()
-            && (self.table_rule.is_none() || memchr::memchr(b'\n', b).is_none())
             && (self.digit_rules.is_empty() || b.len() < 9 || count_short(b) < 9)
             && self.anchors.as_ref().is_none_or(|a| !a.may_match_short(b))
     }
@@ -807,7 +815,15 @@ impl Engine {
                 i = j;
             }
         }
-        self.find_tables(text, hits);
+        if self.table_rule.is_some() {
+            let keywords: Vec<usize> = ev
+                .anchors
+                .iter()
+                .filter(|&&(_, id, _)| self.table_keyword(id as usize))
+                .map(|&(ms, _, _)| ms)
+                .collect();
+            self.find_tables(text, Some(&keywords), hits);
+        }
         if !self.custom_rules.is_empty() {
             let gate = self.custom_gate.as_ref().is_none_or(|g| g.is_match(text));
             if gate {
@@ -856,7 +872,7 @@ impl Engine {
             let rule = u16::try_from(rule).unwrap_or(u16::MAX);
             self.search_span(text, rule, 0, text.len(), hits);
         }
-        self.find_tables(text, hits);
+        self.find_tables(text, None, hits);
     }
 
     /// The replacement for one merged span.

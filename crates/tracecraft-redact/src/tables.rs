@@ -3,10 +3,14 @@
 //! `clientSecret`, ... as for JSON keys, see `walk.rs`).
 //!
 //! A header is a line of at most [`MAX_HEADER`] bytes with a tab (TSV) or comma (CSV) and at
-//! least two cells that look like column names (letters, digits, `_ .-` and spaces, quoted or
-//! not); the rows are the lines that follow with as many cells (quoted cells may hold the
+//! least two cells that look like column names (letters, digits and `_ .-`, quoted or not, no
+//! inner spaces); the rows are the lines that follow with as many cells (quoted cells may hold the
 //! delimiter), up to the first line that has not. Cells that are empty, placeholders or
 //! already redacted (`[...`) are kept. Work is linear: every line is split at most once.
+//! A header line must hold a keyword of `password_field` or `generic_api_key_param` (`pass`,
+//! `pwd`, `pin`, `secret`, `token`, `api_key`, `access_key`, ...): the prefilter's anchor
+//! occurrences point at the only lines worth checking, so text without them costs nothing
+//! (columns named only `authorization` or `cookie` are not found in tables).
 //! Findings are reported under the `password_field` rule (off when it is disabled or the
 //! sensitive keys are turned off).
 
@@ -19,21 +23,64 @@ const MAX_HEADER: usize = 2048;
 const MAX_NAME: usize = 64;
 
 impl Engine {
-    /// Adds a hit for every sensitive cell of every table in `text`.
-    pub(crate) fn find_tables(&self, text: &str, hits: &mut Vec<Hit>) {
+    /// Whether the anchor `id` is a keyword of `password_field` or `generic_api_key_param`
+    /// (a table keyword: `pass`, `pwd`, `pin`, `secret`, `token`, `api_key`, ...).
+    pub(crate) fn table_keyword(&self, id: usize) -> bool {
+        self.anchors.as_ref().is_some_and(|a| {
+            a.targets(id)
+                .iter()
+                .any(|&(rule, _)| self.table_rules.contains(&rule))
+        })
+    }
+
+    /// Adds a hit for every sensitive cell of every table in `text`. A header line holds a
+    /// table keyword; `keywords` are the starts of the table keywords of `text` in any order
+    /// (from the prefilter), or `None` to look for them line by line (the naive oracle).
+    pub(crate) fn find_tables(&self, text: &str, keywords: Option<&[usize]>, hits: &mut Vec<Hit>) {
         let Some(rule) = self.table_rule else {
             return;
         };
-        let b = text.as_bytes();
-        if self.sensitive.is_empty() || memchr::memchr(b'\n', b).is_none() {
+        if self.sensitive.is_empty() {
             return;
         }
+        let b = text.as_bytes();
+        // Candidate header lines: their starts, ascending.
+        let mut starts: Vec<usize> = Vec::new();
+        match keywords {
+            Some(kw) => {
+                if kw.is_empty() {
+                    return;
+                }
+                starts.extend(kw.iter().filter_map(|&k| {
+                    let s = memchr::memrchr(b'\n', &b[..k]).map_or(0, |i| i + 1);
+                    (k - s <= MAX_HEADER).then_some(s)
+                }));
+                starts.sort_unstable();
+                starts.dedup();
+            }
+            None => {
+                let mut pos = 0;
+                while pos < b.len() {
+                    let end = line_end(b, pos);
+                    let mut any = false;
+                    if let Some(a) = &self.anchors {
+                        a.find_ids(&b[pos..end], |id, _, _| any |= self.table_keyword(id));
+                    }
+                    if any {
+                        starts.push(pos);
+                    }
+                    pos = end + 1;
+                }
+            }
+        }
         let mut cells = Vec::new();
-        let mut pos = 0;
-        while pos < b.len() {
+        let mut done = 0;
+        for pos in starts {
+            if pos < done {
+                continue; // a row of the table before
+            }
             let end = line_end(b, pos);
             let Some((delim, columns, n)) = self.header(&b[pos..end], &mut cells) else {
-                pos = end + 1;
                 continue;
             };
             let mut p = end + 1;
@@ -54,27 +101,42 @@ impl Engine {
                 }
                 p = e + 1;
             }
-            pos = p;
+            done = p;
         }
     }
 
     /// A header line: its delimiter, the mask of its sensitive columns (not 0) and its
-    /// number of cells.
+    /// number of cells. One pass over the line that stops at the first byte a header cannot
+    /// hold (prose stops at its second word: names hold no inner spaces).
     fn header(&self, line: &[u8], cells: &mut Vec<(usize, usize)>) -> Option<(u8, u64, usize)> {
-        if line.len() > MAX_HEADER {
+        let (mut tab, mut comma) = (false, false);
+        let mut prev = b',';
+        for &c in line.iter().take(MAX_HEADER + 1) {
+            match c {
+                b'\t' => tab = true,
+                b',' => comma = true,
+                b'"' | b'\'' | b'\r' => {}
+                b' ' => {
+                    // Spaces only next to a delimiter or another space.
+                    if !matches!(prev, b',' | b'\t' | b' ' | b'"' | b'\'') {
+                        // Maybe a space before the delimiter: allowed only if one follows.
+                        prev = b'#';
+                        continue;
+                    }
+                }
+                c if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-') => {
+                    if prev == b'#' {
+                        return None;
+                    }
+                }
+                _ => return None,
+            }
+            prev = c;
+        }
+        if line.len() > MAX_HEADER || !(tab || comma) {
             return None;
         }
-        let delim = if memchr::memchr(b'\t', line).is_some() {
-            b'\t'
-        } else if memchr::memchr(b',', line).is_some() {
-            b','
-        } else {
-            return None;
-        };
-        let name = |c: &u8| c.is_ascii_alphanumeric() || b"_ .-\"'\r".contains(c) || *c == delim;
-        if !line.iter().all(name) {
-            return None;
-        }
+        let delim = if tab { b'\t' } else { b',' };
         split(line, 0, line.len(), delim, cells);
         if cells.len() < 2 || cells.len() > 64 {
             return None;
