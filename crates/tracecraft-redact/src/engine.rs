@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::BuildError;
 use crate::anchors::{Anchors, SHORT};
 use crate::config::{RedactionConfig, RedactionMode};
+use crate::decode::{Budget, MAX_DEPTH};
 use crate::report::{Finding, Report};
 use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Need, Shapes, Validator, Viable};
 
@@ -505,6 +506,7 @@ impl Engine {
             && self.custom_rules.is_empty()
             && (self.digit_rules.is_empty() || b.len() < 9 || count_short(b) < 9)
             && self.anchors.as_ref().is_none_or(|a| !a.may_match_short(b))
+            && !crate::decode::may_decode(b)
     }
 
     /// The fast path: candidates from one prefilter pass, verified locally.
@@ -627,8 +629,35 @@ impl Engine {
         ev
     }
 
-    /// Candidates from prefilter events, verified locally.
+    /// Candidates from prefilter events, verified locally; then the decoders.
     fn find_from(&self, text: &str, ev: &Events, hits: &mut Vec<Hit>) {
+        self.find_from_plain(text, ev, hits);
+        let mut budget = Budget::for_text(text.len());
+        self.find_decoded(text, false, MAX_DEPTH, &mut budget, hits);
+    }
+
+    /// One level of the search with the decoders below it: the fast path, or the naive
+    /// oracle when `naive` (for text the decoders produced).
+    pub(crate) fn find_at_depth(
+        &self,
+        text: &str,
+        naive: bool,
+        depth: u8,
+        budget: &mut Budget,
+        hits: &mut Vec<Hit>,
+    ) {
+        if naive {
+            self.find_naive_plain(text, hits);
+        } else {
+            let mut ev = Events::default();
+            self.collect(text, &mut ev);
+            self.find_from_plain(text, &ev, hits);
+        }
+        self.find_decoded(text, naive, depth, budget, hits);
+    }
+
+    /// Candidates from prefilter events, verified locally.
+    fn find_from_plain(&self, text: &str, ev: &Events, hits: &mut Vec<Hit>) {
         let mut cands: Vec<Cand> = Vec::new();
         let n = text.len();
         // Per windowed rule (index < 32), its last window in `cands`: a window that overlaps or
@@ -866,8 +895,15 @@ impl Engine {
         out
     }
 
-    /// The naive oracle: every rule searched over the whole text on its own.
+    /// The naive oracle: every rule searched over the whole text on its own, and the
+    /// decoders with no prefilter.
     pub(crate) fn find_naive(&self, text: &str, hits: &mut Vec<Hit>) {
+        self.find_naive_plain(text, hits);
+        let mut budget = Budget::for_text(text.len());
+        self.find_decoded(text, true, MAX_DEPTH, &mut budget, hits);
+    }
+
+    fn find_naive_plain(&self, text: &str, hits: &mut Vec<Hit>) {
         for rule in 0..self.rules.len() {
             let rule = u16::try_from(rule).unwrap_or(u16::MAX);
             self.search_span(text, rule, 0, text.len(), hits);

@@ -66,6 +66,7 @@
 
 mod anchors;
 mod config;
+mod decode;
 mod engine;
 mod error;
 mod report;

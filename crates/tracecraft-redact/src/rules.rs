@@ -626,8 +626,16 @@ fn valid_email(text: &str, s: usize, _: usize, _: &[(usize, usize)]) -> bool {
         })
         .map_or(from, |i| from + i + 1);
     let seg = &b[seg_start..s];
-    match seg.windows(3).rposition(|w| w == b"://") {
-        Some(i) => seg[i + 3..].contains(&b'/'),
+    // `://`, or `:\/\/` inside a JSON string.
+    let scheme = seg
+        .windows(3)
+        .rposition(|w| w == b"://")
+        .map(|i| i + 3)
+        .into_iter()
+        .chain(seg.windows(5).rposition(|w| w == b":\\/\\/").map(|i| i + 5))
+        .max();
+    match scheme {
+        Some(i) => seg[i..].contains(&b'/'),
         None => true,
     }
 }

@@ -155,6 +155,16 @@ const PIECES: &[&str] = &[
     "pass",
     " is ",
     "clientSecret",
+    // Encoded forms: decoders.
+    "%40",
+    "%3D",
+    "%2B44%207700",
+    "\\u0040",
+    "\\/",
+    "\\n",
+    "YXBpX2tleT1zay1hYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3g=",
+    "Ym9iQGV4YW1wbGUuY29t",
+    "sk-ant-api03-abcdefghij",
 ];
 
 fn text() -> impl Strategy<Value = String> {
