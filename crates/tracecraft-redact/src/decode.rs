@@ -7,15 +7,17 @@
 //! - *base64 and base64url*: each run of at least [`MIN_B64`] base64 characters that decodes
 //!   (with the `base64` crate) to UTF-8 text that is mostly printable (Kubernetes Secrets,
 //!   `Authorization: Basic ...`, data URIs, blobs in tool results);
-//! - *JSON escapes*: `\/`, `\"`, `\\`, `\n`, `\r`, `\t`, `\uXXXX` (surrogate pairs too) anywhere
-//!   in the text; double escaping (`\\n`) is undone by the next level;
+//! - *JSON escapes*: around each `\/`, `\uXXXX` (surrogate pairs too) or `\\`, the
+//!   non-whitespace segment (up to 1 KiB each side) with every escape in it undone; double
+//!   escaping (`\\n`) is undone by the next level;
 //! - *wrapped lines*: a raw or escaped line break (`\n`, `\r\n`, `\\n`) between a run of at
-//!   least 16 token characters (`[A-Za-z0-9_+/-]`) and another token that is not a key
-//!   (`key:`, `key=`) is removed, joining the halves.
+//!   least 16 token characters (`[A-Za-z0-9_+/.-]`) and another token that is not a key
+//!   (`key:`, `key=`) is removed, joining the halves; the joined token alone is scanned.
 //!
 //! **Where.** Only where the prefilter sees a candidate: a `%XX`, a base64 run of
 //! [`MIN_B64`]+ characters (probed every [`MIN_B64`] bytes), a `\`, a line break between token
-//! characters. Text with none costs a few `memchr` passes and the probes.
+//! characters. Text with none costs a few `memchr` passes and the probes; what is decoded is
+//! the candidate's segment, never the whole text.
 //!
 //! **Depth and budget.** Decoded text is scanned by every rule and, again, by the decoders, up
 //! to [`MAX_DEPTH`] levels; at most `BUDGET_FACTOR * len + BUDGET_EXTRA` bytes are decoded per
@@ -108,15 +110,11 @@ impl Engine {
         if naive || memchr::memchr(b'%', b).is_some() {
             percent_runs(text, &mut parts);
         }
-        if (naive || memchr::memchr(b'\\', b).is_some())
-            && let Some(d) = json_unescape(text)
-        {
-            parts.push(d);
+        if naive || memchr::memchr(b'\\', b).is_some() {
+            json_segments(text, &mut parts);
         }
-        if (naive || memchr::memchr2(b'\n', b'\\', b).is_some())
-            && let Some(d) = unwrap_lines(text)
-        {
-            parts.push(d);
+        if naive || memchr::memchr2(b'\n', b'\\', b).is_some() {
+            wrapped_segments(text, &mut parts);
         }
         base64_runs(text, &mut parts);
         if parts.is_empty() {
@@ -191,8 +189,21 @@ fn b64_engine(url: bool) -> GeneralPurpose {
     }
 }
 
+/// `[A-Za-z0-9+/_-]`, as a table (the probe loop runs over all text).
+static B64_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+        c += 1;
+    }
+    t
+};
+
+#[inline]
 fn b64_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
+    B64_CHARS[usize::from(c)]
 }
 
 /// Every run of at least [`MIN_B64`] base64 characters (plus `=` padding) that decodes to
@@ -207,13 +218,15 @@ fn base64_runs(text: &str, out: &mut Vec<Decoded>) {
             probe += MIN_B64;
             continue;
         }
-        let mut a = probe;
-        while a > done && b64_char(b[a - 1]) {
-            a -= 1;
-        }
-        let mut z = probe;
+        // Forward first: a run of MIN_B64 through the probe reaches past it or began before.
+        let mut z = probe + 1;
         while z < b.len() && b64_char(b[z]) {
             z += 1;
+        }
+        let mut a = probe;
+        let floor = done.max(z.saturating_sub(4 * MAX_SEG));
+        while a > floor && b64_char(b[a - 1]) {
+            a -= 1;
         }
         done = z;
         probe = z + MIN_B64;
@@ -287,8 +300,62 @@ fn mostly_printable(s: &str) -> bool {
     n >= 8 && bad * 10 <= n
 }
 
-/// `text` with its JSON escapes undone, or `None` when it has none.
-fn json_unescape(text: &str) -> Option<Decoded> {
+/// Longest segment decoded around an escape or a join, in bytes on each side.
+const MAX_SEG: usize = 1024;
+
+fn floor_char(t: &str, mut i: usize) -> usize {
+    while !t.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(t: &str, mut i: usize) -> usize {
+    while !t.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Around each `\/`, `\uXXXX` or `\\` (escapes that can hide a secret's characters; `\n`,
+/// `\t` and `\"` only separate words, which the rules read through): the segment of
+/// non-whitespace around it (at most [`MAX_SEG`] bytes each side), with every JSON escape in
+/// it undone. Overlapping segments are one.
+fn json_segments(text: &str, out: &mut Vec<Decoded>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'\\', &b[i..]) {
+        let p = i + k;
+        let hides = match b.get(p + 1) {
+            Some(b'/' | b'\\') => true,
+            Some(b'u') => unicode_escape(b, p).is_some(),
+            _ => false,
+        };
+        if !hides {
+            i = p + 1;
+            continue;
+        }
+        let lo = p.saturating_sub(MAX_SEG).max(i);
+        let a = b[lo..p]
+            .iter()
+            .rposition(u8::is_ascii_whitespace)
+            .map_or(lo, |j| lo + j + 1);
+        let hi = (p + MAX_SEG).min(b.len());
+        let z = b[p..hi]
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .map_or(hi, |j| p + j);
+        let (a, z) = (floor_char(text, a), ceil_char(text, z));
+        if let Some(d) = json_unescape(&text[a..z], a) {
+            out.push(d);
+        }
+        i = z.max(p + 1);
+    }
+}
+
+/// `text` (which begins at `base` of the source) with its JSON escapes undone, or `None`
+/// when it has none.
+fn json_unescape(text: &str, base: usize) -> Option<Decoded> {
     let b = text.as_bytes();
     let mut d = Decoded::with_capacity(text.len());
     let mut i = 0;
@@ -311,22 +378,24 @@ fn json_unescape(text: &str) -> Option<Decoded> {
             continue;
         };
         any = true;
-        for (j, ch) in text[copied..p].char_indices() {
-            let at = copied + j;
-            d.push(ch.encode_utf8(&mut [0; 4]), at, at + ch.len_utf8());
-        }
-        d.push(&s, p, p + len);
+        push_chars(&mut d, &text[copied..p], base + copied);
+        d.push(&s, base + p, base + p + len);
         copied = p + len;
         i = copied;
     }
     if !any {
         return None;
     }
-    for (j, ch) in text[copied..].char_indices() {
-        let at = copied + j;
+    push_chars(&mut d, &text[copied..], base + copied);
+    Some(d)
+}
+
+/// Appends `s` (at `base` of the source) character by character.
+fn push_chars(d: &mut Decoded, s: &str, base: usize) {
+    for (j, ch) in s.char_indices() {
+        let at = base + j;
         d.push(ch.encode_utf8(&mut [0; 4]), at, at + ch.len_utf8());
     }
-    Some(d)
 }
 
 /// `\uXXXX` (or a surrogate pair `\uD83D\uDE00`) at `p`: the character and the escape's length.
@@ -349,72 +418,93 @@ fn unicode_escape(b: &[u8], p: usize) -> Option<(String, usize)> {
     Some((char::from_u32(hi)?.to_string(), 6))
 }
 
-/// A character of a wrapped token.
+/// A character of a wrapped token (`.` for JWTs).
 fn token_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'+' | b'/')
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'+' | b'/' | b'.')
 }
 
 /// Token characters that must come right before a break for it to be a wrap.
 const MIN_WRAPPED: usize = 16;
 
-/// `text` with the line breaks that split a token removed (a raw `\n` or `\r\n`, or an
-/// escaped `\n`, `\r\n`, `\\n` after at least [`MIN_WRAPPED`] token characters and before a
-/// token that is not a key), or `None`.
-fn unwrap_lines(text: &str) -> Option<Decoded> {
-    let b = text.as_bytes();
-    let mut d = Decoded::with_capacity(text.len());
-    let mut copied = 0;
-    let mut i = 0;
-    let mut any = false;
-    while i < b.len() {
-        let c = b[i];
-        let brk = match c {
-            b'\n' => 1,
-            b'\r' if b.get(i + 1) == Some(&b'\n') => 2,
-            b'\\' => [&b"\\r\\n"[..], b"\\n", b"\\\\n"]
-                .iter()
-                .find(|p| b[i..].starts_with(p))
-                .map_or(0, |p| p.len()),
-            _ => 0,
-        };
-        if brk == 0 {
-            i += 1;
-            continue;
-        }
-        let before = b[..i]
+/// The length of the line break at `i` (a raw `\n` or `\r\n`, or an escaped `\n`, `\r\n`,
+/// `\\n`), or 0.
+fn break_len(b: &[u8], i: usize) -> usize {
+    match b[i] {
+        b'\n' => 1,
+        b'\r' if b.get(i + 1) == Some(&b'\n') => 2,
+        b'\\' => [&b"\\r\\n"[..], b"\\n", b"\\\\n"]
             .iter()
-            .rev()
-            .take(MIN_WRAPPED)
-            .take_while(|&&c| token_char(c))
-            .count();
-        let next = i + brk;
-        let after = b[next..].iter().take_while(|&&c| token_char(c)).count();
-        // The next line is not a `key: value` or `key=value` line of its own.
-        let keyed = matches!(b.get(next + after), Some(b':' | b'='));
-        if before < MIN_WRAPPED || after == 0 || keyed {
-            i += brk;
+            .find(|p| b[i..].starts_with(p))
+            .map_or(0, |p| p.len()),
+        _ => 0,
+    }
+}
+
+/// Whether the break at `i` (of length `brk`) splits a token: at least [`MIN_WRAPPED`] token
+/// characters before it, a token after it that is not a key (`key:`, `key=`).
+fn wraps(b: &[u8], i: usize, brk: usize) -> bool {
+    let before = b[..i]
+        .iter()
+        .rev()
+        .take(MIN_WRAPPED)
+        .take_while(|&&c| token_char(c))
+        .count();
+    before >= MIN_WRAPPED && continues(b, i + brk)
+}
+
+/// A token that is not a key (`key:`, `key=`) begins at `next`.
+fn continues(b: &[u8], next: usize) -> bool {
+    let after = b[next..].iter().take_while(|&&c| token_char(c)).count();
+    after > 0 && !matches!(b.get(next + after), Some(b':' | b'='))
+}
+
+/// Each wrapped token (see [`wraps`]): from the start of its first piece (at most
+/// [`MAX_SEG`] bytes back) through every following piece, with the breaks removed.
+fn wrapped_segments(text: &str, out: &mut Vec<Decoded>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let Some(k) = memchr::memchr2(b'\n', b'\\', &b[i..]) else {
+            break;
+        };
+        // A `\r\n` is found at its `\n`; step back to its `\r`.
+        let mut p = i + k;
+        if b[p] == b'\n' && p > i && b[p - 1] == b'\r' {
+            p -= 1;
+        }
+        let brk = break_len(b, p);
+        if brk == 0 || !wraps(b, p, brk) {
+            i = p + brk.max(1);
             continue;
         }
-        any = true;
-        for (j, ch) in text[copied..i].char_indices() {
-            let at = copied + j;
-            d.push(ch.encode_utf8(&mut [0; 4]), at, at + ch.len_utf8());
+        let lo = p.saturating_sub(MAX_SEG).max(i);
+        let a = b[lo..p]
+            .iter()
+            .rposition(|&c| !token_char(c))
+            .map_or(lo, |j| lo + j + 1);
+        let mut d = Decoded::with_capacity(p - a + 64);
+        push_chars(&mut d, &text[a..p], a);
+        let (mut q, mut brk) = (p, brk);
+        loop {
+            // `q` is a break of `brk` bytes that wraps; the next piece follows it.
+            let start = q + brk;
+            let end = start + b[start..].iter().take_while(|&&c| token_char(c)).count();
+            // The first character after the break carries the break in its source range.
+            d.push(&text[start..start + 1], q, start + 1);
+            push_chars(&mut d, &text[start + 1..end], start + 1);
+            q = end;
+            if q >= b.len() || end - start > MAX_SEG {
+                break;
+            }
+            // A later piece continues the token whatever its own length.
+            brk = break_len(b, q);
+            if brk == 0 || !continues(b, q + brk) {
+                break;
+            }
         }
-        // The first character after the break carries the break in its source range.
-        copied = i + brk;
-        let ch = text[copied..].chars().next().unwrap_or(' ');
-        d.push(ch.encode_utf8(&mut [0; 4]), i, copied + ch.len_utf8());
-        copied += ch.len_utf8();
-        i = copied;
+        out.push(d);
+        i = q.max(p + 1);
     }
-    if !any {
-        return None;
-    }
-    for (j, ch) in text[copied..].char_indices() {
-        let at = copied + j;
-        d.push(ch.encode_utf8(&mut [0; 4]), at, at + ch.len_utf8());
-    }
-    Some(d)
 }
 
 #[cfg(test)]
@@ -428,22 +518,36 @@ mod tests {
     #[test]
     fn json_unescape_maps_back() {
         let t = r#"a\/b \u00e9\n\uD83D\uDE00 x\"y"#;
-        let d = json_unescape(t).unwrap();
+        let d = json_unescape(t, 0).unwrap();
         assert_eq!(d.text, "a/b é\n😀 x\"y");
         let e = d.text.find('é').unwrap();
         assert_eq!(src(&d, e, e + 2), (5, 11));
-        assert!(json_unescape("plain text").is_none());
-        assert!(json_unescape(r"\q \u12").is_none());
+        assert!(json_unescape("plain text", 0).is_none());
+        assert!(json_unescape(r"\q \u12", 0).is_none());
+        let mut out = Vec::new();
+        json_segments(r"say hi to bob\u0040example.com \n now", &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].text, "bob@example.com");
+        assert_eq!((out[0].start[0], out[0].end[14]), (10, 30));
     }
 
     #[test]
     fn unwrap_joins_token_halves_only() {
-        let d = unwrap_lines("key sk-abcdefghijklmn\nopqrst end\nnext").unwrap();
-        assert_eq!(d.text, "key sk-abcdefghijklmnopqrst end\nnext");
-        let d = unwrap_lines(r"AbCdEfGhIjKlMnOpQr\nStUv").unwrap();
-        assert_eq!(d.text, "AbCdEfGhIjKlMnOpQrStUv");
-        assert!(unwrap_lines("short\nline").is_none());
-        assert!(unwrap_lines("DB_PASSWORD_LONG_NAME\nclientSecret: x").is_none());
+        let joined = |t: &str| {
+            let mut out = Vec::new();
+            wrapped_segments(t, &mut out);
+            out.into_iter().map(|d| d.text).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            joined("key sk-abcdefghijklmn\nopqrst end\nnext"),
+            ["sk-abcdefghijklmnopqrst"]
+        );
+        assert_eq!(
+            joined(r"AbCdEfGhIjKlMnOpQr\nStUv\r\nWx y"),
+            ["AbCdEfGhIjKlMnOpQrStUvWx"]
+        );
+        assert!(joined("short\nline").is_empty());
+        assert!(joined("DB_PASSWORD_LONG_NAME\nclientSecret: x").is_empty());
     }
 
     #[test]
