@@ -6,7 +6,7 @@
 //! on its negatives, the findings on the shared corpus's `corpus_clean.txt` (none expected),
 //! and the in-process speed on `corpus_dirty.txt` in 4 KiB chunks (one pass, wall clock: a
 //! rough figure; criterion's `redact/dirty_4kib` is the measurement).
-#![allow(missing_docs, clippy::disallowed_macros)]
+#![allow(missing_docs, clippy::disallowed_macros, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
