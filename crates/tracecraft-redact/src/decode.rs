@@ -15,8 +15,8 @@
 //!   (`key:`, `key=`) is removed, joining the halves; the joined token alone is scanned.
 //!
 //! **Where.** Only where the prefilter sees a candidate: a `%XX`, a base64 run of
-//! [`MIN_B64`]+ characters (probed every [`MIN_B64`] bytes), a `\`, a line break between token
-//! characters. Text with none costs a few `memchr` passes and the probes; what is decoded is
+//! [`MIN_B64`]+ characters (probed 8 bytes at a time), a `\`, a line break between token
+//! characters. Text with none costs a few `memchr` passes and a word-by-word probe; what is decoded is
 //! the candidate's segment, never the whole text.
 //!
 //! **Depth and budget.** Decoded text is scanned by every rule and, again, by the decoders, up
@@ -207,17 +207,27 @@ fn b64_char(c: u8) -> bool {
 }
 
 /// Every run of at least [`MIN_B64`] base64 characters (plus `=` padding) that decodes to
-/// mostly printable UTF-8, mapped to the whole run. Probes every [`MIN_B64`]th byte: a run
-/// that long holds one.
+/// mostly printable UTF-8, mapped to the whole run. Looks only where an 8-byte-aligned word is
+/// all base64 characters (every run that long holds one).
 fn base64_runs(text: &str, out: &mut Vec<Decoded>) {
     let b = text.as_bytes();
-    let mut probe = MIN_B64 - 1;
+    // A run of MIN_B64 (>= 20) characters holds an 8-byte-aligned word of base64 characters
+    // and 4 more next to it: words are checked whole, without branches, and the run is
+    // looked at only from such a word.
+    let mut w = 0;
     let mut done = 0;
-    while probe < b.len() {
-        if !b64_char(b[probe]) || probe < done {
-            probe += MIN_B64;
+    while w + 8 <= b.len() {
+        let all = |r: &[u8]| r.iter().fold(true, |acc, &c| acc & b64_char(c));
+        // The run also holds 4 more such bytes on one side (it has 12 outside the word).
+        if w < done
+            || !all(&b[w..w + 8])
+            || !(b.get(w + 8..w + 12).is_some_and(all) || (w >= 4 && all(&b[w - 4..w])))
+        {
+            w += 8;
             continue;
         }
+        let probe = w;
+        w += 8;
         // Forward first: a run of MIN_B64 through the probe reaches past it or began before.
         let mut z = probe + 1;
         while z < b.len() && b64_char(b[z]) {
@@ -229,7 +239,7 @@ fn base64_runs(text: &str, out: &mut Vec<Decoded>) {
             a -= 1;
         }
         done = z;
-        probe = z + MIN_B64;
+        w = w.max(z);
         if z - a < MIN_B64 {
             continue;
         }

@@ -19,6 +19,12 @@ use crate::decode::{Budget, MAX_DEPTH};
 use crate::report::{Finding, Report};
 use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Need, Shapes, Validator, Viable};
 
+/// Per-rule state arrays of one search (windows, run cursors) have a slot for every built-in
+/// detector: windowed, digit and `Need` rules are all built in (custom rules are searched
+/// whole), and the build fails to compile when the built-ins outgrow the slots.
+const SLOTS: usize = 64;
+const _: () = assert!(BUILTINS.len() <= SLOTS);
+
 /// NFA size limit per rule (bytes of heap).
 pub(crate) const SIZE_LIMIT: usize = 2 * 1024 * 1024;
 
@@ -660,10 +666,10 @@ impl Engine {
     fn find_from_plain(&self, text: &str, ev: &Events, hits: &mut Vec<Hit>) {
         let mut cands: Vec<Cand> = Vec::new();
         let n = text.len();
-        // Per windowed rule (index < 32), its last window in `cands`: a window that overlaps or
+        // Per windowed rule (every one is built in, so its index is below SLOTS), its last window in `cands`: a window that overlaps or
         // touches it is merged into it instead of pushed (the windows are merged the same way
         // below, so the searched spans do not change; dense `@` or digits stay few candidates).
-        let mut last = [usize::MAX; 32];
+        let mut last = [usize::MAX; SLOTS];
         let mut push_window = |cands: &mut Vec<Cand>, rule: u16, start: usize, end: usize| {
             let slot = last.get_mut(usize::from(rule));
             if let Some(&i) = slot.as_deref()
@@ -680,8 +686,8 @@ impl Engine {
             }
             cands.push(Cand { rule, start, end });
         };
-        // Per rule with a `Need` (index < 32): where its runs were last looked for.
-        let mut cursors = [RunCursor::default(); 32];
+        // Per rule with a `Need` (built in: index below SLOTS): where its runs were last looked for.
+        let mut cursors = [RunCursor::default(); SLOTS];
         for &(ms, id, len) in &ev.anchors {
             let me = ms + len as usize;
             let targets = self

@@ -42,10 +42,13 @@
 //!   phone numbers, SSNs and other low-entropy values).
 //! - The key never appears in `Debug`, `Display` or errors; errors never echo patterns or
 //!   values; [`Redactor::explain`] returns rule names and byte ranges, never values.
-//! - Detection favours recall on secrets (a token's tail never survives) and precision on
-//!   ordinary trace text: cards need Luhn and an issuer prefix, 40-character AWS secrets need a
-//!   nearby `aws`/`secret`, phones need separators or a plausible area code, so UUIDs, hashes,
-//!   epoch timestamps and version strings survive.
+//! - Detection favours recall on secrets (a token's tail never survives, a bare JWT goes
+//!   whole, secrets inside percent-encoding, base64, JSON escapes and wrapped lines are found
+//!   by the decoders and their encoded span is redacted) and precision on ordinary trace text:
+//!   cards need Luhn and an issuer prefix, 40-character AWS secrets need a nearby
+//!   `aws`/`secret`, international phones must fit E.164 lengths, national phone formats and
+//!   dashless SSNs need a context word before them, placeholders and values already redacted
+//!   are kept, so UUIDs, hashes, epoch timestamps, invoice numbers and versions survive.
 //!
 //! ## Performance
 //! SIMD (Teddy) searches over anchor literals (`@`, `sk-`, `AKIA`, `-----BEGIN`, `password`,
@@ -194,5 +197,17 @@ impl Redactor {
         let mut hits = Vec::new();
         self.engine.find_naive(text, &mut hits);
         self.engine.findings(&mut hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `BUILTIN_RULES` is `BUILTINS`' names in order, each once: a rule's detectors are
+    /// adjacent, and no name is missing or extra.
+    #[test]
+    fn builtin_rules_are_the_builtins_names() {
+        let mut names: Vec<&str> = crate::rules::BUILTINS.iter().map(|b| b.name).collect();
+        names.dedup();
+        assert_eq!(names, crate::BUILTIN_RULES);
     }
 }
