@@ -206,6 +206,30 @@ fn b64_char(c: u8) -> bool {
     B64_CHARS[usize::from(c)]
 }
 
+/// Whether all 8 bytes of `w` are [`b64_char`]s, computed on the word at once (per byte lane,
+/// with no carry between lanes: ASCII bytes only, and range checks by adding to 7-bit values).
+#[inline]
+fn b64_word(w: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&w[..8]);
+    let raw = u64::from_le_bytes(a);
+    let x = raw & !HIGH;
+    // High bit of a lane: `lo <= x <= hi`.
+    let range = |lo: u64, hi: u64| (x + ONES * (0x80 - lo)) & !(x + ONES * (0x7F - hi));
+    // High bit of a lane: `x == c`.
+    let eq = |c: u64| !((x ^ (ONES * c)) | HIGH).wrapping_sub(ONES) & HIGH;
+    let ok = range(0x30, 0x39)
+        | range(0x41, 0x5A)
+        | range(0x61, 0x7A)
+        | eq(0x2B)
+        | eq(0x2F)
+        | eq(0x2D)
+        | eq(0x5F);
+    ok & !raw & HIGH == HIGH
+}
+
 /// Every run of at least [`MIN_B64`] base64 characters (plus `=` padding) that decodes to
 /// mostly printable UTF-8, mapped to the whole run. Looks only where an 8-byte-aligned word is
 /// all base64 characters (every run that long holds one).
@@ -217,10 +241,10 @@ fn base64_runs(text: &str, out: &mut Vec<Decoded>) {
     let mut w = 0;
     let mut done = 0;
     while w + 8 <= b.len() {
-        let all = |r: &[u8]| r.iter().fold(true, |acc, &c| acc & b64_char(c));
+        let all = |r: &[u8]| r.iter().all(|&c| b64_char(c));
         // The run also holds 4 more such bytes on one side (it has 12 outside the word).
         if w < done
-            || !all(&b[w..w + 8])
+            || !b64_word(&b[w..w + 8])
             || !(b.get(w + 8..w + 12).is_some_and(all) || (w >= 4 && all(&b[w - 4..w])))
         {
             w += 8;
@@ -586,6 +610,18 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].text, "email=user@example.com");
         assert_eq!((out[0].start[0], out[0].end[0]), (11, 35));
+    }
+
+    #[test]
+    fn b64_word_equals_the_table() {
+        for c in 0..=255u8 {
+            for pos in 0..8 {
+                let mut w = *b"AAAAAAAA";
+                w[pos] = c;
+                assert_eq!(b64_word(&w), b64_char(c), "{c:#x} at {pos}");
+            }
+        }
+        assert!(b64_word(b"aZ09+/-_"));
     }
 
     #[test]
