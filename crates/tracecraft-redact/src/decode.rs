@@ -302,6 +302,13 @@ fn mixed_case(run: &[u8]) -> bool {
 /// For a short text: `false` when no decoder can find anything in it (no `%`, `\`, line
 /// break, or mixed-case base64 run of [`MIN_B64`]+ characters).
 pub(crate) fn may_decode(b: &[u8]) -> bool {
+    if memchr::memchr3(b'%', b'\\', b'\n', b).is_some() {
+        return true;
+    }
+    // A run of MIN_B64 holds an 8-byte-aligned word of base64 characters.
+    if b.len() < MIN_B64 || !b.chunks_exact(8).any(b64_word) {
+        return false;
+    }
     let (mut run, mut upper, mut lower) = (0usize, false, false);
     for &c in b {
         if matches!(c, b'%' | b'\\' | b'\n') {
