@@ -1,6 +1,9 @@
 //! `cargo xtask bench [NAME]`: generates the shared corpus if missing, runs the criterion
 //! benches (all, or the bench target NAME: `json`, `redact`, `pipeline`, `store`, `runtime`),
 //! then prints each figure beside its target and the Python reference's figure.
+//! `cargo xtask bench detect` scores redaction quality instead (tracecraft-redact's `detect`
+//! bench: recall per rule and form on its labelled corpus, false positives, findings on
+//! `corpus_clean.txt`), printed beside the targets by the bench itself.
 //!
 //! Targets live beside the benches, as data: `crates/*/benches/targets.tsv`, one line per
 //! benchmark: `criterion id <TAB> unit <TAB> target <TAB> reference <TAB> note`. Units:
@@ -38,6 +41,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         cmd.args(["--bench", name]);
     }
     run_cmd(&mut cmd)?;
+    if args.first().is_some_and(|a| a == "detect") {
+        // Detection quality: the bench prints its own table beside the targets.
+        return Ok(());
+    }
     report(args.first().map(String::as_str))
 }
 

@@ -61,11 +61,13 @@ pub mod store;
 pub mod testing;
 pub mod time;
 pub mod value;
+pub mod visit;
 
 pub use export::{ExportError, Exporter, ProcessedRun, StoreExporter};
 pub use json::{ParseError, ParseErrorKind, parse_run, read_jsonl, to_json};
 pub use model::{AgentRun, AgentRunBuilder, JsonMap, Step, StepBuilder, StepType, Steps};
 pub use store::{OrderBy, StoreError, StoreStats, TraceQuery, TraceStore, merge_runs};
+pub use visit::StringsMut;
 
 pub use chrono::{DateTime, Utc};
 pub use serde_json::{Map, Value, json};

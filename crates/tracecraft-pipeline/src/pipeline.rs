@@ -306,7 +306,9 @@ impl PipelineBuilder {
         self
     }
     /// The redaction processor (required unless [`without_redaction`](Self::without_redaction)).
-    pub fn redaction(mut self, p: impl Processor + 'static) -> Self {
+    /// Only a [`RedactionProcessor`](crate::RedactionProcessor) is accepted, so the redaction
+    /// stage always visits every string of a run (see `AgentRun::visit_strings_mut`).
+    pub fn redaction(mut self, p: crate::RedactionProcessor) -> Self {
         self.redact = Redaction::Enabled(Box::new(p));
         self
     }

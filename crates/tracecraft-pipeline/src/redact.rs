@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use serde_json::Value;
-use tracecraft_core::{AgentRun, Step};
+use tracecraft_core::{AgentRun, JsonMap, StringsMut};
 use tracecraft_redact::{RedactionConfig, Redactor, Report};
 
 use crate::processor::{Outcome, ProcessError, Processor};
@@ -47,53 +47,33 @@ impl RedactionProcessor {
         RedactionProcessor { redactor }
     }
 
-    /// Redacts a run in place and returns what was found.
+    /// Redacts a run in place and returns what was found: every string that
+    /// [`AgentRun::visit_strings_mut`] visits, which is every string field of the run and its
+    /// steps by construction (a new field does not compile until it is classified there).
     pub fn redact_run(&self, run: &mut AgentRun) -> Report {
-        let r = &self.redactor;
-        let mut report = Report::default();
-        let text = |s: &mut String, report: &mut Report| {
-            if let Cow::Owned(new) = r.redact_str(s, report) {
-                *s = new;
-            }
-        };
-        let opt = |s: &mut Option<String>, report: &mut Report| {
-            if let Some(s) = s {
-                text(s, report);
-            }
-        };
-        text(&mut run.name, &mut report);
-        opt(&mut run.description, &mut report);
-        opt(&mut run.session_id, &mut report);
-        opt(&mut run.user_id, &mut report);
-        text(&mut run.environment, &mut report);
-        for tag in &mut run.tags {
-            text(tag, &mut report);
+        struct Redact<'a> {
+            redactor: &'a Redactor,
+            report: Report,
         }
-        opt(&mut run.agent_name, &mut report);
-        opt(&mut run.agent_id, &mut report);
-        opt(&mut run.agent_description, &mut report);
-        opt(&mut run.cloud_provider, &mut report);
-        opt(&mut run.cloud_trace_id, &mut report);
-        r.redact_value(&mut run.input, &mut report);
-        r.redact_value(&mut run.output, &mut report);
-        r.redact_map(&mut run.attributes, &mut report);
-        opt(&mut run.error, &mut report);
-        opt(&mut run.error_type, &mut report);
-        opt(&mut run.sample_reason, &mut report);
-        run.walk_mut(|step: &mut Step, _| {
-            text(&mut step.name, &mut report);
-            opt(&mut step.model_name, &mut report);
-            opt(&mut step.model_provider, &mut report);
-            r.redact_map(&mut step.inputs, &mut report);
-            r.redact_map(&mut step.outputs, &mut report);
-            r.redact_map(&mut step.attributes, &mut report);
-            for chunk in &mut step.streaming_chunks {
-                text(chunk, &mut report);
+        impl StringsMut for Redact<'_> {
+            fn text(&mut self, _: &'static str, s: &mut String) {
+                if let Cow::Owned(new) = self.redactor.redact_str(s, &mut self.report) {
+                    *s = new;
+                }
             }
-            opt(&mut step.error, &mut report);
-            opt(&mut step.error_type, &mut report);
-        });
-        report
+            fn value(&mut self, _: &'static str, v: &mut Value) {
+                self.redactor.redact_value(v, &mut self.report);
+            }
+            fn map(&mut self, _: &'static str, m: &mut JsonMap) {
+                self.redactor.redact_map(m, &mut self.report);
+            }
+        }
+        let mut visitor = Redact {
+            redactor: &self.redactor,
+            report: Report::default(),
+        };
+        run.visit_strings_mut(&mut visitor);
+        visitor.report
     }
 }
 

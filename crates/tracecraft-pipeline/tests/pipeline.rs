@@ -8,17 +8,13 @@ use serde_json::json;
 use tracecraft_core::testing::{MemoryExporter, MemoryStore};
 use tracecraft_core::{AgentRun, Step, StepType, TraceQuery, TraceStore};
 use tracecraft_pipeline::*;
+use tracecraft_redact::RedactionConfig;
 
 const SECRET: &str = "sk-proj-SECRETSECRETSECRET";
 
-/// A stand-in redactor for pipeline-level tests: replaces SECRET everywhere in the run's JSON.
-fn fake_redactor() -> impl Processor {
-    FnProcessor::new("redact", |run: AgentRun| {
-        let text = tracecraft_core::json::to_json(&run).replace(SECRET, "[REDACTED]");
-        Ok(Outcome::Keep(
-            tracecraft_core::parse_run(&text).map_err(|e| ProcessError(e.to_string()))?,
-        ))
-    })
+/// The default redactor: SECRET is an OpenAI key it redacts everywhere in a run.
+fn fake_redactor() -> RedactionProcessor {
+    RedactionProcessor::new(&RedactionConfig::default()).unwrap()
 }
 
 fn secret_run() -> AgentRun {
@@ -80,11 +76,12 @@ fn panicking_processor_fails_closed_in_both_orders() {
         for position in ["before", "after"] {
             let sink = MemoryExporter::new();
             let mut b = Pipeline::builder().order(order).exporter(sink.clone());
+            // The redaction stage only takes the library's `RedactionProcessor`; a crashing
+            // processor before it (or sampling after it) must not leak either.
             b = if position == "before" {
                 b.processor(panicking("crashy")).redaction(fake_redactor())
             } else {
-                // a redaction processor that panics: nothing may leak either
-                b.redaction(panicking("crashy"))
+                b.redaction(fake_redactor()).sampling(panicking("crashy"))
             };
             let p = b.build().unwrap();
             let out = p.submit(secret_run());

@@ -202,3 +202,60 @@ fn invalid_redaction_rule_fails_the_build_naming_the_rule() {
     let err = config.builder().expect_err("must fail");
     assert!(err.to_string().contains("backref"), "{err}");
 }
+
+/// Sets every string the visitor reaches to a secret: text fields to a sentence with an email,
+/// values and maps to an object holding one (and a sensitive key).
+struct Fill;
+
+impl tracecraft_core::StringsMut for Fill {
+    fn text(&mut self, field: &'static str, s: &mut String) {
+        *s = format!("{field} of {EMAIL}");
+    }
+    fn value(&mut self, field: &'static str, v: &mut Value) {
+        *v = json!({"note": format!("{field}: {EMAIL}"), "password": 123456});
+    }
+    fn map(&mut self, field: &'static str, m: &mut tracecraft_core::JsonMap) {
+        m.insert("note".into(), json!(format!("{field}: {EMAIL}")));
+        m.insert(format!("key {EMAIL}"), json!([format!("{EMAIL}")]));
+    }
+}
+
+/// Every string field of a run and of nested steps (the fixture is filled through the
+/// exhaustive visitor, so `agent_*`, `cloud_*`, model fields, chunks, ... are all set), is
+/// redacted: no email survives anywhere in the run's JSON.
+#[test]
+fn every_visited_field_is_filled_and_redacted() {
+    let mut run = AgentRun::new("r");
+    let mut child = Step::builder(run.id, StepType::Llm, "child").build();
+    child.streaming_chunks = vec![String::new(), String::new()];
+    child.model_name = Some(String::new());
+    child.model_provider = Some(String::new());
+    child.error = Some(String::new());
+    child.error_type = Some(String::new());
+    let mut parent = Step::builder(run.id, StepType::Agent, "parent").build();
+    parent.children.push(child.clone());
+    run.push_step(parent);
+    run.push_step(child);
+    run.description = Some(String::new());
+    run.session_id = Some(String::new());
+    run.user_id = Some(String::new());
+    run.tags = vec![String::new(), String::new()];
+    run.agent_name = Some(String::new());
+    run.agent_id = Some(String::new());
+    run.agent_description = Some(String::new());
+    run.cloud_provider = Some(String::new());
+    run.cloud_trace_id = Some(String::new());
+    run.error = Some(String::new());
+    run.error_type = Some(String::new());
+    run.sample_reason = Some(String::new());
+    run.visit_strings_mut(&mut Fill);
+    let before = tracecraft_core::json::to_json(&run);
+    // 14 run text fields + 2 tags, input, output, attributes; per step 5 texts, 2 chunks, 3 maps.
+    assert!(before.matches(EMAIL).count() >= 16 + 3 * 2 + 3 * (5 + 2 + 3 * 2));
+    let processor = RedactionProcessor::new(&RedactionConfig::default()).unwrap();
+    let report = processor.redact_run(&mut run);
+    let after = tracecraft_core::json::to_json(&run);
+    assert!(!after.contains(EMAIL), "{after}");
+    assert!(!after.contains("123456"), "{after}");
+    assert!(report.count("email") >= 40);
+}

@@ -892,7 +892,8 @@ mod tests {
         };
         let folded = &folded.as_ref().unwrap().parts;
         assert_eq!(folded.len(), 1);
-        assert!(folded[0].groups.len() <= 8, "{}", folded[0].groups.len());
+        // 10 with `eyj` (bare JWTs) and `pin`: some needles share Teddy's 8 buckets.
+        assert!(folded[0].groups.len() <= 10, "{}", folded[0].groups.len());
         assert!(folded[0].groups.iter().flatten().any(|v| v.off > 0));
         let Searcher::Packed { exact, .. } = &a.searcher else {
             panic!("not packed");

@@ -15,8 +15,15 @@ use sha2::{Digest, Sha256};
 use crate::BuildError;
 use crate::anchors::{Anchors, SHORT};
 use crate::config::{RedactionConfig, RedactionMode};
+use crate::decode::{Budget, MAX_DEPTH};
 use crate::report::{Finding, Report};
 use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Need, Shapes, Validator, Viable};
+
+/// Per-rule state arrays of one search (windows, run cursors) have a slot for every built-in
+/// detector: windowed, digit and `Need` rules are all built in (custom rules are searched
+/// whole), and the build fails to compile when the built-ins outgrow the slots.
+const SLOTS: usize = 64;
+const _: () = assert!(BUILTINS.len() <= SLOTS);
 
 /// NFA size limit per rule (bytes of heap).
 pub(crate) const SIZE_LIMIT: usize = 2 * 1024 * 1024;
@@ -102,12 +109,16 @@ enum Hasher {
 pub(crate) struct Engine {
     pub(crate) enabled: bool,
     pub(crate) rules: Vec<Rule>,
-    anchors: Option<Anchors<(u16, How)>>,
+    pub(crate) anchors: Option<Anchors<(u16, How)>>,
     digit_rules: Vec<u16>,
     /// The shapes of `digit_rules`' matches, in the same order.
     digit_shapes: Vec<Shapes>,
     custom_gate: Option<Regex>,
     custom_rules: Vec<u16>,
+    /// The rule that reports table cells (`tables.rs`): `password_field`, when enabled.
+    pub(crate) table_rule: Option<u16>,
+    /// The rules whose anchors are table keywords (`password_field`, `generic_api_key_param`).
+    pub(crate) table_rules: Vec<u16>,
     allow: HashSet<String>,
     allow_re: Option<Regex>,
     mode: RedactionMode,
@@ -379,10 +390,22 @@ impl Engine {
             .fold(0u64, |m, k| m | 1 << k.len());
         let sensitive_max = sensitive.iter().map(String::len).max().unwrap_or(0);
         let sensitive_few = (sensitive.len() <= 32).then(|| sensitive.iter().cloned().collect());
+        let table_rules: Vec<u16> = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(&*r.name, "password_field" | "generic_api_key_param"))
+            .filter_map(|(i, _)| u16::try_from(i).ok())
+            .collect();
+        let table_rule = rules
+            .iter()
+            .position(|r| &*r.name == "password_field")
+            .and_then(|i| u16::try_from(i).ok());
         Ok(Engine {
             enabled: cfg.enabled,
             rules,
             anchors,
+            table_rule,
+            table_rules,
             digit_rules,
             digit_shapes,
             custom_gate,
@@ -489,6 +512,7 @@ impl Engine {
             && self.custom_rules.is_empty()
             && (self.digit_rules.is_empty() || b.len() < 9 || count_short(b) < 9)
             && self.anchors.as_ref().is_none_or(|a| !a.may_match_short(b))
+            && !crate::decode::may_decode(b)
     }
 
     /// The fast path: candidates from one prefilter pass, verified locally.
@@ -611,14 +635,41 @@ impl Engine {
         ev
     }
 
-    /// Candidates from prefilter events, verified locally.
+    /// Candidates from prefilter events, verified locally; then the decoders.
     fn find_from(&self, text: &str, ev: &Events, hits: &mut Vec<Hit>) {
+        self.find_from_plain(text, ev, hits);
+        let mut budget = Budget::for_text(text.len());
+        self.find_decoded(text, false, MAX_DEPTH, &mut budget, hits);
+    }
+
+    /// One level of the search with the decoders below it: the fast path, or the naive
+    /// oracle when `naive` (for text the decoders produced).
+    pub(crate) fn find_at_depth(
+        &self,
+        text: &str,
+        naive: bool,
+        depth: u8,
+        budget: &mut Budget,
+        hits: &mut Vec<Hit>,
+    ) {
+        if naive {
+            self.find_naive_plain(text, hits);
+        } else {
+            let mut ev = Events::default();
+            self.collect(text, &mut ev);
+            self.find_from_plain(text, &ev, hits);
+        }
+        self.find_decoded(text, naive, depth, budget, hits);
+    }
+
+    /// Candidates from prefilter events, verified locally.
+    fn find_from_plain(&self, text: &str, ev: &Events, hits: &mut Vec<Hit>) {
         let mut cands: Vec<Cand> = Vec::new();
         let n = text.len();
-        // Per windowed rule (index < 32), its last window in `cands`: a window that overlaps or
+        // Per windowed rule (every one is built in, so its index is below SLOTS), its last window in `cands`: a window that overlaps or
         // touches it is merged into it instead of pushed (the windows are merged the same way
         // below, so the searched spans do not change; dense `@` or digits stay few candidates).
-        let mut last = [usize::MAX; 32];
+        let mut last = [usize::MAX; SLOTS];
         let mut push_window = |cands: &mut Vec<Cand>, rule: u16, start: usize, end: usize| {
             let slot = last.get_mut(usize::from(rule));
             if let Some(&i) = slot.as_deref()
@@ -635,8 +686,8 @@ impl Engine {
             }
             cands.push(Cand { rule, start, end });
         };
-        // Per rule with a `Need` (index < 32): where its runs were last looked for.
-        let mut cursors = [RunCursor::default(); 32];
+        // Per rule with a `Need` (built in: index below SLOTS): where its runs were last looked for.
+        let mut cursors = [RunCursor::default(); SLOTS];
         for &(ms, id, len) in &ev.anchors {
             let me = ms + len as usize;
             let targets = self
@@ -697,7 +748,7 @@ impl Engine {
             digit_runs(&text.as_bytes()[s..e], s, &mut runs);
             let b = text.as_bytes();
             for (&rule, shapes) in self.digit_rules.iter().zip(&self.digit_shapes) {
-                if any_of(&b[start..end], shapes.unless) {
+                if shapes.whole || any_of(&b[start..end], shapes.unless) {
                     push_window(&mut cands, rule, start, end);
                     continue;
                 }
@@ -799,6 +850,15 @@ impl Engine {
                 i = j;
             }
         }
+        if self.table_rule.is_some() {
+            let keywords: Vec<usize> = ev
+                .anchors
+                .iter()
+                .filter(|&&(_, id, _)| self.table_keyword(id as usize))
+                .map(|&(ms, _, _)| ms)
+                .collect();
+            self.find_tables(text, Some(&keywords), hits);
+        }
         if !self.custom_rules.is_empty() {
             let gate = self.custom_gate.as_ref().is_none_or(|g| g.is_match(text));
             if gate {
@@ -841,12 +901,20 @@ impl Engine {
         out
     }
 
-    /// The naive oracle: every rule searched over the whole text on its own.
+    /// The naive oracle: every rule searched over the whole text on its own, and the
+    /// decoders with no prefilter.
     pub(crate) fn find_naive(&self, text: &str, hits: &mut Vec<Hit>) {
+        self.find_naive_plain(text, hits);
+        let mut budget = Budget::for_text(text.len());
+        self.find_decoded(text, true, MAX_DEPTH, &mut budget, hits);
+    }
+
+    fn find_naive_plain(&self, text: &str, hits: &mut Vec<Hit>) {
         for rule in 0..self.rules.len() {
             let rule = u16::try_from(rule).unwrap_or(u16::MAX);
             self.search_span(text, rule, 0, text.len(), hits);
         }
+        self.find_tables(text, None, hits);
     }
 
     /// The replacement for one merged span.
@@ -874,8 +942,10 @@ impl Engine {
         }
     }
 
-    /// Finds and applies, then runs again on the output while that changes it (at most three
-    /// more passes), so that redacting the output again changes nothing: a replacement can
+    /// Finds and applies, then runs the rules again on the output while that changes it (at
+    /// most three more passes; the decoders run in the first pass only: a replacement holds
+    /// nothing to decode and ends every run a decoder reads), so that redacting the output
+    /// again changes nothing: a replacement can
     /// change word boundaries at its edges, shorten a context window, or free an anchor that
     /// an earlier match of the same rule had consumed. Findings of the extra passes are
     /// relative to the partly redacted text.
@@ -896,7 +966,7 @@ impl Engine {
             while matches!(out, Cow::Owned(_)) && passes < 3 {
                 passes += 1;
                 hits.clear();
-                self.find_naive(&out, &mut hits);
+                self.find_naive_plain(&out, &mut hits);
                 match self.apply(&out, &mut hits, report, None) {
                     Cow::Owned(next) => out = Cow::Owned(next),
                     Cow::Borrowed(_) => break,
@@ -915,7 +985,7 @@ impl Engine {
             passes += 1;
             hits.clear();
             ev = self.carry(&out, &ev, &spans);
-            self.find_from(&out, &ev, &mut hits);
+            self.find_from_plain(&out, &ev, &mut hits);
             spans.clear();
             match self.apply(&out, &mut hits, report, Some(&mut spans)) {
                 Cow::Owned(next) => out = Cow::Owned(next),
@@ -950,11 +1020,14 @@ impl Engine {
             i += 1;
             while i < hits.len() && hits[i].start <= ge {
                 ge = ge.max(hits[i].end);
-                report.add(
-                    &self.rules[usize::from(hits[i].rule)].name,
-                    hits[i].start,
-                    hits[i].end,
-                );
+                // Two detectors of one rule on the same bytes are one finding.
+                let prev = &hits[i - 1];
+                let name = &self.rules[usize::from(hits[i].rule)].name;
+                if (prev.start, prev.end) != (hits[i].start, hits[i].end)
+                    || self.rules[usize::from(prev.rule)].name != *name
+                {
+                    report.add(name, hits[i].start, hits[i].end);
+                }
                 i += 1;
             }
             out.push_str(&text[copied..gs]);
@@ -976,13 +1049,17 @@ impl Engine {
 
     pub(crate) fn findings(&self, hits: &mut [Hit]) -> Vec<Finding> {
         hits.sort_unstable_by_key(|h| (h.start, std::cmp::Reverse(h.end), h.rule));
-        hits.iter()
+        let mut out: Vec<Finding> = hits
+            .iter()
             .map(|h| Finding {
                 rule: self.rules[usize::from(h.rule)].name.to_string(),
                 start: h.start,
                 end: h.end,
             })
-            .collect()
+            .collect();
+        // Two detectors of one rule on the same bytes are one finding (as in `apply`).
+        out.dedup();
+        out
     }
 }
 

@@ -42,10 +42,13 @@
 //!   phone numbers, SSNs and other low-entropy values).
 //! - The key never appears in `Debug`, `Display` or errors; errors never echo patterns or
 //!   values; [`Redactor::explain`] returns rule names and byte ranges, never values.
-//! - Detection favours recall on secrets (a token's tail never survives) and precision on
-//!   ordinary trace text: cards need Luhn and an issuer prefix, 40-character AWS secrets need a
-//!   nearby `aws`/`secret`, phones need separators or a plausible area code, so UUIDs, hashes,
-//!   epoch timestamps and version strings survive.
+//! - Detection favours recall on secrets (a token's tail never survives, a bare JWT goes
+//!   whole, secrets inside percent-encoding, base64, JSON escapes and wrapped lines are found
+//!   by the decoders and their encoded span is redacted) and precision on ordinary trace text:
+//!   cards need Luhn and an issuer prefix, 40-character AWS secrets need a nearby
+//!   `aws`/`secret`, international phones must fit E.164 lengths, national phone formats and
+//!   dashless SSNs need a context word before them, placeholders and values already redacted
+//!   are kept, so UUIDs, hashes, epoch timestamps, invoice numbers and versions survive.
 //!
 //! ## Performance
 //! SIMD (Teddy) searches over anchor literals (`@`, `sk-`, `AKIA`, `-----BEGIN`, `password`,
@@ -66,10 +69,12 @@
 
 mod anchors;
 mod config;
+mod decode;
 mod engine;
 mod error;
 mod report;
 mod rules;
+mod tables;
 mod walk;
 
 use std::borrow::Cow;
@@ -80,6 +85,15 @@ pub use config::{CustomRule, HashKey, RedactionConfig, RedactionMode};
 pub use error::BuildError;
 pub use report::{Finding, MAX_FINDINGS, Report};
 pub use rules::DEFAULT_SENSITIVE_KEYS;
+
+/// For callers that redact a long text in pieces cut at line breaks (the CLI streams stdin
+/// that way): whether cutting right after `line` keeps the result equal to redacting the whole
+/// text at once, as far as line-based detection goes (a token wrapped across the break would
+/// be missed). PEM blocks span lines too: keep each whole as well.
+#[must_use]
+pub fn can_split_after(line: &[u8]) -> bool {
+    decode::can_split_after(line)
+}
 
 /// The names of the 17 built-in rules, in their fixed order.
 pub const BUILTIN_RULES: [&str; 17] = [
@@ -110,7 +124,7 @@ pub struct Redactor {
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.engine.rules.iter().map(|r| &*r.name).collect();
+        let names: Vec<&str> = self.rule_names().collect();
         f.debug_struct("Redactor")
             .field("enabled", &self.engine.enabled)
             .field("rules", &names)
@@ -133,7 +147,14 @@ impl Redactor {
 
     /// The enabled rule names (built-ins in fixed order, then custom rules).
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
-        self.engine.rules.iter().map(|r| &*r.name)
+        // A built-in rule may have several detectors (e.g. `phone`: digit forms and numbers
+        // after a phone word), adjacent in the list.
+        let rules = &self.engine.rules;
+        rules
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| *i == 0 || rules[i - 1].name != r.name)
+            .map(|(_, r)| &*r.name)
     }
 
     /// Redacts one string. Returns it borrowed when nothing matched.
@@ -185,5 +206,17 @@ impl Redactor {
         let mut hits = Vec::new();
         self.engine.find_naive(text, &mut hits);
         self.engine.findings(&mut hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `BUILTIN_RULES` is `BUILTINS`' names in order, each once: a rule's detectors are
+    /// adjacent, and no name is missing or extra.
+    #[test]
+    fn builtin_rules_are_the_builtins_names() {
+        let mut names: Vec<&str> = crate::rules::BUILTINS.iter().map(|b| b.name).collect();
+        names.dedup();
+        assert_eq!(names, crate::BUILTIN_RULES);
     }
 }

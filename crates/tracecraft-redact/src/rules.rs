@@ -25,6 +25,12 @@ pub const DEFAULT_SENSITIVE_KEYS: &[&str] = &[
     "cookie",
     "set-cookie",
     "private_key",
+    "passphrase",
+    "passcode",
+    "pin",
+    "secret_key",
+    "access_key",
+    "secret_access_key",
 ];
 
 /// Post-match check: `(text, match_start, match_end, redacted spans) -> keep?`.
@@ -70,6 +76,8 @@ pub(crate) enum Kind {
 pub(crate) struct Shapes {
     pub(crate) runs: &'static [&'static [Run]],
     pub(crate) unless: &'static [u8],
+    /// Every cluster window is searched whole (matches of any shape).
+    pub(crate) whole: bool,
 }
 
 /// One run of a [`Shapes`]: its length range and the digits it may begin with.
@@ -90,14 +98,12 @@ const fn run(n: usize, first: u8) -> Run {
     }
 }
 
-/// `phone`: `NPA-NXX-XXXX` (area and exchange 2-9), `NPANXXXXXX`; forms with `+` or `(`
-/// are searched whole.
+/// `phone`: `NPA-NXX-XXXX` (area and exchange 2-9); forms with `+` or `(` are searched
+/// whole. (Bare `NPANXXXXXX` is a phone only near a phone word: the `phone` context detector.)
 const PHONE: Shapes = Shapes {
-    runs: &[
-        &[run(3, b'2'), run(3, b'2'), run(4, b'0')],
-        &[run(10, b'2')],
-    ],
+    runs: &[&[run(3, b'2'), run(3, b'2'), run(4, b'0')]],
     unless: b"+(",
+    whole: false,
 };
 
 /// `credit_card`: 4-4-4-4, Amex 4-6-5 (beginning with 3), 13-19 digits.
@@ -112,12 +118,33 @@ const CARD: Shapes = Shapes {
         }],
     ],
     unless: b"",
+    whole: false,
 };
 
 /// `ssn`: 3-2-4.
 const SSN: Shapes = Shapes {
     runs: &[&[run(3, b'0'), run(2, b'0'), run(4, b'0')]],
     unless: b"",
+    whole: false,
+};
+
+/// `ssn` after an SSN word: 9, 3-2-4, 5-4, 3-6.
+const SSN_BARE: Shapes = Shapes {
+    runs: &[
+        &[run(9, b'0')],
+        &[run(3, b'0'), run(2, b'0'), run(4, b'0')],
+        &[run(5, b'0'), run(4, b'0')],
+        &[run(3, b'0'), run(6, b'0')],
+    ],
+    unless: b"",
+    whole: false,
+};
+
+/// Any digit groups (national phone formats after a phone word): searched whole.
+const ANY_DIGITS: Shapes = Shapes {
+    runs: &[],
+    unless: b"",
+    whole: true,
 };
 
 pub(crate) struct Builtin {
@@ -163,8 +190,14 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "email",
         // Local part: ASCII or Latin/Greek/Cyrillic letters (so `josé@` is caught, but CJK
-        // text glued to an address survives). Labels of up to 63 bytes, a 2-24 letter TLD.
-        pattern: r"[0-9\p{Latin}\p{Greek}\p{Cyrillic}_%+\-][0-9\p{Latin}\p{Greek}\p{Cyrillic}._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}",
+        // text glued to an address survives), or quoted (`"john doe"@`). Domain labels: ASCII
+        // (up to 63 bytes) or internationalised (RFC 6531: up to 15 characters, some not ASCII);
+        // an ASCII TLD of 2-24 letters, a punycode TLD, or a non-ASCII TLD of 2-6 letters.
+        pattern: concat!(
+            r#"(?:"[^"\\\r\n@]{1,64}"|[0-9\p{Latin}\p{Greek}\p{Cyrillic}_%+\-][0-9\p{Latin}\p{Greek}\p{Cyrillic}._%+'\-]{0,63})@"#,
+            r"(?:(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?|[0-9A-Za-z\x{80}-\x{10FFFF}](?:[\-0-9A-Za-z\x{80}-\x{10FFFF}]{0,13}[0-9A-Za-z\x{80}-\x{10FFFF}])?)\.){1,8}",
+            r"(?:xn--[A-Za-z0-9\-]{1,20}|[A-Za-z]{2,24}|[\p{L}--\p{ASCII}]{2,6})",
+        ),
         kind: Kind::Window {
             back: 260,
             fwd: 540,
@@ -177,19 +210,31 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "phone",
-        // International (+CC ...), (NPA) NXX-XXXX, NPA-NXX-XXXX, NPANXXXXXX (area and exchange
-        // 2-9, so epoch seconds are not phones), and fullwidth digits.
+        // International (`+CC` and 1 to 7 groups, E.164 lengths checked by the validator),
+        // (NPA) NXX-XXXX, NPA-NXX-XXXX (area and exchange 2-9, so epoch seconds are not
+        // phones), and fullwidth digits. Bare 10-digit numbers: see the context detector.
         pattern: concat!(
-            r"(?-u:\B)\+[1-9][0-9]{0,2}[-. \x{a0}]?(?:\([0-9]{1,4}\)|[0-9]{1,4})[-. \x{a0}]?[0-9]{3,4}[-. \x{a0}]?[0-9]{4}(?-u:\b)",
+            r"(?-u:\B)\+[1-9][0-9]{0,3}(?:[-. \x{a0}]?(?:\([0-9]{1,4}\)|[0-9]{1,6})){1,7}(?-u:\b)",
             r"|(?-u:\B)\([2-9][0-9]{2}\)[ \x{a0}]?[2-9][0-9]{2}[-. \x{a0}][0-9]{4}(?-u:\b)",
             r"|(?-u:\b)[2-9][0-9]{2}[-. \x{a0}][2-9][0-9]{2}[-. \x{a0}][0-9]{4}(?-u:\b)",
-            r"|(?-u:\b)[2-9][0-9]{2}[2-9][0-9]{6}(?-u:\b)",
             r"|[０-９]{2,4}[－\-]?[０-９]{2,4}[－\-]?[０-９]{4}",
         ),
         kind: Kind::Digits(PHONE),
         anchors: &["０", "１", "２", "３", "４", "５", "６", "７", "８", "９"],
         exact: false,
-        validator: None,
+        validator: Some(valid_phone),
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "phone",
+        // National formats (`030 1234567`, `06 12 34 56 78`, `98765 43210`, `2535678183`)
+        // that alone could be any number: only after a phone word (see `valid_context_phone`).
+        pattern: r"(?-u:\b)(?:\([0-9]{1,5}\)[ \x{a0}]?)?[0-9]{1,12}(?:[-. \x{a0}][0-9]{1,12}){0,6}(?-u:\b)",
+        kind: Kind::Digits(ANY_DIGITS),
+        anchors: &[],
+        exact: false,
+        validator: Some(valid_context_phone),
         viable: None,
         need: None,
     },
@@ -210,6 +255,18 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &[],
         exact: false,
         validator: Some(valid_ssn),
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "ssn",
+        // Nine digits without dashes (or with spaces or dots) only after an SSN word (see
+        // `valid_context_ssn`).
+        pattern: r"(?-u:\b)[0-9]{3}[ .]?[0-9]{2}[ .]?[0-9]{4}(?-u:\b)",
+        kind: Kind::Digits(SSN_BARE),
+        anchors: &[],
+        exact: false,
+        validator: Some(valid_context_ssn),
         viable: None,
         need: None,
     },
@@ -280,6 +337,20 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         need: None,
     },
     Builtin {
+        name: "bearer_token",
+        // A bare JWT (JWS: header, payload, signature) or JWE (five segments) wherever it
+        // stands: a bearer credential. The whole token, so no segment survives.
+        pattern: r"(?-u:\b)eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*)?",
+        kind: Kind::Start,
+        // Found case-insensitively (one more needle in the folded search costs less than a
+        // third pass of the case-sensitive one); the pattern checks the case.
+        anchors: &["eyJ"],
+        exact: false,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
         name: "github_token",
         pattern: r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})",
         kind: Kind::Start,
@@ -344,7 +415,7 @@ pub(crate) const BUILTINS: &[Builtin] = &[
             "privatetoken",
         ],
         exact: false,
-        validator: None,
+        validator: Some(valid_key_param),
         viable: None,
         need: None,
     },
@@ -387,11 +458,14 @@ pub(crate) const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "password_field",
-        // `password=...`, `"password": "..."`, `DB_PASSWORD=...`, `secret: ...`, `token=...`,
-        // and the password in `scheme://user:password@host`.
+        // `password=...`, `"password": "..."`, `DB_PASSWORD=...`, `dbPass: ...`, `secret: ...`,
+        // `token=...`, `pin: ...`; in prose `my password is hunter2`, `the PIN is 4521`; and
+        // the password in `scheme://user:password@host`.
         pattern: concat!(
-            r"(?i-u:password|passwd|passphrase|pwd|secret|token)",
+            r"(?i-u:password|passwd|passphrase|passcode|pwd|secret|token|pin|pass)",
             sep!(),
+            pw_value!(),
+            r"|(?i-u:password|passphrase|passcode|pin|pwd)[ \t]+(?i-u:is|was)[ \t]*:?[ \t]*",
             pw_value!(),
             r#"|://[^\s:/@"'<>\[\]\\]*:([^\s/@"'<>\[\]\\]+)@"#
         ),
@@ -400,7 +474,10 @@ pub(crate) const BUILTINS: &[Builtin] = &[
             "password",
             "passwd",
             "passphrase",
+            "passcode",
+            "pass",
             "pwd",
+            "pin",
             "secret",
             "token",
             "://",
@@ -417,46 +494,54 @@ pub(crate) const BUILTINS: &[Builtin] = &[
 /// label (an ASCII letter or digit, then letters, digits and `-`) followed by `.`. Bounded work
 /// per `@`: at most 64 bytes are read after it.
 fn viable_email(b: &[u8], at: usize, _: usize) -> bool {
-    let local = |c: u8| !c.is_ascii() || c.is_ascii_alphanumeric() || b"._%+-".contains(&c);
+    let local = |c: u8| !c.is_ascii() || c.is_ascii_alphanumeric() || b"._%+-\"'".contains(&c);
     if at == 0 || !local(b[at - 1]) {
         return false;
     }
+    // A label is at most 63 ASCII bytes or 15 characters of at most 4 bytes.
+    let label = |c: &u8| !c.is_ascii() || c.is_ascii_alphanumeric() || *c == b'-';
     let rest = &b[at + 1..b.len().min(at + 1 + 64)];
-    if !rest.first().is_some_and(u8::is_ascii_alphanumeric) {
+    if !rest
+        .first()
+        .is_some_and(|c| !c.is_ascii() || c.is_ascii_alphanumeric())
+    {
         return false;
     }
-    rest.iter()
-        .find(|c| !c.is_ascii_alphanumeric() && **c != b'-')
-        .is_some_and(|&c| c == b'.')
+    rest.iter().find(|c| !label(c)).is_some_and(|&c| c == b'.')
 }
 
 /// A `password_field` keyword followed by the separator its pattern requires (`sep!()`:
-/// up to 2 backslashes, an optional quote, spaces or tabs, then `=` or `:`), or `://`.
-/// `e`, when past `s`, is the end of the anchor found at `s`: for this rule's anchors that
-/// is the end of the keyword (no keyword is a prefix of another, so the pattern's keyword at
-/// `s` is the anchor); otherwise the keyword is looked up.
-fn viable_password_field(b: &[u8], s: usize, e: usize) -> bool {
+/// up to 2 backslashes, an optional quote, spaces or tabs, then `=` or `:`; or, in prose,
+/// spaces then `is`/`was`), or `://`. Every keyword that occurs at `s` is tried (`pass` is a
+/// prefix of `password`), so the anchor's end is not needed.
+fn viable_password_field(b: &[u8], s: usize, _: usize) -> bool {
     if b[s] == b':' {
         return b[s..].starts_with(b"://");
     }
-    let mut i = if e > s {
-        e
-    } else {
-        // The keywords by first letter; at most one of them occurs at `s`.
-        let keywords: &[&[u8]] = match b[s] | 0x20 {
-            b'p' => &[b"password", b"passwd", b"passphrase", b"pwd"],
-            b's' => &[b"secret"],
-            b't' => &[b"token"],
-            _ => return false,
-        };
-        let Some(k) = keywords.iter().find(|k| {
-            b.get(s..s + k.len())
-                .is_some_and(|h| h.eq_ignore_ascii_case(k))
-        }) else {
-            return false;
-        };
-        s + k.len()
+    let keywords: &[&[u8]] = match b[s] | 0x20 {
+        b'p' => &[
+            b"password",
+            b"passwd",
+            b"passphrase",
+            b"passcode",
+            b"pwd",
+            b"pin",
+            b"pass",
+        ],
+        b's' => &[b"secret"],
+        b't' => &[b"token"],
+        _ => return false,
     };
+    keywords.iter().any(|k| {
+        b.get(s..s + k.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(k))
+            && separator_follows(b, s + k.len())
+    })
+}
+
+/// `sep!()` or a prose `is`/`was` begins at `i`.
+fn separator_follows(b: &[u8], mut i: usize) -> bool {
+    let start = i;
     let mut slashes = 0;
     while slashes < 2 && b.get(i) == Some(&b'\\') {
         i += 1;
@@ -468,7 +553,19 @@ fn viable_password_field(b: &[u8], s: usize, e: usize) -> bool {
     while matches!(b.get(i), Some(b' ' | b'\t')) {
         i += 1;
     }
-    matches!(b.get(i), Some(b'=' | b':'))
+    if matches!(b.get(i), Some(b'=' | b':')) {
+        return true;
+    }
+    // Prose: at least one space, then `is` or `was`.
+    let mut j = start;
+    while matches!(b.get(j), Some(b' ' | b'\t')) {
+        j += 1;
+    }
+    j > start
+        && [&b"is"[..], b"was"].iter().any(|w| {
+            b.get(j..j + w.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(w))
+        })
 }
 
 /// `b[from..from + len]` exists and is all `class`.
@@ -529,8 +626,16 @@ fn valid_email(text: &str, s: usize, _: usize, _: &[(usize, usize)]) -> bool {
         })
         .map_or(from, |i| from + i + 1);
     let seg = &b[seg_start..s];
-    match seg.windows(3).rposition(|w| w == b"://") {
-        Some(i) => seg[i + 3..].contains(&b'/'),
+    // `://`, or `:\/\/` inside a JSON string.
+    let scheme = seg
+        .windows(3)
+        .rposition(|w| w == b"://")
+        .map(|i| i + 3)
+        .into_iter()
+        .chain(seg.windows(5).rposition(|w| w == b":\\/\\/").map(|i| i + 5))
+        .max();
+    match scheme {
+        Some(i) => seg[i..].contains(&b'/'),
         None => true,
     }
 }
@@ -577,6 +682,205 @@ fn valid_card(text: &str, s: usize, e: usize, _: &[(usize, usize)]) -> bool {
     sum.is_multiple_of(10)
 }
 
+/// The length of the E.164 country code that `digits` (ASCII digits, the first not `0`)
+/// begins with: codes are prefix-free, 1 and 7 have one digit, the listed ones two, all
+/// others three (ITU-T E.164 assignments).
+fn country_code_len(digits: &[u8]) -> usize {
+    const TWO: &[u8] = &[
+        20, 27, 30, 31, 32, 33, 34, 36, 39, 40, 41, 43, 44, 45, 46, 47, 48, 49, 51, 52, 53, 54, 55,
+        56, 57, 58, 60, 61, 62, 63, 64, 65, 66, 81, 82, 84, 86, 90, 91, 92, 93, 94, 95, 98,
+    ];
+    match digits {
+        [b'1' | b'7', ..] => 1,
+        [a, b, ..] if TWO.contains(&((a - b'0') * 10 + (b - b'0'))) => 2,
+        _ => 3,
+    }
+}
+
+/// National significant number lengths of the largest numbering plans; others get the
+/// ITU-T E.164 bounds (4 to 12 digits after the country code, 15 in all).
+fn national_lengths(cc: &[u8]) -> (usize, usize) {
+    match cc {
+        b"1" | b"7" | b"52" | b"91" => (10, 10),
+        b"33" | b"34" | b"61" => (9, 9),
+        b"44" | b"81" => (9, 10),
+        b"49" => (6, 13),
+        b"39" => (6, 11),
+        b"86" => (8, 11),
+        b"55" => (10, 11),
+        _ => (4, 12),
+    }
+}
+
+/// An international number `+CC ...` whose digits fit its country code's lengths; a `(0)`
+/// trunk prefix is not counted; when a separator follows the first group, that group is the
+/// whole country code (`+3 1234 5678` is not `+31`). At least 9 digits in all (what the
+/// digit prefilter needs).
+fn e164_ok(value: &[u8]) -> bool {
+    let mut digits = [0u8; 16];
+    let mut n = 0;
+    let mut i = 0;
+    while i < value.len() {
+        if value[i..].starts_with(b"(0)") {
+            i += 3;
+            continue;
+        }
+        if value[i].is_ascii_digit() {
+            if n == digits.len() {
+                return false;
+            }
+            digits[n] = value[i];
+            n += 1;
+        }
+        i += 1;
+    }
+    let digits = &digits[..n];
+    if !(9..=15).contains(&n) || digits[0] == b'0' {
+        return false;
+    }
+    let cc = country_code_len(digits);
+    // Written with a separator after the first group: that group is the country code.
+    let first = value[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if value.len() > first + 1 && first != cc {
+        return false;
+    }
+    let (lo, hi) = national_lengths(&digits[..cc]);
+    (lo..=hi).contains(&(n - cc))
+}
+
+/// `phone` digit forms: international numbers must fit E.164 (see [`e164_ok`]).
+fn valid_phone(text: &str, s: usize, e: usize, _: &[(usize, usize)]) -> bool {
+    let b = &text.as_bytes()[s..e];
+    b.first() != Some(&b'+') || e164_ok(b)
+}
+
+/// Words that make a number near them something other than a phone number.
+const NOT_PHONE_WORDS: &[&str] = &[
+    "invoice",
+    "order",
+    "ticket",
+    "account",
+    "acct",
+    "tracking",
+    "reference",
+    "transaction",
+    "serial",
+    "isbn",
+    "epoch",
+    "timestamp",
+    "bytes",
+    "id:",
+    "id=",
+];
+
+/// Words that make a number near them a phone number (any case).
+const PHONE_WORDS: &[&str] = &[
+    "phone",
+    "tel",
+    "mobile",
+    "mob.",
+    "cell",
+    "call",
+    "whatsapp",
+    "fax",
+    "sms",
+    "text me",
+    "dial",
+    "number is",
+    "my number",
+    "contact",
+    "reach me",
+    "handy",
+    "telefon",
+    "téléphone",
+    "tél",
+    "teléfono",
+    "móvil",
+    "celular",
+    "portable",
+    "電話",
+    "携帯",
+    "연락처",
+    "手机",
+    "电话",
+];
+
+/// How far before a number its context word may begin, in bytes.
+const CONTEXT_BACK: usize = 48;
+
+/// The up to [`CONTEXT_BACK`] bytes before `s`, lower-cased (ASCII), from the last line
+/// break, `[` or `]` on (context never reaches across a line or a replacement).
+fn context_before(b: &[u8], s: usize) -> Vec<u8> {
+    let from = s.saturating_sub(CONTEXT_BACK);
+    let from = b[from..s]
+        .iter()
+        .rposition(|&c| matches!(c, b'\n' | b'\r' | b'[' | b']'))
+        .map_or(from, |i| from + i + 1);
+    b[from..s].to_ascii_lowercase()
+}
+
+/// `word` occurs in `hay`, not right after an ASCII letter (`tel` is not in `hotel`).
+fn contains(hay: &[u8], word: &str) -> bool {
+    let w = word.as_bytes();
+    hay.windows(w.len())
+        .enumerate()
+        .any(|(i, x)| x == w && (i == 0 || !hay[i - 1].is_ascii_alphabetic()))
+}
+
+/// A national number after a phone word: 9 to 12 digits, not beginning with `1` (epoch
+/// seconds) unless 11 digits (`1` + NANP), not a date (`2024-01-15 ...`), a phone word in the
+/// [`CONTEXT_BACK`] bytes before it and no invoice/order/ticket/id word there.
+fn valid_context_phone(text: &str, s: usize, e: usize, _: &[(usize, usize)]) -> bool {
+    let b = text.as_bytes();
+    let v = &b[s..e];
+    let n = v.iter().filter(|c| c.is_ascii_digit()).count();
+    if !(9..=12).contains(&n) {
+        return false;
+    }
+    let first = v.iter().find(|c| c.is_ascii_digit()).copied();
+    if first == Some(b'1') && n != 11 {
+        return false;
+    }
+    if v.len() > 5
+        && v[..4].iter().all(u8::is_ascii_digit)
+        && matches!(v[4], b'-' | b'.')
+        && (v.starts_with(b"19") || v.starts_with(b"20"))
+    {
+        return false;
+    }
+    let before = context_before(b, s);
+    PHONE_WORDS.iter().any(|w| contains(&before, w))
+        && !NOT_PHONE_WORDS.iter().any(|w| contains(&before, w))
+}
+
+/// Nine SSN digits after an SSN word (`ssn`, `social security`, `soc sec`) in the
+/// [`CONTEXT_BACK`] bytes before them: area not 000, 666 or 9xx; group not 00; serial not
+/// 0000.
+fn valid_context_ssn(text: &str, s: usize, e: usize, _: &[(usize, usize)]) -> bool {
+    let b = text.as_bytes();
+    let mut d = [0u8; 9];
+    let mut n = 0;
+    for &c in &b[s..e] {
+        if c.is_ascii_digit() {
+            if n == 9 {
+                return false;
+            }
+            d[n] = c;
+            n += 1;
+        }
+    }
+    let before = context_before(b, s);
+    n == 9
+        && &d[..3] != b"000"
+        && &d[..3] != b"666"
+        && d[0] != b'9'
+        && &d[3..5] != b"00"
+        && &d[5..] != b"0000"
+        && ["ssn", "social security", "soc sec", "soc. sec"]
+            .iter()
+            .any(|w| contains(&before, w))
+}
+
 /// Area not 000, 666 or 9xx; group not 00; serial not 0000.
 fn valid_ssn(text: &str, s: usize, e: usize, _: &[(usize, usize)]) -> bool {
     let t = &text.as_bytes()[s..e];
@@ -598,8 +902,147 @@ fn valid_aws_secret(text: &str, _: usize, _: usize, spans: &[(usize, usize)]) ->
     })
 }
 
+/// Values that stand for a secret without being one: booleans, null, type names, masks and
+/// text already redacted (`***`, `<redacted>`, `xxxx`), references to where the secret lives
+/// (`${DB_PASSWORD}`, `{{ .Values.password }}`, `$API_KEY`, `os.environ[...]`), and
+/// placeholders (`<your-api-key>`, `YOUR_TOKEN_HERE`).
+pub(crate) fn placeholder(v: &[u8]) -> bool {
+    const WORDS: &[&str] = &[
+        "true",
+        "false",
+        "null",
+        "none",
+        "nil",
+        "undefined",
+        "str",
+        "string",
+        "int",
+        "integer",
+        "bool",
+        "boolean",
+        "bytes",
+        "secretstr",
+        "optional",
+        "any",
+        "object",
+        "redacted",
+        "hidden",
+        "masked",
+        "removed",
+        "omitted",
+        "required",
+        "n/a",
+        "tbd",
+        "todo",
+    ];
+    const REFS: &[&str] = &[
+        "${",
+        "{{",
+        "$(",
+        "%(",
+        "<%",
+        "#{",
+        "process.env",
+        "os.environ",
+        "os.getenv",
+        "getenv(",
+        "secrets.",
+        "env.",
+        "vault:",
+        "your_",
+        "your-",
+        "your ",
+        "<your",
+    ];
+    let v = v.trim_ascii();
+    if v.is_empty()
+        || v.iter()
+            .all(|c| b"*x.#-_".contains(&c.to_ascii_lowercase()))
+    {
+        return true;
+    }
+    let lower = v.to_ascii_lowercase();
+    if v.starts_with(b"\xe2\x80\xa2") || (v[0] == b'<' && v[v.len() - 1] == b'>') {
+        return true;
+    }
+    if v[0] == b'$'
+        && v.len() > 1
+        && v[1..]
+            .iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
+    {
+        return true;
+    }
+    WORDS.iter().any(|w| lower == w.as_bytes())
+        || REFS.iter().any(|r| lower.starts_with(r.as_bytes()))
+        || lower.windows(8).any(|w| w == b"redacted")
+}
+
+/// Words after `password is` (or `password:`) that say something about a password instead of
+/// being one.
+const NOT_A_PASSWORD: &[&str] = &[
+    "required",
+    "incorrect",
+    "invalid",
+    "wrong",
+    "expired",
+    "missing",
+    "empty",
+    "not",
+    "too",
+    "the",
+    "set",
+    "correct",
+    "valid",
+    "stored",
+    "hashed",
+    "encrypted",
+    "being",
+    "still",
+    "now",
+    "also",
+    "reset",
+    "changed",
+    "different",
+    "same",
+    "used",
+    "weak",
+    "strong",
+    "long",
+    "short",
+    "only",
+    "case",
+    "never",
+    "always",
+    "saved",
+    "sent",
+    "shown",
+    "needed",
+    "optional",
+    "protected",
+    "generated",
+    "rotated",
+    "updated",
+    "accepted",
+    "rejected",
+    "verified",
+    "ignored",
+    "unknown",
+    "incorrect.",
+    "invalid.",
+    "required.",
+    "expired.",
+    "wrong.",
+];
+
+/// `generic_api_key_param`: the value is not a placeholder (see [`placeholder`]).
+fn valid_key_param(text: &str, _: usize, _: usize, spans: &[(usize, usize)]) -> bool {
+    let b = text.as_bytes();
+    !spans.iter().any(|&(a, z)| placeholder(&b[a..z]))
+}
+
 /// Words before `_token` that make it a count or a vocabulary entry, not a credential.
-const TOKEN_COUNT_WORDS: &[&str] = &[
+pub(crate) const TOKEN_COUNT_WORDS: &[&str] = &[
     "max",
     "min",
     "num",
@@ -639,16 +1082,27 @@ fn valid_password_field(text: &str, s: usize, e: usize, spans: &[(usize, usize)]
     if b[s..].starts_with(b"://") {
         return true;
     }
+    if spans.iter().any(|&(a, z)| placeholder(&b[a..z])) {
+        return false;
+    }
     let kw_len = b[s..e]
         .iter()
         .position(|c| !c.is_ascii_alphabetic())
         .unwrap_or(e - s);
     let kw = text[s..s + kw_len].to_ascii_lowercase();
     let prev = if s == 0 { None } else { Some(b[s - 1]) };
-    if kw.starts_with("pass") {
+    if spans.iter().any(|&(a, z)| {
+        let v = b[a..z].to_ascii_lowercase();
+        NOT_A_PASSWORD.iter().any(|w| v == w.as_bytes())
+    }) {
+        return false;
+    }
+    if kw.starts_with("pass") && kw != "pass" {
         return true;
     }
-    if prev.is_some_and(|c| c.is_ascii_alphanumeric()) {
+    // `dbPass`, `clientSecret`, `authToken`: a camelCase word boundary.
+    let camel = prev.is_some_and(|c| c.is_ascii_lowercase()) && b[s].is_ascii_uppercase();
+    if prev.is_some_and(|c| c.is_ascii_alphanumeric()) && !camel {
         return false;
     }
     if kw == "token" {
@@ -845,7 +1299,7 @@ mod tests {
                     if !text[ms..me].is_ascii() {
                         continue; // fullwidth digits: found by their own anchors
                     }
-                    if b[ms.saturating_sub(1)..me].iter().any(|c| shapes.unless.contains(c)) {
+                    if shapes.whole || b[ms.saturating_sub(1)..me].iter().any(|c| shapes.unless.contains(c)) {
                         continue;
                     }
                     // The maximal digit runs the match touches.
@@ -972,10 +1426,12 @@ mod tests {
                     // The local part is at most 64 chars of at most 3 bytes (+@ ...).
                     assert!(back >= 64 * 3 + 4 && fwd + back >= max, "{}: {max}", b.name);
                 }
-                Kind::Digits(_) => {
-                    // Fullwidth digits are windowed by 64 bytes; ASCII forms are short.
+                Kind::Digits(_) if !b.anchors.is_empty() => {
+                    // Fullwidth digits are windowed by 64 bytes; ASCII forms are found
+                    // through their digit clusters, whatever their length.
                     assert!(max.expect("bounded") <= 64, "{}: {max:?}", b.name);
                 }
+                Kind::Digits(_) => {}
                 Kind::Start => {}
             }
         }

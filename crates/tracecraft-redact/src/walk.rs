@@ -14,7 +14,13 @@ enum Field {
 
 impl Engine {
     fn field_rule(&self, key: &str, path: Option<&str>) -> Option<Field> {
-        if (!self.field_leaf.is_empty() && self.field_leaf.contains(key))
+        // A leaf rule also matches the last segment of a dotted key (`db.password` for
+        // `password`, as OTLP attributes are named).
+        if (!self.field_leaf.is_empty()
+            && (self.field_leaf.contains(key)
+                || key
+                    .rsplit_once('.')
+                    .is_some_and(|(_, leaf)| self.field_leaf.contains(leaf))))
             || path.is_some_and(|p| self.field_dotted.contains(p))
         {
             return Some(Field::Path);
@@ -25,42 +31,78 @@ impl Engine {
         None
     }
 
-    /// Whether `key` is a sensitive key: ASCII keys are normalised into a stack buffer, and
-    /// only when some sensitive key has that length is the set consulted (no allocation).
-    fn is_sensitive(&self, key: &str) -> bool {
+    /// Whether `key` is a sensitive key, or ends with one as whole words: `db.password`,
+    /// `smtp_password`, `clientSecret`, `X-Api-Key` (words split at `.`, `-`, `_`, spaces and
+    /// lower-to-upper case changes; `max_token` and the other count words before `token` are
+    /// not sensitive). ASCII keys are normalised into a stack buffer, and only suffixes of a
+    /// length some sensitive key has are looked up (no allocation).
+    pub(crate) fn is_sensitive(&self, key: &str) -> bool {
         const CAP: usize = 64;
         if self.sensitive.is_empty() {
             return false;
         }
-        if !key.is_ascii() || self.sensitive_max >= CAP {
+        if !key.is_ascii() || key.len() > CAP || self.sensitive_max >= CAP {
             // `char::to_lowercase` can map non-ASCII to ASCII (`K`, the Kelvin sign).
             return self.sensitive.contains(&normalize_key(key));
         }
         let mut buf = [0u8; CAP];
+        // Bit `i`: a word begins at `buf[i]`.
+        let mut starts = 1u64;
         let mut n = 0;
+        let mut prev = 0u8;
         for &b in key.as_bytes() {
-            if b == b'-' || b == b'_' {
+            if matches!(b, b'-' | b'_' | b'.' | b' ') {
+                starts |= 1 << n.min(CAP - 1);
+                prev = b;
                 continue;
             }
-            if n == self.sensitive_max {
-                return false;
+            if b.is_ascii_uppercase() && prev.is_ascii_lowercase() {
+                starts |= 1 << n;
             }
             buf[n] = b.to_ascii_lowercase();
+            prev = b;
             n += 1;
         }
-        if (self.sensitive_lens >> n) & 1 == 0 {
-            return false;
-        }
-        let k = &buf[..n];
-        match &self.sensitive_few {
+        let lookup = |k: &[u8]| match &self.sensitive_few {
             Some(few) => few.iter().any(|s| s.as_bytes() == k),
             None => std::str::from_utf8(k).is_ok_and(|k| self.sensitive.contains(k)),
+        };
+        // `.` and spaces are kept by `normalize_key`: the whole key as the set holds it.
+        if !key.contains(['.', ' ']) && (self.sensitive_lens >> n) & 1 == 1 && lookup(&buf[..n]) {
+            return true;
         }
+        let mut prev_word = 0;
+        for p in 1..n {
+            if (starts >> p) & 1 == 0 {
+                continue;
+            }
+            let len = n - p;
+            if len <= self.sensitive_max
+                && (self.sensitive_lens >> len) & 1 == 1
+                && lookup(&buf[p..n])
+            {
+                let before = &buf[prev_word..p];
+                let counted = buf[p..n] == *b"token"
+                    && crate::rules::TOKEN_COUNT_WORDS
+                        .iter()
+                        .any(|w| w.as_bytes() == before);
+                if !counted {
+                    return true;
+                }
+            }
+            prev_word = p;
+        }
+        false
     }
 
     /// Replaces a whole value under a field-path or sensitive-key rule.
     fn replace_whole(&self, v: &mut Value, why: Field, report: &mut Report) {
         if v.is_null() {
+            return;
+        }
+        // A boolean under a sensitive key (`"secret": false`, `has_password: true`) holds no
+        // secret; field paths, which the user named, replace values of every type.
+        if matches!(why, Field::Sensitive) && v.is_boolean() {
             return;
         }
         let name = match why {

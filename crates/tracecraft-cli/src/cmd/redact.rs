@@ -66,7 +66,8 @@ struct JsonlOut {
     explain: Vec<String>,
 }
 
-/// Tracks PEM blocks line by line, so a chunk never ends inside one.
+/// Tracks, line by line, whether a chunk may end here: never inside a PEM block, never after
+/// a line whose end may be the first half of a wrapped token.
 fn pem_tracker() -> impl FnMut(&[u8]) -> bool {
     let mut open = false;
     move |line: &[u8]| {
@@ -76,7 +77,7 @@ fn pem_tracker() -> impl FnMut(&[u8]) -> bool {
         if memchr::memmem::find(line, b"-----END").is_some() {
             open = false;
         }
-        open
+        open || !tracecraft_redact::can_split_after(line)
     }
 }
 

@@ -1,0 +1,654 @@
+//! Decoders: secrets inside encoded text.
+//!
+//! **What is decoded.**
+//! - *percent-encoding*: each run of URL characters (no spaces, quotes, `&`, `?` or `#`)
+//!   holding a `%XX`, decoded with the `percent-encoding` crate (`api_key%3Dsk-...`,
+//!   `%2B44%207700...`, `user%40example.com`);
+//! - *base64 and base64url*: each run of at least [`MIN_B64`] base64 characters that decodes
+//!   (with the `base64` crate) to UTF-8 text that is mostly printable (Kubernetes Secrets,
+//!   `Authorization: Basic ...`, data URIs, blobs in tool results);
+//! - *JSON escapes*: around each `\/`, `\uXXXX` (surrogate pairs too) or `\\`, the
+//!   non-whitespace segment (up to 1 KiB each side) with every escape in it undone; double
+//!   escaping (`\\n`) is undone by the next level;
+//! - *wrapped lines*: a raw or escaped line break (`\n`, `\r\n`, `\\n`) between a run of at
+//!   least 16 token characters (`[A-Za-z0-9_+/.-]`) and another token that is not a key
+//!   (`key:`, `key=`) is removed, joining the halves; the joined token alone is scanned.
+//!
+//! **Where.** Only where the prefilter sees a candidate: a `%XX`, a base64 run of
+//! [`MIN_B64`]+ characters (probed 8 bytes at a time), a `\`, a line break between token
+//! characters. Text with none costs a few `memchr` passes and a word-by-word probe; what is decoded is
+//! the candidate's segment, never the whole text.
+//!
+//! **Depth and budget.** Decoded text is scanned by every rule and, again, by the decoders, up
+//! to [`MAX_DEPTH`] levels; at most `BUDGET_FACTOR * len + BUDGET_EXTRA` bytes are decoded per
+//! call in all, then decoding stops (what was found is still redacted). Work is linear in the
+//! input.
+//!
+//! **Result.** A finding in decoded text redacts the source bytes it came from: the whole run
+//! for percent and base64 (never the decoded copy only), the exact source span for escapes and
+//! joins (a join's break included), under the inner rule's name. One the plain scan made on
+//! the same bytes is not made twice.
+
+use base64::Engine as _;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+use crate::engine::{Engine, Hit};
+
+/// Levels of decoding: decoded text is decoded again up to this depth.
+pub(crate) const MAX_DEPTH: u8 = 3;
+/// Shortest base64 run that is decoded.
+pub(crate) const MIN_B64: usize = 20;
+const BUDGET_FACTOR: usize = 4;
+const BUDGET_EXTRA: usize = 64 * 1024;
+
+/// Decoded text and, per decoded byte, the source range it came from.
+struct Decoded {
+    text: String,
+    start: Vec<usize>,
+    end: Vec<usize>,
+}
+
+impl Decoded {
+    fn with_capacity(n: usize) -> Self {
+        Decoded {
+            text: String::with_capacity(n),
+            start: Vec::with_capacity(n),
+            end: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends `s`, every byte from source `a..z`.
+    fn push(&mut self, s: &str, a: usize, z: usize) {
+        self.text.push_str(s);
+        for _ in 0..s.len() {
+            self.start.push(a);
+            self.end.push(z);
+        }
+    }
+}
+
+/// Decoding state of one redaction call.
+pub(crate) struct Budget {
+    left: usize,
+}
+
+impl Budget {
+    pub(crate) fn for_text(len: usize) -> Budget {
+        Budget {
+            left: len
+                .saturating_mul(BUDGET_FACTOR)
+                .saturating_add(BUDGET_EXTRA),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> bool {
+        if n > self.left {
+            self.left = 0;
+            return false;
+        }
+        self.left -= n;
+        true
+    }
+}
+
+impl Engine {
+    /// Adds the findings inside encoded parts of `text` (see the module docs), scanning
+    /// decoded text with the fast path, or with the naive oracle when `naive`.
+    pub(crate) fn find_decoded(
+        &self,
+        text: &str,
+        naive: bool,
+        depth: u8,
+        budget: &mut Budget,
+        hits: &mut Vec<Hit>,
+    ) {
+        if depth == 0 || text.len() < 4 {
+            return;
+        }
+        let b = text.as_bytes();
+        let mut parts: Vec<Decoded> = Vec::new();
+        if naive || memchr::memchr(b'%', b).is_some() {
+            percent_runs(text, &mut parts);
+        }
+        if naive || memchr::memchr(b'\\', b).is_some() {
+            json_segments(text, &mut parts);
+        }
+        if naive || memchr::memchr2(b'\n', b'\\', b).is_some() {
+            wrapped_segments(text, &mut parts);
+        }
+        base64_runs(text, &mut parts);
+        if parts.is_empty() {
+            return;
+        }
+        // What the plain scan found on the same bytes is not found twice.
+        let plain: std::collections::HashSet<(usize, usize, u16)> =
+            hits.iter().map(|h| (h.start, h.end, h.rule)).collect();
+        for d in parts {
+            if !budget.take(d.text.len()) {
+                return;
+            }
+            let mut inner = Vec::new();
+            self.find_at_depth(&d.text, naive, depth - 1, budget, &mut inner);
+            for h in inner {
+                if h.start < h.end && h.end <= d.text.len() {
+                    let (start, end) = (d.start[h.start], d.end[h.end - 1]);
+                    if !plain.contains(&(start, end, h.rule)) {
+                        hits.push(Hit {
+                            start,
+                            end,
+                            rule: h.rule,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A character of a URL run (no spaces, quotes, `&`, `?`, `#`, angle brackets).
+fn url_char(c: u8) -> bool {
+    c.is_ascii_graphic() && !matches!(c, b'"' | b'\'' | b'&' | b'?' | b'#' | b'<' | b'>' | b'`')
+}
+
+/// Every run of URL characters holding a `%XX`, decoded, mapped to the whole run.
+fn percent_runs(text: &str, out: &mut Vec<Decoded>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'%', &b[i..]) {
+        let p = i + k;
+        let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+        if !(hex(p + 1) && hex(p + 2)) {
+            i = p + 1;
+            continue;
+        }
+        let mut a = p;
+        while a > 0 && url_char(b[a - 1]) {
+            a -= 1;
+        }
+        let mut z = p;
+        while z < b.len() && url_char(b[z]) {
+            z += 1;
+        }
+        let decoded = percent_encoding::percent_decode(&b[a..z]).decode_utf8_lossy();
+        let mut d = Decoded::with_capacity(decoded.len());
+        d.push(&decoded, a, z);
+        out.push(d);
+        i = z;
+    }
+}
+
+/// The base64 alphabets, padding optional, trailing bits allowed.
+fn b64_engine(url: bool) -> GeneralPurpose {
+    let config = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    if url {
+        GeneralPurpose::new(&base64::alphabet::URL_SAFE, config)
+    } else {
+        GeneralPurpose::new(&base64::alphabet::STANDARD, config)
+    }
+}
+
+/// `[A-Za-z0-9+/_-]`, as a table (the probe loop runs over all text).
+static B64_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+        c += 1;
+    }
+    t
+};
+
+#[inline]
+fn b64_char(c: u8) -> bool {
+    B64_CHARS[usize::from(c)]
+}
+
+/// Whether all 8 bytes of `w` are [`b64_char`]s, computed on the word at once (per byte lane,
+/// with no carry between lanes: ASCII bytes only, and range checks by adding to 7-bit values).
+#[inline]
+fn b64_word(w: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&w[..8]);
+    let raw = u64::from_le_bytes(a);
+    let x = raw & !HIGH;
+    // High bit of a lane: `lo <= x <= hi`.
+    let range = |lo: u64, hi: u64| (x + ONES * (0x80 - lo)) & !(x + ONES * (0x7F - hi));
+    // High bit of a lane: `x == c`.
+    let eq = |c: u64| !((x ^ (ONES * c)) | HIGH).wrapping_sub(ONES) & HIGH;
+    let ok = range(0x30, 0x39)
+        | range(0x41, 0x5A)
+        | range(0x61, 0x7A)
+        | eq(0x2B)
+        | eq(0x2F)
+        | eq(0x2D)
+        | eq(0x5F);
+    ok & !raw & HIGH == HIGH
+}
+
+/// Every run of at least [`MIN_B64`] base64 characters (plus `=` padding) that decodes to
+/// mostly printable UTF-8, mapped to the whole run. Looks only where an 8-byte-aligned word is
+/// all base64 characters (every run that long holds one).
+fn base64_runs(text: &str, out: &mut Vec<Decoded>) {
+    let b = text.as_bytes();
+    // A run of MIN_B64 (>= 20) characters holds an 8-byte-aligned word of base64 characters
+    // and 4 more next to it: words are checked whole, without branches, and the run is
+    // looked at only from such a word.
+    let mut w = 0;
+    let mut done = 0;
+    while w + 8 <= b.len() {
+        let all = |r: &[u8]| r.iter().all(|&c| b64_char(c));
+        // The run also holds 4 more such bytes on one side (it has 12 outside the word).
+        if w < done
+            || !b64_word(&b[w..w + 8])
+            || !(b.get(w + 8..w + 12).is_some_and(all) || (w >= 4 && all(&b[w - 4..w])))
+        {
+            w += 8;
+            continue;
+        }
+        let probe = w;
+        w += 8;
+        // Forward first: a run of MIN_B64 through the probe reaches past it or began before.
+        let mut z = probe + 1;
+        while z < b.len() && b64_char(b[z]) {
+            z += 1;
+        }
+        let mut a = probe;
+        let floor = done.max(z.saturating_sub(4 * MAX_SEG));
+        while a > floor && b64_char(b[a - 1]) {
+            a -= 1;
+        }
+        done = z;
+        w = w.max(z);
+        if z - a < MIN_B64 {
+            continue;
+        }
+        let run = &b[a..z];
+        let url = run.iter().any(|c| matches!(c, b'-' | b'_'));
+        if url && run.iter().any(|c| matches!(c, b'+' | b'/')) {
+            continue;
+        }
+        // Mixed case: words, hex hashes and UUIDs (one case) are not base64.
+        if !mixed_case(run) {
+            continue;
+        }
+        let mut zz = z;
+        while zz < b.len() && b[zz] == b'=' && zz - z < 2 {
+            zz += 1;
+        }
+        let Ok(bytes) = b64_engine(url).decode(&b[a..zz]) else {
+            continue;
+        };
+        let Ok(s) = std::str::from_utf8(&bytes) else {
+            continue;
+        };
+        if !mostly_printable(s) {
+            continue;
+        }
+        let mut d = Decoded::with_capacity(s.len());
+        d.push(s, a, zz);
+        out.push(d);
+    }
+}
+
+fn mixed_case(run: &[u8]) -> bool {
+    run.iter().any(u8::is_ascii_uppercase) && run.iter().any(u8::is_ascii_lowercase)
+}
+
+/// For a short text: `false` when no decoder can find anything in it (no `%`, `\`, line
+/// break, or mixed-case base64 run of [`MIN_B64`]+ characters).
+pub(crate) fn may_decode(b: &[u8]) -> bool {
+    if memchr::memchr3(b'%', b'\\', b'\n', b).is_some() {
+        return true;
+    }
+    // A run of MIN_B64 holds an 8-byte-aligned word of base64 characters.
+    if b.len() < MIN_B64 || !b.chunks_exact(8).any(b64_word) {
+        return false;
+    }
+    let (mut run, mut upper, mut lower) = (0usize, false, false);
+    for &c in b {
+        if matches!(c, b'%' | b'\\' | b'\n') {
+            return true;
+        }
+        if b64_char(c) {
+            run += 1;
+            upper |= c.is_ascii_uppercase();
+            lower |= c.is_ascii_lowercase();
+            if run >= MIN_B64 && upper && lower {
+                return true;
+            }
+        } else {
+            (run, upper, lower) = (0, false, false);
+        }
+    }
+    false
+}
+
+/// At least 90% of the characters are not control characters (line breaks and tabs are
+/// printable here), and there are some.
+fn mostly_printable(s: &str) -> bool {
+    let (mut n, mut bad) = (0usize, 0usize);
+    for c in s.chars() {
+        n += 1;
+        if c.is_control() && !matches!(c, '\n' | '\r' | '\t') {
+            bad += 1;
+        }
+    }
+    n >= 8 && bad * 10 <= n
+}
+
+/// Longest segment decoded around an escape or a join, in bytes on each side.
+const MAX_SEG: usize = 1024;
+
+fn floor_char(t: &str, mut i: usize) -> usize {
+    while !t.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(t: &str, mut i: usize) -> usize {
+    while !t.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+/// Around each `\/`, `\uXXXX` or `\\` (escapes that can hide a secret's characters; `\n`,
+/// `\t` and `\"` only separate words, which the rules read through): the segment of
+/// non-whitespace around it (at most [`MAX_SEG`] bytes each side), with every JSON escape in
+/// it undone. Overlapping segments are one.
+fn json_segments(text: &str, out: &mut Vec<Decoded>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'\\', &b[i..]) {
+        let p = i + k;
+        let hides = match b.get(p + 1) {
+            Some(b'/' | b'\\') => true,
+            Some(b'u') => unicode_escape(b, p).is_some(),
+            _ => false,
+        };
+        if !hides {
+            i = p + 1;
+            continue;
+        }
+        let lo = p.saturating_sub(MAX_SEG).max(i);
+        let a = b[lo..p]
+            .iter()
+            .rposition(u8::is_ascii_whitespace)
+            .map_or(lo, |j| lo + j + 1);
+        let hi = (p + MAX_SEG).min(b.len());
+        let z = b[p..hi]
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .map_or(hi, |j| p + j);
+        let (a, z) = (floor_char(text, a), ceil_char(text, z));
+        if let Some(d) = json_unescape(&text[a..z], a) {
+            out.push(d);
+        }
+        i = z.max(p + 1);
+    }
+}
+
+/// `text` (which begins at `base` of the source) with its JSON escapes undone, or `None`
+/// when it has none.
+fn json_unescape(text: &str, base: usize) -> Option<Decoded> {
+    let b = text.as_bytes();
+    let mut d = Decoded::with_capacity(text.len());
+    let mut i = 0;
+    let mut copied = 0;
+    let mut any = false;
+    while let Some(k) = memchr::memchr(b'\\', &b[i..]) {
+        let p = i + k;
+        let unit: Option<(String, usize)> = match b.get(p + 1) {
+            Some(b'/') => Some(("/".into(), 2)),
+            Some(b'"') => Some(("\"".into(), 2)),
+            Some(b'\\') => Some(("\\".into(), 2)),
+            Some(b'n') => Some(("\n".into(), 2)),
+            Some(b'r') => Some(("\r".into(), 2)),
+            Some(b't') => Some(("\t".into(), 2)),
+            Some(b'u') => unicode_escape(b, p),
+            _ => None,
+        };
+        let Some((s, len)) = unit else {
+            i = p + 1;
+            continue;
+        };
+        any = true;
+        push_chars(&mut d, &text[copied..p], base + copied);
+        d.push(&s, base + p, base + p + len);
+        copied = p + len;
+        i = copied;
+    }
+    if !any {
+        return None;
+    }
+    push_chars(&mut d, &text[copied..], base + copied);
+    Some(d)
+}
+
+/// Appends `s` (at `base` of the source) character by character.
+fn push_chars(d: &mut Decoded, s: &str, base: usize) {
+    for (j, ch) in s.char_indices() {
+        let at = base + j;
+        d.push(ch.encode_utf8(&mut [0; 4]), at, at + ch.len_utf8());
+    }
+}
+
+/// `\uXXXX` (or a surrogate pair `\uD83D\uDE00`) at `p`: the character and the escape's length.
+fn unicode_escape(b: &[u8], p: usize) -> Option<(String, usize)> {
+    let hex4 = |at: usize| -> Option<u32> {
+        let h = b.get(at..at + 4)?;
+        u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+    };
+    let hi = hex4(p + 2)?;
+    if (0xD800..0xDC00).contains(&hi) {
+        if b.get(p + 6..p + 8) == Some(b"\\u") {
+            let lo = hex4(p + 8)?;
+            if (0xDC00..0xE000).contains(&lo) {
+                let c = char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?;
+                return Some((c.to_string(), 12));
+            }
+        }
+        return None;
+    }
+    Some((char::from_u32(hi)?.to_string(), 6))
+}
+
+/// A character of a wrapped token (`.` for JWTs).
+fn token_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'+' | b'/' | b'.')
+}
+
+/// Token characters that must come right before a break for it to be a wrap.
+const MIN_WRAPPED: usize = 16;
+
+/// The length of the line break at `i` (a raw `\n` or `\r\n`, or an escaped `\n`, `\r\n`,
+/// `\\n`), or 0.
+fn break_len(b: &[u8], i: usize) -> usize {
+    match b[i] {
+        b'\n' => 1,
+        b'\r' if b.get(i + 1) == Some(&b'\n') => 2,
+        b'\\' => [&b"\\r\\n"[..], b"\\n", b"\\\\n"]
+            .iter()
+            .find(|p| b[i..].starts_with(p))
+            .map_or(0, |p| p.len()),
+        _ => 0,
+    }
+}
+
+/// Whether the break at `i` (of length `brk`) splits a token: at least [`MIN_WRAPPED`] token
+/// characters before it, a token after it that is not a key (`key:`, `key=`).
+fn wraps(b: &[u8], i: usize, brk: usize) -> bool {
+    let before = b[..i]
+        .iter()
+        .rev()
+        .take(MIN_WRAPPED)
+        .take_while(|&&c| token_char(c))
+        .count();
+    before >= MIN_WRAPPED && continues(b, i + brk)
+}
+
+/// Whether text may be cut right after `line` (which ends with its line break, if any)
+/// without changing what the engine finds: the break cannot be a wrap, because fewer than
+/// [`MIN_WRAPPED`] token characters stand right before it.
+pub(crate) fn can_split_after(line: &[u8]) -> bool {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    body.iter()
+        .rev()
+        .take(MIN_WRAPPED)
+        .take_while(|&&c| token_char(c))
+        .count()
+        < MIN_WRAPPED
+}
+
+/// A token that is not a key (`key:`, `key=`) begins at `next`.
+fn continues(b: &[u8], next: usize) -> bool {
+    let after = b[next..].iter().take_while(|&&c| token_char(c)).count();
+    after > 0 && !matches!(b.get(next + after), Some(b':' | b'='))
+}
+
+/// Each wrapped token (see [`wraps`]): from the start of its first piece (at most
+/// [`MAX_SEG`] bytes back) through every following piece, with the breaks removed.
+fn wrapped_segments(text: &str, out: &mut Vec<Decoded>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let Some(k) = memchr::memchr2(b'\n', b'\\', &b[i..]) else {
+            break;
+        };
+        // A `\r\n` is found at its `\n`; step back to its `\r`.
+        let mut p = i + k;
+        if b[p] == b'\n' && p > i && b[p - 1] == b'\r' {
+            p -= 1;
+        }
+        let brk = break_len(b, p);
+        if brk == 0 || !wraps(b, p, brk) {
+            i = p + brk.max(1);
+            continue;
+        }
+        let lo = p.saturating_sub(MAX_SEG).max(i);
+        let a = b[lo..p]
+            .iter()
+            .rposition(|&c| !token_char(c))
+            .map_or(lo, |j| lo + j + 1);
+        let mut d = Decoded::with_capacity(p - a + 64);
+        push_chars(&mut d, &text[a..p], a);
+        let (mut q, mut brk) = (p, brk);
+        loop {
+            // `q` is a break of `brk` bytes that wraps; the next piece follows it.
+            let start = q + brk;
+            let end = start + b[start..].iter().take_while(|&&c| token_char(c)).count();
+            // The first character after the break carries the break in its source range.
+            d.push(&text[start..start + 1], q, start + 1);
+            push_chars(&mut d, &text[start + 1..end], start + 1);
+            q = end;
+            if q >= b.len() || end - start > MAX_SEG {
+                break;
+            }
+            // A later piece continues the token whatever its own length.
+            brk = break_len(b, q);
+            if brk == 0 || !continues(b, q + brk) {
+                break;
+            }
+        }
+        out.push(d);
+        i = q.max(p + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(d: &Decoded, s: usize, e: usize) -> (usize, usize) {
+        (d.start[s], d.end[e - 1])
+    }
+
+    #[test]
+    fn json_unescape_maps_back() {
+        let t = r#"a\/b \u00e9\n\uD83D\uDE00 x\"y"#;
+        let d = json_unescape(t, 0).unwrap();
+        assert_eq!(d.text, "a/b é\n😀 x\"y");
+        let e = d.text.find('é').unwrap();
+        assert_eq!(src(&d, e, e + 2), (5, 11));
+        assert!(json_unescape("plain text", 0).is_none());
+        assert!(json_unescape(r"\q \u12", 0).is_none());
+        let mut out = Vec::new();
+        json_segments(r"say hi to bob\u0040example.com \n now", &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].text, "bob@example.com");
+        assert_eq!((out[0].start[0], out[0].end[14]), (10, 30));
+    }
+
+    #[test]
+    fn unwrap_joins_token_halves_only() {
+        let joined = |t: &str| {
+            let mut out = Vec::new();
+            wrapped_segments(t, &mut out);
+            out.into_iter().map(|d| d.text).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            joined("key sk-abcdefghijklmn\nopqrst end\nnext"),
+            ["sk-abcdefghijklmnopqrst"]
+        );
+        assert_eq!(
+            joined(r"AbCdEfGhIjKlMnOpQr\nStUv\r\nWx y"),
+            ["AbCdEfGhIjKlMnOpQrStUvWx"]
+        );
+        assert!(joined("short\nline").is_empty());
+        assert!(joined("DB_PASSWORD_LONG_NAME\nclientSecret: x").is_empty());
+    }
+
+    #[test]
+    fn base64_runs_decode_printable_text_only() {
+        let mut out = Vec::new();
+        // "api_key=sk-abcdefghijklmnopqrstuvwx"
+        base64_runs(
+            "x YXBpX2tleT1zay1hYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3g= y",
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].text, "api_key=sk-abcdefghijklmnopqrstuvwx");
+        assert_eq!((out[0].start[0], out[0].end[0]), (2, 50));
+        out.clear();
+        base64_runs(
+            "4d12bbb66309de39cb44c9218757b9fb7e6fb268 internationalization",
+            &mut out,
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn percent_runs_map_to_the_run() {
+        let mut out = Vec::new();
+        percent_runs("GET /x?q=1&email=user%40example.com&y=2", &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].text, "email=user@example.com");
+        assert_eq!((out[0].start[0], out[0].end[0]), (11, 35));
+    }
+
+    #[test]
+    fn b64_word_equals_the_table() {
+        for c in 0..=255u8 {
+            for pos in 0..8 {
+                let mut w = *b"AAAAAAAA";
+                w[pos] = c;
+                assert_eq!(b64_word(&w), b64_char(c), "{c:#x} at {pos}");
+            }
+        }
+        assert!(b64_word(b"aZ09+/-_"));
+    }
+
+    #[test]
+    fn budget_stops() {
+        let mut b = Budget::for_text(0);
+        assert!(b.take(BUDGET_EXTRA));
+        assert!(!b.take(1));
+    }
+}

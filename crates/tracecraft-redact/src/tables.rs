@@ -1,0 +1,232 @@
+//! Secrets named by structure rather than by a keyword next to them: the cells of a CSV or
+//! TSV column whose header is a sensitive key (`password`, `api_key`, `aws_secret_access_key`,
+//! `clientSecret`, ... as for JSON keys, see `walk.rs`).
+//!
+//! A header is a line of at most [`MAX_HEADER`] bytes with a tab (TSV) or comma (CSV) and at
+//! least two cells that look like column names (letters, digits and `_ .-`, quoted or not, no
+//! inner spaces); the rows are the lines that follow with as many cells (quoted cells may hold the
+//! delimiter), up to the first line that has not. Cells that are empty, placeholders or
+//! already redacted (`[...`) are kept. Work is linear: every line is split at most once.
+//! A header line must hold a keyword of `password_field` or `generic_api_key_param` (`pass`,
+//! `pwd`, `pin`, `secret`, `token`, `api_key`, `access_key`, ...): the prefilter's anchor
+//! occurrences point at the only lines worth checking, so text without them costs nothing
+//! (columns named only `authorization` or `cookie` are not found in tables).
+//! Findings are reported under the `password_field` rule (off when it is disabled or the
+//! sensitive keys are turned off).
+
+use crate::engine::{Engine, Hit};
+use crate::rules::placeholder;
+
+/// Longest header line considered, in bytes.
+const MAX_HEADER: usize = 2048;
+/// Longest column name, in bytes.
+const MAX_NAME: usize = 64;
+
+impl Engine {
+    /// Whether the anchor `id` is a keyword of `password_field` or `generic_api_key_param`
+    /// (a table keyword: `pass`, `pwd`, `pin`, `secret`, `token`, `api_key`, ...).
+    pub(crate) fn table_keyword(&self, id: usize) -> bool {
+        self.anchors.as_ref().is_some_and(|a| {
+            a.targets(id)
+                .iter()
+                .any(|&(rule, _)| self.table_rules.contains(&rule))
+        })
+    }
+
+    /// Adds a hit for every sensitive cell of every table in `text`. A header line holds a
+    /// table keyword; `keywords` are the starts of the table keywords of `text` in any order
+    /// (from the prefilter), or `None` to look for them line by line (the naive oracle).
+    pub(crate) fn find_tables(&self, text: &str, keywords: Option<&[usize]>, hits: &mut Vec<Hit>) {
+        let Some(rule) = self.table_rule else {
+            return;
+        };
+        if self.sensitive.is_empty() {
+            return;
+        }
+        let b = text.as_bytes();
+        // Candidate header lines: their starts, ascending.
+        let mut starts: Vec<usize> = Vec::new();
+        match keywords {
+            Some(kw) => {
+                if kw.is_empty() {
+                    return;
+                }
+                starts.extend(kw.iter().filter_map(|&k| {
+                    let s = memchr::memrchr(b'\n', &b[..k]).map_or(0, |i| i + 1);
+                    (k - s <= MAX_HEADER).then_some(s)
+                }));
+                starts.sort_unstable();
+                starts.dedup();
+            }
+            None => {
+                let mut pos = 0;
+                while pos < b.len() {
+                    let end = line_end(b, pos);
+                    let mut any = false;
+                    if let Some(a) = &self.anchors {
+                        a.find_ids(&b[pos..end], |id, _, _| any |= self.table_keyword(id));
+                    }
+                    if any {
+                        starts.push(pos);
+                    }
+                    pos = end + 1;
+                }
+            }
+        }
+        let mut cells = Vec::new();
+        let mut done = 0;
+        for pos in starts {
+            if pos < done {
+                continue; // a row of the table before
+            }
+            let end = line_end(b, pos);
+            let Some((delim, columns, n)) = self.header(&b[pos..end], &mut cells) else {
+                continue;
+            };
+            let mut p = end + 1;
+            while p < b.len() {
+                let e = line_end(b, p);
+                split(b, p, e, delim, &mut cells);
+                if cells.len() != n {
+                    break;
+                }
+                for (i, &(a, z)) in cells.iter().enumerate() {
+                    if (columns >> i) & 1 == 1 && a < z && b[a] != b'[' && !placeholder(&b[a..z]) {
+                        hits.push(Hit {
+                            start: a,
+                            end: z,
+                            rule,
+                        });
+                    }
+                }
+                p = e + 1;
+            }
+            done = p;
+        }
+    }
+
+    /// A header line: its delimiter, the mask of its sensitive columns (not 0) and its
+    /// number of cells. One pass over the line that stops at the first byte a header cannot
+    /// hold (prose stops at its second word: names hold no inner spaces).
+    fn header(&self, line: &[u8], cells: &mut Vec<(usize, usize)>) -> Option<(u8, u64, usize)> {
+        let (mut tab, mut comma) = (false, false);
+        let mut prev = b',';
+        for &c in line.iter().take(MAX_HEADER + 1) {
+            match c {
+                b'\t' => tab = true,
+                b',' => comma = true,
+                b'"' | b'\'' | b'\r' => {}
+                b' ' => {
+                    // Spaces only next to a delimiter or another space.
+                    if !matches!(prev, b',' | b'\t' | b' ' | b'"' | b'\'') {
+                        // Maybe a space before the delimiter: allowed only if one follows.
+                        prev = b'#';
+                        continue;
+                    }
+                }
+                c if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-') => {
+                    if prev == b'#' {
+                        return None;
+                    }
+                }
+                _ => return None,
+            }
+            prev = c;
+        }
+        if line.len() > MAX_HEADER || !(tab || comma) {
+            return None;
+        }
+        let delim = if tab { b'\t' } else { b',' };
+        split(line, 0, line.len(), delim, cells);
+        if cells.len() < 2 || cells.len() > 64 {
+            return None;
+        }
+        let mut columns = 0u64;
+        for (i, &(a, z)) in cells.iter().enumerate() {
+            let cell = std::str::from_utf8(&line[a..z]).ok()?;
+            if cell.is_empty() || cell.len() > MAX_NAME {
+                return None;
+            }
+            if self.is_sensitive(cell) {
+                columns |= 1 << i;
+            }
+        }
+        (columns != 0).then_some((delim, columns, cells.len()))
+    }
+}
+
+/// The end of the line that begins at `p` (its `\n`, or the end of the text).
+fn line_end(b: &[u8], p: usize) -> usize {
+    memchr::memchr(b'\n', &b[p..]).map_or(b.len(), |i| p + i)
+}
+
+/// The cells of `b[p..e]` split at `delim`, into `cells` (cleared first), each trimmed of
+/// spaces, a trailing `\r` and its quotes. A quoted cell runs to its closing quote (`""`
+/// inside is a quote), so it may hold the delimiter.
+fn split(b: &[u8], p: usize, e: usize, delim: u8, cells: &mut Vec<(usize, usize)>) {
+    cells.clear();
+    let mut i = p;
+    loop {
+        let mut a = i;
+        while a < e && b[a] == b' ' {
+            a += 1;
+        }
+        let (mut cs, mut ce, next);
+        if a < e && b[a] == b'"' {
+            // A quoted cell.
+            let mut j = a + 1;
+            loop {
+                match memchr::memchr(b'"', &b[j..e]) {
+                    Some(k) if b.get(j + k + 1) == Some(&b'"') && j + k + 1 < e => j += k + 2,
+                    Some(k) => {
+                        j += k;
+                        break;
+                    }
+                    None => {
+                        j = e;
+                        break;
+                    }
+                }
+            }
+            (cs, ce) = (a + 1, j);
+            next = memchr::memchr(delim, &b[j.min(e)..e]).map(|k| j + k);
+        } else {
+            next = memchr::memchr(delim, &b[a..e]).map(|k| a + k);
+            (cs, ce) = (a, next.unwrap_or(e));
+        }
+        while ce > cs && matches!(b[ce - 1], b' ' | b'\r') {
+            ce -= 1;
+        }
+        if ce > cs && b[cs] == b'\'' && b[ce - 1] == b'\'' && ce - cs >= 2 {
+            cs += 1;
+            ce -= 1;
+        }
+        cells.push((cs, ce));
+        match next {
+            Some(d) => i = d + 1,
+            None => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    fn cells(line: &str, delim: u8) -> Vec<&str> {
+        let mut v = Vec::new();
+        split(line.as_bytes(), 0, line.len(), delim, &mut v);
+        v.iter().map(|&(a, z)| &line[a..z]).collect()
+    }
+
+    #[test]
+    fn splits_quoted_and_trimmed_cells() {
+        assert_eq!(cells("a, b ,c\r", b','), ["a", "b", "c"]);
+        assert_eq!(
+            cells("\"x,y\",\"he said \"\"hi\"\"\",", b','),
+            ["x,y", "he said \"\"hi\"\"", ""]
+        );
+        assert_eq!(cells("a\t'b'\t", b'\t'), ["a", "b", ""]);
+        assert_eq!(cells("\"open", b','), ["open"]);
+    }
+}
