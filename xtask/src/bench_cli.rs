@@ -508,6 +508,19 @@ fn adversarial_table(ctx: &Ctx, quick: bool) -> Result<(), String> {
         "{:<20} {:>5} {:>8} {:>8} {:>8} {:>7} {:>9} {:>7} {:>8}  {}",
         h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]
     );
+    // What every size pays before its first byte: start-up and engine construction.
+    let empty = measure(ctx.runs, || ctx.ours(&["redact"]), None, &out, None, || {})?
+        .ok_or("unreachable: no timeout")?;
+    println!(
+        "{:<20} {:>5} {:>8} {:>8.3} {:>8.2} {:>7} {:>9}",
+        "(empty stdin)",
+        "0 MB",
+        "-",
+        empty.secs,
+        empty.cpu_secs,
+        "-",
+        mb(empty.hwm_bytes)
+    );
     let mut missed = Vec::new();
     for family in FAMILIES {
         let mut prev: Option<f64> = None;
@@ -578,4 +591,41 @@ fn adversarial_table(ctx: &Ctx, quick: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn options_parse() {
+        let o = options(&args(&[])).unwrap();
+        assert_eq!((o.runs, o.quick, o.python), (3, false, true));
+        let o = options(&args(&["--runs", "5", "--no-python"])).unwrap();
+        assert_eq!((o.runs, o.quick, o.python), (5, false, false));
+        assert_eq!(options(&args(&["--runs", "5", "--quick"])).unwrap().runs, 1);
+        assert!(options(&args(&["--runs", "0"])).is_err());
+        assert!(options(&args(&["--runs"])).is_err());
+        assert!(options(&args(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn reads_our_own_peak_rss() {
+        let hwm = vm_hwm("/proc/self/status").unwrap();
+        assert!(hwm > 100_000, "{hwm}");
+    }
+
+    #[test]
+    fn longest_line_counts_bytes_between_newlines() {
+        let dir = std::env::temp_dir().join(format!("bench-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("lines.txt");
+        std::fs::write(&f, "ab\nabcd\n\nabc").unwrap();
+        assert_eq!(longest_line(&f).unwrap(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

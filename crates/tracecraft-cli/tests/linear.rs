@@ -186,3 +186,16 @@ fn every_family_is_tested() {
         );
     }
 }
+
+/// The growth ratios compare the same text: each input has exactly the size asked for and is
+/// a prefix of the larger inputs of its family.
+#[test]
+fn inputs_are_exact_and_nested() {
+    for f in FAMILIES {
+        let big = f.generate(100_000);
+        assert_eq!(big.len(), 100_000, "{}", f.name);
+        for n in [0, 1, 63, 65, 4096, 12_345] {
+            assert_eq!(f.generate(n), big[..n], "{} at {n} bytes", f.name);
+        }
+    }
+}
