@@ -11,6 +11,7 @@
 //! iteration, or per element when the bench sets element throughput; lower is better).
 //!
 //! `cargo xtask bench --report [NAME]` prints the last results without running anything.
+//! `cargo xtask bench cli`: the release binary, whole-process, beside Python (`bench_cli`).
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,9 @@ struct Target {
 }
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if args.first().is_some_and(|a| a == "cli") {
+        return crate::bench_cli::run(&args[1..]);
+    }
     // `--report`: only print the last results beside their targets.
     let report_only = args.iter().any(|a| a == "--report");
     let args: Vec<String> = args.iter().filter(|a| *a != "--report").cloned().collect();
