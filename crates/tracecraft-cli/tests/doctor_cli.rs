@@ -81,6 +81,12 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     ),
     ("retention", "[storage]\nretention = \"30d\"\n", "", "WARN"),
     (
+        "gateway exposure",
+        "[gateway]\nhttp = \"127.0.0.1:4318\"\n",
+        "[gateway]\nhttp = \"0.0.0.0:4318\"\nallow_insecure = true\n",
+        "FAIL",
+    ),
+    (
         "identifiers pseudonymized",
         "[redaction]\nhash_key = \"some-key\"\n",
         "",

@@ -349,7 +349,7 @@ fn import_otlp_errors_name_the_flag() {
             "--otlp",
             "http://127.0.0.1:1",
             "--otlp-protocol",
-            "http/json",
+            "http/xml",
         ],
         Some(""),
         dir.path(),

@@ -250,8 +250,12 @@ pub fn open_otlp_export(
             .into());
         }
     }
+    builder = builder.mapping(otlp.mapping.clone());
     if let Some(service) = &config.service_name {
         builder = builder.service_name(service.clone());
+    }
+    if let Some(spool) = &otlp.spool {
+        builder = builder.spool(spool.clone());
     }
     let exporter = builder.build().map_err(|e| {
         let field = match e.setting {

@@ -133,7 +133,7 @@ fn malformed_otlp_settings_name_the_field() {
             c.otlp.base_endpoint = Some("ftp://collector".into());
         }),
         ("otlp.protocol", |c| {
-            c.otlp.protocol = Some("http/json".into())
+            c.otlp.protocol = Some("http/xml".into())
         }),
         ("otlp.ca_file", |c| {
             c.otlp.ca_file = Some("/nonexistent/tracecraft-ca.pem".into());
@@ -235,4 +235,56 @@ fn client_certificate_settings_are_used_for_mutual_tls() {
     let e = Runtime::new(c).unwrap_err().to_string();
     assert!(e.contains("otlp.client_key_file"), "{e}");
     assert!(!e.contains("s3cr3t"), "{e}");
+}
+
+#[test]
+fn a_dead_collector_fills_the_configured_spool_and_resource_attributes_reach_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    // Nothing listens on this port: every export fails.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let mut c = config(
+        format!("http://127.0.0.1:{port}/v1/traces"),
+        "http/protobuf",
+    );
+    c.otlp.compression = None;
+    c.otlp.timeout_ms = Some(500);
+    c.apply_env_from(|name| match name {
+        "TRACECRAFT_OTLP_SPOOL_DIR" => Some(spool_dir.display().to_string()),
+        "OTEL_RESOURCE_ATTRIBUTES" => {
+            Some("service.version=1.2.3,openinference.project.name=bots".into())
+        }
+        _ => None,
+    })
+    .unwrap();
+    let rt = Runtime::new(c.clone()).unwrap();
+    {
+        let _run = rt.run("agent").input(&format!("key {KEY}")).start();
+    }
+    rt.shutdown(Duration::from_secs(30));
+    let spool = tracecraft::otlp::Spool::open_existing(&spool_dir)
+        .unwrap()
+        .expect("the spool directory exists");
+    assert_eq!(
+        spool.status().unwrap().spans,
+        1,
+        "the run's span is spooled, not lost"
+    );
+    // The next runtime with a live collector sends what the spool holds, with the resource
+    // attributes from OTEL_RESOURCE_ATTRIBUTES.
+    let collector = MockCollector::start().unwrap();
+    c.otlp.endpoint = Some(collector.http_endpoint());
+    let rt = Runtime::new(c).unwrap();
+    assert!(
+        collector.wait_for_spans(1, Duration::from_secs(20)),
+        "spool not re-sent"
+    );
+    rt.shutdown(Duration::from_secs(5));
+    let received = collector.received();
+    let bytes = received[0].request.encode_to_vec();
+    let has = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(has("service.version") && has("1.2.3") && has("openinference.project.name"));
+    assert!(!has(KEY));
 }

@@ -545,12 +545,54 @@ fn otlp_check(loaded: &Loaded, out: &mut Vec<Check>) {
     });
 }
 
+/// The gateway (`tracecraft serve`) bound to loopback, or protected by TLS and tokens.
+fn gateway_check(loaded: &Loaded, out: &mut Vec<Check>) {
+    let g = &loaded.config.gateway;
+    let exposed: Vec<String> = [g.grpc, g.http]
+        .into_iter()
+        .flatten()
+        .filter(|a| !a.ip().is_loopback())
+        .map(|a| a.to_string())
+        .collect();
+    out.push(if exposed.is_empty() {
+        check(
+            "gateway exposure",
+            Status::Pass,
+            "the gateway binds loopback only",
+            "",
+        )
+    } else if g.tls.is_some() && !g.tokens.is_empty() {
+        check(
+            "gateway exposure",
+            Status::Pass,
+            format!("{} served over TLS with bearer tokens", exposed.join(", ")),
+            "",
+        )
+    } else {
+        check(
+            "gateway exposure",
+            Status::Fail,
+            format!(
+                "{} reachable from other hosts without {}",
+                exposed.join(", "),
+                match (g.tls.is_some(), g.tokens.is_empty()) {
+                    (false, true) => "TLS or tokens",
+                    (false, false) => "TLS",
+                    _ => "tokens",
+                }
+            ),
+            "bind 127.0.0.1, or set [gateway] tls (cert and key) and tokens",
+        )
+    });
+}
+
 fn checks(loaded: &Loaded) -> Vec<Check> {
     let mut out = Vec::new();
     redaction_checks(loaded, &mut out);
     credentials_check(loaded, &mut out);
     storage_checks(loaded, &mut out);
     otlp_check(loaded, &mut out);
+    gateway_check(loaded, &mut out);
     out
 }
 

@@ -188,6 +188,10 @@ impl Router for CliRouter {
         if let Some(store) =
             tracecraft::open_store(&storage).map_err(|e| format!("store {label}: {e}"))?
         {
+            // Retention runs by itself for as long as the gateway holds the store.
+            if let Some(age) = storage.max_age() {
+                tracecraft::spawn_retention(&store, age);
+            }
             builder = builder.exporter(store);
         }
         if let Some(c) = self.forward_config() {

@@ -124,6 +124,37 @@ fn set_headers(o: &mut Overlay<'_>, v: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn set_resource_attributes(o: &mut Overlay<'_>, v: &str) -> Result<(), String> {
+    let parsed = parse_headers(v)?;
+    #[cfg(feature = "otlp")]
+    for (k, val) in parsed {
+        o.config.otlp.mapping.resource_attributes.insert(k, val);
+    }
+    #[cfg(not(feature = "otlp"))]
+    let _ = (o, parsed);
+    Ok(())
+}
+
+fn set_spool_dir(o: &mut Overlay<'_>, v: &str) -> Result<(), String> {
+    #[cfg(feature = "otlp")]
+    {
+        let dir = PathBuf::from(v.trim());
+        o.config.otlp.spool = Some(match o.config.otlp.spool.take() {
+            Some(mut spool) => {
+                spool.dir = dir;
+                spool
+            }
+            None => tracecraft_otlp::SpoolConfig::builder(dir).build(),
+        });
+        Ok(())
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = (o, v);
+        Err("the OTLP spool needs the `otlp` feature of the tracecraft crate".into())
+    }
+}
+
 fn set_protocol(o: &mut Overlay<'_>, v: &str) -> Result<(), String> {
     o.config.otlp.protocol = Some(
         one_of(v, &OTLP_PROTOCOLS).ok_or_else(|| "expected grpc or http/protobuf".to_owned())?,
@@ -446,6 +477,20 @@ pub const ENV: &[EnvVar] = &[
             o.config.otlp.client_key_file = Some(PathBuf::from(v.trim()));
             Ok(())
         }
+    ),
+    var!(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "otlp.mapping.resource_attributes",
+        Text,
+        "`k=v,k2=v2` (values percent-encoded): resource attributes of exported spans (`service.version`, `deployment.environment.name`, `openinference.project.name`, ...)",
+        set_resource_attributes
+    ),
+    var!(
+        "TRACECRAFT_OTLP_SPOOL_DIR",
+        "otlp.spool.dir",
+        Text,
+        "a directory for the durable OTLP spool (created 0700): batches the collector does not take are kept there and re-sent",
+        set_spool_dir
     ),
 ];
 

@@ -325,6 +325,18 @@ pub struct OtlpConfig {
     pub client_cert_file: Option<PathBuf>,
     /// The PEM private key of `client_cert_file` (its content never appears in errors).
     pub client_key_file: Option<PathBuf>,
+    /// `[otlp.mapping]`: what spans carry (the OTLP crate's
+    /// [`MappingOptions`](tracecraft_otlp::mapping::MappingOptions)): `dialects`
+    /// (GenAI, OpenInference, MLflow; default all), `content` (`full` or `none`),
+    /// `resource_attributes` (`OTEL_RESOURCE_ATTRIBUTES` adds to them), `service_name`.
+    #[cfg(feature = "otlp")]
+    pub mapping: tracecraft_otlp::mapping::MappingOptions,
+    /// `[otlp.spool]`: a durable spool (the OTLP crate's
+    /// [`SpoolConfig`](tracecraft_otlp::SpoolConfig): `dir`, `max_bytes`, ...). Batches that
+    /// still fail after their retries are written there and re-sent, in the background and at
+    /// the next start, instead of being lost. `TRACECRAFT_OTLP_SPOOL_DIR` sets `dir`.
+    #[cfg(feature = "otlp")]
+    pub spool: Option<tracecraft_otlp::SpoolConfig>,
 }
 
 impl fmt::Debug for OtlpConfig {
@@ -347,7 +359,7 @@ impl fmt::Debug for OtlpConfig {
             .field("ca_file", &self.ca_file)
             .field("client_cert_file", &self.client_cert_file)
             .field("client_key_file", &self.client_key_file)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -379,7 +391,7 @@ fn headers_table_or_pairs<'de, D: serde::Deserializer<'de>>(
 }
 
 /// `grpc` or `http/protobuf` (case-insensitive).
-const OTLP_PROTOCOLS: [&str; 2] = ["grpc", "http/protobuf"];
+const OTLP_PROTOCOLS: [&str; 3] = ["grpc", "http/protobuf", "http/json"];
 /// `gzip` or `none` (case-insensitive).
 const OTLP_COMPRESSIONS: [&str; 2] = ["gzip", "none"];
 
@@ -643,7 +655,7 @@ impl TraceCraftConfig {
             {
                 return Err(ConfigError::Invalid {
                     field: "otlp.protocol".into(),
-                    message: "expected `grpc` or `http/protobuf`".into(),
+                    message: "expected `grpc`, `http/protobuf` or `http/json`".into(),
                 });
             }
             if let Some(c) = &self.otlp.compression
@@ -810,7 +822,7 @@ mod tests {
         let mut c = TraceCraftConfig::default();
         c.otlp.enabled = true;
         c.validate().unwrap();
-        c.otlp.protocol = Some("http/json".into());
+        c.otlp.protocol = Some("http/xml".into());
         assert!(
             c.validate()
                 .unwrap_err()
@@ -941,7 +953,7 @@ mod tests {
     #[test]
     fn malformed_otlp_env_values_name_the_variable() {
         for (var, value) in [
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml"),
             ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "carrier-pigeon"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "no-equals-sign-secret"),
             ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "k=bad%zzsecret"),
