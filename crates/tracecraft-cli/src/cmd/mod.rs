@@ -46,6 +46,36 @@ pub(crate) fn load_config(global: &Global) -> Result<Loaded, CliError> {
     Ok(loaded)
 }
 
+/// The configuration, with `--store` (if given) applied, and the store it names, opened only
+/// if it exists: what every command that reads or erases uses (DESIGN invariant 12).
+pub(crate) fn open_existing(
+    global: &Global,
+    store: Option<&str>,
+) -> Result<
+    (
+        std::sync::Arc<dyn tracecraft_core::TraceStore>,
+        String,
+        Loaded,
+    ),
+    CliError,
+> {
+    let mut loaded = load_config(global)?;
+    if let Some(url) = store {
+        store_flag(&mut loaded, url)?;
+    }
+    let storage = &loaded.config.storage;
+    let label = storage.url.to_string();
+    let opened = tracecraft::open_existing_store(storage).map_err(|e| {
+        CliError(format!(
+            "store {label} ({}): {e}",
+            loaded.source("storage.url")
+        ))
+    })?;
+    let store =
+        opened.ok_or_else(|| CliError(format!("store {label}: no store (storage.url = none)")))?;
+    Ok((store, label, loaded))
+}
+
 /// `--store URL` into `storage.url`, recorded as a flag.
 pub(crate) fn store_flag(loaded: &mut Loaded, url: &str) -> Result<(), CliError> {
     loaded.config.storage.url =

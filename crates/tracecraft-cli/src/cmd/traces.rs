@@ -1,12 +1,11 @@
 //! `tracecraft traces list|show|rm|purge|stats`: query and manage a store.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use tracecraft_core::{AgentRun, TraceQuery, TraceStore, Uuid};
 
-use super::{CliError, load_config, store_flag, view};
+use super::{CliError, view};
 use crate::{Exit, Global};
 
 /// Arguments of `tracecraft traces`.
@@ -117,32 +116,6 @@ struct ListArgs {
     /// Times in UTC instead of the local zone.
     #[arg(long)]
     utc: bool,
-}
-
-/// The store named by `--store`, else by the configuration; opened only if it exists.
-fn open(
-    args: &Args,
-    global: &Global,
-) -> Result<(Arc<dyn TraceStore>, String, tracecraft::config::Loaded), CliError> {
-    let mut loaded = load_config(global)?;
-    if let Some(url) = &args.store {
-        store_flag(&mut loaded, url)?;
-    }
-    let storage = &loaded.config.storage;
-    let label = storage.url.to_string();
-    let store = tracecraft::open_existing_store(storage)
-        .map_err(|e| {
-            CliError(format!(
-                "store {label} ({}): {e}",
-                loaded.source("storage.url")
-            ))
-        })?
-        .ok_or_else(|| {
-            CliError(format!(
-                "store {label}: no store to query (storage.url = none)"
-            ))
-        })?;
-    Ok((store, label, loaded))
 }
 
 /// The forms an identifier may be stored in: its keyed pseudonym (when the configuration
@@ -285,7 +258,7 @@ fn summary_json(run: &AgentRun) -> serde_json::Value {
 }
 
 pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
-    let (store, label, loaded) = open(&args, global)?;
+    let (store, label, loaded) = super::open_existing(global, args.store.as_deref())?;
     let mut exit = Exit::Done;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

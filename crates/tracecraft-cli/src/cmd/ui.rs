@@ -2,11 +2,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
-use tracecraft_core::TraceStore;
-
-use super::{CliError, load_config, store_flag};
+use super::CliError;
 use crate::{Exit, Global};
 
 /// Arguments of `tracecraft ui`.
@@ -33,29 +30,6 @@ pub(crate) struct Args {
     /// Do not open a browser.
     #[arg(long)]
     no_open: bool,
-}
-
-/// Opens the configured (or `--store`) store without ever creating one.
-fn open(args: &Args, global: &Global) -> Result<(Arc<dyn TraceStore>, String), CliError> {
-    let mut loaded = load_config(global)?;
-    if let Some(url) = &args.store {
-        store_flag(&mut loaded, url)?;
-    }
-    let storage = &loaded.config.storage;
-    let label = storage.url.to_string();
-    let store = tracecraft::open_existing_store(storage)
-        .map_err(|e| {
-            CliError(format!(
-                "store {label} ({}): {e}",
-                loaded.source("storage.url")
-            ))
-        })?
-        .ok_or_else(|| {
-            CliError(format!(
-                "store {label}: no store to browse (storage.url = none)"
-            ))
-        })?;
-    Ok((store, label))
 }
 
 /// A random token for a non-loopback address when none was given.
@@ -93,7 +67,7 @@ fn open_browser(url: &str) {
 }
 
 pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
-    let (store, label) = open(&args, global)?;
+    let (store, label, _) = super::open_existing(global, args.store.as_deref())?;
     let token = match args.token {
         None if !args.bind.is_loopback() => Some(generated_token()),
         t => t,
