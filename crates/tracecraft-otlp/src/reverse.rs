@@ -519,48 +519,35 @@ pub fn step_type_of(span: &Span) -> StepType {
 }
 
 fn flat_messages(attrs: &[KeyValue], prefix: &str) -> Vec<Value> {
+    flat_list(attrs, prefix, ".message.", &["role", "content"])
+}
+
+fn documents(attrs: &[KeyValue]) -> Vec<Value> {
+    flat_list(
+        attrs,
+        k::OI_DOCUMENTS,
+        ".document.",
+        &["content", "id", "score"],
+    )
+}
+
+/// A list flattened into attributes the OpenInference way
+/// (`{prefix}{index}{infix}{field}`, e.g. `llm.input_messages.0.message.role`) read back as
+/// objects holding the known `fields`, in index order; empty slots are dropped.
+fn flat_list(attrs: &[KeyValue], prefix: &str, infix: &str, fields: &[&str]) -> Vec<Value> {
     let mut out: Vec<Map<String, Value>> = Vec::new();
     for kv in attrs {
         let Some(rest) = kv.key.strip_prefix(prefix) else {
             continue;
         };
-        let Some((index, field)) = rest.split_once(".message.") else {
+        let Some((index, field)) = rest.split_once(infix) else {
             continue;
         };
-        let (Ok(i), "role" | "content") = (index.parse::<usize>(), field) else {
+        let Ok(i) = index.parse::<usize>() else {
             continue;
         };
         // Bounded by the number of attributes: an index far beyond them is ignored.
-        if i > attrs.len() {
-            continue;
-        }
-        if out.len() <= i {
-            out.resize_with(i + 1, Map::new);
-        }
-        out[i].insert(
-            field.to_owned(),
-            kv.value.as_ref().map_or(Value::Null, json_value),
-        );
-    }
-    out.into_iter()
-        .filter(|m| !m.is_empty())
-        .map(Value::Object)
-        .collect()
-}
-
-fn documents(attrs: &[KeyValue]) -> Vec<Value> {
-    let mut out: Vec<Map<String, Value>> = Vec::new();
-    for kv in attrs {
-        let Some(rest) = kv.key.strip_prefix(k::OI_DOCUMENTS) else {
-            continue;
-        };
-        let Some((index, field)) = rest.split_once(".document.") else {
-            continue;
-        };
-        let (Ok(i), "content" | "id" | "score") = (index.parse::<usize>(), field) else {
-            continue;
-        };
-        if i > attrs.len() {
+        if !fields.contains(&field) || i > attrs.len() {
             continue;
         }
         if out.len() <= i {
