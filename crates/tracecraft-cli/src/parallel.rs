@@ -3,7 +3,7 @@
 //! chunks in flight (bounded memory whatever the input size).
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::io::Read;
 
 /// Bytes per chunk: large enough that per-chunk costs vanish, small enough that a few in
 /// flight per core stay well inside the memory budget.
@@ -14,32 +14,61 @@ pub(crate) fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Bytes read at once past [`CHUNK_BYTES`] (while a chunk must grow to keep a block or a
+/// long line together).
+const READ_BLOCK: usize = 64 << 10;
+
 /// How far a chunk may grow past [`CHUNK_BYTES`] to keep a block together.
 pub(crate) const KEEP_TOGETHER_BYTES: usize = 16 << 20;
 
-/// Reads whole lines (each ending in `\n`, or the input's last bytes) until a chunk holds at
-/// least [`CHUNK_BYTES`]; a longer line is one chunk on its own. `open_block` is shown each
-/// line as it is read and says whether a block that must not be split is open after it (a
-/// PEM block between its BEGIN and END lines): the chunk then grows, up to
-/// [`KEEP_TOGETHER_BYTES`] more, until it closes. `Ok(None)` at the end.
-pub(crate) fn read_chunk(
-    input: &mut dyn BufRead,
-    open_block: &mut dyn FnMut(&[u8]) -> bool,
-) -> std::io::Result<Option<Vec<u8>>> {
-    let mut chunk = Vec::with_capacity(CHUNK_BYTES + (CHUNK_BYTES >> 3));
-    loop {
-        let start = chunk.len();
-        let n = input.read_until(b'\n', &mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        let open = open_block(&chunk[start..]);
-        if chunk.len() >= CHUNK_BYTES && (!open || chunk.len() >= CHUNK_BYTES + KEEP_TOGETHER_BYTES)
-        {
-            break;
+/// Chunks of whole lines read from `input`: each holds at least [`CHUNK_BYTES`] (the last may
+/// hold less), ends with a line break (the last may not), and a line longer than that is one
+/// chunk on its own. The input is read in blocks straight into the chunk, never line by line:
+/// the bytes after a chunk's last line break wait in `carry` for the next chunk. `input` needs
+/// no buffering of its own.
+pub(crate) struct Chunks<R> {
+    input: R,
+    carry: Vec<u8>,
+}
+
+impl<R: Read> Chunks<R> {
+    pub(crate) fn new(input: R) -> Chunks<R> {
+        Chunks {
+            input,
+            carry: Vec::new(),
         }
     }
-    Ok((!chunk.is_empty()).then_some(chunk))
+
+    /// The next chunk, `Ok(None)` at the end. `open_block` is shown the lines read so far,
+    /// a run of whole lines at a time (each byte once), and says whether the chunk must not
+    /// end after them (a PEM block open between its BEGIN and END lines, a line that may end
+    /// with half of a wrapped token): the chunk then grows, up to [`KEEP_TOGETHER_BYTES`]
+    /// more, until it may end.
+    pub(crate) fn next_chunk(
+        &mut self,
+        open_block: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> std::io::Result<Option<Vec<u8>>> {
+        let mut chunk = std::mem::take(&mut self.carry);
+        chunk.reserve((CHUNK_BYTES + (CHUNK_BYTES >> 3)).saturating_sub(chunk.len()));
+        // Bytes of `chunk` already shown to `open_block` (whole lines).
+        let mut shown = 0;
+        loop {
+            if let Some(nl) = memchr::memrchr(b'\n', &chunk[shown..]) {
+                let end = shown + nl + 1;
+                let open = open_block(&chunk[shown..end]);
+                shown = end;
+                if end >= CHUNK_BYTES && (!open || end >= CHUNK_BYTES + KEEP_TOGETHER_BYTES) {
+                    self.carry = chunk.split_off(end);
+                    return Ok(Some(chunk));
+                }
+            }
+            // Straight into the chunk (no intermediate buffer), a block at a time.
+            let want = CHUNK_BYTES.saturating_sub(chunk.len()).max(READ_BLOCK) as u64;
+            if (&mut self.input).take(want).read_to_end(&mut chunk)? == 0 {
+                return Ok((!chunk.is_empty()).then_some(chunk));
+            }
+        }
+    }
 }
 
 /// Runs `work` over every item `next` yields on `workers` threads and hands the results to
@@ -203,9 +232,9 @@ mod tests {
     fn chunks_end_on_line_boundaries() {
         let line = "x".repeat(1000) + "\n";
         let text = line.repeat(3000);
-        let mut input = std::io::Cursor::new(text.as_bytes());
+        let mut input = Chunks::new(std::io::Cursor::new(text.as_bytes()));
         let mut total = 0;
-        while let Some(chunk) = read_chunk(&mut input, &mut |_| false).unwrap() {
+        while let Some(chunk) = input.next_chunk(&mut |_| false).unwrap() {
             assert!(chunk.ends_with(b"\n"));
             assert!(chunk.len() >= CHUNK_BYTES || total + chunk.len() == text.len());
             total += chunk.len();

@@ -15,9 +15,7 @@
 //! `cargo test --release -p tracecraft-cli --test linear` reaches the multi-MB sizes where the
 //! lazy DFA's cliffs show (`n` up to 4 MB, 32 MB larger input).
 //!
-//! Each test prints its sizes, times and ratio (`-- --nocapture`). Families that grow
-//! superlinearly today are `#[ignore]`d with the measured ratio: issue 19's engine work
-//! un-ignores them.
+//! Each test prints its sizes, times and ratio (`-- --nocapture`).
 #![allow(missing_docs)]
 // The measured figures go to the test's output: inputs are generated, never secrets.
 #![allow(clippy::print_stderr, clippy::disallowed_macros)]
@@ -139,14 +137,11 @@ fn grows_linearly(name: &str) {
 }
 
 #[test]
-#[ignore = "issue 19 cliff: superlinear today (debug 512 KB -> 4 MB: 27x the time; release \
-            4 MB -> 32 MB: 19-21x); un-ignore with the engine fix"]
 fn base64_random() {
     grows_linearly("base64_random");
 }
 
 #[test]
-#[ignore = "issue 19 cliff: superlinear today (debug: over 60 s per size pair after the detection merge); un-ignore with the engine fix"]
 fn password_repeat() {
     grows_linearly("password=_repeat");
 }
@@ -167,7 +162,6 @@ fn digits_and_spaces() {
 }
 
 #[test]
-#[ignore = "issue 19 cliff: superlinear today (debug 512 KB -> 4 MB: 19.5x the time after the detection merge); un-ignore with the engine fix"]
 fn alnum_run() {
     grows_linearly("alnum_run");
 }
@@ -183,13 +177,11 @@ fn bearer_repeat() {
 }
 
 #[test]
-#[ignore = "issue 19 cliff: superlinear today (debug 32 KB -> 256 KB: 48.8x the time after the detection merge (new prose/keyword detectors)); un-ignore with the engine fix"]
 fn keyword_dense() {
     grows_linearly("keyword_dense");
 }
 
 #[test]
-#[ignore = "issue 19 cliff: superlinear today (debug: over 60 s per size pair after the detection merge; release 16.1x before it); un-ignore with the engine fix"]
 fn pem_no_footer() {
     grows_linearly("pem_no_footer");
 }

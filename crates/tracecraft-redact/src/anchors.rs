@@ -693,6 +693,11 @@ impl<T: Copy + PartialEq> Anchors<T> {
 
     /// What the anchor `id` (from [`find_ids`](Self::find_ids)) stands for.
     #[inline]
+    /// The number of anchors (ids are `0..len()`).
+    pub(crate) fn len(&self) -> usize {
+        self.lits.len()
+    }
+
     pub(crate) fn targets(&self, id: usize) -> &[T] {
         &self.lits[id].targets
     }

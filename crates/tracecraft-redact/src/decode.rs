@@ -43,6 +43,9 @@ const BUDGET_EXTRA: usize = 64 * 1024;
 
 /// Decoded text and, per decoded byte, the source range it came from.
 struct Decoded {
+    /// A wrapped token joined (not decoded): scanned only where the plain scan found
+    /// nothing (a PEM body inside its block is not scanned again).
+    joined: bool,
     text: String,
     start: Vec<usize>,
     end: Vec<usize>,
@@ -51,6 +54,7 @@ struct Decoded {
 impl Decoded {
     fn with_capacity(n: usize) -> Self {
         Decoded {
+            joined: false,
             text: String::with_capacity(n),
             start: Vec::with_capacity(n),
             end: Vec::with_capacity(n),
@@ -113,17 +117,34 @@ impl Engine {
         if naive || memchr::memchr(b'\\', b).is_some() {
             json_segments(text, &mut parts);
         }
-        if naive || memchr::memchr2(b'\n', b'\\', b).is_some() {
+        // Base64 runs and wrap candidates come from one pass over the runs of token
+        // characters; the naive oracle finds its wraps at every line break instead.
+        let mut breaks = Vec::new();
+        token_runs(text, &mut parts, &mut breaks);
+        if naive {
             wrapped_segments(text, &mut parts);
+        } else {
+            wrapped_at(text, &breaks, &mut parts);
         }
-        base64_runs(text, &mut parts);
         if parts.is_empty() {
             return;
         }
         // What the plain scan found on the same bytes is not found twice.
         let plain: std::collections::HashSet<(usize, usize, u16)> =
             hits.iter().map(|h| (h.start, h.end, h.rule)).collect();
+        // A joined token whose source lies inside what the plain scan redacts (a PEM body
+        // inside its block) is not scanned: all it could find is redacted with those bytes
+        // already. (Decoded parts are: what they hold is reported under its own rule.)
+        let covered = merged_spans(hits);
         for d in parts {
+            if d.joined
+                && let (Some(&a), Some(&z)) = (d.start.first(), d.end.last())
+            {
+                let i = covered.partition_point(|c| c.1 < z);
+                if covered.get(i).is_some_and(|c| c.0 <= a) {
+                    continue;
+                }
+            }
             if !budget.take(d.text.len()) {
                 return;
             }
@@ -143,6 +164,20 @@ impl Engine {
             }
         }
     }
+}
+
+/// The spans of `hits`, sorted and merged where they overlap or touch.
+fn merged_spans(hits: &[Hit]) -> Vec<(usize, usize)> {
+    let mut spans: Vec<(usize, usize)> = hits.iter().map(|h| (h.start, h.end)).collect();
+    spans.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for (a, z) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(z),
+            _ => merged.push((a, z)),
+        }
+    }
+    merged
 }
 
 /// A character of a URL run (no spaces, quotes, `&`, `?`, `#`, angle brackets).
@@ -206,93 +241,140 @@ fn b64_char(c: u8) -> bool {
     B64_CHARS[usize::from(c)]
 }
 
-/// Whether all 8 bytes of `w` are [`b64_char`]s, computed on the word at once (per byte lane,
-/// with no carry between lanes: ASCII bytes only, and range checks by adding to 7-bit values).
-#[inline]
+/// Whether all 8 bytes of `w` are [`b64_char`]s.
 fn b64_word(w: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = ONES * 0x80;
     let mut a = [0u8; 8];
     a.copy_from_slice(&w[..8]);
     let raw = u64::from_le_bytes(a);
+    b64_lanes(raw) & !raw & 0x8080_8080_8080_8080 == 0x8080_8080_8080_8080
+}
+
+/// The high bit of each lane of `raw` whose low 7 bits are a [`b64_char`], computed on the
+/// word at once (per byte lane, with no carry between lanes: range checks by adding to 7-bit
+/// values). Lanes with their own high bit set must be masked out by the caller.
+#[inline]
+fn b64_lanes(raw: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
     let x = raw & !HIGH;
     // High bit of a lane: `lo <= x <= hi`.
     let range = |lo: u64, hi: u64| (x + ONES * (0x80 - lo)) & !(x + ONES * (0x7F - hi));
     // High bit of a lane: `x == c`.
     let eq = |c: u64| !((x ^ (ONES * c)) | HIGH).wrapping_sub(ONES) & HIGH;
-    let ok = range(0x30, 0x39)
+    (range(0x30, 0x39)
         | range(0x41, 0x5A)
         | range(0x61, 0x7A)
         | eq(0x2B)
         | eq(0x2F)
         | eq(0x2D)
-        | eq(0x5F);
-    ok & !raw & HIGH == HIGH
+        | eq(0x5F))
+        & HIGH
 }
 
-/// Every run of at least [`MIN_B64`] base64 characters (plus `=` padding) that decodes to
-/// mostly printable UTF-8, mapped to the whole run. Looks only where an 8-byte-aligned word is
-/// all base64 characters (every run that long holds one).
-fn base64_runs(text: &str, out: &mut Vec<Decoded>) {
+/// One pass over the runs of token characters (`[A-Za-z0-9_+/.-]`) of `text`, looking only
+/// where an 8-byte-aligned word is all token characters (every run of 15 or more holds one):
+/// - each run of at least [`MIN_B64`] base64 characters (a token run split at `.`, plus `=`
+///   padding) that decodes to mostly printable UTF-8, mapped to the whole run, into `out`;
+/// - each line break right after at least [`MIN_WRAPPED`] token characters (where a wrapped
+///   token may continue), into `breaks`, ascending.
+fn token_runs(text: &str, out: &mut Vec<Decoded>, breaks: &mut Vec<usize>) {
     let b = text.as_bytes();
-    // A run of MIN_B64 (>= 20) characters holds an 8-byte-aligned word of base64 characters
-    // and 4 more next to it: words are checked whole, without branches, and the run is
-    // looked at only from such a word.
-    let mut w = 0;
+    // The end of the last run looked at: no run begins before it.
     let mut done = 0;
-    while w + 8 <= b.len() {
-        let all = |r: &[u8]| r.iter().all(|&c| b64_char(c));
-        // The run also holds 4 more such bytes on one side (it has 12 outside the word).
-        if w < done
-            || !b64_word(&b[w..w + 8])
-            || !(b.get(w + 8..w + 12).is_some_and(all) || (w >= 4 && all(&b[w - 4..w])))
-        {
+    let mut w = 0;
+    while let Some(word) = b.get(w..w + 8) {
+        let x = load(word);
+        // The cheap test first, which rejects most words of prose.
+        if has_space_like(x) || !token_word(x) {
             w += 8;
             continue;
         }
-        let probe = w;
-        w += 8;
-        // Forward first: a run of MIN_B64 through the probe reaches past it or began before.
-        let mut z = probe + 1;
-        while z < b.len() && b64_char(b[z]) {
+        let mut z = w + 8;
+        while z < b.len() && token_char(b[z]) {
             z += 1;
         }
-        let mut a = probe;
-        let floor = done.max(z.saturating_sub(4 * MAX_SEG));
-        while a > floor && b64_char(b[a - 1]) {
+        let mut a = w;
+        while a > done && token_char(b[a - 1]) {
             a -= 1;
         }
         done = z;
-        w = w.max(z);
+        w = z;
+        if z - a >= MIN_WRAPPED && z < b.len() && break_len(b, z) > 0 {
+            breaks.push(z);
+        }
         if z - a < MIN_B64 {
             continue;
         }
-        let run = &b[a..z];
-        let url = run.iter().any(|c| matches!(c, b'-' | b'_'));
-        if url && run.iter().any(|c| matches!(c, b'+' | b'/')) {
-            continue;
+        // The base64 runs of the token run: its pieces between dots.
+        let mut s = a;
+        for piece in b[a..z].split(|&c| c == b'.') {
+            let (pa, pz) = (s, s + piece.len());
+            s = pz + 1;
+            if piece.len() >= MIN_B64 {
+                base64_run(text, pa, pz, out);
+            }
         }
-        // Mixed case: words, hex hashes and UUIDs (one case) are not base64.
-        if !mixed_case(run) {
-            continue;
-        }
-        let mut zz = z;
-        while zz < b.len() && b[zz] == b'=' && zz - z < 2 {
-            zz += 1;
-        }
-        let Ok(bytes) = b64_engine(url).decode(&b[a..zz]) else {
-            continue;
-        };
-        let Ok(s) = std::str::from_utf8(&bytes) else {
-            continue;
-        };
-        if !mostly_printable(s) {
-            continue;
-        }
-        let mut d = Decoded::with_capacity(s.len());
-        d.push(s, a, zz);
-        out.push(d);
     }
+}
+
+/// The base64 run `b[a..z]` (maximal), decoded into `out` if it is one (one alphabet, mixed
+/// case, mostly printable UTF-8 once decoded), mapped to the run and its `=` padding.
+fn base64_run(text: &str, a: usize, z: usize, out: &mut Vec<Decoded>) {
+    let b = text.as_bytes();
+    let run = &b[a..z];
+    let url = run.iter().any(|c| matches!(c, b'-' | b'_'));
+    if url && run.iter().any(|c| matches!(c, b'+' | b'/')) {
+        return;
+    }
+    // Mixed case: words, hex hashes and UUIDs (one case) are not base64.
+    if !mixed_case(run) {
+        return;
+    }
+    let mut zz = z;
+    while zz < b.len() && b[zz] == b'=' && zz - z < 2 {
+        zz += 1;
+    }
+    let Ok(bytes) = b64_engine(url).decode(&b[a..zz]) else {
+        return;
+    };
+    let Ok(s) = std::str::from_utf8(&bytes) else {
+        return;
+    };
+    if !mostly_printable(s) {
+        return;
+    }
+    let mut d = Decoded::with_capacity(s.len());
+    d.push(s, a, zz);
+    out.push(d);
+}
+
+/// The 8 bytes of `w` as a little-endian word.
+#[inline]
+fn load(w: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&w[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// Whether all 8 bytes of the word `raw` are token characters ([`b64_word`] or `.`).
+#[inline]
+fn token_word(raw: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let x = raw & !HIGH;
+    let eq = |c: u64| !((x ^ (ONES * c)) | HIGH).wrapping_sub(ONES) & HIGH;
+    (b64_lanes(raw) | eq(u64::from(b'.'))) & !raw & HIGH == HIGH
+}
+
+/// Whether one of the 8 bytes of the word `x` is below `+` (0x2B) or not ASCII: no base64 character
+/// is (a superset test of `!b64_word`, a third of its cost).
+#[inline]
+fn has_space_like(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    // High bit of a lane: the byte is below 0x2B (exact for the first such lane; a borrow
+    // can only mark lanes above one that is), or the byte is not ASCII.
+    ((x.wrapping_sub(ONES * 0x2B) & !x) | x) & HIGH != 0
 }
 
 fn mixed_case(run: &[u8]) -> bool {
@@ -459,9 +541,22 @@ fn unicode_escape(b: &[u8], p: usize) -> Option<(String, usize)> {
     Some((char::from_u32(hi)?.to_string(), 6))
 }
 
+/// `[A-Za-z0-9_+/.-]`, as a table (runs are scanned byte by byte).
+static TOKEN_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+' | b'/' | b'.');
+        c += 1;
+    }
+    t
+};
+
 /// A character of a wrapped token (`.` for JWTs).
+#[inline]
 fn token_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'+' | b'/' | b'.')
+    TOKEN_CHARS[usize::from(c)]
 }
 
 /// Token characters that must come right before a break for it to be a wrap.
@@ -514,7 +609,8 @@ fn continues(b: &[u8], next: usize) -> bool {
 }
 
 /// Each wrapped token (see [`wraps`]): from the start of its first piece (at most
-/// [`MAX_SEG`] bytes back) through every following piece, with the breaks removed.
+/// [`MAX_SEG`] bytes back) through every following piece, with the breaks removed. Looks at
+/// every line break (the oracle's way; [`wrapped_at`] is the fast path's).
 fn wrapped_segments(text: &str, out: &mut Vec<Decoded>) {
     let b = text.as_bytes();
     let mut i = 0;
@@ -527,39 +623,64 @@ fn wrapped_segments(text: &str, out: &mut Vec<Decoded>) {
         if b[p] == b'\n' && p > i && b[p - 1] == b'\r' {
             p -= 1;
         }
-        let brk = break_len(b, p);
-        if brk == 0 || !wraps(b, p, brk) {
-            i = p + brk.max(1);
-            continue;
-        }
-        let lo = p.saturating_sub(MAX_SEG).max(i);
-        let a = b[lo..p]
-            .iter()
-            .rposition(|&c| !token_char(c))
-            .map_or(lo, |j| lo + j + 1);
-        let mut d = Decoded::with_capacity(p - a + 64);
-        push_chars(&mut d, &text[a..p], a);
-        let (mut q, mut brk) = (p, brk);
-        loop {
-            // `q` is a break of `brk` bytes that wraps; the next piece follows it.
-            let start = q + brk;
-            let end = start + b[start..].iter().take_while(|&&c| token_char(c)).count();
-            // The first character after the break carries the break in its source range.
-            d.push(&text[start..start + 1], q, start + 1);
-            push_chars(&mut d, &text[start + 1..end], start + 1);
-            q = end;
-            if q >= b.len() || end - start > MAX_SEG {
-                break;
-            }
-            // A later piece continues the token whatever its own length.
-            brk = break_len(b, q);
-            if brk == 0 || !continues(b, q + brk) {
-                break;
-            }
-        }
-        out.push(d);
-        i = q.max(p + 1);
+        i = join_wrapped(text, i, p, out);
     }
+}
+
+/// [`wrapped_segments`], looking only at `breaks`: ascending positions that include every
+/// line break with [`MIN_WRAPPED`] token characters right before it (from [`token_runs`]).
+fn wrapped_at(text: &str, breaks: &[usize], out: &mut Vec<Decoded>) {
+    let mut i = 0;
+    for &p in breaks {
+        if p >= i {
+            i = join_wrapped(text, i, p, out);
+        }
+    }
+}
+
+/// The wrapped token whose first break is at `p` (nothing is looked at before `i`), if it is
+/// one, into `out`; returns where to look next.
+fn join_wrapped(text: &str, i: usize, p: usize, out: &mut Vec<Decoded>) -> usize {
+    let b = text.as_bytes();
+    let brk = break_len(b, p);
+    if brk == 0 || !wraps(b, p, brk) {
+        return p + brk.max(1);
+    }
+    let lo = p.saturating_sub(MAX_SEG).max(i);
+    let a = b[lo..p]
+        .iter()
+        .rposition(|&c| !token_char(c))
+        .map_or(lo, |j| lo + j + 1);
+    // A run right after an escaped break (`\n`) begins after its `n` (the oracle starts
+    // looking after that break; the fast path's runs begin at the `n`).
+    let a = if a > 0 && a < p && b[a - 1] == b'\\' && b[a] == b'n' {
+        a + 1
+    } else {
+        a
+    };
+    let mut d = Decoded::with_capacity(p - a + 64);
+    d.joined = true;
+    push_chars(&mut d, &text[a..p], a);
+    let (mut q, mut brk) = (p, brk);
+    loop {
+        // `q` is a break of `brk` bytes that wraps; the next piece follows it.
+        let start = q + brk;
+        let end = start + b[start..].iter().take_while(|&&c| token_char(c)).count();
+        // The first character after the break carries the break in its source range.
+        d.push(&text[start..start + 1], q, start + 1);
+        push_chars(&mut d, &text[start + 1..end], start + 1);
+        q = end;
+        if q >= b.len() || end - start > MAX_SEG {
+            break;
+        }
+        // A later piece continues the token whatever its own length.
+        brk = break_len(b, q);
+        if brk == 0 || !continues(b, q + brk) {
+            break;
+        }
+    }
+    out.push(d);
+    q.max(p + 1)
 }
 
 #[cfg(test)]
@@ -609,19 +730,45 @@ mod tests {
     fn base64_runs_decode_printable_text_only() {
         let mut out = Vec::new();
         // "api_key=sk-abcdefghijklmnopqrstuvwx"
-        base64_runs(
+        let mut breaks = Vec::new();
+        token_runs(
             "x YXBpX2tleT1zay1hYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3g= y",
             &mut out,
+            &mut breaks,
         );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].text, "api_key=sk-abcdefghijklmnopqrstuvwx");
         assert_eq!((out[0].start[0], out[0].end[0]), (2, 50));
         out.clear();
-        base64_runs(
+        token_runs(
             "4d12bbb66309de39cb44c9218757b9fb7e6fb268 internationalization",
             &mut out,
+            &mut breaks,
         );
         assert!(out.is_empty());
+        assert!(breaks.is_empty());
+    }
+
+    #[test]
+    fn token_runs_find_every_break_after_a_long_token() {
+        // Breaks after 16+ token characters (raw, CRLF, escaped), at any alignment; none
+        // after shorter runs or prose.
+        for pad in 0..9 {
+            let lead = " ".repeat(pad);
+            let text = format!(
+                "{lead}abcdefghij.klmnop\nrest short\nx 0123456789abcdef\r\ny \
+                 eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0\\nabc words and words\nend"
+            );
+            let b = text.as_bytes();
+            let (mut out, mut breaks) = (Vec::new(), Vec::new());
+            token_runs(&text, &mut out, &mut breaks);
+            let naive: Vec<usize> = (0..b.len())
+                .filter(|&p| break_len(b, p) > 0 && p >= MIN_WRAPPED)
+                .filter(|&p| b[p - MIN_WRAPPED..p].iter().all(|&c| token_char(c)))
+                .collect();
+            assert_eq!(breaks, naive, "pad {pad}");
+            assert_eq!(breaks.len(), 3, "pad {pad}");
+        }
     }
 
     #[test]
@@ -631,6 +778,32 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].text, "email=user@example.com");
         assert_eq!((out[0].start[0], out[0].end[0]), (11, 35));
+    }
+
+    #[test]
+    fn the_cheap_test_rejects_only_words_the_table_rejects() {
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..200_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // Bytes around the boundaries: 0x20..0x30 and 0x78..0x88 mostly.
+            let w: Vec<u8> = rng
+                .to_le_bytes()
+                .iter()
+                .map(|&r| match r % 4 {
+                    0 => 0x20 + r % 16,
+                    1 => 0x78 + r % 16,
+                    _ => r,
+                })
+                .collect();
+            if has_space_like(load(&w)) {
+                assert!(!w.iter().all(|&c| b64_char(c)), "{w:?}");
+                assert!(w.iter().any(|&c| !(0x2B..0x80).contains(&c)), "{w:?}");
+            } else {
+                assert!(w.iter().all(|&c| (0x2B..0x80).contains(&c)), "{w:?}");
+            }
+        }
     }
 
     #[test]

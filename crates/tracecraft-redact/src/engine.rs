@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::captures::Captures;
 use regex_automata::util::syntax;
-use regex_automata::{Anchored, Input};
+use regex_automata::{Anchored, Input, Match};
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
@@ -117,8 +117,9 @@ pub(crate) struct Engine {
     custom_rules: Vec<u16>,
     /// The rule that reports table cells (`tables.rs`): `password_field`, when enabled.
     pub(crate) table_rule: Option<u16>,
-    /// The rules whose anchors are table keywords (`password_field`, `generic_api_key_param`).
-    pub(crate) table_rules: Vec<u16>,
+    /// Per anchor id: whether it is a keyword of a rule whose anchors are table keywords
+    /// (`password_field`, `generic_api_key_param`; see `table_keyword`).
+    pub(crate) table_keywords: Vec<bool>,
     allow: HashSet<String>,
     allow_re: Option<Regex>,
     mode: RedactionMode,
@@ -201,7 +202,11 @@ pub(crate) fn compile(
             meta::Config::new()
                 .nfa_size_limit(Some(SIZE_LIMIT))
                 .onepass_size_limit(Some(SIZE_LIMIT))
-                .dfa_size_limit(Some(SIZE_LIMIT))
+                // No full DFA: building them was a fifth of start-up (a 17 MB input
+                // searched no faster with them, the lazy DFA serves); the literal prefilters
+                // are kept (they cost a fifth of start-up too, but save more on any input
+                // of a few megabytes).
+                .dfa(false)
                 .which_captures(if has_groups {
                     regex_automata::nfa::thompson::WhichCaptures::All
                 } else {
@@ -400,12 +405,21 @@ impl Engine {
             .iter()
             .position(|r| &*r.name == "password_field")
             .and_then(|i| u16::try_from(i).ok());
+        let table_keywords = anchors.as_ref().map_or_else(Vec::new, |a| {
+            (0..a.len())
+                .map(|id| {
+                    a.targets(id)
+                        .iter()
+                        .any(|&(rule, _)| table_rules.contains(&rule))
+                })
+                .collect()
+        });
         Ok(Engine {
             enabled: cfg.enabled,
+            table_keywords,
             rules,
             anchors,
             table_rule,
-            table_rules,
             digit_rules,
             digit_shapes,
             custom_gate,
@@ -489,16 +503,40 @@ impl Engine {
     fn search_span(&self, text: &str, rule: u16, s: usize, e: usize, hits: &mut Vec<Hit>) {
         let r = &self.rules[usize::from(rule)];
         let input = Input::new(text).range(s..e);
-        if r.has_groups {
-            for c in r.regex.captures_iter(input) {
-                if let Some(m) = c.get_match() {
-                    self.accept(text, rule, m.start(), m.end(), Some(&c), hits);
-                }
-            }
-        } else {
-            for m in r.regex.find_iter(input) {
-                self.accept(text, rule, m.start(), m.end(), None, hits);
-            }
+        let mut caps = r.has_groups.then(|| r.regex.create_captures());
+        for m in r.regex.find_iter(input) {
+            self.accept_match(text, rule, m, caps.as_mut(), hits);
+        }
+    }
+
+    /// Accepts the match `m` of `rule` (see [`accept`](Self::accept)), with its groups when
+    /// the rule has some (`caps`). The groups are searched on the match's own bytes only: a
+    /// capturing search over a long haystack runs on a slow engine (the bounded backtracker
+    /// only takes short ones), the match itself was found by the lazy DFA. The leftmost-first
+    /// match that begins at `m.start()` within `m`'s span is `m` (look-around assertions see
+    /// the bytes outside the span), so these are the groups a capturing search would have
+    /// found. A match longer than [`LONG_MATCH`] (a keyword and megabytes of value) is taken
+    /// whole: its groups would cost a slow engine's pass over it, and redacting the keyword
+    /// with the value hides nothing that should show.
+    fn accept_match(
+        &self,
+        text: &str,
+        rule: u16,
+        m: Match,
+        caps: Option<&mut Captures>,
+        hits: &mut Vec<Hit>,
+    ) {
+        let Some(caps) = caps.filter(|_| m.len() <= LONG_MATCH) else {
+            self.accept(text, rule, m.start(), m.end(), None, hits);
+            return;
+        };
+        let r = &self.rules[usize::from(rule)];
+        let input = Input::new(text)
+            .range(m.start()..m.end())
+            .anchored(Anchored::Yes);
+        r.regex.search_captures(&input, caps);
+        if let Some(m) = caps.get_match() {
+            self.accept(text, rule, m.start(), m.end(), Some(caps), hits);
         }
     }
 
@@ -821,16 +859,11 @@ impl Engine {
                                 }
                             }
                             let input = Input::new(text).range(at..).anchored(Anchored::Yes);
-                            if let Some(caps) = caps.as_mut() {
-                                r.regex.search_captures(&input, caps);
-                                if let Some(m) = caps.get_match() {
-                                    next = m.end();
-                                    self.accept(text, rule, m.start(), m.end(), Some(caps), hits);
-                                }
-                            } else if let Some(m) = r.regex.search(&input) {
-                                next = m.end();
-                                self.accept(text, rule, m.start(), m.end(), None, hits);
-                            }
+                            let Some(m) = r.regex.search(&input) else {
+                                continue;
+                            };
+                            next = m.end();
+                            self.accept_match(text, rule, m, caps.as_mut(), hits);
                         }
                     }
                     RuleKind::Window | RuleKind::Digits => {
@@ -1070,6 +1103,9 @@ impl Engine {
 fn dense(cands: usize, span: usize) -> bool {
     cands >= 16 && cands.saturating_mul(64) >= span
 }
+
+/// Longest match whose capture groups are searched (see `Engine::accept_match`).
+const LONG_MATCH: usize = 64 << 10;
 
 /// How far past a question's range [`RunCursor`] looks for runs.
 const RUN_LOOKAHEAD: usize = 1024;

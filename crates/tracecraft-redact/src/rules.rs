@@ -512,11 +512,17 @@ fn viable_email(b: &[u8], at: usize, _: usize) -> bool {
 
 /// A `password_field` keyword followed by the separator its pattern requires (`sep!()`:
 /// up to 2 backslashes, an optional quote, spaces or tabs, then `=` or `:`; or, in prose,
-/// spaces then `is`/`was`), or `://`. Every keyword that occurs at `s` is tried (`pass` is a
-/// prefix of `password`), so the anchor's end is not needed.
-fn viable_password_field(b: &[u8], s: usize, _: usize) -> bool {
+/// spaces then `is`/`was`), or `://`. Given the anchor found (`e > s`), only it is tried;
+/// given a position only (`e == s`), every keyword that occurs at `s` (`pass` is a prefix of
+/// `password`).
+fn viable_password_field(b: &[u8], s: usize, e: usize) -> bool {
     if b[s] == b':' {
         return b[s..].starts_with(b"://");
+    }
+    if e > s {
+        // Called with the anchor that was found: the anchors are the keywords, so `b[s..e]`
+        // is one, and a longer keyword at `s` is an anchor of its own.
+        return separator_follows(b, e);
     }
     let keywords: &[&[u8]] = match b[s] | 0x20 {
         b'p' => &[
@@ -819,12 +825,12 @@ fn context_before(b: &[u8], s: usize) -> Vec<u8> {
     b[from..s].to_ascii_lowercase()
 }
 
-/// `word` occurs in `hay`, not right after an ASCII letter (`tel` is not in `hotel`).
-fn contains(hay: &[u8], word: &str) -> bool {
-    let w = word.as_bytes();
-    hay.windows(w.len())
-        .enumerate()
-        .any(|(i, x)| x == w && (i == 0 || !hay[i - 1].is_ascii_alphabetic()))
+/// Some word of `words` occurs in `hay`, not right after an ASCII letter (`tel` is not in
+/// `hotel`). One pass over the places where such a word may begin.
+fn contains_any(hay: &[u8], words: &[&str]) -> bool {
+    (0..hay.len())
+        .filter(|&i| i == 0 || !hay[i - 1].is_ascii_alphabetic())
+        .any(|i| words.iter().any(|w| hay[i..].starts_with(w.as_bytes())))
 }
 
 /// A national number after a phone word: 9 to 12 digits, not beginning with `1` (epoch
@@ -849,8 +855,7 @@ fn valid_context_phone(text: &str, s: usize, e: usize, _: &[(usize, usize)]) -> 
         return false;
     }
     let before = context_before(b, s);
-    PHONE_WORDS.iter().any(|w| contains(&before, w))
-        && !NOT_PHONE_WORDS.iter().any(|w| contains(&before, w))
+    contains_any(&before, PHONE_WORDS) && !contains_any(&before, NOT_PHONE_WORDS)
 }
 
 /// Nine SSN digits after an SSN word (`ssn`, `social security`, `soc sec`) in the
@@ -876,9 +881,7 @@ fn valid_context_ssn(text: &str, s: usize, e: usize, _: &[(usize, usize)]) -> bo
         && d[0] != b'9'
         && &d[3..5] != b"00"
         && &d[5..] != b"0000"
-        && ["ssn", "social security", "soc sec", "soc. sec"]
-            .iter()
-            .any(|w| contains(&before, w))
+        && contains_any(&before, &["ssn", "social security", "soc sec", "soc. sec"])
 }
 
 /// Area not 000, 666 or 9xx; group not 00; serial not 0000.

@@ -26,11 +26,7 @@ impl Engine {
     /// Whether the anchor `id` is a keyword of `password_field` or `generic_api_key_param`
     /// (a table keyword: `pass`, `pwd`, `pin`, `secret`, `token`, `api_key`, ...).
     pub(crate) fn table_keyword(&self, id: usize) -> bool {
-        self.anchors.as_ref().is_some_and(|a| {
-            a.targets(id)
-                .iter()
-                .any(|&(rule, _)| self.table_rules.contains(&rule))
-        })
+        self.table_keywords.get(id).copied().unwrap_or(false)
     }
 
     /// Adds a hit for every sensitive cell of every table in `text`. A header line holds a
@@ -51,12 +47,20 @@ impl Engine {
                 if kw.is_empty() {
                     return;
                 }
-                starts.extend(kw.iter().filter_map(|&k| {
-                    let s = memchr::memrchr(b'\n', &b[..k]).map_or(0, |i| i + 1);
-                    (k - s <= MAX_HEADER).then_some(s)
-                }));
-                starts.sort_unstable();
-                starts.dedup();
+                // Each keyword's line start, looking back only to the keyword before it (in
+                // ascending order): one pass over the text however long its lines are.
+                let mut kw = kw.to_vec();
+                kw.sort_unstable();
+                let (mut prev, mut line) = (0, 0);
+                for k in kw {
+                    if let Some(i) = memchr::memrchr(b'\n', &b[prev..k]) {
+                        line = prev + i + 1;
+                    }
+                    prev = k;
+                    if k - line <= MAX_HEADER && starts.last() != Some(&line) {
+                        starts.push(line);
+                    }
+                }
             }
             None => {
                 let mut pos = 0;
@@ -79,7 +83,13 @@ impl Engine {
             if pos < done {
                 continue; // a row of the table before
             }
-            let end = line_end(b, pos);
+            // A header is at most MAX_HEADER bytes: look no further for its end.
+            let near = (pos + MAX_HEADER + 1).min(b.len());
+            let end = match memchr::memchr(b'\n', &b[pos..near]) {
+                Some(i) => pos + i,
+                None if near == b.len() => near,
+                None => continue,
+            };
             let Some((delim, columns, n)) = self.header(&b[pos..end], &mut cells) else {
                 continue;
             };

@@ -7,7 +7,7 @@
 //! `--otlp`). With none of these, processed runs are written to stdout as JSONL.
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -256,13 +256,14 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             Some(bar) => Box::new(bar.wrap_read(reader)),
             None => reader,
         };
-        BufReader::with_capacity(1 << 16, reader)
+        crate::parallel::Chunks::new(reader)
     });
     // Chunks of whole lines, from one file after the other: (file, first line, bytes).
     let mut current = readers.next().map(|r| (0usize, 1u64, r));
     let next = || -> Result<Option<(usize, u64, Vec<u8>)>, CliError> {
         while let Some((file, line, reader)) = current.as_mut() {
-            let chunk = crate::parallel::read_chunk(reader, &mut |_| false)
+            let chunk = reader
+                .next_chunk(&mut |_| false)
                 .map_err(|e| CliError(format!("cannot read {}: {e}", names[*file].display())))?;
             match chunk {
                 Some(c) => {

@@ -66,18 +66,25 @@ struct JsonlOut {
     explain: Vec<String>,
 }
 
-/// Tracks, line by line, whether a chunk may end here: never inside a PEM block, never after
-/// a line whose end may be the first half of a wrapped token.
+/// Tracks, a run of whole lines at a time, whether a chunk may end after them: never inside
+/// a PEM block (the last `-----BEGIN` or `-----END` seen decides), never after a line whose
+/// end may be the first half of a wrapped token.
 fn pem_tracker() -> impl FnMut(&[u8]) -> bool {
+    static DASHES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"-----"));
     let mut open = false;
-    move |line: &[u8]| {
-        if memchr::memmem::find(line, b"-----BEGIN").is_some() {
-            open = true;
+    move |lines: &[u8]| {
+        for at in DASHES.find_iter(lines) {
+            // Past the whole run of dashes (`------BEGIN` too).
+            let dashes = lines[at..].iter().take_while(|&&b| b == b'-').count();
+            let rest = &lines[at + dashes..];
+            if rest.starts_with(b"BEGIN") {
+                open = true;
+            } else if rest.starts_with(b"END") {
+                open = false;
+            }
         }
-        if memchr::memmem::find(line, b"-----END").is_some() {
-            open = false;
-        }
-        open || !tracecraft_redact::can_split_after(line)
+        open || !tracecraft_redact::can_split_after(lines)
     }
 }
 
@@ -102,7 +109,6 @@ fn redact_text_chunk(redactor: &Redactor, base: u64, chunk: Vec<u8>, explain: bo
         }
     };
     let mut report = Report::default();
-    let redacted = redactor.redact_str(&text, &mut report).into_owned();
     let explain = if explain {
         redactor
             .explain(&text)
@@ -119,6 +125,12 @@ fn redact_text_chunk(redactor: &Redactor, base: u64, chunk: Vec<u8>, explain: bo
     } else {
         Vec::new()
     };
+    // An unchanged chunk is handed on as it is, not copied.
+    let changed = match redactor.redact_str(&text, &mut report) {
+        std::borrow::Cow::Owned(changed) => Some(changed),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    let redacted = changed.unwrap_or(text);
     TextOut {
         redacted,
         replaced,
@@ -181,7 +193,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let stderr = std::io::stderr();
-    let mut input = std::io::BufReader::with_capacity(1 << 16, std::io::stdin());
+    let mut input = crate::parallel::Chunks::new(std::io::stdin());
     let workers = crate::parallel::workers();
     let read_err = |e: std::io::Error| CliError(format!("cannot read stdin: {e}"));
     let mut exit = Exit::Done;
@@ -192,8 +204,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
         crate::parallel::ordered(
             workers,
             || {
-                let chunk =
-                    crate::parallel::read_chunk(&mut input, &mut |_| false).map_err(read_err)?;
+                let chunk = input.next_chunk(&mut |_| false).map_err(read_err)?;
                 Ok(chunk.map(|c| {
                     let first = next_line;
                     next_line += memchr::memchr_iter(b'\n', &c).count() as u64
@@ -235,7 +246,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
         crate::parallel::ordered(
             workers,
             || {
-                let chunk = crate::parallel::read_chunk(&mut input, &mut pem).map_err(read_err)?;
+                let chunk = input.next_chunk(&mut pem).map_err(read_err)?;
                 Ok(chunk.map(|c| {
                     let at = base;
                     base += c.len() as u64;
