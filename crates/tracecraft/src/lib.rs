@@ -61,8 +61,57 @@
 //! # }
 //! ```
 //!
+//! ## Attributes
+//! With the `macros` feature (on by default), an attribute records each call of a function as
+//! a step of the current run: arguments by name, the return value as the output (a
+//! `Result`'s `Ok` value; its `Err` as the step's error, with the error's type name), on sync
+//! and async functions. Arguments named in `exclude_inputs` are recorded as `"[EXCLUDED]"`
+//! and never read. Outside a run the function just runs.
+//!
+//! ```
+//! # #[cfg(feature = "macros")] {
+//! # use tracecraft::core::testing::MemoryExporter;
+//! # use tracecraft::{Runtime, RuntimeOptions};
+//! # let sink = MemoryExporter::new();
+//! # let pipeline = tracecraft::pipeline::Pipeline::builder().without_redaction().exporter(sink.clone()).build().unwrap();
+//! # let runtime = Runtime::from_pipeline(RuntimeOptions::default(), pipeline);
+//! #[tracecraft::trace_llm(model = "gpt-4o", provider = "openai", exclude_inputs = ["api_key"])]
+//! fn chat(prompt: &str, api_key: &str) -> Result<String, std::io::Error> {
+//!     let _ = api_key; // sent to the provider, never recorded
+//!     tracecraft::current_step().set_tokens(12, 30);
+//!     Ok(format!("echo: {prompt}"))
+//! }
+//!
+//! #[tracecraft::trace_tool]
+//! fn lookup(order: u32) -> &'static str {
+//!     "shipped"
+//! }
+//!
+//! #[tracecraft::trace_agent(name = "support")]
+//! fn answer(question: &str) -> Result<String, std::io::Error> {
+//!     let status = lookup(1001);
+//!     chat(&format!("{question} ({status})"), "sk-live-never-recorded")
+//! }
+//!
+//! {
+//!     let _run = runtime.run("support_agent").start();
+//!     answer("Where is my order?").unwrap();
+//! }
+//! let run = &sink.runs()[0];
+//! let llm = &run.steps[0].children[1];
+//! assert_eq!(llm.inputs["api_key"], tracecraft::EXCLUDED);
+//! assert_eq!(llm.output_tokens, Some(30));
+//! # }
+//! ```
+//!
+//! `#[trace_llm]`, `#[trace_tool]`, `#[trace_retrieval]`, `#[trace_agent]` and
+//! `#[trace_step(type = guardrail)]` take `name`, `exclude_inputs`, `capture_inputs = false`,
+//! `capture_outputs = false` (and `model`, `provider` for LLM steps); a misspelled option or an
+//! `exclude_inputs` name that is not an argument is a compile error. [`current_step`] sets
+//! what is known only inside the call (model, tokens, cost).
+//!
 //! Threads and async tasks take the context along: [`context::current`], `ctx.enter(..)`, and
-//! [`FutureExt::in_current_run`] for futures (see [`context`]). Several runtimes (tenants) can
+//! [`InRun::in_current_run`] for futures (see [`context`]). Several runtimes (tenants) can
 //! coexist: a step always lands in the run it was started in.
 //!
 //! ## Security
@@ -127,6 +176,10 @@ pub use tracecraft_ui as ui;
 #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
 pub use tracecraft_pipeline as pipeline;
 
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+#[path = "macro_support.rs"]
+pub mod __private;
 #[cfg(feature = "pipeline")]
 mod capture;
 #[cfg(feature = "pipeline")]
@@ -155,7 +208,7 @@ mod worker;
 pub use capture::EXCLUDED;
 pub use console::{ColorMode, ConsoleExporter};
 #[cfg(feature = "pipeline")]
-pub use context::FutureExt;
+pub use context::InRun;
 #[cfg(feature = "pipeline")]
 pub use runtime::{RunBuilder, RunGuard, Runtime, RuntimeOptions};
 #[cfg(feature = "otlp")]
@@ -164,7 +217,13 @@ pub use setup::open_otlp_export;
 #[cfg(feature = "pipeline")]
 pub use setup::{InitError, global, init, open_existing_store, open_store, spawn_retention};
 #[cfg(feature = "pipeline")]
-pub use step::{StepGuard, StepGuardBuilder, step};
+pub use step::{CurrentStep, StepGuard, StepGuardBuilder, current_step, step};
+
+/// Attributes that record each call of a function as a step (`tracecraft-macros`); see the
+/// [crate docs](crate#attributes).
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use tracecraft_macros::{trace_agent, trace_llm, trace_retrieval, trace_step, trace_tool};
 
 /// The security guide (`docs/security.md`); its Rust examples run as doc tests.
 #[cfg(all(feature = "pipeline", feature = "sqlite"))]

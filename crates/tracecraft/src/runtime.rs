@@ -658,6 +658,9 @@ pub(crate) struct RunShared {
 pub(crate) struct Finished {
     records: Vec<(StepRecord, Instant, std::ops::Range<usize>)>,
     bytes: Vec<u8>,
+    /// Records added to open steps through [`crate::current_step`], by step id (appended to
+    /// the step's own when it ends, so they win).
+    extras: Vec<(Uuid, Vec<u8>)>,
 }
 
 impl Finished {
@@ -714,9 +717,31 @@ impl RunShared {
         }
         let at = state.bytes.len();
         state.bytes.extend_from_slice(bytes);
-        state.records.push((rec, end, at..at + bytes.len()));
+        if let Some(i) = state.extras.iter().position(|(id, _)| *id == rec.id) {
+            let (_, extra) = state.extras.swap_remove(i);
+            state.bytes.extend_from_slice(&extra);
+        }
+        let to = state.bytes.len();
+        state.records.push((rec, end, at..to));
         drop(state);
         self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Appends records to the open step `step` (see [`crate::current_step`]); nothing once
+    /// the run has ended.
+    pub(crate) fn step_extra(&self, step: Uuid, f: impl FnOnce(&mut Vec<u8>)) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.is_ended() {
+            return;
+        }
+        let i = match state.extras.iter().position(|(id, _)| *id == step) {
+            Some(i) => i,
+            None => {
+                state.extras.push((step, Vec::new()));
+                state.extras.len() - 1
+            }
+        };
+        f(&mut state.extras[i].1);
     }
 
     /// Marks the run ended; returns its finished steps and the number still open.

@@ -151,6 +151,18 @@ impl StepGuardBuilder {
     pub fn model(self, name: impl AsRef<str>, provider: impl AsRef<str>) -> Self {
         self.with(|p| p.model(name.as_ref(), provider.as_ref()))
     }
+    /// Sets the model, the provider, or both (for the attributes).
+    #[cfg_attr(not(feature = "macros"), allow(dead_code))]
+    pub(crate) fn model_parts(self, name: Option<&str>, provider: Option<&str>) -> Self {
+        self.with(|p| {
+            if let Some(m) = name {
+                record::put_text(&mut p.buf, Tag::Model, m);
+            }
+            if let Some(v) = provider {
+                record::put_text(&mut p.buf, Tag::Provider, v);
+            }
+        })
+    }
     /// Adds an input, serialized now (`"[EXCLUDED]"` when its name, or a key inside it, is
     /// excluded; nothing when inputs are not captured).
     pub fn input<T: Serialize + ?Sized>(self, name: impl AsRef<str>, value: &T) -> Self {
@@ -223,8 +235,8 @@ impl StepGuardBuilder {
     }
 
     /// Starts the step without making it current (the `tracing` layer enters it on span
-    /// entry).
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    /// entry; an async traced function on each poll of its body).
+    #[cfg_attr(not(any(feature = "tracing", feature = "macros")), allow(dead_code))]
     pub(crate) fn start_detached(self) -> StepGuard {
         self.start_inner(false)
     }
@@ -457,5 +469,107 @@ impl Drop for StepGuard {
         let Pending { run, rec, buf, .. } = p;
         run.step_finished(rec, end, &buf);
         record::give_buf(buf);
+    }
+}
+
+/// The innermost active step on this thread or task, to set what is known only inside it
+/// (the model that answered, token counts, cost, attributes) from code that does not hold
+/// its guard: the body of a `#[trace_llm]` function, a span of the `tracing` layer.
+///
+/// Inert (every method does nothing) when no step is current. What is set is recorded when
+/// the step ends; capture controls apply as to the guard's own values.
+///
+/// ```
+/// # use tracecraft::{Runtime, RuntimeOptions, StepType};
+/// # use tracecraft::core::testing::MemoryExporter;
+/// # let sink = MemoryExporter::new();
+/// # let pipeline = tracecraft::pipeline::Pipeline::builder().without_redaction().exporter(sink.clone()).build()?;
+/// # let runtime = Runtime::from_pipeline(RuntimeOptions::default(), pipeline);
+/// fn chat(prompt: &str) -> String {
+///     let _step = tracecraft::step(StepType::Llm, "chat").input("prompt", prompt).start();
+///     answer()
+/// }
+/// fn answer() -> String {
+///     // Deep inside: the step's guard is not at hand.
+///     tracecraft::current_step().set_model("gpt-4o", "openai").set_tokens(7, 2);
+///     "hello".into()
+/// }
+/// {
+///     let _run = runtime.run("agent").start();
+///     chat("hi");
+/// }
+/// assert_eq!(sink.runs()[0].steps[0].total_tokens(), Some(9));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub fn current_step() -> CurrentStep {
+    CurrentStep {
+        target: context::top(None).and_then(|f| f.step.map(|id| (f.run, id))),
+    }
+}
+
+/// A handle on the current step; see [`current_step`].
+#[derive(Clone)]
+pub struct CurrentStep {
+    target: Option<(Arc<RunShared>, Uuid)>,
+}
+
+impl std::fmt::Debug for CurrentStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurrentStep")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CurrentStep {
+    fn with(&self, f: impl FnOnce(&mut Vec<u8>)) -> &Self {
+        if let Some((run, id)) = &self.target {
+            run.step_extra(*id, f);
+        }
+        self
+    }
+
+    /// The step's id (`None` when there is no current step).
+    #[must_use]
+    pub fn id(&self) -> Option<Uuid> {
+        self.target.as_ref().map(|(_, id)| *id)
+    }
+
+    /// Whether there is a current step of an active run.
+    #[must_use]
+    pub fn is_recording(&self) -> bool {
+        self.target.as_ref().is_some_and(|(run, _)| !run.is_ended())
+    }
+
+    /// Sets the model and its provider.
+    pub fn set_model(&self, name: impl AsRef<str>, provider: impl AsRef<str>) -> &Self {
+        self.with(|b| {
+            record::put_text(b, Tag::Model, name.as_ref());
+            record::put_text(b, Tag::Provider, provider.as_ref());
+        })
+    }
+    /// Sets the model name only.
+    pub fn set_model_name(&self, name: impl AsRef<str>) -> &Self {
+        self.with(|b| record::put_text(b, Tag::Model, name.as_ref()))
+    }
+    /// Sets token counts.
+    pub fn set_tokens(&self, input: u64, output: u64) -> &Self {
+        self.with(|b| {
+            record::put_u64(b, Tag::InputTokens, input);
+            record::put_u64(b, Tag::OutputTokens, output);
+        })
+    }
+    /// Sets the cost in US dollars.
+    pub fn set_cost_usd(&self, cost: f64) -> &Self {
+        self.with(|b| record::put_u64(b, Tag::Cost, cost.to_bits()))
+    }
+    /// Sets an attribute, serialized now.
+    pub fn set_attribute<T: Serialize + ?Sized>(&self, name: impl AsRef<str>, value: &T) -> &Self {
+        self.with(|b| record::put_value(b, Tag::Attribute, name.as_ref(), value))
+    }
+    /// Adds an output, serialized now (dropped when the step does not capture outputs).
+    pub fn output<T: Serialize + ?Sized>(&self, name: impl AsRef<str>, value: &T) -> &Self {
+        self.with(|b| record::put_value(b, Tag::Output, name.as_ref(), value))
     }
 }

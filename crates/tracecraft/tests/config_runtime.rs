@@ -177,7 +177,7 @@ fn two_tenants_on_their_own_sqlite_files_never_cross_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tenants_in_async_tasks_on_their_own_sqlite_files() {
-    use tracecraft::FutureExt;
+    use tracecraft::InRun;
     let dir = tempfile::tempdir().unwrap();
     let a = Runtime::new(sqlite_config(dir.path(), "a.db")).unwrap();
     let b = Runtime::new(sqlite_config(dir.path(), "b.db")).unwrap();

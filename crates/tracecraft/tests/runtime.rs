@@ -9,7 +9,7 @@ use tracecraft::core::testing::{MemoryExporter, MemoryStore};
 use tracecraft::core::{TraceQuery, TraceStore};
 use tracecraft::pipeline::Pipeline;
 use tracecraft::runtime::{DROPPED_AFTER_SHUTDOWN, STEPS_DROPPED, STEPS_LATE};
-use tracecraft::{AgentRun, FutureExt, Runtime, RuntimeOptions, StepType};
+use tracecraft::{AgentRun, InRun, Runtime, RuntimeOptions, StepType};
 
 mod common;
 

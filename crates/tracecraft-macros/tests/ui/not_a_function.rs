@@ -1,0 +1,4 @@
+#[tracecraft_macros::trace_tool]
+struct Lookup;
+
+fn main() {}
