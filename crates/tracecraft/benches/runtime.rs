@@ -71,7 +71,7 @@ fn ten_steps(rt: &Runtime) {
 /// the traced thread's figure meaningless).
 fn check_nothing_dropped(rt: &Runtime) {
     rt.force_flush().expect("flush");
-    let stats = rt.stats();
+    let stats = rt.stats().runs;
     assert!(
         stats.dropped.is_empty(),
         "runs dropped: {:?}",

@@ -210,7 +210,7 @@ pub use console::{ColorMode, ConsoleExporter};
 #[cfg(feature = "pipeline")]
 pub use context::InRun;
 #[cfg(feature = "pipeline")]
-pub use runtime::{RunBuilder, RunGuard, Runtime, RuntimeOptions};
+pub use runtime::{RunBuilder, RunGuard, Runtime, RuntimeOptions, RuntimeStats};
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
 pub use setup::open_otlp_export;

@@ -102,6 +102,24 @@ impl Default for RuntimeOptions {
     }
 }
 
+/// What [`Runtime::stats`] returns: runs by outcome, and steps that could not be recorded as
+/// asked.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RuntimeStats {
+    /// Runs submitted, processed, dropped (by reason), exported and failed (by exporter).
+    pub runs: PipelineStats,
+    /// Steps started with no active run on their thread or task (not recorded). **Counted
+    /// for the whole process**, since such a step belongs to no runtime. The usual cause is a
+    /// spawned task or thread that did not take the context along (`.in_current_run()`,
+    /// [`crate::context::current`]).
+    pub steps_outside_run: u64,
+    /// Steps that ended after their run had ended (see [`Runtime::late_steps`]).
+    pub steps_late: u64,
+    /// `tracing` spans whose `tracecraft.type` names no step type (recorded as `workflow`).
+    pub unknown_step_types: u64,
+}
+
 pub(crate) struct RuntimeInner {
     id: u64,
     options: RuntimeOptions,
@@ -114,6 +132,7 @@ pub(crate) struct RuntimeInner {
     shut_down: RwLock<bool>,
     after_shutdown: AtomicU64,
     late_steps: AtomicU64,
+    unknown_step_types: AtomicU64,
     /// The configured store, for queries (also an exporter of `pipeline`).
     store: Option<Arc<dyn tracecraft_core::TraceStore>>,
 }
@@ -230,6 +249,7 @@ impl Runtime {
                 shut_down: RwLock::new(false),
                 after_shutdown: AtomicU64::new(0),
                 late_steps: AtomicU64::new(0),
+                unknown_step_types: AtomicU64::new(0),
                 store,
             }),
         }
@@ -332,10 +352,36 @@ impl Runtime {
         self.inner.pipeline.force_flush()
     }
 
-    /// The pipeline's counters, plus runs that ended after shutdown under
-    /// `dropped[DROPPED_AFTER_SHUTDOWN]`.
+    /// What happened to runs (the pipeline's counters, plus runs that ended after shutdown
+    /// under `runs.dropped[DROPPED_AFTER_SHUTDOWN]` and the background queue's drops) and to
+    /// steps that could not be recorded as asked.
     #[must_use]
-    pub fn stats(&self) -> PipelineStats {
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            runs: self.run_stats(),
+            steps_outside_run: crate::step::steps_outside_run(),
+            steps_late: self.late_steps(),
+            unknown_step_types: self.inner.unknown_step_types.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a `tracing` span whose `tracecraft.type` names no step type; warns once.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn unknown_step_type(&self, span: &str) {
+        if self
+            .inner
+            .unknown_step_types
+            .fetch_add(1, Ordering::Relaxed)
+            == 0
+        {
+            tracing::warn!(
+                span,
+                "tracecraft: unknown tracecraft.type on a span, recorded as a workflow step (expected one of agent, llm, tool, retrieval, memory, guardrail, evaluation, workflow, error); counted in Runtime::stats().unknown_step_types"
+            );
+        }
+    }
+
+    fn run_stats(&self) -> PipelineStats {
         let mut s = self.inner.pipeline.stats();
         let mut add = |key: &str, n: u64| {
             if n > 0 {
@@ -820,6 +866,31 @@ impl RunGuard {
         }
     }
 
+    /// Adds `key` to the run's input object (for the `tracing` layer; capture controls apply).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn add_input(&mut self, key: &str, value: &Value) {
+        let capture = self.shared.capture.clone();
+        if !capture.inputs {
+            return;
+        }
+        let mut v = value.clone();
+        if capture.is_excluded(key) {
+            v = Value::String(capture::EXCLUDED.to_owned());
+        } else {
+            capture.exclude_nested(&mut v);
+        }
+        insert_field(&mut self.run_mut().input, key, v);
+    }
+
+    /// Adds `key` to the run's output object (for the `tracing` layer; capture controls
+    /// apply).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn add_output(&mut self, key: &str, value: &Value) {
+        if self.shared.capture.outputs {
+            insert_field(&mut self.run_mut().output, key, value.clone());
+        }
+    }
+
     /// Sets an attribute, serialized now.
     pub fn set_attribute<T: Serialize + ?Sized>(&mut self, name: impl Into<String>, value: &T) {
         let v = capture::to_json(value);
@@ -870,6 +941,22 @@ impl Drop for RunGuard {
             open,
         };
         self.shared.runtime.submit(Ended::Raw(raw));
+    }
+}
+
+/// Sets `key` in `target`, turning it into an object first (a non-object value is kept under
+/// `"value"`).
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+fn insert_field(target: &mut Value, key: &str, value: Value) {
+    if !target.is_object() {
+        let mut map = JsonMap::new();
+        if !target.is_null() {
+            map.insert("value".to_owned(), target.take());
+        }
+        *target = Value::Object(map);
+    }
+    if let Value::Object(map) = target {
+        map.insert(key.to_owned(), value);
     }
 }
 

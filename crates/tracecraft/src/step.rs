@@ -34,7 +34,27 @@ use crate::runtime::RunShared;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn step(step_type: StepType, name: impl AsRef<str>) -> StepGuardBuilder {
-    StepGuardBuilder::new(context::top(None), step_type, name.as_ref())
+    let frame = context::top(None);
+    if frame.is_none() {
+        outside_run();
+    }
+    StepGuardBuilder::new(frame, step_type, name.as_ref())
+}
+
+static STEPS_OUTSIDE_RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts a step started with no active run; warns once per process, with the fix.
+fn outside_run() {
+    if STEPS_OUTSIDE_RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+        tracing::warn!(
+            "tracecraft: a step was started outside any run and is not recorded. Start a run first (runtime.run(..).start()); in a spawned task use `fut.in_current_run()` (tracecraft::InRun), in a thread `tracecraft::context::current()` then `ctx.enter(..)`. Counted in Runtime::stats().steps_outside_run"
+        );
+    }
+}
+
+/// Steps started with no active run, in this process.
+pub(crate) fn steps_outside_run() -> u64 {
+    STEPS_OUTSIDE_RUN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A step being built or under way: its fixed-size record and its buffer (see

@@ -385,7 +385,7 @@ fn shutdown_flushes_closes_and_counts_later_runs() {
     drop(pending);
     rt.run("after").start().end();
     assert_eq!(sink.len(), 1);
-    assert_eq!(rt.stats().dropped[DROPPED_AFTER_SHUTDOWN], 2);
+    assert_eq!(rt.stats().runs.dropped[DROPPED_AFTER_SHUTDOWN], 2);
     assert!(rt.is_shut_down());
 }
 
