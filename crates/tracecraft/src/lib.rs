@@ -134,7 +134,8 @@
 //! | `sqlite` | `sqlite`: the embedded SQLite store (`SqliteStore`) |
 //! | `otlp` | `otlp`: the OTLP exporter (gRPC or HTTP/protobuf, rustls); `[otlp]` settings use it |
 //! | `gateway` | `gateway`: the redacting OTLP gateway behind `tracecraft serve` and the `[gateway]` table (`receiver` is an alias) |
-//! | `tracing` | `layer::TraceCraftLayer`, a `tracing_subscriber::Layer` that turns spans into runs and steps |
+//! | `tracing` | `layer::TraceCraftLayer`, a `tracing_subscriber::Layer` that turns spans into runs and steps; `fmt::RedactingWriter` and `fmt::RedactingFields`, which redact what a `tracing_subscriber::fmt` layer prints |
+//! | `macros` (default) | the attributes `#[trace_llm]`, `#[trace_tool]`, `#[trace_retrieval]`, `#[trace_agent]`, `#[trace_step]` |
 //! | `ui` | `ui`: the trace browser (`ui::Server`) that `tracecraft ui` serves |
 //! | `full` | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -191,6 +192,9 @@ pub mod console;
 pub mod context;
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub mod fmt;
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub mod layer;
 #[cfg(feature = "pipeline")]
 mod record;
@@ -226,7 +230,12 @@ pub use step::{CurrentStep, StepGuard, StepGuardBuilder, current_step, step};
 pub use tracecraft_macros::{trace_agent, trace_llm, trace_retrieval, trace_step, trace_tool};
 
 /// The security guide (`docs/security.md`); its Rust examples run as doc tests.
-#[cfg(all(feature = "pipeline", feature = "sqlite"))]
+#[cfg(all(
+    feature = "pipeline",
+    feature = "sqlite",
+    feature = "macros",
+    feature = "tracing"
+))]
 #[doc = include_str!("../../../docs/security.md")]
 pub mod security_guide {}
 
