@@ -53,7 +53,11 @@ fn runtime(background: bool) -> Runtime {
         processing_queue_size: 65_536,
         ..RuntimeOptions::default()
     };
-    Runtime::from_pipeline(options, pipeline)
+    Runtime::builder()
+        .options(options)
+        .pipeline(pipeline)
+        .build()
+        .unwrap()
 }
 
 fn ten_steps(rt: &Runtime) {

@@ -26,7 +26,7 @@
 //!     .with_writer(RedactingWriter::new(std::io::stderr, &rules)?);
 //! let subscriber = tracing_subscriber::registry().with(fmt);
 //! tracing::subscriber::with_default(subscriber, || {
-//!     tracing::info!(user = "jane.doe@example.com", "signed in"); // prints user="[REDACTED:EMAIL]"
+//!     tracing::info!(user = "jane.doe@example.com", "signed in"); // prints user="[REDACTED]"
 //! });
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -45,8 +45,7 @@
 //! # use tracecraft::{Runtime, RuntimeOptions};
 //! # use tracecraft::core::testing::MemoryExporter;
 //! # let sink = MemoryExporter::new();
-//! # let pipeline = tracecraft::pipeline::Pipeline::builder().without_redaction().exporter(sink.clone()).build()?;
-//! # let runtime = Runtime::from_pipeline(RuntimeOptions::default(), pipeline);
+//! # let runtime = Runtime::builder().exporter(sink.clone()).build()?;
 //! let subscriber = tracing_subscriber::registry().with(tracecraft::layer::TraceCraftLayer::new(runtime));
 //! tracing::subscriber::with_default(subscriber, || {
 //!     let _agent = tracing::info_span!("agent", question = "hi").entered();

@@ -19,21 +19,22 @@
 //! ```
 //!
 //! ## Instrumenting code
-//! A [`Runtime`] takes a built pipeline; runs and steps are guards that end when dropped (also
-//! during a panic: the error is recorded as `"panicked"`, and the run is still exported).
+//! A [`Runtime`] (from [`Runtime::builder`], or [`init`] with a configuration) sends finished
+//! runs through redaction to its stores and exporters; runs and steps are guards that end when
+//! dropped (also during a panic: the error is recorded as `"panicked"`, and the run is still
+//! exported).
 //!
 //! ```
 //! # #[cfg(feature = "pipeline")] {
 //! use tracecraft::core::testing::MemoryExporter;
-//! use tracecraft::pipeline::Pipeline;
-//! use tracecraft::{Runtime, RuntimeOptions, StepType};
+//! use tracecraft::{Runtime, StepType};
 //!
 //! let sink = MemoryExporter::new();
-//! let pipeline = Pipeline::builder().without_redaction().exporter(sink.clone()).build().unwrap();
-//! let runtime = Runtime::from_pipeline(
-//!     RuntimeOptions { exclude_inputs: vec!["api_key".into()], ..RuntimeOptions::default() },
-//!     pipeline,
-//! );
+//! let runtime = Runtime::builder()
+//!     .exporter(sink.clone())
+//!     .exclude_inputs(["api_key"])
+//!     .build()
+//!     .unwrap();
 //!
 //! fn call_llm(prompt: &str) -> String {
 //!     // Attaches to the current run and step, wherever it is called from.
@@ -56,7 +57,8 @@
 //!
 //! let run = &sink.runs()[0];
 //! assert_eq!(run.total_tokens, 42);
-//! assert_eq!(run.steps[0].children[0].inputs["api_key"], tracecraft::EXCLUDED);
+//! // Excluded, never captured (and the sensitive-key rule would have masked it anyway).
+//! assert!(!tracecraft::core::json::to_json(run).contains("sk-never-recorded"));
 //! runtime.shutdown(std::time::Duration::from_secs(5));
 //! # }
 //! ```
@@ -73,8 +75,7 @@
 //! # use tracecraft::core::testing::MemoryExporter;
 //! # use tracecraft::{Runtime, RuntimeOptions};
 //! # let sink = MemoryExporter::new();
-//! # let pipeline = tracecraft::pipeline::Pipeline::builder().without_redaction().exporter(sink.clone()).build().unwrap();
-//! # let runtime = Runtime::from_pipeline(RuntimeOptions::default(), pipeline);
+//! # let runtime = Runtime::builder().exporter(sink.clone()).build().unwrap();
 //! #[tracecraft::trace_llm(model = "gpt-4o", provider = "openai", exclude_inputs = ["api_key"])]
 //! fn chat(prompt: &str, api_key: &str) -> Result<String, std::io::Error> {
 //!     let _ = api_key; // sent to the provider, never recorded
@@ -99,7 +100,7 @@
 //! }
 //! let run = &sink.runs()[0];
 //! let llm = &run.steps[0].children[1];
-//! assert_eq!(llm.inputs["api_key"], tracecraft::EXCLUDED);
+//! assert!(!tracecraft::core::json::to_json(run).contains("sk-live-never-recorded"));
 //! assert_eq!(llm.output_tokens, Some(30));
 //! # }
 //! ```
@@ -182,6 +183,8 @@ pub use tracecraft_pipeline as pipeline;
 #[path = "macro_support.rs"]
 pub mod __private;
 #[cfg(feature = "pipeline")]
+mod builder;
+#[cfg(feature = "pipeline")]
 mod capture;
 #[cfg(feature = "pipeline")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
@@ -209,6 +212,8 @@ mod step;
 mod worker;
 
 #[cfg(feature = "pipeline")]
+pub use builder::RuntimeBuilder;
+#[cfg(feature = "pipeline")]
 pub use capture::EXCLUDED;
 pub use console::{ColorMode, ConsoleExporter};
 #[cfg(feature = "pipeline")]
@@ -228,6 +233,11 @@ pub use step::{CurrentStep, StepGuard, StepGuardBuilder, current_step, step};
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use tracecraft_macros::{trace_agent, trace_llm, trace_retrieval, trace_step, trace_tool};
+
+/// The README's examples run as doc tests.
+#[cfg(all(doctest, feature = "macros", feature = "sqlite"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// The security guide (`docs/security.md`); its Rust examples run as doc tests.
 #[cfg(all(

@@ -75,7 +75,7 @@ pub struct RuntimeOptions {
     /// unlimited. Default [`DEFAULT_MAX_STEP_DEPTH`].
     pub max_step_depth: Option<usize>,
     /// Build, process and export finished runs on the runtime's own thread (`true`), or on
-    /// the thread that ends the run (`false`, the default here; [`Runtime::new`] turns it on
+    /// the thread that ends the run (`false`, the default here; a runtime built from configuration turns it on
     /// unless the configuration says `background_processing = false`).
     ///
     /// In the background, ending a run costs the traced thread a move into a bounded queue
@@ -141,13 +141,11 @@ pub(crate) struct RuntimeInner {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use tracecraft::{Runtime, RuntimeOptions, StepType};
+/// use tracecraft::{Runtime, StepType};
 /// use tracecraft::core::{testing::MemoryStore, TraceStore, TraceQuery};
-/// use tracecraft::pipeline::Pipeline;
 ///
 /// let store = Arc::new(MemoryStore::new());
-/// let pipeline = Pipeline::builder().without_redaction().store(store.clone()).build()?;
-/// let runtime = Runtime::from_pipeline(RuntimeOptions::default(), pipeline);
+/// let runtime = Runtime::builder().store(store.clone()).build()?;
 /// {
 ///     let run = runtime.run("agent").user_id("u-1").start();
 ///     let mut step = run.step(StepType::Llm, "chat").model("gpt-4o", "openai").input("prompt", "hi").start();
@@ -214,16 +212,9 @@ impl Runtime {
         }
     }
 
-    /// A runtime that sends finished runs to `pipeline`.
-    #[must_use]
-    pub fn from_pipeline(options: RuntimeOptions, pipeline: Pipeline) -> Runtime {
-        Self::from_parts(options, pipeline, None)
-    }
-
     /// A runtime whose pipeline exports to `store` (among others); [`Runtime::store`] returns
-    /// it for queries.
-    #[must_use]
-    pub fn from_parts(
+    /// it for queries. See [`Runtime::builder`].
+    pub(crate) fn assemble(
         options: RuntimeOptions,
         pipeline: Pipeline,
         store: Option<Arc<dyn tracecraft_core::TraceStore>>,

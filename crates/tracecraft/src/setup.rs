@@ -4,14 +4,15 @@
 use std::sync::{Arc, OnceLock};
 
 use tracecraft_core::TraceStore;
-use tracecraft_pipeline::BatchExporter;
 
 use crate::config::{ConfigError, StorageConfig, StorageUrl, TraceCraftConfig};
-use crate::console::ConsoleExporter;
-use crate::runtime::{DEFAULT_MAX_STEP_DEPTH, Runtime, RuntimeOptions};
+use crate::runtime::Runtime;
 
 /// Why a runtime could not be built.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same message as `Display`, so `fn main() -> Result<(), Box<dyn Error>>`
+/// ends with a sentence naming the setting, not a struct dump.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum InitError {
     /// The configuration is invalid.
@@ -26,9 +27,19 @@ pub enum InitError {
     /// [`init`] was already called: the global runtime is not replaced (its configuration
     /// would silently differ from the new arguments).
     #[error(
-        "tracecraft::init was already called; use tracecraft::global() to get the runtime, or Runtime::new for another one"
+        "tracecraft::init was already called; use tracecraft::global() to get the runtime, or Runtime::builder() for another one"
     )]
     AlreadyInitialized,
+    /// Two settings given to [`Runtime::builder`] contradict each other (neither is applied
+    /// silently).
+    #[error("Runtime::builder(): {0}")]
+    Conflict(&'static str),
+}
+
+impl std::fmt::Debug for InitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Opens (creating it if missing) the store a [`StorageConfig`] names (`None` for
@@ -166,7 +177,9 @@ pub fn spawn_retention(store: &Arc<dyn TraceStore>, max_age: std::time::Duration
     }
 }
 
-fn open_jsonl_export(config: &TraceCraftConfig) -> Result<Option<Arc<dyn TraceStore>>, InitError> {
+pub(crate) fn open_jsonl_export(
+    config: &TraceCraftConfig,
+) -> Result<Option<Arc<dyn TraceStore>>, InitError> {
     if !config.jsonl.enabled {
         return Ok(None);
     }
@@ -267,57 +280,6 @@ pub fn open_otlp_export(
     Ok(Some(exporter))
 }
 
-impl Runtime {
-    /// Builds a runtime from configuration: the pipeline (enrichment, **redaction on unless
-    /// `redaction.enabled = false`**, sampling, in `processor_order`), the store, and the
-    /// console/JSONL/OTLP exporters, each behind a [`BatchExporter`] so traced code never waits for
-    /// I/O.
-    ///
-    /// # Errors
-    /// [`InitError`] naming the invalid field, rule or file.
-    pub fn new(config: TraceCraftConfig) -> Result<Runtime, InitError> {
-        config.validate()?;
-        let mut builder = config.pipeline_config().builder()?;
-        let batch = tracecraft_pipeline::BatchConfig::from(config.batch);
-        let store = open_store(&config.storage)?;
-        if let Some(store) = &store {
-            builder = builder.exporter(BatchExporter::new(Arc::clone(store), batch));
-            if let Some(age) = config.storage.max_age() {
-                spawn_retention(store, age);
-            }
-        }
-        if let Some(jsonl) = open_jsonl_export(&config)? {
-            builder = builder.exporter(BatchExporter::new(jsonl, batch));
-        }
-        #[cfg(feature = "otlp")]
-        if let Some(otlp) = open_otlp_export(&config)? {
-            builder = builder.exporter(BatchExporter::new(otlp, batch));
-        }
-        if config.console.enabled {
-            builder = builder.exporter(BatchExporter::new(
-                ConsoleExporter::new().verbose(config.console.verbose),
-                batch,
-            ));
-        }
-        let pipeline = builder.build()?;
-        let options = RuntimeOptions {
-            service_name: config.service_name.clone(),
-            environment: config.environment.clone(),
-            capture_inputs: config.capture_inputs,
-            capture_outputs: config.capture_outputs,
-            exclude_inputs: config.exclude_inputs.clone(),
-            max_step_depth: match config.max_step_depth {
-                None => Some(DEFAULT_MAX_STEP_DEPTH),
-                Some(0) => None,
-                Some(n) => Some(n),
-            },
-            background_processing: config.background_processing,
-            processing_queue_size: config.batch.max_queue_size,
-        };
-        Ok(Runtime::from_parts(options, pipeline, store))
-    }
-}
-
 static GLOBAL: OnceLock<Runtime> = OnceLock::new();
 
 /// Builds the process-wide runtime from `config` and returns its owning handle.
@@ -339,7 +301,7 @@ pub fn init(config: TraceCraftConfig) -> Result<Runtime, InitError> {
     if GLOBAL.get().is_some() {
         return Err(InitError::AlreadyInitialized);
     }
-    let (plain, owner) = Runtime::new(config)?.with_owner();
+    let (plain, owner) = Runtime::builder().config(config).build()?.with_owner();
     GLOBAL
         .set(plain)
         .map_err(|_| InitError::AlreadyInitialized)?;

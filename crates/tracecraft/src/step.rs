@@ -19,8 +19,7 @@ use crate::runtime::RunShared;
 /// # use tracecraft::{Runtime, RuntimeOptions, StepType};
 /// # use tracecraft::core::testing::MemoryExporter;
 /// # let sink = MemoryExporter::new();
-/// # let pipeline = tracecraft::pipeline::Pipeline::builder().without_redaction().exporter(sink.clone()).build()?;
-/// # let runtime = Runtime::from_pipeline(RuntimeOptions::default(), pipeline);
+/// # let runtime = Runtime::builder().exporter(sink.clone()).build()?;
 /// fn lookup(order: &str) -> String {
 ///     let mut step = tracecraft::step(StepType::Tool, "lookup").input("order", order).start();
 ///     step.set_output(&"shipped");
@@ -503,8 +502,7 @@ impl Drop for StepGuard {
 /// # use tracecraft::{Runtime, RuntimeOptions, StepType};
 /// # use tracecraft::core::testing::MemoryExporter;
 /// # let sink = MemoryExporter::new();
-/// # let pipeline = tracecraft::pipeline::Pipeline::builder().without_redaction().exporter(sink.clone()).build()?;
-/// # let runtime = Runtime::from_pipeline(RuntimeOptions::default(), pipeline);
+/// # let runtime = Runtime::builder().exporter(sink.clone()).build()?;
 /// fn chat(prompt: &str) -> String {
 ///     let _step = tracecraft::step(StepType::Llm, "chat").input("prompt", prompt).start();
 ///     answer()

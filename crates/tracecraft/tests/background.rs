@@ -26,7 +26,11 @@ fn runtime(background: bool, redact: bool) -> (Runtime, MemoryExporter) {
         ..RuntimeOptions::default()
     };
     (
-        Runtime::from_pipeline(options, builder.build().unwrap()),
+        Runtime::builder()
+            .options(options)
+            .pipeline(builder.build().unwrap())
+            .build()
+            .unwrap(),
         sink,
     )
 }
@@ -172,14 +176,15 @@ fn gated(gate: &Arc<Mutex<()>>, queue: usize) -> (Runtime, MemoryExporter) {
         .exporter(sink.clone())
         .build()
         .unwrap();
-    let rt = Runtime::from_pipeline(
-        RuntimeOptions {
+    let rt = Runtime::builder()
+        .options(RuntimeOptions {
             background_processing: true,
             processing_queue_size: queue,
             ..RuntimeOptions::default()
-        },
-        pipeline,
-    );
+        })
+        .pipeline(pipeline)
+        .build()
+        .unwrap();
     (rt, sink)
 }
 

@@ -551,14 +551,15 @@ fn tenants_never_cross_write(background: bool) {
             .store(Arc::clone(store))
             .build()
             .unwrap();
-        Runtime::from_pipeline(
-            RuntimeOptions {
+        Runtime::builder()
+            .options(RuntimeOptions {
                 environment: Some(env.into()),
                 background_processing: background,
                 ..RuntimeOptions::default()
-            },
-            pipeline,
-        )
+            })
+            .pipeline(pipeline)
+            .build()
+            .unwrap()
     };
     let a = make(&store_a, "prod-a");
     let b = make(&store_b, "prod-b");
