@@ -3,7 +3,9 @@
 //!
 //! - A span with no parent span known to the layer becomes a **run** (or, when a TraceCraft
 //!   run of the same runtime is current on the thread, a step of that run); spans below it
-//!   become **steps**, attached under their nearest recorded ancestor.
+//!   become **steps**, attached under their nearest recorded ancestor, or under the current
+//!   step when that one is deeper in the same run (a span opened inside a `#[trace_tool]`
+//!   function or a step guard nests under that step).
 //! - The span's name is the run's or step's name. The field `"tracecraft.type" = "llm"` (any
 //!   [`StepType`] name; spelled `tracecraft.step_type` where a plain identifier is needed, as
 //!   in `#[instrument(fields(tracecraft.step_type = "tool"))]`) sets the step type; without it
@@ -329,16 +331,22 @@ where
         if fields.unknown_type {
             self.runtime.unknown_step_type(name);
         }
-        // The nearest ancestor this layer records, else the current TraceCraft context of
-        // this runtime.
-        let parent = span
+        // The nearest ancestor span this layer records, or the current TraceCraft context of
+        // this runtime when it is deeper in the same run (a guard or a traced function
+        // started inside that span), or when there is no such span.
+        let from_span = span
             .scope()
             .skip(1)
-            .find_map(|a| a.extensions().get::<SpanState>().map(|s| s.frame.clone()))
-            .or_else(|| {
-                context::top(None)
-                    .filter(|f| std::sync::Arc::ptr_eq(&f.run.runtime.inner, &self.runtime.inner))
-            });
+            .find_map(|a| a.extensions().get::<SpanState>().map(|s| s.frame.clone()));
+        let from_context = context::top(None)
+            .filter(|f| std::sync::Arc::ptr_eq(&f.run.runtime.inner, &self.runtime.inner));
+        let parent = match (from_span, from_context) {
+            (Some(s), Some(c)) if std::sync::Arc::ptr_eq(&s.run, &c.run) && c.depth > s.depth => {
+                Some(c)
+            }
+            (Some(s), _) => Some(s),
+            (None, c) => c,
+        };
         let mut guard = match parent {
             Some(parent) => {
                 let step_type = fields.step_type.unwrap_or(if fields.model.is_some() {

@@ -262,3 +262,18 @@ fn late_records_fill_inputs_outputs_and_tokens() {
     );
     assert!(!chat.attributes.contains_key("gen_ai.completion"));
 }
+
+#[test]
+fn a_span_inside_a_guard_or_traced_function_nests_under_it() {
+    let (_rt, sink, sub) = setup();
+    tracing::subscriber::with_default(sub, || {
+        tracing::info_span!("agent").in_scope(|| {
+            let _tool = tracecraft::step(StepType::Tool, "guard").start();
+            tracing::info_span!("inner").in_scope(|| {});
+        });
+    });
+    let run = &sink.runs()[0];
+    assert_eq!(run.steps.len(), 1);
+    assert_eq!(run.steps[0].name, "guard");
+    assert_eq!(run.steps[0].children[0].name, "inner");
+}
