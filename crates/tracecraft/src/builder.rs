@@ -8,8 +8,9 @@ use tracecraft_pipeline::{BatchExporter, Pipeline, PipelineConfig};
 
 use crate::config::{StorageUrl, TraceCraftConfig};
 use crate::console::ConsoleExporter;
+use crate::error::InitError;
+use crate::open::{open_jsonl_export, open_store, spawn_retention};
 use crate::runtime::{DEFAULT_MAX_STEP_DEPTH, Runtime, RuntimeOptions};
-use crate::setup::{InitError, open_jsonl_export, open_store, spawn_retention};
 
 /// Builds a [`Runtime`]: where finished runs go (a configuration, or processors plus
 /// exporters and stores, or a pipeline built by hand) and how runs are captured.
@@ -264,7 +265,7 @@ fn from_config(
         builder = builder.exporter(BatchExporter::new(jsonl, batch));
     }
     #[cfg(feature = "otlp")]
-    if let Some(otlp) = crate::setup::open_otlp_export(config)? {
+    if let Some(otlp) = crate::open::open_otlp_export(config)? {
         builder = builder.exporter(BatchExporter::new(otlp, batch));
     }
     if config.console.enabled {

@@ -33,7 +33,7 @@ use std::task::Poll;
 
 use tracecraft_core::Uuid;
 
-use crate::runtime::{RunShared, Runtime};
+use crate::run::RunShared;
 
 /// One entry of the thread-local stack.
 #[derive(Clone)]
@@ -135,6 +135,10 @@ impl Context {
         self.frame
     }
 
+    pub(crate) fn frame(&self) -> Option<&Frame> {
+        self.frame.as_ref()
+    }
+
     /// Whether this context has an active run.
     #[must_use]
     pub fn is_active(&self) -> bool {
@@ -151,12 +155,6 @@ impl Context {
     #[must_use]
     pub fn step_id(&self) -> Option<Uuid> {
         self.frame.as_ref().and_then(|f| f.step)
-    }
-
-    /// The runtime of the run, if any.
-    #[must_use]
-    pub fn runtime(&self) -> Option<Runtime> {
-        self.frame.as_ref().map(|f| f.run.runtime.clone())
     }
 
     /// Makes this the current context on this thread until the returned guard is dropped.

@@ -338,8 +338,7 @@ where
             .scope()
             .skip(1)
             .find_map(|a| a.extensions().get::<SpanState>().map(|s| s.frame.clone()));
-        let from_context = context::top(None)
-            .filter(|f| std::sync::Arc::ptr_eq(&f.run.runtime.inner, &self.runtime.inner));
+        let from_context = context::top(None).filter(|f| self.runtime.owns(&f.run));
         let parent = match (from_span, from_context) {
             (Some(s), Some(c)) if std::sync::Arc::ptr_eq(&s.run, &c.run) && c.depth > s.depth => {
                 Some(c)

@@ -193,6 +193,8 @@ pub mod console;
 #[cfg(feature = "pipeline")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
 pub mod context;
+#[cfg(feature = "pipeline")]
+mod error;
 #[cfg(feature = "tracing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub mod fmt;
@@ -200,7 +202,11 @@ pub mod fmt;
 #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
 pub mod layer;
 #[cfg(feature = "pipeline")]
+mod open;
+#[cfg(feature = "pipeline")]
 mod record;
+#[cfg(feature = "pipeline")]
+mod run;
 #[cfg(feature = "pipeline")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pipeline")))]
 pub mod runtime;
@@ -219,12 +225,16 @@ pub use console::{ColorMode, ConsoleExporter};
 #[cfg(feature = "pipeline")]
 pub use context::InRun;
 #[cfg(feature = "pipeline")]
-pub use runtime::{RunBuilder, RunGuard, Runtime, RuntimeOptions, RuntimeStats};
+pub use error::InitError;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
-pub use setup::open_otlp_export;
+pub use open::open_otlp_export;
 #[cfg(feature = "pipeline")]
-pub use setup::{InitError, global, init, open_existing_store, open_store, spawn_retention};
+pub use open::{open_existing_store, open_store, spawn_retention};
+#[cfg(feature = "pipeline")]
+pub use runtime::{RunBuilder, RunGuard, Runtime, RuntimeOptions, RuntimeStats};
+#[cfg(feature = "pipeline")]
+pub use setup::{global, init};
 #[cfg(feature = "pipeline")]
 pub use step::{CurrentStep, StepGuard, StepGuardBuilder, current_step, step};
 

@@ -9,7 +9,7 @@ use tracecraft_core::{StepType, Uuid};
 use crate::capture::{self, Capture};
 use crate::context::{self, Context, Frame};
 use crate::record::{self, StepRecord, Tag};
-use crate::runtime::RunShared;
+use crate::run::RunShared;
 
 /// A step of the current run (the innermost active run on this thread or task), or an inert
 /// builder when there is none (its guard records nothing).
