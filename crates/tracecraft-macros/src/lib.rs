@@ -34,8 +34,9 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2, TokenTree};
-use quote::{ToTokens, quote};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitBool, LitStr, Pat, ReturnType, Token, Type};
 use tracecraft_core::StepType;
 
@@ -395,7 +396,10 @@ fn generate(step_type: StepType, opts: &Options, func: ItemFn) -> syn::Result<To
             // The value is never touched.
             quote!(__tracecraft_b = ::tracecraft::__private::excluded(__tracecraft_b, #key);)
         } else {
-            quote!(__tracecraft_b = ::tracecraft::__private::input(__tracecraft_b, #key, &#ident);)
+            // Spanned at the argument: a type that cannot be recorded is reported there.
+            quote_spanned!(ident.span()=>
+                __tracecraft_b = ::tracecraft::__private::input(__tracecraft_b, #key, &#ident);
+            )
         }
     });
 
@@ -407,16 +411,18 @@ fn generate(step_type: StepType, opts: &Options, func: ItemFn) -> syn::Result<To
     let annotation = ret_ty
         .filter(|t| !mentions_impl(t.to_token_stream()))
         .map(|t| quote!(: #t));
+    // Spanned at the return type: a type that cannot be recorded is reported there.
+    let ret_span = ret_ty.map_or_else(Span::call_site, |t| t.span());
     let record = if unit {
         quote!()
     } else if is_result(ret_ty) {
         if capture_outputs {
-            quote!(::tracecraft::__private::record_result(&mut __tracecraft_step, &__tracecraft_result);)
+            quote_spanned!(ret_span=> ::tracecraft::__private::record_result(&mut __tracecraft_step, &__tracecraft_result);)
         } else {
-            quote!(::tracecraft::__private::record_error(&mut __tracecraft_step, &__tracecraft_result);)
+            quote_spanned!(ret_span=> ::tracecraft::__private::record_error(&mut __tracecraft_step, &__tracecraft_result);)
         }
     } else if capture_outputs {
-        quote!(::tracecraft::__private::record_output(&mut __tracecraft_step, &__tracecraft_result);)
+        quote_spanned!(ret_span=> ::tracecraft::__private::record_output(&mut __tracecraft_step, &__tracecraft_result);)
     } else {
         quote!()
     };

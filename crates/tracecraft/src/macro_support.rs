@@ -27,6 +27,15 @@ impl<T: Serialize + ?Sized> CapturedInput for T {}
 pub trait CapturedOutput: Serialize {}
 impl<T: Serialize + ?Sized> CapturedOutput for T {}
 
+/// An error a traced function returns (every `Display` type).
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` cannot be recorded: it does not implement `std::fmt::Display`",
+    label = "recorded as the step's error",
+    note = "implement `Display` for it (every `std::error::Error` does)"
+)]
+pub trait CapturedError: std::fmt::Display {}
+impl<T: std::fmt::Display + ?Sized> CapturedError for T {}
+
 /// A step of the current run (see [`crate::step()`]).
 pub fn step(step_type: StepType, name: &str) -> StepGuardBuilder {
     crate::step::step(step_type, name)
@@ -68,7 +77,7 @@ pub fn record_output<T: CapturedOutput + ?Sized>(step: &mut StepGuard, value: &T
 }
 
 /// Records `Ok` as the output `"result"`, `Err` as the step's error.
-pub fn record_result<T: CapturedOutput, E: std::fmt::Display>(
+pub fn record_result<T: CapturedOutput, E: CapturedError>(
     step: &mut StepGuard,
     result: &Result<T, E>,
 ) {
@@ -79,7 +88,7 @@ pub fn record_result<T: CapturedOutput, E: std::fmt::Display>(
 }
 
 /// Records `Err` as the step's error (outputs are not captured).
-pub fn record_error<T, E: std::fmt::Display>(step: &mut StepGuard, result: &Result<T, E>) {
+pub fn record_error<T, E: CapturedError>(step: &mut StepGuard, result: &Result<T, E>) {
     if let Err(e) = result {
         step.fail(e);
     }
