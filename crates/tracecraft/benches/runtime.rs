@@ -48,10 +48,11 @@ fn runtime(background: bool) -> Runtime {
         .exporter(batch)
         .build()
         .expect("pipeline");
-    let options = RuntimeOptions {
-        background_processing: background,
-        processing_queue_size: 65_536,
-        ..RuntimeOptions::default()
+    let options = {
+        let mut o = RuntimeOptions::default();
+        o.background_processing = background;
+        o.processing_queue_size = 65_536;
+        o
     };
     Runtime::builder()
         .options(options)

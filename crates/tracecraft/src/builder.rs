@@ -161,6 +161,22 @@ impl RuntimeBuilder {
         self.edit(move |o| o.service_name = Some(name))
     }
 
+    /// See [`RuntimeOptions::environment`].
+    pub fn environment(self, environment: impl Into<String>) -> Self {
+        let environment = environment.into();
+        self.edit(move |o| o.environment = Some(environment))
+    }
+
+    /// See [`RuntimeOptions::max_step_depth`] (`None`: unlimited).
+    pub fn max_step_depth(self, depth: Option<usize>) -> Self {
+        self.edit(move |o| o.max_step_depth = depth)
+    }
+
+    /// See [`RuntimeOptions::processing_queue_size`].
+    pub fn processing_queue_size(self, runs: usize) -> Self {
+        self.edit(move |o| o.processing_queue_size = runs)
+    }
+
     /// See [`RuntimeOptions::background_processing`].
     pub fn background_processing(self, on: bool) -> Self {
         self.edit(move |o| o.background_processing = on)

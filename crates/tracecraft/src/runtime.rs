@@ -54,6 +54,7 @@ pub const PROCESSING_UNFINISHED: &str = "processing_unfinished_at_shutdown";
 /// controls.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RuntimeOptions {
     /// Recorded as the run attribute `service.name`.
     pub service_name: Option<String>,

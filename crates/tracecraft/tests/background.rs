@@ -20,10 +20,11 @@ fn runtime(background: bool, redact: bool) -> (Runtime, MemoryExporter) {
     } else {
         builder.without_redaction()
     };
-    let options = RuntimeOptions {
-        background_processing: background,
-        exclude_inputs: vec!["note".into()],
-        ..RuntimeOptions::default()
+    let options = {
+        let mut o = RuntimeOptions::default();
+        o.background_processing = background;
+        o.exclude_inputs = vec!["note".into()];
+        o
     };
     (
         Runtime::builder()
@@ -177,10 +178,11 @@ fn gated(gate: &Arc<Mutex<()>>, queue: usize) -> (Runtime, MemoryExporter) {
         .build()
         .unwrap();
     let rt = Runtime::builder()
-        .options(RuntimeOptions {
-            background_processing: true,
-            processing_queue_size: queue,
-            ..RuntimeOptions::default()
+        .options({
+            let mut o = RuntimeOptions::default();
+            o.background_processing = true;
+            o.processing_queue_size = queue;
+            o
         })
         .pipeline(pipeline)
         .build()

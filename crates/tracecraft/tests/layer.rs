@@ -14,9 +14,10 @@ fn setup() -> (
     MemoryExporter,
     impl tracing::Subscriber + Send + Sync,
 ) {
-    let (rt, sink) = common::memory_runtime(RuntimeOptions {
-        exclude_inputs: vec!["password".into()],
-        ..RuntimeOptions::default()
+    let (rt, sink) = common::memory_runtime({
+        let mut o = RuntimeOptions::default();
+        o.exclude_inputs = vec!["password".into()];
+        o
     });
     let sub = tracing_subscriber::registry().with(TraceCraftLayer::new(rt.clone()));
     (rt, sink, sub)

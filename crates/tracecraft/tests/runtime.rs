@@ -176,9 +176,10 @@ fn panics_are_recorded_without_payload_and_the_run_is_exported() {
 
 #[test]
 fn capture_controls() {
-    let (rt, sink) = runtime_with(RuntimeOptions {
-        exclude_inputs: vec!["api_key".into()],
-        ..RuntimeOptions::default()
+    let (rt, sink) = runtime_with({
+        let mut o = RuntimeOptions::default();
+        o.exclude_inputs = vec!["api_key".into()];
+        o
     });
     #[derive(serde::Serialize)]
     struct Args<'a> {
@@ -218,9 +219,10 @@ fn capture_controls() {
         s.push_chunk("ans");
         drop(s);
     }
-    let (rt_off, sink_off) = runtime_with(RuntimeOptions {
-        capture_inputs: false,
-        ..RuntimeOptions::default()
+    let (rt_off, sink_off) = runtime_with({
+        let mut o = RuntimeOptions::default();
+        o.capture_inputs = false;
+        o
     });
     {
         let run = rt_off.run("r").input(&"question").start();
@@ -288,9 +290,10 @@ fn unserializable_value_fails_only_its_field() {
 
 #[test]
 fn depth_limit_drops_and_counts() {
-    let (rt, sink) = runtime_with(RuntimeOptions {
-        max_step_depth: Some(2),
-        ..RuntimeOptions::default()
+    let (rt, sink) = runtime_with({
+        let mut o = RuntimeOptions::default();
+        o.max_step_depth = Some(2);
+        o
     });
     {
         let _run = rt.run("r").start();
@@ -552,10 +555,11 @@ fn tenants_never_cross_write(background: bool) {
             .build()
             .unwrap();
         Runtime::builder()
-            .options(RuntimeOptions {
-                environment: Some(env.into()),
-                background_processing: background,
-                ..RuntimeOptions::default()
+            .options({
+                let mut o = RuntimeOptions::default();
+                o.environment = Some(env.into());
+                o.background_processing = background;
+                o
             })
             .pipeline(pipeline)
             .build()
