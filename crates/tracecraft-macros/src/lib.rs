@@ -413,18 +413,26 @@ fn generate(step_type: StepType, opts: &Options, func: ItemFn) -> syn::Result<To
         .map(|t| quote!(: #t));
     // Spanned at the return type: a type that cannot be recorded is reported there.
     let ret_span = ret_ty.map_or_else(Span::call_site, |t| t.span());
-    let record = if unit {
-        quote!()
+    let record_fn = if unit {
+        None
     } else if is_result(ret_ty) {
-        if capture_outputs {
-            quote_spanned!(ret_span=> ::tracecraft::__private::record_result(&mut __tracecraft_step, &__tracecraft_result);)
+        Some(if capture_outputs {
+            quote_spanned!(ret_span=> ::tracecraft::__private::record_result)
         } else {
-            quote_spanned!(ret_span=> ::tracecraft::__private::record_error(&mut __tracecraft_step, &__tracecraft_result);)
-        }
+            quote_spanned!(ret_span=> ::tracecraft::__private::record_error)
+        })
     } else if capture_outputs {
-        quote_spanned!(ret_span=> ::tracecraft::__private::record_output(&mut __tracecraft_step, &__tracecraft_result);)
+        Some(quote_spanned!(ret_span=> ::tracecraft::__private::record_output))
     } else {
-        quote!()
+        None
+    };
+    let record = record_fn
+        .as_ref()
+        .map(|f| quote_spanned!(ret_span=> #f(&mut __tracecraft_step, &__tracecraft_result);));
+    // A function, not a closure: lints must not see user-spanned code they would flag.
+    let record_async = match &record_fn {
+        Some(f) => f.clone(),
+        None => quote!(::tracecraft::__private::record_nothing),
     };
     let builder = quote! {
         let mut __tracecraft_b = ::tracecraft::__private::step(::tracecraft::StepType::#variant, #name);
@@ -435,12 +443,9 @@ fn generate(step_type: StepType, opts: &Options, func: ItemFn) -> syn::Result<To
     let body = if sig.asyncness.is_some() {
         quote! {
             #builder
-            #[allow(unused_mut)]
-            let mut __tracecraft_step = ::tracecraft::__private::start_detached(__tracecraft_b);
+            let __tracecraft_step = ::tracecraft::__private::start_detached(__tracecraft_b);
             let __tracecraft_result #annotation =
-                ::tracecraft::__private::in_step(&__tracecraft_step, async move #block).await;
-            #record
-            drop(__tracecraft_step);
+                ::tracecraft::__private::in_step(__tracecraft_step, async move #block, #record_async).await;
             __tracecraft_result
         }
     } else {

@@ -66,15 +66,31 @@ pub fn start_detached(b: StepGuardBuilder) -> StepGuard {
     b.start_detached()
 }
 
-/// Runs `fut` with `step` as the current context on every poll.
-pub fn in_step<F: Future>(step: &StepGuard, fut: F) -> Instrumented<F> {
-    fut.with_context(step.context())
+/// Runs `fut` with `step` as the current context on every poll, then `record`s its output
+/// and ends the step. The step lives inside the wrapped future, so dropping it before it
+/// completes ends the step as cancelled.
+pub fn in_step<F: Future>(
+    mut step: StepGuard,
+    fut: F,
+    record: fn(&mut StepGuard, &F::Output),
+) -> Instrumented<impl Future<Output = F::Output>> {
+    let ctx = step.context();
+    async move {
+        let out = fut.await;
+        record(&mut step, &out);
+        drop(step);
+        out
+    }
+    .with_context(ctx)
 }
 
 /// Records a return value as the output `"result"`.
 pub fn record_output<T: CapturedOutput + ?Sized>(step: &mut StepGuard, value: &T) {
     step.set_output(value);
 }
+
+/// Records nothing (a function returning `()`, or with `capture_outputs = false`).
+pub fn record_nothing<T: ?Sized>(_: &mut StepGuard, _: &T) {}
 
 /// Records `Ok` as the output `"result"`, `Err` as the step's error.
 pub fn record_result<T: CapturedOutput, E: CapturedError>(

@@ -210,3 +210,52 @@ async fn async_functions_record_across_awaits_and_tasks() {
         }
     }
 }
+
+/// Serializing it fails the test: proof that an excluded argument is never serialized.
+struct Bomb;
+impl serde::Serialize for Bomb {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("an excluded argument was serialized");
+    }
+}
+
+#[tracecraft::trace_tool(exclude_inputs = ["secret"])]
+fn guarded(secret: &Bomb, n: u32) -> u32 {
+    let _ = secret;
+    n
+}
+
+#[test]
+fn excluded_arguments_are_never_serialized() {
+    let (rt, sink) = common::memory_runtime(RuntimeOptions::default());
+    {
+        let _run = rt.run("r").start();
+        assert_eq!(guarded(&Bomb, 3), 3);
+    }
+    let step = &sink.runs()[0].steps[0];
+    assert_eq!(step.inputs["secret"], json!(EXCLUDED));
+    assert_eq!(step.inputs["n"], json!(3));
+}
+
+#[tracecraft::trace_tool]
+async fn slow(ms: u64) -> u64 {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    ms
+}
+
+#[tokio::test]
+async fn an_async_step_dropped_before_it_completes_is_cancelled() {
+    let (rt, sink) = common::memory_runtime(RuntimeOptions::default());
+    {
+        let _run = rt.run("r").start();
+        let late = tokio::time::timeout(std::time::Duration::from_millis(5), slow(10_000));
+        assert!(late.await.is_err());
+        assert_eq!(slow(1).await, 1);
+    }
+    let steps = &sink.runs()[0].steps;
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[0].error_type.as_deref(), Some("cancelled"));
+    assert!(steps[0].outputs.is_empty());
+    assert!(steps[1].error.is_none());
+    assert_eq!(steps[1].outputs["result"], json!(1));
+}

@@ -18,6 +18,11 @@ fn fallible() -> Result<u32, Opaque> {
     Err(Opaque)
 }
 
+#[tracecraft::trace_llm]
+async fn chat_async() -> Answer {
+    Answer
+}
+
 // Each has a way out: exclusion, no output capture.
 #[tracecraft::trace_tool(exclude_inputs = ["client"], capture_outputs = false)]
 fn fine(client: &Client) -> Answer {
@@ -26,5 +31,5 @@ fn fine(client: &Client) -> Answer {
 }
 
 fn main() {
-    let _ = (lookup(&Client, 1), chat(), fallible(), fine(&Client));
+    let _ = (lookup(&Client, 1), chat(), fallible(), fine(&Client), chat_async());
 }
