@@ -32,8 +32,9 @@
 //! - Other events inside a span are step events: the GenAI events `gen_ai.system.message`,
 //!   `gen_ai.user.message`, `gen_ai.assistant.message`, `gen_ai.tool.message` (the event's
 //!   name, `tracing::info!(name: "gen_ai.user.message", content = ..)`, or its `event.name`
-//!   field) are appended to the input `"messages"` (`{role, content, ..}`), `gen_ai.choice`
-//!   events to the output `"choices"`; any other event at `INFO` or above is appended to the
+//!   field; also the older `gen_ai.content.prompt`) are appended to the input `"messages"`
+//!   (`{role, content, ..}`), `gen_ai.choice` (and `gen_ai.content.completion`) events to the
+//!   output `"choices"`; any other event at `INFO` or above is appended to the
 //!   attribute `"tracecraft.events"` (`{level, name, message, ..fields}`). `DEBUG` and
 //!   `TRACE` events are not kept.
 //! - An unknown `tracecraft.type` value is recorded as `workflow`, counted in
@@ -311,8 +312,12 @@ fn set_model_fields(g: &mut StepGuard, fields: &mut Fields) {
     }
 }
 
-/// The role of a GenAI message event (`gen_ai.user.message` -> `user`).
+/// The role of a GenAI message event (`gen_ai.user.message` -> `user`; the older
+/// `gen_ai.content.prompt` event is a user message).
 fn message_role(name: &str) -> Option<&str> {
+    if name == "gen_ai.content.prompt" {
+        return Some("user");
+    }
     let role = name.strip_prefix("gen_ai.")?.strip_suffix(".message")?;
     matches!(role, "system" | "user" | "assistant" | "tool").then_some(role)
 }
@@ -451,7 +456,7 @@ where
                 (!meta_name.starts_with("event ")).then(|| meta_name.to_owned())
             });
             let mut body = JsonMap::new();
-            if let Some(m) = fields.message.take() {
+            if let Some(m) = fields.message.take().filter(|m| !m.is_empty()) {
                 body.insert("message".to_owned(), Value::String(m));
             }
             for (k, v) in fields
@@ -475,7 +480,9 @@ where
                         .or_insert_with(|| Value::String(role.to_owned()));
                     state.messages.push(Value::Object(body));
                 }
-                Some("gen_ai.choice") => state.choices.push(Value::Object(body)),
+                Some("gen_ai.choice" | "gen_ai.content.completion") => {
+                    state.choices.push(Value::Object(body));
+                }
                 _ if level <= Level::INFO => {
                     let mut e = JsonMap::new();
                     e.insert("level".to_owned(), Value::String(level.to_string()));

@@ -278,3 +278,22 @@ fn a_span_inside_a_guard_or_traced_function_nests_under_it() {
     assert_eq!(run.steps[0].name, "guard");
     assert_eq!(run.steps[0].children[0].name, "inner");
 }
+
+#[test]
+fn older_genai_content_events_are_messages_and_choices_too() {
+    let (_rt, sink, sub) = setup();
+    tracing::subscriber::with_default(sub, || {
+        tracing::info_span!("agent").in_scope(|| {
+            tracing::info_span!("chat").in_scope(|| {
+                tracing::info!(name: "gen_ai.content.prompt", { gen_ai.prompt = "hi" }, "");
+                tracing::info!(name: "gen_ai.content.completion", { gen_ai.completion = "hello" }, "");
+            });
+        });
+    });
+    let chat = &sink.runs()[0].steps[0];
+    assert_eq!(
+        chat.inputs["messages"],
+        json!([{"prompt": "hi", "role": "user"}])
+    );
+    assert_eq!(chat.outputs["choices"], json!([{"completion": "hello"}]));
+}
