@@ -282,6 +282,16 @@ fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
         );
         return fail(err, item2);
     };
+    if func.sig.constness.is_some() {
+        let err = syn::Error::new(
+            func.sig.constness.span(),
+            format!(
+                "#[{}] cannot record a `const fn` (recording is not possible at compile time)",
+                kind.attr()
+            ),
+        );
+        return fail(err, item2);
+    }
     let step_type = match (kind, opts.step_type) {
         (Kind::Fixed(t, _), _) => t,
         (Kind::Any, Some(t)) => t,
