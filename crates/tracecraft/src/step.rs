@@ -495,8 +495,9 @@ impl Drop for StepGuard {
 /// (the model that answered, token counts, cost, attributes) from code that does not hold
 /// its guard: the body of a `#[trace_llm]` function, a span of the `tracing` layer.
 ///
-/// Inert (every method does nothing) when no step is current. What is set is recorded when
-/// the step ends; capture controls apply as to the guard's own values.
+/// Inert (every method does nothing) when no step is current, or when the current step is not
+/// recorded (deeper than the run's `max_step_depth`). What is set is recorded when the step
+/// ends; capture controls apply as to the guard's own values.
 ///
 /// ```
 /// # use tracecraft::{Runtime, RuntimeOptions, StepType};
@@ -521,8 +522,11 @@ impl Drop for StepGuard {
 /// ```
 #[must_use]
 pub fn current_step() -> CurrentStep {
+    // A step deeper than the run's depth limit is not recorded: its frame names its parent
+    // (so that children attach there), but what is set on it must not land on the parent.
+    let frame = context::top(None).filter(|f| f.run.max_depth.is_none_or(|max| f.depth <= max));
     CurrentStep {
-        target: context::top(None).and_then(|f| f.step.map(|id| (f.run, id))),
+        target: frame.and_then(|f| f.step.map(|id| (f.run, id))),
     }
 }
 

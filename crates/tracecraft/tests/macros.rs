@@ -259,3 +259,20 @@ async fn an_async_step_dropped_before_it_completes_is_cancelled() {
     assert!(steps[1].error.is_none());
     assert_eq!(steps[1].outputs["result"], json!(1));
 }
+
+#[test]
+fn current_step_of_a_step_too_deep_to_record_is_inert() {
+    let mut options = RuntimeOptions::default();
+    options.max_step_depth = Some(1);
+    let (rt, sink) = common::memory_runtime(options);
+    {
+        let _run = rt.run("r").start();
+        let _outer = tracecraft::step(StepType::Tool, "outer").start();
+        let _inner = tracecraft::step(StepType::Llm, "too deep").start();
+        assert!(!tracecraft::current_step().is_recording());
+        tracecraft::current_step().set_tokens(5, 5);
+    }
+    let outer = &sink.runs()[0].steps[0];
+    assert_eq!(outer.name, "outer");
+    assert_eq!(outer.input_tokens, None, "not set on the parent");
+}
