@@ -52,6 +52,8 @@ fn steps() -> Vec<Step> {
         "pipeline,sqlite",
         "otlp",
         "gateway",
+        "tracing",
+        "macros",
     ] {
         steps.push(Step {
             name: "feature subset",

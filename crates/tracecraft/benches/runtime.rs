@@ -2,6 +2,8 @@
 //!
 //! - `runtime/step_two_inputs`: start and end a step with two small inputs inside an active
 //!   run of 10 steps (the run's start and end are not timed).
+//! - `runtime/attribute_step_two_inputs`: the same step made by a `#[trace_tool]` function of
+//!   two arguments (its return value recorded as the output too).
 //! - `runtime/run_10_steps_batch`: a run with 10 such steps, end to end on the traced thread,
 //!   with background processing (the default of runtimes built from configuration): guards and
 //!   the run's hand-over to the processing thread, which builds the run, runs the pipeline
@@ -48,12 +50,17 @@ fn runtime(background: bool) -> Runtime {
         .exporter(batch)
         .build()
         .expect("pipeline");
-    let options = RuntimeOptions {
-        background_processing: background,
-        processing_queue_size: 65_536,
-        ..RuntimeOptions::default()
+    let options = {
+        let mut o = RuntimeOptions::default();
+        o.background_processing = background;
+        o.processing_queue_size = 65_536;
+        o
     };
-    Runtime::from_pipeline(options, pipeline)
+    Runtime::builder()
+        .options(options)
+        .pipeline(pipeline)
+        .build()
+        .unwrap()
 }
 
 fn ten_steps(rt: &Runtime) {
@@ -71,7 +78,7 @@ fn ten_steps(rt: &Runtime) {
 /// the traced thread's figure meaningless).
 fn check_nothing_dropped(rt: &Runtime) {
     rt.force_flush().expect("flush");
-    let stats = rt.stats();
+    let stats = rt.stats().runs;
     assert!(
         stats.dropped.is_empty(),
         "runs dropped: {:?}",
@@ -96,6 +103,13 @@ fn timed_chunks(rt: &Runtime, iters: u64, chunk: u64, mut f: impl FnMut(u64)) ->
     total
 }
 
+/// The attribute's version of `step_two_inputs`' step.
+#[tracecraft::trace_tool(name = "lookup")]
+fn lookup(order_id: &str, limit: u32) -> u32 {
+    std::hint::black_box(order_id);
+    limit
+}
+
 fn bench(c: &mut Criterion) {
     let rt = runtime(true);
     let mut g = c.benchmark_group("runtime");
@@ -117,6 +131,30 @@ fn bench(c: &mut Criterion) {
                         .input("order_id", "A-1001")
                         .input("limit", &10)
                         .start();
+                }
+                total += t.elapsed();
+                drop(run);
+                runs += 1;
+                if runs % 256 == 0 {
+                    rt.force_flush().expect("flush");
+                }
+            }
+            rt.force_flush().expect("flush");
+            total
+        });
+    });
+    g.bench_function("attribute_step_two_inputs", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            let mut runs = 0;
+            while left > 0 {
+                let n = left.min(10);
+                left -= n;
+                let run = rt.run("bench").start();
+                let t = Instant::now();
+                for _ in 0..n {
+                    std::hint::black_box(lookup("A-1001", 10));
                 }
                 total += t.elapsed();
                 drop(run);

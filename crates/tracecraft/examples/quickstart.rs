@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut console = config.clone();
     console.console.enabled = true;
     console.console.verbose = true;
-    let runtime = Runtime::new(console)?;
+    let runtime = Runtime::builder().config(console).build()?;
 
     // --- A simulated support agent -----------------------------------------------------
     let question = "Hi, I'm jane.doe@example.com (call me on +1 415-555-0132). \
@@ -94,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // --- The same pipeline for runs captured elsewhere (Python JSONL), console off ---------
-    let importer = Runtime::new(config)?;
+    let importer = Runtime::builder().config(config).build()?;
     let mut imported = 0;
     for (line, parsed) in read_jsonl(SAMPLE.as_bytes()) {
         match parsed {

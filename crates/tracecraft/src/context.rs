@@ -5,7 +5,7 @@
 //!
 //! - **threads, `spawn_blocking`**: `let ctx = tracecraft::context::current();` then, on the
 //!   other thread, `ctx.enter(|| ...)` or `let _g = ctx.attach();`;
-//! - **futures, `tokio::spawn`**: `fut.in_current_run()` ([`FutureExt`]) captures the current
+//! - **futures, `tokio::spawn`**: `fut.in_current_run()` ([`InRun`]) captures the current
 //!   context and enters it on every poll (like `tracing`'s `Instrument`); `fut.with_context(ctx)`
 //!   uses a given one. Guards created inside the future and held across `.await` travel with it
 //!   (they are saved after each poll and restored before the next), so the future may move
@@ -16,8 +16,8 @@
 //! current step's id and its depth. Steps of concurrent tasks attach under the right parent by
 //! id; the run's step tree is assembled when the run guard ends.
 //!
-//! In async code, wrap the task's future with [`FutureExt::in_current_run`] (or
-//! [`FutureExt::with_context`]) whenever it holds a guard across an `.await`: without the
+//! In async code, wrap the task's future with [`InRun::in_current_run`] (or
+//! [`InRun::with_context`]) whenever it holds a guard across an `.await`: without the
 //! wrapper, the guard's entry stays on the worker thread's stack while the task is suspended.
 //! Entries of runs that have ended are ignored and pruned, so a leak never attaches steps to a
 //! finished run, but another task on that thread could briefly see the suspended one's step
@@ -33,7 +33,7 @@ use std::task::Poll;
 
 use tracecraft_core::Uuid;
 
-use crate::runtime::{RunShared, Runtime};
+use crate::run::RunShared;
 
 /// One entry of the thread-local stack.
 #[derive(Clone)]
@@ -135,6 +135,10 @@ impl Context {
         self.frame
     }
 
+    pub(crate) fn frame(&self) -> Option<&Frame> {
+        self.frame.as_ref()
+    }
+
     /// Whether this context has an active run.
     #[must_use]
     pub fn is_active(&self) -> bool {
@@ -151,12 +155,6 @@ impl Context {
     #[must_use]
     pub fn step_id(&self) -> Option<Uuid> {
         self.frame.as_ref().and_then(|f| f.step)
-    }
-
-    /// The runtime of the run, if any.
-    #[must_use]
-    pub fn runtime(&self) -> Option<Runtime> {
-        self.frame.as_ref().map(|f| f.run.runtime.clone())
     }
 
     /// Makes this the current context on this thread until the returned guard is dropped.
@@ -203,7 +201,7 @@ impl Drop for ContextGuard {
 }
 
 /// Propagates the current context into futures (see the [module docs](self)).
-pub trait FutureExt: Future + Sized {
+pub trait InRun: Future + Sized {
     /// Wraps the future so that it runs in the context current now.
     fn in_current_run(self) -> Instrumented<Self> {
         self.with_context(current())
@@ -219,9 +217,9 @@ pub trait FutureExt: Future + Sized {
     }
 }
 
-impl<F: Future> FutureExt for F {}
+impl<F: Future> InRun for F {}
 
-/// A future that enters a [`Context`] on every poll; see [`FutureExt`].
+/// A future that enters a [`Context`] on every poll; see [`InRun`].
 ///
 /// Dropping it before it completes drops the inner future with cancellation recorded: guards
 /// it still holds end with `error = "cancelled"`, `error_type = "cancelled"`.

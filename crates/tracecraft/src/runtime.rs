@@ -17,20 +17,19 @@
 //! - A guard dropped during a panic records `error = "panicked"`, `error_type = "panic"` (never
 //!   the panic's message, which may quote payload); the run is still exported.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
-
-use chrono::{DateTime, TimeDelta, Utc};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tracecraft_core::{AgentRun, ExportError, JsonMap, Step, StepType, Uuid};
+use tracecraft_core::{AgentRun, ExportError, JsonMap, StepType, Uuid};
 use tracecraft_pipeline::{Pipeline, PipelineStats, ShutdownReport};
 
 use crate::capture::{self, Capture};
 use crate::context::{self, Context, Frame};
-use crate::record::{self, StepRecord};
+use crate::run::{RawRun, RunOwner, RunShared};
+pub use crate::run::{STEPS_DROPPED, STEPS_LATE};
 use crate::step::StepGuardBuilder;
 use crate::worker::Worker;
 
@@ -39,10 +38,6 @@ use crate::worker::Worker;
 /// and matches the pipeline's own step-depth limit.
 pub const DEFAULT_MAX_STEP_DEPTH: usize = 40;
 
-/// Attribute counting the steps not recorded because of [`RuntimeOptions::max_step_depth`].
-pub const STEPS_DROPPED: &str = "tracecraft.steps_dropped";
-/// Attribute counting the steps still open when their run ended (not in the run).
-pub const STEPS_LATE: &str = "tracecraft.steps_late";
 /// Key of [`PipelineStats::dropped`] counting runs that ended after [`Runtime::shutdown`].
 pub const DROPPED_AFTER_SHUTDOWN: &str = "runtime_shut_down";
 /// Key of [`PipelineStats::dropped`] counting runs dropped because the background processing
@@ -59,6 +54,7 @@ pub const PROCESSING_UNFINISHED: &str = "processing_unfinished_at_shutdown";
 /// controls.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RuntimeOptions {
     /// Recorded as the run attribute `service.name`.
     pub service_name: Option<String>,
@@ -75,7 +71,7 @@ pub struct RuntimeOptions {
     /// unlimited. Default [`DEFAULT_MAX_STEP_DEPTH`].
     pub max_step_depth: Option<usize>,
     /// Build, process and export finished runs on the runtime's own thread (`true`), or on
-    /// the thread that ends the run (`false`, the default here; [`Runtime::new`] turns it on
+    /// the thread that ends the run (`false`, the default here; a runtime built from configuration turns it on
     /// unless the configuration says `background_processing = false`).
     ///
     /// In the background, ending a run costs the traced thread a move into a bounded queue
@@ -102,6 +98,24 @@ impl Default for RuntimeOptions {
     }
 }
 
+/// What [`Runtime::stats`] returns: runs by outcome, and steps that could not be recorded as
+/// asked.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RuntimeStats {
+    /// Runs submitted, processed, dropped (by reason), exported and failed (by exporter).
+    pub runs: PipelineStats,
+    /// Steps started with no active run on their thread or task (not recorded). **Counted
+    /// for the whole process**, since such a step belongs to no runtime. The usual cause is a
+    /// spawned task or thread that did not take the context along (`.in_current_run()`,
+    /// [`crate::context::current`]).
+    pub steps_outside_run: u64,
+    /// Steps that ended after their run had ended (see [`Runtime::late_steps`]).
+    pub steps_late: u64,
+    /// `tracing` spans whose `tracecraft.type` names no step type (recorded as `workflow`).
+    pub unknown_step_types: u64,
+}
+
 pub(crate) struct RuntimeInner {
     id: u64,
     options: RuntimeOptions,
@@ -114,6 +128,7 @@ pub(crate) struct RuntimeInner {
     shut_down: RwLock<bool>,
     after_shutdown: AtomicU64,
     late_steps: AtomicU64,
+    unknown_step_types: AtomicU64,
     /// The configured store, for queries (also an exporter of `pipeline`).
     store: Option<Arc<dyn tracecraft_core::TraceStore>>,
 }
@@ -122,13 +137,11 @@ pub(crate) struct RuntimeInner {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use tracecraft::{Runtime, RuntimeOptions, StepType};
+/// use tracecraft::{Runtime, StepType};
 /// use tracecraft::core::{testing::MemoryStore, TraceStore, TraceQuery};
-/// use tracecraft::pipeline::Pipeline;
 ///
 /// let store = Arc::new(MemoryStore::new());
-/// let pipeline = Pipeline::builder().without_redaction().store(store.clone()).build()?;
-/// let runtime = Runtime::from_pipeline(RuntimeOptions::default(), pipeline);
+/// let runtime = Runtime::builder().store(store.clone()).build()?;
 /// {
 ///     let run = runtime.run("agent").user_id("u-1").start();
 ///     let mut step = run.step(StepType::Llm, "chat").model("gpt-4o", "openai").input("prompt", "hi").start();
@@ -160,7 +173,13 @@ impl Drop for ShutdownOnDrop {
 }
 
 /// The timeout of the shutdown that follows the drop of the handle [`crate::init`] returned.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = crate::worker::DEFAULT_SHUTDOWN_TIMEOUT;
+
+impl RunOwner for RuntimeInner {
+    fn step_late(&self) {
+        self.late_steps.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 // Shared state stays consistent across a panic (locks recover from poisoning, the pipeline
 // catches processor and exporter panics), so a runtime may be used from `catch_unwind`.
@@ -195,16 +214,9 @@ impl Runtime {
         }
     }
 
-    /// A runtime that sends finished runs to `pipeline`.
-    #[must_use]
-    pub fn from_pipeline(options: RuntimeOptions, pipeline: Pipeline) -> Runtime {
-        Self::from_parts(options, pipeline, None)
-    }
-
     /// A runtime whose pipeline exports to `store` (among others); [`Runtime::store`] returns
-    /// it for queries.
-    #[must_use]
-    pub fn from_parts(
+    /// it for queries. See [`Runtime::builder`].
+    pub(crate) fn assemble(
         options: RuntimeOptions,
         pipeline: Pipeline,
         store: Option<Arc<dyn tracecraft_core::TraceStore>>,
@@ -230,9 +242,24 @@ impl Runtime {
                 shut_down: RwLock::new(false),
                 after_shutdown: AtomicU64::new(0),
                 late_steps: AtomicU64::new(0),
+                unknown_step_types: AtomicU64::new(0),
                 store,
             }),
         }
+    }
+
+    /// Whether `run` belongs to this runtime.
+    pub(crate) fn owns(&self, run: &RunShared) -> bool {
+        run.is_owned_by(&self.inner)
+    }
+
+    /// A handle (not owning) to the runtime `run` belongs to.
+    pub(crate) fn of(run: &RunShared) -> Option<Runtime> {
+        let owner: Arc<dyn std::any::Any + Send + Sync> = run.owner.clone();
+        owner.downcast::<RuntimeInner>().ok().map(|inner| Runtime {
+            inner,
+            _owner: None,
+        })
     }
 
     /// The configured store, to query what this runtime stored.
@@ -269,7 +296,7 @@ impl Runtime {
     /// A step in the current run if that run belongs to this runtime; otherwise an inert
     /// builder whose guard records nothing.
     pub fn step(&self, step_type: StepType, name: impl AsRef<str>) -> StepGuardBuilder {
-        let frame = context::top(None).filter(|f| Arc::ptr_eq(&f.run.runtime.inner, &self.inner));
+        let frame = context::top(None).filter(|f| self.owns(&f.run));
         StepGuardBuilder::new(frame, step_type, name.as_ref())
     }
 
@@ -277,7 +304,7 @@ impl Runtime {
     /// [`crate::context`]), if any.
     #[must_use]
     pub fn current() -> Option<Runtime> {
-        context::top(None).map(|f| f.run.runtime.clone())
+        context::top(None).and_then(|f| Runtime::of(&f.run))
     }
 
     /// Flushes and closes every exporter and store of the pipeline, within `timeout`.
@@ -332,10 +359,36 @@ impl Runtime {
         self.inner.pipeline.force_flush()
     }
 
-    /// The pipeline's counters, plus runs that ended after shutdown under
-    /// `dropped[DROPPED_AFTER_SHUTDOWN]`.
+    /// What happened to runs (the pipeline's counters, plus runs that ended after shutdown
+    /// under `runs.dropped[DROPPED_AFTER_SHUTDOWN]` and the background queue's drops) and to
+    /// steps that could not be recorded as asked.
     #[must_use]
-    pub fn stats(&self) -> PipelineStats {
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            runs: self.run_stats(),
+            steps_outside_run: crate::step::steps_outside_run(),
+            steps_late: self.late_steps(),
+            unknown_step_types: self.inner.unknown_step_types.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a `tracing` span whose `tracecraft.type` names no step type; warns once.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn unknown_step_type(&self, span: &str) {
+        if self
+            .inner
+            .unknown_step_types
+            .fetch_add(1, Ordering::Relaxed)
+            == 0
+        {
+            tracing::warn!(
+                span,
+                "tracecraft: unknown tracecraft.type on a span, recorded as a workflow step (expected one of agent, llm, tool, retrieval, memory, guardrail, evaluation, workflow, error); counted in Runtime::stats().unknown_step_types"
+            );
+        }
+    }
+
+    fn run_stats(&self) -> PipelineStats {
         let mut s = self.inner.pipeline.stats();
         let mut add = |key: &str, n: u64| {
             if n > 0 {
@@ -423,58 +476,6 @@ impl Ended {
             Ended::Raw(r) => r.finish(),
             Ended::Built(r) => r,
         }
-    }
-}
-
-/// A run's clock: its start on the wall clock and on the monotonic clock. Step and end times
-/// are derived from the monotonic clock (one clock read per timestamp; times within a run never
-/// go backwards when the wall clock is adjusted).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timeline {
-    wall_start: DateTime<Utc>,
-    mono_start: Instant,
-}
-
-impl Timeline {
-    /// The wall-clock time of `at`, to the microsecond.
-    pub(crate) fn wall(&self, at: Instant) -> DateTime<Utc> {
-        let micros = at.saturating_duration_since(self.mono_start).as_micros();
-        self.wall_start + TimeDelta::microseconds(i64::try_from(micros).unwrap_or(i64::MAX))
-    }
-}
-
-/// A run whose guard ended: everything needed to build its [`AgentRun`], which happens where
-/// it is processed (on the processing thread with [`RuntimeOptions::background_processing`]).
-pub(crate) struct RawRun {
-    /// The run without its steps, end time and totals.
-    run: AgentRun,
-    finished: Finished,
-    capture: Capture,
-    timeline: Timeline,
-    end: Instant,
-    /// Steps not recorded because of the depth limit.
-    dropped: u64,
-    /// Steps still open at the end.
-    open: usize,
-}
-
-impl RawRun {
-    pub(crate) fn id(&self) -> Uuid {
-        self.run.id
-    }
-
-    /// Builds the run: its step tree, counters, end time and totals.
-    pub(crate) fn finish(self) -> AgentRun {
-        let mut run = self.run;
-        run.steps = assemble(
-            self.finished
-                .materialize(&self.capture, run.id, &self.timeline),
-        );
-        set_count(&mut run.attributes, STEPS_DROPPED, self.dropped);
-        set_count(&mut run.attributes, STEPS_LATE, self.open as u64);
-        run.finish_at(self.timeline.wall(self.end));
-        run.aggregate();
-        run
     }
 }
 
@@ -605,21 +606,14 @@ impl RunBuilder {
             capture.exclude_nested(&mut self.run.input);
         }
         self.run.start_time = tracecraft_core::time::now();
-        let shared = Arc::new(RunShared {
-            runtime: self.runtime,
-            id: self.run.id,
-            timeline: Timeline {
-                wall_start: self.run.start_time,
-                mono_start: Instant::now(),
-            },
+        let owner: Arc<dyn RunOwner> = self.runtime.inner.clone();
+        let shared = Arc::new(RunShared::new(
+            owner,
+            self.run.id,
+            self.run.start_time,
             capture,
-            max_depth: self.max_step_depth,
-            ended: AtomicBool::new(false),
-            seq: AtomicU64::new(0),
-            open: AtomicUsize::new(0),
-            dropped: AtomicU64::new(0),
-            state: Mutex::new(Finished::default()),
-        });
+            self.max_step_depth,
+        ));
         if current {
             context::push(Frame {
                 key: self.run.id,
@@ -630,101 +624,10 @@ impl RunBuilder {
         }
         RunGuard {
             run: Some(self.run),
+            runtime: self.runtime,
             shared,
             current,
         }
-    }
-}
-
-/// State of an active run shared by its guard, its steps and contexts.
-pub(crate) struct RunShared {
-    pub(crate) runtime: Runtime,
-    pub(crate) id: Uuid,
-    timeline: Timeline,
-    pub(crate) capture: Capture,
-    pub(crate) max_depth: Option<usize>,
-    ended: AtomicBool,
-    seq: AtomicU64,
-    /// Recorded steps started and not yet ended.
-    open: AtomicUsize,
-    /// Steps not recorded because of the depth limit.
-    dropped: AtomicU64,
-    /// Finished steps (taken when the run ends).
-    state: Mutex<Finished>,
-}
-
-/// The finished steps of a run: their records, and their buffers' bytes one after another.
-#[derive(Default)]
-pub(crate) struct Finished {
-    records: Vec<(StepRecord, Instant, std::ops::Range<usize>)>,
-    bytes: Vec<u8>,
-}
-
-impl Finished {
-    /// The data-model steps, in start order.
-    fn materialize(mut self, capture: &Capture, trace_id: Uuid, timeline: &Timeline) -> Vec<Step> {
-        self.records.sort_unstable_by_key(|(rec, _, _)| rec.seq);
-        let bytes = &self.bytes;
-        self.records
-            .into_iter()
-            .map(|(rec, end, range)| {
-                record::materialize(rec, end, &bytes[range], capture, trace_id, |at| {
-                    timeline.wall(at)
-                })
-            })
-            .collect()
-    }
-}
-
-impl RunShared {
-    pub(crate) fn is_ended(&self) -> bool {
-        self.ended.load(Ordering::Acquire)
-    }
-
-    /// Registers a step being started; returns its sequence number.
-    pub(crate) fn step_started(&self) -> u64 {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        self.seq.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn step_dropped(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn step_late(&self) {
-        self.runtime
-            .inner
-            .late_steps
-            .fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records a finished step (its record and its buffer's bytes), or counts it late when
-    /// the run has ended.
-    pub(crate) fn step_finished(&self, rec: StepRecord, end: Instant, bytes: &[u8]) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.is_ended() {
-            drop(state);
-            self.step_late();
-            return;
-        }
-        if state.records.capacity() == 0 {
-            // Most runs have a handful of small steps: no reallocation until the ninth.
-            state.records.reserve(8);
-            state.bytes.reserve(8 * 128);
-        }
-        let at = state.bytes.len();
-        state.bytes.extend_from_slice(bytes);
-        state.records.push((rec, end, at..at + bytes.len()));
-        drop(state);
-        self.open.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// Marks the run ended; returns its finished steps and the number still open.
-    fn end(&self) -> (Finished, usize) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        self.ended.store(true, Ordering::Release);
-        let open = self.open.load(Ordering::Relaxed);
-        (std::mem::take(&mut *state), open)
     }
 }
 
@@ -735,6 +638,8 @@ impl RunShared {
 #[must_use = "the run ends when the guard is dropped"]
 pub struct RunGuard {
     run: Option<AgentRun>,
+    /// The runtime the run is submitted to (the handle it was started from).
+    runtime: Runtime,
     shared: Arc<RunShared>,
     /// Whether `start` pushed a context entry (to pop on drop).
     current: bool,
@@ -762,7 +667,7 @@ impl RunGuard {
     /// The runtime this run belongs to.
     #[must_use]
     pub fn runtime(&self) -> &Runtime {
-        &self.shared.runtime
+        &self.runtime
     }
 
     /// A step of this run. Its parent is the innermost active step of this run on this thread
@@ -792,6 +697,31 @@ impl RunGuard {
     pub fn set_output<T: Serialize + ?Sized>(&mut self, value: &T) {
         if self.shared.capture.outputs {
             self.run_mut().output = capture::to_json(value);
+        }
+    }
+
+    /// Adds `key` to the run's input object (for the `tracing` layer; capture controls apply).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn add_input(&mut self, key: &str, value: &Value) {
+        let capture = self.shared.capture.clone();
+        if !capture.inputs {
+            return;
+        }
+        let mut v = value.clone();
+        if capture.is_excluded(key) {
+            v = Value::String(capture::EXCLUDED.to_owned());
+        } else {
+            capture.exclude_nested(&mut v);
+        }
+        insert_field(&mut self.run_mut().input, key, v);
+    }
+
+    /// Adds `key` to the run's output object (for the `tracing` layer; capture controls
+    /// apply).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn add_output(&mut self, key: &str, value: &Value) {
+        if self.shared.capture.outputs {
+            insert_field(&mut self.run_mut().output, key, value.clone());
         }
     }
 
@@ -834,153 +764,31 @@ impl Drop for RunGuard {
             run.error = Some("cancelled".to_owned());
             run.error_type = Some("cancelled".to_owned());
         }
-        let (finished, open) = self.shared.end();
-        let raw = RawRun {
-            run,
-            finished,
-            capture: self.shared.capture.clone(),
-            timeline: self.shared.timeline,
-            end,
-            dropped: self.shared.dropped.load(Ordering::Relaxed),
-            open,
-        };
-        self.shared.runtime.submit(Ended::Raw(raw));
+        let raw = self.shared.close(run, end);
+        self.runtime.submit(Ended::Raw(raw));
     }
 }
 
-fn set_count(attrs: &mut JsonMap, key: &str, n: u64) {
-    if n > 0 {
-        attrs.insert(key.to_owned(), Value::from(n));
+/// Sets `key` in `target`, turning it into an object first (a non-object value is kept under
+/// `"value"`).
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+fn insert_field(target: &mut Value, key: &str, value: Value) {
+    if !target.is_object() {
+        let mut map = JsonMap::new();
+        if !target.is_null() {
+            map.insert("value".to_owned(), target.take());
+        }
+        *target = Value::Object(map);
+    }
+    if let Value::Object(map) = target {
+        map.insert(key.to_owned(), value);
     }
 }
 
-/// Builds the step tree from finished steps in start order, by parent id. A step whose parent
-/// is not among them becomes a root. No recursion.
-fn assemble(finished: Vec<Step>) -> Vec<Step> {
-    if finished.iter().all(|s| s.parent_id.is_none()) {
-        // Flat (every step a root): nothing moves.
-        return finished;
-    }
-    let n = finished.len();
-    // Parent lookup by id: a sorted list and binary search (no hashing, one allocation).
-    let mut by_id: Vec<(Uuid, usize)> = finished
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id, i))
-        .collect();
-    by_id.sort_unstable_by_key(|(id, _)| *id);
-    let index_of = |id: Uuid| {
-        by_id
-            .binary_search_by_key(&id, |(k, _)| *k)
-            .ok()
-            .map(|at| by_id[at].1)
-    };
-    // A parent starts before its children, so it has a smaller index. Children are listed by
-    // index first, then steps are built from the last to the first: every step's children are
-    // complete when it is reached, and each step moves once (into its parent), whatever the
-    // shape of the tree.
-    let mut kids: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut roots = Vec::new();
-    let mut slots: Vec<Option<Step>> = Vec::with_capacity(n);
-    for (i, mut step) in finished.into_iter().enumerate() {
-        match step.parent_id.and_then(index_of) {
-            Some(p) if p < i => kids[p].push(i),
-            _ => {
-                step.parent_id = None;
-                roots.push(i);
-            }
-        }
-        slots.push(Some(step));
-    }
-    for i in (0..n).rev() {
-        if kids[i].is_empty() {
-            continue;
-        }
-        let children: Vec<Step> = kids[i].iter().filter_map(|&c| slots[c].take()).collect();
-        if let Some(step) = slots[i].as_mut() {
-            step.children = children;
-        }
-    }
-    roots.iter().filter_map(|&r| slots[r].take()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn assemble_builds_tree_in_start_order() {
-        let t = Uuid::nil();
-        let a = Step::new(t, StepType::Agent, "a");
-        let mut b = Step::new(t, StepType::Llm, "b");
-        b.parent_id = Some(a.id);
-        let mut c = Step::new(t, StepType::Tool, "c");
-        c.parent_id = Some(a.id);
-        let mut d = Step::new(t, StepType::Tool, "d");
-        d.parent_id = Some(Uuid::from_u128(7)); // parent never recorded
-        let e = Step::new(t, StepType::Tool, "e");
-        let tree = assemble(vec![a, b, c, d, e]);
-        let names: Vec<_> = tree.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["a", "d", "e"]);
-        let kids: Vec<_> = tree[0].children.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(kids, ["b", "c"]);
-        assert_eq!(tree[1].parent_id, None);
-    }
-
-    #[test]
-    fn assemble_matches_a_naive_tree_builder_on_random_shapes() {
-        // Deterministic pseudo-random shapes: each step's parent is an earlier step, the run
-        // (None) or an unknown id; steps in start order (as `Finished::materialize` sorts them).
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move |m: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % m
-        };
-        let t = Uuid::from_u128(1);
-        for n in [1usize, 2, 5, 10, 40, 200] {
-            let mut steps: Vec<Step> = Vec::new();
-            for i in 0..n {
-                let mut s = Step::new(t, StepType::Tool, format!("s{i}"));
-                s.id = Uuid::from_u128(1000 + next(1 << 40) as u128 * 1000 + i as u128);
-                s.parent_id = match next(4) {
-                    0 => None,
-                    1 => Some(Uuid::from_u128(7)),
-                    _ if i > 0 => Some(steps[next(i as u64) as usize].id),
-                    _ => None,
-                };
-                steps.push(s);
-            }
-            // Naive: children of `parent` in start order, recursively.
-            fn naive(steps: &[Step], parent: Option<Uuid>) -> Vec<String> {
-                let known = |p: &Option<Uuid>| p.is_some_and(|p| steps.iter().any(|s| s.id == p));
-                steps
-                    .iter()
-                    .filter(|s| match parent {
-                        None => !known(&s.parent_id),
-                        Some(p) => s.parent_id == Some(p),
-                    })
-                    .map(|s| format!("{}({})", s.name, naive(steps, Some(s.id)).join(",")))
-                    .collect()
-            }
-            fn shape(tree: &[Step]) -> Vec<String> {
-                tree.iter()
-                    .map(|s| format!("{}({})", s.name, shape(&s.children).join(",")))
-                    .collect()
-            }
-            let expected = naive(&steps, None);
-            let tree = assemble(steps);
-            assert_eq!(shape(&tree), expected, "n = {n}");
-            assert!(tree.iter().all(|s| s.parent_id.is_none()));
-            let mut all: Vec<&Step> = tree.iter().collect();
-            let mut count = 0;
-            while let Some(s) = all.pop() {
-                assert_eq!(s.trace_id, t, "no step is altered");
-                count += 1;
-                all.extend(s.children.iter());
-            }
-            assert_eq!(count, n, "every step is in the tree once");
-        }
+impl Context {
+    /// The runtime of the run, if any (a handle that does not keep it from shutting down).
+    #[must_use]
+    pub fn runtime(&self) -> Option<Runtime> {
+        self.frame().and_then(|f| Runtime::of(&f.run))
     }
 }

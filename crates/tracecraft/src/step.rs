@@ -9,7 +9,7 @@ use tracecraft_core::{StepType, Uuid};
 use crate::capture::{self, Capture};
 use crate::context::{self, Context, Frame};
 use crate::record::{self, StepRecord, Tag};
-use crate::runtime::RunShared;
+use crate::run::RunShared;
 
 /// A step of the current run (the innermost active run on this thread or task), or an inert
 /// builder when there is none (its guard records nothing).
@@ -19,8 +19,7 @@ use crate::runtime::RunShared;
 /// # use tracecraft::{Runtime, RuntimeOptions, StepType};
 /// # use tracecraft::core::testing::MemoryExporter;
 /// # let sink = MemoryExporter::new();
-/// # let pipeline = tracecraft::pipeline::Pipeline::builder().without_redaction().exporter(sink.clone()).build()?;
-/// # let runtime = Runtime::from_pipeline(RuntimeOptions::default(), pipeline);
+/// # let runtime = Runtime::builder().exporter(sink.clone()).build()?;
 /// fn lookup(order: &str) -> String {
 ///     let mut step = tracecraft::step(StepType::Tool, "lookup").input("order", order).start();
 ///     step.set_output(&"shipped");
@@ -34,7 +33,27 @@ use crate::runtime::RunShared;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn step(step_type: StepType, name: impl AsRef<str>) -> StepGuardBuilder {
-    StepGuardBuilder::new(context::top(None), step_type, name.as_ref())
+    let frame = context::top(None);
+    if frame.is_none() {
+        outside_run();
+    }
+    StepGuardBuilder::new(frame, step_type, name.as_ref())
+}
+
+static STEPS_OUTSIDE_RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts a step started with no active run; warns once per process, with the fix.
+fn outside_run() {
+    if STEPS_OUTSIDE_RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+        tracing::warn!(
+            "tracecraft: a step was started outside any run and is not recorded. Start a run first (runtime.run(..).start()); in a spawned task use `fut.in_current_run()` (tracecraft::InRun), in a thread `tracecraft::context::current()` then `ctx.enter(..)`. Counted in Runtime::stats().steps_outside_run"
+        );
+    }
+}
+
+/// Steps started with no active run, in this process.
+pub(crate) fn steps_outside_run() -> u64 {
+    STEPS_OUTSIDE_RUN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A step being built or under way: its fixed-size record and its buffer (see
@@ -151,6 +170,18 @@ impl StepGuardBuilder {
     pub fn model(self, name: impl AsRef<str>, provider: impl AsRef<str>) -> Self {
         self.with(|p| p.model(name.as_ref(), provider.as_ref()))
     }
+    /// Sets the model, the provider, or both (for the attributes).
+    #[cfg_attr(not(feature = "macros"), allow(dead_code))]
+    pub(crate) fn model_parts(self, name: Option<&str>, provider: Option<&str>) -> Self {
+        self.with(|p| {
+            if let Some(m) = name {
+                record::put_text(&mut p.buf, Tag::Model, m);
+            }
+            if let Some(v) = provider {
+                record::put_text(&mut p.buf, Tag::Provider, v);
+            }
+        })
+    }
     /// Adds an input, serialized now (`"[EXCLUDED]"` when its name, or a key inside it, is
     /// excluded; nothing when inputs are not captured).
     pub fn input<T: Serialize + ?Sized>(self, name: impl AsRef<str>, value: &T) -> Self {
@@ -223,8 +254,8 @@ impl StepGuardBuilder {
     }
 
     /// Starts the step without making it current (the `tracing` layer enters it on span
-    /// entry).
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    /// entry; an async traced function on each poll of its body).
+    #[cfg_attr(not(any(feature = "tracing", feature = "macros")), allow(dead_code))]
     pub(crate) fn start_detached(self) -> StepGuard {
         self.start_inner(false)
     }
@@ -457,5 +488,110 @@ impl Drop for StepGuard {
         let Pending { run, rec, buf, .. } = p;
         run.step_finished(rec, end, &buf);
         record::give_buf(buf);
+    }
+}
+
+/// The innermost active step on this thread or task, to set what is known only inside it
+/// (the model that answered, token counts, cost, attributes) from code that does not hold
+/// its guard: the body of a `#[trace_llm]` function, a span of the `tracing` layer.
+///
+/// Inert (every method does nothing) when no step is current, or when the current step is not
+/// recorded (deeper than the run's `max_step_depth`). What is set is recorded when the step
+/// ends; capture controls apply as to the guard's own values.
+///
+/// ```
+/// # use tracecraft::{Runtime, RuntimeOptions, StepType};
+/// # use tracecraft::core::testing::MemoryExporter;
+/// # let sink = MemoryExporter::new();
+/// # let runtime = Runtime::builder().exporter(sink.clone()).build()?;
+/// fn chat(prompt: &str) -> String {
+///     let _step = tracecraft::step(StepType::Llm, "chat").input("prompt", prompt).start();
+///     answer()
+/// }
+/// fn answer() -> String {
+///     // Deep inside: the step's guard is not at hand.
+///     tracecraft::current_step().set_model("gpt-4o", "openai").set_tokens(7, 2);
+///     "hello".into()
+/// }
+/// {
+///     let _run = runtime.run("agent").start();
+///     chat("hi");
+/// }
+/// assert_eq!(sink.runs()[0].steps[0].total_tokens(), Some(9));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub fn current_step() -> CurrentStep {
+    // A step deeper than the run's depth limit is not recorded: its frame names its parent
+    // (so that children attach there), but what is set on it must not land on the parent.
+    let frame = context::top(None).filter(|f| f.run.max_depth.is_none_or(|max| f.depth <= max));
+    CurrentStep {
+        target: frame.and_then(|f| f.step.map(|id| (f.run, id))),
+    }
+}
+
+/// A handle on the current step; see [`current_step`].
+#[derive(Clone)]
+pub struct CurrentStep {
+    target: Option<(Arc<RunShared>, Uuid)>,
+}
+
+impl std::fmt::Debug for CurrentStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurrentStep")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CurrentStep {
+    fn with(&self, f: impl FnOnce(&mut Vec<u8>)) -> &Self {
+        if let Some((run, id)) = &self.target {
+            run.step_extra(*id, f);
+        }
+        self
+    }
+
+    /// The step's id (`None` when there is no current step).
+    #[must_use]
+    pub fn id(&self) -> Option<Uuid> {
+        self.target.as_ref().map(|(_, id)| *id)
+    }
+
+    /// Whether there is a current step of an active run.
+    #[must_use]
+    pub fn is_recording(&self) -> bool {
+        self.target.as_ref().is_some_and(|(run, _)| !run.is_ended())
+    }
+
+    /// Sets the model and its provider.
+    pub fn set_model(&self, name: impl AsRef<str>, provider: impl AsRef<str>) -> &Self {
+        self.with(|b| {
+            record::put_text(b, Tag::Model, name.as_ref());
+            record::put_text(b, Tag::Provider, provider.as_ref());
+        })
+    }
+    /// Sets the model name only.
+    pub fn set_model_name(&self, name: impl AsRef<str>) -> &Self {
+        self.with(|b| record::put_text(b, Tag::Model, name.as_ref()))
+    }
+    /// Sets token counts.
+    pub fn set_tokens(&self, input: u64, output: u64) -> &Self {
+        self.with(|b| {
+            record::put_u64(b, Tag::InputTokens, input);
+            record::put_u64(b, Tag::OutputTokens, output);
+        })
+    }
+    /// Sets the cost in US dollars.
+    pub fn set_cost_usd(&self, cost: f64) -> &Self {
+        self.with(|b| record::put_u64(b, Tag::Cost, cost.to_bits()))
+    }
+    /// Sets an attribute, serialized now.
+    pub fn set_attribute<T: Serialize + ?Sized>(&self, name: impl AsRef<str>, value: &T) -> &Self {
+        self.with(|b| record::put_value(b, Tag::Attribute, name.as_ref(), value))
+    }
+    /// Adds an output, serialized now (dropped when the step does not capture outputs).
+    pub fn output<T: Serialize + ?Sized>(&self, name: impl AsRef<str>, value: &T) -> &Self {
+        self.with(|b| record::put_value(b, Tag::Output, name.as_ref(), value))
     }
 }

@@ -15,8 +15,11 @@ use tracecraft_core::ExportError;
 use tracecraft_pipeline::Pipeline;
 use tracecraft_pipeline::queue::{Consumer, QueueConfig, WorkQueue};
 
-use crate::runtime::RawRun;
+use crate::run::RawRun;
 
+/// How long shutting the processing down may take when it is dropped (and the timeout of the
+/// shutdown that follows the drop of the handle `init` returned).
+pub(crate) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a run below the wake-up mark may wait before it is processed.
 pub(crate) const PROCESS_INTERVAL: Duration = Duration::from_millis(100);
 /// Queued runs that wake the thread at once (half the queue when that is smaller).
@@ -131,7 +134,7 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         // A runtime dropped without `shutdown`: its queued runs are still processed.
-        let _ = self.stop(crate::runtime::DEFAULT_SHUTDOWN_TIMEOUT);
+        let _ = self.stop(DEFAULT_SHUTDOWN_TIMEOUT);
     }
 }
 

@@ -20,13 +20,18 @@ fn runtime(background: bool, redact: bool) -> (Runtime, MemoryExporter) {
     } else {
         builder.without_redaction()
     };
-    let options = RuntimeOptions {
-        background_processing: background,
-        exclude_inputs: vec!["note".into()],
-        ..RuntimeOptions::default()
+    let options = {
+        let mut o = RuntimeOptions::default();
+        o.background_processing = background;
+        o.exclude_inputs = vec!["note".into()];
+        o
     };
     (
-        Runtime::from_pipeline(options, builder.build().unwrap()),
+        Runtime::builder()
+            .options(options)
+            .pipeline(builder.build().unwrap())
+            .build()
+            .unwrap(),
         sink,
     )
 }
@@ -172,14 +177,16 @@ fn gated(gate: &Arc<Mutex<()>>, queue: usize) -> (Runtime, MemoryExporter) {
         .exporter(sink.clone())
         .build()
         .unwrap();
-    let rt = Runtime::from_pipeline(
-        RuntimeOptions {
-            background_processing: true,
-            processing_queue_size: queue,
-            ..RuntimeOptions::default()
-        },
-        pipeline,
-    );
+    let rt = Runtime::builder()
+        .options({
+            let mut o = RuntimeOptions::default();
+            o.background_processing = true;
+            o.processing_queue_size = queue;
+            o
+        })
+        .pipeline(pipeline)
+        .build()
+        .unwrap();
     (rt, sink)
 }
 
@@ -196,7 +203,7 @@ fn a_shutdown_that_times_out_counts_the_runs_left() {
     let report = rt.shutdown(Duration::from_millis(50));
     assert!(!report.is_clean());
     assert_eq!(report.errors[0].0, "tracecraft-process");
-    let left = rt.stats().dropped[PROCESSING_UNFINISHED];
+    let left = rt.stats().runs.dropped[PROCESSING_UNFINISHED];
     assert_eq!(left, 9, "the run being processed is not counted");
     assert_eq!(sink.len(), 0);
     drop(held);
@@ -213,6 +220,7 @@ fn a_full_queue_drops_new_runs_and_counts_them() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while rt
         .stats()
+        .runs
         .dropped
         .get(PROCESSING_QUEUE_FULL)
         .copied()
@@ -225,7 +233,7 @@ fn a_full_queue_drops_new_runs_and_counts_them() {
     }
     drop(held);
     rt.shutdown(Duration::from_secs(5));
-    let dropped = rt.stats().dropped[PROCESSING_QUEUE_FULL];
+    let dropped = rt.stats().runs.dropped[PROCESSING_QUEUE_FULL];
     assert_eq!(dropped, 1);
     assert_eq!(sink.len() as u64 + dropped, ended);
 }
@@ -240,7 +248,7 @@ fn shutdown_processes_queued_runs_and_counts_later_ones() {
     assert!(report.is_clean());
     assert_eq!(sink.len(), 100);
     rt.run("late").start().end();
-    assert_eq!(rt.stats().dropped[DROPPED_AFTER_SHUTDOWN], 1);
+    assert_eq!(rt.stats().runs.dropped[DROPPED_AFTER_SHUTDOWN], 1);
     assert_eq!(sink.len(), 100);
 }
 

@@ -1,4 +1,4 @@
-//! Runtime::new(config): redaction on by default, stores from config, init semantics, tenants
+//! Runtime::builder().config(config).build(): redaction on by default, stores from config, init semantics, tenants
 //! on their own SQLite files.
 
 use std::sync::Arc;
@@ -30,7 +30,10 @@ fn store_text(rt: &Runtime) -> Vec<String> {
 #[test]
 fn default_config_redacts_before_the_sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
-    let rt = Runtime::new(sqlite_config(dir.path(), "t.db")).unwrap();
+    let rt = Runtime::builder()
+        .config(sqlite_config(dir.path(), "t.db"))
+        .build()
+        .unwrap();
     {
         let run = rt
             .run("agent")
@@ -70,7 +73,7 @@ fn redaction_off_is_explicit() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = sqlite_config(dir.path(), "t.db");
     c.redaction.enabled = false;
-    let rt = Runtime::new(c).unwrap();
+    let rt = Runtime::builder().config(c).build().unwrap();
     drop(rt.run("agent").input(&KEY).start());
     rt.shutdown(Duration::from_secs(10));
     assert!(store_text(&rt)[0].contains(KEY));
@@ -81,20 +84,20 @@ fn invalid_configs_fail_at_build_naming_the_problem() {
     let mut c = TraceCraftConfig::default();
     c.storage.url = StorageUrl::None;
     c.sampling.rate = 3.0;
-    let e = Runtime::new(c).unwrap_err();
+    let e = Runtime::builder().config(c).build().unwrap_err();
     assert!(e.to_string().contains("sampling.rate"), "{e}");
 
     let mut c = TraceCraftConfig::default();
     c.storage.url = StorageUrl::None;
     c.redaction.custom_rules = vec![tracecraft::redact::CustomRule::new("lookbehind", "(?<=x)y")];
-    let e = Runtime::new(c).unwrap_err();
+    let e = Runtime::builder().config(c).build().unwrap_err();
     assert!(e.to_string().contains("lookbehind"), "{e}");
 
     let mut c = TraceCraftConfig::default();
     c.storage.url = StorageUrl::None;
     c.redaction.mode = tracecraft::redact::RedactionMode::Hash;
     assert!(
-        Runtime::new(c).is_err(),
+        Runtime::builder().config(c).build().is_err(),
         "hash mode without a key must be refused"
     );
 }
@@ -137,8 +140,14 @@ fn init_twice_is_an_error_and_dropping_the_handle_shuts_the_global_runtime_down(
 #[test]
 fn two_tenants_on_their_own_sqlite_files_never_cross_write() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Runtime::new(sqlite_config(dir.path(), "a.db")).unwrap();
-    let b = Runtime::new(sqlite_config(dir.path(), "b.db")).unwrap();
+    let a = Runtime::builder()
+        .config(sqlite_config(dir.path(), "a.db"))
+        .build()
+        .unwrap();
+    let b = Runtime::builder()
+        .config(sqlite_config(dir.path(), "b.db"))
+        .build()
+        .unwrap();
     let handles: Vec<_> = (0..8)
         .map(|i| {
             let rt = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -177,10 +186,16 @@ fn two_tenants_on_their_own_sqlite_files_never_cross_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_tenants_in_async_tasks_on_their_own_sqlite_files() {
-    use tracecraft::FutureExt;
+    use tracecraft::InRun;
     let dir = tempfile::tempdir().unwrap();
-    let a = Runtime::new(sqlite_config(dir.path(), "a.db")).unwrap();
-    let b = Runtime::new(sqlite_config(dir.path(), "b.db")).unwrap();
+    let a = Runtime::builder()
+        .config(sqlite_config(dir.path(), "a.db"))
+        .build()
+        .unwrap();
+    let b = Runtime::builder()
+        .config(sqlite_config(dir.path(), "b.db"))
+        .build()
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..40 {
         let (rt, tenant) = if i % 2 == 0 {
@@ -249,7 +264,7 @@ fn retention_runs_by_itself_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = sqlite_config(dir.path(), "ret.db");
     config.storage.retention = Some(tracecraft::config::Retention(Duration::from_secs(1)));
-    let rt = Runtime::new(config).unwrap();
+    let rt = Runtime::builder().config(config).build().unwrap();
     {
         let _run = rt.run("short-lived").start();
     }

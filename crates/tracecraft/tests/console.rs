@@ -31,7 +31,11 @@ fn capture(console: ConsoleExporter) -> String {
         .exporter(console.with_writer(buf.clone()))
         .build()
         .unwrap();
-    let rt = Runtime::from_pipeline(RuntimeOptions::default(), pipeline);
+    let rt = Runtime::builder()
+        .options(RuntimeOptions::default())
+        .pipeline(pipeline)
+        .build()
+        .unwrap();
     {
         let run = rt
             .run("agent_task")

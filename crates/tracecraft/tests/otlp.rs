@@ -35,7 +35,10 @@ fn runtime_exports_redacted_runs_over_otlp() {
         } else {
             collector.http_endpoint()
         };
-        let rt = Runtime::new(config(endpoint, protocol)).unwrap();
+        let rt = Runtime::builder()
+            .config(config(endpoint, protocol))
+            .build()
+            .unwrap();
         {
             let run = rt
                 .run("agent")
@@ -111,7 +114,7 @@ fn base_endpoint_from_the_environment_reaches_the_collector() {
         _ => None,
     })
     .unwrap();
-    let rt = Runtime::new(c).unwrap();
+    let rt = Runtime::builder().config(c).build().unwrap();
     drop(rt.run("env").start());
     assert!(rt.shutdown(Duration::from_secs(30)).is_clean());
     let received = collector.received();
@@ -147,7 +150,11 @@ fn malformed_otlp_settings_name_the_field() {
         c.storage.url = StorageUrl::None;
         c.otlp.enabled = true;
         mutate(&mut c);
-        let e = Runtime::new(c).unwrap_err().to_string();
+        let e = Runtime::builder()
+            .config(c)
+            .build()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(field), "{field}: {e}");
         assert!(!e.contains("secret-value"), "{e}");
     }
@@ -176,7 +183,7 @@ fn ca_file_and_timeout_settings_are_used() {
     c.otlp.ca_file = Some(ca_file);
     c.otlp.timeout_ms = Some(1_500);
     let started = std::time::Instant::now();
-    let rt = Runtime::new(c).unwrap();
+    let rt = Runtime::builder().config(c).build().unwrap();
     drop(rt.run("tls").start());
     assert!(rt.shutdown(Duration::from_secs(60)).is_clean());
     assert!(
@@ -223,7 +230,7 @@ fn client_certificate_settings_are_used_for_mutual_tls() {
     };
     let mut c = config(collector.grpc_endpoint(), "grpc");
     c.apply_env_from(env).unwrap();
-    let rt = Runtime::new(c).unwrap();
+    let rt = Runtime::builder().config(c).build().unwrap();
     drop(rt.run("mtls").start());
     assert!(rt.shutdown(Duration::from_secs(30)).is_clean());
     assert_eq!(collector.spans().len(), 1);
@@ -232,7 +239,11 @@ fn client_certificate_settings_are_used_for_mutual_tls() {
     let mut c = config(collector.grpc_endpoint(), "grpc");
     c.otlp.client_cert_file = Some(cert_file.clone());
     c.otlp.client_key_file = Some(bad);
-    let e = Runtime::new(c).unwrap_err().to_string();
+    let e = Runtime::builder()
+        .config(c)
+        .build()
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("otlp.client_key_file"), "{e}");
     assert!(!e.contains("s3cr3t"), "{e}");
 }
@@ -259,7 +270,7 @@ fn a_dead_collector_fills_the_configured_spool_and_resource_attributes_reach_the
         _ => None,
     })
     .unwrap();
-    let rt = Runtime::new(c.clone()).unwrap();
+    let rt = Runtime::builder().config(c.clone()).build().unwrap();
     {
         let _run = rt.run("agent").input(&format!("key {KEY}")).start();
     }
@@ -276,7 +287,7 @@ fn a_dead_collector_fills_the_configured_spool_and_resource_attributes_reach_the
     // attributes from OTEL_RESOURCE_ATTRIBUTES.
     let collector = MockCollector::start().unwrap();
     c.otlp.endpoint = Some(collector.http_endpoint());
-    let rt = Runtime::new(c).unwrap();
+    let rt = Runtime::builder().config(c).build().unwrap();
     assert!(
         collector.wait_for_spans(1, Duration::from_secs(20)),
         "spool not re-sent"

@@ -115,9 +115,10 @@ fn record(rt: &Runtime, r: &Recorded) {
 mod common;
 
 fn runtime(background: bool) -> (Runtime, MemoryExporter) {
-    common::memory_runtime(RuntimeOptions {
-        background_processing: background,
-        ..RuntimeOptions::default()
+    common::memory_runtime({
+        let mut o = RuntimeOptions::default();
+        o.background_processing = background;
+        o
     })
 }
 

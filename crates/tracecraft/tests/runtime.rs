@@ -9,7 +9,7 @@ use tracecraft::core::testing::{MemoryExporter, MemoryStore};
 use tracecraft::core::{TraceQuery, TraceStore};
 use tracecraft::pipeline::Pipeline;
 use tracecraft::runtime::{DROPPED_AFTER_SHUTDOWN, STEPS_DROPPED, STEPS_LATE};
-use tracecraft::{AgentRun, FutureExt, Runtime, RuntimeOptions, StepType};
+use tracecraft::{AgentRun, InRun, Runtime, RuntimeOptions, StepType};
 
 mod common;
 
@@ -176,9 +176,10 @@ fn panics_are_recorded_without_payload_and_the_run_is_exported() {
 
 #[test]
 fn capture_controls() {
-    let (rt, sink) = runtime_with(RuntimeOptions {
-        exclude_inputs: vec!["api_key".into()],
-        ..RuntimeOptions::default()
+    let (rt, sink) = runtime_with({
+        let mut o = RuntimeOptions::default();
+        o.exclude_inputs = vec!["api_key".into()];
+        o
     });
     #[derive(serde::Serialize)]
     struct Args<'a> {
@@ -218,9 +219,10 @@ fn capture_controls() {
         s.push_chunk("ans");
         drop(s);
     }
-    let (rt_off, sink_off) = runtime_with(RuntimeOptions {
-        capture_inputs: false,
-        ..RuntimeOptions::default()
+    let (rt_off, sink_off) = runtime_with({
+        let mut o = RuntimeOptions::default();
+        o.capture_inputs = false;
+        o
     });
     {
         let run = rt_off.run("r").input(&"question").start();
@@ -288,9 +290,10 @@ fn unserializable_value_fails_only_its_field() {
 
 #[test]
 fn depth_limit_drops_and_counts() {
-    let (rt, sink) = runtime_with(RuntimeOptions {
-        max_step_depth: Some(2),
-        ..RuntimeOptions::default()
+    let (rt, sink) = runtime_with({
+        let mut o = RuntimeOptions::default();
+        o.max_step_depth = Some(2);
+        o
     });
     {
         let _run = rt.run("r").start();
@@ -385,7 +388,7 @@ fn shutdown_flushes_closes_and_counts_later_runs() {
     drop(pending);
     rt.run("after").start().end();
     assert_eq!(sink.len(), 1);
-    assert_eq!(rt.stats().dropped[DROPPED_AFTER_SHUTDOWN], 2);
+    assert_eq!(rt.stats().runs.dropped[DROPPED_AFTER_SHUTDOWN], 2);
     assert!(rt.is_shut_down());
 }
 
@@ -551,14 +554,16 @@ fn tenants_never_cross_write(background: bool) {
             .store(Arc::clone(store))
             .build()
             .unwrap();
-        Runtime::from_pipeline(
-            RuntimeOptions {
-                environment: Some(env.into()),
-                background_processing: background,
-                ..RuntimeOptions::default()
-            },
-            pipeline,
-        )
+        Runtime::builder()
+            .options({
+                let mut o = RuntimeOptions::default();
+                o.environment = Some(env.into());
+                o.background_processing = background;
+                o
+            })
+            .pipeline(pipeline)
+            .build()
+            .unwrap()
     };
     let a = make(&store_a, "prod-a");
     let b = make(&store_b, "prod-b");

@@ -506,7 +506,9 @@ impl Default for TraceCraftConfig {
 }
 
 /// A configuration problem: names the file and line, or the variable, or the field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` prints the same message as `Display` (fit for an error returned from `main`).
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
@@ -543,6 +545,12 @@ pub enum ConfigError {
         /// Why.
         message: String,
     },
+}
+
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

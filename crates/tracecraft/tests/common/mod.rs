@@ -12,5 +12,12 @@ pub(crate) fn memory_runtime(options: RuntimeOptions) -> (Runtime, MemoryExporte
         .exporter(sink.clone())
         .build()
         .unwrap();
-    (Runtime::from_pipeline(options, pipeline), sink)
+    (
+        Runtime::builder()
+            .options(options)
+            .pipeline(pipeline)
+            .build()
+            .unwrap(),
+        sink,
+    )
 }

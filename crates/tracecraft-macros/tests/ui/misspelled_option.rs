@@ -1,0 +1,6 @@
+#[tracecraft_macros::trace_llm(modle = "gpt-4o")]
+fn chat(prompt: &str) -> String {
+    prompt.to_owned()
+}
+
+fn main() {}

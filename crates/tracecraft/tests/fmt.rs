@@ -1,0 +1,99 @@
+//! The redacting writer and field formatter, under a real `tracing_subscriber::fmt` layer.
+#![cfg(feature = "tracing")]
+
+use std::sync::{Arc, Mutex};
+
+use tracecraft::RuntimeOptions;
+use tracecraft::fmt::{RedactingFields, RedactingWriter};
+use tracecraft::layer::TraceCraftLayer;
+use tracecraft::redact::RedactionConfig;
+use tracing_subscriber::layer::SubscriberExt;
+
+mod common;
+
+/// Everything written, shared with the test.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Buffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Buffer {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+const KEY: &str = "sk-proj-Abc123Def456Ghi789Jkl012Mno345";
+
+fn log_secrets() {
+    let span = tracing::info_span!("chat", user = "jane.doe@example.com", api_key = KEY);
+    let _g = span.enter();
+    tracing::info!(
+        password = "hunter2",
+        "calling with key {KEY} for jane.doe@example.com"
+    );
+    tracing::warn!(phone = "+1 415-555-0132", attempt = 2u64, "retrying");
+}
+
+fn assert_clean(out: &str) {
+    for secret in [KEY, "jane.doe@example.com", "hunter2", "415-555-0132"] {
+        assert!(!out.contains(secret), "{secret} printed in:\n{out}");
+    }
+}
+
+#[test]
+fn the_writer_redacts_every_line_a_fmt_layer_prints() {
+    let buf = Buffer::default();
+    let out = buf.clone();
+    let writer = RedactingWriter::new(move || buf.clone(), &RedactionConfig::default()).unwrap();
+    let sub = tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(writer),
+    );
+    tracing::subscriber::with_default(sub, log_secrets);
+    let text = out.text();
+    assert_clean(&text);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains("retrying") && text.contains("attempt=2"),
+        "{text}"
+    );
+    assert!(text.contains("[REDACTED"), "{text}");
+}
+
+#[test]
+fn the_field_formatter_redacts_fields_by_name_and_value_beside_the_tracecraft_layer() {
+    let (rt, sink) = common::memory_runtime(RuntimeOptions::default());
+    let buf = Buffer::default();
+    let out = buf.clone();
+    let sub = tracing_subscriber::registry()
+        .with(TraceCraftLayer::new(rt))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .fmt_fields(RedactingFields::new(&RedactionConfig::default()).unwrap())
+                .with_writer(move || buf.clone()),
+        );
+    tracing::subscriber::with_default(sub, log_secrets);
+    let text = out.text();
+    assert_clean(&text);
+    assert!(
+        text.contains("retrying") && text.contains("attempt=2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("password="),
+        "the field is printed, its value masked: {text}"
+    );
+    // The TraceCraft layer still records the run (its own pipeline redacts it).
+    assert_eq!(sink.runs()[0].name, "chat");
+}
