@@ -440,4 +440,68 @@ mod tests {
             assert_eq!(store.count(&q).unwrap(), scanned, "{q:?}");
         }
     }
+
+    /// The bytes of every `*.jsonl` file in `dir`, by name.
+    fn contents(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p.file_name().unwrap().to_string_lossy().into_owned(), bytes)
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// A batch whose write fails part-way (a full disk after `budget` more bytes) leaves the
+    /// files as they were before it: no half-written line, none of its runs stored, so the
+    /// batch's "not stored" count is exact; the store then goes on appending normally. With
+    /// and without rotation in the middle of the batch.
+    #[test]
+    fn a_batch_that_fails_mid_write_leaves_nothing_behind() {
+        let runs = contract::fixture_runs(90);
+        let (first, rest) = runs.split_at(20);
+        let (failing, after) = rest.split_at(40);
+        for rotate in [None, Some(4096)] {
+            for budget in [0, 1, 100, 4095, 4096, 5000, 9000, 20_000] {
+                let dir = tempfile::tempdir().unwrap();
+                let config = JsonlConfig::new(dir.path())
+                    .rotate_bytes(rotate)
+                    .encode_threads(1);
+                let store = JsonlStore::open(config.clone()).unwrap();
+                store.save_batch(&contract::processed(first)).unwrap();
+                let before = contents(dir.path());
+
+                crate::writer::fault::set(Some(budget));
+                let err = store.save_batch(&contract::processed(failing));
+                crate::writer::fault::set(None);
+                let err = err.expect_err("the write budget is smaller than the batch");
+                assert!(err.to_string().contains("No space left on device"), "{err}");
+                // Files the batch created are left empty; the others are as they were.
+                let now: Vec<_> = contents(dir.path())
+                    .into_iter()
+                    .filter(|(name, bytes)| {
+                        !bytes.is_empty() || before.iter().any(|(n, _)| n == name)
+                    })
+                    .collect();
+                assert_eq!(now, before, "rotate {rotate:?}, budget {budget}");
+                assert_eq!(store.count(&TraceQuery::new()).unwrap(), 20);
+                for r in failing {
+                    assert!(store.get(r.id).unwrap().is_none());
+                }
+
+                store.save_batch(&contract::processed(after)).unwrap();
+                drop(store);
+                let store = JsonlStore::open(config).unwrap();
+                assert!(store.bad_lines().is_empty(), "{:?}", store.bad_lines());
+                assert_eq!(store.count(&TraceQuery::new()).unwrap(), 50);
+                for r in first.iter().chain(after) {
+                    assert_eq!(store.get(r.id).unwrap().as_ref(), Some(r));
+                }
+            }
+        }
+    }
 }
