@@ -35,6 +35,7 @@ pub fn run_all<S: TraceStore>(make: impl Fn() -> S) {
     check_save_get(&make());
     check_sample_round_trip(&make());
     check_query_oracle(&make());
+    check_text_search(&make());
     check_invalid_query(&make());
     check_merge(&make());
     check_batch(&make());
@@ -181,6 +182,15 @@ pub fn oracle_queries() -> Vec<TraceQuery> {
             .tag("beta")
             .name_contains("agent")
             .limit(3),
+        TraceQuery::new().text("research"),
+        TraceQuery::new().text("RESEARCH agent"),
+        TraceQuery::new().text("émile"),
+        TraceQuery::new().text("boom"),
+        TraceQuery::new().text("tool fail"),
+        TraceQuery::new().text("OpenAI gpt 4o"),
+        TraceQuery::new().text("%"),
+        TraceQuery::new().text("absentword"),
+        TraceQuery::new().text("gpt").has_error(true).limit(4),
         TraceQuery::new().limit(0),
         TraceQuery::new().limit(5).offset(3),
         TraceQuery::new().offset(1_000),
@@ -275,6 +285,80 @@ pub fn check_query_oracle<S: TraceStore>(store: &S) {
             "count oracle: {q:?}"
         );
     }
+}
+
+/// Text search ([`TraceQuery::text`]) agrees with [`crate::search::run_matches`] over the
+/// sample runs' content (words and word prefixes taken from it), and follows merges,
+/// erasure and retention: an erased run is found by no search.
+///
+/// # Panics
+/// When the store breaks the contract.
+pub fn check_text_search<S: TraceStore>(store: &S) {
+    let runs = sample_runs();
+    store.save_batch(&processed(&runs)).expect("save_batch");
+    let mut searches: Vec<String> = ["", "?!", "absentword", "zebracorn"]
+        .map(String::from)
+        .to_vec();
+    for run in &runs {
+        let mut n = 0;
+        crate::search::for_each_text(run, &mut |s| {
+            for w in crate::search::words(s).into_iter().take(2) {
+                if n < 4 {
+                    n += 1;
+                    let prefix: String = w.chars().take(3).collect();
+                    searches.push(format!("{prefix} {}", w.to_uppercase()));
+                    searches.push(w);
+                }
+            }
+        });
+    }
+    let check = |when: &str| {
+        let stored = store.query(&TraceQuery::new()).expect("query all");
+        for text in &searches {
+            let q = TraceQuery::new().text(text.clone());
+            let want = q.apply(stored.iter().cloned());
+            let got = store.query(&q).expect("query");
+            assert_eq!(ids(&got), ids(&want), "text search {when}: {text:?}");
+            assert_eq!(
+                store.count(&q).expect("count"),
+                want.len() as u64,
+                "text search count {when}: {text:?}"
+            );
+        }
+    };
+    check("after saving");
+    // A merge replaces the indexed text of the run.
+    let mut changed = runs[1].clone();
+    changed.output = serde_json::json!("zebracorn");
+    changed.name = "renamed".into();
+    store
+        .save(&ProcessedRun::assume_processed(changed))
+        .expect("save");
+    check("after a merge");
+    assert_eq!(
+        store
+            .count(&TraceQuery::new().text("zebracorn"))
+            .expect("count"),
+        1,
+        "text search finds merged content"
+    );
+    // Erasure and retention take runs out of every search.
+    assert!(store.delete(runs[1].id).expect("delete"));
+    assert!(store.delete(runs[2].id).expect("delete"));
+    check("after erasure");
+    assert_eq!(
+        store
+            .count(&TraceQuery::new().text("zebracorn"))
+            .expect("count"),
+        0,
+        "an erased run is found by no search"
+    );
+    let mut starts: Vec<DateTime<Utc>> = runs.iter().map(|r| r.start_time).collect();
+    starts.sort();
+    store
+        .purge_older_than(starts[starts.len() / 2])
+        .expect("purge");
+    check("after retention");
 }
 
 /// Nonsensical bounds are [`StoreError::Invalid`].

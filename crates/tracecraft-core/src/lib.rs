@@ -56,6 +56,7 @@ pub mod exporter_contract;
 pub mod fs;
 pub mod json;
 pub mod model;
+pub mod search;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

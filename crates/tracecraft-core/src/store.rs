@@ -135,6 +135,9 @@ pub struct TraceQuery {
     /// The trace id starts with this (lower-case hex, hyphenated as ids print): `568cca74`,
     /// so ids can be given by a unique prefix, as git does with commits.
     pub id_prefix: Option<String>,
+    /// Text search over names and stored (redacted) content: each word of it begins a word
+    /// of the run (see [`search`](crate::search)); indexed by the SQLite store.
+    pub text: Option<String>,
     /// At most this many results.
     pub limit: Option<usize>,
     /// Skip this many results.
@@ -217,6 +220,13 @@ impl TraceQuery {
         self.environment = Some(v.into());
         self
     }
+    /// Text search: each word of `v` begins a word of the run's names or stored content
+    /// (see [`search`](crate::search)).
+    #[must_use]
+    pub fn text(mut self, v: impl Into<String>) -> Self {
+        self.text = Some(v.into());
+        self
+    }
     /// At most `n` results.
     #[must_use]
     pub fn limit(mut self, n: usize) -> Self {
@@ -284,6 +294,10 @@ impl TraceQuery {
             && eq(&self.session_id, run.session_id.as_deref())
             && eq(&self.user_id, run.user_id.as_deref())
             && eq(&self.environment, Some(&run.environment))
+            && self
+                .text
+                .as_deref()
+                .is_none_or(|t| crate::search::run_matches(run, &crate::search::words(t)))
     }
 
     /// Compares two runs by this query's order (ties broken by id, for a stable order).

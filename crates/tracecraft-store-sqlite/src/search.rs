@@ -1,0 +1,143 @@
+//! The text-search index (schema v5): an FTS5 table over each run's searchable text, the
+//! words [`tracecraft_core::search`] defines (names and stored, redacted content).
+//!
+//! - `traces_fts` is **contentless** (`content=''`): it holds the index only, not a copy of
+//!   the text (the text lives once, in the run body). Its rowid is the trace's `pk`.
+//! - Kept in step with `traces`: a saved run's text is indexed in the same transaction as its
+//!   row (a merge takes the old text out and puts the new in); a trigger takes the text of
+//!   every deleted `traces` row out of the index, so erasure, retention and any later way of
+//!   deleting rows cannot leave words behind. A contentless FTS5 table cannot find a row's
+//!   words by itself: they are given back to it (FTS5's `'delete'` command) from the run
+//!   body, through the SQL function `tracecraft_search_text(run)` that the writer
+//!   connection registers ([`register`]).
+//! - `secure-delete` is on: the words given back are removed from the index at once instead
+//!   of being shadowed by delete markers until a merge, so erased words do not stay in the
+//!   file (with `PRAGMA secure_delete`, freed pages are zeroed). A test checks the file.
+//! - Tokenizer `unicode61` without diacritic removal, the same words as
+//!   [`tracecraft_core::search::words`]; a search is each word as a prefix query, all
+//!   required.
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, Transaction, params};
+use tracecraft_core::AgentRun;
+
+/// The SQL of migration v5 (the existing rows are indexed by [`index_existing`] in the same
+/// transaction).
+pub(crate) const MIGRATION: &str = r"
+CREATE VIRTUAL TABLE traces_fts USING fts5(
+    text, content = '', tokenize = 'unicode61 remove_diacritics 0'
+);
+INSERT INTO traces_fts (traces_fts, rank) VALUES ('secure-delete', 1);
+CREATE TRIGGER traces_fts_erase AFTER DELETE ON traces BEGIN
+    INSERT INTO traces_fts (traces_fts, rowid, text)
+        SELECT 'delete', old.pk, t FROM (SELECT tracecraft_search_text(old.run) AS t)
+        WHERE t IS NOT NULL;
+END;
+";
+
+/// Registers `tracecraft_search_text(run)` on `conn`: the searchable text of a stored run
+/// body, NULL when the body cannot be decoded (such a run was never indexed).
+pub(crate) fn register(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "tracecraft_search_text",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            Ok(crate::body::decode(ctx.get_raw(0)).ok().map(|run| {
+                let mut text = String::new();
+                document(&run, &mut text);
+                text
+            }))
+        },
+    )
+}
+
+/// The searchable text of `run` in `out` (cleared first): its strings, one per line.
+pub(crate) fn document(run: &AgentRun, out: &mut String) {
+    out.clear();
+    tracecraft_core::search::for_each_text(run, &mut |s| {
+        out.push_str(s);
+        out.push('\n');
+    });
+}
+
+/// Indexes `run` as trace `pk` (whose earlier entries, if any, were removed).
+pub(crate) fn insert(tx: &Transaction<'_>, pk: i64, run: &AgentRun) -> rusqlite::Result<()> {
+    let mut text = String::new();
+    document(run, &mut text);
+    tx.prepare_cached("INSERT INTO traces_fts (rowid, text) VALUES (?1, ?2)")?
+        .execute(params![pk, text])?;
+    Ok(())
+}
+
+/// Takes the words of `old`, indexed as trace `pk`, out of the index (before the merged
+/// run's text is indexed).
+pub(crate) fn remove(tx: &Transaction<'_>, pk: i64, old: &AgentRun) -> rusqlite::Result<()> {
+    let mut text = String::new();
+    document(old, &mut text);
+    tx.prepare_cached(
+        "INSERT INTO traces_fts (traces_fts, rowid, text) VALUES ('delete', ?1, ?2)",
+    )?
+    .execute(params![pk, text])?;
+    Ok(())
+}
+
+/// The FTS5 query for a search: each word (letters and digits only, so quoting is safe) as a
+/// prefix, all required; `None` for a search without words (it matches every run).
+pub(crate) fn match_expr(text: &str) -> Option<String> {
+    let words = tracecraft_core::search::words(text);
+    (!words.is_empty()).then(|| {
+        words
+            .iter()
+            .map(|w| format!("\"{w}\"*"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+/// Indexes every stored run (migration v5, in its transaction). A body that cannot be
+/// decoded is left out of the index with a warning naming its row (`get` reports it as
+/// corrupt either way); it becomes searchable when its run is saved again.
+pub(crate) fn index_existing(conn: &Connection) -> rusqlite::Result<()> {
+    let mut read = conn.prepare("SELECT pk, run FROM traces")?;
+    let mut write = conn.prepare("INSERT INTO traces_fts (rowid, text) VALUES (?1, ?2)")?;
+    let mut rows = read.query([])?;
+    let mut text = String::new();
+    let mut skipped = 0u64;
+    while let Some(row) = rows.next()? {
+        let pk: i64 = row.get(0)?;
+        let body: ValueRef<'_> = row.get_ref(1)?;
+        match crate::body::decode(body) {
+            Ok(run) => {
+                document(&run, &mut text);
+                write.execute(params![pk, text])?;
+            }
+            Err(_) => {
+                skipped += 1;
+                tracing::warn!(
+                    row = pk,
+                    "run body unreadable: left out of the search index"
+                );
+            }
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(skipped, "runs left out of the search index");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::match_expr;
+
+    #[test]
+    fn a_search_is_its_words_as_required_prefixes() {
+        assert_eq!(
+            match_expr("Refund \"order\" OR NEAR(x)").as_deref(),
+            Some("\"refund\"* \"order\"* \"or\"* \"near\"* \"x\"*")
+        );
+        assert_eq!(match_expr(" -*\"() "), None);
+    }
+}
