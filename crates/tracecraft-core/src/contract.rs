@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::export::ProcessedRun;
 use crate::model::{AgentRun, Step, StepType};
+use crate::overview::OverviewBuilder;
 use crate::store::{OrderBy, StoreError, TraceQuery, TraceStore, merge_runs};
 
 /// The 20-run sample of Python tracecraft 0.2.1 JSONL (the bench corpus's format).
@@ -36,6 +37,7 @@ pub fn run_all<S: TraceStore>(make: impl Fn() -> S) {
     check_sample_round_trip(&make());
     check_query_oracle(&make());
     check_text_search(&make());
+    check_overview(&make());
     check_invalid_query(&make());
     check_merge(&make());
     check_batch(&make());
@@ -359,6 +361,84 @@ pub fn check_text_search<S: TraceStore>(store: &S) {
         .purge_older_than(starts[starts.len() / 2])
         .expect("purge");
     check("after retention");
+}
+
+/// [`TraceStore::overview`] agrees with [`OverviewBuilder`] fed the matching runs (sums of
+/// costs to within rounding).
+///
+/// # Panics
+/// When the store breaks the contract.
+pub fn check_overview<S: TraceStore>(store: &S) {
+    let mut runs = fixture_runs(80);
+    runs.extend(sample_runs());
+    store.save_batch(&processed(&runs)).expect("save_batch");
+    let stored = store.query(&TraceQuery::new()).expect("query all");
+    let t = base_time();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+    for q in [
+        TraceQuery::new(),
+        TraceQuery::new().has_error(true),
+        TraceQuery::new().environment("staging").limit(3).offset(1),
+        TraceQuery::new().started(
+            Some(t + Duration::minutes(10)),
+            Some(t + Duration::minutes(25)),
+        ),
+        TraceQuery::new().text("agent"),
+        TraceQuery::new().name("nope"),
+    ] {
+        let mut all = q.clone();
+        all.limit = None;
+        all.offset = 0;
+        let mut builder = OverviewBuilder::new();
+        all.apply(stored.iter().cloned())
+            .iter()
+            .for_each(|r| builder.add_run(r));
+        let want = builder.finish(3);
+        let got = store.overview(&q, 3).expect("overview");
+        let what = format!("overview of {q:?}");
+        assert_eq!(
+            (
+                got.runs,
+                got.errors,
+                got.tokens,
+                got.p50_ms,
+                got.p95_ms,
+                got.bucket_s
+            ),
+            (
+                want.runs,
+                want.errors,
+                want.tokens,
+                want.p50_ms,
+                want.p95_ms,
+                want.bucket_s
+            ),
+            "{what}"
+        );
+        assert!(close(got.cost_usd, want.cost_usd), "{what}: cost");
+        assert_eq!(got.buckets.len(), want.buckets.len(), "{what}: buckets");
+        for (g, w) in got.buckets.iter().zip(&want.buckets) {
+            assert_eq!(
+                (g.start, g.runs, g.errors, g.tokens, g.p50_ms, g.p95_ms),
+                (w.start, w.runs, w.errors, w.tokens, w.p50_ms, w.p95_ms),
+                "{what}: bucket"
+            );
+            assert!(close(g.cost_usd, w.cost_usd), "{what}: bucket cost");
+        }
+        assert_eq!(got.models.len(), want.models.len(), "{what}: models");
+        for (g, w) in got.models.iter().zip(&want.models) {
+            assert_eq!(
+                (&g.model, g.calls, g.tokens, g.errors),
+                (&w.model, w.calls, w.tokens, w.errors),
+                "{what}: model"
+            );
+            assert!(close(g.cost_usd, w.cost_usd), "{what}: model cost");
+        }
+        assert_eq!(
+            got.failing_steps, want.failing_steps,
+            "{what}: failing steps"
+        );
+    }
 }
 
 /// Nonsensical bounds are [`StoreError::Invalid`].

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::export::ProcessedRun;
 use crate::model::AgentRun;
+use crate::overview::{Overview, OverviewBuilder};
 
 /// Why a store operation failed. Messages name files, lines and fields, never payloads.
 #[derive(Debug, thiserror::Error)]
@@ -468,6 +469,31 @@ pub trait TraceStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the store could not be read.
     fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Aggregates over every run `query` matches (its limit, offset and order ignored):
+    /// totals, a time series with p50/p95 latency, the `top` models and failing steps (see
+    /// [`Overview`]). The default reads the matching runs a page at a time into an
+    /// [`OverviewBuilder`]; stores with a database aggregate there instead.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store could not be read or the query is invalid.
+    fn overview(&self, query: &TraceQuery, top: usize) -> Result<Overview, StoreError> {
+        const PAGE: usize = 500;
+        let mut builder = OverviewBuilder::new();
+        let mut page = query
+            .clone()
+            .order_by(OrderBy::StartTime, false)
+            .limit(PAGE);
+        page.offset = 0;
+        loop {
+            let runs = self.query(&page)?;
+            runs.iter().for_each(|r| builder.add_run(r));
+            if runs.len() < PAGE {
+                return Ok(builder.finish(top));
+            }
+            page.offset += PAGE;
+        }
+    }
 
     /// Makes every save so far durable.
     ///

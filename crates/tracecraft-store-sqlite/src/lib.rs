@@ -99,6 +99,7 @@
 //! None. SQLite is compiled in (`rusqlite` with `bundled`).
 
 mod body;
+mod overview;
 mod search;
 
 /// Entry points for the fuzz targets under `fuzz/` and their regression tests: not part of
@@ -147,8 +148,8 @@ use rusqlite::{Connection, Transaction, params};
 use serde::{Deserialize, Serialize};
 use tracecraft_core::fs;
 use tracecraft_core::{
-    AgentRun, OrderBy, ProcessedRun, StoreError, StoreStats, TraceQuery, TraceStore, Uuid,
-    merge_runs,
+    AgentRun, OrderBy, Overview, ProcessedRun, StoreError, StoreStats, TraceQuery, TraceStore,
+    Uuid, merge_runs,
 };
 
 pub use tracecraft_core::fs::PermissionPolicy;
@@ -1079,6 +1080,11 @@ impl TraceStore for SqliteStore {
             cost,
             bytes,
         ))
+    }
+
+    fn overview(&self, query: &TraceQuery, top: usize) -> Result<Overview, StoreError> {
+        query.validate()?;
+        self.with_reader(|conn| overview::overview(conn, query, top).map_err(|e| self.err(&e)))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
