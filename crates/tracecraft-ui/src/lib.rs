@@ -55,6 +55,7 @@ mod api;
 mod assets;
 mod overview;
 mod params;
+mod preload;
 mod search;
 mod server;
 
