@@ -7,7 +7,8 @@
 //! `/api/runs?` with the page's non-empty parameters in order (a repeated key keeps its first
 //! place and its last value, as a JavaScript object does) plus `limit=50` when absent,
 //! serialized as `URLSearchParams` does; for a run `/api/runs/{id}`. A hint the script does
-//! not use costs one wasted request, nothing else.
+//! not use costs one wasted request, nothing else. The page's own module (`list.js`, `run.js`,
+//! ...) gets a `modulepreload` hint too, since `app.js` imports it only when it routes.
 
 use std::fmt::Write as _;
 
@@ -64,9 +65,25 @@ pub(crate) fn urls(path: &str, params: &Params) -> Vec<String> {
     urls
 }
 
-/// `index` with a preload hint for each of [`urls`] at the start of its `<head>`.
+/// The modules of the page at `path` (beyond `app.js`, `dom.js` and `api.js`, which every
+/// page loads): `app.js` imports each page's module when the page is first shown.
+pub(crate) fn modules(path: &str) -> &'static [&'static str] {
+    match path {
+        "/" => &["/assets/list.js"],
+        "/sessions" | "/users" => &["/assets/groups.js"],
+        "/overview" => &["/assets/charts.js"],
+        p if p.starts_with("/runs/") => &["/assets/run.js", "/assets/chat.js"],
+        _ => &[],
+    }
+}
+
+/// `index` with a preload hint for each of [`urls`] and [`modules`] at the start of its
+/// `<head>`.
 pub(crate) fn page(index: &[u8], path: &str, params: &Params) -> Vec<u8> {
     let mut hints = String::new();
+    for module in modules(path) {
+        let _ = writeln!(hints, "<link rel=\"modulepreload\" href=\"{module}\">");
+    }
     for url in urls(path, params) {
         // The URL holds only letters, digits, `*-._+%&=?/`: `&` is the one to escape.
         let _ = writeln!(
@@ -108,6 +125,16 @@ mod tests {
             ["/api/meta".to_owned(), format!("/api/runs/{id}")]
         );
         assert_eq!(urls("/overview", &Params::default()), ["/api/meta"]);
+        let html = String::from_utf8(page(
+            b"<head>\n</head>",
+            &format!("/runs/{id}"),
+            &Params::default(),
+        ))
+        .unwrap();
+        assert!(
+            html.contains("<link rel=\"modulepreload\" href=\"/assets/run.js\">"),
+            "{html}"
+        );
     }
 
     proptest! {
@@ -115,7 +142,7 @@ mod tests {
         #[test]
         fn hints_stay_inside_their_attribute(q in ".{0,80}") {
             let html = String::from_utf8(page(b"<head>\n</head>", "/", &Params::parse(&q))).unwrap();
-            for line in html.lines().filter(|l| l.starts_with("<link")) {
+            for line in html.lines().filter(|l| l.contains("as=\"fetch\"")) {
                 let href = line
                     .strip_prefix("<link rel=\"preload\" as=\"fetch\" href=\"")
                     .and_then(|l| l.strip_suffix("\" crossorigin=\"anonymous\">"))

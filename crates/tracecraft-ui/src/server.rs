@@ -112,8 +112,9 @@ impl ServerBuilder {
         self
     }
 
-    /// How many runs one request may read to answer a filter the store cannot index (text
-    /// search, model) or an aggregate view (overview, sessions, users). Default 5,000.
+    /// How many runs one request may read to answer a filter the store cannot index (the
+    /// model of any step) or a grouping (sessions, users). Default 5,000. Text search and
+    /// the overview are the store's and read no runs here.
     pub fn scan_budget(mut self, runs: usize) -> Self {
         self.scan_budget = runs.max(1);
         self

@@ -330,6 +330,12 @@ fn list_and_a_20000_step_run_on_100000_runs() {
                 "first load (ms from navigation start): {}",
                 t.as_str().unwrap_or_default()
             );
+            let marks = b.js(
+                "const n = performance.getEntriesByType('navigation')[0]; \
+                 return [`domInteractive ${n.domInteractive.toFixed(0)}`, `domContentLoaded ${n.domContentLoadedEventStart.toFixed(0)}`] \
+                 .concat(performance.getEntriesByType('mark').map(m => `${m.name} ${m.startTime.toFixed(0)}`)).join('; ')",
+            );
+            println!("first load marks: {}", marks.as_str().unwrap_or_default());
         }
         let fetched = b.js(
             "return performance.getEntriesByType('resource').filter(r => r.name.includes('/api/runs')).length",
