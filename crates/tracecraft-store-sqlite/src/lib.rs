@@ -1046,10 +1046,30 @@ impl TraceStore for SqliteStore {
 
     fn purge_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         self.write(|tx| {
-            tx.prepare_cached("DELETE FROM traces WHERE start_ns < ?1")
-                .and_then(|mut st| st.execute([nanos(cutoff)]))
-                .map(|n| n as u64)
-                .map_err(|e| self.err(&e))
+            let cutoff = nanos(cutoff);
+            let purge = || -> rusqlite::Result<u64> {
+                let n: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM traces WHERE start_ns < ?1",
+                    [cutoff],
+                    |r| r.get(0),
+                )?;
+                if n == 0 {
+                    return Ok(0);
+                }
+                let all: i64 = tx.query_row("SELECT COUNT(*) FROM traces", [], |r| r.get(0))?;
+                let bulk = search::bulk_erasure(n, all);
+                if bulk {
+                    search::begin_bulk_erasure(tx)?;
+                }
+                let deleted = tx
+                    .prepare_cached("DELETE FROM traces WHERE start_ns < ?1")?
+                    .execute([cutoff])?;
+                if bulk {
+                    search::end_bulk_erasure(tx)?;
+                }
+                Ok(deleted as u64)
+            };
+            purge().map_err(|e| self.err(&e))
         })
     }
 

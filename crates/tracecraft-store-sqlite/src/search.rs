@@ -62,6 +62,31 @@ pub(crate) fn document(run: &AgentRun, out: &mut String) {
     });
 }
 
+/// Whether erasing `n` of `all` runs at once is a bulk erasure: one that takes the words out
+/// of the index by rewriting it whole ([`end_bulk_erasure`]) rather than run by run.
+///
+/// `secure-delete` rewrites the index leaf of each of a run's distinct words (~800 for a
+/// 13.5 KB run: ~12 ms per run on a loaded 2-core machine, `docs/perf/sqlite.md`); merging
+/// the whole index costs about as much as erasing 1% of its runs that way.
+pub(crate) fn bulk_erasure(n: i64, all: i64) -> bool {
+    n > 16 && n.saturating_mul(100) > all
+}
+
+/// Before a bulk erasure: deleted rows leave delete markers instead of rewriting leaves.
+pub(crate) fn begin_bulk_erasure(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch("INSERT INTO traces_fts (traces_fts, rank) VALUES ('secure-delete', 0);")
+}
+
+/// After a bulk erasure: merges the index into one segment, which drops the deleted rows'
+/// entries and their markers (the freed pages are zeroed by `PRAGMA secure_delete`), and
+/// turns `secure-delete` back on. In the erasure's transaction.
+pub(crate) fn end_bulk_erasure(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "INSERT INTO traces_fts (traces_fts) VALUES ('optimize');
+         INSERT INTO traces_fts (traces_fts, rank) VALUES ('secure-delete', 1);",
+    )
+}
+
 /// Indexes `run` as trace `pk` (whose earlier entries, if any, were removed).
 pub(crate) fn insert(tx: &Transaction<'_>, pk: i64, run: &AgentRun) -> rusqlite::Result<()> {
     let mut text = String::new();

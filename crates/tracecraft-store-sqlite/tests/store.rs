@@ -725,6 +725,52 @@ fn erased_runs_leave_the_search_index_and_the_file() {
         !file_holds(&path, b"zygomorphic"),
         "purged words stay in the file"
     );
+
+    // A bulk purge (more than 1% of the runs) takes the words out by merging the index.
+    let mut more = contract::fixture_runs(60);
+    for (i, r) in more.iter_mut().enumerate() {
+        r.id = tracecraft_core::Uuid::new_v4();
+        r.start_time = cutoff - chrono::Duration::days(1) + chrono::Duration::seconds(i as i64);
+        if i % 2 == 0 {
+            r.output = serde_json::json!(format!("the xylophonist number {i}"));
+        }
+    }
+    store.save_batch(&contract::processed(&more)).unwrap();
+    store.flush().unwrap();
+    assert_eq!(found("xylophonist").len(), 30);
+    assert!(file_holds(&path, b"xylophonist"));
+    let left = store.count(&TraceQuery::new()).unwrap();
+    assert_eq!(store.purge_older_than(cutoff).unwrap(), 60);
+    store.flush().unwrap();
+    assert!(found("xylophonist").is_empty());
+    assert_eq!(store.count(&TraceQuery::new()).unwrap(), left - 60);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM traces_fts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows as u64, left - 60);
+    let secure: i64 = conn
+        .query_row(
+            "SELECT v FROM traces_fts_config WHERE k = 'secure-delete'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(secure, 1, "secure-delete is back on after a bulk purge");
+    drop(conn);
+    assert!(
+        !file_holds(&path, b"xylophonist"),
+        "bulk-purged words stay in the file"
+    );
+    // Single erasures still work after it.
+    let survivor = store.query(&TraceQuery::new().limit(1)).unwrap().remove(0);
+    assert!(store.delete(survivor.id).unwrap());
+    assert_eq!(
+        found(&survivor.name).len() as u64,
+        store
+            .count(&TraceQuery::new().text(survivor.name.clone()))
+            .unwrap()
+    );
 }
 
 /// The format byte of the stored body of `id`.
