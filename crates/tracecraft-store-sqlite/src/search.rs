@@ -127,9 +127,10 @@ impl Hasher for Identity {
 /// Whether erasing `n` of `all` runs at once is a bulk erasure: one that takes the words out
 /// of the index by rewriting it whole ([`end_bulk_erasure`]) rather than run by run.
 ///
-/// `secure-delete` rewrites the index leaf of each of a run's distinct words (~800 for a
-/// 13.5 KB run: ~12 ms per run on a loaded 2-core machine, `docs/perf/sqlite.md`); merging
-/// the whole index costs about as much as erasing 1% of its runs that way.
+/// `secure-delete` rewrites the index leaf of each of a run's distinct words (~420 for a
+/// 13.5 KB corpus run: 7-8 ms per run on a loaded 2-core machine, `docs/perf/sqlite.md`);
+/// merging rewrites the whole index once. The 1% threshold is a rule of thumb, not a
+/// measured break-even.
 pub(crate) fn bulk_erasure(n: i64, all: i64) -> bool {
     n > 16 && n.saturating_mul(100) > all
 }
