@@ -16,12 +16,14 @@ use serde_json::Value;
 use crate::model::{AgentRun, Step};
 
 /// The words of `text` as text search sees them: maximal runs of alphanumeric characters,
-/// lower-cased, in order (duplicates kept).
+/// lower-cased character by character (`char::to_lowercase`: no context rules such as
+/// Greek final sigma, so a word and its upper-case form always give the same word), in
+/// order (duplicates kept).
 #[must_use]
 pub fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
+        .map(|w| w.chars().flat_map(char::to_lowercase).collect())
         .collect()
 }
 

@@ -956,3 +956,70 @@ fn fuzz_entry_points_round_trip() {
         assert!(decode_body(&v2[..v2.len() / 2]).is_err());
     }
 }
+
+mod search_oracle {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Words from a small vocabulary (so searches hit), with case, accents, digits and
+    /// punctuation around them.
+    fn text() -> impl Strategy<Value = String> {
+        let word = prop::sample::select(vec![
+            "refund",
+            "Refunded",
+            "ORDER",
+            "order42",
+            "école",
+            "Écoles",
+            "naïve",
+            "日本語",
+            "x",
+            "42",
+            "tool_call",
+            "e-mail",
+            "straße",
+            "ΣΟΦΊΑ",
+        ]);
+        let sep = prop::sample::select(vec![" ", ", ", "-", "\n", "#", "'", "  "]);
+        prop::collection::vec((word, sep), 0..8)
+            .prop_map(|v| v.into_iter().map(|(w, s)| format!("{w}{s}")).collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// The FTS5 index answers text search as the reference (`TraceQuery::matches`)
+        /// does, after saving, merging and erasing.
+        #[test]
+        fn fts_agrees_with_the_reference(
+            contents in prop::collection::vec((text(), text()), 1..6),
+            searches in prop::collection::vec(text(), 1..6),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(SqliteConfig::new(dir.path().join("t.db"))).unwrap();
+            let mut runs = contract::fixture_runs(contents.len());
+            for (r, (name, output)) in runs.iter_mut().zip(&contents) {
+                r.name = name.clone();
+                r.output = serde_json::json!({"text": output});
+            }
+            store.save_batch(&contract::processed(&runs)).unwrap();
+            let check = |store: &SqliteStore| -> Result<(), TestCaseError> {
+                let stored = store.query(&TraceQuery::new()).unwrap();
+                for s in &searches {
+                    let q = TraceQuery::new().text(s.clone());
+                    let want: Vec<_> = q.apply(stored.iter().cloned()).iter().map(|r| r.id).collect();
+                    let got: Vec<_> = store.query(&q).unwrap().iter().map(|r| r.id).collect();
+                    prop_assert_eq!(got, want, "search {:?}", s);
+                }
+                Ok(())
+            };
+            check(&store)?;
+            let mut changed = runs[0].clone();
+            changed.output = serde_json::json!(searches[0].clone());
+            store.save(&ProcessedRun::assume_processed(changed)).unwrap();
+            check(&store)?;
+            store.delete(runs[runs.len() - 1].id).unwrap();
+            check(&store)?;
+        }
+    }
+}
