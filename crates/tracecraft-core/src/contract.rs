@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::export::ProcessedRun;
 use crate::model::{AgentRun, Step, StepType};
+use crate::overview::OverviewBuilder;
 use crate::store::{OrderBy, StoreError, TraceQuery, TraceStore, merge_runs};
 
 /// The 20-run sample of Python tracecraft 0.2.1 JSONL (the bench corpus's format).
@@ -35,6 +36,8 @@ pub fn run_all<S: TraceStore>(make: impl Fn() -> S) {
     check_save_get(&make());
     check_sample_round_trip(&make());
     check_query_oracle(&make());
+    check_text_search(&make());
+    check_overview(&make());
     check_invalid_query(&make());
     check_merge(&make());
     check_batch(&make());
@@ -181,6 +184,15 @@ pub fn oracle_queries() -> Vec<TraceQuery> {
             .tag("beta")
             .name_contains("agent")
             .limit(3),
+        TraceQuery::new().text("research"),
+        TraceQuery::new().text("RESEARCH agent"),
+        TraceQuery::new().text("émile"),
+        TraceQuery::new().text("boom"),
+        TraceQuery::new().text("tool fail"),
+        TraceQuery::new().text("OpenAI gpt 4o"),
+        TraceQuery::new().text("%"),
+        TraceQuery::new().text("absentword"),
+        TraceQuery::new().text("gpt").has_error(true).limit(4),
         TraceQuery::new().limit(0),
         TraceQuery::new().limit(5).offset(3),
         TraceQuery::new().offset(1_000),
@@ -273,6 +285,158 @@ pub fn check_query_oracle<S: TraceStore>(store: &S) {
             store.count(&q).expect("count"),
             unbounded.apply(runs.iter().cloned()).len() as u64,
             "count oracle: {q:?}"
+        );
+    }
+}
+
+/// Text search ([`TraceQuery::text`]) agrees with [`crate::search::run_matches`] over the
+/// sample runs' content (words and word prefixes taken from it), and follows merges,
+/// erasure and retention: an erased run is found by no search.
+///
+/// # Panics
+/// When the store breaks the contract.
+pub fn check_text_search<S: TraceStore>(store: &S) {
+    let runs = sample_runs();
+    store.save_batch(&processed(&runs)).expect("save_batch");
+    let mut searches: Vec<String> = ["", "?!", "absentword", "zebracorn"]
+        .map(String::from)
+        .to_vec();
+    for run in &runs {
+        let mut n = 0;
+        crate::search::for_each_text(run, &mut |s| {
+            for w in crate::search::words(s).into_iter().take(2) {
+                if n < 4 {
+                    n += 1;
+                    let prefix: String = w.chars().take(3).collect();
+                    searches.push(format!("{prefix} {}", w.to_uppercase()));
+                    searches.push(w);
+                }
+            }
+        });
+    }
+    let check = |when: &str| {
+        let stored = store.query(&TraceQuery::new()).expect("query all");
+        for text in &searches {
+            let q = TraceQuery::new().text(text.clone());
+            let want = q.apply(stored.iter().cloned());
+            let got = store.query(&q).expect("query");
+            assert_eq!(ids(&got), ids(&want), "text search {when}: {text:?}");
+            assert_eq!(
+                store.count(&q).expect("count"),
+                want.len() as u64,
+                "text search count {when}: {text:?}"
+            );
+        }
+    };
+    check("after saving");
+    // A merge replaces the indexed text of the run.
+    let mut changed = runs[1].clone();
+    changed.output = serde_json::json!("zebracorn");
+    changed.name = "renamed".into();
+    store
+        .save(&ProcessedRun::assume_processed(changed))
+        .expect("save");
+    check("after a merge");
+    assert_eq!(
+        store
+            .count(&TraceQuery::new().text("zebracorn"))
+            .expect("count"),
+        1,
+        "text search finds merged content"
+    );
+    // Erasure and retention take runs out of every search.
+    assert!(store.delete(runs[1].id).expect("delete"));
+    assert!(store.delete(runs[2].id).expect("delete"));
+    check("after erasure");
+    assert_eq!(
+        store
+            .count(&TraceQuery::new().text("zebracorn"))
+            .expect("count"),
+        0,
+        "an erased run is found by no search"
+    );
+    let mut starts: Vec<DateTime<Utc>> = runs.iter().map(|r| r.start_time).collect();
+    starts.sort();
+    store
+        .purge_older_than(starts[starts.len() / 2])
+        .expect("purge");
+    check("after retention");
+}
+
+/// [`TraceStore::overview`] agrees with [`OverviewBuilder`] fed the matching runs (sums of
+/// costs to within rounding).
+///
+/// # Panics
+/// When the store breaks the contract.
+pub fn check_overview<S: TraceStore>(store: &S) {
+    let mut runs = fixture_runs(80);
+    runs.extend(sample_runs());
+    store.save_batch(&processed(&runs)).expect("save_batch");
+    let stored = store.query(&TraceQuery::new()).expect("query all");
+    let t = base_time();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+    for q in [
+        TraceQuery::new(),
+        TraceQuery::new().has_error(true),
+        TraceQuery::new().environment("staging").limit(3).offset(1),
+        TraceQuery::new().started(
+            Some(t + Duration::minutes(10)),
+            Some(t + Duration::minutes(25)),
+        ),
+        TraceQuery::new().text("agent"),
+        TraceQuery::new().name("nope"),
+    ] {
+        let mut all = q.clone();
+        all.limit = None;
+        all.offset = 0;
+        let mut builder = OverviewBuilder::new();
+        all.apply(stored.iter().cloned())
+            .iter()
+            .for_each(|r| builder.add_run(r));
+        let want = builder.finish(3);
+        let got = store.overview(&q, 3).expect("overview");
+        let what = format!("overview of {q:?}");
+        assert_eq!(
+            (
+                got.runs,
+                got.errors,
+                got.tokens,
+                got.p50_ms,
+                got.p95_ms,
+                got.bucket_s
+            ),
+            (
+                want.runs,
+                want.errors,
+                want.tokens,
+                want.p50_ms,
+                want.p95_ms,
+                want.bucket_s
+            ),
+            "{what}"
+        );
+        assert!(close(got.cost_usd, want.cost_usd), "{what}: cost");
+        assert_eq!(got.buckets.len(), want.buckets.len(), "{what}: buckets");
+        for (g, w) in got.buckets.iter().zip(&want.buckets) {
+            assert_eq!(
+                (g.start, g.runs, g.errors, g.tokens, g.p50_ms, g.p95_ms),
+                (w.start, w.runs, w.errors, w.tokens, w.p50_ms, w.p95_ms),
+                "{what}: bucket"
+            );
+            assert!(close(g.cost_usd, w.cost_usd), "{what}: bucket cost");
+        }
+        assert_eq!(got.models.len(), want.models.len(), "{what}: models");
+        for (g, w) in got.models.iter().zip(&want.models) {
+            assert_eq!(
+                (&g.model, g.calls, g.tokens, g.errors),
+                (&w.model, w.calls, w.tokens, w.errors),
+                "{what}: model"
+            );
+            assert!(close(g.cost_usd, w.cost_usd), "{what}: model cost");
+        }
+        assert_eq!(
+            got.failing_steps, want.failing_steps,
+            "{what}: failing steps"
         );
     }
 }

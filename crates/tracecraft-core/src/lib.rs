@@ -56,6 +56,8 @@ pub mod exporter_contract;
 pub mod fs;
 pub mod json;
 pub mod model;
+pub mod overview;
+pub mod search;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -66,6 +68,7 @@ pub mod visit;
 pub use export::{ExportError, Exporter, ProcessedRun, StoreExporter};
 pub use json::{ParseError, ParseErrorKind, parse_run, read_jsonl, to_json};
 pub use model::{AgentRun, AgentRunBuilder, JsonMap, Step, StepBuilder, StepType, Steps};
+pub use overview::{Overview, OverviewBuilder};
 pub use store::{OrderBy, StoreError, StoreStats, TraceQuery, TraceStore, merge_runs};
 pub use visit::StringsMut;
 

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::export::ProcessedRun;
 use crate::model::AgentRun;
+use crate::overview::{Overview, OverviewBuilder};
 
 /// Why a store operation failed. Messages name files, lines and fields, never payloads.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +136,9 @@ pub struct TraceQuery {
     /// The trace id starts with this (lower-case hex, hyphenated as ids print): `568cca74`,
     /// so ids can be given by a unique prefix, as git does with commits.
     pub id_prefix: Option<String>,
+    /// Text search over names and stored (redacted) content: each word of it begins a word
+    /// of the run (see [`search`](crate::search)); indexed by the SQLite store.
+    pub text: Option<String>,
     /// At most this many results.
     pub limit: Option<usize>,
     /// Skip this many results.
@@ -217,6 +221,13 @@ impl TraceQuery {
         self.environment = Some(v.into());
         self
     }
+    /// Text search: each word of `v` begins a word of the run's names or stored content
+    /// (see [`search`](crate::search)).
+    #[must_use]
+    pub fn text(mut self, v: impl Into<String>) -> Self {
+        self.text = Some(v.into());
+        self
+    }
     /// At most `n` results.
     #[must_use]
     pub fn limit(mut self, n: usize) -> Self {
@@ -284,6 +295,10 @@ impl TraceQuery {
             && eq(&self.session_id, run.session_id.as_deref())
             && eq(&self.user_id, run.user_id.as_deref())
             && eq(&self.environment, Some(&run.environment))
+            && self
+                .text
+                .as_deref()
+                .is_none_or(|t| crate::search::run_matches(run, &crate::search::words(t)))
     }
 
     /// Compares two runs by this query's order (ties broken by id, for a stable order).
@@ -454,6 +469,31 @@ pub trait TraceStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the store could not be read.
     fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Aggregates over every run `query` matches (its limit, offset and order ignored):
+    /// totals, a time series with p50/p95 latency, the `top` models and failing steps (see
+    /// [`Overview`]). The default reads the matching runs a page at a time into an
+    /// [`OverviewBuilder`]; stores with a database aggregate there instead.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store could not be read or the query is invalid.
+    fn overview(&self, query: &TraceQuery, top: usize) -> Result<Overview, StoreError> {
+        const PAGE: usize = 500;
+        let mut builder = OverviewBuilder::new();
+        let mut page = query
+            .clone()
+            .order_by(OrderBy::StartTime, false)
+            .limit(PAGE);
+        page.offset = 0;
+        loop {
+            let runs = self.query(&page)?;
+            runs.iter().for_each(|r| builder.add_run(r));
+            if runs.len() < PAGE {
+                return Ok(builder.finish(top));
+            }
+            page.offset += PAGE;
+        }
+    }
 
     /// Makes every save so far durable.
     ///

@@ -223,6 +223,37 @@ const READ_ATTEMPTS: usize = 8;
 impl JsonlStore {
     /// Runs `read` on the index; `Ok(None)` from it means the index was out of step with
     /// the files (another process rewrote one): catch up and read again.
+    /// The traces that pass `query`'s filters (order, offset and limit aside). Text search
+    /// reads each candidate's run from the files (this store has no text index: a search
+    /// costs a `get` per trace that passes the other filters); `None` when the files
+    /// changed under the read.
+    fn hits<'s>(
+        state: &'s State,
+        query: &TraceQuery,
+        name_lower: Option<&str>,
+    ) -> Result<Option<Vec<(Uuid, &'s Meta)>>, StoreError> {
+        let words = query
+            .text
+            .as_deref()
+            .map(tracecraft_core::search::words)
+            .filter(|w| !w.is_empty());
+        let mut out = Vec::new();
+        for (id, e) in state.candidates(query) {
+            if !(query.id_matches(id) && e.meta.matches(query, name_lower)) {
+                continue;
+            }
+            if let Some(words) = &words {
+                match Self::read_entry(state, *id, e, true)? {
+                    Some(run) if tracecraft_core::search::run_matches(&run, words) => {}
+                    Some(_) => continue,
+                    None => return Ok(None),
+                }
+            }
+            out.push((*id, &e.meta));
+        }
+        Ok(Some(out))
+    }
+
     fn consistent_read<T>(
         &self,
         read: impl Fn(&State) -> Result<Option<T>, StoreError>,
@@ -268,11 +299,9 @@ impl TraceStore for JsonlStore {
         query.validate()?;
         let lower = query.name_contains.as_ref().map(|n| n.to_lowercase());
         self.consistent_read(|state| {
-            let mut hits: Vec<(Uuid, &Meta)> = state
-                .candidates(query)
-                .filter(|(id, e)| query.id_matches(id) && e.meta.matches(query, lower.as_deref()))
-                .map(|(id, e)| (*id, &e.meta))
-                .collect();
+            let Some(mut hits) = Self::hits(state, query, lower.as_deref())? else {
+                return Ok(None);
+            };
             let end = query
                 .offset
                 .saturating_add(query.limit.unwrap_or(usize::MAX))
@@ -294,13 +323,10 @@ impl TraceStore for JsonlStore {
 
     fn count(&self, query: &TraceQuery) -> Result<u64, StoreError> {
         query.validate()?;
-        self.refresh_if_changed()?;
         let lower = query.name_contains.as_ref().map(|n| n.to_lowercase());
-        let state = self.state.read();
-        Ok(state
-            .candidates(query)
-            .filter(|(id, e)| query.id_matches(id) && e.meta.matches(query, lower.as_deref()))
-            .count() as u64)
+        self.consistent_read(|state| {
+            Ok(Self::hits(state, query, lower.as_deref())?.map(|h| h.len() as u64))
+        })
     }
 
     fn delete(&self, trace_id: Uuid) -> Result<bool, StoreError> {
@@ -421,7 +447,11 @@ mod tests {
         }
         let store = JsonlStore::open(config).unwrap();
         assert_postings_consistent(&store);
-        for q in contract::oracle_queries() {
+        // Text search reads the runs: it is not an index filter.
+        for q in contract::oracle_queries()
+            .into_iter()
+            .filter(|q| q.text.is_none())
+        {
             let scanned = store
                 .state
                 .read()
@@ -438,6 +468,70 @@ mod tests {
                 })
                 .count() as u64;
             assert_eq!(store.count(&q).unwrap(), scanned, "{q:?}");
+        }
+    }
+
+    /// The bytes of every `*.jsonl` file in `dir`, by name.
+    fn contents(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p.file_name().unwrap().to_string_lossy().into_owned(), bytes)
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// A batch whose write fails part-way (a full disk after `budget` more bytes) leaves the
+    /// files as they were before it: no half-written line, none of its runs stored, so the
+    /// batch's "not stored" count is exact; the store then goes on appending normally. With
+    /// and without rotation in the middle of the batch.
+    #[test]
+    fn a_batch_that_fails_mid_write_leaves_nothing_behind() {
+        let runs = contract::fixture_runs(90);
+        let (first, rest) = runs.split_at(20);
+        let (failing, after) = rest.split_at(40);
+        for rotate in [None, Some(4096)] {
+            for budget in [0, 1, 100, 4095, 4096, 5000, 9000, 20_000] {
+                let dir = tempfile::tempdir().unwrap();
+                let config = JsonlConfig::new(dir.path())
+                    .rotate_bytes(rotate)
+                    .encode_threads(1);
+                let store = JsonlStore::open(config.clone()).unwrap();
+                store.save_batch(&contract::processed(first)).unwrap();
+                let before = contents(dir.path());
+
+                crate::writer::fault::set(Some(budget));
+                let err = store.save_batch(&contract::processed(failing));
+                crate::writer::fault::set(None);
+                let err = err.expect_err("the write budget is smaller than the batch");
+                assert!(err.to_string().contains("No space left on device"), "{err}");
+                // Files the batch created are left empty; the others are as they were.
+                let now: Vec<_> = contents(dir.path())
+                    .into_iter()
+                    .filter(|(name, bytes)| {
+                        !bytes.is_empty() || before.iter().any(|(n, _)| n == name)
+                    })
+                    .collect();
+                assert_eq!(now, before, "rotate {rotate:?}, budget {budget}");
+                assert_eq!(store.count(&TraceQuery::new()).unwrap(), 20);
+                for r in failing {
+                    assert!(store.get(r.id).unwrap().is_none());
+                }
+
+                store.save_batch(&contract::processed(after)).unwrap();
+                drop(store);
+                let store = JsonlStore::open(config).unwrap();
+                assert!(store.bad_lines().is_empty(), "{:?}", store.bad_lines());
+                assert_eq!(store.count(&TraceQuery::new()).unwrap(), 50);
+                for r in first.iter().chain(after) {
+                    assert_eq!(store.get(r.id).unwrap().as_ref(), Some(r));
+                }
+            }
         }
     }
 }

@@ -36,7 +36,7 @@ impl Writer {
     /// Writes the buffered lines to the file (no `fsync`).
     pub(crate) fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
-            let result = (&*self.out).write_all(&self.buf);
+            let result = write_out(&self.out, &self.buf);
             self.buf.clear();
             result?;
         }
@@ -100,6 +100,19 @@ impl<'scope> Syncer<'scope, '_> {
         self.join();
         self.failed.take()
     }
+}
+
+/// `write_all` of `bytes` to `out`. Under `cfg(test)` a write budget (see [`fault`]) makes
+/// it write part of `bytes` and then fail, as a full disk does.
+fn write_out(out: &File, bytes: &[u8]) -> std::io::Result<()> {
+    #[cfg(test)]
+    if let Some(room) = fault::take(bytes.len()) {
+        let mut out = out;
+        out.write_all(&bytes[..room])?;
+        return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+    }
+    let mut out = out;
+    out.write_all(bytes)
 }
 
 pub(crate) fn ends_with_newline(path: &Path, len: u64) -> Result<bool, StoreError> {
@@ -247,21 +260,56 @@ impl JsonlStore {
         // path now, with the index in step with every other process's appends and rewrites.
         let _lock = self.lock.exclusive()?;
         self.catch_up(&mut slot)?;
-        let result = self.append_locked(runs, &mut slot);
-        self.changed();
+        let mut starts = Vec::new();
+        let result = self.append_locked(runs, &mut slot, &mut starts);
         if result.is_err() {
-            // What reached the file is unknown: start again from the files.
+            // Nothing of a failed batch stays: every file it wrote to is cut back to its
+            // length before the batch (still under the lock, so no other process appended
+            // meanwhile), so that the runs reported as not stored are exactly the ones
+            // missing, and no half-written line remains. Then start again from the files.
             *slot = None;
+            self.truncate_back(&starts);
             self.state.write().stale = true;
         }
+        self.changed();
         result
     }
 
+    /// Cuts each `(file, length)` of `starts` back to that length. A file that cannot be cut
+    /// is a warning naming it (its bytes are then read back as a torn or extra line).
+    fn truncate_back(&self, starts: &[(u32, u64)]) {
+        for &(file, len) in starts {
+            let path = self.path_of(file);
+            let cut = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| {
+                    if f.metadata()?.len() > len {
+                        f.set_len(len)?;
+                        if self.config.fsync != Fsync::Never {
+                            f.sync_data()?;
+                        }
+                    }
+                    Ok(())
+                });
+            if let Err(e) = cut {
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "could not remove the lines of a failed batch; they may be read back"
+                );
+            }
+        }
+    }
+
     /// [`JsonlStore::append`] with the writer slot and the directory lock held.
+    ///
+    /// `starts` receives each file the batch writes to, with its length before the batch.
     fn append_locked(
         &self,
         runs: &[ProcessedRun],
         slot: &mut Option<Writer>,
+        starts: &mut Vec<(u32, u64)>,
     ) -> Result<(), StoreError> {
         // Runs merged within this call, not yet visible in the index.
         // Borrowed when new (no clone of the payload), owned when merged.
@@ -274,7 +322,15 @@ impl JsonlStore {
                 running: None,
                 failed: None,
             };
-            let written = self.append_lines(runs, slot, now, &mut pending, &mut order, &mut syncer);
+            let written = self.append_lines(
+                runs,
+                slot,
+                now,
+                &mut pending,
+                &mut order,
+                &mut syncer,
+                starts,
+            );
             // Never leave a background fsync behind, even on error.
             let synced = syncer.finish();
             written?;
@@ -288,6 +344,8 @@ impl JsonlStore {
     /// Serializes `runs` (merged with earlier lines of their ids) into the writer's buffer,
     /// writing it out as it fills. Large batches are serialized on several threads
     /// ([`JsonlConfig::encode_threads`](crate::JsonlConfig::encode_threads)); lines are written in batch order.
+    /// `starts` receives each file written to, with its length before the first line.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn append_lines<'r>(
         &self,
         runs: &'r [ProcessedRun],
@@ -296,6 +354,7 @@ impl JsonlStore {
         pending: &mut HashMap<Uuid, (Cow<'r, AgentRun>, Vec<Loc>)>,
         order: &mut Vec<Uuid>,
         syncer: &mut Syncer<'_, '_>,
+        starts: &mut Vec<(u32, u64)>,
     ) -> Result<(), StoreError> {
         // The version of each run to write, in batch order: the run itself, or its merge with
         // the earlier lines of its id (in the store or earlier in this batch).
@@ -339,6 +398,10 @@ impl JsonlStore {
             let mut lines = done.iter().flat_map(|e| e.lines());
             for run in chunk.iter() {
                 let w = self.writer(slot, now)?;
+                if !starts.iter().any(|&(f, _)| f == w.file) {
+                    // `len` counts the buffer too; nothing of this batch is in it yet.
+                    starts.push((w.file, w.len - w.buf.len() as u64));
+                }
                 let start = w.buf.len();
                 match lines.next() {
                     Some(line) => w.buf.extend_from_slice(line),
@@ -441,5 +504,36 @@ impl JsonlStore {
             .get(file as usize)
             .and_then(|f| f.as_ref().map(|f| f.path.clone()))
             .unwrap_or_default()
+    }
+}
+
+/// A write budget for the tests of failing batches: after `set(n)`, the writes of this thread
+/// put `n` more bytes in files and then fail with "No space left on device".
+#[cfg(test)]
+pub(crate) mod fault {
+    use std::cell::Cell;
+
+    thread_local! {
+        static BUDGET: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    /// Lets the writes of this thread put `bytes` more bytes in files (`None`: no limit).
+    pub(crate) fn set(bytes: Option<usize>) {
+        BUDGET.with(|b| b.set(bytes));
+    }
+
+    /// For a write of `len` bytes: `Some(room)` when only `room` of them fit (the write then
+    /// fails), `None` when all do.
+    pub(super) fn take(len: usize) -> Option<usize> {
+        BUDGET.with(|b| {
+            let left = b.get()?;
+            if len <= left {
+                b.set(Some(left - len));
+                None
+            } else {
+                b.set(Some(0));
+                Some(left)
+            }
+        })
     }
 }

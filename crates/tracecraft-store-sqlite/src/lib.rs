@@ -45,6 +45,10 @@
 //! metadata only (type, name, model, tokens, cost, error flag), never inputs or outputs:
 //! payloads live once, in the run body. Step and parent ids are stored as the UUIDs' 16 bytes
 //! (BLOBs, schema v3; `hex(step_id)` reads them). Indexed: id, start time, session, user, name.
+//! Text search ([`TraceQuery::text`]) is answered by `traces_fts` (schema v5), a contentless
+//! FTS5 index of each run's names and stored (redacted) content, written in the transaction
+//! that writes the run and emptied of a run's words by a trigger when its row is deleted
+//! (erasure, retention); migrating a v4 database indexes its runs once, on open.
 //!
 //! The run body is MessagePack in a BLOB, behind a format byte (schema v4: format 2, the
 //! strings' bytes gathered in one text section; schemas v2 and v3: format 1, plain
@@ -95,6 +99,8 @@
 //! None. SQLite is compiled in (`rusqlite` with `bundled`).
 
 mod body;
+mod overview;
+mod search;
 
 /// Entry points for the fuzz targets under `fuzz/` and their regression tests: not part of
 /// the API, no stability promise.
@@ -142,14 +148,14 @@ use rusqlite::{Connection, Transaction, params};
 use serde::{Deserialize, Serialize};
 use tracecraft_core::fs;
 use tracecraft_core::{
-    AgentRun, OrderBy, ProcessedRun, StoreError, StoreStats, TraceQuery, TraceStore, Uuid,
-    merge_runs,
+    AgentRun, OrderBy, Overview, ProcessedRun, StoreError, StoreStats, TraceQuery, TraceStore,
+    Uuid, merge_runs,
 };
 
 pub use tracecraft_core::fs::PermissionPolicy;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Migrations: `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -250,6 +256,9 @@ ALTER TABLE steps_v3 RENAME TO steps;
     // when their run is saved again. The version tells builds that cannot read format 2 to
     // refuse the database instead of failing on its rows one by one.
     "-- bodies in format 2 from now on",
+    // v5: the text-search index (FTS5, see `search`); the stored runs are indexed by
+    // `search::index_existing` in the same transaction.
+    search::MIGRATION,
 ];
 
 const BACKEND: &str = "sqlite";
@@ -528,6 +537,7 @@ impl SqliteStore {
         if reader {
             pragmas.push_str("PRAGMA query_only = ON;");
         } else {
+            search::register(&conn).map_err(|e| db_err(path, &e))?;
             // Only takes effect on a new, empty database (before WAL is enabled); explicit so
             // that a different compile-time default of the bundled SQLite does not change it.
             conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE};"))
@@ -716,6 +726,7 @@ impl SqliteStore {
                 }
             }
         };
+        search::remove(tx, pk, &old).map_err(|e| self.err(&e))?;
         let run = &merge_runs(old, run.clone());
         let body = self.encode_body(run, buf)?;
         let values = row_values(id, run, body);
@@ -781,7 +792,7 @@ impl SqliteStore {
         Ok(buf)
     }
 
-    /// Inserts the `tags` and `steps` rows of `run` under `pk`.
+    /// Inserts the `tags` and `steps` rows of `run` under `pk`, and indexes its text.
     fn insert_children(
         &self,
         tx: &Transaction<'_>,
@@ -794,7 +805,8 @@ impl SqliteStore {
         for tag in &run.tags {
             tag_st.execute(params![tag, pk]).map_err(|e| self.err(&e))?;
         }
-        self.insert_steps(tx, pk, run).map_err(|e| self.err(&e))
+        self.insert_steps(tx, pk, run).map_err(|e| self.err(&e))?;
+        search::insert(tx, pk, run).map_err(|e| self.err(&e))
     }
 
     /// Inserts the `steps` rows of `run`: one cached statement, parameters bound in place
@@ -847,6 +859,9 @@ fn migrate(path: &Path, conn: &Connection) -> Result<(), StoreError> {
             let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if now == version as i64 {
                 conn.execute_batch(sql)?;
+                if version == 4 {
+                    search::index_existing(conn)?;
+                }
                 conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
             }
             conn.execute_batch("COMMIT")
@@ -918,6 +933,12 @@ fn where_clause(q: &TraceQuery) -> (String, Vec<SqlValue>) {
     }
     if let Some(v) = &q.environment {
         push("environment = ?", SqlValue::Text(v.clone()));
+    }
+    if let Some(m) = q.text.as_deref().and_then(search::match_expr) {
+        push(
+            "pk IN (SELECT rowid FROM traces_fts WHERE traces_fts MATCH ?)",
+            SqlValue::Text(m),
+        );
     }
     (sql, args)
 }
@@ -1025,10 +1046,30 @@ impl TraceStore for SqliteStore {
 
     fn purge_older_than(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         self.write(|tx| {
-            tx.prepare_cached("DELETE FROM traces WHERE start_ns < ?1")
-                .and_then(|mut st| st.execute([nanos(cutoff)]))
-                .map(|n| n as u64)
-                .map_err(|e| self.err(&e))
+            let cutoff = nanos(cutoff);
+            let purge = || -> rusqlite::Result<u64> {
+                let n: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM traces WHERE start_ns < ?1",
+                    [cutoff],
+                    |r| r.get(0),
+                )?;
+                if n == 0 {
+                    return Ok(0);
+                }
+                let all: i64 = tx.query_row("SELECT COUNT(*) FROM traces", [], |r| r.get(0))?;
+                let bulk = search::bulk_erasure(n, all);
+                if bulk {
+                    search::begin_bulk_erasure(tx)?;
+                }
+                let deleted = tx
+                    .prepare_cached("DELETE FROM traces WHERE start_ns < ?1")?
+                    .execute([cutoff])?;
+                if bulk {
+                    search::end_bulk_erasure(tx)?;
+                }
+                Ok(deleted as u64)
+            };
+            purge().map_err(|e| self.err(&e))
         })
     }
 
@@ -1059,6 +1100,11 @@ impl TraceStore for SqliteStore {
             cost,
             bytes,
         ))
+    }
+
+    fn overview(&self, query: &TraceQuery, top: usize) -> Result<Overview, StoreError> {
+        query.validate()?;
+        self.with_reader(|conn| overview::overview(conn, query, top).map_err(|e| self.err(&e)))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -621,6 +621,158 @@ fn corrupt_body_error_names_the_trace_without_payload() {
     }
 }
 
+/// Takes schema v5 out of a database (the search index and its trigger), as older versions
+/// left it.
+fn unmigrate_search(conn: &rusqlite::Connection) {
+    conn.execute_batch("DROP TRIGGER traces_fts_erase; DROP TABLE traces_fts;")
+        .unwrap();
+}
+
+/// Whether the database file (and its WAL) hold `needle` anywhere.
+fn file_holds(path: &Path, needle: &[u8]) -> bool {
+    ["", "-wal"].iter().any(|suffix| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::fs::read(&p)
+            .map(|b| b.windows(needle.len()).any(|w| w == needle))
+            .unwrap_or(false)
+    })
+}
+
+/// A v4 database (no search index) is indexed when opened: text search agrees with the
+/// reference over every stored run, old and new.
+#[test]
+fn version_4_databases_get_their_runs_indexed_for_text_search() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.db");
+    let mut runs = contract::sample_runs();
+    runs.extend(contract::fixture_runs(30));
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    store.save_batch(&contract::processed(&runs)).unwrap();
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        unmigrate_search(&conn);
+        conn.execute_batch("PRAGMA user_version = 4").unwrap();
+    }
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let mut searches = vec!["research".to_owned(), "tool fail".into(), "gpt".into()];
+    for run in &runs[..6] {
+        let mut words = Vec::new();
+        tracecraft_core::search::for_each_text(run, &mut |s| {
+            words.extend(tracecraft_core::search::words(s));
+        });
+        searches.extend(words.into_iter().step_by(7).take(3));
+    }
+    for text in searches {
+        let q = TraceQuery::new().text(text.clone());
+        let want: Vec<_> = q.apply(runs.iter().cloned()).iter().map(|r| r.id).collect();
+        let got: Vec<_> = store.query(&q).unwrap().iter().map(|r| r.id).collect();
+        assert!(!want.is_empty(), "{text}");
+        assert_eq!(got, want, "{text}");
+    }
+}
+
+/// Text search finds words of stored content; an erased run is found by no search, and once
+/// the change is checkpointed its words are in neither the index nor the file.
+#[test]
+fn erased_runs_leave_the_search_index_and_the_file() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.db");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let mut runs = contract::fixture_runs(40);
+    runs[7].output = serde_json::json!({"answer": "Your parcel was QUIXOTICALLY rerouted"});
+    runs[8].error = Some("zygomorphic failure".into());
+    store.save_batch(&contract::processed(&runs)).unwrap();
+    store.flush().unwrap();
+    let found = |text: &str| {
+        store
+            .query(&TraceQuery::new().text(text))
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(found("quixotic parcel"), [runs[7].id]);
+    assert_eq!(found("ZYGOMORPH"), [runs[8].id]);
+    assert!(file_holds(&path, b"quixotically"));
+
+    assert!(store.delete(runs[7].id).unwrap());
+    let cutoff = runs[8].start_time + chrono::Duration::seconds(1);
+    assert!(store.purge_older_than(cutoff).unwrap() > 0);
+    store.flush().unwrap();
+    assert!(found("quixotically").is_empty());
+    assert!(found("zygomorphic").is_empty());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let indexed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM traces_fts WHERE traces_fts MATCH 'quixotically OR zygomorphic'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 0);
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM traces_fts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows as u64, store.count(&TraceQuery::new()).unwrap());
+    drop(conn);
+    assert!(
+        !file_holds(&path, b"quixotically"),
+        "erased words stay in the file"
+    );
+    assert!(
+        !file_holds(&path, b"zygomorphic"),
+        "purged words stay in the file"
+    );
+
+    // A bulk purge (more than 1% of the runs) takes the words out by merging the index.
+    let mut more = contract::fixture_runs(60);
+    for (i, r) in more.iter_mut().enumerate() {
+        r.id = tracecraft_core::Uuid::new_v4();
+        r.start_time = cutoff - chrono::Duration::days(1) + chrono::Duration::seconds(i as i64);
+        if i % 2 == 0 {
+            r.output = serde_json::json!(format!("the xylophonist number {i}"));
+        }
+    }
+    store.save_batch(&contract::processed(&more)).unwrap();
+    store.flush().unwrap();
+    assert_eq!(found("xylophonist").len(), 30);
+    assert!(file_holds(&path, b"xylophonist"));
+    let left = store.count(&TraceQuery::new()).unwrap();
+    assert_eq!(store.purge_older_than(cutoff).unwrap(), 60);
+    store.flush().unwrap();
+    assert!(found("xylophonist").is_empty());
+    assert_eq!(store.count(&TraceQuery::new()).unwrap(), left - 60);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM traces_fts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows as u64, left - 60);
+    let secure: i64 = conn
+        .query_row(
+            "SELECT v FROM traces_fts_config WHERE k = 'secure-delete'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(secure, 1, "secure-delete is back on after a bulk purge");
+    drop(conn);
+    assert!(
+        !file_holds(&path, b"xylophonist"),
+        "bulk-purged words stay in the file"
+    );
+    // Single erasures still work after it.
+    let survivor = store.query(&TraceQuery::new().limit(1)).unwrap().remove(0);
+    assert!(store.delete(survivor.id).unwrap());
+    assert_eq!(
+        found(&survivor.name).len() as u64,
+        store
+            .count(&TraceQuery::new().text(survivor.name.clone()))
+            .unwrap()
+    );
+}
+
 /// The format byte of the stored body of `id`.
 fn body_format(conn: &rusqlite::Connection, id: tracecraft_core::Uuid) -> i64 {
     conn.query_row(
@@ -653,6 +805,7 @@ fn version_3_databases_with_format_1_bodies_migrate_and_stay_readable() {
             )
             .unwrap();
         }
+        unmigrate_search(&conn);
         conn.execute_batch("PRAGMA user_version = 3").unwrap();
         assert_eq!(body_format(&conn, runs[0].id), 1);
     }
@@ -801,5 +954,72 @@ fn fuzz_entry_points_round_trip() {
         assert_eq!(decode_body(&v2).unwrap(), run);
         assert_eq!(decode_body(&v1).unwrap(), run);
         assert!(decode_body(&v2[..v2.len() / 2]).is_err());
+    }
+}
+
+mod search_oracle {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Words from a small vocabulary (so searches hit), with case, accents, digits and
+    /// punctuation around them.
+    fn text() -> impl Strategy<Value = String> {
+        let word = prop::sample::select(vec![
+            "refund",
+            "Refunded",
+            "ORDER",
+            "order42",
+            "école",
+            "Écoles",
+            "naïve",
+            "日本語",
+            "x",
+            "42",
+            "tool_call",
+            "e-mail",
+            "straße",
+            "ΣΟΦΊΑ",
+        ]);
+        let sep = prop::sample::select(vec![" ", ", ", "-", "\n", "#", "'", "  "]);
+        prop::collection::vec((word, sep), 0..8)
+            .prop_map(|v| v.into_iter().map(|(w, s)| format!("{w}{s}")).collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// The FTS5 index answers text search as the reference (`TraceQuery::matches`)
+        /// does, after saving, merging and erasing.
+        #[test]
+        fn fts_agrees_with_the_reference(
+            contents in prop::collection::vec((text(), text()), 1..6),
+            searches in prop::collection::vec(text(), 1..6),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(SqliteConfig::new(dir.path().join("t.db"))).unwrap();
+            let mut runs = contract::fixture_runs(contents.len());
+            for (r, (name, output)) in runs.iter_mut().zip(&contents) {
+                r.name = name.clone();
+                r.output = serde_json::json!({"text": output});
+            }
+            store.save_batch(&contract::processed(&runs)).unwrap();
+            let check = |store: &SqliteStore| -> Result<(), TestCaseError> {
+                let stored = store.query(&TraceQuery::new()).unwrap();
+                for s in &searches {
+                    let q = TraceQuery::new().text(s.clone());
+                    let want: Vec<_> = q.apply(stored.iter().cloned()).iter().map(|r| r.id).collect();
+                    let got: Vec<_> = store.query(&q).unwrap().iter().map(|r| r.id).collect();
+                    prop_assert_eq!(got, want, "search {:?}", s);
+                }
+                Ok(())
+            };
+            check(&store)?;
+            let mut changed = runs[0].clone();
+            changed.output = serde_json::json!(searches[0].clone());
+            store.save(&ProcessedRun::assume_processed(changed)).unwrap();
+            check(&store)?;
+            store.delete(runs[runs.len() - 1].id).unwrap();
+            check(&store)?;
+        }
     }
 }

@@ -2,7 +2,8 @@
 
 export async function get(path, params) {
   const qs = params ? new URLSearchParams(params).toString() : '';
-  const res = await fetch(qs ? `${path}?${qs}` : path, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+  // No extra headers: the request must equal the page's preload hint to use its answer.
+  const res = await fetch(qs ? `${path}?${qs}` : path, { credentials: 'same-origin' });
   let body = null;
   try { body = await res.json(); } catch (_) { /* not JSON */ }
   if (!res.ok) throw new Error((body && body.error) || `HTTP ${res.status}`);

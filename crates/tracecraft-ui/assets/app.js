@@ -2,17 +2,15 @@
 // return a cleanup function (timers, listeners).
 import { h, fill, add, clear } from './dom.js';
 import * as api from './api.js';
-import { renderList } from './list.js';
-import { renderRun } from './run.js';
-import { renderOverview } from './charts.js';
-import { renderSessions, renderUsers } from './groups.js';
 
+// Each page's module is loaded when the page is first shown (the server's page carries a
+// modulepreload hint for the page it serves), so a first load evaluates only what it draws.
 const routes = [
-  [/^\/$/, 'runs', renderList],
-  [/^\/runs\/([0-9a-fA-F-]{36})$/, 'runs', renderRun],
-  [/^\/sessions$/, 'sessions', renderSessions],
-  [/^\/users$/, 'users', renderUsers],
-  [/^\/overview$/, 'overview', renderOverview],
+  [/^\/$/, 'runs', () => import('./list.js').then((m) => m.renderList)],
+  [/^\/runs\/([0-9a-fA-F-]{36})$/, 'runs', () => import('./run.js').then((m) => m.renderRun)],
+  [/^\/sessions$/, 'sessions', () => import('./groups.js').then((m) => m.renderSessions)],
+  [/^\/users$/, 'users', () => import('./groups.js').then((m) => m.renderUsers)],
+  [/^\/overview$/, 'overview', () => import('./charts.js').then((m) => m.renderOverview)],
 ];
 
 let cleanup = null;
@@ -37,12 +35,18 @@ async function render() {
   const gen = ++generation;
   const path = location.pathname;
   const params = new URLSearchParams(location.search);
-  for (const [re, page, fn] of routes) {
+  for (const [re, page, load] of routes) {
     const m = path.match(re);
     if (!m) continue;
     for (const a of document.querySelectorAll('nav.side a.nav')) {
       a.classList.toggle('active', a.dataset.page === page);
     }
+    let fn;
+    try { fn = await load(); } catch (e) {
+      if (gen === generation) clear(main).appendChild(h('div', { class: 'empty' }, 'This page could not be loaded.'));
+      return;
+    }
+    if (gen !== generation) return;
     clear(main);
     const ctx = { navigate, setQuery, current: () => gen === generation };
     const c = await fn(main, params, ctx, ...m.slice(1));
@@ -77,4 +81,5 @@ api.meta().then((m) => {
   }
 }).catch(() => {});
 
+performance.mark('tc:app-start');
 render();

@@ -154,6 +154,7 @@ export async function renderList(main, params, ctx) {
   async function load(first) {
     const data = await api.get('/api/runs', query);
     if (!ctx.current()) return;
+    if (first) performance.mark('tc:list-data');
     const fresh = (id) => !first && !known.has(id);
     const table = h('table', { class: 'runs', id: 'runs-table' }, header(params, ctx),
       h('tbody', {}, data.runs.map((r) => row(r, params, ctx, fresh(r.id)))));

@@ -1,9 +1,11 @@
 //! The JSON API: `/api/meta`, `/api/runs`, `/api/runs/{id}`, `/api/runs/{id}/steps/{id}`,
 //! `/api/overview`, `/api/sessions`, `/api/users`, `/api/changes`, and erasure.
 //!
-//! Every answer is bounded: lists page through the store ([`TraceStore::query`] with a limit),
-//! and what the store cannot index (text search, model, aggregates) reads at most the scan
-//! budget of runs per request and says how many it read.
+//! Every answer is bounded: lists page through the store ([`TraceStore::query`] with a limit,
+//! text search included: [`TraceQuery::text`]), the overview is the store's
+//! ([`TraceStore::overview`]: SQL over every matching run for SQLite), and what the store
+//! cannot answer (the model filter, sessions and users) reads at most the scan budget of runs
+//! per request and says how many it read.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -168,28 +170,23 @@ fn meta(state: &State) -> Value {
     })
 }
 
-/// The filters of a request: what the store indexes, and what is matched in memory.
+/// The filters of a request: what the store answers (text search included), and what is
+/// matched in memory (the model of any step).
 pub(crate) struct Filters {
     pub(crate) query: TraceQuery,
-    /// Lower-cased text to find in names and content.
-    pub(crate) text: Option<String>,
     /// Lower-cased model name part.
     pub(crate) model: Option<String>,
 }
 
 impl Filters {
     pub(crate) fn in_memory(&self) -> bool {
-        self.text.is_some() || self.model.is_some()
+        self.model.is_some()
     }
 
     pub(crate) fn matches(&self, run: &AgentRun) -> bool {
         self.model
             .as_deref()
             .is_none_or(|m| search::uses_model(run, m))
-            && self
-                .text
-                .as_deref()
-                .is_none_or(|t| search::contains_text(run, t))
     }
 }
 
@@ -227,6 +224,9 @@ pub(crate) fn filters(p: &Params) -> Result<Filters, ApiError> {
         Some("0" | "false" | "no") => q = q.has_error(false),
         Some(_) => return Err(bad("error", "expected 1 or 0")),
     }
+    if let Some(v) = p.get("q") {
+        q = q.text(v);
+    }
     if let Some(v) = p.get("user") {
         q = q.user_id(v);
     }
@@ -259,7 +259,6 @@ pub(crate) fn filters(p: &Params) -> Result<Filters, ApiError> {
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(Filters {
         query: q,
-        text: p.get("q").map(str::to_lowercase),
         model: p.get("model").map(str::to_lowercase),
     })
 }
@@ -274,8 +273,8 @@ fn count_param(p: &Params, key: &str, default: usize, max: usize) -> Result<usiz
     }
 }
 
-/// `GET /api/runs`: one page of run summaries. Store-indexed filters page with an exact
-/// total; text and model filters scan at most the budget and return where to go on.
+/// `GET /api/runs`: one page of run summaries. Store filters (text search included) page with
+/// an exact total; the model filter scans at most the budget and returns where to go on.
 fn list(state: &State, p: &Params) -> Result<Value, ApiError> {
     let f = filters(p)?;
     let offset = count_param(p, "offset", 0, usize::MAX)?;

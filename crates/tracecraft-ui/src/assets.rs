@@ -43,6 +43,12 @@ fn is_page(path: &str) -> bool {
         })
 }
 
+/// The page served at `path` (the index, with preload hints for its first API requests), if
+/// `path` is one of the front end's pages.
+pub(crate) fn page(path: &str, params: &crate::params::Params) -> Option<Vec<u8>> {
+    is_page(path).then(|| crate::preload::page(INDEX, path, params))
+}
+
 /// The content type and body served at `path`, if any.
 pub(crate) fn get(path: &str) -> Option<(&'static str, &'static [u8])> {
     if is_page(path) {

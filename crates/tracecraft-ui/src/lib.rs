@@ -44,9 +44,12 @@
 //! ## Performance
 //! The runs list is one store query (limit and offset) plus one count; a run view is one
 //! `get` that returns an outline of the steps (bodies are fetched one step at a time), drawn
-//! with a virtualized waterfall. Text and model filters and the aggregate views read at most
-//! the scan budget ([`ServerBuilder::scan_budget`], 5,000 runs) per request and say how many
-//! they read. Figures: `docs/perf/ui.md`.
+//! with a virtualized waterfall. Text search is the store's (`TraceQuery::text`: an FTS5
+//! index in SQLite) and the overview too (`TraceStore::overview`: SQL over every matching
+//! run); the page's first API requests start from preload hints in its `<head>`. The model
+//! filter and the sessions and users views read at most the scan budget
+//! ([`ServerBuilder::scan_budget`], 5,000 runs) per request and say how many they read.
+//! Figures: `docs/perf/ui.md`.
 //!
 //! ## Crate features
 //! None.
@@ -55,6 +58,7 @@ mod api;
 mod assets;
 mod overview;
 mod params;
+mod preload;
 mod search;
 mod server;
 

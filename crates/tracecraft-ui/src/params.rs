@@ -26,6 +26,11 @@ impl Params {
         )
     }
 
+    /// The decoded pairs as given (untrimmed, empty values included), in order.
+    pub(crate) fn raw(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// The first non-empty value of `key`, trimmed.
     pub(crate) fn get<'a>(&'a self, key: &'a str) -> Option<&'a str> {
         self.all(key).next()

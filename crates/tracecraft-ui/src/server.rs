@@ -112,8 +112,9 @@ impl ServerBuilder {
         self
     }
 
-    /// How many runs one request may read to answer a filter the store cannot index (text
-    /// search, model) or an aggregate view (overview, sessions, users). Default 5,000.
+    /// How many runs one request may read to answer a filter the store cannot index (the
+    /// model of any step) or a grouping (sessions, users). Default 5,000. Text search and
+    /// the overview are the store's and read no runs here.
     pub fn scan_budget(mut self, runs: usize) -> Self {
         self.scan_budget = runs.max(1);
         self
@@ -379,15 +380,26 @@ impl Conn {
                 self.api_get(p, params).await
             }
             (&Method::DELETE, p) if p.starts_with("/api/runs/") => self.erase(req, p).await,
-            (&Method::GET | &Method::HEAD, p) => match assets::get(p) {
-                Some((mime, body)) => Response::builder()
-                    .header(header::CONTENT_TYPE, mime)
+            (&Method::GET | &Method::HEAD, p) => match assets::page(p, &params) {
+                Some(page) => Response::builder()
+                    .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
                     .header(header::CACHE_CONTROL, "no-cache")
-                    .body(Full::new(Bytes::from_static(body)))
+                    .body(Full::new(Bytes::from(page)))
                     .unwrap_or_default(),
-                None => text(StatusCode::NOT_FOUND, "not found\n"),
+                None => Self::asset(p),
             },
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        }
+    }
+
+    fn asset(p: &str) -> Resp {
+        match assets::get(p) {
+            Some((mime, body)) => Response::builder()
+                .header(header::CONTENT_TYPE, mime)
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Full::new(Bytes::from_static(body)))
+                .unwrap_or_default(),
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
 

@@ -82,10 +82,11 @@ fn filters_combine_and_bad_parameters_are_named_not_echoed() {
     assert_eq!(n("min_ms=2000&name=support"), 1);
     assert_eq!(n("min_ms=100000"), 0);
     assert_eq!(n("min_cost=0.001&name=support"), 1);
-    // Text search reaches step inputs (a chat message), model matches any step's model.
+    // Text search reaches step inputs (a chat message), answered by the store's index with
+    // an exact total; model matches any step's model.
     let found = get(a, "/api/runs?q=ORDER+%234411").json();
-    assert!(found["total"].is_null());
-    assert_eq!(found["scanned"], 67);
+    assert_eq!(found["total"], 1);
+    assert!(found.get("scanned").is_none());
     assert_eq!(found["runs"][0]["name"], "support_agent");
     assert_eq!(found["runs"].as_array().unwrap().len(), 1);
     assert_eq!(n("model=gpt-4o-mini&name=support"), 1);
@@ -101,7 +102,7 @@ fn filters_combine_and_bad_parameters_are_named_not_echoed() {
 }
 
 #[test]
-fn text_search_pages_by_scan_cursor() {
+fn model_filter_pages_by_scan_cursor_and_text_search_counts_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn TraceStore> = sqlite_store(dir.path());
     save(&*store, filler_runs(tracecraft_core::Utc::now(), 60));
@@ -114,16 +115,61 @@ fn text_search_pages_by_scan_cursor() {
         .spawn()
         .unwrap();
     let a = server.local_addr();
-    let first = get(a, "/api/runs?q=triage&limit=50").json();
+    let first = get(a, "/api/runs?model=claude&limit=50").json();
     assert_eq!(first["scanned"], 25);
     assert_eq!(first["next_offset"], 25);
     let mut seen = first["runs"].as_array().unwrap().len();
-    let second = get(a, "/api/runs?q=triage&limit=50&offset=25").json();
+    let second = get(a, "/api/runs?model=claude&limit=50&offset=25").json();
     seen += second["runs"].as_array().unwrap().len();
-    let third = get(a, "/api/runs?q=triage&limit=50&offset=50").json();
+    let third = get(a, "/api/runs?model=claude&limit=50&offset=50").json();
     assert!(third["next_offset"].is_null());
     seen += third["runs"].as_array().unwrap().len();
-    assert_eq!(seen, 20, "every third filler run is a triage_agent");
+    assert_eq!(seen, 30, "every other filler run calls claude");
+    // Text search is not bound by the scan budget: the store's index answers it.
+    let text = get(a, "/api/runs?q=triage&limit=50").json();
+    assert_eq!(
+        text["total"], 20,
+        "every third filler run is a triage_agent"
+    );
+    assert_eq!(text["runs"].as_array().unwrap().len(), 20);
+    assert!(text["next_offset"].is_null());
+}
+
+/// Text search looks at what was stored: the redacted content. Words around a redacted
+/// email address are found, the address's are not (they never reached the store), and an
+/// erased run is found by no search.
+#[test]
+fn text_search_finds_words_of_redacted_content_and_forgets_erased_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path());
+    save(&*store, filler_runs(tracecraft_core::Utc::now(), 10));
+    let pipeline = tracecraft_pipeline::PipelineConfig::default()
+        .builder()
+        .unwrap()
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let mut run = tracecraft_core::AgentRun::builder("mailer").build();
+    run.input = serde_json::json!({
+        "message": "Please refund parcel 7731 to zelda.quartermaine@example.com today"
+    });
+    let id = run.id;
+    pipeline.submit(run);
+    let stored = store.get(id).unwrap().expect("stored through the pipeline");
+    assert!(!tracecraft_core::to_json(&stored).contains("quartermaine"));
+
+    let dyn_store: Arc<dyn TraceStore> = store.clone();
+    let server = serve(dyn_store, false);
+    let a = server.local_addr();
+    let found = get(a, "/api/runs?q=REFUND+parc+7731").json();
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["runs"][0]["id"], id.to_string());
+    assert_eq!(get(a, "/api/runs?q=quartermaine").json()["total"], 0);
+    assert_eq!(get(a, "/api/runs?q=example.com").json()["total"], 0);
+
+    assert!(store.delete(id).unwrap());
+    assert_eq!(get(a, "/api/runs?q=refund+parcel").json()["total"], 0);
+    assert_eq!(get(a, "/api/runs?q=mailer").json()["total"], 0);
 }
 
 #[test]
@@ -249,6 +295,54 @@ fn overview_sessions_and_users_aggregate() {
             .iter()
             .any(|g| g["id"] == "user-4b1c" && g["runs"] == 1)
     );
+}
+
+/// The overview is computed by the store over every matching run, not the newest runs up to
+/// the scan budget (5,000): 6,000 runs are all counted, and a time range selects exactly the
+/// runs the store counts in it.
+#[test]
+fn overview_covers_more_runs_than_the_scan_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn TraceStore> = sqlite_store(dir.path());
+    let now = tracecraft_core::Utc::now();
+    save(&*store, filler_runs(now, 6_000));
+    let server = serve(store.clone(), false);
+    let a = server.local_addr();
+    let o = get(a, "/api/overview").json();
+    assert_eq!(o["totals"]["runs"], 6_000);
+    assert_eq!(o["sampled"], 6_000);
+    assert_eq!(o["complete"], true);
+    let in_buckets: u64 = o["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["runs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(in_buckets, 6_000);
+    let calls: u64 = o["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(calls, 6_000, "one model call per filler run");
+    assert_eq!(o["failing"][0]["name"], "anthropic.messages");
+
+    let from = now - chrono::Duration::days(20);
+    let to = now - chrono::Duration::days(5);
+    let fmt = |t: tracecraft_core::DateTime<tracecraft_core::Utc>| {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let ranged = get(
+        a,
+        &format!("/api/overview?from={}&to={}", fmt(from), fmt(to)),
+    )
+    .json();
+    let want = store
+        .count(&tracecraft_core::TraceQuery::new().started(Some(from), Some(to)))
+        .unwrap();
+    assert!(want > 2_000, "{want}");
+    assert_eq!(ranged["totals"]["runs"], want);
 }
 
 #[test]

@@ -219,6 +219,15 @@ fn the_browser_shows_runs_waterfalls_and_chats_and_runs_no_payload() {
         "the failing run",
         "return document.querySelectorAll('#runs-table tbody tr').length === 1",
     );
+    // The list's request was the one the page's preload hint started: made once.
+    let requests = b.js(
+        "return performance.getEntriesByType('resource').filter(r => r.name.includes('/api/runs?')).map(r => r.name.replace(location.origin, ''))",
+    );
+    assert_eq!(
+        requests,
+        serde_json::json!(["/api/runs?name=billing&limit=50"]),
+        "one request, the preloaded one"
+    );
     b.click("#runs-table tbody tr .run-name");
     b.wait(
         "the failed step",

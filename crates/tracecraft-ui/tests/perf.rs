@@ -237,8 +237,23 @@ fn list_and_a_20000_step_run_on_100000_runs() {
     );
     timed("runs list, sort by cost", "/api/runs?limit=50&sort=cost", 3);
     timed(
-        "text search (scan budget 5,000 runs)",
-        "/api/runs?limit=50&q=no-such-text",
+        "text search, no match (FTS5)",
+        "/api/runs?limit=50&q=nosuchword",
+        5,
+    );
+    timed(
+        "text search, one run (FTS5)",
+        "/api/runs?limit=50&q=question+number+4242",
+        5,
+    );
+    timed(
+        "text search, every run matches (FTS5)",
+        "/api/runs?limit=50&q=question",
+        3,
+    );
+    timed(
+        "text search and a name filter",
+        "/api/runs?limit=50&q=question&name=triage",
         3,
     );
     let get_ms = median_ms(5, || {
@@ -261,7 +276,20 @@ fn list_and_a_20000_step_run_on_100000_runs() {
         &format!("/api/runs/{big}/steps/{mid}"),
         7,
     );
-    timed("overview (newest 5,000 runs)", "/api/overview", 3);
+    timed("overview, whole store (SQL)", "/api/overview", 3);
+    let day = |d: i64| {
+        (Utc::now() - chrono::Duration::days(d)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    timed(
+        "overview, one day of a month (SQL)",
+        &format!("/api/overview?from={}&to={}", day(11), day(10)),
+        3,
+    );
+    let o = get(a, "/api/overview").json();
+    assert_eq!(
+        o["totals"]["runs"], RUNS,
+        "the overview covers the whole store"
+    );
     timed("sessions (newest 5,000 runs)", "/api/sessions", 3);
     timed("live poll", "/api/changes", 7);
 
@@ -302,7 +330,20 @@ fn list_and_a_20000_step_run_on_100000_runs() {
                 "first load (ms from navigation start): {}",
                 t.as_str().unwrap_or_default()
             );
+            let marks = b.js(
+                "const n = performance.getEntriesByType('navigation')[0]; \
+                 return [`domInteractive ${n.domInteractive.toFixed(0)}`, `domContentLoaded ${n.domContentLoadedEventStart.toFixed(0)}`] \
+                 .concat(performance.getEntriesByType('mark').map(m => `${m.name} ${m.startTime.toFixed(0)}`)).join('; ')",
+            );
+            println!("first load marks: {}", marks.as_str().unwrap_or_default());
         }
+        let fetched = b.js(
+            "return performance.getEntriesByType('resource').filter(r => r.name.includes('/api/runs')).length",
+        );
+        assert_eq!(
+            fetched, 1,
+            "the list's request is the preloaded one, made once"
+        );
         b.goto(&format!("{base}/runs/{big}"));
         run.push(mark("tc:run-rendered"));
     }

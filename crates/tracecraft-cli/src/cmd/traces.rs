@@ -104,7 +104,8 @@ struct ListArgs {
     /// Only traces that cost at least this many dollars.
     #[arg(long, value_name = "USD")]
     min_cost: Option<f64>,
-    /// Only traces whose name or (redacted) content contains this text (case-insensitive).
+    /// Only traces whose names or stored (redacted) content have these words: each word of
+    /// TEXT begins a word of the trace, case-insensitively (indexed in SQLite stores).
     #[arg(long, value_name = "TEXT")]
     search: Option<String>,
     /// At most this many.
@@ -292,8 +293,10 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             if let Some(c) = l.min_cost {
                 q = q.cost_usd(Some(c), None);
             }
+            if let Some(t) = l.search {
+                q = q.text(t);
+            }
             let model = l.model.map(|m| m.to_lowercase());
-            let search = l.search.map(|t| t.to_lowercase());
             let keep = |r: &AgentRun| {
                 model.as_deref().is_none_or(|m| {
                     r.walk().any(|s| {
@@ -301,14 +304,12 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
                             .as_deref()
                             .is_some_and(|n| n.to_lowercase().contains(m))
                     })
-                }) && search
-                    .as_deref()
-                    .is_none_or(|t| tracecraft_core::json::to_json(r).to_lowercase().contains(t))
+                })
             };
             // Paged through the store and written as it goes: memory stays at one page
             // whatever --limit says.
             const PAGE: usize = 500;
-            let direct = model.is_none() && search.is_none();
+            let direct = model.is_none();
             let mut skipped = 0usize;
             let mut shown_n = 0usize;
             let mut store_offset = if direct { l.offset } else { 0 };

@@ -1,0 +1,244 @@
+//! The text-search index (schema v5): an FTS5 table over each run's searchable text, the
+//! words [`tracecraft_core::search`] defines (names and stored, redacted content).
+//!
+//! - `traces_fts` is **contentless** (`content=''`): it holds the index only, not a copy of
+//!   the text (the text lives once, in the run body). Its rowid is the trace's `pk`.
+//! - Kept in step with `traces`: a saved run's text is indexed in the same transaction as its
+//!   row (a merge takes the old text out and puts the new in); a trigger takes the text of
+//!   every deleted `traces` row out of the index, so erasure, retention and any later way of
+//!   deleting rows cannot leave words behind. A contentless FTS5 table cannot find a row's
+//!   words by itself: they are given back to it (FTS5's `'delete'` command) from the run
+//!   body, through the SQL function `tracecraft_search_text(run)` that the writer
+//!   connection registers ([`register`]).
+//! - `secure-delete` is on: the words given back are removed from the index at once instead
+//!   of being shadowed by delete markers until a merge, so erased words do not stay in the
+//!   file (with `PRAGMA secure_delete`, freed pages are zeroed). A test checks the file.
+//! - Tokenizer `unicode61` without diacritic removal, the same words as
+//!   [`tracecraft_core::search::words`]; a search is each word as a prefix query, all
+//!   required.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, Transaction, params};
+use tracecraft_core::AgentRun;
+
+/// The SQL of migration v5 (the existing rows are indexed by [`index_existing`] in the same
+/// transaction).
+pub(crate) const MIGRATION: &str = r"
+CREATE VIRTUAL TABLE traces_fts USING fts5(
+    text, content = '', tokenize = 'unicode61 remove_diacritics 0'
+);
+INSERT INTO traces_fts (traces_fts, rank) VALUES ('secure-delete', 1);
+CREATE TRIGGER traces_fts_erase AFTER DELETE ON traces BEGIN
+    INSERT INTO traces_fts (traces_fts, rowid, text)
+        SELECT 'delete', old.pk, t FROM (SELECT tracecraft_search_text(old.run) AS t)
+        WHERE t IS NOT NULL;
+END;
+";
+
+/// Registers `tracecraft_search_text(run)` on `conn`: the searchable text of a stored run
+/// body, NULL when the body cannot be decoded (such a run was never indexed).
+pub(crate) fn register(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "tracecraft_search_text",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            Ok(crate::body::decode(ctx.get_raw(0)).ok().map(|run| {
+                let mut text = String::new();
+                document(&run, &mut text);
+                text
+            }))
+        },
+    )
+}
+
+/// What is indexed for `run`, in `out` (cleared first): each distinct word of its searchable
+/// text once (lower-cased, in order of first appearance, space-separated).
+///
+/// A search asks only whether each of its words begins some word of the run (no phrases, no
+/// ranking), so repeated words add nothing but index work: corpus runs have ~1,300 words of
+/// which ~420 distinct. And the words are the ones [`tracecraft_core::search::words`] cuts,
+/// so the index holds the reference's words. Deterministic: the deletion trigger computes
+/// the same text from the stored body to take a run's words back out.
+pub(crate) fn document(run: &AgentRun, out: &mut String) {
+    out.clear();
+    // Word hash -> where the word first went in `out`. A hash shared by two different words
+    // only makes the second one written twice (harmless), never skipped.
+    let mut seen: HashMap<u64, (usize, usize), BuildHasherDefault<Identity>> = HashMap::default();
+    tracecraft_core::search::for_each_text(run, &mut |s| {
+        for word in s.split(|c: char| !c.is_alphanumeric()) {
+            if word.is_empty() {
+                continue;
+            }
+            let start = if out.is_empty() { 0 } else { out.len() + 1 };
+            if start > 0 {
+                out.push(' ');
+            }
+            if word.is_ascii() {
+                out.push_str(word);
+                out[start..].make_ascii_lowercase();
+            } else {
+                out.extend(word.chars().flat_map(char::to_lowercase));
+            }
+            let hash = fnv1a(&out.as_bytes()[start..]);
+            match seen.get(&hash) {
+                Some(&(a, b)) if out.as_bytes()[a..b] == out.as_bytes()[start..] => {
+                    // Seen: take it (and its separator) back out.
+                    out.truncate(start.saturating_sub(1));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(hash, (start, out.len()));
+                }
+            }
+        }
+    });
+}
+
+/// 64-bit FNV-1a.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A hasher for keys that are hashes already.
+#[derive(Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Whether erasing `n` of `all` runs at once is a bulk erasure: one that takes the words out
+/// of the index by rewriting it whole ([`end_bulk_erasure`]) rather than run by run.
+///
+/// `secure-delete` rewrites the index leaf of each of a run's distinct words (~420 for a
+/// 13.5 KB corpus run: 7-8 ms per run on a loaded 2-core machine, `docs/perf/sqlite.md`);
+/// merging rewrites the whole index once. The 1% threshold is a rule of thumb, not a
+/// measured break-even.
+pub(crate) fn bulk_erasure(n: i64, all: i64) -> bool {
+    n > 16 && n.saturating_mul(100) > all
+}
+
+/// Before a bulk erasure: deleted rows leave delete markers instead of rewriting leaves.
+pub(crate) fn begin_bulk_erasure(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch("INSERT INTO traces_fts (traces_fts, rank) VALUES ('secure-delete', 0);")
+}
+
+/// After a bulk erasure: merges the index into one segment, which drops the deleted rows'
+/// entries and their markers (the freed pages are zeroed by `PRAGMA secure_delete`), and
+/// turns `secure-delete` back on. In the erasure's transaction.
+pub(crate) fn end_bulk_erasure(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "INSERT INTO traces_fts (traces_fts) VALUES ('optimize');
+         INSERT INTO traces_fts (traces_fts, rank) VALUES ('secure-delete', 1);",
+    )
+}
+
+/// Indexes `run` as trace `pk` (whose earlier entries, if any, were removed).
+pub(crate) fn insert(tx: &Transaction<'_>, pk: i64, run: &AgentRun) -> rusqlite::Result<()> {
+    let mut text = String::new();
+    document(run, &mut text);
+    tx.prepare_cached("INSERT INTO traces_fts (rowid, text) VALUES (?1, ?2)")?
+        .execute(params![pk, text])?;
+    Ok(())
+}
+
+/// Takes the words of `old`, indexed as trace `pk`, out of the index (before the merged
+/// run's text is indexed).
+pub(crate) fn remove(tx: &Transaction<'_>, pk: i64, old: &AgentRun) -> rusqlite::Result<()> {
+    let mut text = String::new();
+    document(old, &mut text);
+    tx.prepare_cached(
+        "INSERT INTO traces_fts (traces_fts, rowid, text) VALUES ('delete', ?1, ?2)",
+    )?
+    .execute(params![pk, text])?;
+    Ok(())
+}
+
+/// The FTS5 query for a search: each word (letters and digits only, so quoting is safe) as a
+/// prefix, all required; `None` for a search without words (it matches every run).
+pub(crate) fn match_expr(text: &str) -> Option<String> {
+    let words = tracecraft_core::search::words(text);
+    (!words.is_empty()).then(|| {
+        words
+            .iter()
+            .map(|w| format!("\"{w}\"*"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+/// Indexes every stored run (migration v5, in its transaction). A body that cannot be
+/// decoded is left out of the index with a warning naming its row (`get` reports it as
+/// corrupt either way); it becomes searchable when its run is saved again.
+pub(crate) fn index_existing(conn: &Connection) -> rusqlite::Result<()> {
+    let mut read = conn.prepare("SELECT pk, run FROM traces")?;
+    let mut write = conn.prepare("INSERT INTO traces_fts (rowid, text) VALUES (?1, ?2)")?;
+    let mut rows = read.query([])?;
+    let mut text = String::new();
+    let mut skipped = 0u64;
+    while let Some(row) = rows.next()? {
+        let pk: i64 = row.get(0)?;
+        let body: ValueRef<'_> = row.get_ref(1)?;
+        match crate::body::decode(body) {
+            Ok(run) => {
+                document(&run, &mut text);
+                write.execute(params![pk, text])?;
+            }
+            Err(_) => {
+                skipped += 1;
+                tracing::warn!(
+                    row = pk,
+                    "run body unreadable: left out of the search index"
+                );
+            }
+        }
+    }
+    if skipped > 0 {
+        tracing::warn!(skipped, "runs left out of the search index");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{document, match_expr};
+    use tracecraft_core::AgentRun;
+
+    #[test]
+    fn a_document_is_each_distinct_word_once() {
+        let mut run = AgentRun::builder("Refund agent").tag("refund").build();
+        run.output = serde_json::json!(["refund ÉCOLE école", "agent-7 the THE"]);
+        let mut doc = String::new();
+        document(&run, &mut doc);
+        assert_eq!(doc, "refund agent école 7 the");
+        let mut again = String::new();
+        document(&run, &mut again);
+        assert_eq!(doc, again);
+    }
+
+    #[test]
+    fn a_search_is_its_words_as_required_prefixes() {
+        assert_eq!(
+            match_expr("Refund \"order\" OR NEAR(x)").as_deref(),
+            Some("\"refund\"* \"order\"* \"or\"* \"near\"* \"x\"*")
+        );
+        assert_eq!(match_expr(" -*\"() "), None);
+    }
+}
