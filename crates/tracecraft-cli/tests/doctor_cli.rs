@@ -59,6 +59,12 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "custom rules",
         "[redaction]\ncustom_patterns = [\"EMP-\\\\d{6}\"]\n",
         "[redaction]\ncustom_patterns = [\"(?:[a-z]{1,100}){1,100}[0-9]{1,1000}\"]\n",
+        "FAIL",
+    ),
+    (
+        "custom rules",
+        "[redaction]\ncustom_patterns = [\"EMP-\\\\d{6}\"]\n",
+        "[redaction]\ncustom_rules = [{ name = \"crawl\", pattern = \"(?:[a-z]{1,100}){1,100}[0-9]{1,1000}\", allow_slow = true }]\n",
         "WARN",
     ),
     (

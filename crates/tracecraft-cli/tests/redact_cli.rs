@@ -109,6 +109,32 @@ fn config_file_and_modes() {
     let o = run(&["--config", c], "x");
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("`bad`"));
+
+    // A custom rule that would crawl on hostile input is refused, naming the rule, the
+    // reason and the opt-out; with the opt-out it runs.
+    let slow = "(?:[a-z]{1,100}){1,100}[0-9]{1,1000}";
+    std::fs::write(
+        &cfg,
+        format!("[redaction]\ncustom_rules = [{{ name = \"crawl\", pattern = \"{slow}\" }}]\n"),
+    )
+    .unwrap();
+    let o = run(&["--config", c], "x");
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("`crawl`") && err.contains("automaton states") && err.contains("allow_slow"),
+        "{err}"
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "[redaction]\ncustom_rules = [{{ name = \"crawl\", pattern = \"{slow}\", allow_slow = true }}]\n"
+        ),
+    )
+    .unwrap();
+    let o = run(&["--config", c], "plain words");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "plain words");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -158,6 +158,11 @@ pub struct CustomRule {
     /// Replacement text instead of the mode's replacement.
     #[serde(default)]
     pub replacement: Option<String>,
+    /// Accept the rule even though the speed check finds it slow
+    /// ([`BuildError::TooSlow`](crate::BuildError::TooSlow)): for rules whose cost you have
+    /// measured (`tracecraft doctor`) and accept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_slow: bool,
 }
 
 impl CustomRule {
@@ -167,6 +172,7 @@ impl CustomRule {
             name: name.into(),
             pattern: pattern.into(),
             replacement: None,
+            allow_slow: false,
         }
     }
 }

@@ -310,6 +310,11 @@ impl Engine {
                 });
             }
             let (regex, _) = compile(&c.name, &c.pattern, false)?;
+            if !c.allow_slow
+                && let Ok(hir) = regex_syntax::parse(&c.pattern)
+            {
+                crate::speed::check_custom_rule(&c.name, &c.pattern, &hir)?;
+            }
             let idx = u16::try_from(rules.len()).map_err(|_| BuildError::BadRuleName {
                 name: c.name.clone(),
             })?;

@@ -47,6 +47,18 @@ pub enum BuildError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A custom rule would redact below 50 MB/s on hostile input (see the speed guarantee in
+    /// the crate docs); `allow_slow = true` on the rule accepts it.
+    #[error(
+        "rule `{rule}`: {reason}; it would redact below 50 MB/s on hostile input. Use smaller \
+         repetition counts or a literal prefix, or set `allow_slow = true` on the rule to accept it"
+    )]
+    TooSlow {
+        /// The rule's name.
+        rule: String,
+        /// Why (the automaton's size, or its behaviour on probe text).
+        reason: String,
+    },
     /// A pattern matches the empty string, which would redact nothing but cost a match per byte.
     #[error("rule `{rule}`: the pattern matches the empty string")]
     EmptyMatch {

@@ -74,6 +74,7 @@ mod engine;
 mod error;
 mod report;
 mod rules;
+mod speed;
 mod tables;
 mod walk;
 
@@ -85,6 +86,7 @@ pub use config::{CustomRule, HashKey, RedactionConfig, RedactionMode};
 pub use error::BuildError;
 pub use report::{Finding, MAX_FINDINGS, Report};
 pub use rules::DEFAULT_SENSITIVE_KEYS;
+pub use speed::{MAX_NFA_STATES, probe_texts};
 
 /// For callers that redact a long text in pieces cut at line breaks (the CLI streams stdin
 /// that way): whether cutting right after `line` keeps the result equal to redacting the whole

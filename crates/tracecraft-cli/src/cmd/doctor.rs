@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tracecraft::config::{Loaded, Source, StorageUrl};
 use tracecraft::pipeline::ProcessorOrder;
-use tracecraft_redact::{RedactionConfig, RedactionMode, Redactor, Report};
+use tracecraft_redact::{BuildError, CustomRule, RedactionConfig, RedactionMode, Redactor, Report};
 
 use super::{CliError, load_config, shown};
 use crate::{Exit, Global};
@@ -168,44 +168,31 @@ fn redaction_checks(loaded: &Loaded, out: &mut Vec<Check>) {
     });
 }
 
-/// Adversarial texts made of a rule's own alphabet (64 KiB each): its characters cycled with
-/// no separator, one of them repeated, and blocks of letters then digits. The slowest one
-/// decides.
-fn probe_texts(pattern: &str) -> Vec<String> {
-    let mut alphabet: Vec<char> = pattern
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "-_.@:/=+".contains(*c))
-        .collect();
-    alphabet.extend("aZ09".chars());
-    alphabet.sort_unstable();
-    alphabet.dedup();
-    let fill = |f: &dyn Fn(usize) -> char| -> String { (0..64 * 1024).map(f).collect() };
-    let letter = alphabet
-        .iter()
-        .copied()
-        .find(char::is_ascii_lowercase)
-        .unwrap_or('a');
-    vec![
-        fill(&|i| alphabet[(i * 7 + i / 13) % alphabet.len()]),
-        fill(&|_| letter),
-        fill(&|i| if (i / 64) % 2 == 0 { letter } else { '7' }),
-    ]
-}
-
 fn custom_rule_checks(r: &RedactionConfig, out: &mut Vec<Check>) {
     if r.custom_rules.is_empty() {
         out.push(check("custom rules", Status::Pass, "no custom rules", ""));
         return;
     }
     for rule in &r.custom_rules {
-        let alone = RedactionConfig {
+        // The rule alone, as configured: the build-time speed check applies unless the rule
+        // sets `allow_slow`, and an accepted rule is then measured.
+        let alone = |allow_slow: bool| RedactionConfig {
             include_defaults: false,
-            custom_rules: vec![rule.clone()],
+            custom_rules: vec![CustomRule {
+                allow_slow,
+                ..rule.clone()
+            }],
             sensitive_keys: Some(Vec::new()),
             ..RedactionConfig::default()
         };
         let name = rule.name.clone();
-        match Redactor::new(&alone) {
+        match Redactor::new(&alone(rule.allow_slow)) {
+            Err(e @ BuildError::TooSlow { .. }) => out.push(check(
+                "custom rules",
+                Status::Fail,
+                format!("{e}"),
+                "bound its repetitions ({1,100} rather than {1,1000}) or anchor it on a literal prefix; `allow_slow = true` accepts it as it is",
+            )),
             Err(e) => out.push(check(
                 "custom rules",
                 Status::Fail,
@@ -222,7 +209,7 @@ fn custom_rule_checks(r: &RedactionConfig, out: &mut Vec<Check>) {
                 let builtins = Redactor::new(&RedactionConfig::default()).ok();
                 let mut mbps = f64::INFINITY;
                 let mut reference = f64::INFINITY;
-                for text in probe_texts(&rule.pattern) {
+                for text in tracecraft_redact::probe_texts(&rule.pattern) {
                     let (rate, probed) = throughput(&engine, &text);
                     if rate < mbps {
                         mbps = rate;
@@ -235,7 +222,7 @@ fn custom_rule_checks(r: &RedactionConfig, out: &mut Vec<Check>) {
                     check(
                         "custom rules",
                         Status::Warn,
-                        format!("rule `{name}` runs at {mbps:.0} MB/s on adversarial text (budget {CUSTOM_RULE_BUDGET_MBPS:.0} MB/s)"),
+                        format!("rule `{name}` runs at {mbps:.0} MB/s on adversarial text (budget {CUSTOM_RULE_BUDGET_MBPS:.0} MB/s; accepted with `allow_slow`)"),
                         "bound its repetitions ({1,100} rather than {1,1000}) or anchor it on a literal prefix",
                     )
                 } else {
