@@ -102,7 +102,7 @@ fn gives_up(dfa: &DFA, cache: &mut Cache, text: &str) -> bool {
     false
 }
 
-/// Texts made of a pattern's own characters, [`PROBE_LEN`] bytes each, on which a slow rule
+/// Texts made of a pattern's own characters, 64 KiB each, on which a slow rule
 /// shows: its literal ASCII characters (and `aZ09`) in a random order and cycled
 /// irregularly, one letter repeated, and runs of a letter alternating with runs of a digit.
 /// Deterministic.
