@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
 /// `google.rpc.Status`.
@@ -39,6 +40,68 @@ pub(crate) struct ProtoDuration {
     pub(crate) seconds: i64,
     #[prost(int32, tag = "2")]
     pub(crate) nanos: i32,
+}
+
+/// The OTLP trace service.
+pub(crate) const TRACE_SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
+/// Its `Export` method's path.
+pub(crate) const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// A gRPC codec that sends an already encoded `ExportTraceServiceRequest` (the direct
+/// encoder's bytes) and decodes the `ExportTraceServiceResponse`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RawCodec;
+
+/// Writes pre-encoded message bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RawEncoder;
+
+/// Decodes the export response.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ResponseDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = bytes::Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawEncoder;
+    type Decoder = ResponseDecoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> ResponseDecoder {
+        ResponseDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for ResponseDecoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        ExportTraceServiceResponse::decode(buf)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
 }
 
 const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";

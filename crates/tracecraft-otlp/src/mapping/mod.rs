@@ -10,7 +10,9 @@ mod attrs;
 pub(crate) mod content;
 pub mod keys;
 mod options;
+mod sink;
 mod spans;
+mod wire;
 
 use chrono::{DateTime, Utc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -28,6 +30,7 @@ pub use options::{
     UnknownDialect,
 };
 pub use spans::{mlflow_attribute, mlflow_span_type, openinference_kind, operation_name};
+pub use wire::{EncodedRequest, encode_request, encode_requests};
 
 /// The instrumentation scope (and `telemetry.sdk.name`) of every span TraceCraft exports.
 pub const SCOPE_NAME: &str = "tracecraft";
@@ -135,57 +138,81 @@ fn any_value_at(value: &Value, depth: usize) -> AnyValue {
     AnyValue { value: v }
 }
 
-/// The nesting depth of a JSON value (scalars are 1), computed without recursion and without
-/// looking further than `limit + 1` levels.
-fn depth_exceeds(value: &Value, limit: usize) -> bool {
-    // Scalars and flat containers (the common case) need no stack.
-    match value {
-        Value::Array(items) if items.iter().all(is_scalar) => return limit < 1,
-        Value::Object(map) if map.values().all(is_scalar) => return limit < 1,
-        Value::Array(_) | Value::Object(_) => {}
-        _ => return false,
-    }
-    let mut stack = vec![(value, 1usize)];
-    while let Some((v, d)) = stack.pop() {
-        match v {
-            Value::Array(items) => {
-                if d > limit {
-                    return true;
-                }
-                stack.extend(items.iter().map(|c| (c, d + 1)));
-            }
-            Value::Object(map) => {
-                if d > limit {
-                    return true;
-                }
-                stack.extend(map.values().map(|c| (c, d + 1)));
-            }
-            _ => {}
+/// Too deep to serialize.
+struct TooDeep;
+
+/// Appends `v` as compact JSON (byte for byte what `serde_json` writes), failing without
+/// recursing further when containers nest more than `limit` levels (a flat container is one).
+fn write_json(out: &mut Vec<u8>, v: &Value, limit: usize) -> Result<(), TooDeep> {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            let _ = serde_json::to_writer(&mut *out, n);
         }
+        Value::String(s) => {
+            let _ = serde_json::to_writer(&mut *out, s);
+        }
+        Value::Array(_) | Value::Object(_) if limit == 0 => return Err(TooDeep),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(out, item, limit - 1)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => write_json_map(out, map, limit)?,
     }
-    false
+    Ok(())
 }
 
-fn is_scalar(v: &Value) -> bool {
-    !matches!(v, Value::Array(_) | Value::Object(_))
+fn write_json_map(
+    out: &mut Vec<u8>,
+    map: &tracecraft_core::JsonMap,
+    limit: usize,
+) -> Result<(), TooDeep> {
+    if limit == 0 {
+        return Err(TooDeep);
+    }
+    out.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+        write_json(out, v, limit - 1)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// The JSON text written by `write`, or the JSON string
+/// [`tracecraft_core::value::TRUNCATED`] when it was too deep.
+fn json_or_truncated(write: impl FnOnce(&mut Vec<u8>) -> Result<(), TooDeep>) -> String {
+    let mut out = Vec::with_capacity(128);
+    if write(&mut out).is_err() {
+        out.clear();
+        let _ = serde_json::to_writer(&mut out, tracecraft_core::value::TRUNCATED);
+    }
+    // Valid UTF-8: serde_json writes only that, and keys and strings come from `String`s.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A JSON value as compact JSON text; values nested deeper than [`MAX_VALUE_DEPTH`] become
-/// the JSON string [`tracecraft_core::value::TRUNCATED`] as a whole (serializing them would
-/// recurse once per level).
+/// the JSON string [`tracecraft_core::value::TRUNCATED`] as a whole. One pass, never
+/// recursing deeper than the cap.
 #[must_use]
 pub fn json_text(value: &Value) -> String {
-    if depth_exceeds(value, MAX_VALUE_DEPTH) {
-        return Value::String(tracecraft_core::value::TRUNCATED.to_owned()).to_string();
-    }
-    value.to_string()
+    json_or_truncated(|out| write_json(out, value, MAX_VALUE_DEPTH))
 }
 
 pub(crate) fn json_map_text(map: &tracecraft_core::JsonMap) -> String {
-    if map.values().any(|v| depth_exceeds(v, MAX_VALUE_DEPTH - 1)) {
-        return Value::String(tracecraft_core::value::TRUNCATED.to_owned()).to_string();
-    }
-    serde_json::to_string(map).unwrap_or_default()
+    json_or_truncated(|out| write_json_map(out, map, MAX_VALUE_DEPTH))
 }
 
 /// Every span of one run: the run span first, then each step depth-first (pre-order). A
@@ -199,18 +226,22 @@ pub fn run_spans(run: &AgentRun) -> Vec<Span> {
 /// [`run_spans`] with the given dialects and content setting.
 #[must_use]
 pub fn run_spans_with(run: &AgentRun, options: &MappingOptions) -> Vec<Span> {
-    let mut spans = Vec::with_capacity(1 + run.steps.len());
-    push_run_spans(run, options, &mut spans);
-    spans
+    let mut sink = sink::TreeSink::new(Vec::with_capacity(1 + run.steps.len()));
+    push_run_spans(run, options, &mut sink);
+    sink.spans
 }
 
-/// Appends the spans of `run` to `out` (no intermediate vector per run).
-fn push_run_spans(run: &AgentRun, options: &MappingOptions, out: &mut Vec<Span>) {
-    out.push(spans::run_span(run, options));
+/// Writes the spans of `run` to `out`: the run span, then each step depth-first.
+fn push_run_spans<'r, S: sink::SpanSink<'r>>(
+    run: &'r AgentRun,
+    options: &MappingOptions,
+    out: &mut S,
+) {
+    spans::run_span(run, options, out);
     let root_id = span_id(run.id);
     let mut stack: Vec<(&Step, [u8; 8])> = run.steps.iter().rev().map(|s| (s, root_id)).collect();
     while let Some((step, parent)) = stack.pop() {
-        out.push(spans::step_span(run, step, parent, options));
+        spans::step_span(run, step, parent, options, out);
         let me = span_id(step.id);
         stack.extend(step.children.iter().rev().map(|c| (c, me)));
     }
@@ -290,7 +321,9 @@ pub(crate) fn group(batch: &[ProcessedRun], options: &MappingOptions) -> Grouped
                 groups.len() - 1
             }
         };
-        push_run_spans(run, options, &mut groups[i].1);
+        let mut sink = sink::TreeSink::new(std::mem::take(&mut groups[i].1));
+        push_run_spans(run, options, &mut sink);
+        groups[i].1 = sink.spans;
     }
     Grouped { groups }
 }
