@@ -313,6 +313,84 @@ fn a_full_queue_answers_503_with_retry_after_and_memory_stays_bounded() {
     assert!(snap.rejected_requests["queue_full"] >= 1);
 }
 
+/// Over gRPC the same backpressure is `UNAVAILABLE` with a `RetryInfo` in the status details
+/// (`grpc-status-details-bin`), which OpenTelemetry SDKs honour before retrying.
+#[test]
+fn a_full_queue_answers_unavailable_with_retry_info_over_grpc() {
+    use http_body_util::{BodyExt, Full};
+    let gate = Arc::new(std::sync::Barrier::new(2));
+    let g = Arc::clone(&gate);
+    let config = GatewayConfig::builder()
+        .grpc(Some("127.0.0.1:0".parse().unwrap()))
+        .http(None)
+        .queue_capacity(2)
+        .quiet_period(Duration::ZERO)
+        .log_interval_s(0)
+        .build()
+        .unwrap();
+    let gateway = Gateway::start(&config, move |_: Option<&str>| {
+        g.wait();
+        PipelineConfig::default()
+            .builder()
+            .and_then(|b| {
+                b.store(Arc::new(tracecraft_core::testing::MemoryStore::new()))
+                    .build()
+            })
+            .map_err(|e| e.to_string())
+    })
+    .unwrap();
+    let url = format!(
+        "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        gateway.grpc_addr().unwrap()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut answers = Vec::new();
+    rt.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http::<Full<bytes::Bytes>>();
+        for i in 0..20u8 {
+            let message = protobuf(&request(vec![span(60 + i, 1, 0, "agent", vec![])]));
+            let mut frame = vec![0u8];
+            frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&message);
+            let req = http::Request::post(url.clone())
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(Full::new(bytes::Bytes::from(frame)))
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            let headers = resp.headers().clone();
+            let collected = resp.into_body().collect().await.unwrap();
+            let trailers = collected.trailers().cloned().unwrap_or_default();
+            let get = |k: &str| headers.get(k).or_else(|| trailers.get(k)).cloned();
+            answers.push((get("grpc-status"), get("grpc-status-details-bin")));
+        }
+    });
+    let unavailable: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| status.as_ref().is_some_and(|s| s == "14"))
+        .collect();
+    assert!(!unavailable.is_empty(), "{answers:?}");
+    for (_, details) in unavailable {
+        use base64::Engine;
+        let details = details.as_ref().expect("status details");
+        let text = details.to_str().unwrap().trim_end_matches('=');
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(text)
+            .unwrap();
+        assert_eq!(
+            tracecraft_otlp::rpc::retry_delay(&bytes),
+            Some(Duration::from_secs(1))
+        );
+    }
+    gate.wait();
+}
+
 #[test]
 fn shutdown_processes_everything_accepted() {
     let mut h = Harness::start(quiet(600_000));

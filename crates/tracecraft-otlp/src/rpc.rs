@@ -1,5 +1,6 @@
 //! The few `google.rpc` messages needed to read a server's retry delay from a gRPC status
-//! (`grpc-status-details-bin`), declared by hand (no protoc, no build script).
+//! (`grpc-status-details-bin`) and to write one (the gateway's `UNAVAILABLE`), declared by
+//! hand (no protoc, no build script).
 
 use std::time::Duration;
 
@@ -109,7 +110,7 @@ const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 /// The trailer some servers send a bare `RetryInfo` in.
 pub(crate) const RETRY_INFO_TRAILER: &str = "google.rpc.retryinfo-bin";
 
-/// The delay of a bare encoded `RetryInfo` (the [`RETRY_INFO_TRAILER`] form).
+/// The delay of a bare encoded `RetryInfo` (the `google.rpc.retryinfo-bin` trailer form).
 pub(crate) fn retry_info_delay(bytes: &[u8]) -> Option<Duration> {
     RetryInfo::decode(bytes).ok()?.retry_delay.map(to_duration)
 }
@@ -131,8 +132,10 @@ pub(crate) fn retry_info(delay: Duration) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// The `RetryInfo` delay in a status's details, if any (negative delays count as zero).
-pub(crate) fn retry_delay(details: &[u8]) -> Option<Duration> {
+/// The `RetryInfo` delay in a status's details (`grpc-status-details-bin`, an encoded
+/// `google.rpc.Status`), if any (negative delays count as zero).
+#[must_use]
+pub fn retry_delay(details: &[u8]) -> Option<Duration> {
     if details.is_empty() {
         return None;
     }
@@ -145,9 +148,10 @@ pub(crate) fn retry_delay(details: &[u8]) -> Option<Duration> {
         .map(to_duration)
 }
 
-/// Encodes a status whose details carry a `RetryInfo` of `delay` (for servers and tests).
-#[cfg_attr(not(feature = "testing"), allow(dead_code))]
-pub(crate) fn status_details_with_retry(code: i32, delay: Duration) -> Vec<u8> {
+/// Encodes a `google.rpc.Status` of `code` whose details carry a `RetryInfo` of `delay`: the
+/// details of a gRPC status that tells OpenTelemetry SDKs when to retry.
+#[must_use]
+pub fn status_details_with_retry(code: i32, delay: Duration) -> Vec<u8> {
     let info = RetryInfo {
         retry_delay: Some(ProtoDuration {
             seconds: i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),
