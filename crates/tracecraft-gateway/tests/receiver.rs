@@ -46,6 +46,72 @@ fn spans_of_one_trace_in_several_requests_become_one_run() {
     assert_eq!(run.steps[0].children[0].model_name.as_deref(), Some("m"));
 }
 
+/// Links and resource attributes are stored (redacted like everything else) and kept for
+/// the forwarder: the stored run maps back to spans with the same links and resource.
+#[test]
+fn links_and_resource_attributes_are_stored_redacted() {
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::span::Link;
+    let h = Harness::start(quiet(60_000));
+    let url = format!("{}/v1/traces", h.http_url());
+    let mut root = span(3, 1, 0, "agent", vec![]);
+    root.links = vec![Link {
+        trace_id: vec![7; 16],
+        span_id: vec![6; 8],
+        attributes: vec![kv("note", s(SECRETS[0]))],
+        ..Default::default()
+    }];
+    let mut req = request(vec![root]);
+    req.resource_spans[0].resource = Some(Resource {
+        attributes: vec![
+            kv("service.name", s("billing")),
+            kv("deployment.region", s("eu-1")),
+            kv("owner", s(SECRETS[2])),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(post(&url, protobuf(&req), &[PB]).0, 200);
+    assert!(h.wait_for(|h| h.runs(None).len() == 1));
+    let runs = h.runs(None);
+    assert_no_secrets(&stored_json(&runs));
+    let run = &runs[0];
+    assert_eq!(run.attributes["service.name"], "billing");
+    assert_eq!(
+        run.attributes["tracecraft.resource"]["deployment.region"],
+        "eu-1"
+    );
+    let links = &run.steps[0].attributes["tracecraft.links"];
+    assert_eq!(links[0]["trace_id"], "07".repeat(16));
+    assert_eq!(links[0]["span_id"], "06".repeat(8));
+    // What the forwarder sends: the same link and resource attributes (redacted).
+    #[allow(clippy::disallowed_methods)] // a stored run went through the pipeline
+    let batch = [tracecraft_core::ProcessedRun::assume_processed(run.clone())];
+    let again = tracecraft_otlp::mapping::to_request(
+        &batch,
+        &tracecraft_otlp::mapping::MappingOptions::default(),
+    );
+    let rs = &again.resource_spans[0];
+    let resource_keys: Vec<&str> = rs
+        .resource
+        .as_ref()
+        .unwrap()
+        .attributes
+        .iter()
+        .map(|kv| kv.key.as_str())
+        .collect();
+    assert!(
+        resource_keys.contains(&"deployment.region"),
+        "{resource_keys:?}"
+    );
+    assert!(resource_keys.contains(&"owner"), "{resource_keys:?}");
+    let spans = &rs.scope_spans[0].spans;
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.links.first().is_some_and(|l| l.trace_id == vec![7; 16]))
+    );
+}
+
 #[test]
 fn an_incomplete_trace_is_processed_after_the_quiet_period() {
     let h = Harness::start(quiet(200));

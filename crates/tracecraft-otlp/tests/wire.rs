@@ -56,14 +56,63 @@ fn attribute_key() -> impl Strategy<Value = String> {
             "tracecraft.step.type",
             "tracecraft.run.id",
             "tracecraft.attribute_keys",
+            "tracecraft.links",
+            "tracecraft.resource",
             "service.name",
         ])
         .prop_map(str::to_owned),
     ]
 }
 
+/// A `tracecraft.links` value as the reverse mapping writes it (any id length, optional
+/// trace state and attributes).
+fn links() -> impl Strategy<Value = Value> {
+    let link = (
+        "([0-9a-f]{2}){0,16}",
+        "([0-9a-f]{2}){0,8}",
+        "[a-z=,]{0,8}",
+        prop::collection::btree_map("[a-z]{1,4}", json_value(), 0..3),
+    )
+        .prop_map(|(t, s, state, attrs)| {
+            let mut m = serde_json::Map::new();
+            m.insert("trace_id".into(), json!(t));
+            m.insert("span_id".into(), json!(s));
+            if !state.is_empty() {
+                m.insert("trace_state".into(), json!(state));
+            }
+            if !attrs.is_empty() {
+                m.insert(
+                    "attributes".into(),
+                    Value::Object(attrs.into_iter().collect()),
+                );
+            }
+            Value::Object(m)
+        });
+    prop::collection::vec(link, 1..3).prop_map(Value::Array)
+}
+
 fn attributes() -> impl Strategy<Value = Vec<(String, Value)>> {
-    prop::collection::vec((attribute_key(), json_value()), 0..4)
+    (
+        prop::collection::vec((attribute_key(), json_value()), 0..4),
+        prop::option::of(links()),
+        prop::option::of(prop::collection::btree_map(
+            "[a-z.]{1,6}",
+            json_value(),
+            0..3,
+        )),
+    )
+        .prop_map(|(mut attrs, links, resource)| {
+            if let Some(l) = links {
+                attrs.push(("tracecraft.links".into(), l));
+            }
+            if let Some(r) = resource {
+                attrs.push((
+                    "tracecraft.resource".into(),
+                    Value::Object(r.into_iter().collect()),
+                ));
+            }
+            attrs
+        })
 }
 
 type Fields = Vec<(String, Value)>;

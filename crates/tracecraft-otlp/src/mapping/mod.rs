@@ -247,34 +247,60 @@ fn push_run_spans<'r, S: sink::SpanSink<'r>>(
     }
 }
 
-/// The resource a run's spans belong to: `(service.name, deployment.environment.name)`.
-/// `service.name` is the run's `service.name` attribute when it is a string (the runtime
-/// records it there), else the configured one, else [`UNKNOWN_SERVICE`].
-fn resource_key(run: &AgentRun, options: &MappingOptions) -> (String, String) {
+/// What a run's resource is made of: `service.name`, `deployment.environment.name`, and the
+/// resource attributes it was received with ([`keys::RESOURCE`]).
+pub(crate) type ResourceKey = (String, String, Option<tracecraft_core::JsonMap>);
+
+/// The resource a run's spans belong to. `service.name` is the run's `service.name`
+/// attribute when it is a string (the runtime records it there), else the one it was
+/// received with, else the configured one, else [`UNKNOWN_SERVICE`].
+fn resource_key(run: &AgentRun, options: &MappingOptions) -> ResourceKey {
+    let received = run
+        .attributes
+        .get(keys::RESOURCE)
+        .and_then(Value::as_object);
     let service = run
         .attributes
         .get("service.name")
         .and_then(Value::as_str)
+        .or_else(|| received?.get("service.name")?.as_str())
         .or(options.service_name.as_deref())
         .or(options
             .resource_attributes
             .get("service.name")
             .map(String::as_str))
         .unwrap_or(UNKNOWN_SERVICE);
-    (service.to_owned(), run.environment.clone())
+    (
+        service.to_owned(),
+        run.environment.clone(),
+        received.filter(|m| !m.is_empty()).cloned(),
+    )
 }
 
 /// The OTLP resource for a `(service.name, environment)` pair, with the configured extra
 /// resource attributes after the SDK's own (which they cannot replace).
 #[must_use]
 pub fn resource(service_name: &str, environment: &str, options: &MappingOptions) -> Resource {
-    const OWN: [&str; 5] = [
-        "service.name",
-        "deployment.environment.name",
-        "telemetry.sdk.name",
-        "telemetry.sdk.language",
-        "telemetry.sdk.version",
-    ];
+    resource_with(service_name, environment, None, options)
+}
+
+/// The resource attributes TraceCraft sets itself (nothing else replaces them).
+pub(crate) const OWN_RESOURCE_KEYS: [&str; 5] = [
+    "service.name",
+    "deployment.environment.name",
+    "telemetry.sdk.name",
+    "telemetry.sdk.language",
+    "telemetry.sdk.version",
+];
+
+/// [`resource`], then the attributes a run was received with (keys not set before).
+pub(crate) fn resource_with(
+    service_name: &str,
+    environment: &str,
+    received: Option<&tracecraft_core::JsonMap>,
+    options: &MappingOptions,
+) -> Resource {
+    const OWN: [&str; 5] = OWN_RESOURCE_KEYS;
     let mut a = attrs::Attrs::with_capacity(OWN.len() + options.resource_attributes.len());
     for (key, value) in
         OWN.into_iter()
@@ -285,6 +311,11 @@ pub fn resource(service_name: &str, environment: &str, options: &MappingOptions)
     for (key, value) in &options.resource_attributes {
         if !OWN.contains(&key.as_str()) {
             a.str(key, value);
+        }
+    }
+    for (key, value) in received.into_iter().flatten() {
+        if !OWN.contains(&key.as_str()) && !options.resource_attributes.contains_key(key) {
+            a.put(key, any_value(value));
         }
     }
     Resource {
@@ -303,11 +334,11 @@ fn scope() -> InstrumentationScope {
 
 /// Spans grouped by resource, in the order their resources first appear.
 pub(crate) struct Grouped {
-    pub(crate) groups: Vec<((String, String), Vec<Span>)>,
+    pub(crate) groups: Vec<(ResourceKey, Vec<Span>)>,
 }
 
 pub(crate) fn group(batch: &[ProcessedRun], options: &MappingOptions) -> Grouped {
-    let mut groups: Vec<((String, String), Vec<Span>)> = Vec::new();
+    let mut groups: Vec<(ResourceKey, Vec<Span>)> = Vec::new();
     // Every span of the batch, so that the (usually single) group is allocated once.
     let total: usize = batch.iter().map(|r| 1 + r.run().step_count()).sum();
     for run in batch {
@@ -330,15 +361,15 @@ pub(crate) fn group(batch: &[ProcessedRun], options: &MappingOptions) -> Grouped
 
 /// Builds a request from resource groups.
 pub(crate) fn request_of(
-    groups: Vec<((String, String), Vec<Span>)>,
+    groups: Vec<(ResourceKey, Vec<Span>)>,
     options: &MappingOptions,
 ) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: groups
             .into_iter()
             .filter(|(_, spans)| !spans.is_empty())
-            .map(|((service, env), spans)| ResourceSpans {
-                resource: Some(resource(&service, &env, options)),
+            .map(|((service, env, received), spans)| ResourceSpans {
+                resource: Some(resource_with(&service, &env, received.as_ref(), options)),
                 scope_spans: vec![ScopeSpans {
                     scope: Some(scope()),
                     spans,
@@ -372,7 +403,7 @@ pub fn to_requests(
     let grouped = group(batch, options);
     // Per-resource overhead (resource + scope + framing), measured once per group.
     let mut requests = Vec::new();
-    let mut current: Vec<((String, String), Vec<Span>)> = Vec::new();
+    let mut current: Vec<(ResourceKey, Vec<Span>)> = Vec::new();
     let mut current_bytes = 0usize;
     for (key, spans) in grouped.groups {
         let overhead =

@@ -5,7 +5,7 @@
 //! checks that the two decode to the same request.
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use serde_json::Value;
@@ -27,12 +27,46 @@ pub(crate) struct Head<'a> {
     pub(crate) end: u64,
 }
 
-/// How a span ended: its status and `exception` event.
+/// How a span ended: its status and `exception` event; its links.
 pub(crate) struct Tail<'a> {
     pub(crate) error: Option<&'a str>,
     pub(crate) error_type: Option<&'a str>,
     /// The `exception` event's time.
     pub(crate) end: u64,
+    pub(crate) links: &'a [LinkRef<'a>],
+}
+
+/// A span link read from a run's or step's [`LINKS`](super::keys::LINKS) attribute.
+pub(crate) struct LinkRef<'a> {
+    pub(crate) trace_id: Vec<u8>,
+    pub(crate) span_id: Vec<u8>,
+    pub(crate) trace_state: &'a str,
+    pub(crate) attributes: Option<&'a JsonMap>,
+}
+
+/// The links in a [`LINKS`](super::keys::LINKS) attribute; entries that are not objects with
+/// hex `trace_id` and `span_id` are skipped (a redacted id, a hand-written value).
+pub(crate) fn links_of(attributes: &JsonMap) -> Vec<LinkRef<'_>> {
+    let Some(Value::Array(items)) = attributes.get(super::keys::LINKS) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let m = item.as_object()?;
+            let hex_of = |k: &str| {
+                m.get(k)
+                    .and_then(Value::as_str)
+                    .and_then(|s| hex::decode(s).ok())
+            };
+            Some(LinkRef {
+                trace_id: hex_of("trace_id")?,
+                span_id: hex_of("span_id")?,
+                trace_state: m.get("trace_state").and_then(Value::as_str).unwrap_or(""),
+                attributes: m.get("attributes").and_then(Value::as_object),
+            })
+        })
+        .collect()
 }
 
 impl Tail<'_> {
@@ -173,6 +207,28 @@ impl<'r> SpanSink<'r> for TreeSink {
     fn end(&mut self, tail: &Tail<'_>) {
         let mut span = std::mem::take(&mut self.span);
         span.attributes = std::mem::take(&mut self.attrs.list);
+        span.links = tail
+            .links
+            .iter()
+            .map(|l| Link {
+                trace_id: l.trace_id.clone(),
+                span_id: l.span_id.clone(),
+                trace_state: l.trace_state.to_owned(),
+                attributes: l
+                    .attributes
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| KeyValue {
+                                key: k.clone(),
+                                value: Some(super::any_value(v)),
+                                ..Default::default()
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                ..Default::default()
+            })
+            .collect();
         if tail.failed() {
             span.events = vec![Event {
                 time_unix_nano: tail.end,

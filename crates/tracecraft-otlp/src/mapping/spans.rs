@@ -7,7 +7,7 @@ use tracecraft_core::{AgentRun, JsonMap, Step, StepType};
 use super::content;
 use super::keys as k;
 use super::options::{Content, Dialect, MappingOptions};
-use super::sink::{Head, SpanSink, Tail};
+use super::sink::{Head, SpanSink, Tail, links_of};
 use super::{end_nanos, json_map_text, json_text, span_id, trace_id, unix_nanos};
 
 /// The GenAI operation a step type stands for (`gen_ai.operation.name`), where the
@@ -190,6 +190,7 @@ pub(crate) fn run_span<'r, S: SpanSink<'r>>(
         error: run.error.as_deref(),
         error_type: run.error_type.as_deref(),
         end,
+        links: &links_of(&run.attributes),
     });
 }
 
@@ -345,6 +346,7 @@ pub(crate) fn step_span<'r, S: SpanSink<'r>>(
         error: step.error.as_deref(),
         error_type: step.error_type.as_deref(),
         end,
+        links: &links_of(&step.attributes),
     });
 }
 

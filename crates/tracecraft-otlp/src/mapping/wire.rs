@@ -16,7 +16,7 @@ use tracecraft_core::{AgentRun, JsonMap, ProcessedRun};
 
 use super::keys as k;
 use super::sink::{Head, SpanSink, Tail};
-use super::{MAX_VALUE_DEPTH, MappingOptions, resource, resource_key, scope};
+use super::{MAX_VALUE_DEPTH, MappingOptions, ResourceKey, resource_key, resource_with, scope};
 
 /// One encoded `ExportTraceServiceRequest`: the protobuf bytes and how many spans it holds.
 #[derive(Debug, Clone)]
@@ -225,7 +225,12 @@ const SPAN_START: u8 = tag(7, I64);
 const SPAN_END: u8 = tag(8, I64);
 const SPAN_ATTRIBUTES: u8 = tag(9, LEN);
 const SPAN_EVENTS: u8 = tag(11, LEN);
+const SPAN_LINKS: u8 = tag(13, LEN);
 const SPAN_STATUS: u8 = tag(15, LEN);
+const LINK_TRACE_ID: u8 = tag(1, LEN);
+const LINK_SPAN_ID: u8 = tag(2, LEN);
+const LINK_TRACE_STATE: u8 = tag(3, LEN);
+const LINK_ATTRIBUTES: u8 = tag(4, LEN);
 const EVENT_TIME: u8 = tag(1, I64);
 const EVENT_NAME: u8 = tag(2, LEN);
 const EVENT_ATTRIBUTES: u8 = tag(3, LEN);
@@ -499,6 +504,34 @@ impl<'r> SpanSink<'r> for WireSink<'r> {
                 put_str_field(&mut self.buf, tag(1, LEN), v.as_bytes());
             }
         }
+        for link in tail.links {
+            let opt = |len: usize| if len == 0 { 0 } else { field_len(len) };
+            let attrs: usize = link.attributes.map_or(0, |m| {
+                m.iter()
+                    .map(|(k, v)| field_len(field_len(k.len()) + field_len(json_any_len(v, 1))))
+                    .sum()
+            });
+            let len = opt(link.trace_id.len())
+                + opt(link.span_id.len())
+                + opt(link.trace_state.len())
+                + attrs;
+            let buf = &mut self.buf;
+            buf.push(SPAN_LINKS);
+            put_varint(buf, len as u64);
+            for (t, b) in [
+                (LINK_TRACE_ID, link.trace_id.as_slice()),
+                (LINK_SPAN_ID, link.span_id.as_slice()),
+                (LINK_TRACE_STATE, link.trace_state.as_bytes()),
+            ] {
+                if !b.is_empty() {
+                    put_str_field(buf, t, b);
+                }
+            }
+            for (k, v) in link.attributes.into_iter().flatten() {
+                self.kv_header(LINK_ATTRIBUTES, Key::plain(k), json_any_len(v, 1));
+                put_json_any(&mut self.buf, v, 1);
+            }
+        }
         let buf = &mut self.buf;
         let (message, code) = if failed {
             (tail.message(), 2u8)
@@ -523,7 +556,7 @@ impl<'r> SpanSink<'r> for WireSink<'r> {
 /// The spans of one resource in one request, written after a headroom that the
 /// `ResourceSpans` headers (resource, scope) are written into at the end.
 struct Group {
-    key: (String, String),
+    key: ResourceKey,
     /// The encoded `ResourceSpans.resource` field (tag + length + message).
     resource: Vec<u8>,
     /// The encoded `ScopeSpans.scope` field.
@@ -542,8 +575,8 @@ fn message_field(field: u8, m: &impl Message) -> Vec<u8> {
 }
 
 impl Group {
-    fn new(key: (String, String), options: &MappingOptions, capacity: usize) -> Group {
-        let resource = message_field(1, &resource(&key.0, &key.1, options));
+    fn new(key: ResourceKey, options: &MappingOptions, capacity: usize) -> Group {
+        let resource = message_field(1, &resource_with(&key.0, &key.1, key.2.as_ref(), options));
         let scope = message_field(1, &scope());
         // Request field tag + length, resource, scope_spans tag + length, scope.
         let headroom = 1 + 10 + resource.len() + 1 + 10 + scope.len();
