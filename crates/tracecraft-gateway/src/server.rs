@@ -508,6 +508,9 @@ where
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
+    // Flow-control windows that grow with the bandwidth-delay product (as grpc-go sizes
+    // them), so that large gRPC requests are not sent 64 KiB per round trip.
+    builder.http2().adaptive_window(true);
     let _ = builder.serve_connection(TokioIo::new(io), service).await;
 }
 

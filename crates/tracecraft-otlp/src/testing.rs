@@ -343,9 +343,11 @@ where
             }
         }
     });
-    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(io), service)
-        .await;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Flow-control windows that grow with the bandwidth-delay product, as gRPC servers
+    // (grpc-go, the Collector's) size them: a 4 MiB request is not sent 64 KiB at a time.
+    builder.http2().adaptive_window(true);
+    let _ = builder.serve_connection(TokioIo::new(io), service).await;
 }
 
 fn acceptor(
