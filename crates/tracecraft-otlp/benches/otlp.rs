@@ -170,5 +170,44 @@ fn cpu_figures(_: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench, cpu_figures);
+/// Export to the mock collector per CPU-second of the process (exporter and collector
+/// together, both on this machine), printed.
+fn cpu_export_figures(_: &mut Criterion) {
+    let (Some(runs), Some(_)) = (corpus_runs(), cpu_time()) else {
+        return;
+    };
+    let batch = &runs[..runs.len().min(512)];
+    let n = spans(batch);
+    let collector = MockCollector::start().expect("mock collector");
+    for (name, protocol, endpoint) in [
+        ("grpc", Protocol::Grpc, collector.grpc_endpoint()),
+        ("http", Protocol::HttpProtobuf, collector.http_endpoint()),
+    ] {
+        let mut exporter = OtlpExporter::builder()
+            .protocol(protocol)
+            .endpoint(endpoint)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("exporter");
+        exporter.export(batch).expect("export");
+        collector.clear();
+        let rounds = 4u32;
+        let cpu0 = cpu_time().unwrap_or_default();
+        let wall0 = Instant::now();
+        for _ in 0..rounds {
+            exporter.export(batch).expect("export");
+            collector.clear();
+        }
+        let cpu = cpu_time().unwrap_or_default().saturating_sub(cpu0);
+        let total = n as f64 * f64::from(rounds);
+        eprintln!(
+            "otlp/export_{name}_loopback per CPU-second (exporter + mock collector): {:.0} spans/s (CPU {:?}, wall {:?})",
+            total / cpu.as_secs_f64().max(1e-9),
+            cpu,
+            wall0.elapsed()
+        );
+    }
+}
+
+criterion_group!(benches, bench, cpu_figures, cpu_export_figures);
 criterion_main!(benches);
