@@ -376,18 +376,18 @@ fn user_attributes(attrs: &[KeyValue], ours: bool) -> JsonMap {
         .collect()
 }
 
+/// Whether the reverse mapping reads `key` into a field of the run or step (or derives it
+/// from them when mapping again): such keys are not kept as free-form attributes of spans
+/// from other SDKs. Every other key is kept (redacted like all attributes): an unknown
+/// `gen_ai.*` or `llm.*` key (`gen_ai.prompt.0.content`, `gen_ai.system_instructions`, ...)
+/// is content, not noise.
 fn is_mapped(key: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "tracecraft.",
-        "gen_ai.",
-        "llm.",
-        "retrieval.documents.",
-        "input.",
-        "output.",
-        "tool.",
-        "openinference.",
         "mlflow.",
-        "exception.",
+        k::OI_INPUT_MESSAGES,
+        k::OI_OUTPUT_MESSAGES,
+        k::OI_DOCUMENTS,
     ];
     const KEYS: &[&str] = &[
         k::SESSION_ID,
@@ -395,6 +395,34 @@ fn is_mapped(key: &str) -> bool {
         k::ERROR_TYPE,
         k::CLOUD_PROVIDER,
         k::OI_TAGS,
+        k::INPUT_VALUE,
+        k::INPUT_MIME,
+        k::OUTPUT_VALUE,
+        k::OUTPUT_MIME,
+        k::GEN_AI_OPERATION,
+        k::GEN_AI_PROVIDER,
+        k::GEN_AI_REQUEST_MODEL,
+        "gen_ai.response.model",
+        "gen_ai.system",
+        k::GEN_AI_INPUT_TOKENS,
+        k::GEN_AI_OUTPUT_TOKENS,
+        k::GEN_AI_TOOL_NAME,
+        k::GEN_AI_AGENT_NAME,
+        k::GEN_AI_AGENT_ID,
+        k::GEN_AI_AGENT_DESCRIPTION,
+        k::GEN_AI_INPUT_MESSAGES,
+        k::GEN_AI_OUTPUT_MESSAGES,
+        k::GEN_AI_TOOL_ARGUMENTS,
+        k::GEN_AI_TOOL_RESULT,
+        k::GEN_AI_CONVERSATION_ID,
+        k::OI_SPAN_KIND,
+        k::OI_MODEL_NAME,
+        k::OI_PROVIDER,
+        k::OI_PROMPT_TOKENS,
+        k::OI_COMPLETION_TOKENS,
+        k::OI_TOTAL_TOKENS,
+        k::OI_TOOL_NAME,
+        k::OI_TOOL_PARAMETERS,
     ];
     PREFIXES.iter().any(|p| key.starts_with(p)) || KEYS.contains(&key)
 }

@@ -613,3 +613,49 @@ fn links_and_resource_attributes_survive_the_reverse_mapping() {
     );
     assert_eq!(back[0].attributes, run.attributes);
 }
+
+/// Keys of another SDK that the reverse mapping does not read into a field are kept as the
+/// step's attributes, whatever their prefix (OpenLLMetry's `gen_ai.prompt.N.content` holds the
+/// prompt); the keys it reads are not repeated there.
+#[test]
+fn unread_keys_of_other_sdks_are_kept() {
+    use tracecraft_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
+    use tracecraft_otlp::proto::trace::v1::{ResourceSpans, ScopeSpans};
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(V::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let span = Span {
+        trace_id: vec![4; 16],
+        span_id: vec![5; 8],
+        name: "openai.chat".into(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_000_000_100,
+        attributes: vec![
+            kv("gen_ai.request.model", "gpt-4o"),
+            kv("gen_ai.prompt.0.content", "hello"),
+            kv("gen_ai.system_instructions", "be brief"),
+            kv("llm.request.type", "chat"),
+        ],
+        ..Default::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let runs = tracecraft_otlp::reverse::runs_from_request(&request);
+    let step = &runs[0].steps[0];
+    assert_eq!(step.model_name.as_deref(), Some("gpt-4o"));
+    assert_eq!(step.attributes["gen_ai.prompt.0.content"], "hello");
+    assert_eq!(step.attributes["gen_ai.system_instructions"], "be brief");
+    assert_eq!(step.attributes["llm.request.type"], "chat");
+    assert!(!step.attributes.contains_key("gen_ai.request.model"));
+}
