@@ -56,7 +56,8 @@
 //! ## Performance
 //! Decoding and admission run on a 2-thread tokio runtime; merging, the reverse mapping and
 //! redaction on one thread behind a bounded [`WorkQueue`](tracecraft_pipeline::queue::WorkQueue)
-//! (large batches spread over scoped threads); each tenant's stores and forwarder on their own
+//! (large batches spread over scoped threads, one core fewer than the machine has, at most
+//! four); each tenant's stores and forwarder on their own
 //! thread, several batches per store transaction. See `docs/perf/gateway.md`.
 
 mod auth;

@@ -212,7 +212,8 @@ impl Worker {
             metrics,
             quiet,
             max_pending_spans,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            // One core is left to the receivers and the store thread.
+            threads: std::thread::available_parallelism().map_or(1, |n| (n.get() - 1).clamp(1, 4)),
             pipelines: HashMap::new(),
             pending: HashMap::new(),
             pending_spans: 0,
@@ -523,5 +524,77 @@ fn count_redactions(metrics: &Metrics, run: &ProcessedRun) {
         for (rule, n) in counts {
             *m.entry(rule).or_default() += n;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use tracecraft_pipeline::PipelineConfig;
+
+    fn span(trace: u8, id: u8, parent: u8) -> Span {
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            parent_span_id: if parent == 0 {
+                Vec::new()
+            } else {
+                vec![parent; 8]
+            },
+            name: "step".into(),
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_000_000_001_000,
+            ..Default::default()
+        }
+    }
+
+    /// The parallel path (several processing threads, which a 2-core machine does not use by
+    /// default): every complete trace is processed once and stored.
+    #[test]
+    fn traces_processed_on_several_threads_are_all_stored() {
+        let store = Arc::new(tracecraft_core::testing::MemoryStore::new());
+        let s = Arc::clone(&store);
+        let router = move |_: Option<&str>| {
+            PipelineConfig::default()
+                .builder()
+                .and_then(|b| b.store(Arc::clone(&s)).build())
+                .map_err(|e| e.to_string())
+        };
+        let metrics = Arc::new(Metrics::default());
+        let mut worker = Worker::new(
+            Arc::new(router),
+            Arc::clone(&metrics),
+            Duration::from_secs(60),
+            1_000_000,
+        );
+        worker.threads = 3;
+        let spans: Vec<Span> = (1..=2 * PARALLEL_MIN as u8)
+            .flat_map(|t| [span(t, 1, 0), span(t, 2, 1)])
+            .collect();
+        metrics.queued_requests.fetch_add(1, Ordering::Relaxed);
+        let mut items = vec![Item::Spans {
+            tenant: None,
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }];
+        worker.consume(&mut items);
+        worker.flush().unwrap();
+        let stored = tracecraft_core::TraceStore::query(
+            store.as_ref(),
+            &tracecraft_core::TraceQuery::default(),
+        )
+        .unwrap();
+        assert_eq!(stored.len(), 2 * PARALLEL_MIN);
+        assert_eq!(
+            metrics.runs_processed.load(Ordering::Relaxed),
+            2 * PARALLEL_MIN as u64
+        );
+        worker.stop(Duration::from_secs(5)).unwrap();
     }
 }

@@ -546,10 +546,11 @@ fn undecodable_grpc_messages_get_invalid_argument() {
 }
 
 #[test]
-fn many_traces_in_one_request_are_processed_in_parallel_and_all_stored() {
+fn many_traces_in_one_request_are_all_stored() {
     let h = Harness::start(quiet(60_000));
     let url = format!("{}/v1/traces", h.http_url());
-    // 40 complete traces (above the parallel threshold), each with a secret.
+    // 40 complete traces (above the parallel threshold, on machines with more than two
+    // cores), each with a secret.
     let spans: Vec<_> = (1..=40u8)
         .flat_map(|t| {
             [
