@@ -328,6 +328,41 @@ fn import_exports_redacted_runs_to_an_otlp_collector() {
     }
 }
 
+/// With the collector down, the batch goes to the OTLP spool and the summary says so.
+#[test]
+fn import_summary_counts_what_the_otlp_spool_took() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: connections are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
+        .args(["import", "-", "--otlp", &format!("http://127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env_remove("TRACECRAFT_STORAGE")
+        .env("TRACECRAFT_OTLP_SPOOL_DIR", dir.path().join("spool"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n", secret_line()).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("1 read, 1 kept"), "{stderr}");
+    assert!(
+        stderr.contains("OTLP spool: ") && stderr.contains("in 1 requests spooled"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn import_otlp_errors_name_the_flag() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,11 @@
 //! `cargo xtask bench gateway`: a bounded load generator on loopback against a gateway that
 //! redacts and stores into SQLite. Prints sustained spans/s (received, redacted and stored)
 //! and the p99 request latency at half that load, beside the targets. About 20 s.
+//!
+//! With `TRACECRAFT_BENCH_PYTHON` naming a Python that has the reference package (tracecraft
+//! 0.2.1) and its receiver's extras (`starlette`, `uvicorn`), the same load then goes to the
+//! reference's OTLP receiver (`OTLPReceiverServer` with its SQLite store, on 127.0.0.1) for
+//! the same time, and its figure is printed beside ours.
 #![allow(clippy::print_stdout, clippy::disallowed_macros, missing_docs)]
 
 use std::sync::Arc;
@@ -44,13 +49,15 @@ fn request(seq: u64) -> Vec<u8> {
         let mut trace_id = [0u8; 16];
         trace_id[..8].copy_from_slice(&seq.to_be_bytes());
         trace_id[8..].copy_from_slice(&(t + 1).to_be_bytes());
+        // Span ids unique across requests (the reference receiver keys steps by span id).
+        let id = |s: u64| {
+            ((seq << 24) | ((t + 1) << 8) | (s + 1))
+                .to_be_bytes()
+                .to_vec()
+        };
         for s in 0..SPANS_PER_TRACE as u64 {
-            let span_id = (s + 1).to_be_bytes().to_vec();
-            let parent = if s == 0 {
-                Vec::new()
-            } else {
-                1u64.to_be_bytes().to_vec()
-            };
+            let span_id = id(s);
+            let parent = if s == 0 { Vec::new() } else { id(0) };
             spans.push(Span {
                 trace_id: trace_id.to_vec(),
                 span_id,
@@ -205,6 +212,82 @@ fn main() {
         }
     );
     println!("  shutdown clean: {}", summary.is_clean());
+    if let Some(python) = std::env::var_os("TRACECRAFT_BENCH_PYTHON") {
+        reference(&python, &bodies, load, &rt);
+    }
+}
+
+/// The reference package's receiver under the same load (phase 1): it stores each request
+/// before answering, so accepted requests are stored ones.
+fn reference(
+    python: &std::ffi::OsStr,
+    bodies: &[Bytes],
+    load: Duration,
+    rt: &tokio::runtime::Runtime,
+) {
+    const SCRIPT: &str = "import os, sys\n\
+        from tracecraft.storage.sqlite import SQLiteTraceStore\n\
+        from tracecraft.receiver import OTLPReceiverServer\n\
+        store = SQLiteTraceStore(os.path.join(sys.argv[2], 'reference.db'))\n\
+        OTLPReceiverServer(store, host='127.0.0.1', port=int(sys.argv[1])).run()\n";
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let mut child = match std::process::Command::new(python)
+        .args(["-c", SCRIPT, &port.to_string()])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            println!(
+                "  reference: cannot start {}: {e}",
+                python.to_string_lossy()
+            );
+            return;
+        }
+    };
+    let health: http::Uri = format!("http://127.0.0.1:{port}/health").parse().unwrap();
+    let up = rt.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+        for _ in 0..200 {
+            let req = http::Request::get(health.clone())
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            if client
+                .request(req)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    if up {
+        let url: http::Uri = format!("http://127.0.0.1:{port}/v1/traces")
+            .parse()
+            .unwrap();
+        let seq = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let (accepted, failed) = rt.block_on(drive(&url, bodies, &seq, load, None, 4));
+        let rate = (accepted * SPANS_PER_REQUEST) as f64 / start.elapsed().as_secs_f64();
+        println!(
+            "  reference (Python tracecraft 0.2.1 OTLPReceiverServer, no redaction, SQLite): {rate:>9.0} spans/s received and stored ({accepted} requests, {failed} failed)"
+        );
+    } else {
+        println!("  reference: its receiver did not answer /health within 20 s");
+    }
+    // The child this bench started, by its handle.
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// `conns` connections send bodies until `duration` passes; paced when `pace` is given

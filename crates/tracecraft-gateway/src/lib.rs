@@ -9,7 +9,7 @@
 //! **Guarantee:** no span reaches a store or a forwarder without passing the pipeline's
 //! redaction (stores and exporters accept only processed runs); a request is either accepted
 //! (every valid span will be processed, or counted), or refused with a status that tells a
-//! well-behaved SDK what to do (`UNAVAILABLE`/503 with `Retry-After`: retry;
+//! well-behaved SDK what to do (`UNAVAILABLE` with `RetryInfo` / 503 with `Retry-After`: retry;
 //! `INVALID_ARGUMENT`/400: do not); memory is bounded by the queue capacity times the request
 //! size limit plus the pending-span bound. Nothing panics on any input; error messages and
 //! logs name problems, never payload values or tokens.
@@ -33,9 +33,11 @@
 //! The reverse mapping ([`tracecraft_otlp::reverse`]) keeps span names, every attribute it
 //! does not map to a field (as JSON values: strings inside arrays and key-value lists
 //! included), inputs/outputs/messages/documents/tool calls, `exception` events and error
-//! status messages, session/user ids and the `deployment.environment.name` resource
-//! attribute; the pipeline's redaction covers every string of the run it builds. Other
-//! events, links, resource and scope attributes are **not stored** at all.
+//! status messages, session/user ids, span links (`tracecraft.links`) and resource attributes
+//! (`service.name`, `tracecraft.resource`, `deployment.environment.name` as the environment);
+//! the pipeline's redaction covers every string of the run it builds, and the forwarder sends
+//! links and resource attributes again. Other events and scope attributes are **not stored**
+//! at all.
 //!
 //! ## Merging
 //! Spans of one trace arriving in several requests are merged (per tenant and trace id). A
@@ -52,8 +54,11 @@
 //! own store. Without a valid token: 401 / `UNAUTHENTICATED`, nothing stored.
 //!
 //! ## Performance
-//! Decoding and admission run on a 2-thread tokio runtime; processing on one thread behind a
-//! bounded [`WorkQueue`](tracecraft_pipeline::queue::WorkQueue). See `docs/perf/gateway.md`.
+//! Decoding and admission run on a 2-thread tokio runtime; merging, the reverse mapping and
+//! redaction on one thread behind a bounded [`WorkQueue`](tracecraft_pipeline::queue::WorkQueue)
+//! (large batches spread over scoped threads, one core fewer than the machine has, at most
+//! four); each tenant's stores and forwarder on their own
+//! thread, several batches per store transaction. See `docs/perf/gateway.md`.
 
 mod auth;
 mod config;

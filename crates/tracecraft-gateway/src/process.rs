@@ -3,12 +3,12 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use tracecraft_core::{ExportError, ProcessedRun};
-use tracecraft_pipeline::queue::Consumer;
+use tracecraft_pipeline::queue::{Consumer, QueueConfig, WorkQueue};
 use tracecraft_pipeline::{Pipeline, Submitted};
 
 use crate::metrics::Metrics;
@@ -52,10 +52,29 @@ pub(crate) enum Item {
     Tick,
 }
 
+/// A span id (validated: 8 bytes).
+type SpanId = [u8; 8];
+/// A trace id (validated: 16 bytes).
+type TraceId = [u8; 16];
+
+fn span_id(bytes: &[u8]) -> SpanId {
+    let mut id = [0u8; 8];
+    let n = bytes.len().min(8);
+    id[..n].copy_from_slice(&bytes[..n]);
+    id
+}
+
+fn trace_id(bytes: &[u8]) -> TraceId {
+    let mut id = [0u8; 16];
+    let n = bytes.len().min(16);
+    id[..n].copy_from_slice(&bytes[..n]);
+    id
+}
+
 struct Pending {
     parts: Vec<ResourceSpans>,
-    span_ids: HashSet<Vec<u8>>,
-    parents: HashSet<Vec<u8>>,
+    span_ids: HashSet<SpanId>,
+    parents: HashSet<SpanId>,
     has_root: bool,
     spans: usize,
     last: Instant,
@@ -67,7 +86,101 @@ impl Pending {
     }
 }
 
-type Key = (Tenant, Vec<u8>);
+type Key = (Tenant, TraceId);
+
+/// Processed batches waiting for a tenant's stores and forwarder, at most: the processing
+/// thread waits for the store thread beyond that (backpressure reaches the receivers through
+/// the processing queue).
+const STORE_QUEUE: usize = 8;
+
+/// A tenant's pipeline, and the thread that exports its processed runs (stores, forwarder)
+/// so that merging and redaction never wait for SQLite or the network.
+struct TenantSlot {
+    pipeline: Arc<Pipeline>,
+    store: WorkQueue<Vec<ProcessedRun>>,
+    /// Batches handed to `store` and not yet exported.
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl TenantSlot {
+    fn open(router: &dyn Router, tenant: Option<&str>) -> Result<TenantSlot, String> {
+        let pipeline = Arc::new(router.open(tenant)?);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let store = WorkQueue::start(
+            StoreWorker {
+                pipeline: Arc::clone(&pipeline),
+                in_flight: Arc::clone(&in_flight),
+                batch: Vec::new(),
+            },
+            QueueConfig::new(
+                "gateway-store",
+                STORE_QUEUE + 1,
+                STORE_QUEUE,
+                Duration::from_millis(20),
+            )
+            .thread_name("tracecraft-gateway-store")
+            .wake_at(1),
+        )
+        .map_err(|e| format!("starting the store thread: {e}"))?;
+        Ok(TenantSlot {
+            pipeline,
+            store,
+            in_flight,
+        })
+    }
+
+    /// Hands a batch to the store thread, waiting while it has `STORE_QUEUE` batches to do.
+    fn export(&self, batch: Vec<ProcessedRun>) {
+        while self.in_flight.load(Ordering::Acquire) >= STORE_QUEUE {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        // Never full: at most STORE_QUEUE batches are in flight and the capacity is one more.
+        if let Err(batch) = self.store.try_enqueue(batch) {
+            // Only after a stop: export here rather than lose the runs.
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.pipeline.export(&batch);
+        }
+    }
+}
+
+/// The store thread of a tenant: exports what the processing thread hands over, several
+/// batches at once (one SQLite transaction).
+struct StoreWorker {
+    pipeline: Arc<Pipeline>,
+    in_flight: Arc<AtomicUsize>,
+    batch: Vec<ProcessedRun>,
+}
+
+impl Consumer<Vec<ProcessedRun>> for StoreWorker {
+    fn consume(&mut self, items: &mut Vec<Vec<ProcessedRun>>) {
+        let n = items.len();
+        for b in items.drain(..) {
+            self.batch.extend(b);
+        }
+        self.pipeline.export(&self.batch);
+        self.batch.clear();
+        self.in_flight.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    fn flush(&mut self) -> Result<(), ExportError> {
+        self.pipeline.force_flush()
+    }
+
+    fn stop(&mut self, remaining: Duration) -> Result<(), ExportError> {
+        let deadline = Instant::now() + remaining;
+        let mut result = self.pipeline.force_flush();
+        let report = self
+            .pipeline
+            .shutdown(deadline.saturating_duration_since(Instant::now()));
+        if let Some((_, e)) = report.errors.into_iter().next()
+            && result.is_ok()
+        {
+            result = Err(e);
+        }
+        result
+    }
+}
 
 pub(crate) struct Worker {
     router: Arc<dyn Router>,
@@ -75,7 +188,7 @@ pub(crate) struct Worker {
     quiet: Duration,
     max_pending_spans: usize,
     threads: usize,
-    pipelines: HashMap<Tenant, Result<Pipeline, String>>,
+    pipelines: HashMap<Tenant, Result<TenantSlot, String>>,
     pending: HashMap<Key, Pending>,
     pending_spans: usize,
     /// Traces already processed, remembered for a quiet period (late spans are counted).
@@ -99,7 +212,8 @@ impl Worker {
             metrics,
             quiet,
             max_pending_spans,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            // One core is left to the receivers and the store thread.
+            threads: std::thread::available_parallelism().map_or(1, |n| (n.get() - 1).clamp(1, 4)),
             pipelines: HashMap::new(),
             pending: HashMap::new(),
             pending_spans: 0,
@@ -123,10 +237,10 @@ impl Worker {
                     schema_url: scope_schema,
                 } = ss;
                 // Group this scope's spans by trace id.
-                let mut by_trace: HashMap<Vec<u8>, Vec<_>> = HashMap::new();
+                let mut by_trace: HashMap<TraceId, Vec<_>> = HashMap::new();
                 for span in spans {
                     by_trace
-                        .entry(span.trace_id.clone())
+                        .entry(trace_id(&span.trace_id))
                         .or_default()
                         .push(span);
                 }
@@ -146,11 +260,11 @@ impl Worker {
                         last: now,
                     });
                     for s in &spans {
-                        p.span_ids.insert(s.span_id.clone());
+                        p.span_ids.insert(span_id(&s.span_id));
                         if s.parent_span_id.is_empty() {
                             p.has_root = true;
                         } else {
-                            p.parents.insert(s.parent_span_id.clone());
+                            p.parents.insert(span_id(&s.parent_span_id));
                         }
                     }
                     p.spans += spans.len();
@@ -203,7 +317,7 @@ impl Worker {
             let router = &self.router;
             self.pipelines
                 .entry(tenant.clone())
-                .or_insert_with(|| router.open(tenant.as_deref()));
+                .or_insert_with(|| TenantSlot::open(router.as_ref(), tenant.as_deref()));
             work.push((tenant, p.parts));
             if self.done.insert(key.clone(), now).is_none() {
                 self.done_order.push_back((key, now));
@@ -218,7 +332,7 @@ impl Worker {
             for (tenant, parts) in items {
                 let runs = tracecraft_otlp::reverse::runs_from_resource_spans(&parts);
                 match pipelines.get(&tenant) {
-                    Some(Ok(pipeline)) => {
+                    Some(Ok(TenantSlot { pipeline, .. })) => {
                         for run in runs {
                             match pipeline.process(run) {
                                 Submitted::Exported(p) => {
@@ -278,9 +392,10 @@ impl Worker {
         for (tenant, p) in kept {
             out.entry(tenant).or_default().push(p);
         }
+        // Stores and forwarders on each tenant's store thread.
         for (tenant, batch) in out {
-            if let Some(Ok(pipeline)) = self.pipelines.get(&tenant) {
-                pipeline.export(&batch);
+            if let Some(Ok(slot)) = self.pipelines.get(&tenant) {
+                slot.export(batch);
             }
         }
         // Forget processed traces after a quiet period (bounded).
@@ -303,8 +418,8 @@ impl Worker {
             .pending_spans
             .store(self.pending_spans as u64, Ordering::Relaxed);
         let mut totals = std::collections::BTreeMap::new();
-        for p in self.pipelines.values().flatten() {
-            let stats = p.stats();
+        for slot in self.pipelines.values().flatten() {
+            let stats = slot.pipeline.stats();
             for (e, n) in &stats.exported {
                 totals.entry(e.clone()).or_insert((0, 0)).0 += n;
             }
@@ -349,8 +464,9 @@ impl Consumer<Item> for Worker {
 
     fn flush(&mut self) -> Result<(), ExportError> {
         let mut result = Ok(());
-        for p in self.pipelines.values().flatten() {
-            if let Err(e) = p.force_flush() {
+        // Each store thread exports what it was handed, then flushes the pipeline.
+        for slot in self.pipelines.values().flatten() {
+            if let Err(e) = slot.store.flush() {
                 result = Err(e);
             }
         }
@@ -365,12 +481,20 @@ impl Consumer<Item> for Worker {
         self.finish(ready);
         let deadline = Instant::now() + remaining;
         let mut result = Ok(());
-        for p in self.pipelines.values().flatten() {
-            if let Err(e) = p.force_flush() {
-                result = Err(e);
-            }
-            let report = p.shutdown(deadline.saturating_duration_since(Instant::now()));
-            if let Some((_, e)) = report.errors.into_iter().next()
+        // Each store thread exports what it was handed, then flushes and shuts down the
+        // pipeline; runs its deadline left unexported are an error (never silent).
+        for slot in self.pipelines.values().flatten() {
+            let (r, left) = slot
+                .store
+                .stop(deadline.saturating_duration_since(Instant::now()));
+            let r = match (r, left) {
+                (Ok(()), n) if n > 0 => Err(ExportError::Timeout {
+                    exporter: "gateway-store".to_owned(),
+                    timeout: remaining,
+                }),
+                (r, _) => r,
+            };
+            if let Err(e) = r
                 && result.is_ok()
             {
                 result = Err(e);
@@ -400,5 +524,77 @@ fn count_redactions(metrics: &Metrics, run: &ProcessedRun) {
         for (rule, n) in counts {
             *m.entry(rule).or_default() += n;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use tracecraft_pipeline::PipelineConfig;
+
+    fn span(trace: u8, id: u8, parent: u8) -> Span {
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            parent_span_id: if parent == 0 {
+                Vec::new()
+            } else {
+                vec![parent; 8]
+            },
+            name: "step".into(),
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_000_000_001_000,
+            ..Default::default()
+        }
+    }
+
+    /// The parallel path (several processing threads, which a 2-core machine does not use by
+    /// default): every complete trace is processed once and stored.
+    #[test]
+    fn traces_processed_on_several_threads_are_all_stored() {
+        let store = Arc::new(tracecraft_core::testing::MemoryStore::new());
+        let s = Arc::clone(&store);
+        let router = move |_: Option<&str>| {
+            PipelineConfig::default()
+                .builder()
+                .and_then(|b| b.store(Arc::clone(&s)).build())
+                .map_err(|e| e.to_string())
+        };
+        let metrics = Arc::new(Metrics::default());
+        let mut worker = Worker::new(
+            Arc::new(router),
+            Arc::clone(&metrics),
+            Duration::from_secs(60),
+            1_000_000,
+        );
+        worker.threads = 3;
+        let spans: Vec<Span> = (1..=2 * PARALLEL_MIN as u8)
+            .flat_map(|t| [span(t, 1, 0), span(t, 2, 1)])
+            .collect();
+        metrics.queued_requests.fetch_add(1, Ordering::Relaxed);
+        let mut items = vec![Item::Spans {
+            tenant: None,
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }];
+        worker.consume(&mut items);
+        worker.flush().unwrap();
+        let stored = tracecraft_core::TraceStore::query(
+            store.as_ref(),
+            &tracecraft_core::TraceQuery::default(),
+        )
+        .unwrap();
+        assert_eq!(stored.len(), 2 * PARALLEL_MIN);
+        assert_eq!(
+            metrics.runs_processed.load(Ordering::Relaxed),
+            2 * PARALLEL_MIN as u64
+        );
+        worker.stop(Duration::from_secs(5)).unwrap();
     }
 }

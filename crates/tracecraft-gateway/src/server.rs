@@ -84,6 +84,10 @@ struct Shared {
     in_flight: AtomicUsize,
 }
 
+/// How long a client refused for backpressure is told to wait (`Retry-After` over HTTP,
+/// `RetryInfo` in the gRPC status details).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// Why a request was refused: the reason and a message naming the problem (no payload).
 struct Refusal(Reject, String);
 
@@ -95,6 +99,12 @@ impl Refusal {
             Reject::Malformed | Reject::InvalidSpan => tonic::Code::InvalidArgument,
             Reject::QueueFull | Reject::Busy | Reject::ShuttingDown => tonic::Code::Unavailable,
         };
+        if code == tonic::Code::Unavailable {
+            // `RetryInfo` in the details: OpenTelemetry SDKs wait that long before retrying
+            // (the gRPC form of the HTTP `Retry-After`).
+            let details = tracecraft_otlp::rpc::status_details_with_retry(code as i32, RETRY_AFTER);
+            return tonic::Status::with_details(code, self.1.clone(), Bytes::from(details));
+        }
         tonic::Status::new(code, self.1.clone())
     }
 
@@ -121,8 +131,10 @@ impl Refusal {
         };
         let mut resp = respond(status, format.content_type(), body);
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(RETRY_AFTER.as_secs()),
+            );
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
@@ -496,6 +508,9 @@ where
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
+    // Flow-control windows that grow with the bandwidth-delay product (as grpc-go sizes
+    // them), so that large gRPC requests are not sent 64 KiB per round trip.
+    builder.http2().adaptive_window(true);
     let _ = builder.serve_connection(TokioIo::new(io), service).await;
 }
 

@@ -49,7 +49,13 @@ fn bench(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(4));
     g.throughput(Throughput::Elements(spans(&runs)));
     // Mapping (every dialect, content) and protobuf encoding: what one core does per span.
+    // The direct encoder as the exporter runs it (requests of at most 4 MiB), then the
+    // message tree in one request.
+    let max = tracecraft_otlp::DEFAULT_MAX_REQUEST_BYTES;
     g.bench_function("map_encode", |b| {
+        b.iter(|| std::hint::black_box(mapping::encode_requests(&runs, &options, max)))
+    });
+    g.bench_function("map_encode_tree", |b| {
         b.iter(|| {
             let request = mapping::to_request(&runs, &options);
             std::hint::black_box(request.encode_to_vec());
@@ -60,9 +66,8 @@ fn bench(c: &mut Criterion) {
     // fsync) against encoding it alone.
     let batch = &runs[..runs.len().min(512)];
     g.throughput(Throughput::Elements(spans(batch)));
-    let request = mapping::to_request(batch, &options);
     g.bench_function("encode_512", |b| {
-        b.iter(|| std::hint::black_box(request.encode_to_vec()))
+        b.iter(|| std::hint::black_box(mapping::encode_request(batch, &options)))
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = Spool::open(
@@ -77,7 +82,8 @@ fn bench(c: &mut Criterion) {
             let mut spent = Duration::ZERO;
             for _ in 0..iters {
                 let started = Instant::now();
-                spool.write_request(&request).expect("spooled");
+                let encoded = mapping::encode_request(batch, &options);
+                spool.write_encoded(&encoded).expect("spooled");
                 spent += started.elapsed();
                 for e in std::fs::read_dir(&spool_dir).expect("spool dir").flatten() {
                     let _ = std::fs::remove_file(e.path());
@@ -142,21 +148,66 @@ fn cpu_figures(_: &mut Criterion) {
     let rounds = 5u32;
     let cpu0 = cpu_time().unwrap_or_default();
     let wall0 = Instant::now();
+    let mut bytes = 0;
+    let max = tracecraft_otlp::DEFAULT_MAX_REQUEST_BYTES;
     for _ in 0..rounds {
-        let request = mapping::to_request(&runs, &options);
-        std::hint::black_box(request.encode_to_vec());
+        bytes = std::hint::black_box(mapping::encode_requests(&runs, &options, max))
+            .iter()
+            .map(|r| r.body().len())
+            .sum();
     }
     let cpu = cpu_time().unwrap_or_default().saturating_sub(cpu0);
     let wall = wall0.elapsed();
     let total = n as f64 * f64::from(rounds);
     eprintln!(
-        "otlp/map_encode per CPU-second: {:.0} spans/s (CPU {:?}, wall {:?}, {} spans)",
+        "otlp/map_encode per CPU-second: {:.0} spans/s, {:.0} MB/s of protobuf (CPU {:?}, wall {:?}, {} spans, {} bytes per span)",
         total / cpu.as_secs_f64().max(1e-9),
+        bytes as f64 * f64::from(rounds) / cpu.as_secs_f64().max(1e-9) / 1e6,
         cpu,
         wall,
-        total
+        total,
+        bytes / n.max(1) as usize,
     );
 }
 
-criterion_group!(benches, bench, cpu_figures);
+/// Export to the mock collector per CPU-second of the process (exporter and collector
+/// together, both on this machine), printed.
+fn cpu_export_figures(_: &mut Criterion) {
+    let (Some(runs), Some(_)) = (corpus_runs(), cpu_time()) else {
+        return;
+    };
+    let batch = &runs[..runs.len().min(512)];
+    let n = spans(batch);
+    let collector = MockCollector::start().expect("mock collector");
+    for (name, protocol, endpoint) in [
+        ("grpc", Protocol::Grpc, collector.grpc_endpoint()),
+        ("http", Protocol::HttpProtobuf, collector.http_endpoint()),
+    ] {
+        let mut exporter = OtlpExporter::builder()
+            .protocol(protocol)
+            .endpoint(endpoint)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("exporter");
+        exporter.export(batch).expect("export");
+        collector.clear();
+        let rounds = 4u32;
+        let cpu0 = cpu_time().unwrap_or_default();
+        let wall0 = Instant::now();
+        for _ in 0..rounds {
+            exporter.export(batch).expect("export");
+            collector.clear();
+        }
+        let cpu = cpu_time().unwrap_or_default().saturating_sub(cpu0);
+        let total = n as f64 * f64::from(rounds);
+        eprintln!(
+            "otlp/export_{name}_loopback per CPU-second (exporter + mock collector): {:.0} spans/s (CPU {:?}, wall {:?})",
+            total / cpu.as_secs_f64().max(1e-9),
+            cpu,
+            wall0.elapsed()
+        );
+    }
+}
+
+criterion_group!(benches, bench, cpu_figures, cpu_export_figures);
 criterion_main!(benches);

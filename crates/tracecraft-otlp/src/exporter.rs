@@ -14,7 +14,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -215,7 +214,7 @@ impl OtlpExporterBuilder {
 }
 
 enum Transport {
-    Grpc(TraceServiceClient<Channel>),
+    Grpc(tonic::client::Grpc<Channel>),
     Http(HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
 }
 
@@ -457,7 +456,7 @@ impl OtlpExporter {
                 // The channel's worker task is spawned on our runtime.
                 let _guard = runtime.enter();
                 let channel = channel.connect_with_connector_lazy(connector);
-                let mut client = TraceServiceClient::new(channel);
+                let mut client = tonic::client::Grpc::new(channel);
                 if s.compression == Compression::Gzip {
                     client = client
                         .send_compressed(CompressionEncoding::Gzip)
@@ -603,35 +602,60 @@ impl OtlpExporter {
         request: &ExportTraceServiceRequest,
         max_attempts: u32,
     ) -> Result<(), ExportError> {
-        self.send(request, max_attempts.min(self.retry.max_attempts).max(1))
+        self.send(
+            Outgoing::Tree(request),
+            max_attempts.min(self.retry.max_attempts).max(1),
+        )
+    }
+
+    /// The requests of a batch, in the form the protocol sends: protobuf written directly,
+    /// or the message tree for OTLP/JSON.
+    fn outgoing(&self, batch: &[ProcessedRun]) -> Vec<Request> {
+        if self.protocol == Protocol::HttpJson {
+            mapping::to_requests(batch, &self.mapping, self.max_request_bytes)
+                .into_iter()
+                .map(Request::Tree)
+                .collect()
+        } else {
+            mapping::encode_requests(batch, &self.mapping, self.max_request_bytes)
+                .into_iter()
+                .map(Request::Encoded)
+                .collect()
+        }
+    }
+
+    /// The body this exporter's protocol sends: protobuf (gRPC, HTTP/protobuf) or OTLP/JSON,
+    /// uncompressed.
+    fn raw_body(&self, request: Outgoing<'_>) -> Option<Bytes> {
+        match (self.protocol, request) {
+            (Protocol::HttpJson, Outgoing::Tree(r)) => serde_json::to_vec(r).ok().map(Bytes::from),
+            (Protocol::HttpJson, Outgoing::Encoded(e)) => {
+                let r = ExportTraceServiceRequest::decode(e.body().clone()).ok()?;
+                serde_json::to_vec(&r).ok().map(Bytes::from)
+            }
+            (_, Outgoing::Encoded(e)) => Some(e.body().clone()),
+            (_, Outgoing::Tree(r)) => Some(Bytes::from(r.encode_to_vec())),
+        }
     }
 
     /// Sends one request, retrying retryable failures within the policy.
-    fn send(
-        &mut self,
-        request: &ExportTraceServiceRequest,
-        max_attempts: u32,
-    ) -> Result<(), ExportError> {
-        let spans: u64 = request
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len() as u64)
-            .sum();
-        let body = match self.protocol {
-            Protocol::Grpc => None,
-            Protocol::HttpProtobuf | Protocol::HttpJson => match self.http_body(request) {
-                Some(body) => Some(body),
-                None => return Err(self.failure(Cause::Encode, 1)),
-            },
+    fn send(&mut self, request: Outgoing<'_>, max_attempts: u32) -> Result<(), ExportError> {
+        let spans = request.spans();
+        let body = match self.raw_body(request) {
+            Some(raw) if self.protocol == Protocol::Grpc => Some(raw),
+            Some(raw) => self.http_body(raw),
+            None => None,
+        };
+        let Some(body) = body else {
+            return Err(self.failure(Cause::Encode, 1));
         };
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let result = match &body {
-                None => self.attempt_grpc(request.clone()),
-                Some(body) => self.attempt_http(body.clone()),
+            let result = match self.protocol {
+                Protocol::Grpc => self.attempt_grpc(body.clone()),
+                Protocol::HttpProtobuf | Protocol::HttpJson => self.attempt_http(body.clone()),
             };
             let Failure {
                 cause,
@@ -706,13 +730,10 @@ impl OtlpExporter {
         }
     }
 
-    fn http_body(&self, request: &ExportTraceServiceRequest) -> Option<Bytes> {
-        let raw = match self.protocol {
-            Protocol::HttpJson => serde_json::to_vec(request).ok()?,
-            _ => request.encode_to_vec(),
-        };
+    /// The HTTP body: `raw`, gzip-compressed when configured.
+    fn http_body(&self, raw: Bytes) -> Option<Bytes> {
         match self.compression {
-            Compression::None => Some(Bytes::from(raw)),
+            Compression::None => Some(raw),
             Compression::Gzip => {
                 use std::io::Write;
                 let mut enc =
@@ -725,14 +746,13 @@ impl OtlpExporter {
         }
     }
 
-    fn attempt_grpc(
-        &mut self,
-        request: ExportTraceServiceRequest,
-    ) -> Result<ExportTraceServiceResponse, Failure> {
+    fn attempt_grpc(&mut self, body: Bytes) -> Result<ExportTraceServiceResponse, Failure> {
         let timeout = self.timeout;
-        let mut req = tonic::Request::new(request);
+        let mut req = tonic::Request::new(body);
         *req.metadata_mut() = MetadataMap::from_headers(self.headers.clone());
         req.set_timeout(timeout);
+        req.extensions_mut()
+            .insert(tonic::GrpcMethod::new(crate::rpc::TRACE_SERVICE, "Export"));
         let (Some(runtime), Some(Transport::Grpc(client))) = (&self.runtime, &mut self.transport)
         else {
             return Err(Failure::of(Cause::Connect(
@@ -740,7 +760,20 @@ impl OtlpExporter {
             )));
         };
         let result = block_on(runtime, async {
-            tokio::time::timeout(timeout, client.export(req)).await
+            tokio::time::timeout(timeout, async {
+                client
+                    .ready()
+                    .await
+                    .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+                client
+                    .unary(
+                        req,
+                        http::uri::PathAndQuery::from_static(crate::rpc::EXPORT_PATH),
+                        crate::rpc::RawCodec,
+                    )
+                    .await
+            })
+            .await
         });
         match result {
             Err(_) => Err(Failure::of(Cause::Timeout { after: timeout })),
@@ -841,6 +874,37 @@ where
     })
 }
 
+/// A request to send or spool.
+enum Request {
+    Encoded(mapping::EncodedRequest),
+    Tree(ExportTraceServiceRequest),
+}
+
+impl Request {
+    fn as_outgoing(&self) -> Outgoing<'_> {
+        match self {
+            Request::Encoded(e) => Outgoing::Encoded(e),
+            Request::Tree(t) => Outgoing::Tree(t),
+        }
+    }
+}
+
+/// A request to send, borrowed.
+#[derive(Clone, Copy)]
+pub(crate) enum Outgoing<'a> {
+    Encoded(&'a mapping::EncodedRequest),
+    Tree(&'a ExportTraceServiceRequest),
+}
+
+impl Outgoing<'_> {
+    fn spans(self) -> u64 {
+        match self {
+            Outgoing::Encoded(e) => e.spans(),
+            Outgoing::Tree(t) => span_count(t),
+        }
+    }
+}
+
 fn span_count(request: &ExportTraceServiceRequest) -> u64 {
     request
         .resource_spans
@@ -916,7 +980,7 @@ impl Exporter for OtlpExporter {
         if batch.is_empty() {
             return Ok(());
         }
-        let requests = mapping::to_requests(batch, &self.mapping, self.max_request_bytes);
+        let requests = self.outgoing(batch);
         let mut first_error = None;
         for request in requests {
             let attempts = if self.collector_down {
@@ -924,7 +988,7 @@ impl Exporter for OtlpExporter {
             } else {
                 self.retry.max_attempts
             };
-            let result = self.send(&request, attempts);
+            let result = self.send(request.as_outgoing(), attempts);
             if let Some(spool) = &self.spool {
                 match &result {
                     Ok(()) => {
@@ -934,8 +998,12 @@ impl Exporter for OtlpExporter {
                         }
                     }
                     Err(e) if !is_content_rejection(e) && e.cause().is_some() => {
-                        let spans = span_count(&request);
-                        match spool.write(request.encode_to_vec(), spans) {
+                        let spans = request.as_outgoing().spans();
+                        let written = match &request {
+                            Request::Encoded(e) => spool.write_encoded(e),
+                            Request::Tree(t) => spool.write_request(t),
+                        };
+                        match written {
                             Ok(()) => {
                                 tracing::warn!(
                                     exporter = self.name,
@@ -1000,8 +1068,8 @@ impl Exporter for OtlpExporter {
         let Some(spool) = &self.spool else {
             return Ok(false);
         };
-        for request in mapping::to_requests(batch, &self.mapping, self.max_request_bytes) {
-            spool.write_request(&request)?;
+        for request in mapping::encode_requests(batch, &self.mapping, self.max_request_bytes) {
+            spool.write_encoded(&request)?;
         }
         if let Some(resender) = &self.resender {
             resender.mark_pending();

@@ -67,7 +67,7 @@ mod exporter;
 pub mod mapping;
 mod resend;
 pub mod reverse;
-mod rpc;
+pub mod rpc;
 pub mod spool;
 #[cfg(feature = "testing")]
 pub mod testing;

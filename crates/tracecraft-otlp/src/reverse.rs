@@ -7,7 +7,10 @@
 //! session, user and free-form attributes (JSON numbers come back as OTLP typed them: a
 //! `u64` above `i64::MAX` as a float). Spans from other SDKs become runs too: one run per
 //! trace id, each span a step. Never panics on any input; a span delivered twice (at-least-once
-//! delivery) counts once.
+//! delivery) counts once. A span's links become the [`LINKS`](crate::mapping::keys::LINKS)
+//! attribute of its run or step, and the trace's resource attributes (other than those
+//! TraceCraft sets itself) the run's [`RESOURCE`](crate::mapping::keys::RESOURCE) attribute:
+//! the mapping exports both again as links and resource attributes.
 //!
 //! A span's step type is read from `tracecraft.step.type`, else `openinference.span.kind`,
 //! else `gen_ai.operation.name`, else its span kind and name.
@@ -31,6 +34,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
@@ -56,16 +60,16 @@ pub fn runs_from_resource_spans(resource_spans: &[ResourceSpans]) -> Vec<AgentRu
     let mut traces: Vec<Trace<'_>> = Vec::new();
     let mut index: HashMap<&[u8], usize> = HashMap::new();
     for rs in resource_spans {
-        let environment = rs
-            .resource
-            .as_ref()
-            .and_then(|r| str_attr(&r.attributes, "deployment.environment.name"));
+        let resource = rs.resource.as_ref();
+        let environment =
+            resource.and_then(|r| str_attr(&r.attributes, "deployment.environment.name"));
         for ss in &rs.scope_spans {
             for span in &ss.spans {
                 let i = *index.entry(span.trace_id.as_slice()).or_insert_with(|| {
                     traces.push(Trace {
                         trace_id: &span.trace_id,
                         environment,
+                        resource,
                         spans: Vec::new(),
                         seen: HashMap::new(),
                     });
@@ -88,6 +92,7 @@ pub fn runs_from_resource_spans(resource_spans: &[ResourceSpans]) -> Vec<AgentRu
 struct Trace<'a> {
     trace_id: &'a [u8],
     environment: Option<&'a str>,
+    resource: Option<&'a Resource>,
     spans: Vec<&'a Span>,
     seen: HashMap<&'a [u8], usize>,
 }
@@ -114,6 +119,34 @@ impl Trace<'_> {
             && (!ours || run.environment.is_empty())
         {
             env.clone_into(&mut run.environment);
+        }
+        // Another SDK's service name becomes the run's `service.name` attribute (where the
+        // runtime records it, and where the mapping reads it back); the resource attributes
+        // TraceCraft does not set itself are kept, and exported again as the run's resource.
+        if !ours
+            && let Some(service) = self
+                .resource
+                .and_then(|r| str_attr(&r.attributes, "service.name"))
+        {
+            run.attributes
+                .entry("service.name")
+                .or_insert_with(|| Value::String(service.to_owned()));
+        }
+        let received: JsonMap = self
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .filter(|kv| !crate::mapping::OWN_RESOURCE_KEYS.contains(&kv.key.as_str()))
+            .map(|kv| {
+                (
+                    kv.key.clone(),
+                    kv.value.as_ref().map_or(Value::Null, json_value),
+                )
+            })
+            .collect();
+        if !received.is_empty() {
+            run.attributes
+                .insert(k::RESOURCE.to_owned(), Value::Object(received));
         }
         let run_span_id = run_span.map(|i| self.spans[i].span_id.as_slice());
         let nodes: Vec<&Span> = self
@@ -343,18 +376,18 @@ fn user_attributes(attrs: &[KeyValue], ours: bool) -> JsonMap {
         .collect()
 }
 
+/// Whether the reverse mapping reads `key` into a field of the run or step (or derives it
+/// from them when mapping again): such keys are not kept as free-form attributes of spans
+/// from other SDKs. Every other key is kept (redacted like all attributes): an unknown
+/// `gen_ai.*` or `llm.*` key (`gen_ai.prompt.0.content`, `gen_ai.system_instructions`, ...)
+/// is content, not noise.
 fn is_mapped(key: &str) -> bool {
     const PREFIXES: &[&str] = &[
         "tracecraft.",
-        "gen_ai.",
-        "llm.",
-        "retrieval.documents.",
-        "input.",
-        "output.",
-        "tool.",
-        "openinference.",
         "mlflow.",
-        "exception.",
+        k::OI_INPUT_MESSAGES,
+        k::OI_OUTPUT_MESSAGES,
+        k::OI_DOCUMENTS,
     ];
     const KEYS: &[&str] = &[
         k::SESSION_ID,
@@ -362,6 +395,34 @@ fn is_mapped(key: &str) -> bool {
         k::ERROR_TYPE,
         k::CLOUD_PROVIDER,
         k::OI_TAGS,
+        k::INPUT_VALUE,
+        k::INPUT_MIME,
+        k::OUTPUT_VALUE,
+        k::OUTPUT_MIME,
+        k::GEN_AI_OPERATION,
+        k::GEN_AI_PROVIDER,
+        k::GEN_AI_REQUEST_MODEL,
+        "gen_ai.response.model",
+        "gen_ai.system",
+        k::GEN_AI_INPUT_TOKENS,
+        k::GEN_AI_OUTPUT_TOKENS,
+        k::GEN_AI_TOOL_NAME,
+        k::GEN_AI_AGENT_NAME,
+        k::GEN_AI_AGENT_ID,
+        k::GEN_AI_AGENT_DESCRIPTION,
+        k::GEN_AI_INPUT_MESSAGES,
+        k::GEN_AI_OUTPUT_MESSAGES,
+        k::GEN_AI_TOOL_ARGUMENTS,
+        k::GEN_AI_TOOL_RESULT,
+        k::GEN_AI_CONVERSATION_ID,
+        k::OI_SPAN_KIND,
+        k::OI_MODEL_NAME,
+        k::OI_PROVIDER,
+        k::OI_PROMPT_TOKENS,
+        k::OI_COMPLETION_TOKENS,
+        k::OI_TOTAL_TOKENS,
+        k::OI_TOOL_NAME,
+        k::OI_TOOL_PARAMETERS,
     ];
     PREFIXES.iter().any(|p| key.starts_with(p)) || KEYS.contains(&key)
 }
@@ -418,6 +479,9 @@ fn run_of(span: &Span, trace_id: &[u8]) -> AgentRun {
     run.error_count = u64_attr(a, &[k::ERROR_COUNT]).unwrap_or(0);
     (run.error, run.error_type) = error_of(span);
     run.attributes = user_attributes(a, true);
+    if let Some(links) = links_of(span) {
+        run.attributes.insert(k::LINKS.to_owned(), links);
+    }
     run.sample_reason = str_attr(a, k::SAMPLE_REASON).map(str::to_owned);
     run
 }
@@ -669,5 +733,43 @@ fn step_of(span: &Span, run_id: Uuid, trace_id: &[u8], ours_run: bool) -> Step {
     step.streaming_chunks = strings_attr(a, k::CHUNKS).unwrap_or_default();
     (step.error, step.error_type) = error_of(span);
     step.attributes = user_attributes(a, ours);
+    if let Some(links) = links_of(span) {
+        step.attributes.insert(k::LINKS.to_owned(), links);
+    }
     step
+}
+
+/// A span's links as the [`LINKS`](k::LINKS) attribute value: `[{"trace_id", "span_id"`
+/// (hex)`, "trace_state"` (when set)`, "attributes"` (when any)`}]`.
+fn links_of(span: &Span) -> Option<Value> {
+    if span.links.is_empty() {
+        return None;
+    }
+    Some(Value::Array(
+        span.links
+            .iter()
+            .map(|l| {
+                let mut m = Map::new();
+                m.insert("trace_id".into(), Value::String(hex::encode(&l.trace_id)));
+                m.insert("span_id".into(), Value::String(hex::encode(&l.span_id)));
+                if !l.trace_state.is_empty() {
+                    m.insert("trace_state".into(), Value::String(l.trace_state.clone()));
+                }
+                if !l.attributes.is_empty() {
+                    let attrs: Map<String, Value> = l
+                        .attributes
+                        .iter()
+                        .map(|kv| {
+                            (
+                                kv.key.clone(),
+                                kv.value.as_ref().map_or(Value::Null, json_value),
+                            )
+                        })
+                        .collect();
+                    m.insert("attributes".into(), Value::Object(attrs));
+                }
+                Value::Object(m)
+            })
+            .collect(),
+    ))
 }

@@ -1,8 +1,10 @@
 //! The few `google.rpc` messages needed to read a server's retry delay from a gRPC status
-//! (`grpc-status-details-bin`), declared by hand (no protoc, no build script).
+//! (`grpc-status-details-bin`) and to write one (the gateway's `UNAVAILABLE`), declared by
+//! hand (no protoc, no build script).
 
 use std::time::Duration;
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 
 /// `google.rpc.Status`.
@@ -41,12 +43,74 @@ pub(crate) struct ProtoDuration {
     pub(crate) nanos: i32,
 }
 
+/// The OTLP trace service.
+pub(crate) const TRACE_SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
+/// Its `Export` method's path.
+pub(crate) const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// A gRPC codec that sends an already encoded `ExportTraceServiceRequest` (the direct
+/// encoder's bytes) and decodes the `ExportTraceServiceResponse`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RawCodec;
+
+/// Writes pre-encoded message bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RawEncoder;
+
+/// Decodes the export response.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ResponseDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = bytes::Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = RawEncoder;
+    type Decoder = ResponseDecoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> ResponseDecoder {
+        ResponseDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for ResponseDecoder {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        ExportTraceServiceResponse::decode(buf)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
 const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
 
 /// The trailer some servers send a bare `RetryInfo` in.
 pub(crate) const RETRY_INFO_TRAILER: &str = "google.rpc.retryinfo-bin";
 
-/// The delay of a bare encoded `RetryInfo` (the [`RETRY_INFO_TRAILER`] form).
+/// The delay of a bare encoded `RetryInfo` (the `google.rpc.retryinfo-bin` trailer form).
 pub(crate) fn retry_info_delay(bytes: &[u8]) -> Option<Duration> {
     RetryInfo::decode(bytes).ok()?.retry_delay.map(to_duration)
 }
@@ -68,8 +132,10 @@ pub(crate) fn retry_info(delay: Duration) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// The `RetryInfo` delay in a status's details, if any (negative delays count as zero).
-pub(crate) fn retry_delay(details: &[u8]) -> Option<Duration> {
+/// The `RetryInfo` delay in a status's details (`grpc-status-details-bin`, an encoded
+/// `google.rpc.Status`), if any (negative delays count as zero).
+#[must_use]
+pub fn retry_delay(details: &[u8]) -> Option<Duration> {
     if details.is_empty() {
         return None;
     }
@@ -82,9 +148,10 @@ pub(crate) fn retry_delay(details: &[u8]) -> Option<Duration> {
         .map(to_duration)
 }
 
-/// Encodes a status whose details carry a `RetryInfo` of `delay` (for servers and tests).
-#[cfg_attr(not(feature = "testing"), allow(dead_code))]
-pub(crate) fn status_details_with_retry(code: i32, delay: Duration) -> Vec<u8> {
+/// Encodes a `google.rpc.Status` of `code` whose details carry a `RetryInfo` of `delay`: the
+/// details of a gRPC status that tells OpenTelemetry SDKs when to retry.
+#[must_use]
+pub fn status_details_with_retry(code: i32, delay: Duration) -> Vec<u8> {
     let info = RetryInfo {
         retry_delay: Some(ProtoDuration {
             seconds: i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),

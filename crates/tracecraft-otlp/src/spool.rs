@@ -195,6 +195,36 @@ struct Record {
     request: RawBytes,
 }
 
+/// A [`Record`] to write, borrowing its request.
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    version: u32,
+    spans: u64,
+    request: BytesRef<'a>,
+}
+
+/// Borrowed bytes serialized as one MessagePack `bin`.
+struct BytesRef<'a>(&'a [u8]);
+
+impl Serialize for BytesRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// Counts the bytes written to it.
+struct Counter(u64);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Bytes serialized as one MessagePack `bin` (a `Vec<u8>` would be an array of integers).
 struct RawBytes(Vec<u8>);
 
@@ -433,7 +463,19 @@ impl Spool {
             .flat_map(|r| &r.scope_spans)
             .map(|s| s.spans.len() as u64)
             .sum();
-        self.write(request.encode_to_vec(), spans)
+        self.write(&request.encode_to_vec(), spans)
+    }
+
+    /// Writes a request of the direct encoder durably (what the exporter does with a request
+    /// that failed).
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] naming the file when it cannot be written.
+    pub fn write_encoded(
+        &self,
+        request: &crate::mapping::EncodedRequest,
+    ) -> Result<(), StoreError> {
+        self.write(request.body(), request.spans())
     }
 
     /// Writes one encoded request durably, evicting the oldest files first if the bound
@@ -442,17 +484,20 @@ impl Spool {
     ///
     /// # Errors
     /// [`StoreError::Io`] naming the file when it cannot be written.
-    pub(crate) fn write(&self, request: Vec<u8>, spans: u64) -> Result<(), StoreError> {
-        let record = Record {
+    pub(crate) fn write(&self, request: &[u8], spans: u64) -> Result<(), StoreError> {
+        let record = RecordRef {
             version: VERSION,
             spans,
-            request: RawBytes(request),
+            request: BytesRef(request),
         };
-        let bytes = rmp_serde::to_vec_named(&record).map_err(|e| StoreError::Invalid {
+        // The record is streamed to the file (the request is not copied); its size first.
+        let invalid = |e: rmp_serde::encode::Error| StoreError::Invalid {
             what: "spool record",
             message: e.to_string(),
-        })?;
-        let size = bytes.len() as u64;
+        };
+        let mut counter = Counter(0);
+        rmp_serde::encode::write_named(&mut counter, &record).map_err(invalid)?;
+        let size = counter.0;
         if size > self.max_bytes {
             self.count_evicted(1, spans);
             tracing::warn!(
@@ -474,8 +519,8 @@ impl Spool {
         );
         let path = self.dir.join(name);
         replace_atomically(&path, |w| {
-            use std::io::Write;
-            w.write_all(&bytes).map_err(|e| io_err(&path, e))
+            rmp_serde::encode::write_named(w, &record)
+                .map_err(|e| io_err(&path, std::io::Error::other(e.to_string())))
         })?;
         self.counters
             .spooled_batches
@@ -592,10 +637,10 @@ mod tests {
             .max_bytes(300)
             .build();
         let spool = Spool::open(&config).unwrap();
-        spool.write(vec![1; 100], 3).unwrap();
-        spool.write(vec![2; 100], 4).unwrap();
+        spool.write(&[1; 100], 3).unwrap();
+        spool.write(&[2; 100], 4).unwrap();
         // The third does not fit beside both: the oldest goes.
-        spool.write(vec![3; 100], 5).unwrap();
+        spool.write(&[3; 100], 5).unwrap();
         let s = spool.stats();
         assert_eq!(
             (s.spooled_batches, s.evicted_batches, s.evicted_spans),
@@ -610,7 +655,7 @@ mod tests {
         c.remove();
         assert_eq!(spool.status().unwrap().batches, 1);
         // Larger than the whole bound: counted, not written.
-        spool.write(vec![0; 400], 9).unwrap();
+        spool.write(&[0; 400], 9).unwrap();
         assert_eq!(spool.stats().evicted_spans, 12);
         #[cfg(unix)]
         {

@@ -343,9 +343,15 @@ where
             }
         }
     });
-    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(io), service)
-        .await;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Flow-control windows the size of a request (gRPC servers such as the Collector's grow
+    // theirs with the bandwidth-delay product): a 4 MiB request is not sent 64 KiB per round
+    // trip.
+    builder
+        .http2()
+        .initial_stream_window_size(4 << 20)
+        .initial_connection_window_size(8 << 20);
+    let _ = builder.serve_connection(TokioIo::new(io), service).await;
 }
 
 fn acceptor(
@@ -461,6 +467,9 @@ impl MockCollector {
                             _ = &mut stop_rx => break,
                             accepted = listener.accept() => {
                                 let Ok((stream, _)) = accepted else { continue };
+                                // Small HTTP/2 frames (window updates, replies) go out at
+                                // once, as a collector's would.
+                                let _ = stream.set_nodelay(true);
                                 let state = Arc::clone(&thread_state);
                                 let tls = tls.clone();
                                 tokio::spawn(async move {

@@ -498,3 +498,164 @@ mod properties {
         }
     }
 }
+
+/// Spans of another SDK with links and resource attributes: the reverse mapping keeps both
+/// (as the `tracecraft.links` and `tracecraft.resource` attributes), and mapping the run
+/// again exports them as the spans' links and the resource's attributes.
+#[test]
+fn links_and_resource_attributes_survive_the_reverse_mapping() {
+    use tracecraft_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
+    use tracecraft_otlp::proto::resource::v1::Resource;
+    use tracecraft_otlp::proto::trace::v1::span::Link;
+    use tracecraft_otlp::proto::trace::v1::{ResourceSpans, ScopeSpans};
+    use tracecraft_otlp::reverse;
+    let kv = |k: &str, v: V| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let t0 = 1_700_000_000_000_000_000u64;
+    let link = Link {
+        trace_id: vec![9; 16],
+        span_id: vec![8; 8],
+        trace_state: "vendor=1".into(),
+        attributes: vec![kv("link.kind", V::StringValue("follows".into()))],
+        ..Default::default()
+    };
+    let root = Span {
+        trace_id: vec![1; 16],
+        span_id: vec![3; 8],
+        name: "agent".into(),
+        start_time_unix_nano: t0,
+        end_time_unix_nano: t0 + 10,
+        links: vec![link.clone()],
+        ..Default::default()
+    };
+    let child = Span {
+        span_id: vec![2; 8],
+        parent_span_id: vec![3; 8],
+        name: "chat".into(),
+        links: vec![Link {
+            trace_state: String::new(),
+            attributes: Vec::new(),
+            ..link.clone()
+        }],
+        ..root.clone()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", V::StringValue("billing".into())),
+                    kv("service.version", V::StringValue("1.2".into())),
+                    kv("k8s.pod.uid", V::IntValue(7)),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![root, child],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let runs = reverse::runs_from_request(&request);
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run.attributes["service.name"], json!("billing"));
+    assert_eq!(
+        run.attributes["tracecraft.resource"],
+        json!({"service.version": "1.2", "k8s.pod.uid": 7})
+    );
+    let step = &run.steps[0];
+    assert_eq!(
+        step.attributes["tracecraft.links"],
+        json!([{"trace_id": "09".repeat(16), "span_id": "08".repeat(8), "trace_state": "vendor=1",
+                "attributes": {"link.kind": "follows"}}])
+    );
+    // Exported again (the message tree and the direct encoder alike).
+    let batch = [ProcessedRun::assume_processed(run.clone())];
+    let options = MappingOptions::default();
+    let again = mapping::to_request(&batch, &options);
+    let wire = mapping::encode_request(&batch, &options);
+    assert_eq!(
+        <ExportTraceServiceRequest as prost::Message>::decode(wire.body().clone()).unwrap(),
+        again
+    );
+    let resource = again.resource_spans[0].resource.as_ref().unwrap();
+    assert_eq!(
+        attr(&resource.attributes, "service.name"),
+        Some(&V::StringValue("billing".into()))
+    );
+    assert_eq!(
+        attr(&resource.attributes, "service.version"),
+        Some(&V::StringValue("1.2".into()))
+    );
+    assert_eq!(
+        attr(&resource.attributes, "k8s.pod.uid"),
+        Some(&V::IntValue(7))
+    );
+    let spans = &again.resource_spans[0].scope_spans[0].spans;
+    let agent = spans.iter().find(|s| s.span_id == vec![3; 8]).unwrap();
+    assert_eq!(agent.links, vec![link.clone()]);
+    let chat = spans.iter().find(|s| s.span_id == vec![2; 8]).unwrap();
+    assert_eq!(chat.links[0].trace_id, vec![9; 16]);
+    // Neither attribute is exported as a span attribute.
+    for s in spans {
+        assert!(attr(&s.attributes, "tracecraft.links").is_none());
+        assert!(attr(&s.attributes, "tracecraft.resource").is_none());
+    }
+    // And they read back the same.
+    let back = reverse::runs_from_request(&again);
+    assert_eq!(
+        back[0].steps[0].attributes["tracecraft.links"],
+        step.attributes["tracecraft.links"]
+    );
+    assert_eq!(back[0].attributes, run.attributes);
+}
+
+/// Keys of another SDK that the reverse mapping does not read into a field are kept as the
+/// step's attributes, whatever their prefix (OpenLLMetry's `gen_ai.prompt.N.content` holds the
+/// prompt); the keys it reads are not repeated there.
+#[test]
+fn unread_keys_of_other_sdks_are_kept() {
+    use tracecraft_otlp::proto::collector::trace::v1::ExportTraceServiceRequest;
+    use tracecraft_otlp::proto::trace::v1::{ResourceSpans, ScopeSpans};
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(V::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let span = Span {
+        trace_id: vec![4; 16],
+        span_id: vec![5; 8],
+        name: "openai.chat".into(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_000_000_100,
+        attributes: vec![
+            kv("gen_ai.request.model", "gpt-4o"),
+            kv("gen_ai.prompt.0.content", "hello"),
+            kv("gen_ai.system_instructions", "be brief"),
+            kv("llm.request.type", "chat"),
+        ],
+        ..Default::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let runs = tracecraft_otlp::reverse::runs_from_request(&request);
+    let step = &runs[0].steps[0];
+    assert_eq!(step.model_name.as_deref(), Some("gpt-4o"));
+    assert_eq!(step.attributes["gen_ai.prompt.0.content"], "hello");
+    assert_eq!(step.attributes["gen_ai.system_instructions"], "be brief");
+    assert_eq!(step.attributes["llm.request.type"], "chat");
+    assert!(!step.attributes.contains_key("gen_ai.request.model"));
+}

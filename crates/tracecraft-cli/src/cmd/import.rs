@@ -229,11 +229,13 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
         builder = builder.exporter(Arc::clone(&store));
         stores.push(store);
     }
+    let mut otlp_stats = None;
     if config.otlp.enabled {
         // Synchronous: the import waits for each batch to reach the collector.
         let exporter = tracecraft::open_otlp_export(config)
             .map_err(|e| CliError(format!("otlp ({}): {e}", loaded.source("otlp.endpoint"))))?
             .ok_or_else(|| CliError("otlp: OTLP export is disabled".into()))?;
+        otlp_stats = Some(exporter.stats_handle());
         destinations.push(Destination {
             exporter: tracecraft_core::Exporter::name(&exporter).to_owned(),
             label: exporter.endpoint().to_string(),
@@ -421,6 +423,15 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             }
         }
         lines.push(line);
+    }
+    // Requests the collector did not take are spooled (counted above as exported): say so.
+    if let Some(spool) = otlp_stats.map(|h| h.get().spool)
+        && (spool.spooled_batches + spool.resent_batches + spool.evicted_batches) > 0
+    {
+        lines.push(format!(
+            "  OTLP spool: {} spans in {} requests spooled for later delivery, {} spans re-sent, {} spans evicted (tracecraft spool status)",
+            spool.spooled_spans, spool.spooled_batches, spool.resent_spans, spool.evicted_spans
+        ));
     }
     if to_stdout {
         lines.push(format!(

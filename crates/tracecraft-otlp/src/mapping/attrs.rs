@@ -41,19 +41,6 @@ impl Attrs {
     pub(crate) fn str(&mut self, key: &str, value: &str) {
         self.put(key, string_value(value));
     }
-    pub(crate) fn string(&mut self, key: &str, value: String) {
-        self.put(
-            key,
-            AnyValue {
-                value: Some(any_value::Value::StringValue(value)),
-            },
-        );
-    }
-    pub(crate) fn opt_str(&mut self, key: &str, value: Option<&str>) {
-        if let Some(v) = value {
-            self.str(key, v);
-        }
-    }
     pub(crate) fn int(&mut self, key: &str, value: u64) {
         self.put(key, int_value(value));
     }

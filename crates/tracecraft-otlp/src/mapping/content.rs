@@ -42,6 +42,7 @@ pub(crate) struct Message<'a> {
     pub(crate) content: &'a Value,
 }
 
+#[cfg(test)]
 impl Message<'_> {
     pub(crate) fn text(&self) -> String {
         text_of(self.content)
@@ -49,6 +50,7 @@ impl Message<'_> {
 }
 
 /// A value as text: strings as they are, anything else as compact JSON.
+#[cfg(test)]
 pub(crate) fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

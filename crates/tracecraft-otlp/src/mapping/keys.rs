@@ -41,6 +41,14 @@ pub const CHUNKS: &str = "tracecraft.streaming.chunks";
 /// The keys of the run's or step's own attributes (string array), so that they are read back
 /// exactly even where one replaced a derived key.
 pub const ATTRIBUTE_KEYS: &str = "tracecraft.attribute_keys";
+/// Not a span attribute: the run or step attribute (a JSON array of `{"trace_id", "span_id"`
+/// (hex)`, "trace_state", "attributes"}`) that holds a received span's OTLP links; the
+/// mapping exports it as the span's links.
+pub const LINKS: &str = "tracecraft.links";
+/// Not a span attribute: the run attribute (a JSON object) that holds the resource attributes
+/// of a received trace (other than the ones TraceCraft sets itself); the mapping exports them
+/// as the run's resource attributes.
+pub const RESOURCE: &str = "tracecraft.resource";
 
 /// Keys the mapping owns: a run's free-form attributes cannot set them.
 pub(crate) const OWNED: &[&str] = &[
@@ -63,6 +71,8 @@ pub(crate) const OWNED: &[&str] = &[
     CHUNK_COUNT,
     CHUNKS,
     ATTRIBUTE_KEYS,
+    LINKS,
+    RESOURCE,
 ];
 
 // Generic content keys (OpenInference names, read by Phoenix, Langfuse and MLflow): emitted

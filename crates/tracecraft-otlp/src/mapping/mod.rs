@@ -10,7 +10,9 @@ mod attrs;
 pub(crate) mod content;
 pub mod keys;
 mod options;
+mod sink;
 mod spans;
+mod wire;
 
 use chrono::{DateTime, Utc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -28,6 +30,7 @@ pub use options::{
     UnknownDialect,
 };
 pub use spans::{mlflow_attribute, mlflow_span_type, openinference_kind, operation_name};
+pub use wire::{EncodedRequest, encode_request, encode_requests};
 
 /// The instrumentation scope (and `telemetry.sdk.name`) of every span TraceCraft exports.
 pub const SCOPE_NAME: &str = "tracecraft";
@@ -135,57 +138,81 @@ fn any_value_at(value: &Value, depth: usize) -> AnyValue {
     AnyValue { value: v }
 }
 
-/// The nesting depth of a JSON value (scalars are 1), computed without recursion and without
-/// looking further than `limit + 1` levels.
-fn depth_exceeds(value: &Value, limit: usize) -> bool {
-    // Scalars and flat containers (the common case) need no stack.
-    match value {
-        Value::Array(items) if items.iter().all(is_scalar) => return limit < 1,
-        Value::Object(map) if map.values().all(is_scalar) => return limit < 1,
-        Value::Array(_) | Value::Object(_) => {}
-        _ => return false,
-    }
-    let mut stack = vec![(value, 1usize)];
-    while let Some((v, d)) = stack.pop() {
-        match v {
-            Value::Array(items) => {
-                if d > limit {
-                    return true;
-                }
-                stack.extend(items.iter().map(|c| (c, d + 1)));
-            }
-            Value::Object(map) => {
-                if d > limit {
-                    return true;
-                }
-                stack.extend(map.values().map(|c| (c, d + 1)));
-            }
-            _ => {}
+/// Too deep to serialize.
+struct TooDeep;
+
+/// Appends `v` as compact JSON (byte for byte what `serde_json` writes), failing without
+/// recursing further when containers nest more than `limit` levels (a flat container is one).
+fn write_json(out: &mut Vec<u8>, v: &Value, limit: usize) -> Result<(), TooDeep> {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            let _ = serde_json::to_writer(&mut *out, n);
         }
+        Value::String(s) => {
+            let _ = serde_json::to_writer(&mut *out, s);
+        }
+        Value::Array(_) | Value::Object(_) if limit == 0 => return Err(TooDeep),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(out, item, limit - 1)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => write_json_map(out, map, limit)?,
     }
-    false
+    Ok(())
 }
 
-fn is_scalar(v: &Value) -> bool {
-    !matches!(v, Value::Array(_) | Value::Object(_))
+fn write_json_map(
+    out: &mut Vec<u8>,
+    map: &tracecraft_core::JsonMap,
+    limit: usize,
+) -> Result<(), TooDeep> {
+    if limit == 0 {
+        return Err(TooDeep);
+    }
+    out.push(b'{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+        write_json(out, v, limit - 1)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// The JSON text written by `write`, or the JSON string
+/// [`tracecraft_core::value::TRUNCATED`] when it was too deep.
+fn json_or_truncated(write: impl FnOnce(&mut Vec<u8>) -> Result<(), TooDeep>) -> String {
+    let mut out = Vec::with_capacity(128);
+    if write(&mut out).is_err() {
+        out.clear();
+        let _ = serde_json::to_writer(&mut out, tracecraft_core::value::TRUNCATED);
+    }
+    // Valid UTF-8: serde_json writes only that, and keys and strings come from `String`s.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A JSON value as compact JSON text; values nested deeper than [`MAX_VALUE_DEPTH`] become
-/// the JSON string [`tracecraft_core::value::TRUNCATED`] as a whole (serializing them would
-/// recurse once per level).
+/// the JSON string [`tracecraft_core::value::TRUNCATED`] as a whole. One pass, never
+/// recursing deeper than the cap.
 #[must_use]
 pub fn json_text(value: &Value) -> String {
-    if depth_exceeds(value, MAX_VALUE_DEPTH) {
-        return Value::String(tracecraft_core::value::TRUNCATED.to_owned()).to_string();
-    }
-    value.to_string()
+    json_or_truncated(|out| write_json(out, value, MAX_VALUE_DEPTH))
 }
 
 pub(crate) fn json_map_text(map: &tracecraft_core::JsonMap) -> String {
-    if map.values().any(|v| depth_exceeds(v, MAX_VALUE_DEPTH - 1)) {
-        return Value::String(tracecraft_core::value::TRUNCATED.to_owned()).to_string();
-    }
-    serde_json::to_string(map).unwrap_or_default()
+    json_or_truncated(|out| write_json_map(out, map, MAX_VALUE_DEPTH))
 }
 
 /// Every span of one run: the run span first, then each step depth-first (pre-order). A
@@ -199,51 +226,81 @@ pub fn run_spans(run: &AgentRun) -> Vec<Span> {
 /// [`run_spans`] with the given dialects and content setting.
 #[must_use]
 pub fn run_spans_with(run: &AgentRun, options: &MappingOptions) -> Vec<Span> {
-    let mut spans = Vec::with_capacity(1 + run.steps.len());
-    push_run_spans(run, options, &mut spans);
-    spans
+    let mut sink = sink::TreeSink::new(Vec::with_capacity(1 + run.steps.len()));
+    push_run_spans(run, options, &mut sink);
+    sink.spans
 }
 
-/// Appends the spans of `run` to `out` (no intermediate vector per run).
-fn push_run_spans(run: &AgentRun, options: &MappingOptions, out: &mut Vec<Span>) {
-    out.push(spans::run_span(run, options));
+/// Writes the spans of `run` to `out`: the run span, then each step depth-first.
+fn push_run_spans<'r, S: sink::SpanSink<'r>>(
+    run: &'r AgentRun,
+    options: &MappingOptions,
+    out: &mut S,
+) {
+    spans::run_span(run, options, out);
     let root_id = span_id(run.id);
     let mut stack: Vec<(&Step, [u8; 8])> = run.steps.iter().rev().map(|s| (s, root_id)).collect();
     while let Some((step, parent)) = stack.pop() {
-        out.push(spans::step_span(run, step, parent, options));
+        spans::step_span(run, step, parent, options, out);
         let me = span_id(step.id);
         stack.extend(step.children.iter().rev().map(|c| (c, me)));
     }
 }
 
-/// The resource a run's spans belong to: `(service.name, deployment.environment.name)`.
-/// `service.name` is the run's `service.name` attribute when it is a string (the runtime
-/// records it there), else the configured one, else [`UNKNOWN_SERVICE`].
-fn resource_key(run: &AgentRun, options: &MappingOptions) -> (String, String) {
+/// What a run's resource is made of: `service.name`, `deployment.environment.name`, and the
+/// resource attributes it was received with ([`keys::RESOURCE`]).
+pub(crate) type ResourceKey = (String, String, Option<tracecraft_core::JsonMap>);
+
+/// The resource a run's spans belong to. `service.name` is the run's `service.name`
+/// attribute when it is a string (the runtime records it there), else the one it was
+/// received with, else the configured one, else [`UNKNOWN_SERVICE`].
+fn resource_key(run: &AgentRun, options: &MappingOptions) -> ResourceKey {
+    let received = run
+        .attributes
+        .get(keys::RESOURCE)
+        .and_then(Value::as_object);
     let service = run
         .attributes
         .get("service.name")
         .and_then(Value::as_str)
+        .or_else(|| received?.get("service.name")?.as_str())
         .or(options.service_name.as_deref())
         .or(options
             .resource_attributes
             .get("service.name")
             .map(String::as_str))
         .unwrap_or(UNKNOWN_SERVICE);
-    (service.to_owned(), run.environment.clone())
+    (
+        service.to_owned(),
+        run.environment.clone(),
+        received.filter(|m| !m.is_empty()).cloned(),
+    )
 }
 
 /// The OTLP resource for a `(service.name, environment)` pair, with the configured extra
 /// resource attributes after the SDK's own (which they cannot replace).
 #[must_use]
 pub fn resource(service_name: &str, environment: &str, options: &MappingOptions) -> Resource {
-    const OWN: [&str; 5] = [
-        "service.name",
-        "deployment.environment.name",
-        "telemetry.sdk.name",
-        "telemetry.sdk.language",
-        "telemetry.sdk.version",
-    ];
+    resource_with(service_name, environment, None, options)
+}
+
+/// The resource attributes TraceCraft sets itself (nothing else replaces them).
+pub(crate) const OWN_RESOURCE_KEYS: [&str; 5] = [
+    "service.name",
+    "deployment.environment.name",
+    "telemetry.sdk.name",
+    "telemetry.sdk.language",
+    "telemetry.sdk.version",
+];
+
+/// [`resource`], then the attributes a run was received with (keys not set before).
+pub(crate) fn resource_with(
+    service_name: &str,
+    environment: &str,
+    received: Option<&tracecraft_core::JsonMap>,
+    options: &MappingOptions,
+) -> Resource {
+    const OWN: [&str; 5] = OWN_RESOURCE_KEYS;
     let mut a = attrs::Attrs::with_capacity(OWN.len() + options.resource_attributes.len());
     for (key, value) in
         OWN.into_iter()
@@ -254,6 +311,11 @@ pub fn resource(service_name: &str, environment: &str, options: &MappingOptions)
     for (key, value) in &options.resource_attributes {
         if !OWN.contains(&key.as_str()) {
             a.str(key, value);
+        }
+    }
+    for (key, value) in received.into_iter().flatten() {
+        if !OWN.contains(&key.as_str()) && !options.resource_attributes.contains_key(key) {
+            a.put(key, any_value(value));
         }
     }
     Resource {
@@ -272,11 +334,11 @@ fn scope() -> InstrumentationScope {
 
 /// Spans grouped by resource, in the order their resources first appear.
 pub(crate) struct Grouped {
-    pub(crate) groups: Vec<((String, String), Vec<Span>)>,
+    pub(crate) groups: Vec<(ResourceKey, Vec<Span>)>,
 }
 
 pub(crate) fn group(batch: &[ProcessedRun], options: &MappingOptions) -> Grouped {
-    let mut groups: Vec<((String, String), Vec<Span>)> = Vec::new();
+    let mut groups: Vec<(ResourceKey, Vec<Span>)> = Vec::new();
     // Every span of the batch, so that the (usually single) group is allocated once.
     let total: usize = batch.iter().map(|r| 1 + r.run().step_count()).sum();
     for run in batch {
@@ -290,22 +352,24 @@ pub(crate) fn group(batch: &[ProcessedRun], options: &MappingOptions) -> Grouped
                 groups.len() - 1
             }
         };
-        push_run_spans(run, options, &mut groups[i].1);
+        let mut sink = sink::TreeSink::new(std::mem::take(&mut groups[i].1));
+        push_run_spans(run, options, &mut sink);
+        groups[i].1 = sink.spans;
     }
     Grouped { groups }
 }
 
 /// Builds a request from resource groups.
 pub(crate) fn request_of(
-    groups: Vec<((String, String), Vec<Span>)>,
+    groups: Vec<(ResourceKey, Vec<Span>)>,
     options: &MappingOptions,
 ) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: groups
             .into_iter()
             .filter(|(_, spans)| !spans.is_empty())
-            .map(|((service, env), spans)| ResourceSpans {
-                resource: Some(resource(&service, &env, options)),
+            .map(|((service, env, received), spans)| ResourceSpans {
+                resource: Some(resource_with(&service, &env, received.as_ref(), options)),
                 scope_spans: vec![ScopeSpans {
                     scope: Some(scope()),
                     spans,
@@ -339,7 +403,7 @@ pub fn to_requests(
     let grouped = group(batch, options);
     // Per-resource overhead (resource + scope + framing), measured once per group.
     let mut requests = Vec::new();
-    let mut current: Vec<((String, String), Vec<Span>)> = Vec::new();
+    let mut current: Vec<(ResourceKey, Vec<Span>)> = Vec::new();
     let mut current_bytes = 0usize;
     for (key, spans) in grouped.groups {
         let overhead =

@@ -1,0 +1,755 @@
+//! The direct encoder: runs -> OTLP protobuf bytes, written straight into the request buffer
+//! by [`WireSink`] (no `opentelemetry-proto` message tree, no per-attribute allocation, no
+//! repeated `encoded_len` walks). Its output decodes to exactly the request that
+//! [`to_request`](super::to_request) builds (property test in `tests/wire.rs`).
+//!
+//! Layout: every length is known before its bytes are written (strings) or computed by a
+//! sizing pass (JSON values), except a span's, which is reserved as two bytes (spans of 128 B
+//! to 16 KiB) and moved only when it needs another size; a resource group is written after a
+//! headroom its headers are then written into, right-aligned, so that the request of one
+//! resource (the usual case) is never copied.
+
+use bytes::Bytes;
+use prost::Message;
+use serde_json::Value;
+use tracecraft_core::{AgentRun, JsonMap, ProcessedRun};
+
+use super::keys as k;
+use super::sink::{Head, SpanSink, Tail};
+use super::{MAX_VALUE_DEPTH, MappingOptions, ResourceKey, resource_key, resource_with, scope};
+
+/// One encoded `ExportTraceServiceRequest`: the protobuf bytes and how many spans it holds.
+#[derive(Debug, Clone)]
+pub struct EncodedRequest {
+    body: Bytes,
+    spans: u64,
+}
+
+impl EncodedRequest {
+    /// The protobuf-encoded `ExportTraceServiceRequest`.
+    #[must_use]
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The number of spans in it.
+    #[must_use]
+    pub fn spans(&self) -> u64 {
+        self.spans
+    }
+
+    /// The body, owned.
+    #[must_use]
+    pub fn into_body(self) -> Bytes {
+        self.body
+    }
+}
+
+// Wire types.
+const LEN: u8 = 2;
+const I64: u8 = 1;
+const VARINT: u8 = 0;
+
+const fn tag(field: u8, wire: u8) -> u8 {
+    (field << 3) | wire
+}
+
+/// Bytes of `v` as a varint.
+#[inline]
+pub(crate) fn varint_len(v: u64) -> usize {
+    // 1 byte per 7 bits, at least one.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+#[inline]
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// Bytes of a length-delimited field holding `len` bytes (tag of one byte).
+#[inline]
+fn field_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+/// A key written as parts (`llm.input_messages.` `3` `.message.role`).
+#[derive(Clone, Copy)]
+struct Key<'a> {
+    parts: [&'a str; 3],
+}
+
+impl<'a> Key<'a> {
+    fn plain(key: &'a str) -> Self {
+        Key {
+            parts: [key, "", ""],
+        }
+    }
+    fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
+    }
+    fn write(&self, buf: &mut Vec<u8>) {
+        for p in self.parts {
+            buf.extend_from_slice(p.as_bytes());
+        }
+    }
+}
+
+/// Decimal digits of `i` in a stack buffer.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn new(mut i: usize) -> Self {
+        let mut buf = [0u8; 20];
+        let mut start = 20;
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (i % 10) as u8;
+            i /= 10;
+            if i == 0 {
+                break;
+            }
+        }
+        Digits { buf, start }
+    }
+    fn as_str(&self) -> &str {
+        // ASCII digits only.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
+}
+
+/// The body of an `AnyValue` holding a string.
+fn str_any_len(s: &str) -> usize {
+    field_len(s.len())
+}
+
+/// Length of the `AnyValue` body of a JSON value (as [`super::any_value`] maps it).
+fn json_any_len(v: &Value, depth: usize) -> usize {
+    match v {
+        Value::Null => 0,
+        Value::Bool(_) => 2,
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => 1 + varint_len(i as u64),
+            (None, Some(_)) => 9,
+            (None, None) => str_any_len(&n.to_string()),
+        },
+        Value::String(s) => str_any_len(s),
+        Value::Array(_) | Value::Object(_) if depth > MAX_VALUE_DEPTH => {
+            str_any_len(tracecraft_core::value::TRUNCATED)
+        }
+        Value::Array(items) => field_len(array_body_len(items, depth)),
+        Value::Object(map) => field_len(kvlist_body_len(map, depth)),
+    }
+}
+
+fn array_body_len(items: &[Value], depth: usize) -> usize {
+    items
+        .iter()
+        .map(|i| field_len(json_any_len(i, depth + 1)))
+        .sum()
+}
+
+fn kvlist_body_len(map: &JsonMap, depth: usize) -> usize {
+    map.iter()
+        .map(|(k, v)| field_len(field_len(k.len()) + field_len(json_any_len(v, depth + 1))))
+        .sum()
+}
+
+fn put_str_field(buf: &mut Vec<u8>, t: u8, s: &[u8]) {
+    buf.push(t);
+    put_varint(buf, s.len() as u64);
+    buf.extend_from_slice(s);
+}
+
+/// Writes the `AnyValue` body of a JSON value.
+fn put_json_any(buf: &mut Vec<u8>, v: &Value, depth: usize) {
+    match v {
+        Value::Null => {}
+        Value::Bool(b) => buf.extend_from_slice(&[tag(2, VARINT), u8::from(*b)]),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => {
+                buf.push(tag(3, VARINT));
+                put_varint(buf, i as u64);
+            }
+            (None, Some(f)) => {
+                buf.push(tag(4, I64));
+                buf.extend_from_slice(&f.to_le_bytes());
+            }
+            (None, None) => put_str_field(buf, tag(1, LEN), n.to_string().as_bytes()),
+        },
+        Value::String(s) => put_str_field(buf, tag(1, LEN), s.as_bytes()),
+        Value::Array(_) | Value::Object(_) if depth > MAX_VALUE_DEPTH => put_str_field(
+            buf,
+            tag(1, LEN),
+            tracecraft_core::value::TRUNCATED.as_bytes(),
+        ),
+        Value::Array(items) => {
+            buf.push(tag(5, LEN));
+            put_varint(buf, array_body_len(items, depth) as u64);
+            for item in items {
+                buf.push(tag(1, LEN));
+                put_varint(buf, json_any_len(item, depth + 1) as u64);
+                put_json_any(buf, item, depth + 1);
+            }
+        }
+        Value::Object(map) => {
+            buf.push(tag(6, LEN));
+            put_varint(buf, kvlist_body_len(map, depth) as u64);
+            for (key, value) in map {
+                let vlen = json_any_len(value, depth + 1);
+                buf.push(tag(1, LEN));
+                put_varint(buf, (field_len(key.len()) + field_len(vlen)) as u64);
+                put_str_field(buf, tag(1, LEN), key.as_bytes());
+                buf.push(tag(2, LEN));
+                put_varint(buf, vlen as u64);
+                put_json_any(buf, value, depth + 1);
+            }
+        }
+    }
+}
+
+// Field tags of the messages written here.
+const SCOPE_SPANS_SPANS: u8 = tag(2, LEN);
+const SPAN_TRACE_ID: u8 = tag(1, LEN);
+const SPAN_SPAN_ID: u8 = tag(2, LEN);
+const SPAN_PARENT: u8 = tag(4, LEN);
+const SPAN_NAME: u8 = tag(5, LEN);
+const SPAN_KIND: u8 = tag(6, VARINT);
+const SPAN_START: u8 = tag(7, I64);
+const SPAN_END: u8 = tag(8, I64);
+const SPAN_ATTRIBUTES: u8 = tag(9, LEN);
+const SPAN_EVENTS: u8 = tag(11, LEN);
+const SPAN_LINKS: u8 = tag(13, LEN);
+const SPAN_STATUS: u8 = tag(15, LEN);
+const LINK_TRACE_ID: u8 = tag(1, LEN);
+const LINK_SPAN_ID: u8 = tag(2, LEN);
+const LINK_TRACE_STATE: u8 = tag(3, LEN);
+const LINK_ATTRIBUTES: u8 = tag(4, LEN);
+const EVENT_TIME: u8 = tag(1, I64);
+const EVENT_NAME: u8 = tag(2, LEN);
+const EVENT_ATTRIBUTES: u8 = tag(3, LEN);
+const STATUS_MESSAGE: u8 = tag(2, LEN);
+const STATUS_CODE: u8 = tag(3, VARINT);
+const KV_KEY: u8 = tag(1, LEN);
+const KV_VALUE: u8 = tag(2, LEN);
+/// Bytes reserved for a span's length: spans of 128 B to 16 KiB are never moved.
+const SPAN_LEN_GUESS: usize = 2;
+
+/// Writes spans as protobuf (`ScopeSpans.spans` fields) into [`WireSink::buf`].
+pub(crate) struct WireSink<'r> {
+    pub(crate) buf: Vec<u8>,
+    /// Where each span written since the last `clear` starts (its tag).
+    pub(crate) starts: Vec<usize>,
+    body_start: usize,
+    /// The current span's free-form attributes until [`SpanSink::user`] wrote them.
+    user: Option<&'r JsonMap>,
+    /// Derived keys a free-form attribute replaced (written in their place).
+    replaced: Vec<String>,
+}
+
+impl<'r> WireSink<'r> {
+    pub(crate) fn new(buf: Vec<u8>) -> Self {
+        WireSink {
+            buf,
+            starts: Vec::new(),
+            body_start: 0,
+            user: None,
+            replaced: Vec::new(),
+        }
+    }
+
+    /// The free-form value that replaces derived key `key`, if any (recorded).
+    fn replacement(&mut self, key: Key<'_>) -> Option<&'r Value> {
+        let user = self.user?;
+        let v = if key.parts[1].is_empty() && key.parts[2].is_empty() {
+            user.get(key.parts[0])?
+        } else {
+            if !user.keys().any(|u| u.starts_with(key.parts[0])) {
+                return None;
+            }
+            let mut s = String::with_capacity(key.len());
+            for p in key.parts {
+                s.push_str(p);
+            }
+            let v = user.get(&s)?;
+            if k::OWNED.contains(&s.as_str()) {
+                return None;
+            }
+            self.replaced.push(s);
+            return Some(v);
+        };
+        if k::OWNED.contains(&key.parts[0]) {
+            return None;
+        }
+        self.replaced.push(key.parts[0].to_owned());
+        Some(v)
+    }
+
+    /// A `KeyValue` field (`field_tag`) whose `AnyValue` body is `any_len` bytes; the caller
+    /// writes the body.
+    fn kv_header(&mut self, field_tag: u8, key: Key<'_>, any_len: usize) {
+        let klen = key.len();
+        let buf = &mut self.buf;
+        buf.push(field_tag);
+        put_varint(buf, (field_len(klen) + field_len(any_len)) as u64);
+        buf.push(KV_KEY);
+        put_varint(buf, klen as u64);
+        key.write(buf);
+        buf.push(KV_VALUE);
+        put_varint(buf, any_len as u64);
+    }
+
+    fn kv_str(&mut self, key: Key<'_>, value: &str) {
+        if let Some(v) = self.replacement(key) {
+            return self.kv_json(key, v);
+        }
+        self.kv_header(SPAN_ATTRIBUTES, key, str_any_len(value));
+        put_str_field(&mut self.buf, tag(1, LEN), value.as_bytes());
+    }
+
+    fn kv_json(&mut self, key: Key<'_>, value: &Value) {
+        self.kv_header(SPAN_ATTRIBUTES, key, json_any_len(value, 1));
+        put_json_any(&mut self.buf, value, 1);
+    }
+
+    fn kv_double(&mut self, key: Key<'_>, value: f64) {
+        if let Some(v) = self.replacement(key) {
+            return self.kv_json(key, v);
+        }
+        self.kv_header(SPAN_ATTRIBUTES, key, 9);
+        self.buf.push(tag(4, I64));
+        self.buf.extend_from_slice(&value.to_le_bytes());
+    }
+
+    /// Moves the body of the length-delimited field whose body starts at `body_start`
+    /// (after `reserved` bytes kept for its length) so that its length fits, and writes it.
+    fn close(&mut self, body_start: usize, reserved: usize) {
+        let len = self.buf.len() - body_start;
+        let need = varint_len(len as u64);
+        let len_at = body_start - reserved;
+        if need != reserved {
+            let end = self.buf.len();
+            if need > reserved {
+                self.buf.resize(end + need - reserved, 0);
+                self.buf
+                    .copy_within(body_start..end, body_start + need - reserved);
+            } else {
+                self.buf.copy_within(body_start..end, len_at + need);
+                self.buf.truncate(end - (reserved - need));
+            }
+        }
+        let mut v = len as u64;
+        for b in &mut self.buf[len_at..len_at + need] {
+            *b = (v as u8 & 0x7f) | 0x80;
+            v >>= 7;
+        }
+        self.buf[len_at + need - 1] &= 0x7f;
+    }
+}
+
+impl<'r> SpanSink<'r> for WireSink<'r> {
+    fn begin(&mut self, head: &Head<'_>, user: &'r JsonMap) {
+        self.starts.push(self.buf.len());
+        let buf = &mut self.buf;
+        buf.push(SCOPE_SPANS_SPANS);
+        buf.extend_from_slice(&[0; SPAN_LEN_GUESS]);
+        self.body_start = buf.len();
+        buf.push(SPAN_TRACE_ID);
+        buf.push(16);
+        buf.extend_from_slice(&head.trace_id);
+        buf.push(SPAN_SPAN_ID);
+        buf.push(8);
+        buf.extend_from_slice(&head.span_id);
+        if let Some(p) = head.parent {
+            buf.push(SPAN_PARENT);
+            buf.push(8);
+            buf.extend_from_slice(&p);
+        }
+        let (a, b) = head.name;
+        let name_len = a.len() + b.map_or(0, |b| 1 + b.len());
+        if name_len > 0 {
+            buf.push(SPAN_NAME);
+            put_varint(buf, name_len as u64);
+            buf.extend_from_slice(a.as_bytes());
+            if let Some(b) = b {
+                buf.push(b' ');
+                buf.extend_from_slice(b.as_bytes());
+            }
+        }
+        buf.push(SPAN_KIND);
+        put_varint(buf, head.kind as i32 as u64);
+        buf.push(SPAN_START);
+        buf.extend_from_slice(&head.start.to_le_bytes());
+        buf.push(SPAN_END);
+        buf.extend_from_slice(&head.end.to_le_bytes());
+        self.user = (!user.is_empty()).then_some(user);
+        self.replaced.clear();
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.kv_str(Key::plain(key), value);
+    }
+
+    fn int(&mut self, key: &str, value: u64) {
+        let key = Key::plain(key);
+        if let Some(v) = self.replacement(key) {
+            return self.kv_json(key, v);
+        }
+        match i64::try_from(value) {
+            Ok(i) => {
+                self.kv_header(SPAN_ATTRIBUTES, key, 1 + varint_len(i as u64));
+                self.buf.push(tag(3, VARINT));
+                put_varint(&mut self.buf, i as u64);
+            }
+            Err(_) => self.kv_double(key, value as f64),
+        }
+    }
+
+    fn double(&mut self, key: &str, value: f64) {
+        self.kv_double(Key::plain(key), value);
+    }
+
+    fn bool(&mut self, key: &str, value: bool) {
+        let key = Key::plain(key);
+        if let Some(v) = self.replacement(key) {
+            return self.kv_json(key, v);
+        }
+        self.kv_header(SPAN_ATTRIBUTES, key, 2);
+        self.buf
+            .extend_from_slice(&[tag(2, VARINT), u8::from(value)]);
+    }
+
+    fn strings<'s, I>(&mut self, key: &str, values: I)
+    where
+        I: Iterator<Item = &'s str> + Clone,
+    {
+        let key = Key::plain(key);
+        if let Some(v) = self.replacement(key) {
+            return self.kv_json(key, v);
+        }
+        let body: usize = values.clone().map(|s| field_len(str_any_len(s))).sum();
+        self.kv_header(SPAN_ATTRIBUTES, key, field_len(body));
+        let buf = &mut self.buf;
+        buf.push(tag(5, LEN));
+        put_varint(buf, body as u64);
+        for s in values {
+            buf.push(tag(1, LEN));
+            put_varint(buf, str_any_len(s) as u64);
+            put_str_field(buf, tag(1, LEN), s.as_bytes());
+        }
+    }
+
+    fn json(&mut self, key: &str, value: &Value) {
+        let key = Key::plain(key);
+        if let Some(v) = self.replacement(key) {
+            return self.kv_json(key, v);
+        }
+        self.kv_json(key, value);
+    }
+
+    fn indexed_str(&mut self, prefix: &str, index: usize, suffix: &str, value: &str) {
+        let digits = Digits::new(index);
+        self.kv_str(
+            Key {
+                parts: [prefix, digits.as_str(), suffix],
+            },
+            value,
+        );
+    }
+
+    fn indexed_double(&mut self, prefix: &str, index: usize, suffix: &str, value: f64) {
+        let digits = Digits::new(index);
+        self.kv_double(
+            Key {
+                parts: [prefix, digits.as_str(), suffix],
+            },
+            value,
+        );
+    }
+
+    fn user(&mut self, attributes: &JsonMap, owned: &[&str]) {
+        self.user = None;
+        for (key, value) in attributes {
+            if owned.contains(&key.as_str()) || self.replaced.iter().any(|r| r == key) {
+                continue;
+            }
+            self.kv_json(Key::plain(key), value);
+        }
+        self.replaced.clear();
+    }
+
+    fn end(&mut self, tail: &Tail<'_>) {
+        self.user = None;
+        let failed = tail.failed();
+        let buf = &mut self.buf;
+        if failed {
+            let attrs: usize = tail
+                .exception_attributes()
+                .map(|(k, v)| field_len(field_len(k.len()) + field_len(str_any_len(v))))
+                .sum();
+            let event_len = 9 + field_len("exception".len()) + attrs;
+            buf.push(SPAN_EVENTS);
+            put_varint(buf, event_len as u64);
+            buf.push(EVENT_TIME);
+            buf.extend_from_slice(&tail.end.to_le_bytes());
+            put_str_field(buf, EVENT_NAME, b"exception");
+            for (k, v) in tail.exception_attributes() {
+                self.kv_header(EVENT_ATTRIBUTES, Key::plain(k), str_any_len(v));
+                put_str_field(&mut self.buf, tag(1, LEN), v.as_bytes());
+            }
+        }
+        for link in tail.links {
+            let opt = |len: usize| if len == 0 { 0 } else { field_len(len) };
+            let attrs: usize = link.attributes.map_or(0, |m| {
+                m.iter()
+                    .map(|(k, v)| field_len(field_len(k.len()) + field_len(json_any_len(v, 1))))
+                    .sum()
+            });
+            let len = opt(link.trace_id.len())
+                + opt(link.span_id.len())
+                + opt(link.trace_state.len())
+                + attrs;
+            let buf = &mut self.buf;
+            buf.push(SPAN_LINKS);
+            put_varint(buf, len as u64);
+            for (t, b) in [
+                (LINK_TRACE_ID, link.trace_id.as_slice()),
+                (LINK_SPAN_ID, link.span_id.as_slice()),
+                (LINK_TRACE_STATE, link.trace_state.as_bytes()),
+            ] {
+                if !b.is_empty() {
+                    put_str_field(buf, t, b);
+                }
+            }
+            for (k, v) in link.attributes.into_iter().flatten() {
+                self.kv_header(LINK_ATTRIBUTES, Key::plain(k), json_any_len(v, 1));
+                put_json_any(&mut self.buf, v, 1);
+            }
+        }
+        let buf = &mut self.buf;
+        let (message, code) = if failed {
+            (tail.message(), 2u8)
+        } else {
+            ("", 1u8)
+        };
+        let status_len = if message.is_empty() {
+            0
+        } else {
+            field_len(message.len())
+        } + 2;
+        buf.push(SPAN_STATUS);
+        put_varint(buf, status_len as u64);
+        if !message.is_empty() {
+            put_str_field(buf, STATUS_MESSAGE, message.as_bytes());
+        }
+        buf.extend_from_slice(&[STATUS_CODE, code]);
+        self.close(self.body_start, SPAN_LEN_GUESS);
+    }
+}
+
+/// The spans of one resource in one request, written after a headroom that the
+/// `ResourceSpans` headers (resource, scope) are written into at the end.
+struct Group {
+    key: ResourceKey,
+    /// The encoded `ResourceSpans.resource` field (tag + length + message).
+    resource: Vec<u8>,
+    /// The encoded `ScopeSpans.scope` field.
+    scope: Vec<u8>,
+    buf: Vec<u8>,
+    headroom: usize,
+    spans: u64,
+}
+
+fn message_field(field: u8, m: &impl Message) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.encoded_len() + 6);
+    out.push(tag(field, LEN));
+    put_varint(&mut out, m.encoded_len() as u64);
+    m.encode_raw(&mut out);
+    out
+}
+
+impl Group {
+    fn new(key: ResourceKey, options: &MappingOptions, capacity: usize) -> Group {
+        let resource = message_field(1, &resource_with(&key.0, &key.1, key.2.as_ref(), options));
+        let scope = message_field(1, &scope());
+        // Request field tag + length, resource, scope_spans tag + length, scope.
+        let headroom = 1 + 10 + resource.len() + 1 + 10 + scope.len();
+        let mut buf = Vec::with_capacity(headroom + capacity);
+        buf.resize(headroom, 0);
+        Group {
+            key,
+            resource,
+            scope,
+            buf,
+            headroom,
+            spans: 0,
+        }
+    }
+
+    /// Encoded size of this group as a `resource_spans` field of the request, with `extra`
+    /// more bytes of spans.
+    fn encoded_len_with(&self, extra: usize) -> usize {
+        let spans = self.buf.len() - self.headroom + extra;
+        field_len(self.resource.len() + field_len(self.scope.len() + spans))
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.encoded_len_with(0)
+    }
+
+    /// Writes the headers into the headroom; returns the buffer and where the group starts.
+    fn finish(mut self) -> (Vec<u8>, usize) {
+        let scope_spans = self.scope.len() + self.buf.len() - self.headroom;
+        let resource_spans = self.resource.len() + field_len(scope_spans);
+        let mut head = Vec::with_capacity(self.headroom);
+        head.push(tag(1, LEN));
+        put_varint(&mut head, resource_spans as u64);
+        head.extend_from_slice(&self.resource);
+        head.push(tag(2, LEN));
+        put_varint(&mut head, scope_spans as u64);
+        head.extend_from_slice(&self.scope);
+        let start = self.headroom - head.len();
+        self.buf[start..self.headroom].copy_from_slice(&head);
+        (self.buf, start)
+    }
+}
+
+/// Joins finished groups into one request body.
+fn join(groups: Vec<Group>) -> EncodedRequest {
+    let spans = groups.iter().map(|g| g.spans).sum();
+    let mut parts = groups.into_iter().map(Group::finish);
+    let body = match (parts.next(), parts.len()) {
+        (None, _) => Bytes::new(),
+        (Some((buf, start)), 0) => Bytes::from(buf).slice(start..),
+        (Some((buf, start)), _) => {
+            let mut out = buf[start..].to_vec();
+            for (buf, start) in parts {
+                out.extend_from_slice(&buf[start..]);
+            }
+            Bytes::from(out)
+        }
+    };
+    EncodedRequest { body, spans }
+}
+
+fn spans_of(run: &AgentRun) -> usize {
+    1 + run.step_count()
+}
+
+/// Writes the spans of `run` at the end of `group` (through `sink`).
+fn write_run<'r>(
+    sink: &mut WireSink<'r>,
+    group: &mut Group,
+    run: &'r AgentRun,
+    options: &MappingOptions,
+) {
+    std::mem::swap(&mut sink.buf, &mut group.buf);
+    sink.starts.clear();
+    super::push_run_spans(run, options, sink);
+    std::mem::swap(&mut sink.buf, &mut group.buf);
+    group.spans += sink.starts.len() as u64;
+}
+
+/// One protobuf-encoded request holding every span of `batch`: the bytes of
+/// `to_request(batch, options).encode_to_vec()` up to field order, written directly.
+#[must_use]
+pub fn encode_request(batch: &[ProcessedRun], options: &MappingOptions) -> EncodedRequest {
+    let total: usize = batch.iter().map(|r| spans_of(r.run())).sum();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut sink = WireSink::new(Vec::new());
+    for run in batch {
+        let run = run.run();
+        let key = resource_key(run, options);
+        let i = match groups.iter().position(|g| g.key == key) {
+            Some(i) => i,
+            None => {
+                // Room for the usual span size, so that the (usually single) group grows
+                // rarely.
+                let capacity = if groups.is_empty() { total * 2048 } else { 0 };
+                groups.push(Group::new(key, options, capacity));
+                groups.len() - 1
+            }
+        };
+        write_run(&mut sink, &mut groups[i], run, options);
+    }
+    join(groups)
+}
+
+/// Like [`encode_request`], split into requests whose encoded size stays at or under
+/// `max_bytes` where possible: spans are packed greedily in order; a single span larger than
+/// `max_bytes` goes alone in its own request. Spans of one run may land in different
+/// requests (the trace id ties them together).
+#[must_use]
+pub fn encode_requests(
+    batch: &[ProcessedRun],
+    options: &MappingOptions,
+    max_bytes: usize,
+) -> Vec<EncodedRequest> {
+    let mut out = Vec::new();
+    let mut current: Vec<Group> = Vec::new();
+    let mut sink = WireSink::new(Vec::new());
+    // Room for a full request of the usual span size: buffers rarely grow.
+    let total: usize = batch.iter().map(|r| spans_of(r.run())).sum();
+    let capacity = max_bytes.min(total.saturating_mul(2048));
+    let size = |groups: &[Group]| groups.iter().map(Group::encoded_len).sum::<usize>();
+    for run in batch {
+        let run = run.run();
+        let key = resource_key(run, options);
+        let i = match current.iter().position(|g| g.key == key) {
+            Some(i) => i,
+            None => {
+                let capacity = if current.is_empty() { capacity } else { 0 };
+                current.push(Group::new(key.clone(), options, capacity));
+                current.len() - 1
+            }
+        };
+        let run_start = current[i].buf.len();
+        write_run(&mut sink, &mut current[i], run, options);
+        if size(&current) <= max_bytes {
+            continue;
+        }
+        // Over the limit: take this run's spans out, close the request, and place them
+        // one by one.
+        let g = &mut current[i];
+        let bytes = g.buf.split_off(run_start);
+        let run_spans = sink.starts.len() as u64;
+        g.spans -= run_spans;
+        let mut bounds: Vec<usize> = sink.starts.iter().map(|s| s - run_start).collect();
+        bounds.push(bytes.len());
+        current.retain(|g| g.spans > 0);
+        if !current.is_empty() {
+            out.push(join(std::mem::take(&mut current)));
+        }
+        for w in bounds.windows(2) {
+            let span = &bytes[w[0]..w[1]];
+            let fits = |groups: &[Group]| {
+                // The span in its group (present or new) keeps the request under the limit.
+                let extra = match groups.iter().find(|g| g.key == key) {
+                    Some(g) => g.encoded_len_with(span.len()) - g.encoded_len(),
+                    None => Group::new(key.clone(), options, 0).encoded_len_with(span.len()),
+                };
+                size(groups) + extra <= max_bytes
+            };
+            if !current.is_empty() && !fits(&current) {
+                out.push(join(std::mem::take(&mut current)));
+            }
+            if current.is_empty() {
+                current.push(Group::new(key.clone(), options, capacity));
+            }
+            let g = &mut current[0];
+            g.buf.extend_from_slice(span);
+            g.spans += 1;
+        }
+    }
+    current.retain(|g| g.spans > 0);
+    if !current.is_empty() {
+        out.push(join(current));
+    }
+    out
+}
