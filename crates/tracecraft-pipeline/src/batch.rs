@@ -8,15 +8,34 @@ use tracecraft_core::{ExportError, Exporter, ProcessedRun};
 
 use crate::queue::{Consumer, QueueConfig, WorkQueue};
 
-/// Batch exporter settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Batch exporter settings: the `[batch]` table of a TraceCraft configuration file
+/// (`max_queue_size`, `batch_size`, `flush_interval_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BatchConfig {
     /// Queue capacity in runs (default 2048). A full queue drops new runs.
     pub max_queue_size: usize,
     /// Runs per export call (default 512).
     pub batch_size: usize,
-    /// Longest time a queued run waits before export (default 5 s).
+    /// Longest time a queued run waits before export (default 5 s; `flush_interval_ms` in
+    /// configuration files).
+    #[serde(rename = "flush_interval_ms", with = "millis")]
     pub flush_interval: Duration,
+}
+
+/// A `Duration` as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 impl Default for BatchConfig {

@@ -266,7 +266,7 @@ fn from_config(
 ) -> Result<Configured, InitError> {
     config.validate()?;
     let mut builder = config.pipeline_config().builder()?;
-    let batch = tracecraft_pipeline::BatchConfig::from(config.batch);
+    let batch = config.batch;
     let store = open_store(&config.storage)?;
     if let Some(store) = &store {
         builder = builder.exporter(BatchExporter::new(Arc::clone(store), batch));

@@ -13,7 +13,7 @@ const KEY: &str = "sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678";
 fn sqlite_config(dir: &std::path::Path, name: &str) -> TraceCraftConfig {
     let mut c = TraceCraftConfig::default();
     c.storage.url = StorageUrl::Sqlite(dir.join(name));
-    c.batch.flush_interval_ms = 20;
+    c.batch.flush_interval = std::time::Duration::from_millis(20);
     c
 }
 
@@ -107,7 +107,7 @@ fn init_twice_is_an_error_and_dropping_the_handle_shuts_the_global_runtime_down(
     let dir = tempfile::tempdir().unwrap();
     let mut c = sqlite_config(dir.path(), "global.db");
     // Nothing is exported before shutdown unless the handle's drop flushes.
-    c.batch.flush_interval_ms = 3_600_000;
+    c.batch.flush_interval = std::time::Duration::from_secs(3_600);
     c.service_name = Some("first".into());
     let first = tracecraft::init(c.clone()).unwrap();
     c.service_name = Some("second".into());

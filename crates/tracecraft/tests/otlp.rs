@@ -16,7 +16,7 @@ fn config(endpoint: String, protocol: &str) -> TraceCraftConfig {
     let mut c = TraceCraftConfig::default();
     c.storage.url = StorageUrl::None;
     c.service_name = Some("support-bot".into());
-    c.batch.flush_interval_ms = 20;
+    c.batch.flush_interval = std::time::Duration::from_millis(20);
     c.otlp.enabled = true;
     c.otlp.endpoint = Some(endpoint);
     c.otlp.protocol = Some(protocol.into());
@@ -104,7 +104,7 @@ fn base_endpoint_from_the_environment_reaches_the_collector() {
     let collector = MockCollector::start().unwrap();
     let mut c = TraceCraftConfig::default();
     c.storage.url = StorageUrl::None;
-    c.batch.flush_interval_ms = 20;
+    c.batch.flush_interval = std::time::Duration::from_millis(20);
     let base = format!("http://{}", collector.addr());
     c.apply_env_from(|name| match name {
         "TRACECRAFT_OTLP_ENABLED" => Some("true".into()),

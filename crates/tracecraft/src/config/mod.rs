@@ -400,40 +400,6 @@ fn one_of(value: &str, allowed: &[&str]) -> Option<String> {
     allowed.contains(&v.as_str()).then_some(v)
 }
 
-/// The `[batch]` table: the queue between traced code and exporters (invariant 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct BatchSettings {
-    /// Queue capacity in runs (default 2048).
-    pub max_queue_size: usize,
-    /// Runs per export (default 512).
-    pub batch_size: usize,
-    /// Longest wait before export, in milliseconds (default 5000).
-    pub flush_interval_ms: u64,
-}
-
-impl Default for BatchSettings {
-    fn default() -> Self {
-        let d = tracecraft_pipeline::BatchConfig::default();
-        BatchSettings {
-            max_queue_size: d.max_queue_size,
-            batch_size: d.batch_size,
-            flush_interval_ms: d.flush_interval.as_millis() as u64,
-        }
-    }
-}
-
-impl From<BatchSettings> for tracecraft_pipeline::BatchConfig {
-    fn from(b: BatchSettings) -> Self {
-        tracecraft_pipeline::BatchConfig {
-            max_queue_size: b.max_queue_size,
-            batch_size: b.batch_size,
-            flush_interval: std::time::Duration::from_millis(b.flush_interval_ms),
-        }
-    }
-}
-
 /// Everything TraceCraft can be configured with. `Debug` and `Serialize` hide credentials
 /// (serialization is for showing a configuration: `tracecraft config`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -473,8 +439,9 @@ pub struct TraceCraftConfig {
     pub jsonl: JsonlExportConfig,
     /// `[otlp]`.
     pub otlp: OtlpConfig,
-    /// `[batch]`.
-    pub batch: BatchSettings,
+    /// `[batch]`: the queue between traced code and exporters (invariant 5), the pipeline
+    /// crate's own settings.
+    pub batch: tracecraft_pipeline::BatchConfig,
     /// `[gateway]`: `tracecraft serve` (feature `gateway`).
     #[cfg(feature = "gateway")]
     pub gateway: tracecraft_gateway::GatewayConfig,
@@ -498,7 +465,7 @@ impl Default for TraceCraftConfig {
             console: ConsoleConfig::default(),
             jsonl: JsonlExportConfig::default(),
             otlp: OtlpConfig::default(),
-            batch: BatchSettings::default(),
+            batch: tracecraft_pipeline::BatchConfig::default(),
             #[cfg(feature = "gateway")]
             gateway: tracecraft_gateway::GatewayConfig::default(),
         }
