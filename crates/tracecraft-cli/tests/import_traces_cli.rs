@@ -391,7 +391,8 @@ fn import_otlp_errors_name_the_flag() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("otlp.protocol"),
+        text(&out.stderr).contains("--otlp-protocol")
+            && text(&out.stderr).contains("`grpc`, `http/protobuf` or `http/json`"),
         "{}",
         text(&out.stderr)
     );

@@ -64,6 +64,21 @@ impl fmt::Display for Protocol {
     }
 }
 
+/// Parsed from its name, case-insensitively (an unknown name is refused without echoing it).
+impl<'de> serde::Deserialize<'de> for Protocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for Protocol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// A string that names no supported [`Protocol`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unsupported OTLP protocol: expected `grpc`, `http/protobuf` or `http/json`")]
@@ -89,6 +104,24 @@ pub enum Compression {
     None,
     /// gzip (`grpc-encoding: gzip` / `content-encoding: gzip`).
     Gzip,
+}
+
+/// Parsed from its name (`gzip`, `none`), case-insensitively.
+impl<'de> serde::Deserialize<'de> for Compression {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for Compression {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+        })
+    }
 }
 
 /// A string that names no supported [`Compression`].

@@ -176,7 +176,7 @@ pub(crate) fn open_jsonl_export(
 pub fn open_otlp_export(
     config: &TraceCraftConfig,
 ) -> Result<Option<tracecraft_otlp::OtlpExporter>, InitError> {
-    use tracecraft_otlp::{Compression, OtlpExporter, Protocol};
+    use tracecraft_otlp::OtlpExporter;
     let otlp = &config.otlp;
     if !otlp.enabled {
         return Ok(None);
@@ -186,8 +186,7 @@ pub fn open_otlp_export(
         message,
     };
     let mut builder = OtlpExporter::builder();
-    if let Some(p) = &otlp.protocol {
-        let protocol: Protocol = p.parse().map_err(|e| invalid("protocol", format!("{e}")))?;
+    if let Some(protocol) = otlp.protocol {
         builder = builder.protocol(protocol);
     }
     if let Some(e) = &otlp.endpoint {
@@ -202,10 +201,7 @@ pub fn open_otlp_export(
     if let Some(ms) = otlp.timeout_ms {
         builder = builder.timeout(std::time::Duration::from_millis(ms));
     }
-    if let Some(c) = &otlp.compression {
-        let compression: Compression = c
-            .parse()
-            .map_err(|e| invalid("compression", format!("{e}")))?;
+    if let Some(compression) = otlp.compression {
         builder = builder.compression(compression);
     }
     if let Some(ca) = &otlp.ca_file {

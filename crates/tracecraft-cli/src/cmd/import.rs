@@ -33,9 +33,9 @@ pub(crate) struct Args {
     /// and compression come from `[otlp]` and the `OTEL_EXPORTER_OTLP_*` variables.
     #[arg(long, value_name = "ENDPOINT")]
     otlp: Option<String>,
-    /// The OTLP protocol: `http/protobuf` (default) or `grpc`.
+    /// The OTLP protocol: `http/protobuf` (default), `http/json` or `grpc`.
     #[arg(long, value_name = "PROTOCOL")]
-    otlp_protocol: Option<String>,
+    otlp_protocol: Option<tracecraft::otlp::Protocol>,
     /// An OTLP header `name=value` (repeatable; wins over the configuration's of the same
     /// name). Prefer `OTEL_EXPORTER_OTLP_HEADERS` for credentials: flags show in `ps`.
     #[arg(long = "otlp-header", value_name = "NAME=VALUE")]
@@ -99,7 +99,7 @@ fn configure(args: &Args, global: &Global) -> Result<tracecraft::config::Loaded,
         loaded.flag("otlp.enabled", "--otlp");
     }
     if let Some(p) = &args.otlp_protocol {
-        loaded.config.otlp.protocol = Some(p.clone());
+        loaded.config.otlp.protocol = Some(*p);
         loaded.flag("otlp.protocol", "--otlp-protocol");
     }
     for h in &args.otlp_headers {

@@ -37,9 +37,9 @@ enum Command {
         /// The collector (an OTLP/HTTP URL, or gRPC with --otlp-protocol grpc).
         #[arg(long, value_name = "URL")]
         otlp: Option<String>,
-        /// The OTLP protocol for `--otlp`: `http/protobuf` (default) or `grpc`.
+        /// The OTLP protocol for `--otlp`: `http/protobuf` (default), `http/json` or `grpc`.
         #[arg(long, value_name = "PROTOCOL", requires = "otlp")]
-        otlp_protocol: Option<String>,
+        otlp_protocol: Option<tracecraft::otlp::Protocol>,
         /// The longest the flush may take.
         #[arg(long, value_name = "DURATION", default_value = "60s")]
         timeout: humantime::Duration,

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use tracecraft_redact::{HashKey, RedactionMode};
 
-use super::{ConfigError, OTLP_COMPRESSIONS, OTLP_PROTOCOLS, StorageUrl, TraceCraftConfig, one_of};
+use super::{ConfigError, StorageUrl, TraceCraftConfig};
 
 /// What a variable's value is, for reading it and for the documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,10 +156,18 @@ fn set_spool_dir(o: &mut Overlay<'_>, v: &str) -> Result<(), String> {
 }
 
 fn set_protocol(o: &mut Overlay<'_>, v: &str) -> Result<(), String> {
-    o.config.otlp.protocol = Some(
-        one_of(v, &OTLP_PROTOCOLS).ok_or_else(|| "expected grpc or http/protobuf".to_owned())?,
-    );
-    Ok(())
+    #[cfg(feature = "otlp")]
+    {
+        o.config.otlp.protocol = Some(v.parse().map_err(|e| format!("{e}"))?);
+        Ok(())
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        // Without the feature there is no OTLP export to configure (enabling it is an
+        // error); the standard variable may be set for other programs.
+        let _ = (o, v);
+        Ok(())
+    }
 }
 
 fn set_timeout(o: &mut Overlay<'_>, v: &str) -> Result<(), String> {
@@ -172,9 +180,18 @@ fn set_timeout(o: &mut Overlay<'_>, v: &str) -> Result<(), String> {
 }
 
 fn set_compression(o: &mut Overlay<'_>, v: &str) -> Result<(), String> {
-    o.config.otlp.compression =
-        Some(one_of(v, &OTLP_COMPRESSIONS).ok_or_else(|| "expected gzip or none".to_owned())?);
-    Ok(())
+    #[cfg(feature = "otlp")]
+    {
+        o.config.otlp.compression = Some(v.parse().map_err(|e| format!("{e}"))?);
+        Ok(())
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        // Without the feature there is no OTLP export to configure (enabling it is an
+        // error); the standard variable may be set for other programs.
+        let _ = (o, v);
+        Ok(())
+    }
 }
 
 macro_rules! var {

@@ -303,8 +303,10 @@ pub struct OtlpConfig {
     /// A base URL (like `OTEL_EXPORTER_OTLP_ENDPOINT`): `/v1/traces` is appended for
     /// `http/protobuf`; `endpoint` wins when both are set.
     pub base_endpoint: Option<String>,
-    /// `http/protobuf` (default, as the OpenTelemetry specification says) or `grpc`.
-    pub protocol: Option<String>,
+    /// `http/protobuf` (default, as the OpenTelemetry specification says), `http/json` or
+    /// `grpc` (the OTLP crate's [`Protocol`](tracecraft_otlp::Protocol)).
+    #[cfg(feature = "otlp")]
+    pub protocol: Option<tracecraft_otlp::Protocol>,
     /// Extra headers (e.g. authorization): a table (`[otlp.headers]` with
     /// `authorization = "..."`) or a list of `[name, value]` pairs. Values are credentials:
     /// `Debug` and `Serialize` hide them.
@@ -315,8 +317,10 @@ pub struct OtlpConfig {
     pub headers: Vec<(String, String)>,
     /// Per-attempt timeout in milliseconds (default 10000).
     pub timeout_ms: Option<u64>,
-    /// `gzip` or `none` (default).
-    pub compression: Option<String>,
+    /// `gzip` or `none` (default; the OTLP crate's
+    /// [`Compression`](tracecraft_otlp::Compression)).
+    #[cfg(feature = "otlp")]
+    pub compression: Option<tracecraft_otlp::Compression>,
     /// A PEM file of CA certificates trusted for `https://` endpoints besides the public and
     /// platform roots (a private collector's CA).
     pub ca_file: Option<PathBuf>,
@@ -341,25 +345,26 @@ pub struct OtlpConfig {
 
 impl fmt::Debug for OtlpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OtlpConfig")
-            .field("enabled", &self.enabled)
+        let mut d = f.debug_struct("OtlpConfig");
+        d.field("enabled", &self.enabled)
             .field("endpoint", &self.endpoint)
-            .field("base_endpoint", &self.base_endpoint)
-            .field("protocol", &self.protocol)
-            .field(
-                "headers",
-                &self
-                    .headers
-                    .iter()
-                    .map(|(k, _)| (k.as_str(), "<hidden>"))
-                    .collect::<Vec<_>>(),
-            )
-            .field("timeout_ms", &self.timeout_ms)
-            .field("compression", &self.compression)
-            .field("ca_file", &self.ca_file)
-            .field("client_cert_file", &self.client_cert_file)
-            .field("client_key_file", &self.client_key_file)
-            .finish_non_exhaustive()
+            .field("base_endpoint", &self.base_endpoint);
+        #[cfg(feature = "otlp")]
+        d.field("protocol", &self.protocol)
+            .field("compression", &self.compression);
+        d.field(
+            "headers",
+            &self
+                .headers
+                .iter()
+                .map(|(k, _)| (k.as_str(), "<hidden>"))
+                .collect::<Vec<_>>(),
+        )
+        .field("timeout_ms", &self.timeout_ms)
+        .field("ca_file", &self.ca_file)
+        .field("client_cert_file", &self.client_cert_file)
+        .field("client_key_file", &self.client_key_file)
+        .finish_non_exhaustive()
     }
 }
 
@@ -388,16 +393,6 @@ fn headers_table_or_pairs<'de, D: serde::Deserializer<'de>>(
             "expected a table of name = \"value\" strings or a list of [name, value] pairs",
         )),
     }
-}
-
-/// `grpc` or `http/protobuf` (case-insensitive).
-const OTLP_PROTOCOLS: [&str; 3] = ["grpc", "http/protobuf", "http/json"];
-/// `gzip` or `none` (case-insensitive).
-const OTLP_COMPRESSIONS: [&str; 2] = ["gzip", "none"];
-
-fn one_of(value: &str, allowed: &[&str]) -> Option<String> {
-    let v = value.trim().to_ascii_lowercase();
-    allowed.contains(&v.as_str()).then_some(v)
 }
 
 /// Everything TraceCraft can be configured with. `Debug` and `Serialize` hide credentials
@@ -625,22 +620,6 @@ impl TraceCraftConfig {
                     message: "OTLP export needs the `otlp` feature of the tracecraft crate, which this build lacks; enable the feature or set otlp.enabled = false".into(),
                 });
             }
-            if let Some(p) = &self.otlp.protocol
-                && one_of(p, &OTLP_PROTOCOLS).is_none()
-            {
-                return Err(ConfigError::Invalid {
-                    field: "otlp.protocol".into(),
-                    message: "expected `grpc`, `http/protobuf` or `http/json`".into(),
-                });
-            }
-            if let Some(c) = &self.otlp.compression
-                && one_of(c, &OTLP_COMPRESSIONS).is_none()
-            {
-                return Err(ConfigError::Invalid {
-                    field: "otlp.compression".into(),
-                    message: "expected `gzip` or `none`".into(),
-                });
-            }
             match (&self.otlp.client_cert_file, &self.otlp.client_key_file) {
                 (Some(_), None) => {
                     return Err(ConfigError::Invalid {
@@ -797,22 +776,27 @@ mod tests {
         let mut c = TraceCraftConfig::default();
         c.otlp.enabled = true;
         c.validate().unwrap();
-        c.otlp.protocol = Some("http/xml".into());
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("otlp.protocol")
+        // Protocol and compression are the OTLP crate's types: a file names them
+        // case-insensitively, and an unknown name is refused naming the setting, never
+        // echoing the value.
+        let c2 = TraceCraftConfig::from_toml_str(
+            "[otlp]\nprotocol = \"GRPC\"\ncompression = \"gzip\"\n",
+        )
+        .unwrap();
+        assert_eq!(c2.otlp.protocol, Some(tracecraft_otlp::Protocol::Grpc));
+        assert_eq!(
+            c2.otlp.compression,
+            Some(tracecraft_otlp::Compression::Gzip)
         );
-        c.otlp.protocol = Some("GRPC".into());
-        c.otlp.compression = Some("zstd".into());
-        assert!(
-            c.validate()
+        for (toml, setting) in [
+            ("[otlp]\nprotocol = \"http/xml-sk-proj-1\"\n", "protocol"),
+            ("[otlp]\ncompression = \"zstd-sk-proj-1\"\n", "compression"),
+        ] {
+            let e = TraceCraftConfig::from_toml_str(toml)
                 .unwrap_err()
-                .to_string()
-                .contains("otlp.compression")
-        );
-        c.otlp.compression = None;
+                .to_string();
+            assert!(e.contains(setting) && !e.contains("sk-proj-1"), "{e}");
+        }
         c.otlp.client_cert_file = Some("c.pem".into());
         assert!(
             c.validate()
@@ -869,7 +853,8 @@ mod tests {
             o.endpoint, None,
             "the environment's base replaces the file's endpoint"
         );
-        assert_eq!(o.protocol.as_deref(), Some("http/protobuf"));
+        #[cfg(feature = "otlp")]
+        assert_eq!(o.protocol, Some(tracecraft_otlp::Protocol::HttpProtobuf));
         assert_eq!(
             o.headers,
             vec![
@@ -878,7 +863,8 @@ mod tests {
             ]
         );
         assert_eq!(o.timeout_ms, Some(2500));
-        assert_eq!(o.compression.as_deref(), Some("gzip"));
+        #[cfg(feature = "otlp")]
+        assert_eq!(o.compression, Some(tracecraft_otlp::Compression::Gzip));
         assert_eq!(o.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
         assert_eq!(
             o.client_cert_file.as_deref(),
@@ -927,14 +913,21 @@ mod tests {
 
     #[test]
     fn malformed_otlp_env_values_name_the_variable() {
-        for (var, value) in [
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml"),
-            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "carrier-pigeon"),
+        let mut cases = vec![
             ("OTEL_EXPORTER_OTLP_HEADERS", "no-equals-sign-secret"),
             ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "k=bad%zzsecret"),
             ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "later"),
-            ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli"),
-        ] {
+        ];
+        // Protocol and compression are read only where there is an OTLP exporter to
+        // configure (the `otlp` feature).
+        if cfg!(feature = "otlp") {
+            cases.extend([
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "carrier-pigeon"),
+                ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli"),
+            ]);
+        }
+        for (var, value) in cases {
             let mut c = TraceCraftConfig::default();
             let e = c.apply_env_from(env(&[(var, value)])).unwrap_err();
             assert!(e.to_string().contains(var), "{e}");
