@@ -45,10 +45,12 @@
 //! metadata only (type, name, model, tokens, cost, error flag), never inputs or outputs:
 //! payloads live once, in the run body. Step and parent ids are stored as the UUIDs' 16 bytes
 //! (BLOBs, schema v3; `hex(step_id)` reads them). Indexed: id, start time, session, user, name.
-//! Text search ([`TraceQuery::text`]) is answered by `traces_fts` (schema v5), a contentless
-//! FTS5 index of each run's names and stored (redacted) content, written in the transaction
-//! that writes the run and emptied of a run's words by a trigger when its row is deleted
-//! (erasure, retention); migrating a v4 database indexes its runs once, on open.
+//! Text search ([`TraceQuery::text`]) is answered by `traces_fts` (schemas v5 and v6), a
+//! contentless FTS5 index of each run's names and stored (redacted) content, written in the
+//! transaction that writes the run; a trigger moves a deleted row's body to
+//! `traces_fts_erased`, and that run's words leave the index before the next write
+//! transaction, in [`TraceStore::flush`], on open and on drop (erasure itself stays a row
+//! deletion); migrating a v5 or older database indexes its runs once, on open.
 //!
 //! The run body is MessagePack in a BLOB, behind a format byte (schema v4: format 2, the
 //! strings' bytes gathered in one text section; schemas v2 and v3: format 1, plain
@@ -68,8 +70,9 @@
 //! - `PRAGMA secure_delete = ON` (erased rows are zeroed in the file, GDPR), `foreign_keys =
 //!   ON` (steps and tags go with their trace), WAL journal, `busy_timeout`.
 //! - Erased rows are zeroed in the database file as soon as the change is checkpointed;
-//!   until then older page images may remain in the `-wal` file. Call
-//!   [`TraceStore::flush`] after [`TraceStore::delete`] (a `TRUNCATE` checkpoint) when the
+//!   until then older page images may remain in the `-wal` file, and the erased run's words
+//!   remain in the search index (no query finds the run). Call [`TraceStore::flush`] after
+//!   [`TraceStore::delete`] (it takes the words out, then a `TRUNCATE` checkpoint) when the
 //!   bytes must be gone at once; the writer also checkpoints on its own every ~4 MB of WAL
 //!   (`wal_autocheckpoint` is scaled to the page size to keep that window).
 //! - [`SqliteStore::vacuum`] rebuilds the file, dropping free pages.
