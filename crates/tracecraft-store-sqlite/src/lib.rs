@@ -45,10 +45,12 @@
 //! metadata only (type, name, model, tokens, cost, error flag), never inputs or outputs:
 //! payloads live once, in the run body. Step and parent ids are stored as the UUIDs' 16 bytes
 //! (BLOBs, schema v3; `hex(step_id)` reads them). Indexed: id, start time, session, user, name.
-//! Text search ([`TraceQuery::text`]) is answered by `traces_fts` (schema v5), a contentless
-//! FTS5 index of each run's names and stored (redacted) content, written in the transaction
-//! that writes the run and emptied of a run's words by a trigger when its row is deleted
-//! (erasure, retention); migrating a v4 database indexes its runs once, on open.
+//! Text search ([`TraceQuery::text`]) is answered by `traces_fts` (schemas v5 and v6), a
+//! contentless FTS5 index of each run's names and stored (redacted) content, written in the
+//! transaction that writes the run; a trigger moves a deleted row's body to
+//! `traces_fts_erased`, and that run's words leave the index before the next write
+//! transaction, in [`TraceStore::flush`], on open and on drop (erasure itself stays a row
+//! deletion); migrating a v5 or older database indexes its runs once, on open.
 //!
 //! The run body is MessagePack in a BLOB, behind a format byte (schema v4: format 2, the
 //! strings' bytes gathered in one text section; schemas v2 and v3: format 1, plain
@@ -68,8 +70,9 @@
 //! - `PRAGMA secure_delete = ON` (erased rows are zeroed in the file, GDPR), `foreign_keys =
 //!   ON` (steps and tags go with their trace), WAL journal, `busy_timeout`.
 //! - Erased rows are zeroed in the database file as soon as the change is checkpointed;
-//!   until then older page images may remain in the `-wal` file. Call
-//!   [`TraceStore::flush`] after [`TraceStore::delete`] (a `TRUNCATE` checkpoint) when the
+//!   until then older page images may remain in the `-wal` file, and the erased run's words
+//!   remain in the search index (no query finds the run). Call [`TraceStore::flush`] after
+//!   [`TraceStore::delete`] (it takes the words out, then a `TRUNCATE` checkpoint) when the
 //!   bytes must be gone at once; the writer also checkpoints on its own every ~4 MB of WAL
 //!   (`wal_autocheckpoint` is scaled to the page size to keep that window).
 //! - [`SqliteStore::vacuum`] rebuilds the file, dropping free pages.
@@ -155,7 +158,7 @@ use tracecraft_core::{
 pub use tracecraft_core::fs::PermissionPolicy;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Migrations: `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -256,9 +259,13 @@ ALTER TABLE steps_v3 RENAME TO steps;
     // when their run is saved again. The version tells builds that cannot read format 2 to
     // refuse the database instead of failing on its rows one by one.
     "-- bodies in format 2 from now on",
-    // v5: the text-search index (FTS5, see `search`); the stored runs are indexed by
-    // `search::index_existing` in the same transaction.
+    // v5: the text-search index (FTS5, see `search`), filled by v6.
     search::MIGRATION,
+    // v6: a deleted row's body goes to `traces_fts_erased`, whose runs' words leave the index
+    // at the next write, flush, open or drop (`search::drain_erased`), not in the erasure; the
+    // index is rebuilt with `columnsize=0` and the stored runs are indexed by
+    // `search::index_existing` in the same transaction.
+    search::MIGRATION_V6,
 ];
 
 const BACKEND: &str = "sqlite";
@@ -400,6 +407,16 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
 }
 
+impl Drop for SqliteStore {
+    /// Takes the words of runs erased since the last write or flush out of the search index
+    /// (otherwise the next process to open the database does).
+    fn drop(&mut self) {
+        if let Err(e) = self.drain_erased() {
+            tracing::warn!(error = %e, "erased runs' words left in the search index until the next open");
+        }
+    }
+}
+
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
@@ -518,6 +535,8 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             config,
         };
+        // Runs erased by a process that ended before taking their words out of the index.
+        store.drain_erased()?;
         store.apply_retention()?;
         Ok(store)
     }
@@ -595,6 +614,22 @@ impl SqliteStore {
             .map_err(|e| self.err(&e))
     }
 
+    /// Takes erased runs' words out of the search index ([`search::drain_erased`]) in a write
+    /// transaction, if there are any (checked first, without taking the write lock of the
+    /// database).
+    fn drain_erased(&self) -> Result<(), StoreError> {
+        let pending: bool = self
+            .writer
+            .lock()
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM traces_fts_erased)")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err(&e))?;
+        if pending {
+            self.write(|_| Ok(()))?;
+        }
+        Ok(())
+    }
+
     fn err(&self, e: &rusqlite::Error) -> StoreError {
         db_err(&self.config.path, e)
     }
@@ -616,14 +651,30 @@ impl SqliteStore {
         out
     }
 
+    /// Runs `f` in a write transaction, after taking erased runs' words out of the search
+    /// index ([`search::drain_erased`]): a row inserted by `f` can never get the `pk` of a run
+    /// whose words are still indexed.
     fn write<T>(
         &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write_then_drain(false, f)
+    }
+
+    /// [`SqliteStore::write`], draining before `f` unless `erasure_only` (then `f` must not
+    /// insert `traces` rows: [`TraceStore::delete`] only).
+    fn write_then_drain<T>(
+        &self,
+        erasure_only: bool,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.writer.lock();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(&e))?;
+        if !erasure_only {
+            search::drain_erased(&tx).map_err(|e| self.err(&e))?;
+        }
         let out = f(&tx)?;
         tx.commit().map_err(|e| self.err(&e))?;
         Ok(out)
@@ -648,7 +699,8 @@ impl SqliteStore {
         }
     }
 
-    /// [`TraceStore::save_batch`] with the bodies encoded on a scoped thread, in batch order,
+    /// [`TraceStore::save_batch`] with the bodies encoded (and the search index's document of
+    /// each run built, [`search::document`]) on a scoped thread, in batch order,
     /// at most [`ENCODE_AHEAD`] runs ahead of the writer (one producer and one consumer of a
     /// FIFO channel: body `i` is the body of `runs[i]`). The transaction, merges and
     /// everything SQLite does stay on the calling thread, as in the sequential path. A body
@@ -658,17 +710,20 @@ impl SqliteStore {
     fn save_batch_encoding_ahead(&self, runs: &[ProcessedRun]) -> Result<(), StoreError> {
         std::thread::scope(|scope| {
             let (bodies_tx, bodies) =
-                std::sync::mpsc::sync_channel::<Option<Vec<u8>>>(ENCODE_AHEAD);
+                std::sync::mpsc::sync_channel::<Option<(Vec<u8>, String)>>(ENCODE_AHEAD);
             // Buffers go back to the encoder once written: no allocation per run.
-            let (spare_tx, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+            let (spare_tx, spare) = std::sync::mpsc::channel::<(Vec<u8>, String)>();
             let encoder = std::thread::Builder::new()
                 .name("tracecraft-sqlite-encode".into())
                 .spawn_scoped(scope, move || {
                     for r in runs {
-                        let mut buf = spare
-                            .try_recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(16 << 10));
-                        let body = body::encode_current(r.run(), &mut buf).ok().map(|()| buf);
+                        let (mut buf, mut doc) = spare.try_recv().unwrap_or_else(|_| {
+                            (Vec::with_capacity(16 << 10), String::with_capacity(4 << 10))
+                        });
+                        let body = body::encode_current(r.run(), &mut buf).ok().map(|()| {
+                            search::document(r.run(), &mut doc);
+                            (buf, doc)
+                        });
                         if bodies_tx.send(body).is_err() {
                             break;
                         }
@@ -679,7 +734,8 @@ impl SqliteStore {
             self.write(|tx| {
                 runs.iter().try_for_each(|r| {
                     let body = bodies.as_ref().and_then(|b| b.recv().ok().flatten());
-                    self.save_in(tx, r.run(), &mut buf, body.as_deref())?;
+                    let encoded = body.as_ref().map(|(b, d)| (b.as_slice(), d.as_str()));
+                    self.save_in(tx, r.run(), &mut buf, encoded)?;
                     if let Some(body) = body {
                         let _ = spare_tx.send(body);
                     }
@@ -689,15 +745,15 @@ impl SqliteStore {
         })
     }
 
-    /// Saves `run` (merged with the stored run of its id, if any). `encoded` is the body of
-    /// `run` itself when the caller has it already (see [`SqliteStore::save_batch_encoding_ahead`]);
+    /// Saves `run` (merged with the stored run of its id, if any). `encoded` is the body and
+    /// the search document of `run` itself when the caller has them already (see [`SqliteStore::save_batch_encoding_ahead`]);
     /// it is used unless a merge changes the run. `buf` is scratch space for encoding here.
     fn save_in(
         &self,
         tx: &Transaction<'_>,
         run: &AgentRun,
         buf: &mut Vec<u8>,
-        encoded: Option<&[u8]>,
+        encoded: Option<(&[u8], &str)>,
     ) -> Result<(), StoreError> {
         let mut id_buf = Uuid::encode_buffer();
         let id: &str = run.id.hyphenated().encode_lower(&mut id_buf);
@@ -705,8 +761,8 @@ impl SqliteStore {
         // once, by the insert, instead of by a SELECT first. An id already stored makes the
         // insert a no-op (`ON CONFLICT DO NOTHING` changes nothing, not even the WAL), and
         // the run is merged with the stored one as before.
-        if let Some(pk) = self.insert_new(tx, id, run, buf, encoded)? {
-            return self.insert_children(tx, pk, run);
+        if let Some(pk) = self.insert_new(tx, id, run, buf, encoded.map(|(body, _)| body))? {
+            return self.insert_children(tx, pk, run, encoded.map(|(_, doc)| doc));
         }
         let (pk, old): (i64, AgentRun) = {
             let mut st = tx
@@ -747,7 +803,7 @@ impl SqliteStore {
                 .and_then(|mut st| st.execute([pk]))
                 .map_err(|e| self.err(&e))?;
         }
-        self.insert_children(tx, pk, run)
+        self.insert_children(tx, pk, run, None)
     }
 
     /// Inserts the `traces` row of `run` unless its id is stored already; returns its `pk`,
@@ -792,12 +848,14 @@ impl SqliteStore {
         Ok(buf)
     }
 
-    /// Inserts the `tags` and `steps` rows of `run` under `pk`, and indexes its text.
+    /// Inserts the `tags` and `steps` rows of `run` under `pk`, and indexes its text (`doc`,
+    /// its [`search::document`] when the caller has it already).
     fn insert_children(
         &self,
         tx: &Transaction<'_>,
         pk: i64,
         run: &AgentRun,
+        doc: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut tag_st = tx
             .prepare_cached("INSERT OR IGNORE INTO tags (tag, trace_pk) VALUES (?1, ?2)")
@@ -806,7 +864,7 @@ impl SqliteStore {
             tag_st.execute(params![tag, pk]).map_err(|e| self.err(&e))?;
         }
         self.insert_steps(tx, pk, run).map_err(|e| self.err(&e))?;
-        search::insert(tx, pk, run).map_err(|e| self.err(&e))
+        search::insert(tx, pk, run, doc).map_err(|e| self.err(&e))
     }
 
     /// Inserts the `steps` rows of `run`: one cached statement, parameters bound in place
@@ -859,7 +917,7 @@ fn migrate(path: &Path, conn: &Connection) -> Result<(), StoreError> {
             let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if now == version as i64 {
                 conn.execute_batch(sql)?;
-                if version == 4 {
+                if version == 5 {
                     search::index_existing(conn)?;
                 }
                 conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
@@ -1036,7 +1094,8 @@ impl TraceStore for SqliteStore {
     fn delete(&self, trace_id: Uuid) -> Result<bool, StoreError> {
         let mut id = Uuid::encode_buffer();
         let id = &*trace_id.hyphenated().encode_lower(&mut id);
-        self.write(|tx| {
+        // The run's words leave the search index at the next write or `flush` (see `search`).
+        self.write_then_drain(true, |tx| {
             tx.prepare_cached("DELETE FROM traces WHERE id = ?1")
                 .and_then(|mut st| st.execute([id]))
                 .map(|n| n > 0)
@@ -1056,17 +1115,11 @@ impl TraceStore for SqliteStore {
                 if n == 0 {
                     return Ok(0);
                 }
-                let all: i64 = tx.query_row("SELECT COUNT(*) FROM traces", [], |r| r.get(0))?;
-                let bulk = search::bulk_erasure(n, all);
-                if bulk {
-                    search::begin_bulk_erasure(tx)?;
-                }
                 let deleted = tx
                     .prepare_cached("DELETE FROM traces WHERE start_ns < ?1")?
                     .execute([cutoff])?;
-                if bulk {
-                    search::end_bulk_erasure(tx)?;
-                }
+                // In the purge's transaction: one merge of the index for a bulk purge.
+                search::drain_erased(tx)?;
                 Ok(deleted as u64)
             };
             purge().map_err(|e| self.err(&e))
@@ -1110,6 +1163,8 @@ impl TraceStore for SqliteStore {
     fn flush(&self) -> Result<(), StoreError> {
         // Every save commits before returning; a full checkpoint moves the WAL into the
         // (fsynced) database file and truncates the WAL, so erased rows leave no old frames.
+        // Erased runs' words leave the search index first.
+        self.drain_erased()?;
         let conn = self.writer.lock();
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
             .map_err(|e| self.err(&e))

@@ -621,11 +621,29 @@ fn corrupt_body_error_names_the_trace_without_payload() {
     }
 }
 
-/// Takes schema v5 out of a database (the search index and its trigger), as older versions
-/// left it.
+/// Takes schemas v5 and v6 out of a database (the search index, its trigger and the erased
+/// runs' table), as older versions left it.
 fn unmigrate_search(conn: &rusqlite::Connection) {
-    conn.execute_batch("DROP TRIGGER traces_fts_erase; DROP TABLE traces_fts;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER traces_fts_erase; DROP TABLE traces_fts; DROP TABLE traces_fts_erased;",
+    )
+    .unwrap();
+}
+
+/// The number of runs with entries in the search index (the index keeps no row table to
+/// scan, `columnsize=0`: its entries are read through `fts5vocab`).
+fn indexed_runs(conn: &rusqlite::Connection) -> i64 {
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.traces_fts_instances
+         USING fts5vocab(main, traces_fts, instance);",
+    )
+    .unwrap();
+    conn.query_row(
+        "SELECT count(DISTINCT doc) FROM temp.traces_fts_instances",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
 
 /// Whether the database file (and its WAL) hold `needle` anywhere.
@@ -712,9 +730,7 @@ fn erased_runs_leave_the_search_index_and_the_file() {
         )
         .unwrap();
     assert_eq!(indexed, 0);
-    let rows: i64 = conn
-        .query_row("SELECT count(*) FROM traces_fts", [], |r| r.get(0))
-        .unwrap();
+    let rows = indexed_runs(&conn);
     assert_eq!(rows as u64, store.count(&TraceQuery::new()).unwrap());
     drop(conn);
     assert!(
@@ -745,9 +761,7 @@ fn erased_runs_leave_the_search_index_and_the_file() {
     assert!(found("xylophonist").is_empty());
     assert_eq!(store.count(&TraceQuery::new()).unwrap(), left - 60);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let rows: i64 = conn
-        .query_row("SELECT count(*) FROM traces_fts", [], |r| r.get(0))
-        .unwrap();
+    let rows = indexed_runs(&conn);
     assert_eq!(rows as u64, left - 60);
     let secure: i64 = conn
         .query_row(
@@ -771,6 +785,61 @@ fn erased_runs_leave_the_search_index_and_the_file() {
             .count(&TraceQuery::new().text(survivor.name.clone()))
             .unwrap()
     );
+}
+
+/// An erasure takes the run out of every search at once; its words leave the index at the
+/// next write (before any new row can take its `pk`), at `flush`, or when the store is
+/// dropped, and then the file.
+#[test]
+fn erased_words_leave_the_index_at_the_next_write_flush_or_drop() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.db");
+    let indexed = |word: &str| -> i64 {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.query_row(
+            "SELECT count(*) FROM traces_fts WHERE traces_fts MATCH ?1",
+            [word],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let mut runs = contract::fixture_runs(3);
+    runs[2].output = serde_json::json!("a quixotically rerouted parcel");
+    store.save_batch(&contract::processed(&runs)).unwrap();
+    // The last run has the highest `pk`: a row inserted after its deletion would reuse it.
+    assert!(store.delete(runs[2].id).unwrap());
+    assert!(
+        store
+            .query(&TraceQuery::new().text("quixotically"))
+            .unwrap()
+            .is_empty()
+    );
+    let mut next = contract::fixture_runs(1).remove(0);
+    next.id = tracecraft_core::Uuid::new_v4();
+    next.output = serde_json::json!("zygomorphic flowers");
+    store
+        .save(&contract::processed(&[next.clone()])[0])
+        .unwrap();
+    assert_eq!(indexed("quixotically"), 0, "the next write drains");
+    let found = store.query(&TraceQuery::new().text("zygomorphic")).unwrap();
+    assert_eq!(found.iter().map(|r| r.id).collect::<Vec<_>>(), [next.id]);
+    assert!(
+        store
+            .query(&TraceQuery::new().text("parcel"))
+            .unwrap()
+            .is_empty()
+    );
+
+    // Dropped without a flush: the words leave the index all the same.
+    assert!(store.delete(next.id).unwrap());
+    assert_eq!(indexed("zygomorphic"), 1);
+    drop(store);
+    assert_eq!(indexed("zygomorphic"), 0, "drop drains");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    store.flush().unwrap();
+    assert!(!file_holds(&path, b"zygomorphic"));
+    assert!(!file_holds(&path, b"quixotically"));
 }
 
 /// The format byte of the stored body of `id`.
