@@ -97,6 +97,27 @@ fn request(seq: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// Spans/s of the gateway's protobuf decoder and of prost's on these bodies (best of three
+/// passes each, alternating).
+fn decoding(bodies: &[Bytes]) -> (f64, f64) {
+    use tracecraft_gateway::decode::{Format, decode};
+    let spans = (bodies.len() as u64 * SPANS_PER_REQUEST) as f64;
+    let (mut direct, mut tree) = (Duration::MAX, Duration::MAX);
+    for _ in 0..3 {
+        let t = Instant::now();
+        for b in bodies {
+            std::hint::black_box(decode(b, Format::Protobuf).unwrap());
+        }
+        direct = direct.min(t.elapsed());
+        let t = Instant::now();
+        for b in bodies {
+            std::hint::black_box(ExportTraceServiceRequest::decode(b.as_ref()).unwrap());
+        }
+        tree = tree.min(t.elapsed());
+    }
+    (spans / direct.as_secs_f64(), spans / tree.as_secs_f64())
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let dir = tempfile::tempdir().unwrap();
@@ -212,6 +233,10 @@ fn main() {
         }
     );
     println!("  shutdown clean: {}", summary.is_clean());
+    let (direct, tree) = decoding(&bodies[..256]);
+    println!(
+        "  decoding alone, one thread, after the load: direct {direct:.0} spans/s, prost message tree {tree:.0} spans/s"
+    );
     if let Some(python) = std::env::var_os("TRACECRAFT_BENCH_PYTHON") {
         reference(&python, &bodies, load, &rt);
     }

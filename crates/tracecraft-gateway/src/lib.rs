@@ -63,6 +63,7 @@
 mod auth;
 mod config;
 pub mod decode;
+mod direct;
 mod metrics;
 mod process;
 mod server;
