@@ -5,6 +5,7 @@ use std::io::Read;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
+use prost::Message;
 
 /// The body format of an OTLP/HTTP request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,15 +86,13 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
-/// Decodes an OTLP trace export body. Protobuf goes through the gateway's direct decoder
-/// (every repeated field sized once; the same result as prost's `decode`, errors included:
-/// see `docs/perf/gateway.md`).
+/// Decodes an OTLP trace export body.
 ///
 /// # Errors
 /// [`DecodeError::Protobuf`] or [`DecodeError::Json`].
 pub fn decode(body: &[u8], format: Format) -> Result<ExportTraceServiceRequest, DecodeError> {
     match format {
-        Format::Protobuf => crate::direct::decode(body).map_err(|e| {
+        Format::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| {
             // prost's description names message and field paths, never the bytes.
             let mut s = e.to_string();
             s.truncate(200);
@@ -229,7 +228,6 @@ pub(crate) fn retain_valid(resource_spans: &mut Vec<ResourceSpans>) -> (u64, Str
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
-    use prost::Message;
 
     /// The example from the OTLP specification (`examples/trace.json`), plus every
     /// AnyValue kind and an unknown field.

@@ -63,7 +63,6 @@
 mod auth;
 mod config;
 pub mod decode;
-mod direct;
 mod metrics;
 mod process;
 mod server;
