@@ -97,6 +97,22 @@ fn request(seq: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// Spans/s of the gateway's protobuf decoding alone on these bodies, one thread (best of
+/// three passes): the kernel beside the whole-process figure.
+fn decoding(bodies: &[Bytes]) -> f64 {
+    use tracecraft_gateway::decode::{Format, decode};
+    let spans = (bodies.len() as u64 * SPANS_PER_REQUEST) as f64;
+    let mut best = Duration::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        for b in bodies {
+            std::hint::black_box(decode(b, Format::Protobuf).unwrap());
+        }
+        best = best.min(t.elapsed());
+    }
+    spans / best.as_secs_f64()
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let dir = tempfile::tempdir().unwrap();
@@ -212,6 +228,10 @@ fn main() {
         }
     );
     println!("  shutdown clean: {}", summary.is_clean());
+    println!(
+        "  decoding alone (prost message tree), one thread, after the load: {:.0} spans/s",
+        decoding(&bodies[..256])
+    );
     if let Some(python) = std::env::var_os("TRACECRAFT_BENCH_PYTHON") {
         reference(&python, &bodies, load, &rt);
     }
