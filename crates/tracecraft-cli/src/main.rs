@@ -7,6 +7,13 @@
 mod cmd;
 mod parallel;
 
+/// The allocator of the binary (feature `mimalloc`, on by default): the gateway's receive and
+/// processing threads allocate and free a message tree per span on different threads, where
+/// glibc's malloc spent a third of the time (docs/perf/gateway.md).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -8,6 +8,11 @@
 //! the same time, and its figure is printed beside ours.
 #![allow(clippy::print_stdout, clippy::disallowed_macros, missing_docs)]
 
+/// The allocator `tracecraft serve` runs with (the CLI's default `mimalloc` feature), so the
+/// bench measures what users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
