@@ -68,10 +68,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod anchors;
+mod candidates;
 mod config;
 mod decode;
+mod digits;
 mod engine;
 mod error;
+mod replace;
 mod report;
 mod rules;
 mod speed;
