@@ -490,14 +490,18 @@ fn any_of(hay: &[u8], set: &[u8]) -> bool {
     }
 }
 
-fn floor_char(text: &str, mut i: usize) -> usize {
+/// The last character boundary of `text` at or before `i`.
+#[inline]
+pub(crate) fn floor_char(text: &str, mut i: usize) -> usize {
     while !text.is_char_boundary(i) {
         i -= 1;
     }
     i
 }
 
-fn ceil_char(text: &str, mut i: usize) -> usize {
+/// The first character boundary of `text` at or after `i`.
+#[inline]
+pub(crate) fn ceil_char(text: &str, mut i: usize) -> usize {
     while !text.is_char_boundary(i) {
         i += 1;
     }
