@@ -613,6 +613,21 @@ fn fuzz_regressions() {
     }
 }
 
+/// Found by `cargo xtask fuzz redact` (crash-0872e4cb3e20806ec2e17937b339b5e9dfbff9c0, kept
+/// here rather than in `fuzz/regressions/redact/` while it fails): not idempotent. The first
+/// call's replacement of an email turns `...coms_token=%7\\u4533le.acom` into
+/// `[REDACTED]_token=...`, freeing the `token` keyword; its extra passes do not run the
+/// decoders, so the value (a key only once its JSON escape is decoded) is caught by the second
+/// call. A detection bug (extra passes would need the decoders), not fixed by the refactor
+/// that found it.
+#[test]
+#[ignore = "known bug: a replacement can free a keyword whose value only the decoders see"]
+fn fuzz_redact_crash_0872e4cb() {
+    let text = "67a11secret=ample.com=%78es@example.coms_toke?\0\0\0\u{1}\0\0\0\
+                533le.a78es@example.coms_token=%7\\\\u4533le.acom\0";
+    assert_eq!(fuzz_redact_checks(text), Ok(()));
+}
+
 /// Longest input of [`decoders_fuzz_property`], in characters: its `\\u`-escaped form (6 bytes
 /// a character) stays within one escape segment (1 KiB each side of an escape, see
 /// `decode.rs`); see [`long_escaped_text_is_idempotent`] for longer ones.
