@@ -628,6 +628,32 @@ fn fuzz_redact_crash_0872e4cb() {
     assert_eq!(fuzz_redact_checks(text), Ok(()));
 }
 
+/// Found by `cargo xtask fuzz redact` (crash-618c18462f43b5c8a695e5d38ee6fe73defab1fc, kept
+/// here while it fails; fails the same before the engine split): not idempotent, the second
+/// call redacts a `token=` value after a JSON-escaped `\\t` that the first call left. The same
+/// family as [`fuzz_redact_crash_0872e4cb`]: decoder findings that appear only once a
+/// replacement has changed the text.
+#[test]
+#[ignore = "known bug: decoder findings that appear only after a replacement"]
+fn fuzz_redact_crash_618c1846() {
+    let text = "tns\\\\\\sk-Acrefreshtoken\nAAk----)\u{16}\u{0}\u{0}ret=\\token=34\\tokaws_secre2_ac=cessnuuuuuuuuuuuuuu_secret=\\token=34\\tokaws_secre2_ac=cessuuuuuuuuuuuuuu_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxIN PRIV\n";
+    assert_eq!(fuzz_redact_checks(text), Ok(()));
+}
+
+/// Found by `cargo xtask fuzz decode` (crash-1978a665f73667778d96274e7bf45a03e456b398, with
+/// the decoder dictionary `fuzz/dicts/decode.dict`; kept here while it fails, and failing the
+/// same before the engine split): the input written as `\\u` escapes is not redacted
+/// idempotently (its other forms are). Likely the same family as
+/// [`fuzz_redact_crash_0872e4cb`].
+#[test]
+#[ignore = "known bug: decoder findings that appear only after a replacement"]
+fn fuzz_decode_crash_1978a665() {
+    let text = "88488888(((((((((\u{0}8\u{0}\u{0}\u{0}C#@C\\@4*4@4.AC\n@@4.\n@\u{b}\u{b}(\\44@C\\2`4.Ahttps://user:pass@C4@C\\@2*_04@4.OOO@nxox\u{13}\u{0}\u{0}\u{0}\u{0}\u{e}";
+    for form in decode_forms(text) {
+        assert_eq!(fuzz_decode_checks(&form), Ok(()), "{form:?}");
+    }
+}
+
 /// Longest input of [`decoders_fuzz_property`], in characters: its `\\u`-escaped form (6 bytes
 /// a character) stays within one escape segment (1 KiB each side of an escape, see
 /// `decode.rs`); see [`long_escaped_text_is_idempotent`] for longer ones.
