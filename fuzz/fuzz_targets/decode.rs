@@ -2,6 +2,15 @@
 //! input, also wrapped in each encoding, is redacted without panic, idempotently, the fast
 //! path agrees with the naive oracle, and the output is never longer than the input plus one
 //! replacement per input byte (no blow-up from nested decoding).
+//!
+//! Linear time is not asserted here (a wall-clock or size-doubling check is flaky under
+//! libFuzzer); it is bounded by construction: each call decodes at most `4 * len + 64 KiB`
+//! bytes in all (`decode::Budget`, unit-tested by `budget_stops`), to at most 3 levels, and
+//! each level is the linear fast path.
+//!
+//! Crashes saved in `fuzz/regressions/decode/` are replayed with these checks by
+//! `tracecraft-redact`'s `fuzz_regressions` test; `decoders_fuzz_property` runs the same
+//! property over inputs built from its test corpus on every `cargo test`.
 #![no_main]
 
 use std::sync::OnceLock;

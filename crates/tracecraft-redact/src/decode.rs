@@ -32,6 +32,7 @@
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
+use crate::candidates::{ceil_char, floor_char};
 use crate::engine::{Engine, Hit};
 
 /// Levels of decoding: decoded text is decoded again up to this depth.
@@ -425,20 +426,6 @@ fn mostly_printable(s: &str) -> bool {
 
 /// Longest segment decoded around an escape or a join, in bytes on each side.
 const MAX_SEG: usize = 1024;
-
-fn floor_char(t: &str, mut i: usize) -> usize {
-    while !t.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn ceil_char(t: &str, mut i: usize) -> usize {
-    while !t.is_char_boundary(i) {
-        i += 1;
-    }
-    i
-}
 
 /// Around each `\/`, `\uXXXX` or `\\` (escapes that can hide a secret's characters; `\n`,
 /// `\t` and `\"` only separate words, which the rules read through): the segment of

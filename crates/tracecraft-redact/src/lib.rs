@@ -68,10 +68,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod anchors;
+mod candidates;
 mod config;
 mod decode;
+mod digits;
 mod engine;
 mod error;
+mod replace;
 mod report;
 mod rules;
 mod speed;
@@ -117,6 +120,10 @@ pub const BUILTIN_RULES: [&str; 17] = [
     "stripe_key",
     "password_field",
 ];
+
+// `BUILTIN_RULES` is the built-in detectors' names, in order, each once: a rule's detectors
+// are adjacent, no name is missing, extra or repeated. Checked when the crate compiles.
+const _: () = assert!(rules::builtin_names_are(&BUILTIN_RULES));
 
 /// A compiled rule set. Cheap to clone (`Arc` inside), `Send + Sync`.
 #[derive(Clone)]
@@ -220,5 +227,27 @@ mod tests {
         let mut names: Vec<&str> = crate::rules::BUILTINS.iter().map(|b| b.name).collect();
         names.dedup();
         assert_eq!(names, crate::BUILTIN_RULES);
+    }
+
+    /// The compile-time check rejects every way the list can drift from the detectors.
+    #[test]
+    fn builtin_names_check_bites() {
+        use crate::rules::builtin_names_are;
+        let good = crate::BUILTIN_RULES;
+        assert!(builtin_names_are(&good));
+        assert!(!builtin_names_are(&good[1..]), "missing");
+        assert!(!builtin_names_are(&good[..16]), "missing last");
+        let mut extra = good.to_vec();
+        extra.push("new_rule");
+        assert!(!builtin_names_are(&extra), "extra");
+        let mut swapped = good;
+        swapped.swap(0, 1);
+        assert!(!builtin_names_are(&swapped), "order");
+        let mut repeated = good.to_vec();
+        repeated.insert(2, "email");
+        assert!(!builtin_names_are(&repeated), "repeated");
+        let mut renamed = good;
+        renamed[3] = "ssn2";
+        assert!(!builtin_names_are(&renamed), "renamed");
     }
 }

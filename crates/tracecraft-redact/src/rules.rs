@@ -186,6 +186,51 @@ macro_rules! key_value {
     };
 }
 
+/// Whether `names` lists the names of [`BUILTINS`] in order, each once: a rule's detectors
+/// (entries with one name) are adjacent, and no name is missing, extra or repeated. A `const fn`,
+/// so that the public list of names is tied to the detectors at compile time.
+pub(crate) const fn builtin_names_are(names: &[&str]) -> bool {
+    const fn eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+    let mut k = 0;
+    let mut i = 0;
+    while i < BUILTINS.len() {
+        let name = BUILTINS[i].name;
+        if i == 0 || !eq(BUILTINS[i - 1].name, name) {
+            if k >= names.len() || !eq(names[k], name) {
+                return false;
+            }
+            k += 1;
+        }
+        i += 1;
+    }
+    // Each name once (a rule's detectors not adjacent would list its name twice).
+    let mut a = 0;
+    while a < names.len() {
+        let mut b = a + 1;
+        while b < names.len() {
+            if eq(names[a], names[b]) {
+                return false;
+            }
+            b += 1;
+        }
+        a += 1;
+    }
+    k == names.len()
+}
+
 pub(crate) const BUILTINS: &[Builtin] = &[
     Builtin {
         name: "email",
