@@ -688,10 +688,11 @@ impl Engine {
     }
 
     /// Finds and applies, then runs the rules again on the output while that changes it (at
-    /// most three more passes; the decoders run in the first pass only: a replacement holds
-    /// nothing to decode and ends every run a decoder reads), so that redacting the output
-    /// again changes nothing: a replacement can change word boundaries at its edges, shorten a
-    /// context window, or free an anchor that an earlier match of the same rule had consumed.
+    /// most three more passes, the decoders included: a replacement ends the runs a decoder
+    /// reads, so the run beside it can decode now when it did not before, and it can free a
+    /// keyword whose value only a decoder sees), so that redacting the output again changes
+    /// nothing: a replacement can also change word boundaries at its edges, shorten a context
+    /// window, or free an anchor that an earlier match of the same rule had consumed.
     /// Findings of the extra passes are relative to the partly redacted text.
     pub(crate) fn redact<'a>(
         &self,
@@ -717,7 +718,7 @@ impl Engine {
             passes += 1;
             hits.clear();
             ev = self.carry(&out, &ev, &spans);
-            self.find_from_plain(&out, &ev, &mut hits);
+            self.find_from(&out, &ev, &mut hits);
             spans.clear();
             match self.apply(&out, &mut hits, report, Some(&mut spans)) {
                 Cow::Owned(next) => out = Cow::Owned(next),
@@ -737,7 +738,7 @@ impl Engine {
         while matches!(out, Cow::Owned(_)) && passes < 3 {
             passes += 1;
             hits.clear();
-            self.find_naive_plain(&out, &mut hits);
+            self.find_naive(&out, &mut hits);
             match self.apply(&out, &mut hits, report, None) {
                 Cow::Owned(next) => out = Cow::Owned(next),
                 Cow::Borrowed(_) => break,

@@ -613,40 +613,33 @@ fn fuzz_regressions() {
     }
 }
 
-/// Found by `cargo xtask fuzz redact` (crash-0872e4cb3e20806ec2e17937b339b5e9dfbff9c0, kept
-/// here rather than in `fuzz/regressions/redact/` while it fails): not idempotent. The first
-/// call's replacement of an email turns `...coms_token=%7\\u4533le.acom` into
-/// `[REDACTED]_token=...`, freeing the `token` keyword; its extra passes do not run the
-/// decoders, so the value (a key only once its JSON escape is decoded) is caught by the second
-/// call. A detection bug (extra passes would need the decoders), not fixed by the refactor
-/// that found it.
+/// Found by `cargo xtask fuzz redact` (crash-0872e4cb3e20806ec2e17937b339b5e9dfbff9c0): was
+/// not idempotent. The first call's replacement of an email turns
+/// `...coms_token=%7\\u4533le.acom` into `[REDACTED]_token=...`, freeing the `token` keyword
+/// whose value is a key only once its JSON escape is decoded; the extra passes did not run
+/// the decoders, so the second call caught it. Fixed: the extra passes decode too.
 #[test]
-#[ignore = "known bug: a replacement can free a keyword whose value only the decoders see"]
 fn fuzz_redact_crash_0872e4cb() {
     let text = "67a11secret=ample.com=%78es@example.coms_toke?\0\0\0\u{1}\0\0\0\
                 533le.a78es@example.coms_token=%7\\\\u4533le.acom\0";
     assert_eq!(fuzz_redact_checks(text), Ok(()));
 }
 
-/// Found by `cargo xtask fuzz redact` (crash-618c18462f43b5c8a695e5d38ee6fe73defab1fc, kept
-/// here while it fails; fails the same before the engine split): not idempotent, the second
-/// call redacts a `token=` value after a JSON-escaped `\\t` that the first call left. The same
-/// family as [`fuzz_redact_crash_0872e4cb`]: decoder findings that appear only once a
-/// replacement has changed the text.
+/// Found by `cargo xtask fuzz redact` (crash-618c18462f43b5c8a695e5d38ee6fe73defab1fc): was
+/// not idempotent, the second call redacted a `token=` value after a JSON-escaped `\\t` that
+/// the first call left. The same family as [`fuzz_redact_crash_0872e4cb`]: decoder findings
+/// that appear only once a replacement has changed the text.
 #[test]
-#[ignore = "known bug: decoder findings that appear only after a replacement"]
 fn fuzz_redact_crash_618c1846() {
     let text = "tns\\\\\\sk-Acrefreshtoken\nAAk----)\u{16}\u{0}\u{0}ret=\\token=34\\tokaws_secre2_ac=cessnuuuuuuuuuuuuuu_secret=\\token=34\\tokaws_secre2_ac=cessuuuuuuuuuuuuuu_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxIN PRIV\n";
     assert_eq!(fuzz_redact_checks(text), Ok(()));
 }
 
 /// Found by `cargo xtask fuzz decode` (crash-1978a665f73667778d96274e7bf45a03e456b398, with
-/// the decoder dictionary `fuzz/dicts/decode.dict`; kept here while it fails, and failing the
-/// same before the engine split): the input written as `\\u` escapes is not redacted
-/// idempotently (its other forms are). Likely the same family as
+/// the decoder dictionary `fuzz/dicts/decode.dict`): the input written as `\\u` escapes was
+/// not redacted idempotently (its other forms were); the same family as
 /// [`fuzz_redact_crash_0872e4cb`].
 #[test]
-#[ignore = "known bug: decoder findings that appear only after a replacement"]
 fn fuzz_decode_crash_1978a665() {
     let text = "88488888(((((((((\u{0}8\u{0}\u{0}\u{0}C#@C\\@4*4@4.AC\n@@4.\n@\u{b}\u{b}(\\44@C\\2`4.Ahttps://user:pass@C4@C\\@2*_04@4.OOO@nxox\u{13}\u{0}\u{0}\u{0}\u{0}\u{e}";
     for form in decode_forms(text) {
@@ -678,12 +671,11 @@ proptest! {
 
 /// Found by [`decoders_fuzz_property`] (before its inputs were capped): a text of 150
 /// characters written entirely as `\\u` escapes (900 bytes with no whitespace, so one escape
-/// segment is cut at 1 KiB from each escape) is not redacted idempotently: the first pass
+/// segment is cut at 1 KiB from each escape) was not redacted idempotently: the first pass
 /// shortens the text, so the second pass's segments reach bytes the first pass's did not.
-/// A decoder bug (segment bounds depend on positions that redaction moves), not fixed here:
-/// the refactor that found it must not change detection.
+/// Fixed with the decoders in the extra passes: the second pass's segments are scanned
+/// within the same call.
 #[test]
-#[ignore = "known decoder bug: long all-escaped text is not redacted idempotently"]
 fn long_escaped_text_is_idempotent() {
     let text = "2025-03-14T10:00:00.000Z WARN  leak.detector [run=92a536f6] header was Bearer \
                 XBvnXW5CzDBUgJV8vXjn328XgZ4DTZ8m\nbob@example.com    \
