@@ -645,3 +645,57 @@ mod planted {
         }
     }
 }
+
+#[test]
+fn runs_merged_into_existing_traces_are_counted_apart() {
+    // 20 runs, imported once, then again with 3 of them a second time in the same file: the
+    // second import keeps 23 runs, each a trace the store already held, so all 23 are
+    // merges, and the store still holds 20 traces.
+    let first3: Vec<&str> = SAMPLE.lines().take(3).collect();
+    let again = format!("{SAMPLE}{}\n", first3.join("\n"));
+    for store in ["sqlite:t.db", "jsonl:runs"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.jsonl"), SAMPLE).unwrap();
+        std::fs::write(dir.path().join("b.jsonl"), &again).unwrap();
+        let out = tc(
+            &["import", "a.jsonl", "--store", store],
+            &[],
+            None,
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains(&format!("20 stored in {store}\n")), "{err}");
+        assert!(!err.contains("merged"), "{err}");
+
+        let out = tc(
+            &["import", "b.jsonl", "--store", store],
+            &[],
+            None,
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains("23 read, 23 kept"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "23 stored in {store} (23 merged into existing traces)"
+            )),
+            "{err}"
+        );
+        let list = tc(
+            &[
+                "traces", "list", "--json", "--store", store, "--limit", "100",
+            ],
+            &[],
+            None,
+            dir.path(),
+        );
+        assert_eq!(list.status.code(), Some(0), "{}", text(&list.stderr));
+        let listed = text(&list.stdout);
+        let n = serde_json::from_str::<serde_json::Value>(&listed)
+            .map(|v| v.as_array().map_or(0, Vec::len))
+            .unwrap_or_else(|_| listed.lines().filter(|l| !l.trim().is_empty()).count());
+        assert_eq!(n, 20, "{listed}");
+    }
+}

@@ -510,9 +510,11 @@ pub fn check_merge<S: TraceStore>(store: &S) {
     store
         .save(&ProcessedRun::assume_processed(first.clone()))
         .expect("save first part");
+    assert_eq!(store.merged(), 0, "merge: a new id is not a merge");
     store
         .save(&ProcessedRun::assume_processed(second.clone()))
         .expect("save second part");
+    assert_eq!(store.merged(), 1, "merge: counted");
     let want = merge_runs(first, second);
     let got = store.get(id).expect("get").expect("present");
     assert_eq!(got, want, "merge: result is merge_runs(earlier, later)");
@@ -557,6 +559,7 @@ pub fn check_batch<S: TraceStore>(store: &S) {
     store.save_batch(&processed(&runs)).expect("save_batch");
     store.save_batch(&[]).expect("empty batch");
     assert_eq!(store.count(&TraceQuery::new()).expect("count"), 31);
+    assert_eq!(store.merged(), 1, "batch: the repeated id is one merge");
     assert_eq!(
         store.get(first.id).expect("get"),
         Some(merge_runs(first, second)),
@@ -565,6 +568,14 @@ pub fn check_batch<S: TraceStore>(store: &S) {
     for r in &runs[..3] {
         assert_eq!(store.get(r.id).expect("get").as_ref(), Some(r));
     }
+    store
+        .save_batch(&processed(&runs[..5]))
+        .expect("save_batch again");
+    assert_eq!(
+        store.merged(),
+        6,
+        "batch: each stored id saved again is a merge"
+    );
 }
 
 /// `delete` erases the run and its steps, says whether it existed, and leaves the rest.

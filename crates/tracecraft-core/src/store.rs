@@ -411,6 +411,7 @@ impl StoreStats {
 ///   run-level fields win.
 /// - [`get`](TraceStore::get), [`query`](TraceStore::query) and [`count`](TraceStore::count)
 ///   follow [`TraceQuery::matches`] and [`TraceQuery::compare`].
+/// - [`merged`](TraceStore::merged) counts the successful saves that merged.
 /// - [`delete`](TraceStore::delete) erases the trace and all of its steps (GDPR erasure) and
 ///   says whether it existed; [`purge_older_than`](TraceStore::purge_older_than) deletes runs
 ///   that started before the cut-off (retention).
@@ -433,6 +434,12 @@ pub trait TraceStore: Send + Sync {
     fn save_batch(&self, runs: &[ProcessedRun]) -> Result<(), StoreError> {
         runs.iter().try_for_each(|r| self.save(r))
     }
+
+    /// How many of the runs this store object saved (since it was opened) went into a trace id
+    /// that was already stored, or saved earlier in the same batch, and were merged with it
+    /// (see the contract): `tracecraft import` reports them apart from new traces. Saves that
+    /// failed are not counted.
+    fn merged(&self) -> u64;
 
     /// The run with this trace id.
     ///

@@ -17,6 +17,7 @@ use crate::store::{StoreError, StoreStats, TraceQuery, TraceStore, merge_runs};
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     runs: Mutex<Vec<AgentRun>>,
+    merged: std::sync::atomic::AtomicU64,
 }
 
 impl MemoryStore {
@@ -43,10 +44,16 @@ impl TraceStore for MemoryStore {
             Some(slot) => {
                 let existing = std::mem::replace(slot, AgentRun::new(""));
                 *slot = merge_runs(existing, run);
+                self.merged
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             None => runs.push(run),
         }
         Ok(())
+    }
+
+    fn merged(&self) -> u64 {
+        self.merged.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn get(&self, trace_id: Uuid) -> Result<Option<AgentRun>, StoreError> {

@@ -85,6 +85,7 @@ mod rewrite;
 mod writer;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
@@ -115,6 +116,8 @@ pub struct JsonlStore {
     /// `writer` is held.
     lock: DirLock,
     bad: Mutex<Vec<BadLine>>,
+    /// Runs saved by this object that merged with an earlier version ([`TraceStore::merged`]).
+    merged: AtomicU64,
 }
 
 impl std::fmt::Debug for JsonlStore {
@@ -165,6 +168,7 @@ impl JsonlStore {
             encoded: Mutex::new(Vec::new()),
             lock,
             bad: Mutex::new(Vec::new()),
+            merged: AtomicU64::new(0),
             config,
         };
         {
@@ -286,6 +290,10 @@ impl TraceStore for JsonlStore {
 
     fn save_batch(&self, runs: &[ProcessedRun]) -> Result<(), StoreError> {
         self.append(runs)
+    }
+
+    fn merged(&self) -> u64 {
+        self.merged.load(Ordering::Relaxed)
     }
 
     fn get(&self, trace_id: Uuid) -> Result<Option<AgentRun>, StoreError> {

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use tracecraft_core::fs::{self, io_err};
@@ -333,18 +334,21 @@ impl JsonlStore {
             );
             // Never leave a background fsync behind, even on error.
             let synced = syncer.finish();
-            written?;
+            let merges = written?;
             if let Some((file, e)) = synced {
                 return Err(io_err(&self.path_of(file), e));
             }
-            self.publish(slot, &mut pending, &mut order)
+            self.publish(slot, &mut pending, &mut order)?;
+            self.merged.fetch_add(merges, Ordering::Relaxed);
+            Ok(())
         })
     }
 
     /// Serializes `runs` (merged with earlier lines of their ids) into the writer's buffer,
     /// writing it out as it fills. Large batches are serialized on several threads
     /// ([`JsonlConfig::encode_threads`](crate::JsonlConfig::encode_threads)); lines are written in batch order.
-    /// `starts` receives each file written to, with its length before the first line.
+    /// `starts` receives each file written to, with its length before the first line. Returns
+    /// how many runs were merged with an earlier version (stored, or earlier in `runs`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn append_lines<'r>(
         &self,
@@ -355,7 +359,8 @@ impl JsonlStore {
         order: &mut Vec<Uuid>,
         syncer: &mut Syncer<'_, '_>,
         starts: &mut Vec<(u32, u64)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
+        let mut merges = 0u64;
         // The version of each run to write, in batch order: the run itself, or its merge with
         // the earlier lines of its id (in the store or earlier in this batch).
         let mut versions: Vec<Option<Cow<'r, AgentRun>>> = Vec::with_capacity(runs.len());
@@ -364,6 +369,7 @@ impl JsonlStore {
             let incoming = pr.run();
             let version = match latest.get(&incoming.id) {
                 Some(&i) => {
+                    merges += 1;
                     let prev = versions[i]
                         .as_deref()
                         .cloned()
@@ -373,11 +379,14 @@ impl JsonlStore {
                 None => {
                     let state = self.state.read();
                     match state.index.get(&incoming.id) {
-                        Some(entry) => Cow::Owned(merge_runs(
-                            Self::read_entry(&state, incoming.id, entry, false)?
-                                .ok_or_else(out_of_step)?,
-                            incoming.clone(),
-                        )),
+                        Some(entry) => {
+                            merges += 1;
+                            Cow::Owned(merge_runs(
+                                Self::read_entry(&state, incoming.id, entry, false)?
+                                    .ok_or_else(out_of_step)?,
+                                incoming.clone(),
+                            ))
+                        }
                         None => Cow::Borrowed(incoming),
                     }
                 }
@@ -446,7 +455,7 @@ impl JsonlStore {
                 pending.insert(*id, (version, locs));
             }
         }
-        Ok(())
+        Ok(merges)
     }
 
     /// Flushes the writer, syncs per policy and makes the pending lines visible in the index.

@@ -142,6 +142,7 @@ pub mod fuzzing {
 }
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -405,6 +406,11 @@ pub struct SqliteStore {
     config: SqliteConfig,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Saves merged into a stored id, committed ([`TraceStore::merged`]).
+    merged: AtomicU64,
+    /// Saves merged in the transaction under way (the writer lock is held), added to
+    /// `merged` when it commits.
+    merging: AtomicU64,
 }
 
 impl Drop for SqliteStore {
@@ -534,6 +540,8 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             config,
+            merged: AtomicU64::new(0),
+            merging: AtomicU64::new(0),
         };
         // Runs erased by a process that ended before taking their words out of the index.
         store.drain_erased()?;
@@ -675,8 +683,11 @@ impl SqliteStore {
         if !erasure_only {
             search::drain_erased(&tx).map_err(|e| self.err(&e))?;
         }
+        self.merging.store(0, Ordering::Relaxed);
         let out = f(&tx)?;
         tx.commit().map_err(|e| self.err(&e))?;
+        self.merged
+            .fetch_add(self.merging.swap(0, Ordering::Relaxed), Ordering::Relaxed);
         Ok(out)
     }
 
@@ -783,6 +794,7 @@ impl SqliteStore {
             }
         };
         search::remove(tx, pk, &old).map_err(|e| self.err(&e))?;
+        self.merging.fetch_add(1, Ordering::Relaxed);
         let run = &merge_runs(old, run.clone());
         let body = self.encode_body(run, buf)?;
         let values = row_values(id, run, body);
@@ -1033,6 +1045,10 @@ impl TraceStore for SqliteStore {
             runs.iter()
                 .try_for_each(|r| self.save_in(tx, r.run(), &mut buf, None))
         })
+    }
+
+    fn merged(&self) -> u64 {
+        self.merged.load(Ordering::Relaxed)
     }
 
     fn get(&self, trace_id: Uuid) -> Result<Option<AgentRun>, StoreError> {

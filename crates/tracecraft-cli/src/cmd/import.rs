@@ -72,6 +72,8 @@ struct Destination {
     exporter: String,
     label: String,
     verb: &'static str,
+    /// The store, for its count of runs merged into a trace it already held.
+    store: Option<Arc<dyn TraceStore>>,
 }
 
 fn configure(args: &Args, global: &Global) -> Result<tracecraft::config::Loaded, CliError> {
@@ -210,6 +212,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             exporter: store.name().to_owned(),
             label: url.clone(),
             verb: "stored in",
+            store: Some(Arc::clone(&store)),
         });
         builder = builder.exporter(Arc::clone(&store));
         stores.push(store);
@@ -225,6 +228,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             exporter: store.name().to_owned(),
             label,
             verb: "stored in",
+            store: Some(Arc::clone(&store)),
         });
         builder = builder.exporter(Arc::clone(&store));
         stores.push(store);
@@ -240,6 +244,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             exporter: tracecraft_core::Exporter::name(&exporter).to_owned(),
             label: exporter.endpoint().to_string(),
             verb: "exported to",
+            store: None,
         });
         builder = builder.exporter(exporter);
     }
@@ -406,6 +411,11 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
         let ok = stats.exported.get(&d.exporter).copied().unwrap_or(0);
         let bad = stats.export_failed.get(&d.exporter).copied().unwrap_or(0);
         let mut line = format!("  {ok} {} {}", d.verb, d.label);
+        // Runs whose trace id the store already held (or that came twice) are merged into
+        // that trace (the store contract), so the store gained fewer traces than it took.
+        if let Some(merged) = d.store.as_ref().map(|s| s.merged()).filter(|&m| m > 0) {
+            line.push_str(&format!(" ({merged} merged into existing traces)"));
+        }
         if bad > 0 {
             partial = true;
             let not = if d.verb == "stored in" {
