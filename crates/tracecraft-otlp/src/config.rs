@@ -450,3 +450,187 @@ mod tests {
         assert!(!format!("{h:?}").contains("s3cret"));
     }
 }
+
+/// The `[otlp]` table of a TraceCraft configuration file (deserializable, `tracecraft config`
+/// shows it): where and how processed (redacted) runs are exported. Turn it into an exporter
+/// with [`OtlpConfig::exporter`]. Header values are credentials: `Debug` and `Serialize`
+/// hide them.
+///
+/// ```
+/// let config: tracecraft_otlp::OtlpConfig = serde_json::from_str(
+///     r#"{"enabled": true, "endpoint": "http://127.0.0.1:4318/v1/traces",
+///         "headers": {"authorization": "Bearer token"}, "compression": "gzip"}"#,
+/// )
+/// .unwrap();
+/// assert!(!format!("{config:?}").contains("token"));
+/// let exporter = config.exporter().unwrap().build().unwrap();
+/// assert_eq!(exporter.endpoint().to_string(), "http://127.0.0.1:4318/v1/traces");
+/// ```
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct OtlpConfig {
+    /// Export over OTLP (default false).
+    pub enabled: bool,
+    /// The traces URL, used as-is (like `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`). Default
+    /// `http://localhost:4318/v1/traces` for `http/protobuf`, `http://localhost:4317` for
+    /// `grpc`.
+    pub endpoint: Option<String>,
+    /// A base URL (like `OTEL_EXPORTER_OTLP_ENDPOINT`): `/v1/traces` is appended for
+    /// `http/protobuf`; `endpoint` wins when both are set.
+    pub base_endpoint: Option<String>,
+    /// `http/protobuf` (default, as the OpenTelemetry specification says), `http/json` or
+    /// `grpc`.
+    pub protocol: Option<Protocol>,
+    /// Extra headers (e.g. authorization): a table (`[otlp.headers]` with
+    /// `authorization = "..."`) or a list of `[name, value]` pairs. Values are credentials:
+    /// `Debug` and `Serialize` hide them.
+    #[serde(
+        deserialize_with = "headers_table_or_pairs",
+        serialize_with = "hidden_header_values"
+    )]
+    pub headers: Vec<(String, String)>,
+    /// Per-attempt timeout in milliseconds (default 10000).
+    pub timeout_ms: Option<u64>,
+    /// `gzip` or `none` (default).
+    pub compression: Option<Compression>,
+    /// A PEM file of CA certificates trusted for `https://` endpoints besides the public and
+    /// platform roots (a private collector's CA).
+    pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate (chain) for collectors that require mutual TLS; needs
+    /// `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// The PEM private key of `client_cert_file` (its content never appears in errors).
+    pub client_key_file: Option<PathBuf>,
+    /// `[otlp.mapping]`: what spans carry ([`MappingOptions`](crate::mapping::MappingOptions)):
+    /// `dialects` (GenAI, OpenInference, MLflow; default all), `content` (`full` or `none`),
+    /// `resource_attributes` (`OTEL_RESOURCE_ATTRIBUTES` adds to them), `service_name`.
+    pub mapping: crate::mapping::MappingOptions,
+    /// `[otlp.spool]`: a durable spool ([`SpoolConfig`](crate::SpoolConfig): `dir`,
+    /// `max_bytes`, ...). Batches that still fail after their retries are written there and
+    /// re-sent, in the background and at the next start, instead of being lost.
+    pub spool: Option<crate::spool::SpoolConfig>,
+}
+
+impl fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtlpConfig")
+            .field("enabled", &self.enabled)
+            .field("endpoint", &self.endpoint)
+            .field("base_endpoint", &self.base_endpoint)
+            .field("protocol", &self.protocol)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| (k.as_str(), "<hidden>"))
+                    .collect::<Vec<_>>(),
+            )
+            .field("timeout_ms", &self.timeout_ms)
+            .field("compression", &self.compression)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .field("mapping", &self.mapping)
+            .field("spool", &self.spool)
+            .finish()
+    }
+}
+
+impl OtlpConfig {
+    /// Checks what can be checked without building: a client certificate comes with its key
+    /// and the other way round, and the timeout is not zero.
+    ///
+    /// # Errors
+    /// [`BuildError`] naming the setting as the file names it (`client_key_file`,
+    /// `timeout_ms`, ...).
+    pub fn validate(&self) -> Result<(), BuildError> {
+        match (&self.client_cert_file, &self.client_key_file) {
+            (Some(_), None) => {
+                return Err(BuildError::new(
+                    "client_key_file",
+                    "client_cert_file needs its private key file too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(BuildError::new(
+                    "client_cert_file",
+                    "client_key_file needs its certificate file too",
+                ));
+            }
+            _ => {}
+        }
+        if self.timeout_ms == Some(0) {
+            return Err(BuildError::new("timeout_ms", "must be greater than zero"));
+        }
+        Ok(())
+    }
+
+    /// An exporter builder with these settings; set what the table does not hold (the
+    /// service name, a retry policy) on it, then `build()`. `enabled` is the caller's to
+    /// honour.
+    ///
+    /// # Errors
+    /// [`BuildError`] from [`validate`](Self::validate).
+    pub fn exporter(&self) -> Result<crate::OtlpExporterBuilder, BuildError> {
+        self.validate()?;
+        let mut builder = crate::OtlpExporter::builder();
+        if let Some(protocol) = self.protocol {
+            builder = builder.protocol(protocol);
+        }
+        if let Some(e) = &self.endpoint {
+            builder = builder.endpoint(e.clone());
+        }
+        if let Some(e) = &self.base_endpoint {
+            builder = builder.base_endpoint(e.clone());
+        }
+        for (name, value) in &self.headers {
+            builder = builder.header(name.clone(), value.clone());
+        }
+        if let Some(ms) = self.timeout_ms {
+            builder = builder.timeout(Duration::from_millis(ms));
+        }
+        if let Some(compression) = self.compression {
+            builder = builder.compression(compression);
+        }
+        if let Some(ca) = &self.ca_file {
+            builder = builder.ca_file(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert_file, &self.client_key_file) {
+            builder = builder.client_identity(cert.clone(), key.clone());
+        }
+        builder = builder.mapping(self.mapping.clone());
+        if let Some(spool) = &self.spool {
+            builder = builder.spool(spool.clone());
+        }
+        Ok(builder)
+    }
+}
+
+/// Header names with their values hidden.
+fn hidden_header_values<S: serde::Serializer>(
+    headers: &[(String, String)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(headers.iter().map(|(k, _)| (k, "<hidden>")))
+}
+
+/// `[otlp.headers]` as a table or as `[[name, value], ...]`.
+fn headers_table_or_pairs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Headers {
+        Table(std::collections::BTreeMap<String, String>),
+        Pairs(Vec<(String, String)>),
+    }
+    match <Headers as serde::Deserialize>::deserialize(d) {
+        Ok(Headers::Table(t)) => Ok(t.into_iter().collect()),
+        Ok(Headers::Pairs(p)) => Ok(p),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a table of name = \"value\" strings or a list of [name, value] pairs",
+        )),
+    }
+}

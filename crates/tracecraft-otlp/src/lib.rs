@@ -75,8 +75,8 @@ mod tls;
 
 pub use config::{
     BuildError, Compression, DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT,
-    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, HTTP_TRACES_PATH, Header, OtlpSettings, Protocol,
-    RetryPolicy, UnknownCompression, UnknownProtocol,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, HTTP_TRACES_PATH, Header, OtlpConfig, OtlpSettings,
+    Protocol, RetryPolicy, UnknownCompression, UnknownProtocol,
 };
 pub use error::{Cause, ConnectProblem, ExportFailure, TlsProblem};
 pub use exporter::{OtlpExporter, OtlpExporterBuilder, OtlpStats, StatsHandle};

@@ -176,68 +176,25 @@ pub(crate) fn open_jsonl_export(
 pub fn open_otlp_export(
     config: &TraceCraftConfig,
 ) -> Result<Option<tracecraft_otlp::OtlpExporter>, InitError> {
-    use tracecraft_otlp::OtlpExporter;
     let otlp = &config.otlp;
     if !otlp.enabled {
         return Ok(None);
     }
-    let invalid = |field: &str, message: String| ConfigError::Invalid {
-        field: format!("otlp.{field}"),
-        message,
+    let invalid = |e: tracecraft_otlp::BuildError| ConfigError::Invalid {
+        // The builder names its duration `timeout`; the file names it `timeout_ms`.
+        field: format!(
+            "otlp.{}",
+            match e.setting {
+                "timeout" => "timeout_ms",
+                other => other,
+            }
+        ),
+        message: e.message,
     };
-    let mut builder = OtlpExporter::builder();
-    if let Some(protocol) = otlp.protocol {
-        builder = builder.protocol(protocol);
-    }
-    if let Some(e) = &otlp.endpoint {
-        builder = builder.endpoint(e.clone());
-    }
-    if let Some(e) = &otlp.base_endpoint {
-        builder = builder.base_endpoint(e.clone());
-    }
-    for (name, value) in &otlp.headers {
-        builder = builder.header(name.clone(), value.clone());
-    }
-    if let Some(ms) = otlp.timeout_ms {
-        builder = builder.timeout(std::time::Duration::from_millis(ms));
-    }
-    if let Some(compression) = otlp.compression {
-        builder = builder.compression(compression);
-    }
-    if let Some(ca) = &otlp.ca_file {
-        builder = builder.ca_file(ca.clone());
-    }
-    match (&otlp.client_cert_file, &otlp.client_key_file) {
-        (Some(cert), Some(key)) => builder = builder.client_identity(cert.clone(), key.clone()),
-        (None, None) => {}
-        (Some(_), None) => {
-            return Err(invalid(
-                "client_key_file",
-                "otlp.client_cert_file needs its private key file too".into(),
-            )
-            .into());
-        }
-        (None, Some(_)) => {
-            return Err(invalid(
-                "client_cert_file",
-                "otlp.client_key_file needs its certificate file too".into(),
-            )
-            .into());
-        }
-    }
-    builder = builder.mapping(otlp.mapping.clone());
+    let mut builder = otlp.exporter().map_err(invalid)?;
     if let Some(service) = &config.service_name {
         builder = builder.service_name(service.clone());
     }
-    if let Some(spool) = &otlp.spool {
-        builder = builder.spool(spool.clone());
-    }
-    let exporter = builder.build().map_err(|e| {
-        let field = match e.setting {
-            "timeout" => "timeout_ms",
-            other => other,
-        };
-        invalid(field, e.message.clone())
-    })?;
+    let exporter = builder.build().map_err(invalid)?;
     Ok(Some(exporter))
 }

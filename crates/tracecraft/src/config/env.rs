@@ -51,6 +51,7 @@ pub(super) struct Overlay<'a> {
     pub(super) config: &'a mut TraceCraftConfig,
     /// OTLP headers came from the environment in this pass: later header variables merge
     /// into them instead of replacing the file's.
+    #[cfg(feature = "otlp")]
     headers_from_env: bool,
 }
 
@@ -110,17 +111,37 @@ pub(super) fn parse_headers(value: &str) -> Result<Vec<(String, String)>, String
     Ok(headers)
 }
 
+/// Sets `[otlp]` settings. A build without the `otlp` feature has none but `enabled`
+/// (setting which is an error, see `TraceCraftConfig::validate`) and leaves the rest: the
+/// standard `OTEL_*` variables may be set for other programs.
+macro_rules! otlp {
+    ($o:expr, $v:expr, |$c:ident| $set:expr) => {{
+        #[cfg(feature = "otlp")]
+        {
+            let $c = &mut $o.config.otlp;
+            $set;
+        }
+        #[cfg(not(feature = "otlp"))]
+        let _ = (&$o, &$v);
+    }};
+}
+
 fn set_headers(o: &mut Overlay<'_>, v: &str) -> Result<(), String> {
     let parsed = parse_headers(v)?;
-    let headers = &mut o.config.otlp.headers;
-    if !o.headers_from_env {
-        headers.clear();
-        o.headers_from_env = true;
+    #[cfg(feature = "otlp")]
+    {
+        let headers = &mut o.config.otlp.headers;
+        if !o.headers_from_env {
+            headers.clear();
+            o.headers_from_env = true;
+        }
+        for (k, val) in parsed {
+            headers.retain(|(old, _)| !old.eq_ignore_ascii_case(&k));
+            headers.push((k, val));
+        }
     }
-    for (k, val) in parsed {
-        headers.retain(|(old, _)| !old.eq_ignore_ascii_case(&k));
-        headers.push((k, val));
-    }
+    #[cfg(not(feature = "otlp"))]
+    let _ = (o, parsed);
     Ok(())
 }
 
@@ -171,11 +192,11 @@ fn set_protocol(o: &mut Overlay<'_>, v: &str) -> Result<(), String> {
 }
 
 fn set_timeout(o: &mut Overlay<'_>, v: &str) -> Result<(), String> {
-    o.config.otlp.timeout_ms = Some(
-        v.trim()
-            .parse()
-            .map_err(|_| "expected a whole number of milliseconds".to_owned())?,
-    );
+    let ms: u64 = v
+        .trim()
+        .parse()
+        .map_err(|_| "expected a whole number of milliseconds".to_owned())?;
+    otlp!(o, ms, |c| c.timeout_ms = Some(ms));
     Ok(())
 }
 
@@ -344,8 +365,10 @@ pub const ENV: &[EnvVar] = &[
         Text,
         "a base URL: `/v1/traces` is appended for HTTP; clears a file's `otlp.endpoint`",
         |o, v| {
-            o.config.otlp.base_endpoint = Some(v.trim().to_owned());
-            o.config.otlp.endpoint = None;
+            otlp!(o, v, |c| {
+                c.base_endpoint = Some(v.trim().to_owned());
+                c.endpoint = None;
+            });
             Ok(())
         }
     ),
@@ -355,7 +378,7 @@ pub const ENV: &[EnvVar] = &[
         Text,
         "the traces URL, used as-is",
         |o, v| {
-            o.config.otlp.endpoint = Some(v.trim().to_owned());
+            otlp!(o, v, |c| c.endpoint = Some(v.trim().to_owned()));
             Ok(())
         }
     ),
@@ -365,7 +388,7 @@ pub const ENV: &[EnvVar] = &[
         Text,
         "the traces URL, used as-is (wins over the `OTEL_*` ones)",
         |o, v| {
-            o.config.otlp.endpoint = Some(v.trim().to_owned());
+            otlp!(o, v, |c| c.endpoint = Some(v.trim().to_owned()));
             Ok(())
         }
     ),
@@ -441,7 +464,7 @@ pub const ENV: &[EnvVar] = &[
         Text,
         "a PEM file of CA certificates",
         |o, v| {
-            o.config.otlp.ca_file = Some(PathBuf::from(v.trim()));
+            otlp!(o, v, |c| c.ca_file = Some(PathBuf::from(v.trim())));
             Ok(())
         }
     ),
@@ -451,7 +474,7 @@ pub const ENV: &[EnvVar] = &[
         Text,
         "as above; wins over the generic one",
         |o, v| {
-            o.config.otlp.ca_file = Some(PathBuf::from(v.trim()));
+            otlp!(o, v, |c| c.ca_file = Some(PathBuf::from(v.trim())));
             Ok(())
         }
     ),
@@ -461,7 +484,7 @@ pub const ENV: &[EnvVar] = &[
         Text,
         "a PEM client certificate (mTLS)",
         |o, v| {
-            o.config.otlp.client_cert_file = Some(PathBuf::from(v.trim()));
+            otlp!(o, v, |c| c.client_cert_file = Some(PathBuf::from(v.trim())));
             Ok(())
         }
     ),
@@ -471,7 +494,7 @@ pub const ENV: &[EnvVar] = &[
         Text,
         "as above; wins over the generic one",
         |o, v| {
-            o.config.otlp.client_cert_file = Some(PathBuf::from(v.trim()));
+            otlp!(o, v, |c| c.client_cert_file = Some(PathBuf::from(v.trim())));
             Ok(())
         }
     ),
@@ -481,7 +504,7 @@ pub const ENV: &[EnvVar] = &[
         Text,
         "its PEM private key (never shown)",
         |o, v| {
-            o.config.otlp.client_key_file = Some(PathBuf::from(v.trim()));
+            otlp!(o, v, |c| c.client_key_file = Some(PathBuf::from(v.trim())));
             Ok(())
         }
     ),
@@ -491,7 +514,7 @@ pub const ENV: &[EnvVar] = &[
         Text,
         "as above; wins over the generic one",
         |o, v| {
-            o.config.otlp.client_key_file = Some(PathBuf::from(v.trim()));
+            otlp!(o, v, |c| c.client_key_file = Some(PathBuf::from(v.trim())));
             Ok(())
         }
     ),
@@ -519,6 +542,7 @@ pub(super) fn apply(
 ) -> Result<Vec<&'static EnvVar>, ConfigError> {
     let mut overlay = Overlay {
         config,
+        #[cfg(feature = "otlp")]
         headers_from_env: false,
     };
     let mut applied = Vec::new();
@@ -582,6 +606,7 @@ mod tests {
         assert_eq!(c.storage.url, StorageUrl::default_sqlite());
     }
 
+    #[cfg(feature = "otlp")]
     #[test]
     fn headers_from_the_traces_variable_alone_replace_the_files() {
         let mut c = TraceCraftConfig::default();

@@ -288,111 +288,20 @@ pub struct JsonlExportConfig {
     pub path: Option<PathBuf>,
 }
 
-/// The `[otlp]` table: export processed (redacted) runs to an OpenTelemetry collector.
-/// Header values are credentials: `Debug` hides them.
-#[derive(Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
+/// The `[otlp]` table: the OTLP crate's own [`OtlpConfig`](tracecraft_otlp::OtlpConfig).
+#[cfg(feature = "otlp")]
+pub use tracecraft_otlp::OtlpConfig;
+
+/// The `[otlp]` table in a build without the `otlp` feature: only `enabled` is read, and
+/// setting it is an error ([`TraceCraftConfig::validate`]); the other keys are accepted
+/// unread, so that one file serves builds with and without the feature.
+#[cfg(not(feature = "otlp"))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct OtlpConfig {
-    /// Export over OTLP (default false; needs the `otlp` feature).
+    /// Export over OTLP: an error in this build.
     pub enabled: bool,
-    /// The traces URL, used as-is (like `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`). Default
-    /// `http://localhost:4318/v1/traces` for `http/protobuf`, `http://localhost:4317` for
-    /// `grpc`.
-    pub endpoint: Option<String>,
-    /// A base URL (like `OTEL_EXPORTER_OTLP_ENDPOINT`): `/v1/traces` is appended for
-    /// `http/protobuf`; `endpoint` wins when both are set.
-    pub base_endpoint: Option<String>,
-    /// `http/protobuf` (default, as the OpenTelemetry specification says), `http/json` or
-    /// `grpc` (the OTLP crate's [`Protocol`](tracecraft_otlp::Protocol)).
-    #[cfg(feature = "otlp")]
-    pub protocol: Option<tracecraft_otlp::Protocol>,
-    /// Extra headers (e.g. authorization): a table (`[otlp.headers]` with
-    /// `authorization = "..."`) or a list of `[name, value]` pairs. Values are credentials:
-    /// `Debug` and `Serialize` hide them.
-    #[serde(
-        deserialize_with = "headers_table_or_pairs",
-        serialize_with = "hidden_header_values"
-    )]
-    pub headers: Vec<(String, String)>,
-    /// Per-attempt timeout in milliseconds (default 10000).
-    pub timeout_ms: Option<u64>,
-    /// `gzip` or `none` (default; the OTLP crate's
-    /// [`Compression`](tracecraft_otlp::Compression)).
-    #[cfg(feature = "otlp")]
-    pub compression: Option<tracecraft_otlp::Compression>,
-    /// A PEM file of CA certificates trusted for `https://` endpoints besides the public and
-    /// platform roots (a private collector's CA).
-    pub ca_file: Option<PathBuf>,
-    /// A PEM client certificate (chain) for collectors that require mutual TLS; needs
-    /// `client_key_file`.
-    pub client_cert_file: Option<PathBuf>,
-    /// The PEM private key of `client_cert_file` (its content never appears in errors).
-    pub client_key_file: Option<PathBuf>,
-    /// `[otlp.mapping]`: what spans carry (the OTLP crate's
-    /// [`MappingOptions`](tracecraft_otlp::mapping::MappingOptions)): `dialects`
-    /// (GenAI, OpenInference, MLflow; default all), `content` (`full` or `none`),
-    /// `resource_attributes` (`OTEL_RESOURCE_ATTRIBUTES` adds to them), `service_name`.
-    #[cfg(feature = "otlp")]
-    pub mapping: tracecraft_otlp::mapping::MappingOptions,
-    /// `[otlp.spool]`: a durable spool (the OTLP crate's
-    /// [`SpoolConfig`](tracecraft_otlp::SpoolConfig): `dir`, `max_bytes`, ...). Batches that
-    /// still fail after their retries are written there and re-sent, in the background and at
-    /// the next start, instead of being lost. `TRACECRAFT_OTLP_SPOOL_DIR` sets `dir`.
-    #[cfg(feature = "otlp")]
-    pub spool: Option<tracecraft_otlp::SpoolConfig>,
-}
-
-impl fmt::Debug for OtlpConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("OtlpConfig");
-        d.field("enabled", &self.enabled)
-            .field("endpoint", &self.endpoint)
-            .field("base_endpoint", &self.base_endpoint);
-        #[cfg(feature = "otlp")]
-        d.field("protocol", &self.protocol)
-            .field("compression", &self.compression);
-        d.field(
-            "headers",
-            &self
-                .headers
-                .iter()
-                .map(|(k, _)| (k.as_str(), "<hidden>"))
-                .collect::<Vec<_>>(),
-        )
-        .field("timeout_ms", &self.timeout_ms)
-        .field("ca_file", &self.ca_file)
-        .field("client_cert_file", &self.client_cert_file)
-        .field("client_key_file", &self.client_key_file)
-        .finish_non_exhaustive()
-    }
-}
-
-/// Header names with their values hidden.
-fn hidden_header_values<S: serde::Serializer>(
-    headers: &[(String, String)],
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_map(headers.iter().map(|(k, _)| (k, "<hidden>")))
-}
-
-/// `[otlp.headers]` as a table or as `[[name, value], ...]`.
-fn headers_table_or_pairs<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Vec<(String, String)>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Headers {
-        Table(std::collections::BTreeMap<String, String>),
-        Pairs(Vec<(String, String)>),
-    }
-    match Headers::deserialize(d) {
-        Ok(Headers::Table(t)) => Ok(t.into_iter().collect()),
-        Ok(Headers::Pairs(p)) => Ok(p),
-        Err(_) => Err(serde::de::Error::custom(
-            "expected a table of name = \"value\" strings or a list of [name, value] pairs",
-        )),
-    }
 }
 
 /// Everything TraceCraft can be configured with. `Debug` and `Serialize` hide credentials
@@ -613,34 +522,19 @@ impl TraceCraftConfig {
             field: e.field().to_owned(),
             message: e.to_string(),
         })?;
+        #[cfg(feature = "otlp")]
         if self.otlp.enabled {
-            if !cfg!(feature = "otlp") {
-                return Err(ConfigError::Invalid {
-                    field: "otlp.enabled".into(),
-                    message: "OTLP export needs the `otlp` feature of the tracecraft crate, which this build lacks; enable the feature or set otlp.enabled = false".into(),
-                });
-            }
-            match (&self.otlp.client_cert_file, &self.otlp.client_key_file) {
-                (Some(_), None) => {
-                    return Err(ConfigError::Invalid {
-                        field: "otlp.client_key_file".into(),
-                        message: "otlp.client_cert_file needs its private key file too".into(),
-                    });
-                }
-                (None, Some(_)) => {
-                    return Err(ConfigError::Invalid {
-                        field: "otlp.client_cert_file".into(),
-                        message: "otlp.client_key_file needs its certificate file too".into(),
-                    });
-                }
-                _ => {}
-            }
-            if self.otlp.timeout_ms == Some(0) {
-                return Err(ConfigError::Invalid {
-                    field: "otlp.timeout_ms".into(),
-                    message: "must be greater than zero".into(),
-                });
-            }
+            self.otlp.validate().map_err(|e| ConfigError::Invalid {
+                field: format!("otlp.{}", e.setting),
+                message: e.message,
+            })?;
+        }
+        #[cfg(not(feature = "otlp"))]
+        if self.otlp.enabled {
+            return Err(ConfigError::Invalid {
+                field: "otlp.enabled".into(),
+                message: "OTLP export needs the `otlp` feature of the tracecraft crate, which this build lacks; enable the feature or set otlp.enabled = false".into(),
+            });
         }
         if self.batch.max_queue_size == 0 || self.batch.batch_size == 0 {
             return Err(ConfigError::Invalid {
@@ -822,6 +716,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "otlp")]
     #[test]
     fn otlp_environment_follows_the_opentelemetry_specification() {
         let mut c = TraceCraftConfig::from_toml_str(
@@ -853,7 +748,6 @@ mod tests {
             o.endpoint, None,
             "the environment's base replaces the file's endpoint"
         );
-        #[cfg(feature = "otlp")]
         assert_eq!(o.protocol, Some(tracecraft_otlp::Protocol::HttpProtobuf));
         assert_eq!(
             o.headers,
@@ -863,7 +757,6 @@ mod tests {
             ]
         );
         assert_eq!(o.timeout_ms, Some(2500));
-        #[cfg(feature = "otlp")]
         assert_eq!(o.compression, Some(tracecraft_otlp::Compression::Gzip));
         assert_eq!(o.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
         assert_eq!(
@@ -889,6 +782,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "otlp")]
     #[test]
     fn otlp_headers_as_a_table_or_pairs() {
         let c = TraceCraftConfig::from_toml_str(
