@@ -68,7 +68,14 @@ impl Engine {
             None => std::str::from_utf8(k).is_ok_and(|k| self.sensitive.contains(k)),
         };
         // `.` and spaces are kept by `normalize_key`: the whole key as the set holds it.
-        if !key.contains(['.', ' ']) && (self.sensitive_lens >> n) & 1 == 1 && lookup(&buf[..n]) {
+        // A 64-byte key is longer than any sensitive key (`sensitive_max < CAP`).
+        if !key.contains(['.', ' '])
+            && self
+                .sensitive_lens
+                .checked_shr(n as u32)
+                .is_some_and(|l| l & 1 == 1)
+            && lookup(&buf[..n])
+        {
             return true;
         }
         let mut prev_word = 0;
