@@ -38,6 +38,7 @@ pub fn run_all<S: TraceStore>(make: impl Fn() -> S) {
     check_query_oracle(&make());
     check_text_search(&make());
     check_overview(&make());
+    check_groups(&make());
     check_invalid_query(&make());
     check_merge(&make());
     check_batch(&make());
@@ -88,6 +89,12 @@ pub fn fixture_runs(n: usize) -> Vec<AgentRun> {
     ];
     let envs = ["production", "staging", "development"];
     let tags = ["eu", "beta", "vip", "batch"];
+    let models = [
+        ("gpt-4o", "openai"),
+        ("GPT-4o-mini", "openai"),
+        ("claude-3-5-sonnet", "anthropic"),
+        ("Mistral_Large%", "mistral"),
+    ];
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {
         seed ^= seed << 13;
@@ -120,7 +127,10 @@ pub fn fixture_runs(n: usize) -> Vec<AgentRun> {
             let steps = (r >> 40) % 4;
             for s in 0..steps {
                 let mut step = Step::builder(run.id, StepType::Llm, format!("llm-{s}"))
-                    .model("gpt-4o", "openai")
+                    .model(
+                        models[((r >> 60) as usize + s as usize) % models.len()].0,
+                        models[((r >> 60) as usize + s as usize) % models.len()].1,
+                    )
                     .tokens((r >> 44) % 100, s * 10)
                     .cost_usd(((r >> 48) % 5) as f64 * 0.25)
                     .start_time(run.start_time + Duration::milliseconds(s as i64))
@@ -193,6 +203,13 @@ pub fn oracle_queries() -> Vec<TraceQuery> {
         TraceQuery::new().text("%"),
         TraceQuery::new().text("absentword"),
         TraceQuery::new().text("gpt").has_error(true).limit(4),
+        TraceQuery::new().model("gpt-4o"),
+        TraceQuery::new().model("GPT"),
+        TraceQuery::new().model("claude"),
+        TraceQuery::new().model("%"),
+        TraceQuery::new().model("_large"),
+        TraceQuery::new().model("nope"),
+        TraceQuery::new().model("gpt").has_error(true).limit(4),
         TraceQuery::new().limit(0),
         TraceQuery::new().limit(5).offset(3),
         TraceQuery::new().offset(1_000),
@@ -361,6 +378,48 @@ pub fn check_text_search<S: TraceStore>(store: &S) {
         .purge_older_than(starts[starts.len() / 2])
         .expect("purge");
     check("after retention");
+}
+
+/// [`TraceStore::groups`] agrees with [`GroupsBuilder`](crate::GroupsBuilder) fed the
+/// matching runs, by session and by user, filtered and limited (sums of costs to within
+/// rounding).
+///
+/// # Panics
+/// When the store breaks the contract.
+pub fn check_groups<S: TraceStore>(store: &S) {
+    let mut runs = fixture_runs(120);
+    runs.extend(sample_runs());
+    store.save_batch(&processed(&runs)).expect("save_batch");
+    let stored = store.query(&TraceQuery::new()).expect("query all");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+    for q in [
+        TraceQuery::new(),
+        TraceQuery::new().has_error(true),
+        TraceQuery::new().environment("staging").limit(3).offset(1),
+        TraceQuery::new().model("gpt"),
+        TraceQuery::new().text("agent"),
+        TraceQuery::new().name("nope"),
+    ] {
+        for by in [crate::GroupKey::Session, crate::GroupKey::User] {
+            for limit in [500, 2] {
+                let mut want = crate::GroupsBuilder::new(by);
+                stored
+                    .iter()
+                    .filter(|r| q.matches(r))
+                    .for_each(|r| want.add_run(r));
+                let want = want.finish(limit);
+                let got = store.groups(&q, by, limit).expect("groups");
+                let what = format!("groups by {by:?} of {q:?}, limit {limit}");
+                assert_eq!(got.len(), want.len(), "{what}: count");
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(close(g.cost_usd, w.cost_usd), "{what}: cost");
+                    let mut g = g.clone();
+                    g.cost_usd = w.cost_usd;
+                    assert_eq!(&g, w, "{what}");
+                }
+            }
+        }
+    }
 }
 
 /// [`TraceStore::overview`] agrees with [`OverviewBuilder`] fed the matching runs (sums of

@@ -54,6 +54,7 @@ pub mod export;
 #[cfg(feature = "testing")]
 pub mod exporter_contract;
 pub mod fs;
+pub mod groups;
 pub mod json;
 pub mod model;
 pub mod overview;
@@ -66,6 +67,7 @@ pub mod value;
 pub mod visit;
 
 pub use export::{ExportError, Exporter, ProcessedRun, StoreExporter};
+pub use groups::{GroupKey, GroupRow, GroupsBuilder, RunGroup};
 pub use json::{ParseError, ParseErrorKind, parse_run, read_jsonl, to_json};
 pub use model::{AgentRun, AgentRunBuilder, JsonMap, Step, StepBuilder, StepType, Steps};
 pub use overview::{Overview, OverviewBuilder};

@@ -133,6 +133,9 @@ pub struct TraceQuery {
     pub user_id: Option<String>,
     /// Environment.
     pub environment: Option<String>,
+    /// A step's model name contains this, ignoring ASCII case (`gpt-4` finds `GPT-4o`):
+    /// see [`TraceQuery::model_matches`].
+    pub model: Option<String>,
     /// The trace id starts with this (lower-case hex, hyphenated as ids print): `568cca74`,
     /// so ids can be given by a unique prefix, as git does with commits.
     pub id_prefix: Option<String>,
@@ -295,6 +298,12 @@ impl TraceQuery {
             && eq(&self.session_id, run.session_id.as_deref())
             && eq(&self.user_id, run.user_id.as_deref())
             && eq(&self.environment, Some(&run.environment))
+            && (self.model.is_none()
+                || run.walk().any(|s| {
+                    s.model_name
+                        .as_deref()
+                        .is_some_and(|m| self.model_matches(m))
+                }))
             && self
                 .text
                 .as_deref()
@@ -327,6 +336,24 @@ impl TraceQuery {
             .skip(self.offset)
             .take(self.limit.unwrap_or(usize::MAX))
             .collect()
+    }
+
+    /// Only runs with a step whose model name contains `v`, ignoring ASCII case.
+    #[must_use]
+    pub fn model(mut self, v: impl Into<String>) -> Self {
+        self.model = Some(v.into());
+        self
+    }
+
+    /// Whether `name` (a step's model name) matches the [`model`](Self::model) filter: it
+    /// contains the filter's text, ASCII letters compared without case (model names are
+    /// ASCII; other characters must match exactly, as stores compare them).
+    #[must_use]
+    pub fn model_matches(&self, name: &str) -> bool {
+        self.model.as_deref().is_none_or(|want| {
+            let (h, n) = (name.as_bytes(), want.as_bytes());
+            n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+        })
     }
 
     /// Checks the query for nonsense (negative or NaN bounds, min above max).
@@ -497,6 +524,37 @@ pub trait TraceStore: Send + Sync {
             runs.iter().for_each(|r| builder.add_run(r));
             if runs.len() < PAGE {
                 return Ok(builder.finish(top));
+            }
+            page.offset += PAGE;
+        }
+    }
+
+    /// The runs `query` matches (its limit, offset and order ignored) grouped by session or
+    /// by user, the `limit` most recently active groups first (see
+    /// [`RunGroup`](crate::RunGroup)). The default reads the matching runs a page at a time
+    /// into a [`GroupsBuilder`](crate::GroupsBuilder); stores with an index or a database
+    /// aggregate there instead.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store could not be read or the query is invalid.
+    fn groups(
+        &self,
+        query: &TraceQuery,
+        by: crate::GroupKey,
+        limit: usize,
+    ) -> Result<Vec<crate::RunGroup>, StoreError> {
+        const PAGE: usize = 500;
+        let mut builder = crate::GroupsBuilder::new(by);
+        let mut page = query
+            .clone()
+            .order_by(OrderBy::StartTime, false)
+            .limit(PAGE);
+        page.offset = 0;
+        loop {
+            let runs = self.query(&page)?;
+            runs.iter().for_each(|r| builder.add_run(r));
+            if runs.len() < PAGE {
+                return Ok(builder.finish(limit));
             }
             page.offset += PAGE;
         }

@@ -59,6 +59,8 @@ pub(crate) struct Meta {
     pub(crate) user: Option<Box<str>>,
     pub(crate) env: Box<str>,
     pub(crate) tags: Box<[Box<str>]>,
+    /// The distinct model names of the run's steps (for the model filter).
+    pub(crate) models: Box<[Box<str>]>,
 }
 
 impl Meta {
@@ -78,6 +80,15 @@ impl Meta {
             user: run.user_id.as_deref().map(b),
             env: b(&run.environment),
             tags: run.tags.iter().map(|t| b(t)).collect(),
+            models: {
+                let mut models: Vec<Box<str>> = Vec::new();
+                for m in run.walk().filter_map(|s| s.model_name.as_deref()) {
+                    if !models.iter().any(|have| **have == *m) {
+                        models.push(b(m));
+                    }
+                }
+                models.into_boxed_slice()
+            },
         }
     }
 
@@ -103,6 +114,7 @@ impl Meta {
             && q.start_before.is_none_or(|t| self.start < t)
             && eq(&q.user_id, self.user.as_deref())
             && eq(&q.environment, Some(&self.env))
+            && (q.model.is_none() || self.models.iter().any(|m| q.model_matches(m)))
     }
 }
 

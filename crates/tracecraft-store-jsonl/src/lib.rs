@@ -337,6 +337,36 @@ impl TraceStore for JsonlStore {
         })
     }
 
+    /// From the index alone (no run is read unless `query` searches text).
+    fn groups(
+        &self,
+        query: &TraceQuery,
+        by: tracecraft_core::GroupKey,
+        limit: usize,
+    ) -> Result<Vec<tracecraft_core::RunGroup>, StoreError> {
+        query.validate()?;
+        let lower = query.name_contains.as_ref().map(|n| n.to_lowercase());
+        self.consistent_read(|state| {
+            let Some(hits) = Self::hits(state, query, lower.as_deref())? else {
+                return Ok(None);
+            };
+            let mut groups = tracecraft_core::GroupsBuilder::new(by);
+            for (id, m) in hits {
+                groups.add(tracecraft_core::GroupRow {
+                    id,
+                    name: &m.name,
+                    session_id: m.session.as_deref(),
+                    user_id: m.user.as_deref(),
+                    start: m.start,
+                    has_error: m.has_error,
+                    tokens: m.tokens,
+                    cost_usd: m.cost,
+                });
+            }
+            Ok(Some(groups.finish(limit)))
+        })
+    }
+
     fn delete(&self, trace_id: Uuid) -> Result<bool, StoreError> {
         Ok(self.erase(|id, _| *id == trace_id)? > 0)
     }

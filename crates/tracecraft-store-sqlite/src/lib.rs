@@ -1004,6 +1004,13 @@ fn where_clause(q: &TraceQuery) -> (String, Vec<SqlValue>) {
     if let Some(v) = &q.environment {
         push("environment = ?", SqlValue::Text(v.clone()));
     }
+    if let Some(m) = &q.model {
+        // SQLite's lower() folds ASCII letters only, as `TraceQuery::model_matches` does.
+        push(
+            "pk IN (SELECT trace_pk FROM steps WHERE instr(lower(model_name), ?) > 0)",
+            SqlValue::Text(m.to_ascii_lowercase()),
+        );
+    }
     if let Some(m) = q.text.as_deref().and_then(search::match_expr) {
         push(
             "pk IN (SELECT rowid FROM traces_fts WHERE traces_fts MATCH ?)",
@@ -1174,6 +1181,16 @@ impl TraceStore for SqliteStore {
     fn overview(&self, query: &TraceQuery, top: usize) -> Result<Overview, StoreError> {
         query.validate()?;
         self.with_reader(|conn| overview::overview(conn, query, top).map_err(|e| self.err(&e)))
+    }
+
+    fn groups(
+        &self,
+        query: &TraceQuery,
+        by: tracecraft_core::GroupKey,
+        limit: usize,
+    ) -> Result<Vec<tracecraft_core::RunGroup>, StoreError> {
+        query.validate()?;
+        self.with_reader(|conn| overview::groups(conn, query, by, limit).map_err(|e| self.err(&e)))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

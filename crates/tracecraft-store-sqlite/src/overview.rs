@@ -1,11 +1,16 @@
-//! [`TraceStore::overview`](tracecraft_core::TraceStore::overview) in SQL: the runs' totals
+//! [`TraceStore::overview`](tracecraft_core::TraceStore::overview) and
+//! [`TraceStore::groups`](tracecraft_core::TraceStore::groups) in SQL. The overview: the runs' totals
 //! are read from the indexed columns of `traces` (never the run bodies), the models and the
 //! failing steps are grouped in `steps`; all three in one read transaction, over every run
 //! the query matches. The bucketing and the percentiles are
 //! [`OverviewBuilder`](tracecraft_core::OverviewBuilder)'s, as for every store.
 
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params_from_iter};
-use tracecraft_core::{DateTime, Overview, OverviewBuilder, StepType, TraceQuery};
+use tracecraft_core::groups::GROUP_OTHERS_SHOWN;
+use tracecraft_core::{
+    DateTime, GroupKey, Overview, OverviewBuilder, RunGroup, StepType, TraceQuery,
+};
 
 /// The overview of the runs matching `query` (its limit, offset and order ignored).
 pub(crate) fn overview(
@@ -72,4 +77,66 @@ pub(crate) fn overview(
     }
     tx.commit()?;
     Ok(b.finish(top))
+}
+
+/// [`TraceStore::groups`](tracecraft_core::TraceStore::groups) in SQL: the totals grouped
+/// over the indexed columns of `traces`, then for each of the (at most `limit`) groups its
+/// latest run's name and its first few other ids, through the session and user indexes.
+pub(crate) fn groups(
+    conn: &Connection,
+    query: &TraceQuery,
+    by: GroupKey,
+    limit: usize,
+) -> rusqlite::Result<Vec<RunGroup>> {
+    let (filter, args) = crate::where_clause(query);
+    let (key, other) = match by {
+        GroupKey::User => ("user_id", "session_id"),
+        // `GroupKey` is non-exhaustive: a key added later is grouped by session until
+        // it is written here.
+        _ => ("session_id", "user_id"),
+    };
+    let tx = conn.unchecked_transaction()?;
+    let mut list = Vec::new();
+    {
+        let mut st = tx.prepare(&format!(
+            "SELECT {key}, COUNT(*), SUM(has_error), SUM(total_tokens), TOTAL(total_cost_usd),
+                    MIN(start_ns), MAX(start_ns), COUNT(DISTINCT {other})
+             FROM traces{filter} AND {key} IS NOT NULL
+             GROUP BY {key} ORDER BY MAX(start_ns) DESC, {key} ASC LIMIT ?"
+        ))?;
+        let mut all = args.clone();
+        all.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let mut rows = st.query(params_from_iter(all.iter()))?;
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        while let Some(r) = rows.next()? {
+            list.push(RunGroup::new(
+                r.get::<_, String>(0)?,
+                n(r.get(1)?),
+                n(r.get(2)?),
+                n(r.get(3)?),
+                r.get(4)?,
+                DateTime::from_timestamp_nanos(r.get(5)?),
+                DateTime::from_timestamp_nanos(r.get(6)?),
+                n(r.get(7)?),
+            ));
+        }
+    }
+    let mut last = tx.prepare(&format!(
+        "SELECT name FROM traces{filter} AND {key} = ? ORDER BY start_ns DESC, id DESC LIMIT 1"
+    ))?;
+    let mut others = tx.prepare(&format!(
+        "SELECT DISTINCT {other} FROM traces{filter} AND {key} = ? AND {other} IS NOT NULL
+         ORDER BY {other} LIMIT {GROUP_OTHERS_SHOWN}"
+    ))?;
+    for g in &mut list {
+        let mut all = args.clone();
+        all.push(SqlValue::Text(g.id.clone()));
+        g.last_run = last.query_row(params_from_iter(all.iter()), |r| r.get(0))?;
+        g.others = others
+            .query_map(params_from_iter(all.iter()), |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    drop((last, others));
+    tx.commit()?;
+    Ok(list)
 }

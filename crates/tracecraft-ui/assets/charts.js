@@ -97,7 +97,7 @@ export async function renderOverview(main, params) {
   delete query.range;
   try { d = await api.get('/api/overview', query); } catch (e) { main.lastChild.replaceWith(errorBox(e)); return null; }
   const t = d.totals;
-  const note = d.complete ? `All ${fmtInt(d.sampled)} runs.` : `The newest ${fmtInt(d.sampled)} of ${fmtInt(d.total)} runs.`;
+  const note = `All ${fmtInt(d.sampled)} runs.`;
   fill(main, 
     h('div', { class: 'page-head' }, h('h1', {}, 'Overview'), h('span', { class: 'muted' }, note), h('span', { class: 'spacer' }), rangePicker(params)),
     h('div', { class: 'kpis' },

@@ -26,7 +26,7 @@ async function renderGroups(main, params, kind) {
   add(main, h('div', { class: 'page-head' }, h('h1', {}, title)), h('div', { class: 'loading' }, 'Loading…'));
   let d;
   try { d = await api.get(kind === 'session' ? '/api/sessions' : '/api/users', Object.fromEntries(params)); } catch (e) { main.lastChild.replaceWith(errorBox(e)); return null; }
-  const note = d.complete ? `From all ${fmtInt(d.sampled)} runs.` : `From the newest ${fmtInt(d.sampled)} runs.`;
+  const note = `From all ${fmtInt(d.sampled)} runs.`;
   fill(main, 
     h('div', { class: 'page-head' }, h('h1', {}, title), h('span', { class: 'muted' }, note)),
     kind === 'user' ? h('p', { class: 'muted hint' }, 'User ids are shown as stored: pseudonymous where TraceCraft is configured to pseudonymize them.') : null,

@@ -123,19 +123,14 @@ function short(id) {
 function pager(data, params, ctx) {
   const offset = data.offset;
   const n = data.runs.length;
-  const info = data.total !== null && data.total !== undefined
-    ? (n ? `${fmtInt(offset + 1)}–${fmtInt(offset + n)} of ${fmtInt(data.total)}` : `0 of ${fmtInt(data.total)}`)
-    : `${fmtInt(n)} match${n === 1 ? '' : 'es'} in ${fmtInt(data.scanned)} runs searched${data.next_offset === null ? ' (all)' : ''}`;
-  const prev = data.total !== null && data.total !== undefined
-    ? (offset > 0 ? urlWith(params, { offset: Math.max(0, offset - data.limit) || null }) : null)
-    : null;
+  // Every filter is the store's: the total is exact.
+  const info = n ? `${fmtInt(offset + 1)}–${fmtInt(offset + n)} of ${fmtInt(data.total)}` : `0 of ${fmtInt(data.total)}`;
+  const prev = offset > 0 ? urlWith(params, { offset: Math.max(0, offset - data.limit) || null }) : null;
   return h('div', { class: 'pager' },
     h('span', { class: 'muted', id: 'pager-info' }, info),
-    data.total === null || data.total === undefined
-      ? (offset > 0 ? h('button', { type: 'button', onclick: () => history.back() }, '← Back') : null)
-      : h('a', { class: `btn${prev ? '' : ' disabled'}`, href: prev || urlWith(params, {}) }, '← Prev'),
+    h('a', { class: `btn${prev ? '' : ' disabled'}`, href: prev || urlWith(params, {}) }, '← Prev'),
     data.next_offset !== null && data.next_offset !== undefined
-      ? h('a', { class: 'btn', id: 'next-page', href: urlWith(params, { offset: data.next_offset }) }, data.total === null ? 'Search further →' : 'Next →')
+      ? h('a', { class: 'btn', id: 'next-page', href: urlWith(params, { offset: data.next_offset }) }, 'Next →')
       : h('span', { class: 'btn disabled' }, 'Next →'));
 }
 

@@ -1,11 +1,11 @@
 //! The JSON API: `/api/meta`, `/api/runs`, `/api/runs/{id}`, `/api/runs/{id}/steps/{id}`,
 //! `/api/overview`, `/api/sessions`, `/api/users`, `/api/changes`, and erasure.
 //!
-//! Every answer is bounded: lists page through the store ([`TraceStore::query`] with a limit,
-//! text search included: [`TraceQuery::text`]), the overview is the store's
-//! ([`TraceStore::overview`]: SQL over every matching run for SQLite), and what the store
-//! cannot answer (the model filter, sessions and users) reads at most the scan budget of runs
-//! per request and says how many it read.
+//! Every answer is bounded and covers the whole store: lists page through the store
+//! ([`TraceStore::query`] with a limit; every filter, text search and the model of any step
+//! included, is the store's), and the overview and the sessions and users views are the
+//! store's aggregates ([`TraceStore::overview`], [`TraceStore::groups`]: SQL over every
+//! matching run for SQLite).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,16 +16,11 @@ use tracecraft_core::{
 };
 
 use crate::params::Params;
-use crate::search;
 
-/// Runs one request may read for a filter or a view the store cannot index.
-pub(crate) const DEFAULT_SCAN_BUDGET: usize = 5_000;
 /// The largest page of the runs list.
 pub(crate) const MAX_PAGE: usize = 200;
 /// The runs list's page when none is asked for.
 const DEFAULT_PAGE: usize = 50;
-/// Runs read per store query while scanning.
-const SCAN_CHUNK: usize = 100;
 /// Decoded runs kept for step-detail requests, and for how long.
 const CACHE_RUNS: usize = 4;
 const CACHE_TTL: Duration = Duration::from_secs(15);
@@ -49,16 +44,14 @@ pub(crate) enum ApiError {
 pub(crate) struct State {
     store: Arc<dyn TraceStore>,
     pub(crate) allow_erase: bool,
-    scan_budget: usize,
     cache: Mutex<Vec<(Uuid, Instant, Arc<AgentRun>)>>,
 }
 
 impl State {
-    pub(crate) fn new(store: Arc<dyn TraceStore>, allow_erase: bool, scan_budget: usize) -> Self {
+    pub(crate) fn new(store: Arc<dyn TraceStore>, allow_erase: bool) -> Self {
         State {
             store,
             allow_erase,
-            scan_budget,
             cache: Mutex::new(Vec::new()),
         }
     }
@@ -93,37 +86,6 @@ impl State {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|(k, _, _)| *k != id);
     }
-
-    /// Calls `f` on up to the scan budget of runs matching `query`, in its order, from
-    /// `offset`; `f` returns `false` to stop. Returns (runs read, next offset or `None` when
-    /// the store had no more).
-    fn scan(
-        &self,
-        query: &TraceQuery,
-        offset: usize,
-        mut f: impl FnMut(AgentRun) -> bool,
-    ) -> Result<(usize, Option<usize>), ApiError> {
-        let mut cursor = offset;
-        let mut read = 0;
-        while read < self.scan_budget {
-            let want = SCAN_CHUNK.min(self.scan_budget - read);
-            let chunk = self
-                .store
-                .query(&query.clone().offset(cursor).limit(want))?;
-            let got = chunk.len();
-            for run in chunk {
-                cursor += 1;
-                read += 1;
-                if !f(run) {
-                    return Ok((read, Some(cursor)));
-                }
-            }
-            if got < want {
-                return Ok((read, None));
-            }
-        }
-        Ok((read, Some(cursor)))
-    }
 }
 
 /// Answers a GET under `/api/` with a JSON body.
@@ -136,8 +98,8 @@ pub(crate) fn get(state: &State, path: &str, params: &Params) -> Result<Vec<u8>,
         ["runs", id] => return run_detail(state, parse_id(id)?),
         ["runs", id, "steps", step] => step_detail(state, parse_id(id)?, parse_id(step)?)?,
         ["overview"] => crate::overview::overview(state, params)?,
-        ["sessions"] => crate::overview::groups(state, params, crate::overview::GroupBy::Session)?,
-        ["users"] => crate::overview::groups(state, params, crate::overview::GroupBy::User)?,
+        ["sessions"] => crate::overview::groups(state, params, tracecraft_core::GroupKey::Session)?,
+        ["users"] => crate::overview::groups(state, params, tracecraft_core::GroupKey::User)?,
         ["changes"] => json!({ "count": state.store.count(&TraceQuery::new())? }),
         _ => return Err(ApiError::NotFound),
     };
@@ -166,28 +128,7 @@ fn meta(state: &State) -> Value {
         "store": state.store.name(),
         "allow_erase": state.allow_erase,
         "version": env!("CARGO_PKG_VERSION"),
-        "scan_budget": state.scan_budget,
     })
-}
-
-/// The filters of a request: what the store answers (text search included), and what is
-/// matched in memory (the model of any step).
-pub(crate) struct Filters {
-    pub(crate) query: TraceQuery,
-    /// Lower-cased model name part.
-    pub(crate) model: Option<String>,
-}
-
-impl Filters {
-    pub(crate) fn in_memory(&self) -> bool {
-        self.model.is_some()
-    }
-
-    pub(crate) fn matches(&self, run: &AgentRun) -> bool {
-        self.model
-            .as_deref()
-            .is_none_or(|m| search::uses_model(run, m))
-    }
 }
 
 fn bad(param: &str, what: &str) -> ApiError {
@@ -212,8 +153,9 @@ fn time(p: &Params, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         .transpose()
 }
 
-/// Reads the filters shared by the list, the overview and the groupings.
-pub(crate) fn filters(p: &Params) -> Result<Filters, ApiError> {
+/// Reads the filters shared by the list, the overview and the groupings: all of them the
+/// store's (text search and the model of any step included).
+pub(crate) fn filters(p: &Params) -> Result<TraceQuery, ApiError> {
     let mut q = TraceQuery::new();
     if let Some(v) = p.get("name") {
         q = q.name_contains(v);
@@ -239,6 +181,9 @@ pub(crate) fn filters(p: &Params) -> Result<Filters, ApiError> {
     for t in p.all("tag") {
         q = q.tag(t);
     }
+    if let Some(v) = p.get("model") {
+        q = q.model(v);
+    }
     q = q.started(time(p, "from")?, time(p, "to")?);
     q = q.duration_ms(number(p, "min_ms")?, number(p, "max_ms")?);
     q = q.cost_usd(number(p, "min_cost")?, number(p, "max_cost")?);
@@ -257,10 +202,7 @@ pub(crate) fn filters(p: &Params) -> Result<Filters, ApiError> {
     q = q.order_by(by, descending);
     q.validate()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    Ok(Filters {
-        query: q,
-        model: p.get("model").map(str::to_lowercase),
-    })
+    Ok(q)
 }
 
 fn count_param(p: &Params, key: &str, default: usize, max: usize) -> Result<usize, ApiError> {
@@ -273,42 +215,22 @@ fn count_param(p: &Params, key: &str, default: usize, max: usize) -> Result<usiz
     }
 }
 
-/// `GET /api/runs`: one page of run summaries. Store filters (text search included) page with
-/// an exact total; the model filter scans at most the budget and returns where to go on.
+/// `GET /api/runs`: one page of run summaries, with the exact total of matching runs.
 fn list(state: &State, p: &Params) -> Result<Value, ApiError> {
-    let f = filters(p)?;
+    let query = filters(p)?;
     let offset = count_param(p, "offset", 0, usize::MAX)?;
     let limit = count_param(p, "limit", DEFAULT_PAGE, MAX_PAGE)?.max(1);
     // `io=1`: with each run's input and output (the session conversation view).
     let io = p.get("io") == Some("1");
-    if !f.in_memory() {
-        let total = state.store.count(&f.query)?;
-        let runs = state
-            .store
-            .query(&f.query.clone().offset(offset).limit(limit))?;
-        let next = offset + runs.len();
-        return Ok(json!({
-            "runs": runs.iter().map(|r| row(r, io)).collect::<Vec<_>>(),
-            "total": total,
-            "offset": offset,
-            "limit": limit,
-            "next_offset": (u64::try_from(next).unwrap_or(u64::MAX) < total).then_some(next),
-        }));
-    }
-    let mut found = Vec::new();
-    let (scanned, next) = state.scan(&f.query, offset, |run| {
-        if f.matches(&run) {
-            found.push(row(&run, io));
-        }
-        found.len() < limit
-    })?;
+    let total = state.store.count(&query)?;
+    let runs = state.store.query(&query.offset(offset).limit(limit))?;
+    let next = offset + runs.len();
     Ok(json!({
-        "runs": found,
-        "total": Value::Null,
+        "runs": runs.iter().map(|r| row(r, io)).collect::<Vec<_>>(),
+        "total": total,
         "offset": offset,
         "limit": limit,
-        "scanned": scanned,
-        "next_offset": next,
+        "next_offset": (u64::try_from(next).unwrap_or(u64::MAX) < total).then_some(next),
     }))
 }
 
@@ -610,13 +532,5 @@ fn step_detail(state: &State, run_id: Uuid, step_id: Uuid) -> Result<Value, ApiE
 impl State {
     pub(crate) fn store(&self) -> &dyn TraceStore {
         &*self.store
-    }
-
-    pub(crate) fn scan_runs(
-        &self,
-        query: &TraceQuery,
-        f: impl FnMut(AgentRun) -> bool,
-    ) -> Result<(usize, Option<usize>), ApiError> {
-        self.scan(query, 0, f)
     }
 }

@@ -46,9 +46,9 @@
 //! `get` that returns an outline of the steps (bodies are fetched one step at a time), drawn
 //! with a virtualized waterfall. Text search is the store's (`TraceQuery::text`: an FTS5
 //! index in SQLite) and the overview too (`TraceStore::overview`: SQL over every matching
-//! run); the page's first API requests start from preload hints in its `<head>`. The model
-//! filter and the sessions and users views read at most the scan budget
-//! ([`ServerBuilder::scan_budget`], 5,000 runs) per request and say how many they read.
+//! run, the model of any step included), and so are the sessions and users views
+//! (`TraceStore::groups`); the page's first API requests start from preload hints in its
+//! `<head>`. No request reads more runs than the page shows.
 //! Figures: `docs/perf/ui.md`.
 //!
 //! ## Crate features
@@ -59,7 +59,6 @@ mod assets;
 mod overview;
 mod params;
 mod preload;
-mod search;
 mod server;
 
 pub use server::{

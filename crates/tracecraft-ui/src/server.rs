@@ -70,7 +70,6 @@ pub struct ServerBuilder {
     bind: SocketAddr,
     token: Option<String>,
     allow_erase: bool,
-    scan_budget: usize,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -80,7 +79,6 @@ impl std::fmt::Debug for ServerBuilder {
             .field("bind", &self.bind)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .field("allow_erase", &self.allow_erase)
-            .field("scan_budget", &self.scan_budget)
             .finish()
     }
 }
@@ -112,14 +110,6 @@ impl ServerBuilder {
         self
     }
 
-    /// How many runs one request may read to answer a filter the store cannot index (the
-    /// model of any step) or a grouping (sessions, users). Default 5,000. Text search and
-    /// the overview are the store's and read no runs here.
-    pub fn scan_budget(mut self, runs: usize) -> Self {
-        self.scan_budget = runs.max(1);
-        self
-    }
-
     /// Checks the settings and binds the socket.
     ///
     /// # Errors
@@ -147,7 +137,7 @@ impl ServerBuilder {
         listener.set_nonblocking(true).map_err(bind_err)?;
         let addr = listener.local_addr().map_err(bind_err)?;
         Ok(Server {
-            state: Arc::new(State::new(store, self.allow_erase, self.scan_budget)),
+            state: Arc::new(State::new(store, self.allow_erase)),
             token: self.token,
             loopback,
             listener,
@@ -185,7 +175,6 @@ impl Server {
             bind: DEFAULT_ADDR,
             token: None,
             allow_erase: false,
-            scan_budget: api::DEFAULT_SCAN_BUDGET,
         }
     }
 

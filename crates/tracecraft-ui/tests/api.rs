@@ -102,30 +102,23 @@ fn filters_combine_and_bad_parameters_are_named_not_echoed() {
 }
 
 #[test]
-fn model_filter_pages_by_scan_cursor_and_text_search_counts_exactly() {
+fn model_filter_and_text_search_page_with_exact_totals() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn TraceStore> = sqlite_store(dir.path());
     save(&*store, filler_runs(tracecraft_core::Utc::now(), 60));
-    let server = Server::builder()
-        .store(store)
-        .bind("127.0.0.1:0".parse().unwrap())
-        .scan_budget(25)
-        .build()
-        .unwrap()
-        .spawn()
-        .unwrap();
+    let server = serve(store, false);
     let a = server.local_addr();
-    let first = get(a, "/api/runs?model=claude&limit=50").json();
-    assert_eq!(first["scanned"], 25);
-    assert_eq!(first["next_offset"], 25);
+    // The model filter is the store's: exact totals, plain offsets, case ignored.
+    let first = get(a, "/api/runs?model=CLAUDE&limit=20").json();
+    assert_eq!(first["total"], 30, "every other filler run calls claude");
+    assert_eq!(first["next_offset"], 20);
     let mut seen = first["runs"].as_array().unwrap().len();
-    let second = get(a, "/api/runs?model=claude&limit=50&offset=25").json();
+    let second = get(a, "/api/runs?model=claude&limit=20&offset=20").json();
+    assert!(second["next_offset"].is_null());
     seen += second["runs"].as_array().unwrap().len();
-    let third = get(a, "/api/runs?model=claude&limit=50&offset=50").json();
-    assert!(third["next_offset"].is_null());
-    seen += third["runs"].as_array().unwrap().len();
-    assert_eq!(seen, 30, "every other filler run calls claude");
-    // Text search is not bound by the scan budget: the store's index answers it.
+    assert_eq!(seen, 30);
+    assert_eq!(get(a, "/api/runs?model=llama").json()["total"], 0);
+    // Text search: the store's index answers it.
     let text = get(a, "/api/runs?q=triage&limit=50").json();
     assert_eq!(
         text["total"], 20,
@@ -297,11 +290,11 @@ fn overview_sessions_and_users_aggregate() {
     );
 }
 
-/// The overview is computed by the store over every matching run, not the newest runs up to
-/// the scan budget (5,000): 6,000 runs are all counted, and a time range selects exactly the
-/// runs the store counts in it.
+/// The overview and the sessions and users views are computed by the store over every
+/// matching run (once they read only the newest 5,000): 6,000 runs are all counted, a time
+/// range selects exactly the runs the store counts in it, and the model filter applies.
 #[test]
-fn overview_covers_more_runs_than_the_scan_budget() {
+fn aggregates_cover_every_run_of_a_large_store() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn TraceStore> = sqlite_store(dir.path());
     let now = tracecraft_core::Utc::now();
@@ -343,6 +336,35 @@ fn overview_covers_more_runs_than_the_scan_budget() {
         .unwrap();
     assert!(want > 2_000, "{want}");
     assert_eq!(ranged["totals"]["runs"], want);
+
+    let claude = get(a, "/api/overview?model=claude").json();
+    assert_eq!(claude["totals"]["runs"], 3_000);
+    for (view, groups, each) in [("sessions", 5, 1_200), ("users", 4, 1_500)] {
+        let v = get(a, &format!("/api/{view}")).json();
+        assert_eq!(v["sampled"], 6_000, "{view}");
+        assert_eq!(v["complete"], true, "{view}");
+        let g = v["groups"].as_array().unwrap();
+        assert_eq!(g.len(), groups, "{view}");
+        for group in g {
+            assert_eq!(group["runs"], each, "{view}: {group}");
+        }
+        let total: u64 = g.iter().map(|x| x["runs"].as_u64().unwrap()).sum();
+        assert_eq!(total, 6_000, "{view}");
+        // The newest run (filler 0) is in sess-00 and user-00: listed first.
+        assert!(
+            g[0]["id"].as_str().unwrap().ends_with("-00"),
+            "{view}: {}",
+            g[0]
+        );
+        let per_model = get(a, &format!("/api/{view}?model=claude")).json();
+        let total: u64 = per_model["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["runs"].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 3_000, "{view} with the model filter");
+    }
 }
 
 #[test]

@@ -296,32 +296,19 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             if let Some(t) = l.search {
                 q = q.text(t);
             }
-            let model = l.model.map(|m| m.to_lowercase());
-            let keep = |r: &AgentRun| {
-                model.as_deref().is_none_or(|m| {
-                    r.walk().any(|s| {
-                        s.model_name
-                            .as_deref()
-                            .is_some_and(|n| n.to_lowercase().contains(m))
-                    })
-                })
-            };
+            if let Some(m) = l.model {
+                q = q.model(m);
+            }
             // Paged through the store and written as it goes: memory stays at one page
             // whatever --limit says.
             const PAGE: usize = 500;
-            let direct = model.is_none();
-            let mut skipped = 0usize;
             let mut shown_n = 0usize;
-            let mut store_offset = if direct { l.offset } else { 0 };
+            let mut store_offset = l.offset;
             if args.json {
                 write!(out, "[")?;
             }
             'pages: while shown_n < l.limit {
-                let want = if direct {
-                    (l.limit - shown_n).min(PAGE)
-                } else {
-                    PAGE
-                };
+                let want = (l.limit - shown_n).min(PAGE);
                 let mut page_q = q.clone().limit(want);
                 page_q.offset = store_offset;
                 let page = store.query(&page_q)?;
@@ -330,15 +317,6 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
                 }
                 store_offset += page.len();
                 for r in &page {
-                    if !direct {
-                        if !keep(r) {
-                            continue;
-                        }
-                        if skipped < l.offset {
-                            skipped += 1;
-                            continue;
-                        }
-                    }
                     if args.json {
                         if shown_n > 0 {
                             write!(out, ",")?;
