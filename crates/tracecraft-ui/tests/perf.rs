@@ -292,7 +292,11 @@ fn list_and_a_20000_step_run_on_100000_runs() {
     );
     timed("sessions, whole store (SQL)", "/api/sessions", 3);
     timed("users, whole store (SQL)", "/api/users", 3);
-    timed("runs list, model filter (SQL)", "/api/runs?limit=50&model=gpt", 3);
+    timed(
+        "runs list, model filter (SQL)",
+        "/api/runs?limit=50&model=gpt",
+        3,
+    );
     let u = get(a, "/api/users").json();
     let grouped: u64 = u["groups"]
         .as_array()
@@ -300,7 +304,10 @@ fn list_and_a_20000_step_run_on_100000_runs() {
         .iter()
         .map(|g| g["runs"].as_u64().unwrap())
         .sum();
-    assert!(grouped > 30_000, "users cover more than the newest 5,000 runs: {grouped}");
+    assert!(
+        grouped > 30_000,
+        "users cover more than the newest 5,000 runs: {grouped}"
+    );
     timed("live poll", "/api/changes", 7);
 
     let Some((chromium, chromedriver)) = browser_or_skip("the browser half of the perf test")
