@@ -288,7 +288,7 @@ pub struct JsonlExportConfig {
     pub path: Option<PathBuf>,
 }
 
-/// The `[otlp]` table: the OTLP crate's own [`OtlpConfig`](tracecraft_otlp::OtlpConfig).
+/// The `[otlp]` table: the OTLP crate's own `OtlpConfig`, re-exported.
 #[cfg(feature = "otlp")]
 pub use tracecraft_otlp::OtlpConfig;
 
