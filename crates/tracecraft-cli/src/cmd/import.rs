@@ -60,7 +60,8 @@ const BATCH: usize = 256;
 
 /// What became of one input line, computed on a worker thread.
 enum Line {
-    Kept(ProcessedRun, Option<String>),
+    /// Kept: the run when an exporter takes it, its JSON when stdout does.
+    Kept(Option<ProcessedRun>, Option<String>),
     Dropped(String),
     Failed(String),
     Malformed(usize, String),
@@ -249,6 +250,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
         builder = builder.exporter(exporter);
     }
     let to_stdout = args.stdout || destinations.is_empty();
+    let exporting = !destinations.is_empty();
     let pipeline = builder.build()?;
 
     let total: Option<u64> = inputs.iter().map(|(_, size, _)| *size).sum();
@@ -312,7 +314,9 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             lines.push(match pipeline.process(run) {
                 Submitted::Exported(p) => {
                     let json = to_stdout.then(|| tracecraft_core::json::to_json(p.run()));
-                    Line::Kept(p, json)
+                    // With nothing to export to, the run is freed here, on the worker that
+                    // built it, not carried to the writing thread.
+                    Line::Kept(exporting.then_some(p), json)
                 }
                 Submitted::Dropped(reason) => Line::Dropped(reason),
                 Submitted::Failed { processor } => Line::Failed(processor),
@@ -331,10 +335,12 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
                     {
                         write_error = Some(format!("stdout: {e}"));
                     }
-                    batch.push(p);
-                    if batch.len() >= BATCH {
-                        pipeline.export(&batch);
-                        batch.clear();
+                    if let Some(p) = p {
+                        batch.push(p);
+                        if batch.len() >= BATCH {
+                            pipeline.export(&batch);
+                            batch.clear();
+                        }
                     }
                 }
                 Line::Dropped(reason) => *summary.dropped.entry(reason).or_default() += 1,
