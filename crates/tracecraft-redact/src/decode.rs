@@ -154,6 +154,9 @@ impl Engine {
             for h in inner {
                 if h.start < h.end && h.end <= d.text.len() {
                     let (start, end) = (d.start[h.start], d.end[h.end - 1]);
+                    if d.joined && extends_a_whole_match(&d, h.start, h.end, &plain) {
+                        continue;
+                    }
                     if !plain.contains(&(start, end, h.rule)) {
                         hits.push(Hit {
                             start,
@@ -165,6 +168,39 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether a match `s..e` of the joined token `d` only adds a weak tail to a match the plain
+/// scan found on the piece before the break: the halves do not need each other, so the break
+/// is a line end, not a wrap (`ghp_...` at the end of a line, `gho` beginning the next one),
+/// and the line break and the next line's first word are left alone. A tail that looks like
+/// the rest of a token ([`token_tail`]) is still joined, so that a wrapped key that already
+/// matches on its first line leaves no tail behind.
+fn extends_a_whole_match(
+    d: &Decoded,
+    s: usize,
+    e: usize,
+    plain: &std::collections::HashSet<(usize, usize, u16)>,
+) -> bool {
+    // The first character after a break carries the break in its source range (token
+    // characters are ASCII: every other one has a range of one byte).
+    let Some(k) = (s + 1..e).find(|&k| d.end[k] - d.start[k] > 1) else {
+        return false;
+    };
+    let (start, brk) = (d.start[s], d.start[k]);
+    plain.iter().any(|&(a, z, _)| a <= start && z == brk) && !token_tail(&d.text[k..e])
+}
+
+/// Whether `tail` (the joined text after a break) looks like the rest of a token rather than a
+/// word: at least 8 characters mixing two of upper case, lower case and digits.
+fn token_tail(tail: &str) -> bool {
+    let b = tail.as_bytes();
+    let classes = [
+        b.iter().any(u8::is_ascii_uppercase),
+        b.iter().any(u8::is_ascii_lowercase),
+        b.iter().any(u8::is_ascii_digit),
+    ];
+    b.len() >= 8 && classes.iter().filter(|&&c| c).count() >= 2
 }
 
 /// The spans of `hits`, sorted and merged where they overlap or touch.
