@@ -396,6 +396,18 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         need: None,
     },
     Builtin {
+        name: "bearer_token",
+        // HTTP Basic credentials in an Authorization header (`user:password` in base64): a bearer
+        // credential too. Only the credential is redacted.
+        pattern: r"(?i-u:authorization)\\{0,2}[\x22']?[ \t]*[:=][ \t]*\\{0,2}[\x22']?(?i-u:basic)[ \t]+([A-Za-z0-9+/]{8,}={0,2})",
+        kind: Kind::Start,
+        anchors: &["authorization"],
+        exact: false,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
         name: "github_token",
         pattern: r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})",
         kind: Kind::Start,
@@ -465,6 +477,194 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         need: None,
     },
     Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): GitLab personal, runner and deploy tokens.
+        pattern: r"(?-u:\b)gl(?:pat|rt|dt|ptt)-[A-Za-z0-9_\-]{20,}",
+        kind: Kind::Start,
+        anchors: &["glpat-", "glrt-", "gldt-", "glptt-"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): npm access tokens.
+        pattern: r"(?-u:\b)npm_[A-Za-z0-9]{36}",
+        kind: Kind::Start,
+        anchors: &["npm_"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): PyPI upload tokens (a macaroon: `pypi-` + base64 of `\x02\x01\x08pypi.org`).
+        pattern: r"(?-u:\b)pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,}",
+        kind: Kind::Start,
+        anchors: &["pypi-AgEIcHlwaS5vcmc"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): DigitalOcean personal access tokens.
+        pattern: r"(?-u:\b)dop_v1_[a-f0-9]{64}",
+        kind: Kind::Start,
+        anchors: &["dop_v1_"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): Hugging Face access tokens.
+        pattern: r"(?-u:\b)hf_[A-Za-z0-9]{30,}",
+        kind: Kind::Start,
+        anchors: &["hf_"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): Shopify access tokens and shared secrets.
+        pattern: r"(?-u:\b)shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}",
+        kind: Kind::Start,
+        anchors: &["shpat_", "shpss_", "shpca_", "shppa_"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): Databricks personal access tokens.
+        pattern: r"(?-u:\b)dapi[a-f0-9]{32}(?:-[0-9])?",
+        kind: Kind::Start,
+        anchors: &["dapi"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): Square access tokens and OAuth secrets.
+        pattern: r"(?-u:\b)sq0(?:atp|csp)-[0-9A-Za-z_\-]{22,}",
+        kind: Kind::Start,
+        anchors: &["sq0atp-", "sq0csp-"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): SendGrid API keys.
+        pattern: r"(?-u:\b)SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}",
+        kind: Kind::Start,
+        anchors: &["SG."],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): Groq API keys.
+        pattern: r"(?-u:\b)gsk_[A-Za-z0-9]{40,}",
+        kind: Kind::Start,
+        anchors: &["gsk_"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): xAI API keys.
+        pattern: r"(?-u:\b)xai-[A-Za-z0-9]{60,}",
+        kind: Kind::Start,
+        anchors: &["xai-"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): Perplexity API keys.
+        pattern: r"(?-u:\b)pplx-[A-Za-z0-9]{40,}",
+        kind: Kind::Start,
+        anchors: &["pplx-"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): Replicate API tokens.
+        pattern: r"(?-u:\b)r8_[A-Za-z0-9]{37,}",
+        kind: Kind::Start,
+        anchors: &["r8_"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): LangSmith personal and service keys.
+        pattern: r"(?-u:\b)lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}",
+        kind: Kind::Start,
+        anchors: &["lsv2_pt_", "lsv2_sk_"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): Pinecone API keys.
+        pattern: r"(?-u:\b)pcsk_[A-Za-z0-9_]{40,}",
+        kind: Kind::Start,
+        anchors: &["pcsk_"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): Notion integration tokens (`ntn_`; the older `secret_` prefix is too common a word start to
+        // search for).
+        pattern: r"(?-u:\b)ntn_[A-Za-z0-9]{40,}",
+        kind: Kind::Start,
+        anchors: &["ntn_"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "generic_api_key_param",
+        // Vendor tokens recognised by their prefix (public formats, as gitleaks lists them): Atlassian API tokens.
+        pattern: r"(?-u:\b)ATATT3[A-Za-z0-9_\-=]{50,}",
+        kind: Kind::Start,
+        anchors: &["ATATT3"],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
         name: "private_key",
         // The whole PEM block: header, optional Proc-Type/DEK-Info lines, base64 body (also
         // with literal `\n` escapes), footer. Without a footer, the body up to the first
@@ -484,6 +684,17 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         anchors: &[
             "xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xapp-",
         ],
+        exact: true,
+        validator: None,
+        viable: None,
+        need: None,
+    },
+    Builtin {
+        name: "slack_token",
+        // Incoming-webhook and workflow URLs: whoever has one can post to the channel.
+        pattern: r"(?-u:\b)hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_\-]{20,}",
+        kind: Kind::Start,
+        anchors: &["hooks.slack.com/"],
         exact: true,
         validator: None,
         viable: None,
