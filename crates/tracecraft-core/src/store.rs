@@ -512,21 +512,9 @@ pub trait TraceStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the store could not be read or the query is invalid.
     fn overview(&self, query: &TraceQuery, top: usize) -> Result<Overview, StoreError> {
-        const PAGE: usize = 500;
         let mut builder = OverviewBuilder::new();
-        let mut page = query
-            .clone()
-            .order_by(OrderBy::StartTime, false)
-            .limit(PAGE);
-        page.offset = 0;
-        loop {
-            let runs = self.query(&page)?;
-            runs.iter().for_each(|r| builder.add_run(r));
-            if runs.len() < PAGE {
-                return Ok(builder.finish(top));
-            }
-            page.offset += PAGE;
-        }
+        each_matching_run(self, query, |r| builder.add_run(r))?;
+        Ok(builder.finish(top))
     }
 
     /// The runs `query` matches (its limit, offset and order ignored) grouped by session or
@@ -543,21 +531,9 @@ pub trait TraceStore: Send + Sync {
         by: crate::GroupKey,
         limit: usize,
     ) -> Result<Vec<crate::RunGroup>, StoreError> {
-        const PAGE: usize = 500;
         let mut builder = crate::GroupsBuilder::new(by);
-        let mut page = query
-            .clone()
-            .order_by(OrderBy::StartTime, false)
-            .limit(PAGE);
-        page.offset = 0;
-        loop {
-            let runs = self.query(&page)?;
-            runs.iter().for_each(|r| builder.add_run(r));
-            if runs.len() < PAGE {
-                return Ok(builder.finish(limit));
-            }
-            page.offset += PAGE;
-        }
+        each_matching_run(self, query, |r| builder.add_run(r))?;
+        Ok(builder.finish(limit))
     }
 
     /// Makes every save so far durable.
@@ -566,6 +542,29 @@ pub trait TraceStore: Send + Sync {
     /// [`StoreError`] when it could not.
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+/// Calls `f` on every run `query` matches (its limit, offset and order ignored), read a page
+/// at a time, oldest first: the default aggregates of [`TraceStore`].
+fn each_matching_run<S: TraceStore + ?Sized>(
+    store: &S,
+    query: &TraceQuery,
+    mut f: impl FnMut(&AgentRun),
+) -> Result<(), StoreError> {
+    const PAGE: usize = 500;
+    let mut page = query
+        .clone()
+        .order_by(OrderBy::StartTime, false)
+        .limit(PAGE);
+    page.offset = 0;
+    loop {
+        let runs = store.query(&page)?;
+        runs.iter().for_each(&mut f);
+        if runs.len() < PAGE {
+            return Ok(());
+        }
+        page.offset += PAGE;
     }
 }
 
