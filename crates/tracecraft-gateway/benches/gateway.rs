@@ -102,6 +102,53 @@ fn request(seq: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// The request bodies, built once: body `i` is `request(i % N)` with its trace ids made
+/// unique by the generation `i / N`, written into the (otherwise zero) first four bytes of
+/// each trace id. Every request the load generator sends thus carries new traces: the store
+/// measures inserts, never merges with runs of an earlier request.
+struct Pool {
+    bodies: Vec<Bytes>,
+    /// Offsets of the 16 trace-id bytes of every span in `bodies[i]`.
+    trace_ids: Vec<Vec<usize>>,
+}
+
+impl Pool {
+    fn new(n: u64) -> Pool {
+        let mut bodies = Vec::new();
+        let mut trace_ids = Vec::new();
+        for seq in 0..n {
+            let body = request(seq);
+            // A span's trace id is field 1, 16 bytes: 0x0a 0x10, then `seq` big-endian.
+            let mut pattern = vec![0x0a, 0x10];
+            pattern.extend_from_slice(&seq.to_be_bytes());
+            let offsets: Vec<usize> = body
+                .windows(pattern.len())
+                .enumerate()
+                .filter(|(_, w)| w[0] == 0x0a && w[1] == 0x10 && *w == pattern.as_slice())
+                .map(|(i, _)| i + 2)
+                .collect();
+            assert_eq!(offsets.len(), TRACES_PER_REQUEST * SPANS_PER_TRACE);
+            bodies.push(Bytes::from(body));
+            trace_ids.push(offsets);
+        }
+        Pool { bodies, trace_ids }
+    }
+
+    fn body(&self, i: u64) -> Bytes {
+        let n = self.bodies.len() as u64;
+        let (generation, k) = (i / n, (i % n) as usize);
+        if generation == 0 {
+            return self.bodies[k].clone();
+        }
+        let mut body = self.bodies[k].to_vec();
+        let generation = u32::try_from(generation).unwrap().to_be_bytes();
+        for &at in &self.trace_ids[k] {
+            body[at..at + 4].copy_from_slice(&generation);
+        }
+        Bytes::from(body)
+    }
+}
+
 /// Spans/s of the gateway's protobuf decoding alone on these bodies, one thread (best of
 /// three passes): the kernel beside the whole-process figure.
 fn decoding(bodies: &[Bytes]) -> f64 {
@@ -152,7 +199,7 @@ fn main() {
     let url: http::Uri = format!("http://{}/v1/traces", gateway.http_addr().unwrap())
         .parse()
         .unwrap();
-    let bodies: Vec<Bytes> = (0..4096).map(|i| Bytes::from(request(i))).collect();
+    let bodies = Arc::new(Pool::new(4096));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -235,7 +282,7 @@ fn main() {
     println!("  shutdown clean: {}", summary.is_clean());
     println!(
         "  decoding alone (prost message tree), one thread, after the load: {:.0} spans/s",
-        decoding(&bodies[..256])
+        decoding(&bodies.bodies[..256])
     );
     if let Some(python) = std::env::var_os("TRACECRAFT_BENCH_PYTHON") {
         reference(&python, &bodies, load, &rt);
@@ -246,7 +293,7 @@ fn main() {
 /// before answering, so accepted requests are stored ones.
 fn reference(
     python: &std::ffi::OsStr,
-    bodies: &[Bytes],
+    bodies: &Arc<Pool>,
     load: Duration,
     rt: &tokio::runtime::Runtime,
 ) {
@@ -319,7 +366,7 @@ fn reference(
 /// (each connection's share of the interval), recording each request's latency.
 async fn drive(
     url: &http::Uri,
-    bodies: &[Bytes],
+    bodies: &Arc<Pool>,
     seq: &Arc<AtomicU64>,
     duration: Duration,
     pace: Option<(Duration, Arc<std::sync::Mutex<Vec<Duration>>>)>,
@@ -334,7 +381,7 @@ async fn drive(
     for c in 0..conns {
         let client = client.clone();
         let url = url.clone();
-        let bodies = bodies.to_vec();
+        let bodies = Arc::clone(bodies);
         let seq = Arc::clone(seq);
         let accepted = Arc::clone(&accepted);
         let refused = Arc::clone(&refused);
@@ -346,25 +393,28 @@ async fn drive(
                     tokio::time::sleep_until(next.into()).await;
                     next += *interval * conns as u32;
                 }
-                let i = seq.fetch_add(1, Ordering::Relaxed) as usize;
-                let body = bodies[i % bodies.len()].clone();
-                let req = http::Request::post(url.clone())
-                    .header("content-type", "application/x-protobuf")
-                    .body(Full::new(body))
-                    .unwrap();
-                let t = Instant::now();
-                let Ok(resp) = client.request(req).await else {
-                    continue;
-                };
-                let status = resp.status();
-                let _ = resp.into_body().collect().await;
-                let took = t.elapsed();
-                if status == 200 {
-                    accepted.fetch_add(1, Ordering::Relaxed);
-                    if let Some((_, lat)) = &pace {
-                        lat.lock().unwrap().push(took);
+                let body = bodies.body(seq.fetch_add(1, Ordering::Relaxed));
+                // A refused request is sent again, as SDKs retry a batch, until accepted or
+                // the time is up.
+                while Instant::now() < deadline {
+                    let req = http::Request::post(url.clone())
+                        .header("content-type", "application/x-protobuf")
+                        .body(Full::new(body.clone()))
+                        .unwrap();
+                    let t = Instant::now();
+                    let Ok(resp) = client.request(req).await else {
+                        continue;
+                    };
+                    let status = resp.status();
+                    let _ = resp.into_body().collect().await;
+                    let took = t.elapsed();
+                    if status == 200 {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                        if let Some((_, lat)) = &pace {
+                            lat.lock().unwrap().push(took);
+                        }
+                        break;
                     }
-                } else {
                     refused.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }

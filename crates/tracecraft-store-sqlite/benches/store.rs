@@ -50,15 +50,68 @@ fn population(corpus: &[ProcessedRun], n: usize) -> impl Iterator<Item = Process
     })
 }
 
+/// Runs shaped as the gateway stores them (`docs/perf/gateway.md`): an agent run with one
+/// agent step and nine LLM steps, each with a model, a redacted prompt and GenAI attributes.
+/// 10 spans per run.
+fn gateway_runs(n: usize) -> Vec<ProcessedRun> {
+    use tracecraft_core::{Step, StepType};
+    (0..n)
+        .map(|i| {
+            let id = Uuid::from_u128(0x6761_7465_7761_7900_0000_0000_0000_0000 | i as u128);
+            let mut root = Step::builder(id, StepType::Agent, "invoke_agent")
+                .attribute("gen_ai.operation.name", "invoke_agent")
+                .build();
+            for _ in 0..9 {
+                root.push_child(
+                    Step::builder(id, StepType::Llm, "chat gpt-4o")
+                        .model("gpt-4o", "openai")
+                        .attribute("gen_ai.operation.name", "chat")
+                        .attribute(
+                            "gen_ai.prompt",
+                            "Summarize the ticket from [EMAIL] about order 1234",
+                        )
+                        .build(),
+                );
+            }
+            let mut run = AgentRun::builder("invoke_agent").step(root).build();
+            run.id = id;
+            ProcessedRun::assume_processed(run)
+        })
+        .collect()
+}
+
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(SqliteConfig::new(dir.path().join("traces.db"))).expect("open")
 }
 
 fn bench(c: &mut Criterion) {
-    let Some(runs) = load() else { return };
     let mut g = c.benchmark_group("store/sqlite");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(8));
+
+    // The gateway's store thread: 40,000 runs of 10 spans, in batches of 400 (what the
+    // store thread takes at once under load: 8 requests of 50 traces).
+    let gateway = gateway_runs(40_000);
+    g.throughput(Throughput::Elements(gateway.len() as u64 * 10));
+    g.bench_function("write_gateway", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let store = open(&dir);
+                (dir, store)
+            },
+            |(dir, store)| {
+                for chunk in gateway.chunks(400) {
+                    store.save_batch(chunk).expect("save");
+                }
+                (dir, store)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    drop(gateway);
+
+    let Some(runs) = load() else { return };
 
     g.throughput(Throughput::Elements(runs.len() as u64));
     g.bench_function("write_batched", |b| {

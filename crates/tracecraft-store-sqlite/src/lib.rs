@@ -73,8 +73,9 @@
 //!   until then older page images may remain in the `-wal` file, and the erased run's words
 //!   remain in the search index (no query finds the run). Call [`TraceStore::flush`] after
 //!   [`TraceStore::delete`] (it takes the words out, then a `TRUNCATE` checkpoint) when the
-//!   bytes must be gone at once; the writer also checkpoints on its own every ~4 MB of WAL
-//!   (`wal_autocheckpoint` is scaled to the page size to keep that window).
+//!   bytes must be gone at once; otherwise the WAL is checkpointed every ~4 MB (whatever the
+//!   page size) by the store's checkpointing thread, and by the writer itself should the WAL
+//!   reach ~8 MB (ADR 0011).
 //! - [`SqliteStore::vacuum`] rebuilds the file, dropping free pages.
 //! - Errors name the database file and row, never payloads; `Debug` shows only the config.
 //!
@@ -96,12 +97,15 @@
 //! mid-transaction, and `get` decodes the run straight from SQLite's row buffer. A batch's
 //! run bodies are encoded on a second thread while the writer inserts the earlier ones
 //! ([`SqliteConfig::encode_thread`]); the transaction and all SQLite work stay on the
-//! calling thread.
+//! calling thread, except WAL checkpoints: a thread of the store runs them (with its own
+//! connection) so that a commit never waits for the checkpoint's copy and `fsync`s (ADR
+//! 0011; durability is unchanged, it is set by `synchronous` at commit).
 //!
 //! ## Crate features
 //! None. SQLite is compiled in (`rusqlite` with `bundled`).
 
 mod body;
+mod checkpoint;
 mod overview;
 mod search;
 
@@ -275,8 +279,8 @@ const BACKEND: &str = "sqlite";
 /// docs for why 4 KiB (16 KiB was better for JSON bodies of ~14 KB, not for MessagePack).
 const PAGE_SIZE: u32 = 4 * 1024;
 
-/// The WAL size (bytes) at which the writer checkpoints on its own: SQLite's default of
-/// 1,000 pages of 4 KiB.
+/// The WAL size (bytes) past which it is checkpointed (by the checkpointing thread, see
+/// [`checkpoint`]): SQLite's default of 1,000 pages of 4 KiB.
 const WAL_CHECKPOINT_BYTES: u64 = 4_096_000;
 
 fn page_size(conn: &Connection) -> rusqlite::Result<u32> {
@@ -403,9 +407,17 @@ impl SqliteConfig {
 
 /// A [`TraceStore`] in one SQLite database file. See the [crate docs](crate).
 pub struct SqliteStore {
+    /// `None` when its thread could not be started: the writer then checkpoints itself.
+    /// Dropped first (fields drop in order), so that the writer, closed last, checkpoints
+    /// the WAL into the database and removes it, as SQLite's last connection does.
+    checkpointer: Option<checkpoint::Checkpointer>,
     config: SqliteConfig,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// WAL frames past which it is checkpointed: ~4 MB whatever the page size, so erased
+    /// rows' old page images do not linger in the WAL longer than with SQLite's default
+    /// 4 KiB pages.
+    checkpoint_frames: i64,
     /// Saves merged into a stored id, committed ([`TraceStore::merged`]).
     merged: AtomicU64,
     /// Saves merged in the transaction under way (the writer lock is held), added to
@@ -536,9 +548,26 @@ impl SqliteStore {
         }
         let writer = Self::connect(&config, false)?;
         migrate(&path, &writer)?;
+        let page = page_size(&writer).map_err(|e| db_err(&path, &e))?.max(512);
+        let checkpoint_frames = i64::try_from(WAL_CHECKPOINT_BYTES / u64::from(page))
+            .unwrap_or(i64::MAX)
+            .max(1);
+        if checkpoint::take_frames() >= checkpoint_frames {
+            // A migration's WAL.
+            checkpoint::passive(&writer).map_err(|e| db_err(&path, &e))?;
+        }
+        let checkpointer = match checkpoint::Checkpointer::start(Self::connect(&config, true)?) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "no checkpointing thread: the writer checkpoints the WAL itself");
+                None
+            }
+        };
         let store = SqliteStore {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            checkpoint_frames,
+            checkpointer,
             config,
             merged: AtomicU64::new(0),
             merging: AtomicU64::new(0),
@@ -572,11 +601,6 @@ impl SqliteStore {
             // A batch of 256 runs dirties ~6 MB of pages: a writer cache that holds it keeps
             // SQLite from spilling pages to the WAL in the middle of the transaction.
             pragmas.push_str(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"));
-            // Checkpoint every ~4 MiB of WAL whatever the page size, so erased rows' old page
-            // images do not linger in the WAL longer than with SQLite's default 4 KiB pages.
-            let pages = WAL_CHECKPOINT_BYTES
-                / u64::from(page_size(&conn).map_err(|e| db_err(path, &e))?.max(512));
-            pragmas.push_str(&format!("PRAGMA wal_autocheckpoint = {};", pages.max(1)));
             // Persistent in the file; set by the writer only.
             let mode: String = conn
                 .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -589,6 +613,11 @@ impl SqliteStore {
             }
         }
         conn.execute_batch(&pragmas).map_err(|e| db_err(path, &e))?;
+        if !reader {
+            // No automatic checkpoint in the commit: the writer counts the WAL's frames and
+            // hands checkpoints to the checkpointing thread (`checkpoint`).
+            checkpoint::install(&conn);
+        }
         conn.set_prepared_statement_cache_capacity(32);
         Ok(conn)
     }
@@ -618,6 +647,10 @@ impl SqliteStore {
     /// [`StoreError::Backend`].
     pub fn vacuum(&self) -> Result<(), StoreError> {
         let conn = self.writer.lock();
+        let _exclusive = self
+            .checkpointer
+            .as_ref()
+            .map(checkpoint::Checkpointer::exclusive);
         conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
             .map_err(|e| self.err(&e))
     }
@@ -683,12 +716,40 @@ impl SqliteStore {
         if !erasure_only {
             search::drain_erased(&tx).map_err(|e| self.err(&e))?;
         }
+        checkpoint::take_frames(); // a count left by an earlier commit of this thread
         self.merging.store(0, Ordering::Relaxed);
         let out = f(&tx)?;
         tx.commit().map_err(|e| self.err(&e))?;
         self.merged
             .fetch_add(self.merging.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        self.after_commit(&conn, checkpoint::take_frames());
         Ok(out)
+    }
+
+    /// Past the checkpoint threshold, asks the checkpointing thread for a checkpoint; past
+    /// [`checkpoint::FALLBACK_FACTOR`] times it (the thread lags behind or is gone), runs one
+    /// here, which has little left to copy when the thread has done its part and lets the
+    /// next write transaction start the WAL over. A failed checkpoint is logged (the commit
+    /// stands; the next one retries).
+    fn after_commit(&self, conn: &Connection, frames: i64) {
+        if frames < self.checkpoint_frames {
+            return;
+        }
+        match &self.checkpointer {
+            Some(c)
+                if frames
+                    < self
+                        .checkpoint_frames
+                        .saturating_mul(checkpoint::FALLBACK_FACTOR) =>
+            {
+                c.request();
+            }
+            _ => {
+                if let Err(e) = checkpoint::passive(conn) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        }
     }
 
     /// Decodes column 1 (the body) of a `SELECT pk, run, id` row, straight from SQLite's
@@ -1199,6 +1260,12 @@ impl TraceStore for SqliteStore {
         // Erased runs' words leave the search index first.
         self.drain_erased()?;
         let conn = self.writer.lock();
+        // Not at the same time as the checkpointing thread's checkpoint, which would make
+        // this one give up at once ("busy") instead of emptying the WAL.
+        let _exclusive = self
+            .checkpointer
+            .as_ref()
+            .map(checkpoint::Checkpointer::exclusive);
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
             .map_err(|e| self.err(&e))
     }

@@ -1092,3 +1092,81 @@ mod search_oracle {
         }
     }
 }
+
+/// Runs of ~64 KB each (a large input), `n` of them.
+fn large_runs(n: usize) -> Vec<AgentRun> {
+    (0..n)
+        .map(|i| {
+            let mut run = AgentRun::builder(format!("large {i}")).build();
+            run.input = serde_json::json!(format!("{i:08} {}", "lorem ipsum ".repeat(5_400)));
+            run
+        })
+        .collect()
+}
+
+fn file_len(path: &Path, suffix: &str) -> u64 {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+/// Checkpoints happen off the writer (ADR 0011) but the WAL stays bounded: ~20 MB of runs
+/// written in 2 MB transactions never make the WAL larger than twice the ~4 MB threshold
+/// plus a transaction, and the runs reach the database file without any `flush`.
+#[test]
+fn the_wal_is_checkpointed_without_flush_and_stays_bounded() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.db");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let runs = large_runs(320);
+    let mut largest = 0;
+    for batch in runs.chunks(32) {
+        store.save_batch(&contract::processed(batch)).unwrap();
+        largest = largest.max(file_len(&path, "-wal"));
+    }
+    assert!(
+        largest <= 2 * 4_120_000 + 6_000_000,
+        "the WAL grew to {largest} bytes"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while file_len(&path, "") < 16_000_000 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        file_len(&path, "") >= 16_000_000,
+        "runs not checkpointed into the database: {} bytes",
+        file_len(&path, "")
+    );
+    assert_eq!(store.count(&TraceQuery::new()).unwrap(), 320);
+    drop(store);
+    // The last connection to close checkpoints and removes the WAL, as before.
+    assert_eq!(file_len(&path, "-wal"), 0);
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    assert_eq!(store.get(runs[7].id).unwrap().as_ref(), Some(&runs[7]));
+}
+
+/// `flush` empties the WAL even while the checkpointing thread is busy with a checkpoint of
+/// its own (it waits for it instead of giving up "busy"): erased bytes leave both files.
+#[test]
+fn flush_empties_the_wal_while_checkpoints_run_in_the_background() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.db");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let runs = large_runs(200);
+    for (i, batch) in runs.chunks(20).enumerate() {
+        store.save_batch(&contract::processed(batch)).unwrap();
+        // Erase one run and flush right after a write that may have woken the thread.
+        let victim = &batch[i % batch.len()];
+        assert!(store.delete(victim.id).unwrap());
+        store.flush().unwrap();
+        assert_eq!(file_len(&path, "-wal"), 0, "flush left WAL frames");
+        let needle = format!(
+            "{:08} lorem",
+            runs.iter().position(|r| r.id == victim.id).unwrap()
+        );
+        assert!(
+            !file_holds(&path, needle.as_bytes()),
+            "erased text survives after flush"
+        );
+    }
+}
