@@ -68,6 +68,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod anchors;
+mod blocks;
 mod candidates;
 mod config;
 mod decode;
