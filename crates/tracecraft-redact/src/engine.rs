@@ -14,7 +14,7 @@ use regex_automata::{Anchored, Input, Match};
 
 use crate::BuildError;
 use crate::anchors::{Anchors, SHORT};
-use crate::blocks::{BLOCK, BLOCKED_ABOVE};
+use crate::blocks::{BLOCK, BLOCKED_ABOVE, MAX_EVENTS};
 use crate::candidates::{Cand, Events};
 use crate::config::{RedactionConfig, RedactionMode};
 use crate::decode::{Budget, MAX_DEPTH};
@@ -570,12 +570,12 @@ impl Engine {
     /// The fast path without the decoders: the events of the whole text at once, or of a
     /// block at a time for a long text (`blocks.rs`: the same hits, in bounded memory).
     fn find_plain(&self, text: &str, hits: &mut Vec<Hit>) {
-        if text.len() > BLOCKED_ABOVE {
-            self.find_plain_blocks(text, BLOCK, hits);
-        } else {
-            let mut ev = Events::default();
-            self.collect(text, &mut ev);
+        let mut ev = Events::default();
+        if text.len() <= BLOCKED_ABOVE && self.collect_at_most(text, &mut ev, MAX_EVENTS) {
             self.find_from_plain(text, &ev, hits);
+        } else {
+            drop(ev);
+            self.find_plain_blocks(text, BLOCK, hits);
         }
     }
 
@@ -729,13 +729,14 @@ impl Engine {
         if naive {
             return self.redact_naive(text, report);
         }
-        if text.len() > BLOCKED_ABOVE {
+        // The extra passes carry the prefilter events of the previous one (see `carry`),
+        // unless the text is long or dense with anchors (then see `blocks.rs`).
+        let mut ev = Events::default();
+        if text.len() > BLOCKED_ABOVE || !self.collect_at_most(text, &mut ev, MAX_EVENTS) {
+            drop(ev);
             return self.redact_long(text, report);
         }
         let mut hits = Vec::new();
-        // The extra passes carry the prefilter events of the previous one (see `carry`).
-        let mut ev = Events::default();
-        self.collect(text, &mut ev);
         self.find_from(text, &ev, &mut hits);
         let mut spans = Vec::new();
         let mut out = self.apply(text, &mut hits, report, Some(&mut spans));
@@ -754,10 +755,10 @@ impl Engine {
         out
     }
 
-    /// [`redact`](Self::redact) of a long text: each pass searched in blocks (`blocks.rs`),
+    /// [`redact`](Self::redact) of a long or anchor-dense text: each pass searched in blocks (`blocks.rs`),
     /// without carrying the prefilter events of a pass to the next (that would keep the
     /// events of the whole text); the same passes, so the same output.
-    fn redact_long<'a>(&self, text: &'a str, report: &mut Report) -> Cow<'a, str> {
+    pub(crate) fn redact_long<'a>(&self, text: &'a str, report: &mut Report) -> Cow<'a, str> {
         let mut hits = Vec::new();
         self.find(text, &mut hits);
         let mut out = self.apply(text, &mut hits, report, None);
