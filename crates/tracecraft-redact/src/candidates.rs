@@ -86,16 +86,33 @@ impl Cands {
 }
 
 impl Engine {
-    /// The prefilter pass: every anchor occurrence and every digit cluster of `text`.
+    /// The prefilter pass: every anchor occurrence and every digit cluster of `text` (the
+    /// engine asks [`collect_at_most`](Self::collect_at_most)).
+    #[cfg(test)]
     pub(crate) fn collect(&self, text: &str, ev: &mut Events) {
+        self.collect_at_most(text, ev, usize::MAX);
+    }
+
+    /// [`collect`](Self::collect), unless `text` holds more than `cap` anchor occurrences:
+    /// then `false`, with the events incomplete (and at most `cap` of them kept).
+    pub(crate) fn collect_at_most(&self, text: &str, ev: &mut Events, cap: usize) -> bool {
+        let mut over = false;
         if let Some(anchors) = &self.anchors {
             anchors.find_ids(text.as_bytes(), |id, ms, me| {
-                ev.anchors.push(anchor_event(id, ms, me));
+                if ev.anchors.len() < cap {
+                    ev.anchors.push(anchor_event(id, ms, me));
+                } else {
+                    over = true;
+                }
             });
+        }
+        if over {
+            return false;
         }
         if !self.digit_rules.is_empty() {
             digit_clusters(text.as_bytes(), |s, e| ev.clusters.push((s, e)));
         }
+        true
     }
 
     /// The prefilter events of `out`, the output of a pass over a text with events `prev` that

@@ -14,6 +14,7 @@ use regex_automata::{Anchored, Input, Match};
 
 use crate::BuildError;
 use crate::anchors::{Anchors, SHORT};
+use crate::blocks::{BLOCK, BLOCKED_ABOVE, MAX_EVENTS};
 use crate::candidates::{Cand, Events};
 use crate::config::{RedactionConfig, RedactionMode};
 use crate::decode::{Budget, MAX_DEPTH};
@@ -35,7 +36,7 @@ pub(crate) const SIZE_LIMIT: usize = 2 * 1024 * 1024;
 const RESERVED: &[&str] = &["field_path", "sensitive_key"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RuleKind {
+pub(crate) enum RuleKind {
     Start,
     Window,
     Digits,
@@ -45,9 +46,9 @@ enum RuleKind {
 
 pub(crate) struct Rule {
     pub(crate) name: Arc<str>,
-    regex: Regex,
-    has_groups: bool,
-    kind: RuleKind,
+    pub(crate) regex: Regex,
+    pub(crate) has_groups: bool,
+    pub(crate) kind: RuleKind,
     validator: Option<Validator>,
     pub(crate) viable: Option<Viable>,
     pub(crate) need: Option<Need>,
@@ -499,7 +500,14 @@ impl Engine {
     }
 
     /// All matches of `rule` in `span` (leftmost-first, non-overlapping).
-    fn search_span(&self, text: &str, rule: u16, s: usize, e: usize, hits: &mut Vec<Hit>) {
+    pub(crate) fn search_span(
+        &self,
+        text: &str,
+        rule: u16,
+        s: usize,
+        e: usize,
+        hits: &mut Vec<Hit>,
+    ) {
         let r = &self.rules[usize::from(rule)];
         let input = Input::new(text).range(s..e);
         let mut caps = r.has_groups.then(|| r.regex.create_captures());
@@ -517,7 +525,7 @@ impl Engine {
     /// found. A match longer than [`LONG_MATCH`] (a keyword and megabytes of value) is taken
     /// whole: its groups would cost a slow engine's pass over it, and redacting the keyword
     /// with the value hides nothing that should show.
-    fn accept_match(
+    pub(crate) fn accept_match(
         &self,
         text: &str,
         rule: u16,
@@ -554,9 +562,21 @@ impl Engine {
 
     /// The fast path: candidates from one prefilter pass, verified locally.
     pub(crate) fn find(&self, text: &str, hits: &mut Vec<Hit>) {
+        self.find_plain(text, hits);
+        let mut budget = Budget::for_text(text.len());
+        self.find_decoded(text, false, MAX_DEPTH, &mut budget, hits);
+    }
+
+    /// The fast path without the decoders: the events of the whole text at once, or of a
+    /// block at a time for a long text (`blocks.rs`: the same hits, in bounded memory).
+    fn find_plain(&self, text: &str, hits: &mut Vec<Hit>) {
         let mut ev = Events::default();
-        self.collect(text, &mut ev);
-        self.find_from(text, &ev, hits);
+        if text.len() <= BLOCKED_ABOVE && self.collect_at_most(text, &mut ev, MAX_EVENTS) {
+            self.find_from_plain(text, &ev, hits);
+        } else {
+            drop(ev);
+            self.find_plain_blocks(text, BLOCK, hits);
+        }
     }
 
     /// Candidates from prefilter events, verified locally; then the decoders.
@@ -579,15 +599,13 @@ impl Engine {
         if naive {
             self.find_naive_plain(text, hits);
         } else {
-            let mut ev = Events::default();
-            self.collect(text, &mut ev);
-            self.find_from_plain(text, &ev, hits);
+            self.find_plain(text, hits);
         }
         self.find_decoded(text, naive, depth, budget, hits);
     }
 
     /// Candidates from prefilter events, verified locally; then the tables and custom rules.
-    fn find_from_plain(&self, text: &str, ev: &Events, hits: &mut Vec<Hit>) {
+    pub(crate) fn find_from_plain(&self, text: &str, ev: &Events, hits: &mut Vec<Hit>) {
         let cands = self.candidates(text, ev);
         self.verify(text, &cands, hits);
         if self.table_rule.is_some() {
@@ -599,6 +617,11 @@ impl Engine {
                 .collect();
             self.find_tables(text, Some(&keywords), hits);
         }
+        self.find_custom(text, hits);
+    }
+
+    /// The custom rules, each over the whole text once their combined gate matched.
+    pub(crate) fn find_custom(&self, text: &str, hits: &mut Vec<Hit>) {
         if !self.custom_rules.is_empty() {
             let gate = self.custom_gate.as_ref().is_none_or(|g| g.is_match(text));
             if gate {
@@ -706,10 +729,14 @@ impl Engine {
         if naive {
             return self.redact_naive(text, report);
         }
-        let mut hits = Vec::new();
-        // The extra passes carry the prefilter events of the previous one (see `carry`).
+        // The extra passes carry the prefilter events of the previous one (see `carry`),
+        // unless the text is long or dense with anchors (then see `blocks.rs`).
         let mut ev = Events::default();
-        self.collect(text, &mut ev);
+        if text.len() > BLOCKED_ABOVE || !self.collect_at_most(text, &mut ev, MAX_EVENTS) {
+            drop(ev);
+            return self.redact_long(text, report);
+        }
+        let mut hits = Vec::new();
         self.find_from(text, &ev, &mut hits);
         let mut spans = Vec::new();
         let mut out = self.apply(text, &mut hits, report, Some(&mut spans));
@@ -721,6 +748,26 @@ impl Engine {
             self.find_from(&out, &ev, &mut hits);
             spans.clear();
             match self.apply(&out, &mut hits, report, Some(&mut spans)) {
+                Cow::Owned(next) => out = Cow::Owned(next),
+                Cow::Borrowed(_) => break,
+            }
+        }
+        out
+    }
+
+    /// [`redact`](Self::redact) of a long or anchor-dense text: each pass searched in blocks (`blocks.rs`),
+    /// without carrying the prefilter events of a pass to the next (that would keep the
+    /// events of the whole text); the same passes, so the same output.
+    pub(crate) fn redact_long<'a>(&self, text: &'a str, report: &mut Report) -> Cow<'a, str> {
+        let mut hits = Vec::new();
+        self.find(text, &mut hits);
+        let mut out = self.apply(text, &mut hits, report, None);
+        let mut passes = 0;
+        while matches!(out, Cow::Owned(_)) && passes < 3 {
+            passes += 1;
+            hits.clear();
+            self.find(&out, &mut hits);
+            match self.apply(&out, &mut hits, report, None) {
                 Cow::Owned(next) => out = Cow::Owned(next),
                 Cow::Borrowed(_) => break,
             }
@@ -752,7 +799,7 @@ impl Engine {
 /// dense enough (at least 16, one per 64 bytes or more) that one unanchored search (at most a
 /// scan of the span) costs less than one anchored search per candidate.
 #[inline]
-fn dense(cands: usize, span: usize) -> bool {
+pub(crate) fn dense(cands: usize, span: usize) -> bool {
     cands >= 16 && cands.saturating_mul(64) >= span
 }
 

@@ -59,7 +59,9 @@
 //! collected. Anchors where no match can begin (nothing key-like right after `sk-`, no
 //! 40-character run within reach of `aws`) and digit runs of lengths no phone, card or SSN has
 //! are dropped before any regex runs, so keyword- or digit-dense text stays fast. The extra
-//! passes that make redaction idempotent search again only around the replacements. A string with nothing to redact is returned borrowed, without allocation; JSON
+//! passes that make redaction idempotent search again only around the replacements. A text
+//! over 2 MB (or dense with anchors) is searched in blocks of 256 KB with the same results,
+//! so memory beside the text and its output stays bounded. A string with nothing to redact is returned borrowed, without allocation; JSON
 //! walks check sensitive keys without allocating. Figures are in the
 //! crate's README (`cargo bench -p tracecraft-redact --bench redact`).
 //!
@@ -68,6 +70,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod anchors;
+mod blocks;
 mod candidates;
 mod config;
 mod decode;

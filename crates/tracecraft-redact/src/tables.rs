@@ -18,7 +18,7 @@ use crate::engine::{Engine, Hit};
 use crate::rules::placeholder;
 
 /// Longest header line considered, in bytes.
-const MAX_HEADER: usize = 2048;
+pub(crate) const MAX_HEADER: usize = 2048;
 /// Longest column name, in bytes.
 const MAX_NAME: usize = 64;
 

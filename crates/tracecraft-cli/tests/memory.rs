@@ -1,0 +1,101 @@
+//! `tracecraft redact` keeps its peak resident memory within issue 19's bound on long lines,
+//! whole-process: at most 64 MB plus 3x the longest line, whatever the input.
+//!
+//! Each adversarial family of one line (`tests/adversarial`) is redacted by the binary, and its
+//! peak resident set (`VmHWM` of `/proc/PID/status`) is read once its output has begun: the
+//! line (with its line break) is one unit of work, whose output is written first, only once it
+//! is redacted whole, and the test goes on writing plain lines to the process's stdin until it
+//! has read the peak, so the process is alive, and past the line's peak. The bound asserted is
+//! the target plus a quarter (a debug build allocates differently from the release build that
+//! the target is for, and the plain lines in flight add a little; `cargo xtask bench cli`
+//! prints the release figures beside the target). No times.
+//!
+//! `pem_no_footer` is left out: an open PEM block keeps its unit of work growing until the
+//! end of the input (or 16 MB more), so the process does not finish it while stdin is open.
+#![allow(missing_docs)]
+// The measured figures go to the test's output: inputs are generated, never secrets.
+#![allow(clippy::print_stderr, clippy::disallowed_macros)]
+
+mod adversarial;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use adversarial::FAMILIES;
+
+/// Bytes of each input: past the length above which the engine searches in blocks, small
+/// enough for a debug build.
+const SIZE: usize = 6 << 20;
+
+/// `VmHWM` of a live process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// The peak RSS of `tracecraft redact` on `input` (one line), read while the process is
+/// alive and done with the line (its output has begun), and the output's length.
+fn redact_peak(input: Vec<u8>) -> (u64, usize) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
+        .arg("redact")
+        .env_remove("TRACECRAFT_REDACTION_HASH_KEY")
+        .env_remove("TRACECRAFT_REDACTION_MODE")
+        .env_remove("TRACECRAFT_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (close_tx, close_rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(&input).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        // Plain lines until the peak is read: the process stays alive, and its output (which
+        // may be short for the line itself) grows past the writer's buffer.
+        let plain = b"nothing to redact on this line\n".repeat(2048);
+        while close_rx.try_recv().is_err() {
+            if stdin.write_all(&plain).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    let peak = peak_rss(child.id());
+    let _ = close_tx.send(());
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    writer.join().unwrap();
+    assert!(child.wait().unwrap().success());
+    (peak, 1 + rest.len())
+}
+
+#[test]
+fn peak_rss_on_one_long_line_stays_bounded() {
+    let mut over = Vec::new();
+    for family in FAMILIES
+        .iter()
+        .filter(|f| !f.name.starts_with("pem_no_footer"))
+    {
+        let data = family.generate(SIZE);
+        assert!(!data.contains(&b'\n'), "{} is one line", family.name);
+        let (peak, out) = redact_peak(data);
+        assert!(out > 0);
+        eprintln!("{}: peak RSS {} MB", family.name, peak >> 20);
+        let bound = ((64 << 20) + 3 * SIZE as u64) * 5 / 4;
+        if peak > bound {
+            over.push(format!(
+                "{}: peak RSS {} MB over {} MB",
+                family.name,
+                peak >> 20,
+                bound >> 20
+            ));
+        }
+    }
+    assert!(over.is_empty(), "{over:?}");
+}
