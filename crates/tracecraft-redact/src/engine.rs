@@ -759,33 +759,31 @@ impl Engine {
     /// without carrying the prefilter events of a pass to the next (that would keep the
     /// events of the whole text); the same passes, so the same output.
     pub(crate) fn redact_long<'a>(&self, text: &'a str, report: &mut Report) -> Cow<'a, str> {
-        let mut hits = Vec::new();
-        self.find(text, &mut hits);
-        let mut out = self.apply(text, &mut hits, report, None);
-        let mut passes = 0;
-        while matches!(out, Cow::Owned(_)) && passes < 3 {
-            passes += 1;
-            hits.clear();
-            self.find(&out, &mut hits);
-            match self.apply(&out, &mut hits, report, None) {
-                Cow::Owned(next) => out = Cow::Owned(next),
-                Cow::Borrowed(_) => break,
-            }
-        }
-        out
+        self.redact_in_passes(text, report, Self::find)
     }
 
     /// [`redact`](Self::redact) by the naive oracle: every pass searches the whole text with
     /// every rule.
     fn redact_naive<'a>(&self, text: &'a str, report: &mut Report) -> Cow<'a, str> {
+        self.redact_in_passes(text, report, Self::find_naive)
+    }
+
+    /// The passes of [`redact`](Self::redact) with `find` searching each pass's whole text
+    /// (no prefilter events carried from one pass to the next).
+    fn redact_in_passes<'a>(
+        &self,
+        text: &'a str,
+        report: &mut Report,
+        find: fn(&Self, &str, &mut Vec<Hit>),
+    ) -> Cow<'a, str> {
         let mut hits = Vec::new();
-        self.find_naive(text, &mut hits);
+        find(self, text, &mut hits);
         let mut out = self.apply(text, &mut hits, report, None);
         let mut passes = 0;
         while matches!(out, Cow::Owned(_)) && passes < 3 {
             passes += 1;
             hits.clear();
-            self.find_naive(&out, &mut hits);
+            find(self, &out, &mut hits);
             match self.apply(&out, &mut hits, report, None) {
                 Cow::Owned(next) => out = Cow::Owned(next),
                 Cow::Borrowed(_) => break,

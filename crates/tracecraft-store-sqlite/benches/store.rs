@@ -84,6 +84,31 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(SqliteConfig::new(dir.path().join("traces.db"))).expect("open")
 }
 
+/// Writes `runs` into a fresh store in batches of `size`, a fresh store per iteration.
+fn write_in_batches(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    runs: &[ProcessedRun],
+    size: usize,
+) {
+    g.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let store = open(&dir);
+                (dir, store)
+            },
+            |(dir, store)| {
+                for chunk in runs.chunks(size) {
+                    store.save_batch(chunk).expect("save");
+                }
+                (dir, store)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("store/sqlite");
     g.sample_size(10);
@@ -93,43 +118,13 @@ fn bench(c: &mut Criterion) {
     // store thread takes at once under load: 8 requests of 50 traces).
     let gateway = gateway_runs(40_000);
     g.throughput(Throughput::Elements(gateway.len() as u64 * 10));
-    g.bench_function("write_gateway", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let store = open(&dir);
-                (dir, store)
-            },
-            |(dir, store)| {
-                for chunk in gateway.chunks(400) {
-                    store.save_batch(chunk).expect("save");
-                }
-                (dir, store)
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    write_in_batches(&mut g, "write_gateway", &gateway, 400);
     drop(gateway);
 
     let Some(runs) = load() else { return };
 
     g.throughput(Throughput::Elements(runs.len() as u64));
-    g.bench_function("write_batched", |b| {
-        b.iter_batched(
-            || {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let store = open(&dir);
-                (dir, store)
-            },
-            |(dir, store)| {
-                for chunk in runs.chunks(256) {
-                    store.save_batch(chunk).expect("save");
-                }
-                (dir, store)
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    write_in_batches(&mut g, "write_batched", &runs, 256);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(&dir);
