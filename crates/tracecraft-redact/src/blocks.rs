@@ -183,7 +183,7 @@ impl Engine {
     ) {
         use regex_automata::{Anchored, Input};
         let r = &self.rules[usize::from(rule)];
-        let mut caps = r.has_groups.then(|| r.regex.create_captures());
+        let mut caps = r.captures();
         for (k, c) in group.iter().enumerate() {
             if state.done {
                 return;
@@ -197,7 +197,7 @@ impl Engine {
             // yet); either way the match found is the same (see `verify_starts`).
             if dense(group.len() - k, end - c.start) {
                 let input = Input::new(text).range(c.start..);
-                match r.regex.search(&input) {
+                match r.regex().search(&input) {
                     Some(m) => at = m.start(),
                     None => {
                         state.done = true;
@@ -206,7 +206,7 @@ impl Engine {
                 }
             }
             let input = Input::new(text).range(at..).anchored(Anchored::Yes);
-            let Some(m) = r.regex.search(&input) else {
+            let Some(m) = r.regex().search(&input) else {
                 continue;
             };
             state.next = m.end();

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::captures::Captures;
@@ -46,13 +46,48 @@ pub(crate) enum RuleKind {
 
 pub(crate) struct Rule {
     pub(crate) name: Arc<str>,
-    pub(crate) regex: Regex,
-    pub(crate) has_groups: bool,
+    /// A built-in rule's pattern, compiled on first use (see [`Rule::regex`]); `None` for a
+    /// custom rule, compiled (and checked) when the engine is built.
+    source: Option<&'static str>,
+    compiled: OnceLock<Compiled>,
     pub(crate) kind: RuleKind,
     validator: Option<Validator>,
     pub(crate) viable: Option<Viable>,
     pub(crate) need: Option<Need>,
     pub(crate) replacement: Option<String>,
+}
+
+/// A rule's automaton, and whether its pattern has capture groups (the spans it redacts).
+pub(crate) struct Compiled {
+    regex: Regex,
+    has_groups: bool,
+}
+
+impl Rule {
+    /// The rule's automaton. A built-in rule is compiled the first time a search needs it:
+    /// compiling all of them was most of the start-up of a process (~10 ms, the e-mail rule
+    /// alone 6 ms), paid even by inputs that never reach most rules. Built-in patterns are
+    /// constants that `every_builtin_compiles` compiles, so this cannot fail at run time.
+    #[inline]
+    pub(crate) fn compiled(&self) -> &Compiled {
+        self.compiled.get_or_init(|| {
+            let source = self.source.unwrap_or_default();
+            let (regex, has_groups) = compile(&self.name, source, false)
+                .expect("built-in patterns compile (tested by every_builtin_compiles)");
+            Compiled { regex, has_groups }
+        })
+    }
+
+    #[inline]
+    pub(crate) fn regex(&self) -> &Regex {
+        &self.compiled().regex
+    }
+
+    /// Captures for the rule's groups, or `None` when it has none.
+    pub(crate) fn captures(&self) -> Option<Captures> {
+        let c = self.compiled();
+        c.has_groups.then(|| c.regex.create_captures())
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -212,7 +247,6 @@ impl RuleSet {
             if cfg.disable.iter().any(|d| d == b.name) {
                 continue;
             }
-            let (regex, has_groups) = compile(b.name, b.pattern, false)?;
             let idx = u16::try_from(self.rules.len()).map_err(|_| BuildError::BadRuleName {
                 name: b.name.to_owned(),
             })?;
@@ -239,8 +273,8 @@ impl RuleSet {
             };
             self.rules.push(Rule {
                 name: Arc::from(b.name),
-                regex,
-                has_groups,
+                source: Some(b.pattern),
+                compiled: OnceLock::new(),
                 kind,
                 validator: b.validator,
                 viable: b.viable,
@@ -277,8 +311,11 @@ impl RuleSet {
             custom_patterns.push(c.pattern.as_str());
             self.rules.push(Rule {
                 name: Arc::from(c.name.as_str()),
-                regex,
-                has_groups: false,
+                source: None,
+                compiled: OnceLock::from(Compiled {
+                    regex,
+                    has_groups: false,
+                }),
                 kind: RuleKind::Full,
                 validator: None,
                 viable: None,
@@ -510,8 +547,8 @@ impl Engine {
     ) {
         let r = &self.rules[usize::from(rule)];
         let input = Input::new(text).range(s..e);
-        let mut caps = r.has_groups.then(|| r.regex.create_captures());
-        for m in r.regex.find_iter(input) {
+        let mut caps = r.captures();
+        for m in r.regex().find_iter(input) {
             self.accept_match(text, rule, m, caps.as_mut(), hits);
         }
     }
@@ -541,7 +578,7 @@ impl Engine {
         let input = Input::new(text)
             .range(m.start()..m.end())
             .anchored(Anchored::Yes);
-        r.regex.search_captures(&input, caps);
+        r.regex().search_captures(&input, caps);
         if let Some(m) = caps.get_match() {
             self.accept(text, rule, m.start(), m.end(), Some(caps), hits);
         }
@@ -650,7 +687,7 @@ impl Engine {
     fn verify_starts(&self, text: &str, rule: u16, group: &[Cand], hits: &mut Vec<Hit>) {
         let r = &self.rules[usize::from(rule)];
         let n = text.len();
-        let mut caps = r.has_groups.then(|| r.regex.create_captures());
+        let mut caps = r.captures();
         let mut next = 0usize;
         for (k, c) in group.iter().enumerate() {
             if c.start < next {
@@ -665,13 +702,13 @@ impl Engine {
                 // match: one unanchored search replaces the anchored searches
                 // up to it. No match: none at any later candidate either.
                 let input = Input::new(text).range(c.start..);
-                match r.regex.search(&input) {
+                match r.regex().search(&input) {
                     Some(m) => at = m.start(),
                     None => break,
                 }
             }
             let input = Input::new(text).range(at..).anchored(Anchored::Yes);
-            let Some(m) = r.regex.search(&input) else {
+            let Some(m) = r.regex().search(&input) else {
                 continue;
             };
             next = m.end();
@@ -824,5 +861,36 @@ mod tests {
     fn builtin_anchors_use_packed_search() {
         let e = Engine::new(&RedactionConfig::default()).unwrap();
         assert!(e.anchors.as_ref().unwrap().is_packed());
+    }
+
+    /// Built-in rules compile lazily (`Rule::compiled`), so their patterns are compiled here,
+    /// within the size limit, and the groups found are the ones the rule declares.
+    #[test]
+    fn every_builtin_compiles() {
+        let e = Engine::new(&RedactionConfig::default()).unwrap();
+        assert_eq!(e.rules.len(), BUILTINS.len());
+        for (r, b) in e.rules.iter().zip(BUILTINS) {
+            assert!(r.compiled.get().is_none(), "{} compiled before use", b.name);
+            let (regex, has_groups) =
+                compile(b.name, b.pattern, false).unwrap_or_else(|err| panic!("{}: {err}", b.name));
+            assert_eq!(r.compiled().has_groups, has_groups, "{}", b.name);
+            assert_eq!(r.regex().pattern_len(), regex.pattern_len());
+        }
+    }
+
+    /// A custom rule is compiled, and its speed checked, when the engine is built.
+    #[test]
+    fn custom_rules_compile_when_built() {
+        let mut cfg = RedactionConfig::default();
+        cfg.custom_rules
+            .push(crate::CustomRule::new("ticket", r"TCK-[0-9]{6}"));
+        let e = Engine::new(&cfg).unwrap();
+        let custom = e.rules.last().unwrap();
+        assert!(custom.compiled.get().is_some());
+        cfg.custom_rules[0].pattern = "TCK-(".into();
+        assert!(matches!(
+            Engine::new(&cfg),
+            Err(BuildError::InvalidPattern { .. })
+        ));
     }
 }
