@@ -12,6 +12,8 @@
 //! (no SIMD on the target, too many prefixes, an anchor of 2 bytes), an ASCII case-insensitive
 //! Aho-Corasick automaton does the same job, more slowly.
 
+use std::collections::HashMap;
+
 use aho_corasick::packed::{self, MatchKind as PackedKind};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind, Span};
 
@@ -291,26 +293,30 @@ fn needles<T>(lits: &[Lit<T>], folded: Vec<usize>) -> Vec<([u8; PREFIX], usize, 
     };
     let mut out = Vec::new();
     let mut left = folded;
+    // Per 3-byte window: how many literals left hold it, and whether one begins with it.
+    let mut score: HashMap<[u8; PREFIX], (usize, bool)> = HashMap::new();
+    let mut seen: Vec<[u8; PREFIX]> = Vec::new();
     while !left.is_empty() {
-        let mut best: Option<(usize, bool, [u8; PREFIX])> = None;
-        for &i in &left {
-            for off in 0..=lits[i].bytes.len() - PREFIX {
-                let t = window(i, off);
-                let covers = left.iter().filter(|&&j| find(j, t).is_some()).count();
-                let prefix = left.iter().any(|&j| window(j, 0) == t);
-                if covers < 3 && !prefix {
-                    continue;
-                }
-                let key = (covers, prefix, t);
-                // Most covered, then a prefix, then the smallest bytes (deterministic).
-                if best.is_none_or(|(c, p, b)| {
-                    (key.0, key.1) > (c, p) || (key.0, key.1) == (c, p) && t < b
-                }) {
-                    best = Some(key);
+        score.clear();
+        for &j in &left {
+            seen.clear();
+            for off in 0..=lits[j].bytes.len() - PREFIX {
+                let t = window(j, off);
+                if !seen.contains(&t) {
+                    seen.push(t);
+                    score.entry(t).or_default().0 += 1;
                 }
             }
+            score.entry(window(j, 0)).or_default().1 = true;
         }
-        let Some((_, _, t)) = best else {
+        // Most covered, then a prefix, then the smallest bytes (deterministic); a window
+        // that covers fewer than 3 literals is only taken as some literal's prefix.
+        let best = score
+            .iter()
+            .filter(|&(_, &(covers, prefix))| covers >= 3 || prefix)
+            .max_by(|(ta, a), (tb, b)| a.cmp(b).then_with(|| tb.cmp(ta)))
+            .map(|(&t, _)| t);
+        let Some(t) = best else {
             break;
         };
         left.retain(|&j| match find(j, t) {
