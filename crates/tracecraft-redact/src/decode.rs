@@ -42,14 +42,27 @@ pub(crate) const MIN_B64: usize = 20;
 const BUDGET_FACTOR: usize = 4;
 const BUDGET_EXTRA: usize = 64 * 1024;
 
-/// Decoded text and, per decoded byte, the source range it came from.
+/// Decoded text and, per decoded byte, the source range it came from, kept as runs: a
+/// joined token or unescaped JSON text is mostly source text copied as it is, and a range per
+/// byte (16 bytes of map per byte of text) made a long wrapped block cost 17 times its size.
 struct Decoded {
     /// A wrapped token joined (not decoded): scanned only where the plain scan found
     /// nothing (a PEM body inside its block is not scanned again).
     joined: bool,
     text: String,
-    start: Vec<usize>,
-    end: Vec<usize>,
+    /// Ascending by `at`, the first starting at 0: each run of `text` and its source.
+    runs: Vec<Run>,
+}
+
+/// Bytes `at..` of a decoded text (up to the next run) and where they came from.
+#[derive(Clone, Copy)]
+struct Run {
+    at: usize,
+    /// Copied (`src + k` is byte `at + k`, each character mapped to its own bytes), or every
+    /// byte decoded from the whole range `src..src_end`.
+    copied: bool,
+    src: usize,
+    src_end: usize,
 }
 
 impl Decoded {
@@ -57,18 +70,83 @@ impl Decoded {
         Decoded {
             joined: false,
             text: String::with_capacity(n),
-            start: Vec::with_capacity(n),
-            end: Vec::with_capacity(n),
+            runs: Vec::new(),
         }
     }
 
     /// Appends `s`, every byte from source `a..z`.
     fn push(&mut self, s: &str, a: usize, z: usize) {
-        self.text.push_str(s);
-        for _ in 0..s.len() {
-            self.start.push(a);
-            self.end.push(z);
+        if s.is_empty() {
+            return;
         }
+        self.runs.push(Run {
+            at: self.text.len(),
+            copied: false,
+            src: a,
+            src_end: z,
+        });
+        self.text.push_str(s);
+    }
+
+    /// Appends `s`, copied from the source at `base`: each character from its own bytes.
+    fn push_copied(&mut self, s: &str, base: usize) {
+        if s.is_empty() {
+            return;
+        }
+        self.runs.push(Run {
+            at: self.text.len(),
+            copied: true,
+            src: base,
+            src_end: base + s.len(),
+        });
+        self.text.push_str(s);
+    }
+
+    /// The source range of decoded byte `i` (`i < text.len()`).
+    fn src(&self, i: usize) -> (usize, usize) {
+        let r = self.runs[self.runs.partition_point(|r| r.at <= i) - 1];
+        if !r.copied {
+            return (r.src, r.src_end);
+        }
+        let cs = floor_char(&self.text, i);
+        let len = self.text[cs..].chars().next().map_or(1, char::len_utf8);
+        (r.src + (cs - r.at), r.src + (cs - r.at) + len)
+    }
+
+    /// The source start of decoded byte `i`.
+    fn start(&self, i: usize) -> usize {
+        self.src(i).0
+    }
+
+    /// The source end of decoded byte `i`.
+    fn end(&self, i: usize) -> usize {
+        self.src(i).1
+    }
+
+    /// The first decoded byte in `s..e` whose source range is wider than one byte.
+    fn first_wide(&self, s: usize, e: usize) -> Option<usize> {
+        let first = self.runs.partition_point(|r| r.at <= s).max(1) - 1;
+        for (n, r) in self.runs.iter().enumerate().skip(first) {
+            let run_end = self.runs.get(n + 1).map_or(self.text.len(), |next| next.at);
+            let (lo, hi) = (r.at.max(s), run_end.min(e));
+            if lo >= hi {
+                if r.at >= e {
+                    return None;
+                }
+                continue;
+            }
+            if !r.copied {
+                if r.src_end - r.src > 1 {
+                    return Some(lo);
+                }
+                continue;
+            }
+            // A byte of a character of more than one byte (not ASCII).
+            if let Some(k) = (lo..hi).find(|&k| self.text.as_bytes()[k] >= 0x80) {
+                return Some(k);
+            }
+        }
+        None
     }
 }
 
@@ -120,12 +198,17 @@ impl Engine {
         }
         // Base64 runs and wrap candidates come from one pass over the runs of token
         // characters; the naive oracle finds its wraps at every line break instead.
+        // A joined token whose source lies inside what the plain scan redacts (a PEM body
+        // inside its block) is not built nor scanned: all it could find is redacted with
+        // those bytes already. (Decoded parts are: what they hold is reported under its own
+        // rule.)
+        let covered = merged_spans(hits);
         let mut breaks = Vec::new();
         token_runs(text, &mut parts, &mut breaks);
         if naive {
-            wrapped_segments(text, &mut parts);
+            wrapped_segments(text, &covered, &mut parts);
         } else {
-            wrapped_at(text, &breaks, &mut parts);
+            wrapped_at(text, &breaks, &covered, &mut parts);
         }
         if parts.is_empty() {
             return;
@@ -133,19 +216,7 @@ impl Engine {
         // What the plain scan found on the same bytes is not found twice.
         let plain: std::collections::HashSet<(usize, usize, u16)> =
             hits.iter().map(|h| (h.start, h.end, h.rule)).collect();
-        // A joined token whose source lies inside what the plain scan redacts (a PEM body
-        // inside its block) is not scanned: all it could find is redacted with those bytes
-        // already. (Decoded parts are: what they hold is reported under its own rule.)
-        let covered = merged_spans(hits);
         for d in parts {
-            if d.joined
-                && let (Some(&a), Some(&z)) = (d.start.first(), d.end.last())
-            {
-                let i = covered.partition_point(|c| c.1 < z);
-                if covered.get(i).is_some_and(|c| c.0 <= a) {
-                    continue;
-                }
-            }
             if !budget.take(d.text.len()) {
                 return;
             }
@@ -153,7 +224,7 @@ impl Engine {
             self.find_at_depth(&d.text, naive, depth - 1, budget, &mut inner);
             for h in inner {
                 if h.start < h.end && h.end <= d.text.len() {
-                    let (start, end) = (d.start[h.start], d.end[h.end - 1]);
+                    let (start, end) = (d.start(h.start), d.end(h.end - 1));
                     if d.joined && extends_a_whole_match(&d, h.start, h.end, &plain) {
                         continue;
                     }
@@ -184,10 +255,10 @@ fn extends_a_whole_match(
 ) -> bool {
     // The first character after a break carries the break in its source range (token
     // characters are ASCII: every other one has a range of one byte).
-    let Some(k) = (s + 1..e).find(|&k| d.end[k] - d.start[k] > 1) else {
+    let Some(k) = d.first_wide(s + 1, e) else {
         return false;
     };
-    let (start, brk) = (d.start[s], d.start[k]);
+    let (start, brk) = (d.start(s), d.start(k));
     plain.iter().any(|&(a, z, _)| a <= start && z == brk) && !token_tail(&d.text[k..e])
 }
 
@@ -201,6 +272,12 @@ fn token_tail(tail: &str) -> bool {
         b.iter().any(u8::is_ascii_digit),
     ];
     b.len() >= 8 && classes.iter().filter(|&&c| c).count() >= 2
+}
+
+/// Whether `a..z` lies inside one of `covered` (sorted, merged spans).
+fn inside(covered: &[(usize, usize)], a: usize, z: usize) -> bool {
+    let i = covered.partition_point(|c| c.1 < z);
+    covered.get(i).is_some_and(|c| c.0 <= a)
 }
 
 /// The spans of `hits`, sorted and merged where they overlap or touch.
@@ -536,12 +613,9 @@ fn json_unescape(text: &str, base: usize) -> Option<Decoded> {
     Some(d)
 }
 
-/// Appends `s` (at `base` of the source) character by character.
+/// Appends `s` (at `base` of the source) as it is.
 fn push_chars(d: &mut Decoded, s: &str, base: usize) {
-    for (j, ch) in s.char_indices() {
-        let at = base + j;
-        d.push(ch.encode_utf8(&mut [0; 4]), at, at + ch.len_utf8());
-    }
+    d.push_copied(s, base);
 }
 
 /// `\uXXXX` (or a surrogate pair `\uD83D\uDE00`) at `p`: the character and the escape's length.
@@ -634,7 +708,7 @@ fn continues(b: &[u8], next: usize) -> bool {
 /// Each wrapped token (see [`wraps`]): from the start of its first piece (at most
 /// [`MAX_SEG`] bytes back) through every following piece, with the breaks removed. Looks at
 /// every line break (the oracle's way; [`wrapped_at`] is the fast path's).
-fn wrapped_segments(text: &str, out: &mut Vec<Decoded>) {
+fn wrapped_segments(text: &str, covered: &[(usize, usize)], out: &mut Vec<Decoded>) {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -646,24 +720,30 @@ fn wrapped_segments(text: &str, out: &mut Vec<Decoded>) {
         if b[p] == b'\n' && p > i && b[p - 1] == b'\r' {
             p -= 1;
         }
-        i = join_wrapped(text, i, p, out);
+        i = join_wrapped(text, i, p, covered, out);
     }
 }
 
 /// [`wrapped_segments`], looking only at `breaks`: ascending positions that include every
 /// line break with [`MIN_WRAPPED`] token characters right before it (from [`token_runs`]).
-fn wrapped_at(text: &str, breaks: &[usize], out: &mut Vec<Decoded>) {
+fn wrapped_at(text: &str, breaks: &[usize], covered: &[(usize, usize)], out: &mut Vec<Decoded>) {
     let mut i = 0;
     for &p in breaks {
         if p >= i {
-            i = join_wrapped(text, i, p, out);
+            i = join_wrapped(text, i, p, covered, out);
         }
     }
 }
 
 /// The wrapped token whose first break is at `p` (nothing is looked at before `i`), if it is
-/// one, into `out`; returns where to look next.
-fn join_wrapped(text: &str, i: usize, p: usize, out: &mut Vec<Decoded>) -> usize {
+/// one and its source is not inside `covered`, into `out`; returns where to look next.
+fn join_wrapped(
+    text: &str,
+    i: usize,
+    p: usize,
+    covered: &[(usize, usize)],
+    out: &mut Vec<Decoded>,
+) -> usize {
     let b = text.as_bytes();
     let brk = break_len(b, p);
     if brk == 0 || !wraps(b, p, brk) {
@@ -681,17 +761,14 @@ fn join_wrapped(text: &str, i: usize, p: usize, out: &mut Vec<Decoded>) -> usize
     } else {
         a
     };
-    let mut d = Decoded::with_capacity(p - a + 64);
-    d.joined = true;
-    push_chars(&mut d, &text[a..p], a);
+    // The pieces after the first: (the break before it, where it starts, where it ends).
+    let mut pieces = Vec::new();
     let (mut q, mut brk) = (p, brk);
     loop {
         // `q` is a break of `brk` bytes that wraps; the next piece follows it.
         let start = q + brk;
         let end = start + b[start..].iter().take_while(|&&c| token_char(c)).count();
-        // The first character after the break carries the break in its source range.
-        d.push(&text[start..start + 1], q, start + 1);
-        push_chars(&mut d, &text[start + 1..end], start + 1);
+        pieces.push((q, start, end));
         q = end;
         if q >= b.len() || end - start > MAX_SEG {
             break;
@@ -702,7 +779,18 @@ fn join_wrapped(text: &str, i: usize, p: usize, out: &mut Vec<Decoded>) -> usize
             break;
         }
     }
-    out.push(d);
+    // Measured before it is built: a PEM body joined line after line is as long as the block.
+    if !inside(covered, a, q) {
+        let mut d = Decoded::with_capacity(q - a);
+        d.joined = true;
+        push_chars(&mut d, &text[a..p], a);
+        for (brk_at, start, end) in pieces {
+            // The first character after the break carries the break in its source range.
+            d.push(&text[start..start + 1], brk_at, start + 1);
+            push_chars(&mut d, &text[start + 1..end], start + 1);
+        }
+        out.push(d);
+    }
     q.max(p + 1)
 }
 
@@ -711,7 +799,7 @@ mod tests {
     use super::*;
 
     fn src(d: &Decoded, s: usize, e: usize) -> (usize, usize) {
-        (d.start[s], d.end[e - 1])
+        (d.start(s), d.end(e - 1))
     }
 
     #[test]
@@ -727,14 +815,14 @@ mod tests {
         json_segments(r"say hi to bob\u0040example.com \n now", &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].text, "bob@example.com");
-        assert_eq!((out[0].start[0], out[0].end[14]), (10, 30));
+        assert_eq!((out[0].start(0), out[0].end(14)), (10, 30));
     }
 
     #[test]
     fn unwrap_joins_token_halves_only() {
         let joined = |t: &str| {
             let mut out = Vec::new();
-            wrapped_segments(t, &mut out);
+            wrapped_segments(t, &[], &mut out);
             out.into_iter().map(|d| d.text).collect::<Vec<_>>()
         };
         assert_eq!(
@@ -761,7 +849,7 @@ mod tests {
         );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].text, "api_key=sk-abcdefghijklmnopqrstuvwx");
-        assert_eq!((out[0].start[0], out[0].end[0]), (2, 50));
+        assert_eq!((out[0].start(0), out[0].end(0)), (2, 50));
         out.clear();
         token_runs(
             "4d12bbb66309de39cb44c9218757b9fb7e6fb268 internationalization",
@@ -800,7 +888,7 @@ mod tests {
         percent_runs("GET /x?q=1&email=user%40example.com&y=2", &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].text, "email=user@example.com");
-        assert_eq!((out[0].start[0], out[0].end[0]), (11, 35));
+        assert_eq!((out[0].start(0), out[0].end(0)), (11, 35));
     }
 
     #[test]
