@@ -41,9 +41,8 @@ impl<R: Read> Chunks<R> {
 
     /// The next chunk, `Ok(None)` at the end. `open_block` is shown the lines read so far,
     /// a run of whole lines at a time (each byte once), and says whether the chunk must not
-    /// end after them (a PEM block open between its BEGIN and END lines, a line that may end
-    /// with half of a wrapped token): the chunk then grows, up to [`KEEP_TOGETHER_BYTES`]
-    /// more, until it may end.
+    /// end after them (a line that may end with half of a wrapped token): the chunk then
+    /// grows, up to [`KEEP_TOGETHER_BYTES`] more, until it may end.
     pub(crate) fn next_chunk(
         &mut self,
         open_block: &mut dyn FnMut(&[u8]) -> bool,

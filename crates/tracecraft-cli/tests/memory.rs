@@ -10,8 +10,10 @@
 //! the target is for, and the plain lines in flight add a little; `cargo xtask bench cli`
 //! prints the release figures beside the target). No times.
 //!
-//! `pem_no_footer` is left out: an open PEM block keeps its unit of work growing until the
-//! end of the input (or 16 MB more), so the process does not finish it while stdin is open.
+//! `pem_no_footer` (one line: a private key block that never ends) is left out of the
+//! one-line test: the line is one unit of work, which the process does not finish while stdin
+//! is open. `pem_no_footer_lines` (the same block in 64-column lines) has its own test: the
+//! block is cut into chunks like any text, the next chunk leaving out what belongs to it.
 #![allow(missing_docs)]
 // The measured figures go to the test's output: inputs are generated, never secrets.
 #![allow(clippy::print_stderr, clippy::disallowed_macros)]
@@ -98,4 +100,49 @@ fn peak_rss_on_one_long_line_stays_bounded() {
         }
     }
     assert!(over.is_empty(), "{over:?}");
+}
+
+/// A private key block that never ends, in 64-column lines, four times the size of the
+/// one-line inputs: the peak is read once all of it has been written to the process (which
+/// has then read all but the pipe's buffer), so it covers the whole block. Before chunks could
+/// end inside a block, the block was one unit of work up to 16 MB (and its rest leaked).
+#[test]
+fn peak_rss_on_a_private_key_block_that_never_ends_stays_bounded() {
+    let family = FAMILIES
+        .iter()
+        .find(|f| f.name == "pem_no_footer_lines")
+        .unwrap();
+    let data = family.generate(4 * SIZE);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
+        .arg("redact")
+        .env_remove("TRACECRAFT_REDACTION_HASH_KEY")
+        .env_remove("TRACECRAFT_REDACTION_MODE")
+        .env_remove("TRACECRAFT_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).unwrap();
+        out
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&data).unwrap();
+    let peak = peak_rss(child.id());
+    drop(stdin);
+    let out = reader.join().unwrap();
+    assert!(child.wait().unwrap().success());
+    eprintln!("pem_no_footer_lines: peak RSS {} MB", peak >> 20);
+    assert_eq!(out, b"[REDACTED]", "the whole block, and nothing else");
+    let bound = ((64 << 20) + 3 * 65) * 5 / 4;
+    assert!(
+        peak <= bound,
+        "peak RSS {} MB over {} MB",
+        peak >> 20,
+        bound >> 20
+    );
 }

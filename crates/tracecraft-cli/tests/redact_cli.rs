@@ -214,3 +214,84 @@ fn chunked_parallel_output_equals_the_engine_on_the_whole_text() {
 fn text_of(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// A private key block of `lines` body lines of 64 base64 characters (no header or footer).
+fn key_body(lines: usize, seed: u64) -> String {
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut body = String::with_capacity(lines * 65);
+    for _ in 0..lines {
+        for _ in 0..64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            body.push(char::from(B64[(x % 64) as usize]));
+        }
+        body.push('\n');
+    }
+    body
+}
+
+#[test]
+fn private_key_blocks_longer_than_a_chunk_are_redacted_whole() {
+    // Blocks of 1.25 MiB (chunks are ~1 MiB and may now end inside a private key block, the
+    // next chunk leaving the rest of the block out): with a footer, without one (it ends at
+    // the first character no body has, `'`), and a certificate block (not redacted, cut
+    // anywhere), between lines with other findings.
+    let big = 5 << 18;
+    let lines = big / 65;
+    let mut text = String::from("mail bob@example.com first\n");
+    text.push_str("-----BEGIN RSA PRIVATE KEY-----\n");
+    text.push_str(&key_body(lines, 1));
+    text.push_str("-----END RSA PRIVATE KEY-----\nafter the key: carol@example.com (done)\n");
+    text.push_str("-----BEGIN CERTIFICATE-----\n");
+    text.push_str(&key_body(lines, 2));
+    text.push_str("-----END CERTIFICATE-----\n");
+    text.push_str("-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    text.push_str(&key_body(lines, 3));
+    text.push_str("it's over, call +1 415-555-0132\n");
+    let o = run(&[], &text);
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o.stderr));
+    let engine =
+        tracecraft_redact::Redactor::new(&tracecraft_redact::RedactionConfig::default()).unwrap();
+    let whole = engine.redact_str(&text, &mut tracecraft_redact::Report::default());
+    assert!(
+        o.stdout == whole.as_bytes(),
+        "chunked output differs from the whole-text engine"
+    );
+    let masked = text_of(&o.stdout);
+    // REMOVE: the same findings, replaced by nothing (the continued blocks too).
+    let o = run(&["--mode", "remove"], &text);
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o.stderr));
+    let removed = text_of(&o.stdout);
+    assert_eq!(removed, masked.replace("[REDACTED]", ""));
+    for out in [&masked, &removed] {
+        // No line of either key survives; every line of the certificate does.
+        let out_lines: std::collections::HashSet<&str> = out.lines().collect();
+        for (seed, kept) in [(1, false), (2, true), (3, false)] {
+            let body = key_body(lines, seed);
+            let survivors = body.lines().filter(|l| out_lines.contains(l)).count();
+            let expected = if kept { lines } else { 0 };
+            assert_eq!(survivors, expected, "block {seed}");
+        }
+        assert!(out.contains("'s over, call "));
+        assert!(!out.contains("carol@") && !out.contains("415-555-0132"));
+    }
+}
+
+#[test]
+fn with_the_private_key_rule_off_nothing_of_a_long_block_is_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tracecraft.toml");
+    std::fs::write(&cfg, "[redaction]\ndisable = [\"private_key\"]\n").unwrap();
+    let mut text = String::from("-----BEGIN RSA PRIVATE KEY-----\n");
+    text.push_str(&key_body((5 << 18) / 65, 4));
+    text.push_str("mail bob@example.com\n");
+    let o = run(&["--config", cfg.to_str().unwrap()], &text);
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o.stderr));
+    let expected = text.replace("bob@example.com", "[REDACTED]");
+    assert!(
+        o.stdout == expected.as_bytes(),
+        "the block is not redacted, and no part of it is dropped"
+    );
+}

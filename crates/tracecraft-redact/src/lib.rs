@@ -69,6 +69,26 @@
 //! None; the crate always depends on regex-automata, aho-corasick, memchr, hmac and sha2.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// The pieces of the `private_key` rule's pattern (`rules.rs`), shared with `pem.rs`, which
+/// follows a block across the pieces of a text redacted in parts.
+macro_rules! pem_header {
+    () => {
+        r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+    };
+}
+/// A character of a private key block's body (see `pem_header!`).
+macro_rules! pem_body {
+    () => {
+        r"[A-Za-z0-9+/=\s.,:\\\-]"
+    };
+}
+/// A private key block's footer (see `pem_header!`).
+macro_rules! pem_footer {
+    () => {
+        r"-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----"
+    };
+}
+
 mod anchors;
 mod blocks;
 mod candidates;
@@ -77,6 +97,7 @@ mod decode;
 mod digits;
 mod engine;
 mod error;
+mod pem;
 mod replace;
 mod report;
 mod rules;
@@ -90,6 +111,7 @@ use std::sync::Arc;
 
 pub use config::{CustomRule, HashKey, RedactionConfig, RedactionMode};
 pub use error::BuildError;
+pub use pem::BlockTracker;
 pub use report::{Finding, MAX_FINDINGS, Report};
 pub use rules::DEFAULT_SENSITIVE_KEYS;
 pub use speed::{MAX_NFA_STATES, probe_texts};
@@ -97,7 +119,7 @@ pub use speed::{MAX_NFA_STATES, probe_texts};
 /// For callers that redact a long text in pieces cut at line breaks (the CLI streams stdin
 /// that way): whether cutting right after `line` keeps the result equal to redacting the whole
 /// text at once, as far as line-based detection goes (a token wrapped across the break would
-/// be missed). PEM blocks span lines too: keep each whole as well.
+/// be missed). Private key blocks span lines too: see [`Redactor::block_tracker`].
 #[must_use]
 pub fn can_split_after(line: &[u8]) -> bool {
     decode::can_split_after(line)
@@ -189,6 +211,36 @@ impl Redactor {
         report: &mut Report,
     ) {
         self.engine.walk_map(map, report);
+    }
+
+    /// For a long text redacted in pieces cut at line breaks (as `tracecraft redact` streams
+    /// stdin): a tracker of private key blocks, which says after each piece whether one is
+    /// still open, so the piece may be cut there and the next one continue the block (see
+    /// [`BlockTracker`]). `None` when the `private_key` rule is off (or redaction disabled):
+    /// no block is then redacted, and a piece may be cut anywhere a line ends.
+    #[must_use]
+    pub fn block_tracker(&self) -> Option<BlockTracker> {
+        self.redacts_private_keys().then(BlockTracker::new)
+    }
+
+    /// For the piece that follows a cut inside an open private key block (the tracker of
+    /// [`block_tracker`](Self::block_tracker) said so): how many of its bytes still belong to
+    /// that block. The piece before was redacted up to the cut (the block's replacement is
+    /// in its output), so these bytes are left out of the output, and the rest of the piece is
+    /// redacted as usual. In MASK and REMOVE modes the output is then the same as redacting
+    /// the whole text at once; in HASH mode the block's pseudonym is that of its part before
+    /// the first cut. 0 when the `private_key` rule is off.
+    #[must_use]
+    pub fn block_continuation(&self, piece: &str) -> usize {
+        if self.redacts_private_keys() {
+            pem::continuation(piece.as_bytes()).0
+        } else {
+            0
+        }
+    }
+
+    fn redacts_private_keys(&self) -> bool {
+        self.engine.enabled && self.engine.rules.iter().any(|r| &*r.name == "private_key")
     }
 
     /// Which rule matched where in `text` (byte ranges, before merging), never the value.

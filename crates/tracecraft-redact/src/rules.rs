@@ -669,7 +669,18 @@ pub(crate) const BUILTINS: &[Builtin] = &[
         // The whole PEM block: header, optional Proc-Type/DEK-Info lines, base64 body (also
         // with literal `\n` escapes), footer. Without a footer, the body up to the first
         // character that cannot be in one.
-        pattern: r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s.,:\\\-]*?-----END[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s.,:\\\-]*)",
+        // The pieces are shared with `pem.rs`, which follows a block across the pieces of a
+        // long text.
+        pattern: concat!(
+            pem_header!(),
+            "(?:",
+            pem_body!(),
+            "*?",
+            pem_footer!(),
+            "|",
+            pem_body!(),
+            "*)"
+        ),
         kind: Kind::Start,
         anchors: &["-----BEGIN"],
         exact: true,

@@ -66,30 +66,21 @@ struct JsonlOut {
     explain: Vec<String>,
 }
 
-/// Tracks, a run of whole lines at a time, whether a chunk may end after them: never inside
-/// a PEM block (the last `-----BEGIN` or `-----END` seen decides), never after a line whose
-/// end may be the first half of a wrapped token.
-fn pem_tracker() -> impl FnMut(&[u8]) -> bool {
-    static DASHES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"-----"));
-    let mut open = false;
-    move |lines: &[u8]| {
-        for at in DASHES.find_iter(lines) {
-            // Past the whole run of dashes (`------BEGIN` too).
-            let dashes = lines[at..].iter().take_while(|&&b| b == b'-').count();
-            let rest = &lines[at + dashes..];
-            if rest.starts_with(b"BEGIN") {
-                open = true;
-            } else if rest.starts_with(b"END") {
-                open = false;
-            }
-        }
-        open || !tracecraft_redact::can_split_after(lines)
-    }
+/// A chunk of text mode: its offset in the input, its bytes, and whether it begins inside a
+/// private key block that the chunk before left open.
+struct TextChunk {
+    at: u64,
+    bytes: Vec<u8>,
+    continues_block: bool,
 }
 
-fn redact_text_chunk(redactor: &Redactor, base: u64, chunk: Vec<u8>, explain: bool) -> TextOut {
-    let (text, replaced) = match String::from_utf8(chunk) {
+fn redact_text_chunk(redactor: &Redactor, chunk: TextChunk, explain: bool) -> TextOut {
+    let TextChunk {
+        at,
+        bytes: chunk,
+        continues_block,
+    } = chunk;
+    let (mut text, replaced) = match String::from_utf8(chunk) {
         Ok(s) => (s, 0),
         Err(e) => {
             // Never pass raw bytes through: invalid sequences become U+FFFD, and the text
@@ -108,6 +99,17 @@ fn redact_text_chunk(redactor: &Redactor, base: u64, chunk: Vec<u8>, explain: bo
             (text, replaced)
         }
     };
+    // The rest of a private key block cut at the chunk's start: the chunk before redacted the
+    // block up to the cut, its replacement stands for all of it.
+    let skip = if continues_block {
+        redactor.block_continuation(&text)
+    } else {
+        0
+    };
+    if skip > 0 {
+        text.drain(..skip);
+    }
+    let base = at + skip as u64;
     let mut report = Report::default();
     let explain = if explain {
         redactor
@@ -242,18 +244,33 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
     } else {
         let mut base = 0u64;
         let mut replaced = 0usize;
-        let mut pem = pem_tracker();
+        // A chunk may end inside a private key block (which could run to the end of the
+        // input): the tracker says so, and the next chunk leaves the rest of the block out.
+        // Elsewhere, a chunk never ends after a line that may end with half of a wrapped token.
+        let mut blocks = redactor.block_tracker();
+        let mut open = false;
         crate::parallel::ordered(
             workers,
             || {
-                let chunk = input.next_chunk(&mut pem).map_err(read_err)?;
-                Ok(chunk.map(|c| {
-                    let at = base;
-                    base += c.len() as u64;
-                    (at, c)
+                let chunk = input
+                    .next_chunk(&mut |lines| {
+                        // Inside an open block, a wrapped token's halves are both redacted.
+                        let in_block = blocks.as_mut().is_some_and(|t| t.feed(lines));
+                        !in_block && !tracecraft_redact::can_split_after(lines)
+                    })
+                    .map_err(read_err)?;
+                Ok(chunk.map(|bytes| {
+                    let chunk = TextChunk {
+                        at: base,
+                        continues_block: open,
+                        bytes,
+                    };
+                    base += chunk.bytes.len() as u64;
+                    open = blocks.as_ref().is_some_and(|t| t.is_open());
+                    chunk
                 }))
             },
-            |(at, chunk): (u64, Vec<u8>)| redact_text_chunk(&redactor, at, chunk, args.explain),
+            |chunk: TextChunk| redact_text_chunk(&redactor, chunk, args.explain),
             |o: TextOut| -> Result<(), CliError> {
                 replaced += o.replaced;
                 out.write_all(o.redacted.as_bytes())?;
