@@ -802,6 +802,47 @@ mod tests {
         (d.start(s), d.end(e - 1))
     }
 
+    proptest::proptest! {
+        /// The runs give each decoded byte the source range a range per byte gave: a copied
+        /// character its own bytes (all of its bytes), a decoded piece its whole source.
+        #[test]
+        fn runs_map_every_byte_as_a_range_per_byte_did(
+            pieces in proptest::collection::vec(
+                (proptest::bool::ANY, "[a-zé€😀\\n]{0,6}", 1usize..9),
+                0..12,
+            )
+        ) {
+            let mut d = Decoded::with_capacity(0);
+            let mut per_byte: Vec<(usize, usize)> = Vec::new();
+            let mut src = 0usize;
+            for (copied, piece, width) in &pieces {
+                if *copied {
+                    d.push_copied(piece, src);
+                    for (j, ch) in piece.char_indices() {
+                        for _ in 0..ch.len_utf8() {
+                            per_byte.push((src + j, src + j + ch.len_utf8()));
+                        }
+                    }
+                    src += piece.len();
+                } else {
+                    d.push(piece, src, src + width);
+                    per_byte.extend(std::iter::repeat_n((src, src + width), piece.len()));
+                    src += width;
+                }
+            }
+            proptest::prop_assert_eq!(d.text.len(), per_byte.len());
+            for (i, &range) in per_byte.iter().enumerate() {
+                proptest::prop_assert_eq!((d.start(i), d.end(i)), range, "byte {}", i);
+            }
+            for s in 0..per_byte.len() {
+                for e in s..=per_byte.len() {
+                    let naive = (s..e).find(|&k| per_byte[k].1 - per_byte[k].0 > 1);
+                    proptest::prop_assert_eq!(d.first_wide(s, e), naive, "{}..{}", s, e);
+                }
+            }
+        }
+    }
+
     #[test]
     fn json_unescape_maps_back() {
         let t = r#"a\/b \u00e9\n\uD83D\uDE00 x\"y"#;
