@@ -30,7 +30,7 @@ pub use options::{
     UnknownDialect,
 };
 pub use spans::{mlflow_attribute, mlflow_span_type, openinference_kind, operation_name};
-pub use wire::{EncodedRequest, encode_request, encode_requests};
+pub use wire::{EncodedRequest, RequestEncoder, encode_request, encode_requests};
 
 /// The instrumentation scope (and `telemetry.sdk.name`) of every span TraceCraft exports.
 pub const SCOPE_NAME: &str = "tracecraft";
