@@ -5,7 +5,7 @@
 use serde_json::Value;
 use tracecraft_core::JsonMap;
 
-use super::json_text;
+use super::{field, json_text};
 
 /// Input keys that hold a prompt, first match wins (after `messages`).
 const PROMPT_KEYS: &[&str] = &["prompt", "input", "query", "question", "text", "message"];
@@ -61,12 +61,11 @@ pub(crate) fn text_of(v: &Value) -> String {
 fn message_of<'a>(item: &'a Value, default_role: &'a str) -> Option<Message<'a>> {
     match item {
         Value::Object(m) => {
-            let inner = m.get("message").and_then(Value::as_object).unwrap_or(m);
-            let role = inner
-                .get("role")
+            let inner = field(m, "message").and_then(Value::as_object).unwrap_or(m);
+            let role = field(inner, "role")
                 .and_then(Value::as_str)
                 .unwrap_or(default_role);
-            let content = inner.get("content").or_else(|| inner.get("text"))?;
+            let content = field(inner, "content").or_else(|| field(inner, "text"))?;
             Some(Message { role, content })
         }
         Value::Null => None,
@@ -79,10 +78,10 @@ fn message_of<'a>(item: &'a Value, default_role: &'a str) -> Option<Message<'a>>
 
 /// The chat messages sent to the model.
 pub(crate) fn input_messages(inputs: &JsonMap) -> Vec<Message<'_>> {
-    if let Some(Value::Array(items)) = inputs.get("messages") {
+    if let Some(Value::Array(items)) = field(inputs, "messages") {
         return items.iter().filter_map(|i| message_of(i, "user")).collect();
     }
-    match PROMPT_KEYS.iter().find_map(|k| inputs.get(*k)) {
+    match PROMPT_KEYS.iter().find_map(|k| field(inputs, k)) {
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
             .iter()
             .map(|content| Message {
@@ -102,16 +101,20 @@ pub(crate) fn input_messages(inputs: &JsonMap) -> Vec<Message<'_>> {
 pub(crate) fn system_instructions(inputs: &JsonMap) -> Option<&str> {
     SYSTEM_KEYS
         .iter()
-        .find_map(|k| inputs.get(*k).and_then(Value::as_str))
+        .find_map(|k| field(inputs, k).and_then(Value::as_str))
 }
 
 /// The model's reply messages, and the finish reasons found with them.
 pub(crate) fn output_messages(outputs: &JsonMap) -> (Vec<Message<'_>>, Vec<&str>) {
     let mut reasons: Vec<&str> = Vec::new();
     for key in ["messages", "choices"] {
-        if let Some(Value::Array(items)) = outputs.get(key) {
+        if let Some(Value::Array(items)) = field(outputs, key) {
             for item in items {
-                if let Some(r) = item.get("finish_reason").and_then(Value::as_str) {
+                if let Some(r) = item
+                    .as_object()
+                    .and_then(|m| field(m, "finish_reason"))
+                    .and_then(Value::as_str)
+                {
                     reasons.push(r);
                 }
             }
@@ -119,18 +122,18 @@ pub(crate) fn output_messages(outputs: &JsonMap) -> (Vec<Message<'_>>, Vec<&str>
                 .iter()
                 .filter_map(|i| message_of(i, "assistant"))
                 .collect();
-            if let Some(r) = outputs.get("finish_reason").and_then(Value::as_str) {
+            if let Some(r) = field(outputs, "finish_reason").and_then(Value::as_str) {
                 reasons.push(r);
             }
             return (messages, reasons);
         }
     }
-    if let Some(r) = outputs.get("finish_reason").and_then(Value::as_str) {
+    if let Some(r) = field(outputs, "finish_reason").and_then(Value::as_str) {
         reasons.push(r);
     }
     let messages = REPLY_KEYS
         .iter()
-        .find_map(|k| outputs.get(*k))
+        .find_map(|k| field(outputs, k))
         .filter(|v| !v.is_null())
         .map(|content| Message {
             role: "assistant",
@@ -150,7 +153,7 @@ pub(crate) struct Document<'a> {
 
 /// The documents a retrieval step returned.
 pub(crate) fn documents(outputs: &JsonMap) -> Vec<Document<'_>> {
-    let Some(Value::Array(items)) = DOCUMENT_KEYS.iter().find_map(|k| outputs.get(*k)) else {
+    let Some(Value::Array(items)) = DOCUMENT_KEYS.iter().find_map(|k| field(outputs, k)) else {
         return Vec::new();
     };
     items
@@ -159,9 +162,9 @@ pub(crate) fn documents(outputs: &JsonMap) -> Vec<Document<'_>> {
             Value::Object(m) => Document {
                 content: ["content", "page_content", "text"]
                     .iter()
-                    .find_map(|k| m.get(*k)),
-                id: m.get("id"),
-                score: m.get("score").and_then(Value::as_f64),
+                    .find_map(|k| field(m, k)),
+                id: field(m, "id"),
+                score: field(m, "score").and_then(Value::as_f64),
             },
             other => Document {
                 content: Some(other),

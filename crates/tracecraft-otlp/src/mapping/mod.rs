@@ -46,6 +46,17 @@ pub const MAX_VALUE_DEPTH: usize = 32;
 /// OpenTelemetry default).
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
+/// `map.get(key)`: a scan of the small maps of inputs, outputs and attributes (cheaper
+/// than hashing the key: most keys differ in length), a hash look-up in larger ones.
+#[inline]
+pub(crate) fn field<'a>(map: &'a tracecraft_core::JsonMap, key: &str) -> Option<&'a Value> {
+    if map.len() <= 8 {
+        map.iter().find_map(|(k, v)| (k == key).then_some(v))
+    } else {
+        map.get(key)
+    }
+}
+
 /// The span id of a run or step id: its first 8 bytes. An all-zero result (invalid in OTLP)
 /// uses the last 8 bytes instead, and if those are zero too, `00..01`.
 #[must_use]
@@ -255,15 +266,10 @@ pub(crate) type ResourceKey = (String, String, Option<tracecraft_core::JsonMap>)
 /// attribute when it is a string (the runtime records it there), else the one it was
 /// received with, else the configured one, else [`UNKNOWN_SERVICE`].
 fn resource_key(run: &AgentRun, options: &MappingOptions) -> ResourceKey {
-    let received = run
-        .attributes
-        .get(keys::RESOURCE)
-        .and_then(Value::as_object);
-    let service = run
-        .attributes
-        .get("service.name")
+    let received = field(&run.attributes, keys::RESOURCE).and_then(Value::as_object);
+    let service = field(&run.attributes, "service.name")
         .and_then(Value::as_str)
-        .or_else(|| received?.get("service.name")?.as_str())
+        .or_else(|| field(received?, "service.name")?.as_str())
         .or(options.service_name.as_deref())
         .or(options
             .resource_attributes

@@ -47,7 +47,7 @@ pub(crate) struct LinkRef<'a> {
 /// The links in a [`LINKS`](super::keys::LINKS) attribute; entries that are not objects with
 /// hex `trace_id` and `span_id` are skipped (a redacted id, a hand-written value).
 pub(crate) fn links_of(attributes: &JsonMap) -> Vec<LinkRef<'_>> {
-    let Some(Value::Array(items)) = attributes.get(super::keys::LINKS) else {
+    let Some(Value::Array(items)) = super::field(attributes, super::keys::LINKS) else {
         return Vec::new();
     };
     items

@@ -225,9 +225,7 @@ pub(crate) fn step_span<'r, S: SpanSink<'r>>(
     let genai = dialects.contains(Dialect::GenAi);
     let oi = dialects.contains(Dialect::OpenInference);
     // A step that knows its operation better (`embeddings`) says so in its attributes.
-    let operation = step
-        .attributes
-        .get(k::GEN_AI_OPERATION)
+    let operation = super::field(&step.attributes, k::GEN_AI_OPERATION)
         .and_then(Value::as_str)
         .or_else(|| operation_name(step.step_type));
     let kind = if step.step_type == StepType::Llm {
@@ -379,7 +377,7 @@ fn llm_attributes<'r, S: SpanSink<'r>>(a: &mut S, step: &Step, options: &Mapping
         let params: Vec<(&str, &str, &Value)> = content::INVOCATION_PARAMETERS
             .iter()
             .filter_map(|(name, genai_key)| {
-                step.attributes.get(*name).map(|v| (*name, *genai_key, v))
+                super::field(&step.attributes, name).map(|v| (*name, *genai_key, v))
             })
             .collect();
         if !params.is_empty() {

@@ -249,6 +249,9 @@ pub(crate) struct WireSink<'r> {
     body_start: usize,
     /// The current span's free-form attributes until [`SpanSink::user`] wrote them.
     user: Option<&'r JsonMap>,
+    /// Bit `len % 64` is set for the length of each key in `user`: most derived keys are
+    /// ruled out without a map look-up.
+    user_lens: u64,
     /// Derived keys a free-form attribute replaced (written in their place).
     replaced: Vec<String>,
 }
@@ -260,6 +263,7 @@ impl<'r> WireSink<'r> {
             starts: Vec::new(),
             body_start: 0,
             user: None,
+            user_lens: 0,
             replaced: Vec::new(),
         }
     }
@@ -267,8 +271,11 @@ impl<'r> WireSink<'r> {
     /// The free-form value that replaces derived key `key`, if any (recorded).
     fn replacement(&mut self, key: Key<'_>) -> Option<&'r Value> {
         let user = self.user?;
+        if self.user_lens & (1 << (key.len() % 64)) == 0 {
+            return None;
+        }
         let v = if key.parts[1].is_empty() && key.parts[2].is_empty() {
-            user.get(key.parts[0])?
+            super::field(user, key.parts[0])?
         } else {
             if !user.keys().any(|u| u.starts_with(key.parts[0])) {
                 return None;
@@ -277,7 +284,7 @@ impl<'r> WireSink<'r> {
             for p in key.parts {
                 s.push_str(p);
             }
-            let v = user.get(&s)?;
+            let v = super::field(user, &s)?;
             if k::OWNED.contains(&s.as_str()) {
                 return None;
             }
@@ -389,6 +396,7 @@ impl<'r> SpanSink<'r> for WireSink<'r> {
         buf.push(SPAN_END);
         buf.extend_from_slice(&head.end.to_le_bytes());
         self.user = (!user.is_empty()).then_some(user);
+        self.user_lens = user.keys().fold(0, |m, k| m | (1 << (k.len() % 64)));
         self.replaced.clear();
     }
 
@@ -723,12 +731,19 @@ impl<'r> RequestEncoder<'r> {
     /// The requests of `batch`, split under `max_bytes` as [`encode_requests`] does.
     #[must_use]
     pub fn new(batch: &'r [ProcessedRun], options: &'r MappingOptions, max_bytes: usize) -> Self {
-        let total: usize = batch.iter().map(|r| spans_of(r.run())).sum();
+        // Spans at the usual size (2 KiB), counted until they fill a request.
+        let mut spans = 0usize;
+        for run in batch {
+            if spans.saturating_mul(2048) >= max_bytes {
+                break;
+            }
+            spans += spans_of(run.run());
+        }
         RequestEncoder {
             runs: batch.iter(),
             options,
             max_bytes,
-            capacity: max_bytes.min(total.saturating_mul(2048)),
+            capacity: max_bytes.min(spans.saturating_mul(2048)),
             current: Vec::new(),
             sink: WireSink::new(Vec::new()),
             ready: std::collections::VecDeque::new(),
