@@ -175,68 +175,81 @@ pub(crate) fn documents(outputs: &JsonMap) -> Vec<Document<'_>> {
         .collect()
 }
 
-/// Appends `s` as a JSON string literal.
-pub(crate) fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
+/// Appends `s` as a JSON string literal, byte for byte as `serde_json` writes it.
+pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc: Option<&str> = match b {
-            b'"' => Some("\\\""),
-            b'\\' => Some("\\\\"),
-            b'\n' => Some("\\n"),
-            b'\r' => Some("\\r"),
-            b'\t' => Some("\\t"),
-            0..=0x1f => None,
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ],
             _ => continue,
         };
-        out.push_str(&s[start..i]);
-        match esc {
-            Some(e) => out.push_str(e),
-            None => {
-                use std::fmt::Write;
-                let _ = write!(out, "\\u{b:04x}");
-            }
-        }
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
         start = i + 1;
     }
-    out.push_str(&s[start..]);
-    out.push('"');
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// GenAI messages JSON: `[{"role":"user","parts":[{"type":"text","content":"..."}]}, ...]`,
 /// with `finish_reason` on output messages where known.
+#[cfg(test)]
 pub(crate) fn genai_messages(messages: &[Message<'_>], finish_reasons: &[&str]) -> String {
-    let mut out = String::with_capacity(64);
-    out.push('[');
-    for (i, m) in messages.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"role\":");
-        push_json_str(&mut out, m.role);
-        out.push_str(",\"parts\":[{\"type\":\"text\",\"content\":");
-        match m.content {
-            Value::String(s) => push_json_str(&mut out, s),
-            other => push_json_str(&mut out, &json_text(other)),
-        }
-        out.push_str("}]");
-        if let Some(r) = finish_reasons.get(i).or(finish_reasons.first()) {
-            out.push_str(",\"finish_reason\":");
-            push_json_str(&mut out, r);
-        }
-        out.push('}');
-    }
-    out.push(']');
-    out
+    let mut out = Vec::with_capacity(64);
+    push_genai_messages(&mut out, messages, finish_reasons);
+    String::from_utf8(out).unwrap_or_default()
 }
 
-/// GenAI system instructions JSON: `[{"type":"text","content":"..."}]`.
-pub(crate) fn genai_system(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 32);
-    out.push_str("[{\"type\":\"text\",\"content\":");
-    push_json_str(&mut out, text);
-    out.push_str("}]");
-    out
+/// Appends [`genai_messages`] JSON to `out`.
+pub(crate) fn push_genai_messages(
+    out: &mut Vec<u8>,
+    messages: &[Message<'_>],
+    finish_reasons: &[&str],
+) {
+    out.push(b'[');
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"role\":");
+        push_json_str(out, m.role);
+        out.extend_from_slice(b",\"parts\":[{\"type\":\"text\",\"content\":");
+        match m.content {
+            Value::String(s) => push_json_str(out, s),
+            other => push_json_str(out, &json_text(other)),
+        }
+        out.extend_from_slice(b"}]");
+        if let Some(r) = finish_reasons.get(i).or(finish_reasons.first()) {
+            out.extend_from_slice(b",\"finish_reason\":");
+            push_json_str(out, r);
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+/// Appends GenAI system instructions JSON to `out`: `[{"type":"text","content":"..."}]`.
+pub(crate) fn push_genai_system(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(b"[{\"type\":\"text\",\"content\":");
+    push_json_str(out, text);
+    out.extend_from_slice(b"}]");
 }
 
 /// Reads GenAI messages JSON back as `[{"role", "content"}]` values (for spans from other
@@ -286,10 +299,17 @@ mod tests {
 
     #[test]
     fn json_strings_escape_like_serde() {
-        for s in ["plain", "q\"b\\s", "line\nbreak\ttab\r", "\u{1}ctl", "é✓"] {
-            let mut out = String::new();
+        for s in [
+            "plain",
+            "q\"b\\s",
+            "line\nbreak\ttab\r",
+            "\u{1}ctl\u{8}\u{c}\u{1f}",
+            "é✓",
+        ] {
+            let mut out = Vec::new();
             push_json_str(&mut out, s);
-            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+            assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap());
         }
     }
 

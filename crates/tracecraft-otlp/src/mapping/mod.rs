@@ -206,12 +206,47 @@ fn write_json_map(
 /// [`tracecraft_core::value::TRUNCATED`] when it was too deep.
 fn json_or_truncated(write: impl FnOnce(&mut Vec<u8>) -> Result<(), TooDeep>) -> String {
     let mut out = Vec::with_capacity(128);
-    if write(&mut out).is_err() {
-        out.clear();
-        let _ = serde_json::to_writer(&mut out, tracecraft_core::value::TRUNCATED);
-    }
+    push_or_truncated(&mut out, write);
     // Valid UTF-8: serde_json writes only that, and keys and strings come from `String`s.
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the JSON text written by `write` to `out`, or the JSON string
+/// [`tracecraft_core::value::TRUNCATED`] in its place when it was too deep.
+fn push_or_truncated(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> Result<(), TooDeep>) {
+    let start = out.len();
+    if write(out).is_err() {
+        out.truncate(start);
+        let _ = serde_json::to_writer(&mut *out, tracecraft_core::value::TRUNCATED);
+    }
+}
+
+/// Appends [`json_text`] of `value` to `out`.
+pub(crate) fn push_json_text(out: &mut Vec<u8>, value: &Value) {
+    push_or_truncated(out, |out| write_json(out, value, MAX_VALUE_DEPTH));
+}
+
+/// Appends the JSON text of `map` to `out`, as [`json_text`] writes an object.
+pub(crate) fn push_json_map_text(out: &mut Vec<u8>, map: &tracecraft_core::JsonMap) {
+    push_or_truncated(out, |out| write_json_map(out, map, MAX_VALUE_DEPTH));
+}
+
+/// Appends the JSON object of `pairs` (keys in order) to `out`, as [`push_json_map_text`]
+/// writes a map holding them.
+pub(crate) fn push_json_pairs(out: &mut Vec<u8>, pairs: &[(&str, &Value)]) {
+    push_or_truncated(out, |out| {
+        out.push(b'{');
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut *out, k);
+            out.push(b':');
+            write_json(out, v, MAX_VALUE_DEPTH - 1)?;
+        }
+        out.push(b'}');
+        Ok(())
+    });
 }
 
 /// A JSON value as compact JSON text; values nested deeper than [`MAX_VALUE_DEPTH`] become
@@ -220,10 +255,6 @@ fn json_or_truncated(write: impl FnOnce(&mut Vec<u8>) -> Result<(), TooDeep>) ->
 #[must_use]
 pub fn json_text(value: &Value) -> String {
     json_or_truncated(|out| write_json(out, value, MAX_VALUE_DEPTH))
-}
-
-pub(crate) fn json_map_text(map: &tracecraft_core::JsonMap) -> String {
-    json_or_truncated(|out| write_json_map(out, map, MAX_VALUE_DEPTH))
 }
 
 /// Every span of one run: the run span first, then each step depth-first (pre-order). A

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tracecraft_core::{AgentRun, JsonMap, ProcessedRun};
 
 use super::keys as k;
-use super::sink::{Head, SpanSink, Tail};
+use super::sink::{Head, SpanSink, Tail, Text, Texts};
 use super::{MAX_VALUE_DEPTH, MappingOptions, ResourceKey, resource_key, resource_with, scope};
 
 /// One encoded `ExportTraceServiceRequest`: the protobuf bytes and how many spans it holds.
@@ -254,6 +254,8 @@ pub(crate) struct WireSink<'r> {
     user_lens: u64,
     /// Derived keys a free-form attribute replaced (written in their place).
     replaced: Vec<String>,
+    /// The current span's texts.
+    texts: Texts,
 }
 
 impl<'r> WireSink<'r> {
@@ -265,6 +267,7 @@ impl<'r> WireSink<'r> {
             user: None,
             user_lens: 0,
             replaced: Vec::new(),
+            texts: Texts::default(),
         }
     }
 
@@ -318,6 +321,15 @@ impl<'r> WireSink<'r> {
         }
         self.kv_header(SPAN_ATTRIBUTES, key, str_any_len(value));
         put_str_field(&mut self.buf, tag(1, LEN), value.as_bytes());
+    }
+
+    fn kv_text(&mut self, key: Key<'_>, text: Text) {
+        if let Some(v) = self.replacement(key) {
+            return self.kv_json(key, v);
+        }
+        let len = self.texts.get(text).len();
+        self.kv_header(SPAN_ATTRIBUTES, key, field_len(len));
+        put_str_field(&mut self.buf, tag(1, LEN), self.texts.get(text));
     }
 
     fn kv_json(&mut self, key: Key<'_>, value: &Value) {
@@ -398,6 +410,7 @@ impl<'r> SpanSink<'r> for WireSink<'r> {
         self.user = (!user.is_empty()).then_some(user);
         self.user_lens = user.keys().fold(0, |m, k| m | (1 << (k.len() % 64)));
         self.replaced.clear();
+        self.texts.clear();
     }
 
     fn str(&mut self, key: &str, value: &str) {
@@ -459,6 +472,14 @@ impl<'r> SpanSink<'r> for WireSink<'r> {
             return self.kv_json(key, v);
         }
         self.kv_json(key, value);
+    }
+
+    fn text(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Text {
+        self.texts.push(write)
+    }
+
+    fn str_text(&mut self, key: &str, text: Text) {
+        self.kv_text(Key::plain(key), text);
     }
 
     fn indexed_str(&mut self, prefix: &str, index: usize, suffix: &str, value: &str) {
