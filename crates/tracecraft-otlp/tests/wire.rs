@@ -437,6 +437,18 @@ proptest! {
         };
         prop_assert_eq!(mapping::json_text(&v), expected);
     }
+
+    /// Strings (and keys) of any characters are escaped as `serde_json` escapes them.
+    #[test]
+    fn json_strings_are_serde_json(
+        s in any::<String>(),
+        ascii in "[\u{0}-\u{7f}]{0,40}",
+    ) {
+        for s in [s, ascii] {
+            let v = json!({ s.clone(): [s.clone()] });
+            prop_assert_eq!(mapping::json_text(&v), v.to_string());
+        }
+    }
 }
 
 /// The string attribute `key` of `span`.

@@ -175,13 +175,38 @@ pub(crate) fn documents(outputs: &JsonMap) -> Vec<Document<'_>> {
         .collect()
 }
 
-/// Appends `s` as a JSON string literal, byte for byte as `serde_json` writes it.
+/// Whether any of the 8 bytes in `x` needs escaping in a JSON string: a control character,
+/// `"` or `\\` (may say yes for a byte after one that does; never says no wrongly).
+#[inline]
+fn needs_escape(x: u64) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    // A byte below 0x20; bytes of 0x80 and above (UTF-8) never count.
+    let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
+    control || has_zero(x ^ (ONES * u64::from(b'"'))) || has_zero(x ^ (ONES * u64::from(b'\\')))
+}
+
+/// Appends `s` as a JSON string literal, byte for byte as `serde_json` writes it. Runs of
+/// eight bytes with nothing to escape are copied without looking at each byte.
 pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
     let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // `bytes[start..i]` is copied as it is when an escape or the end comes.
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if !needs_escape(u64::from_ne_bytes(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -198,11 +223,15 @@ pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
                 HEX[usize::from(b >> 4)],
                 HEX[usize::from(b & 0xf)],
             ],
-            _ => continue,
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.extend_from_slice(&bytes[start..i]);
         out.extend_from_slice(esc);
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');

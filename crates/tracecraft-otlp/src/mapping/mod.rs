@@ -162,9 +162,7 @@ fn write_json(out: &mut Vec<u8>, v: &Value, limit: usize) -> Result<(), TooDeep>
         Value::Number(n) => {
             let _ = serde_json::to_writer(&mut *out, n);
         }
-        Value::String(s) => {
-            let _ = serde_json::to_writer(&mut *out, s);
-        }
+        Value::String(s) => content::push_json_str(out, s),
         Value::Array(_) | Value::Object(_) if limit == 0 => return Err(TooDeep),
         Value::Array(items) => {
             out.push(b'[');
@@ -194,7 +192,7 @@ fn write_json_map(
         if i > 0 {
             out.push(b',');
         }
-        let _ = serde_json::to_writer(&mut *out, k);
+        content::push_json_str(out, k);
         out.push(b':');
         write_json(out, v, limit - 1)?;
     }
@@ -240,7 +238,7 @@ pub(crate) fn push_json_pairs(out: &mut Vec<u8>, pairs: &[(&str, &Value)]) {
             if i > 0 {
                 out.push(b',');
             }
-            let _ = serde_json::to_writer(&mut *out, k);
+            content::push_json_str(out, k);
             out.push(b':');
             write_json(out, v, MAX_VALUE_DEPTH - 1)?;
         }
