@@ -75,6 +75,18 @@ fn bench(c: &mut Criterion) {
     g.bench_function("encode_512", |b| {
         b.iter(|| std::hint::black_box(mapping::encode_request(batch, &options)))
     });
+    // What the mock collector does with each request (prost decoding into the message
+    // tree): the ceiling of the export benches, whose collector decodes on one thread.
+    let encoded = mapping::encode_request(batch, &options).into_body();
+    // (The tree is dropped outside the timing, as the collector keeps what it receives.)
+    g.bench_function("collector_decode_512", |b| {
+        b.iter_with_large_drop(|| {
+            tracecraft_otlp::proto::collector::trace::v1::ExportTraceServiceRequest::decode(
+                encoded.clone(),
+            )
+            .expect("decodes")
+        })
+    });
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = Spool::open(
         &SpoolConfig::builder(dir.path().join("spool"))
