@@ -223,7 +223,10 @@ enum Transport {
 /// endpoints, retries with backoff on retryable failures, and a timeout on every attempt.
 ///
 /// It owns a small single-threaded tokio runtime, so callers need none; wrap it in the
-/// pipeline's `BatchExporter` so traced code never waits for the network. `export` blocks its
+/// pipeline's `BatchExporter` so traced code never waits for the network. A batch larger than
+/// one request is pipelined: a helper thread encodes the next request while the current one
+/// is sent, at most two encoded requests held at once; requests are still sent, retried,
+/// spooled and counted one after the other, in order. `export` blocks its
 /// caller until the batch is sent or has failed for good (at most the retry budget plus one
 /// timeout); called from inside an async task it runs on a helper thread, so it never panics
 /// there, but it still blocks that task's thread.
@@ -1024,7 +1027,10 @@ impl Exporter for OtlpExporter {
     }
 
     /// Maps the batch to OTLP and sends it: one request, or several when it exceeds
-    /// `max_request_bytes`. Stops at the first request that fails for good.
+    /// `max_request_bytes` (the next encoded while one is sent). A request that fails for good
+    /// is spooled when a spool is configured (unless the collector rejected its content);
+    /// otherwise the batch stops at the first failure the next request would meet too
+    /// (connection, timeout, TLS).
     fn export(&mut self, batch: &[ProcessedRun]) -> Result<(), ExportError> {
         if self.transport.is_none() {
             return Err(ExportError::Shutdown {
