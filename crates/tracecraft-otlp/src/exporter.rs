@@ -225,7 +225,7 @@ enum Transport {
 /// It owns a small single-threaded tokio runtime, so callers need none; wrap it in the
 /// pipeline's `BatchExporter` so traced code never waits for the network. A batch larger than
 /// one request is pipelined: a helper thread encodes the next request while the current one
-/// is sent, at most two encoded requests held at once; requests are still sent, retried,
+/// is sent (two requests in memory: the one sent and the next), and requests are still sent, retried,
 /// spooled and counted one after the other, in order. `export` blocks its
 /// caller until the batch is sent or has failed for good (at most the retry budget plus one
 /// timeout); called from inside an async task it runs on a helper thread, so it never panics
@@ -1053,8 +1053,9 @@ impl Exporter for OtlpExporter {
             return self.send_all(std::iter::once(Request::Encoded(first)));
         }
         // Several requests: a helper thread encodes the next while this one sends (and the
-        // collector decodes) the current one. The rendezvous channel bounds memory to two
-        // requests besides the one being encoded; requests are sent, spooled and counted in
+        // collector decodes) the current one. The rendezvous channel bounds memory to the
+        // request being sent and the next (waiting, or being encoded; only a run larger than
+        // a request closes several at once); requests are sent, spooled and counted in
         // order, exactly as one by one.
         let mut encoder = Some(encoder);
         let first = std::thread::scope(|scope| {
