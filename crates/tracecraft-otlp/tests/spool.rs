@@ -430,6 +430,12 @@ fn request_ids(requests: &[mapping::EncodedRequest]) -> Vec<Vec<Vec<u8>>> {
 /// their span ids; the counters add up.
 #[test]
 fn a_split_batch_is_sent_in_order_while_the_next_request_is_encoded() {
+    for protocol in [Protocol::HttpProtobuf, Protocol::Grpc] {
+        split_batch_in_order(protocol);
+    }
+}
+
+fn split_batch_in_order(protocol: Protocol) {
     use tracecraft_otlp::testing::Reply;
     let dir = tempfile::tempdir().unwrap();
     let collector = MockCollector::start().unwrap();
@@ -440,8 +446,11 @@ fn a_split_batch_is_sent_in_order_while_the_next_request_is_encoded() {
     let ids = request_ids(&expected);
     let spans = |i: usize| expected[i].spans();
     let mut exporter = OtlpExporter::builder()
-        .protocol(Protocol::HttpProtobuf)
-        .endpoint(collector.http_endpoint())
+        .protocol(protocol)
+        .endpoint(match protocol {
+            Protocol::Grpc => collector.grpc_endpoint(),
+            _ => collector.http_endpoint(),
+        })
         .timeout(Duration::from_secs(5))
         .max_request_bytes(limit)
         .retry(RetryPolicy {
@@ -478,14 +487,14 @@ fn a_split_batch_is_sent_in_order_while_the_next_request_is_encoded() {
         .filter(|r| r.accepted())
         .map(|r| r.spans().into_iter().map(|s| s.span_id).collect())
         .collect();
-    assert_eq!(accepted, vec![ids[0].clone(), ids[2].clone()]);
+    assert_eq!(accepted, vec![ids[0].clone(), ids[2].clone()], "{protocol}");
     assert_eq!(
         collector.received().len(),
         10,
         "attempts: 1 + 3 + 1 + 3 + 1 + 1"
     );
     let stats = exporter.stats_handle().get();
-    assert_eq!(stats.requests_ok, 2);
+    assert_eq!(stats.requests_ok, 2, "{protocol}");
     assert_eq!(stats.requests_failed, 4);
     assert_eq!(stats.retries, 4);
     assert_eq!(stats.spans_sent, spans(0) + spans(2));
