@@ -223,8 +223,11 @@ enum Transport {
 /// endpoints, retries with backoff on retryable failures, and a timeout on every attempt.
 ///
 /// It owns a small single-threaded tokio runtime, so callers need none; wrap it in the
-/// pipeline's `BatchExporter` so traced code never waits for the network. `export` blocks its
-/// caller until the batch is sent or has failed for good (at most the retry budget plus one
+/// pipeline's `BatchExporter` so traced code never waits for the network. A batch larger than
+/// one request is pipelined: a helper thread encodes the next request while the current one
+/// is sent (two requests in memory: the one sent and the next); requests are still sent,
+/// retried, spooled and counted one after the other, in order. `export` blocks its caller
+/// until the batch is sent or has failed for good (at most the retry budget plus one
 /// timeout); called from inside an async task it runs on a helper thread, so it never panics
 /// there, but it still blocks that task's thread.
 ///
@@ -254,7 +257,7 @@ pub struct OtlpExporter {
     compression: Compression,
     retry: RetryPolicy,
     max_request_bytes: usize,
-    mapping: MappingOptions,
+    mapping: Arc<MappingOptions>,
     runtime: Option<tokio::runtime::Runtime>,
     transport: Option<Transport>,
     counters: Arc<Counters>,
@@ -490,7 +493,7 @@ impl OtlpExporter {
             compression: s.compression,
             retry: s.retry,
             max_request_bytes: s.max_request_bytes,
-            mapping: s.mapping,
+            mapping: Arc::new(s.mapping),
             runtime: Some(runtime),
             transport: Some(transport),
             counters: Arc::new(Counters::default()),
@@ -608,20 +611,74 @@ impl OtlpExporter {
         )
     }
 
-    /// The requests of a batch, in the form the protocol sends: protobuf written directly,
-    /// or the message tree for OTLP/JSON.
-    fn outgoing(&self, batch: &[ProcessedRun]) -> Vec<Request> {
-        if self.protocol == Protocol::HttpJson {
-            mapping::to_requests(batch, &self.mapping, self.max_request_bytes)
-                .into_iter()
-                .map(Request::Tree)
-                .collect()
-        } else {
-            mapping::encode_requests(batch, &self.mapping, self.max_request_bytes)
-                .into_iter()
-                .map(Request::Encoded)
-                .collect()
+    /// Sends the requests of one batch in order: retries within the policy, spools what
+    /// fails for good (later requests then get one attempt each while the collector is down),
+    /// and stops at the first failure that the next request would meet too.
+    fn send_all(&mut self, requests: impl Iterator<Item = Request>) -> Result<(), ExportError> {
+        let mut first_error = None;
+        for request in requests {
+            let attempts = if self.collector_down {
+                1
+            } else {
+                self.retry.max_attempts
+            };
+            let result = self.send(request.as_outgoing(), attempts);
+            if let Some(spool) = &self.spool {
+                match &result {
+                    Ok(()) => {
+                        self.collector_down = false;
+                        if let Some(resender) = &self.resender {
+                            resender.collector_answered();
+                        }
+                    }
+                    Err(e) if !is_content_rejection(e) && e.cause().is_some() => {
+                        let spans = request.as_outgoing().spans();
+                        let written = match &request {
+                            Request::Encoded(e) => spool.write_encoded(e),
+                            Request::Tree(t) => spool.write_request(t),
+                        };
+                        match written {
+                            Ok(()) => {
+                                tracing::warn!(
+                                    exporter = self.name,
+                                    spans,
+                                    "OTLP export failed, spooled for later: {e}"
+                                );
+                                self.collector_down = true;
+                                if let Some(resender) = &self.resender {
+                                    resender.mark_pending();
+                                }
+                                continue;
+                            }
+                            Err(spool_error) => tracing::error!(
+                                exporter = self.name,
+                                spans,
+                                "OTLP export failed and the spool cannot take the request: {spool_error}"
+                            ),
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+            if let Err(e) = result {
+                // Fatal errors (and exhausted retries) do not get better for the next
+                // request of the same batch if the collector is down; rejected content might.
+                let stop = e
+                    .cause()
+                    .and_then(|c| c.downcast_ref::<ExportFailure>())
+                    .is_none_or(|f| {
+                        matches!(
+                            f.cause,
+                            Cause::Connect(_) | Cause::Timeout { .. } | Cause::Tls(_)
+                        )
+                    });
+                first_error.get_or_insert(e);
+                if stop {
+                    break;
+                }
+            }
         }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// The body this exporter's protocol sends: protobuf (gRPC, HTTP/protobuf) or OTLP/JSON,
@@ -970,7 +1027,10 @@ impl Exporter for OtlpExporter {
     }
 
     /// Maps the batch to OTLP and sends it: one request, or several when it exceeds
-    /// `max_request_bytes`. Stops at the first request that fails for good.
+    /// `max_request_bytes` (the next encoded while one is sent). A request that fails for good
+    /// is spooled when a spool is configured (unless the collector rejected its content);
+    /// otherwise the batch stops at the first failure the next request would meet too
+    /// (connection, timeout, TLS).
     fn export(&mut self, batch: &[ProcessedRun]) -> Result<(), ExportError> {
         if self.transport.is_none() {
             return Err(ExportError::Shutdown {
@@ -980,71 +1040,57 @@ impl Exporter for OtlpExporter {
         if batch.is_empty() {
             return Ok(());
         }
-        let requests = self.outgoing(batch);
-        let mut first_error = None;
-        for request in requests {
-            let attempts = if self.collector_down {
-                1
-            } else {
-                self.retry.max_attempts
-            };
-            let result = self.send(request.as_outgoing(), attempts);
-            if let Some(spool) = &self.spool {
-                match &result {
-                    Ok(()) => {
-                        self.collector_down = false;
-                        if let Some(resender) = &self.resender {
-                            resender.collector_answered();
-                        }
-                    }
-                    Err(e) if !is_content_rejection(e) && e.cause().is_some() => {
-                        let spans = request.as_outgoing().spans();
-                        let written = match &request {
-                            Request::Encoded(e) => spool.write_encoded(e),
-                            Request::Tree(t) => spool.write_request(t),
-                        };
-                        match written {
-                            Ok(()) => {
-                                tracing::warn!(
-                                    exporter = self.name,
-                                    spans,
-                                    "OTLP export failed, spooled for later: {e}"
-                                );
-                                self.collector_down = true;
-                                if let Some(resender) = &self.resender {
-                                    resender.mark_pending();
-                                }
-                                continue;
-                            }
-                            Err(spool_error) => tracing::error!(
-                                exporter = self.name,
-                                spans,
-                                "OTLP export failed and the spool cannot take the request: {spool_error}"
-                            ),
-                        }
-                    }
-                    Err(_) => {}
-                }
-            }
-            if let Err(e) = result {
-                // Fatal errors (and exhausted retries) do not get better for the next
-                // request of the same batch if the collector is down; rejected content might.
-                let stop = e
-                    .cause()
-                    .and_then(|c| c.downcast_ref::<ExportFailure>())
-                    .is_none_or(|f| {
-                        matches!(
-                            f.cause,
-                            Cause::Connect(_) | Cause::Timeout { .. } | Cause::Tls(_)
-                        )
-                    });
-                first_error.get_or_insert(e);
-                if stop {
-                    break;
-                }
-            }
+        if self.protocol == Protocol::HttpJson {
+            let requests = mapping::to_requests(batch, &self.mapping, self.max_request_bytes);
+            return self.send_all(requests.into_iter().map(Request::Tree));
         }
-        first_error.map_or(Ok(()), Err)
+        let options = Arc::clone(&self.mapping);
+        let mut encoder = mapping::RequestEncoder::new(batch, &options, self.max_request_bytes);
+        let Some(first) = encoder.next() else {
+            return Ok(());
+        };
+        if encoder.is_done() {
+            return self.send_all(std::iter::once(Request::Encoded(first)));
+        }
+        // Several requests: a helper thread encodes the next while this one sends (and the
+        // collector decodes) the current one. The rendezvous channel bounds memory to the
+        // request being sent and the next (waiting, or being encoded; only a run larger than
+        // a request closes several at once); requests are sent, spooled and counted in
+        // order, exactly as one by one.
+        let mut encoder = Some(encoder);
+        let first = std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<mapping::EncodedRequest>(0);
+            let slot = &mut encoder;
+            let producer = std::thread::Builder::new()
+                .name("tracecraft-otlp-encode".to_owned())
+                .spawn_scoped(scope, move || {
+                    for request in slot.take().into_iter().flatten() {
+                        if tx.send(request).is_err() {
+                            // The export stopped at a failed request: the rest is not sent.
+                            break;
+                        }
+                    }
+                });
+            let Ok(producer) = producer else {
+                return Err(first);
+            };
+            let requests = std::iter::once(first).chain(rx);
+            let result = self.send_all(requests.map(Request::Encoded));
+            // `send_all` dropped the receiver: the producer ends at its next request.
+            if let Err(panic) = producer.join() {
+                std::panic::resume_unwind(panic);
+            }
+            Ok(result)
+        });
+        match first {
+            Ok(result) => result,
+            // No thread to spare: encode and send one after the other.
+            Err(first) => self.send_all(
+                std::iter::once(first)
+                    .chain(encoder.into_iter().flatten())
+                    .map(Request::Encoded),
+            ),
+        }
     }
 
     /// Nothing is buffered: every `export` has finished sending when it returns.

@@ -389,7 +389,48 @@ fn large_batches_are_split_into_several_requests() {
         let runs: Vec<ProcessedRun> = (0..10).map(|i| run(&format!("run-{i}"))).collect();
         exporter.export(&runs).unwrap();
         assert!(collector.received().len() > 1, "{protocol}");
+        // In the batch's order, although the next request is encoded while one is sent.
+        let names: Vec<String> = collector
+            .spans()
+            .into_iter()
+            .filter_map(|s| s.name.strip_prefix("invoke_agent run-").map(str::to_owned))
+            .collect();
+        let expected: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        assert_eq!(names, expected, "{protocol}");
         assert_eq!(collector.spans().len(), 30);
+        let stats = exporter.stats_handle().get();
+        assert_eq!(stats.requests_ok, collector.received().len() as u64);
+        assert_eq!(stats.spans_sent, 30);
+    }
+}
+
+/// A request that times out stops the batch (the next one would time out too): the requests
+/// after it are never sent, although the next one was already encoded.
+#[test]
+fn a_split_batch_stops_at_the_first_timeout() {
+    for protocol in BOTH {
+        let collector = MockCollector::start().unwrap();
+        collector.script([Reply::Ok, Reply::Stall(Duration::from_secs(2))]);
+        let mut exporter = builder(&collector, protocol)
+            .max_request_bytes(2_000)
+            .timeout(Duration::from_millis(300))
+            .retry(fast_retry(1))
+            .build()
+            .unwrap();
+        let runs: Vec<ProcessedRun> = (0..30).map(|i| run(&format!("run-{i}"))).collect();
+        let e = exporter.export(&runs).unwrap_err();
+        assert!(
+            matches!(failure(&e).cause, Cause::Timeout { .. }),
+            "{protocol}: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(2_500));
+        assert_eq!(collector.received().len(), 2, "{protocol}");
+        let stats = exporter.stats_handle().get();
+        assert_eq!((stats.requests_ok, stats.requests_failed), (1, 1));
+        assert_eq!(
+            stats.spans_sent,
+            collector.received()[0].spans().len() as u64
+        );
     }
 }
 

@@ -400,3 +400,127 @@ fn persist_spools_without_sending() {
         Duration::from_secs(20)
     ));
 }
+
+/// The span ids of each request, in order.
+fn request_ids(requests: &[mapping::EncodedRequest]) -> Vec<Vec<Vec<u8>>> {
+    use prost::Message;
+    requests
+        .iter()
+        .map(|r| {
+            let decoded =
+                opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                    r.body().clone(),
+                )
+                .unwrap();
+            decoded
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+                .map(|s| s.span_id.clone())
+                .collect()
+        })
+        .collect()
+}
+
+/// A batch split into six requests is encoded while the previous request is in flight; what
+/// each request does is still decided in order: 1 delivered, 2 fails for good and is spooled,
+/// 3 gets a single attempt (the collector was down) and is delivered, 4 fails for good, 5 and
+/// 6 get one attempt each and are spooled. The spool holds 2, 4, 5, 6 in that order, with
+/// their span ids; the counters add up.
+#[test]
+fn a_split_batch_is_sent_in_order_while_the_next_request_is_encoded() {
+    for protocol in [Protocol::HttpProtobuf, Protocol::Grpc] {
+        split_batch_in_order(protocol);
+    }
+}
+
+fn split_batch_in_order(protocol: Protocol) {
+    use tracecraft_otlp::testing::Reply;
+    let dir = tempfile::tempdir().unwrap();
+    let collector = MockCollector::start().unwrap();
+    let limit = 1_500;
+    let runs: Vec<ProcessedRun> = (0..6).map(|i| run(7, i)).collect();
+    let expected = mapping::encode_requests(&runs, &mapping::MappingOptions::default(), limit);
+    assert_eq!(expected.len(), 6, "the test needs six requests");
+    let ids = request_ids(&expected);
+    let spans = |i: usize| expected[i].spans();
+    let mut exporter = OtlpExporter::builder()
+        .protocol(protocol)
+        .endpoint(match protocol {
+            Protocol::Grpc => collector.grpc_endpoint(),
+            _ => collector.http_endpoint(),
+        })
+        .timeout(Duration::from_secs(5))
+        .max_request_bytes(limit)
+        .retry(RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(10),
+            max_elapsed: Duration::from_secs(5),
+        })
+        .spool(
+            SpoolConfig::builder(dir.path().join("spool"))
+                .background(false)
+                .build(),
+        )
+        .build()
+        .unwrap();
+    let down = || Reply::Unavailable;
+    collector.script([
+        Reply::Ok,
+        down(),
+        down(),
+        down(),
+        Reply::Ok,
+        down(),
+        down(),
+        down(),
+        down(),
+        down(),
+    ]);
+    exporter.export(&runs).unwrap();
+
+    let accepted: Vec<Vec<Vec<u8>>> = collector
+        .received()
+        .iter()
+        .filter(|r| r.accepted())
+        .map(|r| r.spans().into_iter().map(|s| s.span_id).collect())
+        .collect();
+    assert_eq!(accepted, vec![ids[0].clone(), ids[2].clone()], "{protocol}");
+    assert_eq!(
+        collector.received().len(),
+        10,
+        "attempts: 1 + 3 + 1 + 3 + 1 + 1"
+    );
+    let stats = exporter.stats_handle().get();
+    assert_eq!(stats.requests_ok, 2, "{protocol}");
+    assert_eq!(stats.requests_failed, 4);
+    assert_eq!(stats.retries, 4);
+    assert_eq!(stats.spans_sent, spans(0) + spans(2));
+    assert_eq!(stats.spool.spooled_batches, 4);
+    assert_eq!(
+        stats.spool.spooled_spans,
+        spans(1) + spans(3) + spans(4) + spans(5)
+    );
+
+    // Re-sent oldest first: the failed requests in their order, with their span ids.
+    collector.clear();
+    let flush = exporter.flush_spool(Duration::from_secs(20)).unwrap();
+    assert!(flush.error.is_none(), "{:?}", flush.error);
+    assert_eq!(flush.sent_batches, 4);
+    let resent: Vec<Vec<Vec<u8>>> = collector
+        .received()
+        .iter()
+        .map(|r| r.spans().into_iter().map(|s| s.span_id).collect())
+        .collect();
+    assert_eq!(
+        resent,
+        vec![
+            ids[1].clone(),
+            ids[3].clone(),
+            ids[4].clone(),
+            ids[5].clone()
+        ]
+    );
+}

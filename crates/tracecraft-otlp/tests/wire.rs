@@ -437,4 +437,91 @@ proptest! {
         };
         prop_assert_eq!(mapping::json_text(&v), expected);
     }
+
+    /// Strings (and keys) of any characters are escaped as `serde_json` escapes them.
+    #[test]
+    fn json_strings_are_serde_json(
+        s in any::<String>(),
+        ascii in "[\u{0}-\u{7f}]{0,40}",
+    ) {
+        for s in [s, ascii] {
+            let v = json!({ s.clone(): [s.clone()] });
+            prop_assert_eq!(mapping::json_text(&v), v.to_string());
+        }
+    }
+}
+
+/// The string attribute `key` of `span`.
+fn str_attr<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
+    use tracecraft_otlp::proto::common::v1::any_value::Value as V;
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            V::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+/// What `serde_json` writes for `v`, or the truncation marker past the depth cap.
+fn serde_text(v: &Value) -> String {
+    if depth(v) > mapping::MAX_VALUE_DEPTH {
+        serde_json::to_string(tracecraft_core::value::TRUNCATED).unwrap()
+    } else {
+        v.to_string()
+    }
+}
+
+proptest! {
+    /// The texts the direct encoder writes into the request (inputs and outputs as JSON,
+    /// tool arguments, invocation parameters, GenAI messages and system instructions) are
+    /// what `serde_json` writes for the same values, control characters and quotes included.
+    #[test]
+    fn written_texts_are_serde_json(
+        inputs in prop::collection::btree_map("[a-z]{1,4}", json_value(), 1..4),
+        outputs in prop::collection::btree_map("[a-z]{1,4}", json_value(), 1..4),
+        text in "[\u{0}-\u{1f}\"\\\\a-zé✓]{0,40}",
+        temperature in any::<f64>().prop_filter("finite", |f| f.is_finite()),
+    ) {
+        let inputs: serde_json::Map<String, Value> = inputs.into_iter().collect();
+        let outputs: serde_json::Map<String, Value> = outputs.into_iter().collect();
+        let mut run = AgentRun::builder("r").build();
+        let mut tool = Step::builder(run.id, StepType::Tool, "t");
+        for (k, v) in &inputs {
+            tool = tool.input(k.clone(), v.clone());
+        }
+        for (k, v) in &outputs {
+            tool = tool.output(k.clone(), v.clone());
+        }
+        let tool = tool.build();
+        let llm = Step::builder(run.id, StepType::Llm, "chat")
+            .input("messages", json!([{"role": "user", "content": text}]))
+            .input("system", json!(text))
+            .output("content", json!(text))
+            .attribute("temperature", json!(temperature))
+            .attribute("seed", json!(7))
+            .build();
+        run.push_step(tool);
+        run.push_step(llm);
+        let batch = [ProcessedRun::assume_processed(run)];
+        let wire = mapping::encode_request(&batch, &MappingOptions::default());
+        let decoded = ExportTraceServiceRequest::decode(wire.body().clone()).unwrap();
+        let spans = spans(&decoded);
+        let (tool, llm) = (&spans[1], &spans[2]);
+        let inputs_text = serde_text(&Value::Object(inputs));
+        prop_assert_eq!(str_attr(tool, "input.value"), Some(inputs_text.as_str()));
+        prop_assert_eq!(str_attr(tool, "tool.parameters"), Some(inputs_text.as_str()));
+        prop_assert_eq!(str_attr(tool, "gen_ai.tool.call.arguments"), Some(inputs_text.as_str()));
+        let outputs_text = serde_text(&Value::Object(outputs));
+        prop_assert_eq!(str_attr(tool, "output.value"), Some(outputs_text.as_str()));
+        let params = json!({"temperature": temperature, "seed": 7}).to_string();
+        prop_assert_eq!(str_attr(llm, "llm.invocation_parameters"), Some(params.as_str()));
+        let messages =
+            json!([{"role": "user", "parts": [{"type": "text", "content": text}]}]).to_string();
+        prop_assert_eq!(str_attr(llm, "gen_ai.input.messages"), Some(messages.as_str()));
+        let system = json!([{"type": "text", "content": text}]).to_string();
+        prop_assert_eq!(str_attr(llm, "gen_ai.system_instructions"), Some(system.as_str()));
+        // The tree path writes the same texts.
+        prop_assert_eq!(&decoded, &mapping::to_request(&batch, &MappingOptions::default()));
+    }
 }

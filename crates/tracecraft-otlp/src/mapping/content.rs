@@ -5,7 +5,7 @@
 use serde_json::Value;
 use tracecraft_core::JsonMap;
 
-use super::json_text;
+use super::{field, json_text};
 
 /// Input keys that hold a prompt, first match wins (after `messages`).
 const PROMPT_KEYS: &[&str] = &["prompt", "input", "query", "question", "text", "message"];
@@ -61,12 +61,11 @@ pub(crate) fn text_of(v: &Value) -> String {
 fn message_of<'a>(item: &'a Value, default_role: &'a str) -> Option<Message<'a>> {
     match item {
         Value::Object(m) => {
-            let inner = m.get("message").and_then(Value::as_object).unwrap_or(m);
-            let role = inner
-                .get("role")
+            let inner = field(m, "message").and_then(Value::as_object).unwrap_or(m);
+            let role = field(inner, "role")
                 .and_then(Value::as_str)
                 .unwrap_or(default_role);
-            let content = inner.get("content").or_else(|| inner.get("text"))?;
+            let content = field(inner, "content").or_else(|| field(inner, "text"))?;
             Some(Message { role, content })
         }
         Value::Null => None,
@@ -79,10 +78,10 @@ fn message_of<'a>(item: &'a Value, default_role: &'a str) -> Option<Message<'a>>
 
 /// The chat messages sent to the model.
 pub(crate) fn input_messages(inputs: &JsonMap) -> Vec<Message<'_>> {
-    if let Some(Value::Array(items)) = inputs.get("messages") {
+    if let Some(Value::Array(items)) = field(inputs, "messages") {
         return items.iter().filter_map(|i| message_of(i, "user")).collect();
     }
-    match PROMPT_KEYS.iter().find_map(|k| inputs.get(*k)) {
+    match PROMPT_KEYS.iter().find_map(|k| field(inputs, k)) {
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
             .iter()
             .map(|content| Message {
@@ -102,16 +101,20 @@ pub(crate) fn input_messages(inputs: &JsonMap) -> Vec<Message<'_>> {
 pub(crate) fn system_instructions(inputs: &JsonMap) -> Option<&str> {
     SYSTEM_KEYS
         .iter()
-        .find_map(|k| inputs.get(*k).and_then(Value::as_str))
+        .find_map(|k| field(inputs, k).and_then(Value::as_str))
 }
 
 /// The model's reply messages, and the finish reasons found with them.
 pub(crate) fn output_messages(outputs: &JsonMap) -> (Vec<Message<'_>>, Vec<&str>) {
     let mut reasons: Vec<&str> = Vec::new();
     for key in ["messages", "choices"] {
-        if let Some(Value::Array(items)) = outputs.get(key) {
+        if let Some(Value::Array(items)) = field(outputs, key) {
             for item in items {
-                if let Some(r) = item.get("finish_reason").and_then(Value::as_str) {
+                if let Some(r) = item
+                    .as_object()
+                    .and_then(|m| field(m, "finish_reason"))
+                    .and_then(Value::as_str)
+                {
                     reasons.push(r);
                 }
             }
@@ -119,18 +122,18 @@ pub(crate) fn output_messages(outputs: &JsonMap) -> (Vec<Message<'_>>, Vec<&str>
                 .iter()
                 .filter_map(|i| message_of(i, "assistant"))
                 .collect();
-            if let Some(r) = outputs.get("finish_reason").and_then(Value::as_str) {
+            if let Some(r) = field(outputs, "finish_reason").and_then(Value::as_str) {
                 reasons.push(r);
             }
             return (messages, reasons);
         }
     }
-    if let Some(r) = outputs.get("finish_reason").and_then(Value::as_str) {
+    if let Some(r) = field(outputs, "finish_reason").and_then(Value::as_str) {
         reasons.push(r);
     }
     let messages = REPLY_KEYS
         .iter()
-        .find_map(|k| outputs.get(*k))
+        .find_map(|k| field(outputs, k))
         .filter(|v| !v.is_null())
         .map(|content| Message {
             role: "assistant",
@@ -150,7 +153,7 @@ pub(crate) struct Document<'a> {
 
 /// The documents a retrieval step returned.
 pub(crate) fn documents(outputs: &JsonMap) -> Vec<Document<'_>> {
-    let Some(Value::Array(items)) = DOCUMENT_KEYS.iter().find_map(|k| outputs.get(*k)) else {
+    let Some(Value::Array(items)) = DOCUMENT_KEYS.iter().find_map(|k| field(outputs, k)) else {
         return Vec::new();
     };
     items
@@ -159,9 +162,9 @@ pub(crate) fn documents(outputs: &JsonMap) -> Vec<Document<'_>> {
             Value::Object(m) => Document {
                 content: ["content", "page_content", "text"]
                     .iter()
-                    .find_map(|k| m.get(*k)),
-                id: m.get("id"),
-                score: m.get("score").and_then(Value::as_f64),
+                    .find_map(|k| field(m, k)),
+                id: field(m, "id"),
+                score: field(m, "score").and_then(Value::as_f64),
             },
             other => Document {
                 content: Some(other),
@@ -172,68 +175,110 @@ pub(crate) fn documents(outputs: &JsonMap) -> Vec<Document<'_>> {
         .collect()
 }
 
-/// Appends `s` as a JSON string literal.
-pub(crate) fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
+/// Whether any of the 8 bytes in `x` needs escaping in a JSON string: a control character,
+/// `"` or `\\` (may say yes for a byte after one that does; never says no wrongly).
+#[inline]
+fn needs_escape(x: u64) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    // A byte below 0x20; bytes of 0x80 and above (UTF-8) never count.
+    let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
+    control || has_zero(x ^ (ONES * u64::from(b'"'))) || has_zero(x ^ (ONES * u64::from(b'\\')))
+}
+
+/// Appends `s` as a JSON string literal, byte for byte as `serde_json` writes it. Runs of
+/// eight bytes with nothing to escape are copied without looking at each byte.
+pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // `bytes[start..i]` is copied as it is when an escape or the end comes.
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc: Option<&str> = match b {
-            b'"' => Some("\\\""),
-            b'\\' => Some("\\\\"),
-            b'\n' => Some("\\n"),
-            b'\r' => Some("\\r"),
-            b'\t' => Some("\\t"),
-            0..=0x1f => None,
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        match esc {
-            Some(e) => out.push_str(e),
-            None => {
-                use std::fmt::Write;
-                let _ = write!(out, "\\u{b:04x}");
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if !needs_escape(u64::from_ne_bytes(word)) {
+                i += 8;
+                continue;
             }
         }
-        start = i + 1;
+        let b = bytes[i];
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ],
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        i += 1;
+        start = i;
     }
-    out.push_str(&s[start..]);
-    out.push('"');
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// GenAI messages JSON: `[{"role":"user","parts":[{"type":"text","content":"..."}]}, ...]`,
 /// with `finish_reason` on output messages where known.
+#[cfg(test)]
 pub(crate) fn genai_messages(messages: &[Message<'_>], finish_reasons: &[&str]) -> String {
-    let mut out = String::with_capacity(64);
-    out.push('[');
-    for (i, m) in messages.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"role\":");
-        push_json_str(&mut out, m.role);
-        out.push_str(",\"parts\":[{\"type\":\"text\",\"content\":");
-        match m.content {
-            Value::String(s) => push_json_str(&mut out, s),
-            other => push_json_str(&mut out, &json_text(other)),
-        }
-        out.push_str("}]");
-        if let Some(r) = finish_reasons.get(i).or(finish_reasons.first()) {
-            out.push_str(",\"finish_reason\":");
-            push_json_str(&mut out, r);
-        }
-        out.push('}');
-    }
-    out.push(']');
-    out
+    let mut out = Vec::with_capacity(64);
+    push_genai_messages(&mut out, messages, finish_reasons);
+    String::from_utf8(out).unwrap_or_default()
 }
 
-/// GenAI system instructions JSON: `[{"type":"text","content":"..."}]`.
-pub(crate) fn genai_system(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 32);
-    out.push_str("[{\"type\":\"text\",\"content\":");
-    push_json_str(&mut out, text);
-    out.push_str("}]");
-    out
+/// Appends [`genai_messages`] JSON to `out`.
+pub(crate) fn push_genai_messages(
+    out: &mut Vec<u8>,
+    messages: &[Message<'_>],
+    finish_reasons: &[&str],
+) {
+    out.push(b'[');
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"role\":");
+        push_json_str(out, m.role);
+        out.extend_from_slice(b",\"parts\":[{\"type\":\"text\",\"content\":");
+        match m.content {
+            Value::String(s) => push_json_str(out, s),
+            other => push_json_str(out, &json_text(other)),
+        }
+        out.extend_from_slice(b"}]");
+        if let Some(r) = finish_reasons.get(i).or(finish_reasons.first()) {
+            out.extend_from_slice(b",\"finish_reason\":");
+            push_json_str(out, r);
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+/// Appends GenAI system instructions JSON to `out`: `[{"type":"text","content":"..."}]`.
+pub(crate) fn push_genai_system(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(b"[{\"type\":\"text\",\"content\":");
+    push_json_str(out, text);
+    out.extend_from_slice(b"}]");
 }
 
 /// Reads GenAI messages JSON back as `[{"role", "content"}]` values (for spans from other
@@ -283,10 +328,17 @@ mod tests {
 
     #[test]
     fn json_strings_escape_like_serde() {
-        for s in ["plain", "q\"b\\s", "line\nbreak\ttab\r", "\u{1}ctl", "é✓"] {
-            let mut out = String::new();
+        for s in [
+            "plain",
+            "q\"b\\s",
+            "line\nbreak\ttab\r",
+            "\u{1}ctl\u{8}\u{c}\u{1f}",
+            "é✓",
+        ] {
+            let mut out = Vec::new();
             push_json_str(&mut out, s);
-            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+            assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap());
         }
     }
 

@@ -30,7 +30,7 @@ pub use options::{
     UnknownDialect,
 };
 pub use spans::{mlflow_attribute, mlflow_span_type, openinference_kind, operation_name};
-pub use wire::{EncodedRequest, encode_request, encode_requests};
+pub use wire::{EncodedRequest, RequestEncoder, encode_request, encode_requests};
 
 /// The instrumentation scope (and `telemetry.sdk.name`) of every span TraceCraft exports.
 pub const SCOPE_NAME: &str = "tracecraft";
@@ -45,6 +45,17 @@ pub const MAX_VALUE_DEPTH: usize = 32;
 /// The `service.name` used when neither the exporter nor the run names a service (the
 /// OpenTelemetry default).
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// `map.get(key)`: a scan of the small maps of inputs, outputs and attributes (cheaper
+/// than hashing the key: most keys differ in length), a hash look-up in larger ones.
+#[inline]
+pub(crate) fn field<'a>(map: &'a tracecraft_core::JsonMap, key: &str) -> Option<&'a Value> {
+    if map.len() <= 8 {
+        map.iter().find_map(|(k, v)| (k == key).then_some(v))
+    } else {
+        map.get(key)
+    }
+}
 
 /// The span id of a run or step id: its first 8 bytes. An all-zero result (invalid in OTLP)
 /// uses the last 8 bytes instead, and if those are zero too, `00..01`.
@@ -151,9 +162,7 @@ fn write_json(out: &mut Vec<u8>, v: &Value, limit: usize) -> Result<(), TooDeep>
         Value::Number(n) => {
             let _ = serde_json::to_writer(&mut *out, n);
         }
-        Value::String(s) => {
-            let _ = serde_json::to_writer(&mut *out, s);
-        }
+        Value::String(s) => content::push_json_str(out, s),
         Value::Array(_) | Value::Object(_) if limit == 0 => return Err(TooDeep),
         Value::Array(items) => {
             out.push(b'[');
@@ -183,7 +192,7 @@ fn write_json_map(
         if i > 0 {
             out.push(b',');
         }
-        let _ = serde_json::to_writer(&mut *out, k);
+        content::push_json_str(out, k);
         out.push(b':');
         write_json(out, v, limit - 1)?;
     }
@@ -195,12 +204,47 @@ fn write_json_map(
 /// [`tracecraft_core::value::TRUNCATED`] when it was too deep.
 fn json_or_truncated(write: impl FnOnce(&mut Vec<u8>) -> Result<(), TooDeep>) -> String {
     let mut out = Vec::with_capacity(128);
-    if write(&mut out).is_err() {
-        out.clear();
-        let _ = serde_json::to_writer(&mut out, tracecraft_core::value::TRUNCATED);
-    }
+    push_or_truncated(&mut out, write);
     // Valid UTF-8: serde_json writes only that, and keys and strings come from `String`s.
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the JSON text written by `write` to `out`, or the JSON string
+/// [`tracecraft_core::value::TRUNCATED`] in its place when it was too deep.
+fn push_or_truncated(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> Result<(), TooDeep>) {
+    let start = out.len();
+    if write(out).is_err() {
+        out.truncate(start);
+        let _ = serde_json::to_writer(&mut *out, tracecraft_core::value::TRUNCATED);
+    }
+}
+
+/// Appends [`json_text`] of `value` to `out`.
+pub(crate) fn push_json_text(out: &mut Vec<u8>, value: &Value) {
+    push_or_truncated(out, |out| write_json(out, value, MAX_VALUE_DEPTH));
+}
+
+/// Appends the JSON text of `map` to `out`, as [`json_text`] writes an object.
+pub(crate) fn push_json_map_text(out: &mut Vec<u8>, map: &tracecraft_core::JsonMap) {
+    push_or_truncated(out, |out| write_json_map(out, map, MAX_VALUE_DEPTH));
+}
+
+/// Appends the JSON object of `pairs` (keys in order) to `out`, as [`push_json_map_text`]
+/// writes a map holding them.
+pub(crate) fn push_json_pairs(out: &mut Vec<u8>, pairs: &[(&str, &Value)]) {
+    push_or_truncated(out, |out| {
+        out.push(b'{');
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            content::push_json_str(out, k);
+            out.push(b':');
+            write_json(out, v, MAX_VALUE_DEPTH - 1)?;
+        }
+        out.push(b'}');
+        Ok(())
+    });
 }
 
 /// A JSON value as compact JSON text; values nested deeper than [`MAX_VALUE_DEPTH`] become
@@ -209,10 +253,6 @@ fn json_or_truncated(write: impl FnOnce(&mut Vec<u8>) -> Result<(), TooDeep>) ->
 #[must_use]
 pub fn json_text(value: &Value) -> String {
     json_or_truncated(|out| write_json(out, value, MAX_VALUE_DEPTH))
-}
-
-pub(crate) fn json_map_text(map: &tracecraft_core::JsonMap) -> String {
-    json_or_truncated(|out| write_json_map(out, map, MAX_VALUE_DEPTH))
 }
 
 /// Every span of one run: the run span first, then each step depth-first (pre-order). A
@@ -255,15 +295,10 @@ pub(crate) type ResourceKey = (String, String, Option<tracecraft_core::JsonMap>)
 /// attribute when it is a string (the runtime records it there), else the one it was
 /// received with, else the configured one, else [`UNKNOWN_SERVICE`].
 fn resource_key(run: &AgentRun, options: &MappingOptions) -> ResourceKey {
-    let received = run
-        .attributes
-        .get(keys::RESOURCE)
-        .and_then(Value::as_object);
-    let service = run
-        .attributes
-        .get("service.name")
+    let received = field(&run.attributes, keys::RESOURCE).and_then(Value::as_object);
+    let service = field(&run.attributes, "service.name")
         .and_then(Value::as_str)
-        .or_else(|| received?.get("service.name")?.as_str())
+        .or_else(|| field(received?, "service.name")?.as_str())
         .or(options.service_name.as_deref())
         .or(options
             .resource_attributes

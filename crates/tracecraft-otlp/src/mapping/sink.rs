@@ -14,6 +14,43 @@ use tracecraft_core::JsonMap;
 use super::attrs::{Attrs, string_value};
 use super::content::indexed_key;
 
+/// A text made by [`SpanSink::text`]: a range of the span's scratch space.
+#[derive(Clone, Copy)]
+pub(crate) struct Text {
+    start: usize,
+    end: usize,
+}
+
+/// Where a span's texts (JSON of inputs, outputs, messages) are written before they become
+/// attributes: one buffer reused for every span, so that a text costs no allocation and a
+/// text used under several keys is written once.
+#[derive(Default)]
+pub(crate) struct Texts {
+    buf: Vec<u8>,
+}
+
+impl Texts {
+    /// Forgets the texts of the previous span.
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+    }
+
+    /// Appends what `write` writes (valid UTF-8).
+    pub(crate) fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Text {
+        let start = self.buf.len();
+        write(&mut self.buf);
+        Text {
+            start,
+            end: self.buf.len(),
+        }
+    }
+
+    /// The bytes of `text`.
+    pub(crate) fn get(&self, text: Text) -> &[u8] {
+        self.buf.get(text.start..text.end).unwrap_or_default()
+    }
+}
+
 /// The fixed fields of a span.
 pub(crate) struct Head<'a> {
     pub(crate) trace_id: [u8; 16],
@@ -47,7 +84,7 @@ pub(crate) struct LinkRef<'a> {
 /// The links in a [`LINKS`](super::keys::LINKS) attribute; entries that are not objects with
 /// hex `trace_id` and `span_id` are skipped (a redacted id, a hand-written value).
 pub(crate) fn links_of(attributes: &JsonMap) -> Vec<LinkRef<'_>> {
-    let Some(Value::Array(items)) = attributes.get(super::keys::LINKS) else {
+    let Some(Value::Array(items)) = super::field(attributes, super::keys::LINKS) else {
         return Vec::new();
     };
     items
@@ -115,6 +152,11 @@ pub(crate) trait SpanSink<'r> {
         I: Iterator<Item = &'s str> + Clone;
     /// A JSON value as an `AnyValue` ([`super::any_value`]).
     fn json(&mut self, key: &str, value: &Value);
+    /// A text that `write` appends (valid UTF-8: JSON written by this module), for
+    /// [`SpanSink::str_text`] until the span ends.
+    fn text(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Text;
+    /// A string attribute holding `text`.
+    fn str_text(&mut self, key: &str, text: Text);
     /// A string attribute keyed `prefix` + `index` + `suffix`.
     fn indexed_str(&mut self, prefix: &str, index: usize, suffix: &str, value: &str);
     /// A double attribute keyed `prefix` + `index` + `suffix`.
@@ -133,6 +175,7 @@ pub(crate) struct TreeSink {
     pub(crate) spans: Vec<Span>,
     span: Span,
     attrs: Attrs,
+    texts: Texts,
 }
 
 impl TreeSink {
@@ -167,6 +210,7 @@ impl<'r> SpanSink<'r> for TreeSink {
             ..Default::default()
         };
         self.attrs = Attrs::with_capacity(40 + user.len());
+        self.texts.clear();
     }
     fn str(&mut self, key: &str, value: &str) {
         self.attrs.str(key, value);
@@ -188,6 +232,13 @@ impl<'r> SpanSink<'r> for TreeSink {
     }
     fn json(&mut self, key: &str, value: &Value) {
         self.attrs.put(key, super::any_value(value));
+    }
+    fn text(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Text {
+        self.texts.push(write)
+    }
+    fn str_text(&mut self, key: &str, text: Text) {
+        self.attrs
+            .str(key, &String::from_utf8_lossy(self.texts.get(text)));
     }
     fn indexed_str(&mut self, prefix: &str, index: usize, suffix: &str, value: &str) {
         self.attrs

@@ -8,7 +8,10 @@ use super::content;
 use super::keys as k;
 use super::options::{Content, Dialect, MappingOptions};
 use super::sink::{Head, SpanSink, Tail, links_of};
-use super::{end_nanos, json_map_text, json_text, span_id, trace_id, unix_nanos};
+use super::{
+    end_nanos, json_text, push_json_map_text, push_json_pairs, push_json_text, span_id, trace_id,
+    unix_nanos,
+};
 
 /// The GenAI operation a step type stands for (`gen_ai.operation.name`), where the
 /// conventions have one.
@@ -62,9 +65,9 @@ pub fn mlflow_span_type(step_type: StepType, operation: Option<&str>) -> &'stati
 /// A value as MLflow stores span attributes: JSON-encoded (`LLM` -> `"LLM"`).
 #[must_use]
 pub fn mlflow_attribute(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
+    let mut out = Vec::with_capacity(value.len() + 2);
     super::content::push_json_str(&mut out, value);
-    out
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `input.value` / `output.value` with their MIME type: a string as text, anything else as
@@ -77,7 +80,8 @@ fn io_value<'r, S: SpanSink<'r>>(a: &mut S, value_key: &str, mime_key: &str, val
             a.str(mime_key, k::MIME_TEXT);
         }
         other => {
-            a.str(value_key, &json_text(other));
+            let text = a.text(|out| push_json_text(out, other));
+            a.str_text(value_key, text);
             a.str(mime_key, k::MIME_JSON);
         }
     }
@@ -85,7 +89,8 @@ fn io_value<'r, S: SpanSink<'r>>(a: &mut S, value_key: &str, mime_key: &str, val
 
 fn io_map<'r, S: SpanSink<'r>>(a: &mut S, value_key: &str, mime_key: &str, map: &JsonMap) {
     if !map.is_empty() {
-        a.str(value_key, &json_map_text(map));
+        let text = a.text(|out| push_json_map_text(out, map));
+        a.str_text(value_key, text);
         a.str(mime_key, k::MIME_JSON);
     }
 }
@@ -225,9 +230,7 @@ pub(crate) fn step_span<'r, S: SpanSink<'r>>(
     let genai = dialects.contains(Dialect::GenAi);
     let oi = dialects.contains(Dialect::OpenInference);
     // A step that knows its operation better (`embeddings`) says so in its attributes.
-    let operation = step
-        .attributes
-        .get(k::GEN_AI_OPERATION)
+    let operation = super::field(&step.attributes, k::GEN_AI_OPERATION)
         .and_then(Value::as_str)
         .or_else(|| operation_name(step.step_type));
     let kind = if step.step_type == StepType::Llm {
@@ -266,10 +269,11 @@ pub(crate) fn step_span<'r, S: SpanSink<'r>>(
     }
     opt_str(a, k::ERROR_TYPE, step.error_type.as_deref());
     // The inputs as JSON once: `input.value`, and for tools their arguments too.
-    let inputs_json = (content && !step.inputs.is_empty()).then(|| json_map_text(&step.inputs));
+    let inputs_json = (content && !step.inputs.is_empty())
+        .then(|| a.text(|out| push_json_map_text(out, &step.inputs)));
     if content {
-        if let Some(json) = &inputs_json {
-            a.str(k::INPUT_VALUE, json);
+        if let Some(json) = inputs_json {
+            a.str_text(k::INPUT_VALUE, json);
             a.str(k::INPUT_MIME, k::MIME_JSON);
         }
         io_map(a, k::OUTPUT_VALUE, k::OUTPUT_MIME, &step.outputs);
@@ -291,20 +295,23 @@ pub(crate) fn step_span<'r, S: SpanSink<'r>>(
         StepType::Tool if content => {
             if oi {
                 a.str(k::OI_TOOL_NAME, &step.name);
-                if let Some(json) = &inputs_json {
-                    a.str(k::OI_TOOL_PARAMETERS, json);
+                if let Some(json) = inputs_json {
+                    a.str_text(k::OI_TOOL_PARAMETERS, json);
                 }
             }
             if genai {
-                if let Some(json) = &inputs_json {
-                    a.str(k::GEN_AI_TOOL_ARGUMENTS, json);
+                if let Some(json) = inputs_json {
+                    a.str_text(k::GEN_AI_TOOL_ARGUMENTS, json);
                 }
                 if !step.outputs.is_empty() {
                     match step.outputs.values().next() {
                         Some(Value::String(s)) if step.outputs.len() == 1 => {
                             a.str(k::GEN_AI_TOOL_RESULT, s);
                         }
-                        _ => a.str(k::GEN_AI_TOOL_RESULT, &json_map_text(&step.outputs)),
+                        _ => {
+                            let text = a.text(|out| push_json_map_text(out, &step.outputs));
+                            a.str_text(k::GEN_AI_TOOL_RESULT, text);
+                        }
                     }
                 }
             }
@@ -379,7 +386,7 @@ fn llm_attributes<'r, S: SpanSink<'r>>(a: &mut S, step: &Step, options: &Mapping
         let params: Vec<(&str, &str, &Value)> = content::INVOCATION_PARAMETERS
             .iter()
             .filter_map(|(name, genai_key)| {
-                step.attributes.get(*name).map(|v| (*name, *genai_key, v))
+                super::field(&step.attributes, name).map(|v| (*name, *genai_key, v))
             })
             .collect();
         if !params.is_empty() {
@@ -389,11 +396,10 @@ fn llm_attributes<'r, S: SpanSink<'r>>(a: &mut S, step: &Step, options: &Mapping
                 }
             }
             if oi {
-                let map: JsonMap = params
-                    .iter()
-                    .map(|(name, _, v)| ((*name).to_owned(), (*v).clone()))
-                    .collect();
-                a.str(k::OI_INVOCATION_PARAMETERS, &json_map_text(&map));
+                let pairs: Vec<(&str, &Value)> =
+                    params.iter().map(|(name, _, v)| (*name, *v)).collect();
+                let text = a.text(|out| push_json_pairs(out, &pairs));
+                a.str_text(k::OI_INVOCATION_PARAMETERS, text);
             }
         }
     }
@@ -405,29 +411,24 @@ fn llm_attributes<'r, S: SpanSink<'r>>(a: &mut S, step: &Step, options: &Mapping
         return;
     }
     let inputs = content::input_messages(&step.inputs);
+    let system = content::system_instructions(&step.inputs);
     if genai {
-        if let Some(system) = content::system_instructions(&step.inputs) {
-            a.str(
-                k::GEN_AI_SYSTEM_INSTRUCTIONS,
-                &content::genai_system(system),
-            );
+        if let Some(system) = system {
+            let text = a.text(|out| content::push_genai_system(out, system));
+            a.str_text(k::GEN_AI_SYSTEM_INSTRUCTIONS, text);
         }
         if !inputs.is_empty() {
-            a.str(
-                k::GEN_AI_INPUT_MESSAGES,
-                &content::genai_messages(&inputs, &[]),
-            );
+            let text = a.text(|out| content::push_genai_messages(out, &inputs, &[]));
+            a.str_text(k::GEN_AI_INPUT_MESSAGES, text);
         }
         if !outputs.is_empty() {
-            a.str(
-                k::GEN_AI_OUTPUT_MESSAGES,
-                &content::genai_messages(&outputs, &reasons),
-            );
+            let text = a.text(|out| content::push_genai_messages(out, &outputs, &reasons));
+            a.str_text(k::GEN_AI_OUTPUT_MESSAGES, text);
         }
     }
     if oi {
         let mut index = 0;
-        if let Some(system) = content::system_instructions(&step.inputs) {
+        if let Some(system) = system {
             a.indexed_str(k::OI_INPUT_MESSAGES, 0, ".message.role", "system");
             a.indexed_str(k::OI_INPUT_MESSAGES, 0, ".message.content", system);
             index = 1;

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tracecraft_core::{AgentRun, JsonMap, ProcessedRun};
 
 use super::keys as k;
-use super::sink::{Head, SpanSink, Tail};
+use super::sink::{Head, SpanSink, Tail, Text, Texts};
 use super::{MAX_VALUE_DEPTH, MappingOptions, ResourceKey, resource_key, resource_with, scope};
 
 /// One encoded `ExportTraceServiceRequest`: the protobuf bytes and how many spans it holds.
@@ -249,8 +249,13 @@ pub(crate) struct WireSink<'r> {
     body_start: usize,
     /// The current span's free-form attributes until [`SpanSink::user`] wrote them.
     user: Option<&'r JsonMap>,
+    /// Bit `len % 64` is set for the length of each key in `user`: most derived keys are
+    /// ruled out without a map look-up.
+    user_lens: u64,
     /// Derived keys a free-form attribute replaced (written in their place).
     replaced: Vec<String>,
+    /// The current span's texts.
+    texts: Texts,
 }
 
 impl<'r> WireSink<'r> {
@@ -260,15 +265,20 @@ impl<'r> WireSink<'r> {
             starts: Vec::new(),
             body_start: 0,
             user: None,
+            user_lens: 0,
             replaced: Vec::new(),
+            texts: Texts::default(),
         }
     }
 
     /// The free-form value that replaces derived key `key`, if any (recorded).
     fn replacement(&mut self, key: Key<'_>) -> Option<&'r Value> {
         let user = self.user?;
+        if self.user_lens & (1 << (key.len() % 64)) == 0 {
+            return None;
+        }
         let v = if key.parts[1].is_empty() && key.parts[2].is_empty() {
-            user.get(key.parts[0])?
+            super::field(user, key.parts[0])?
         } else {
             if !user.keys().any(|u| u.starts_with(key.parts[0])) {
                 return None;
@@ -277,7 +287,7 @@ impl<'r> WireSink<'r> {
             for p in key.parts {
                 s.push_str(p);
             }
-            let v = user.get(&s)?;
+            let v = super::field(user, &s)?;
             if k::OWNED.contains(&s.as_str()) {
                 return None;
             }
@@ -311,6 +321,15 @@ impl<'r> WireSink<'r> {
         }
         self.kv_header(SPAN_ATTRIBUTES, key, str_any_len(value));
         put_str_field(&mut self.buf, tag(1, LEN), value.as_bytes());
+    }
+
+    fn kv_text(&mut self, key: Key<'_>, text: Text) {
+        if let Some(v) = self.replacement(key) {
+            return self.kv_json(key, v);
+        }
+        let len = self.texts.get(text).len();
+        self.kv_header(SPAN_ATTRIBUTES, key, field_len(len));
+        put_str_field(&mut self.buf, tag(1, LEN), self.texts.get(text));
     }
 
     fn kv_json(&mut self, key: Key<'_>, value: &Value) {
@@ -389,7 +408,9 @@ impl<'r> SpanSink<'r> for WireSink<'r> {
         buf.push(SPAN_END);
         buf.extend_from_slice(&head.end.to_le_bytes());
         self.user = (!user.is_empty()).then_some(user);
+        self.user_lens = user.keys().fold(0, |m, k| m | (1 << (k.len() % 64)));
         self.replaced.clear();
+        self.texts.clear();
     }
 
     fn str(&mut self, key: &str, value: &str) {
@@ -451,6 +472,14 @@ impl<'r> SpanSink<'r> for WireSink<'r> {
             return self.kv_json(key, v);
         }
         self.kv_json(key, value);
+    }
+
+    fn text(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Text {
+        self.texts.push(write)
+    }
+
+    fn str_text(&mut self, key: &str, text: Text) {
+        self.kv_text(Key::plain(key), text);
     }
 
     fn indexed_str(&mut self, prefix: &str, index: usize, suffix: &str, value: &str) {
@@ -684,48 +713,115 @@ pub fn encode_request(batch: &[ProcessedRun], options: &MappingOptions) -> Encod
 /// Like [`encode_request`], split into requests whose encoded size stays at or under
 /// `max_bytes` where possible: spans are packed greedily in order; a single span larger than
 /// `max_bytes` goes alone in its own request. Spans of one run may land in different
-/// requests (the trace id ties them together).
+/// requests (the trace id ties them together). The requests of [`RequestEncoder`], collected.
 #[must_use]
 pub fn encode_requests(
     batch: &[ProcessedRun],
     options: &MappingOptions,
     max_bytes: usize,
 ) -> Vec<EncodedRequest> {
-    let mut out = Vec::new();
-    let mut current: Vec<Group> = Vec::new();
-    let mut sink = WireSink::new(Vec::new());
-    // Room for a full request of the usual span size: buffers rarely grow.
-    let total: usize = batch.iter().map(|r| spans_of(r.run())).sum();
-    let capacity = max_bytes.min(total.saturating_mul(2048));
-    let size = |groups: &[Group]| groups.iter().map(Group::encoded_len).sum::<usize>();
-    for run in batch {
-        let run = run.run();
+    RequestEncoder::new(batch, options, max_bytes).collect()
+}
+
+/// The requests of [`encode_requests`], encoded one at a time as they are asked for: the
+/// exporter sends one while the next is encoded, and holds at most a few in memory.
+pub struct RequestEncoder<'r> {
+    runs: std::slice::Iter<'r, ProcessedRun>,
+    options: &'r MappingOptions,
+    max_bytes: usize,
+    /// Room for a full request of the usual span size: buffers rarely grow.
+    capacity: usize,
+    /// The groups of the request being filled.
+    current: Vec<Group>,
+    sink: WireSink<'r>,
+    /// Requests closed and not yet returned (a run over the limit can close several).
+    ready: std::collections::VecDeque<EncodedRequest>,
+}
+
+impl std::fmt::Debug for RequestEncoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestEncoder")
+            .field("runs_left", &self.runs.len())
+            .field("max_bytes", &self.max_bytes)
+            .field("ready", &self.ready.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r> RequestEncoder<'r> {
+    /// The requests of `batch`, split under `max_bytes` as [`encode_requests`] does.
+    #[must_use]
+    pub fn new(batch: &'r [ProcessedRun], options: &'r MappingOptions, max_bytes: usize) -> Self {
+        // Spans at the usual size (2 KiB), counted until they fill a request.
+        let mut spans = 0usize;
+        for run in batch {
+            if spans.saturating_mul(2048) >= max_bytes {
+                break;
+            }
+            spans += spans_of(run.run());
+        }
+        RequestEncoder {
+            runs: batch.iter(),
+            options,
+            max_bytes,
+            capacity: max_bytes.min(spans.saturating_mul(2048)),
+            current: Vec::new(),
+            sink: WireSink::new(Vec::new()),
+            ready: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Whether every request has been returned.
+    #[must_use]
+    pub fn is_done(&self) -> bool {
+        self.ready.is_empty() && self.runs.len() == 0 && self.current.iter().all(|g| g.spans == 0)
+    }
+
+    fn size(groups: &[Group]) -> usize {
+        groups.iter().map(Group::encoded_len).sum::<usize>()
+    }
+
+    /// Closes the request being filled (if it holds spans).
+    fn close(&mut self) {
+        self.current.retain(|g| g.spans > 0);
+        if !self.current.is_empty() {
+            self.ready
+                .push_back(join(std::mem::take(&mut self.current)));
+        }
+    }
+
+    /// Writes the spans of `run`, closing requests as they fill.
+    fn add(&mut self, run: &'r AgentRun) {
+        let options = self.options;
+        let max_bytes = self.max_bytes;
         let key = resource_key(run, options);
-        let i = match current.iter().position(|g| g.key == key) {
+        let i = match self.current.iter().position(|g| g.key == key) {
             Some(i) => i,
             None => {
-                let capacity = if current.is_empty() { capacity } else { 0 };
-                current.push(Group::new(key.clone(), options, capacity));
-                current.len() - 1
+                let capacity = if self.current.is_empty() {
+                    self.capacity
+                } else {
+                    0
+                };
+                self.current
+                    .push(Group::new(key.clone(), options, capacity));
+                self.current.len() - 1
             }
         };
-        let run_start = current[i].buf.len();
-        write_run(&mut sink, &mut current[i], run, options);
-        if size(&current) <= max_bytes {
-            continue;
+        let run_start = self.current[i].buf.len();
+        write_run(&mut self.sink, &mut self.current[i], run, options);
+        if Self::size(&self.current) <= max_bytes {
+            return;
         }
         // Over the limit: take this run's spans out, close the request, and place them
         // one by one.
-        let g = &mut current[i];
+        let g = &mut self.current[i];
         let bytes = g.buf.split_off(run_start);
-        let run_spans = sink.starts.len() as u64;
+        let run_spans = self.sink.starts.len() as u64;
         g.spans -= run_spans;
-        let mut bounds: Vec<usize> = sink.starts.iter().map(|s| s - run_start).collect();
+        let mut bounds: Vec<usize> = self.sink.starts.iter().map(|s| s - run_start).collect();
         bounds.push(bytes.len());
-        current.retain(|g| g.spans > 0);
-        if !current.is_empty() {
-            out.push(join(std::mem::take(&mut current)));
-        }
+        self.close();
         for w in bounds.windows(2) {
             let span = &bytes[w[0]..w[1]];
             let fits = |groups: &[Group]| {
@@ -734,22 +830,37 @@ pub fn encode_requests(
                     Some(g) => g.encoded_len_with(span.len()) - g.encoded_len(),
                     None => Group::new(key.clone(), options, 0).encoded_len_with(span.len()),
                 };
-                size(groups) + extra <= max_bytes
+                Self::size(groups) + extra <= max_bytes
             };
-            if !current.is_empty() && !fits(&current) {
-                out.push(join(std::mem::take(&mut current)));
+            if !self.current.is_empty() && !fits(&self.current) {
+                self.close();
             }
-            if current.is_empty() {
-                current.push(Group::new(key.clone(), options, capacity));
+            if self.current.is_empty() {
+                self.current
+                    .push(Group::new(key.clone(), options, self.capacity));
             }
-            let g = &mut current[0];
+            let g = &mut self.current[0];
             g.buf.extend_from_slice(span);
             g.spans += 1;
         }
     }
-    current.retain(|g| g.spans > 0);
-    if !current.is_empty() {
-        out.push(join(current));
+}
+
+impl Iterator for RequestEncoder<'_> {
+    type Item = EncodedRequest;
+
+    fn next(&mut self) -> Option<EncodedRequest> {
+        loop {
+            if let Some(request) = self.ready.pop_front() {
+                return Some(request);
+            }
+            match self.runs.next() {
+                Some(run) => self.add(run.run()),
+                None => {
+                    self.close();
+                    return self.ready.pop_front();
+                }
+            }
+        }
     }
-    out
 }
