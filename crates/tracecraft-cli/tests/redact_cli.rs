@@ -295,3 +295,35 @@ fn with_the_private_key_rule_off_nothing_of_a_long_block_is_left_out() {
         "the block is not redacted, and no part of it is dropped"
     );
 }
+
+#[test]
+fn tables_longer_than_a_chunk_keep_their_sensitive_columns_redacted() {
+    // A CSV table of ~2.5 MB whose header names a password column, then prose, then a TSV
+    // table: chunks end among the rows, and the rows of the next chunk are redacted under the
+    // header the chunk before read.
+    let mut text = String::from("id,password,city\n");
+    let mut i = 0u64;
+    while text.len() < 5 << 19 {
+        i += 1;
+        text.push_str(&format!("{i},Pw{i:08}xq,Paris\n"));
+    }
+    text.push_str("that was the table.\nuser\tapi_key\n");
+    for j in 0..20_000u64 {
+        text.push_str(&format!("u{j}\tKey{j:08}zz\n"));
+    }
+    let o = run(&[], &text);
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o.stderr));
+    let out = text_of(&o.stdout);
+    assert!(
+        !out.contains(",Pw") && !out.contains("\tKey"),
+        "a sensitive cell leaked"
+    );
+    assert_eq!(out.matches("[REDACTED]").count() as u64, i + 20_000);
+    let engine =
+        tracecraft_redact::Redactor::new(&tracecraft_redact::RedactionConfig::default()).unwrap();
+    let whole = engine.redact_str(&text, &mut tracecraft_redact::Report::default());
+    assert!(
+        o.stdout == whole.as_bytes(),
+        "chunked output differs from the whole-text engine"
+    );
+}

@@ -115,6 +115,7 @@ pub use pem::BlockTracker;
 pub use report::{Finding, MAX_FINDINGS, Report};
 pub use rules::DEFAULT_SENSITIVE_KEYS;
 pub use speed::{MAX_NFA_STATES, probe_texts};
+pub use tables::TableTracker;
 
 /// For callers that redact a long text in pieces cut at line breaks (the CLI streams stdin
 /// that way): whether cutting right after `line` keeps the result equal to redacting the whole
@@ -220,27 +221,55 @@ impl Redactor {
     /// no block is then redacted, and a piece may be cut anywhere a line ends.
     #[must_use]
     pub fn block_tracker(&self) -> Option<BlockTracker> {
-        self.redacts_private_keys().then(BlockTracker::new)
+        (self.engine.enabled && self.engine.rules.iter().any(|r| &*r.name == "private_key"))
+            .then(BlockTracker::new)
     }
 
-    /// For the piece that follows a cut inside an open private key block (the tracker of
-    /// [`block_tracker`](Self::block_tracker) said so): how many of its bytes still belong to
-    /// that block. The piece before was redacted up to the cut (the block's replacement is
-    /// in its output), so these bytes are left out of the output, and the rest of the piece is
-    /// redacted as usual. In MASK and REMOVE modes the output is then the same as redacting
-    /// the whole text at once; in HASH mode the block's pseudonym is that of its part before
-    /// the first cut. 0 when the `private_key` rule is off.
-    #[must_use]
-    pub fn block_continuation(&self, piece: &str) -> usize {
-        if self.redacts_private_keys() {
-            pem::continuation(piece.as_bytes()).0
-        } else {
-            0
+    /// Redacts the piece that follows a cut inside an open private key block (the tracker of
+    /// [`block_tracker`](Self::block_tracker) said so after the piece before). The piece
+    /// before was redacted up to the cut, its output ends with the block's replacement; the
+    /// rest of the block here, with whatever overlaps or touches it, is redacted as part of
+    /// that replacement and left out. In MASK and REMOVE modes the two outputs put together are
+    /// what redacting the whole text at once gives; in HASH mode the block's pseudonym is that
+    /// of its part before the first cut. With the `private_key` rule off, this is
+    /// [`redact_str`](Self::redact_str).
+    pub fn redact_continuing_block(&self, piece: &str, report: &mut Report) -> String {
+        if !self.engine.enabled {
+            return piece.to_owned();
         }
+        self.engine.redact_continuing_block(piece, report)
     }
 
-    fn redacts_private_keys(&self) -> bool {
-        self.engine.enabled && self.engine.rules.iter().any(|r| &*r.name == "private_key")
+    /// For a long text redacted in pieces cut at line breaks: a tracker of CSV/TSV tables
+    /// whose header names a sensitive column, which gives after each piece the header of a
+    /// table whose rows may go on in the next one (see [`redact_rows`](Self::redact_rows)).
+    /// `None` when tables are not searched (redaction disabled, `password_field` off, or no
+    /// sensitive keys).
+    #[must_use]
+    pub fn table_tracker(&self) -> Option<TableTracker> {
+        let e = &self.engine;
+        (e.enabled && e.table_rule.is_some() && !e.sensitive.is_empty())
+            .then(|| TableTracker::new(Arc::clone(&self.engine)))
+    }
+
+    /// Redacts `rows`, the piece that follows a cut inside a table whose header line is
+    /// `header` (from [`TableTracker::header`]): the sensitive columns of its rows are
+    /// redacted as in the whole text. The header is redacted with the rows and left out of
+    /// the result; should its redaction reach past its line break (a match joining it to the
+    /// first row), the result begins after the first line break of the output, so that no
+    /// part of the rows is let through unredacted.
+    pub fn redact_rows(&self, header: &str, rows: &str, report: &mut Report) -> String {
+        let mut text = String::with_capacity(header.len() + 1 + rows.len());
+        text.push_str(header);
+        text.push('\n');
+        text.push_str(rows);
+        let out = self.redact_str(&text, report).into_owned();
+        match out.strip_prefix(text.get(..=header.len()).unwrap_or_default()) {
+            Some(rest) => rest.to_owned(),
+            None => out
+                .find('\n')
+                .map_or_else(String::new, |i| out[i + 1..].to_owned()),
+        }
     }
 
     /// Which rule matched where in `text` (byte ranges, before merging), never the value.

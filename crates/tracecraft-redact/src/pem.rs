@@ -19,6 +19,9 @@ use std::sync::LazyLock;
 use regex_automata::meta::Regex;
 use regex_automata::{Anchored, Input};
 
+use crate::engine::{Engine, Hit};
+use crate::report::Report;
+
 /// The rule's header.
 static HEADER: LazyLock<Regex> = LazyLock::new(|| build(pem_header!()));
 /// Body characters, then a footer.
@@ -45,6 +48,37 @@ pub(crate) fn continuation(text: &[u8]) -> (usize, bool) {
     (end, end < text.len())
 }
 
+impl Engine {
+    /// Redacts `piece`, which continues a private key block that the piece before left open
+    /// (the block's match, redacted up to the cut there, runs on into this one): the block's
+    /// rest is one more hit, merged as in the whole text with the hits that overlap or touch
+    /// it, and the replacement of that merged span is left out (the piece before wrote the
+    /// block's). Then the extra passes, as [`redact`](Self::redact) runs them.
+    pub(crate) fn redact_continuing_block(&self, piece: &str, report: &mut Report) -> String {
+        let Some(rule) = self
+            .rules
+            .iter()
+            .position(|r| &*r.name == "private_key")
+            .and_then(|i| u16::try_from(i).ok())
+        else {
+            return self.redact(piece, report, false).into_owned();
+        };
+        let (end, _) = continuation(piece.as_bytes());
+        let mut hits = Vec::new();
+        self.find(piece, &mut hits);
+        hits.push(Hit {
+            start: 0,
+            end,
+            rule,
+        });
+        let mut spans = Vec::new();
+        let out = self.apply(piece, &mut hits, report, Some(&mut spans));
+        let cut = spans.first().map_or(0, |s| s.out_end);
+        self.redact(&out[cut..], &mut Report::default(), false)
+            .into_owned()
+    }
+}
+
 /// Follows private key blocks through a text read in pieces, in order (each byte once):
 /// after each piece, whether a block begun in it (or earlier) is still open, i.e. whether
 /// the `private_key` rule's match would run on into the text that follows.
@@ -61,9 +95,8 @@ pub(crate) fn continuation(text: &[u8]) -> (usize, bool) {
 /// // The first piece is redacted as it is: its block is redacted up to the cut.
 /// let mut report = Report::default();
 /// let out1 = redactor.redact_str(first, &mut report);
-/// // The next one without the rest of the block.
-/// let skip = redactor.block_continuation(second);
-/// let out2 = redactor.redact_str(&second[skip..], &mut report);
+/// // The next one continues the block.
+/// let out2 = redactor.redact_continuing_block(second, &mut report);
 /// assert_eq!(format!("{out1}{out2}"), "log line\n[REDACTED]\ndone!\n");
 /// ```
 #[derive(Debug, Clone, Default)]

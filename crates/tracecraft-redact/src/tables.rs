@@ -14,6 +14,8 @@
 //! Findings are reported under the `password_field` rule (off when it is disabled or the
 //! sensitive keys are turned off).
 
+use std::sync::Arc;
+
 use crate::engine::{Engine, Hit};
 use crate::rules::placeholder;
 
@@ -162,6 +164,86 @@ impl Engine {
             }
         }
         (columns != 0).then_some((delim, columns, cells.len()))
+    }
+}
+
+impl Engine {
+    /// Whether `line` (without its line break) is a table header: it holds a table keyword
+    /// (as the prefilter finds them for [`find_tables`](Self::find_tables)) and
+    /// [`header`](Self::header) takes it. Its delimiter and number of cells.
+    fn header_line(&self, line: &[u8], cells: &mut Vec<(usize, usize)>) -> Option<(u8, usize)> {
+        if self.table_rule.is_none() || self.sensitive.is_empty() || line.len() > MAX_HEADER {
+            return None;
+        }
+        let mut keyword = false;
+        if let Some(a) = &self.anchors {
+            a.find_ids(line, |id, _, _| keyword |= self.table_keyword(id));
+        }
+        if !keyword {
+            return None;
+        }
+        self.header(line, cells).map(|(delim, _, n)| (delim, n))
+    }
+}
+
+/// Follows CSV/TSV tables through a text read in pieces, in order (each byte once, whole
+/// lines): after each piece, the header of the table whose rows may go on in the text that
+/// follows. Redacting that text with [`Redactor::redact_rows`](crate::Redactor::redact_rows)
+/// and this header redacts its rows as they would be in the whole text: the header names the
+/// sensitive columns (see the `tables` module of the engine).
+#[derive(Clone)]
+pub struct TableTracker {
+    engine: Arc<Engine>,
+    /// The open table: its header line, delimiter and number of cells.
+    open: Option<(String, u8, usize)>,
+    cells: Vec<(usize, usize)>,
+}
+
+impl std::fmt::Debug for TableTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableTracker")
+            .field("open", &self.open.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TableTracker {
+    pub(crate) fn new(engine: Arc<Engine>) -> TableTracker {
+        TableTracker {
+            engine,
+            open: None,
+            cells: Vec::new(),
+        }
+    }
+
+    /// Reads the next piece of the text (whole lines; a last line without its line break is
+    /// read as a line).
+    pub fn feed(&mut self, piece: &[u8]) {
+        let piece = piece.strip_suffix(b"\n").unwrap_or(piece);
+        if piece.is_empty() && self.open.is_none() {
+            return;
+        }
+        for line in piece.split(|&c| c == b'\n') {
+            if let Some((_, delim, n)) = &self.open {
+                split(line, 0, line.len(), *delim, &mut self.cells);
+                if self.cells.len() == *n {
+                    continue;
+                }
+                self.open = None;
+            }
+            if let Some((delim, n)) = self.engine.header_line(line, &mut self.cells)
+                && let Ok(header) = std::str::from_utf8(line)
+            {
+                self.open = Some((header.to_owned(), delim, n));
+            }
+        }
+    }
+
+    /// The header line (without its line break) of the table open at the end of what was
+    /// read, if one is.
+    #[must_use]
+    pub fn header(&self) -> Option<&str> {
+        self.open.as_ref().map(|(h, _, _)| h.as_str())
     }
 }
 

@@ -705,3 +705,58 @@ proptest! {
         agrees_with_oracle(&parts.concat())?;
     }
 }
+
+/// Lines of the kinds that span lines in the engine (private key blocks, CSV and TSV tables
+/// whose header names a sensitive column) mixed with lines that end tables and blocks and
+/// lines with other findings.
+fn multi_line_text() -> impl Strategy<Value = Vec<String>> {
+    let line = prop_oneof![
+        Just("-----BEGIN RSA PRIVATE KEY-----".to_owned()),
+        Just("-----END RSA PRIVATE KEY-----".to_owned()),
+        Just("-----BEGIN CERTIFICATE-----".to_owned()),
+        "[A-Za-z0-9+/]{8,64}",
+        Just("name,password,city".to_owned()),
+        Just("user\tapi_key".to_owned()),
+        "[a-z]{1,6},[A-Za-z0-9]{1,12},[a-z]{1,5}",
+        "[a-z]{1,6}\t[A-Za-z0-9]{1,12}",
+        Just("it's plain prose (with punctuation)!".to_owned()),
+        Just("mail bob@example.com now".to_owned()),
+        Just(String::new()),
+    ];
+    proptest::collection::vec(line, 1..40)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Redacting a text in two pieces cut at a line break, as a streaming caller does
+    /// (`tracecraft redact`), gives what redacting it whole gives, wherever the cut is
+    /// allowed: the second piece continues a private key block that the first left open, or
+    /// is redacted under the header of a table that the first left open.
+    #[test]
+    fn pieces_cut_at_line_breaks_redact_as_the_whole_text(lines in multi_line_text()) {
+        let r = redactor();
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let whole = r.redact_str(&text, &mut Report::default()).into_owned();
+        let mut cut = 0;
+        for line in &lines {
+            cut += line.len() + 1;
+            let (first, second) = text.split_at(cut);
+            let mut blocks = r.block_tracker().unwrap();
+            let mut tables = r.table_tracker().unwrap();
+            let open = blocks.feed(first.as_bytes());
+            tables.feed(first.as_bytes());
+            if !open && !tracecraft_redact::can_split_after(first.as_bytes()) {
+                continue; // the streaming caller does not cut here
+            }
+            let mut out = r.redact_str(first, &mut Report::default()).into_owned();
+            let mut report = Report::default();
+            out.push_str(&match tables.header() {
+                _ if open => r.redact_continuing_block(second, &mut report),
+                Some(h) => r.redact_rows(h, second, &mut report),
+                None => r.redact_str(second, &mut report).into_owned(),
+            });
+            prop_assert_eq!(&out, &whole, "cut after {} bytes", cut);
+        }
+    }
+}

@@ -72,6 +72,8 @@ struct TextChunk {
     at: u64,
     bytes: Vec<u8>,
     continues_block: bool,
+    /// The header of a table whose rows may go on in this chunk.
+    table_header: Option<String>,
 }
 
 fn redact_text_chunk(redactor: &Redactor, chunk: TextChunk, explain: bool) -> TextOut {
@@ -79,6 +81,7 @@ fn redact_text_chunk(redactor: &Redactor, chunk: TextChunk, explain: bool) -> Te
         at,
         bytes: chunk,
         continues_block,
+        table_header,
     } = chunk;
     let (mut text, replaced) = match String::from_utf8(chunk) {
         Ok(s) => (s, 0),
@@ -99,17 +102,6 @@ fn redact_text_chunk(redactor: &Redactor, chunk: TextChunk, explain: bool) -> Te
             (text, replaced)
         }
     };
-    // The rest of a private key block cut at the chunk's start: the chunk before redacted the
-    // block up to the cut, its replacement stands for all of it.
-    let skip = if continues_block {
-        redactor.block_continuation(&text)
-    } else {
-        0
-    };
-    if skip > 0 {
-        text.drain(..skip);
-    }
-    let base = at + skip as u64;
     let mut report = Report::default();
     let explain = if explain {
         redactor
@@ -119,20 +111,26 @@ fn redact_text_chunk(redactor: &Redactor, chunk: TextChunk, explain: bool) -> Te
                 format!(
                     "{} {}..{}",
                     f.rule,
-                    base + f.start as u64,
-                    base + f.end as u64
+                    at + f.start as u64,
+                    at + f.end as u64
                 )
             })
             .collect()
     } else {
         Vec::new()
     };
-    // An unchanged chunk is handed on as it is, not copied.
-    let changed = match redactor.redact_str(&text, &mut report) {
-        std::borrow::Cow::Owned(changed) => Some(changed),
-        std::borrow::Cow::Borrowed(_) => None,
+    let redacted = match &table_header {
+        // The rest of a private key block cut at the chunk's start: the chunk before wrote the
+        // block's replacement, which stands for all of it.
+        _ if continues_block => redactor.redact_continuing_block(&text, &mut report),
+        // Rows of a table begun in an earlier chunk: redacted under its header.
+        Some(header) => redactor.redact_rows(header, &text, &mut report),
+        // An unchanged chunk is handed on as it is, not copied.
+        None => match redactor.redact_str(&text, &mut report) {
+            std::borrow::Cow::Owned(changed) => changed,
+            std::borrow::Cow::Borrowed(_) => std::mem::take(&mut text),
+        },
     };
-    let redacted = changed.unwrap_or(text);
     TextOut {
         redacted,
         replaced,
@@ -247,14 +245,20 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
         // A chunk may end inside a private key block (which could run to the end of the
         // input): the tracker says so, and the next chunk leaves the rest of the block out.
         // Elsewhere, a chunk never ends after a line that may end with half of a wrapped token.
+        // Likewise a CSV/TSV table: the next chunk's rows are redacted under its header.
         let mut blocks = redactor.block_tracker();
+        let mut tables = redactor.table_tracker();
         let mut open = false;
+        let mut table_header: Option<String> = None;
         crate::parallel::ordered(
             workers,
             || {
                 let chunk = input
                     .next_chunk(&mut |lines| {
                         // Inside an open block, a wrapped token's halves are both redacted.
+                        if let Some(t) = tables.as_mut() {
+                            t.feed(lines);
+                        }
                         let in_block = blocks.as_mut().is_some_and(|t| t.feed(lines));
                         !in_block && !tracecraft_redact::can_split_after(lines)
                     })
@@ -263,10 +267,12 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
                     let chunk = TextChunk {
                         at: base,
                         continues_block: open,
+                        table_header: table_header.take(),
                         bytes,
                     };
                     base += chunk.bytes.len() as u64;
                     open = blocks.as_ref().is_some_and(|t| t.is_open());
+                    table_header = tables.as_ref().and_then(|t| t.header().map(str::to_owned));
                     chunk
                 }))
             },
