@@ -227,3 +227,50 @@ fn scan_finds_every_detected_planted_secret_of_the_bench_corpus() {
         );
     }
 }
+
+/// Secrets that span lines in plain files: a private key block (header, body lines, footer)
+/// and a CSV table whose header names a password column, long enough that the file is read
+/// in several chunks. Each is found where it begins (the block at its header line, every
+/// row's cell at its row), `--fix` leaves none of it, and a second scan is clean.
+#[test]
+fn blocks_and_tables_spanning_lines_are_found_and_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n";
+    let mut file = String::from("log start\n-----BEGIN RSA PRIVATE KEY-----\n");
+    file.push_str(&body.repeat(3));
+    file.push_str("-----END RSA PRIVATE KEY-----\nid,password,city\n");
+    let rows = 60_000;
+    for i in 0..rows {
+        file.push_str(&format!("{i},Pw{i:08}xq,Paris\n"));
+    }
+    file.push_str("the end\n");
+    assert!(file.len() > 1 << 20, "read in more than one chunk");
+    std::fs::write(dir.path().join("app.log"), &file).unwrap();
+
+    let out = tc(&["scan", "app.log", "--json"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let found: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("rule").is_some())
+        .collect();
+    assert_eq!(found[0]["place"], "app.log:2");
+    assert_eq!(found[0]["rule"], "private_key");
+    let cells: Vec<&serde_json::Value> = found
+        .iter()
+        .filter(|f| f["rule"] == "password_field")
+        .collect();
+    assert_eq!(cells.len(), rows, "every row's password cell");
+    assert_eq!(cells[rows - 1]["place"], format!("app.log:{}", 7 + rows));
+    assert!(!text(&out.stdout).contains("Pw0") && !text(&out.stdout).contains("MIIE"));
+
+    let out = tc(&["scan", "app.log", "--fix"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let fixed = std::fs::read_to_string(dir.path().join("app.log")).unwrap();
+    assert!(!fixed.contains("MIIE"), "the key's body survived the fix");
+    assert!(!fixed.contains(",Pw"), "a password survived the fix");
+    assert!(fixed.starts_with("log start\n[REDACTED]\nid,password,city\n0,[REDACTED],Paris\n"));
+    assert!(fixed.ends_with("the end\n"));
+    let out = tc(&["scan", "app.log"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

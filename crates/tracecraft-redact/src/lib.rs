@@ -283,6 +283,38 @@ impl Redactor {
         self.engine.findings(&mut hits)
     }
 
+    /// [`explain`](Self::explain) for a piece that continues an open private key block (see
+    /// [`redact_continuing_block`](Self::redact_continuing_block)): the rest of the block is a
+    /// `private_key` finding at the piece's start.
+    pub fn explain_continuing_block(&self, piece: &str) -> Vec<Finding> {
+        if !self.engine.enabled {
+            return Vec::new();
+        }
+        match self.engine.find_continuing_block(piece) {
+            Some(mut hits) => self.engine.findings(&mut hits),
+            None => self.explain(piece),
+        }
+    }
+
+    /// [`explain`](Self::explain) for rows of a table whose header line is `header` (see
+    /// [`redact_rows`](Self::redact_rows)): the findings in `rows`, offsets in `rows`.
+    pub fn explain_rows(&self, header: &str, rows: &str) -> Vec<Finding> {
+        let mut text = String::with_capacity(header.len() + 1 + rows.len());
+        text.push_str(header);
+        text.push('\n');
+        text.push_str(rows);
+        let skip = header.len() + 1;
+        self.explain(&text)
+            .into_iter()
+            .filter(|f| f.end > skip)
+            .map(|mut f| {
+                f.start = f.start.max(skip) - skip;
+                f.end -= skip;
+                f
+            })
+            .collect()
+    }
+
     /// The reference semantics, computed naively: every rule searched over the whole text
     /// on its own. For tests (the fast path must agree); not for production use.
     #[doc(hidden)]

@@ -55,14 +55,26 @@ impl Engine {
     /// it, and the replacement of that merged span is left out (the piece before wrote the
     /// block's). Then the extra passes, as [`redact`](Self::redact) runs them.
     pub(crate) fn redact_continuing_block(&self, piece: &str, report: &mut Report) -> String {
-        let Some(rule) = self
+        let Some(mut hits) = self.find_continuing_block(piece) else {
+            return self.redact(piece, report, false).into_owned();
+        };
+        let mut spans = Vec::new();
+        let out = self.apply(piece, &mut hits, report, Some(&mut spans));
+        let cut = spans.first().map_or(0, |s| s.out_end);
+        self.redact(&out[cut..], &mut Report::default(), false)
+            .into_owned()
+    }
+
+    /// The hits in `piece` when it continues an open private key block: what
+    /// [`find`](Self::find) finds, and the rest of the block at its start (a hit of
+    /// `private_key`, empty when the block ended at the cut: what touches the block merges
+    /// with it). `None` when the rule is off.
+    pub(crate) fn find_continuing_block(&self, piece: &str) -> Option<Vec<Hit>> {
+        let rule = self
             .rules
             .iter()
             .position(|r| &*r.name == "private_key")
-            .and_then(|i| u16::try_from(i).ok())
-        else {
-            return self.redact(piece, report, false).into_owned();
-        };
+            .and_then(|i| u16::try_from(i).ok())?;
         let (end, _) = continuation(piece.as_bytes());
         let mut hits = Vec::new();
         self.find(piece, &mut hits);
@@ -71,11 +83,7 @@ impl Engine {
             end,
             rule,
         });
-        let mut spans = Vec::new();
-        let out = self.apply(piece, &mut hits, report, Some(&mut spans));
-        let cut = spans.first().map_or(0, |s| s.out_end);
-        self.redact(&out[cut..], &mut Report::default(), false)
-            .into_owned()
+        Some(hits)
     }
 }
 

@@ -107,14 +107,7 @@ fn redact_text_chunk(redactor: &Redactor, chunk: TextChunk, explain: bool) -> Te
         redactor
             .explain(&text)
             .into_iter()
-            .map(|f| {
-                format!(
-                    "{} {}..{}",
-                    f.rule,
-                    at + f.start as u64,
-                    at + f.end as u64
-                )
-            })
+            .map(|f| format!("{} {}..{}", f.rule, at + f.start as u64, at + f.end as u64))
             .collect()
     } else {
         Vec::new()

@@ -6,7 +6,7 @@
 //! scanned.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tracecraft_core::{ProcessedRun, TraceQuery, TraceStore};
@@ -18,7 +18,8 @@ use crate::{Exit, Global};
 /// Arguments of `tracecraft scan`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Files to scan: AgentRun JSONL, OTLP/JSON, plain logs: every line is scanned as text.
+    /// Files to scan: AgentRun JSONL, OTLP/JSON, plain logs: scanned as text, in chunks of
+    /// whole lines (a key block or a table spanning lines is found).
     #[arg(value_name = "FILE")]
     files: Vec<PathBuf>,
     /// Scan every run of this store (`sqlite:PATH` or `jsonl:DIR`); it must exist.
@@ -89,7 +90,10 @@ fn report_line(
     Ok(())
 }
 
-/// Scans (and with `fix`, rewrites) one file line by line.
+/// Scans (and with `fix`, rewrites) one file, in chunks of whole lines as `tracecraft redact`
+/// streams stdin: a private key block or a CSV/TSV table that spans lines is found as in the
+/// whole file (its body lines and rows too), not line by line. Findings are reported at the
+/// line where they begin, byte ranges from that line's start.
 fn scan_file(
     redactor: &Redactor,
     path: &Path,
@@ -100,43 +104,73 @@ fn scan_file(
 ) -> Result<(), CliError> {
     let file = std::fs::File::open(path)
         .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
+    let place = shown(&path.display().to_string());
     let mut fixed: Option<Vec<u8>> = fix.then(Vec::new);
     let mut any = false;
-    for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
-        let line = line.map_err(|e| CliError(format!("{}: {e}", path.display())))?;
-        let text = String::from_utf8_lossy(&line);
-        let found = findings(redactor, &text);
-        if !found.is_empty() {
+    let mut input = crate::parallel::Chunks::new(file);
+    let mut blocks = redactor.block_tracker();
+    let mut tables = redactor.table_tracker();
+    let (mut in_block, mut table_header): (bool, Option<String>) = (false, None);
+    let mut first_line = 1usize;
+    let mut starts = Vec::new();
+    loop {
+        let chunk = input
+            .next_chunk(&mut |lines| {
+                if let Some(t) = tables.as_mut() {
+                    t.feed(lines);
+                }
+                let open = blocks.as_mut().is_some_and(|t| t.feed(lines));
+                !open && !tracecraft_redact::can_split_after(lines)
+            })
+            .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+        let Some(chunk) = chunk else {
+            break;
+        };
+        let text = String::from_utf8_lossy(&chunk);
+        let found = match &table_header {
+            _ if in_block => redactor.explain_continuing_block(&text),
+            Some(header) => redactor.explain_rows(header, &text),
+            None => redactor.explain(&text),
+        };
+        let found: Vec<Finding> = found
+            .into_iter()
+            .filter(|f| !text.get(f.start..f.end).is_some_and(is_placeholder))
+            .collect();
+        // The findings by line: line starts of the chunk, then each finding's line.
+        starts.clear();
+        starts.push(0);
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        let mut by_line: BTreeMap<usize, Vec<Finding>> = BTreeMap::new();
+        for mut f in found {
+            let line = starts.partition_point(|&s| s <= f.start) - 1;
+            f.start -= starts[line];
+            f.end -= starts[line];
+            by_line.entry(line).or_default().push(f);
+        }
+        for (line, found) in &by_line {
             any = true;
-            tally.add(&found);
-            report_line(
-                out,
-                json,
-                &format!("{}:{}", shown(&path.display().to_string()), i + 1),
-                &found,
-            )?;
+            tally.add(found);
+            report_line(out, json, &format!("{place}:{}", first_line + line), found)?;
         }
         if let Some(buf) = fixed.as_mut() {
-            if found.is_empty() {
-                buf.extend_from_slice(&line);
+            if by_line.is_empty() {
+                // Kept byte for byte (invalid UTF-8 included) when nothing was found.
+                buf.extend_from_slice(&chunk);
             } else {
-                buf.extend_from_slice(
-                    redactor
-                        .redact_str(&text, &mut Report::default())
-                        .as_bytes(),
-                );
+                let mut report = Report::default();
+                let redacted = match &table_header {
+                    _ if in_block => redactor.redact_continuing_block(&text, &mut report),
+                    Some(header) => redactor.redact_rows(header, &text, &mut report),
+                    None => redactor.redact_str(&text, &mut report).into_owned(),
+                };
+                buf.extend_from_slice(redacted.as_bytes());
             }
-            buf.push(b'\n');
         }
+        first_line += memchr::memchr_iter(b'\n', &chunk).count();
+        in_block = blocks.as_ref().is_some_and(|t| t.is_open());
+        table_header = tables.as_ref().and_then(|t| t.header().map(str::to_owned));
     }
-    if let (Some(mut buf), true) = (fixed, any) {
-        // Keep the original's last-line shape: no newline added where there was none.
-        let original_ends_nl = std::fs::read(path)
-            .map(|b| b.ends_with(b"\n") || b.is_empty())
-            .unwrap_or(true);
-        if !original_ends_nl && buf.ends_with(b"\n") {
-            buf.pop();
-        }
+    if let (Some(buf), true) = (fixed, any) {
         let mode = std::fs::metadata(path).map(|m| m.permissions());
         tracecraft_core::fs::replace_atomically(path, |w| {
             w.write_all(&buf)
