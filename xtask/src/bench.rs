@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::util::{cargo, exec as run_cmd, root};
+use crate::util::{cargo, exec as run_cmd, root, target_dir};
 
 struct Target {
     id: String,
@@ -171,7 +171,8 @@ fn report(filter: Option<&str>) -> Result<(), String> {
     let root = root();
     let targets = load_targets(&root);
     let mut results = Vec::new();
-    load_results(&root.join("target").join("criterion"), &mut results);
+    // Where criterion wrote: the target directory (`CARGO_TARGET_DIR` when set).
+    load_results(&target_dir().join("criterion"), &mut results);
     results.sort_by(|a, b| a.0.cmp(&b.0));
     println!();
     println!(

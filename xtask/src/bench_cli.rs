@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::adversarial::{FAMILIES, Family};
-use crate::util::{cargo, exec, root};
+use crate::util::{cargo, exec, root, target_dir};
 
 /// How long the Python reference may take on one adversarial input before it is given up.
 const PY_ADV_TIMEOUT: Duration = Duration::from_secs(60);
@@ -91,11 +91,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         }
     }
     exec(build.args(["build", "--release", "-p", "tracecraft-cli"]))?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root.join(p) })
-        .unwrap_or_else(|| root.join("target"));
-    let ours = target_dir.join("release").join("tracecraft");
+    let ours = target_dir().join("release").join("tracecraft");
     let corpus = crate::bench::ensure_corpus()?;
     let work = root.join("target").join("bench-cli");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;

@@ -9,6 +9,16 @@ pub(crate) fn root() -> PathBuf {
     here.parent().map(PathBuf::from).unwrap_or(here)
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the root when relative), else
+/// `<root>/target`.
+pub(crate) fn target_dir() -> PathBuf {
+    let root = root();
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"))
+}
+
 /// Runs a command in the workspace root, echoing it; an error when it fails.
 pub(crate) fn exec(cmd: &mut Command) -> Result<(), String> {
     if cmd.get_current_dir().is_none() {
