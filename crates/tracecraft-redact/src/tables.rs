@@ -175,14 +175,14 @@ impl Engine {
         if self.table_rule.is_none() || self.sensitive.is_empty() || line.len() > MAX_HEADER {
             return None;
         }
+        // The header's shape first: it rejects prose at its second word, far cheaper than
+        // the keyword search over the line.
+        let (delim, _, n) = self.header(line, cells)?;
         let mut keyword = false;
         if let Some(a) = &self.anchors {
             a.find_ids(line, |id, _, _| keyword |= self.table_keyword(id));
         }
-        if !keyword {
-            return None;
-        }
-        self.header(line, cells).map(|(delim, _, n)| (delim, n))
+        keyword.then_some((delim, n))
     }
 }
 
@@ -223,13 +223,22 @@ impl TableTracker {
         if piece.is_empty() && self.open.is_none() {
             return;
         }
-        for line in piece.split(|&c| c == b'\n') {
+        let mut at = 0;
+        while at <= piece.len() {
+            let end = memchr::memchr(b'\n', &piece[at..]).map_or(piece.len(), |i| at + i);
+            let line = &piece[at..end];
+            at = end + 1;
             if let Some((_, delim, n)) = &self.open {
                 split(line, 0, line.len(), *delim, &mut self.cells);
                 if self.cells.len() == *n {
                     continue;
                 }
                 self.open = None;
+            }
+            // A header holds a delimiter within its first MAX_HEADER bytes: most lines are
+            // ruled out by one vectorized search.
+            if line.len() > MAX_HEADER || memchr::memchr2(b',', b'\t', line).is_none() {
+                continue;
             }
             if let Some((delim, n)) = self.engine.header_line(line, &mut self.cells)
                 && let Ok(header) = std::str::from_utf8(line)
