@@ -685,18 +685,34 @@ fn wraps(b: &[u8], i: usize, brk: usize) -> bool {
     before >= MIN_WRAPPED && continues(b, i + brk)
 }
 
-/// Whether text may be cut right after `line` (which ends with its line break, if any)
-/// without changing what the engine finds: the break cannot be a wrap, because fewer than
-/// [`MIN_WRAPPED`] token characters stand right before it.
-pub(crate) fn can_split_after(line: &[u8]) -> bool {
-    let body = line.strip_suffix(b"\n").unwrap_or(line);
+/// Whether a wrapped token may still run on past the end of `lines` (whole lines; the last
+/// one's line break included), given whether one could run on into them (`before`): the last
+/// line ends with at least [`MIN_WRAPPED`] token characters (a wrap may begin there), or it
+/// is all token characters (escaped breaks allowed) and a wrap ran on into it (a later piece
+/// continues a token whatever its own length). Conservative: the line that follows is not
+/// known, so any such break counts.
+pub(crate) fn wrap_open_after(lines: &[u8], before: bool) -> bool {
+    let body = lines.strip_suffix(b"\n").unwrap_or(lines);
     let body = body.strip_suffix(b"\r").unwrap_or(body);
-    body.iter()
-        .rev()
-        .take(MIN_WRAPPED)
-        .take_while(|&&c| token_char(c))
-        .count()
-        < MIN_WRAPPED
+    // From the last line back, while each line is all token characters.
+    let mut end = body.len();
+    loop {
+        let start = memchr::memrchr(b'\n', &body[..end]).map_or(0, |i| i + 1);
+        let line = &body[start..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let tail = line.iter().rev().take_while(|&&c| token_char(c)).count();
+        if tail >= MIN_WRAPPED {
+            return true;
+        }
+        let whole = !line.is_empty() && line.iter().all(|&c| token_char(c) || c == b'\\');
+        if !whole {
+            return false;
+        }
+        if start == 0 {
+            return before;
+        }
+        end = start - 1;
+    }
 }
 
 /// A token that is not a key (`key:`, `key=`) begins at `next`.

@@ -102,6 +102,7 @@ mod replace;
 mod report;
 mod rules;
 mod speed;
+mod stream;
 mod tables;
 mod walk;
 
@@ -111,20 +112,10 @@ use std::sync::Arc;
 
 pub use config::{CustomRule, HashKey, RedactionConfig, RedactionMode};
 pub use error::BuildError;
-pub use pem::BlockTracker;
 pub use report::{Finding, MAX_FINDINGS, Report};
 pub use rules::DEFAULT_SENSITIVE_KEYS;
 pub use speed::{MAX_NFA_STATES, probe_texts};
-pub use tables::TableTracker;
-
-/// For callers that redact a long text in pieces cut at line breaks (the CLI streams stdin
-/// that way): whether cutting right after `line` keeps the result equal to redacting the whole
-/// text at once, as far as line-based detection goes (a token wrapped across the break would
-/// be missed). Private key blocks span lines too: see [`Redactor::block_tracker`].
-#[must_use]
-pub fn can_split_after(line: &[u8]) -> bool {
-    decode::can_split_after(line)
-}
+pub use stream::{PieceContext, StreamTracker};
 
 /// The names of the 17 built-in rules, in their fixed order.
 pub const BUILTIN_RULES: [&str; 17] = [
@@ -220,9 +211,9 @@ impl Redactor {
     /// [`BlockTracker`]). `None` when the `private_key` rule is off (or redaction disabled):
     /// no block is then redacted, and a piece may be cut anywhere a line ends.
     #[must_use]
-    pub fn block_tracker(&self) -> Option<BlockTracker> {
+    pub(crate) fn block_tracker(&self) -> Option<pem::BlockTracker> {
         (self.engine.enabled && self.engine.rules.iter().any(|r| &*r.name == "private_key"))
-            .then(BlockTracker::new)
+            .then(pem::BlockTracker::new)
     }
 
     /// Redacts the piece that follows a cut inside an open private key block (the tracker of
@@ -233,7 +224,7 @@ impl Redactor {
     /// what redacting the whole text at once gives; in HASH mode the block's pseudonym is that
     /// of its part before the first cut. With the `private_key` rule off, this is
     /// [`redact_str`](Self::redact_str).
-    pub fn redact_continuing_block(&self, piece: &str, report: &mut Report) -> String {
+    pub(crate) fn redact_continuing_block(&self, piece: &str, report: &mut Report) -> String {
         if !self.engine.enabled {
             return piece.to_owned();
         }
@@ -246,10 +237,10 @@ impl Redactor {
     /// `None` when tables are not searched (redaction disabled, `password_field` off, or no
     /// sensitive keys).
     #[must_use]
-    pub fn table_tracker(&self) -> Option<TableTracker> {
+    pub(crate) fn table_tracker(&self) -> Option<tables::TableTracker> {
         let e = &self.engine;
         (e.enabled && e.table_rule.is_some() && !e.sensitive.is_empty())
-            .then(|| TableTracker::new(Arc::clone(&self.engine)))
+            .then(|| tables::TableTracker::new(Arc::clone(&self.engine)))
     }
 
     /// Redacts `rows`, the piece that follows a cut inside a table whose header line is
@@ -258,7 +249,7 @@ impl Redactor {
     /// the result; should its redaction reach past its line break (a match joining it to the
     /// first row), the result begins after the first line break of the output, so that no
     /// part of the rows is let through unredacted.
-    pub fn redact_rows(&self, header: &str, rows: &str, report: &mut Report) -> String {
+    pub(crate) fn redact_rows(&self, header: &str, rows: &str, report: &mut Report) -> String {
         let mut text = String::with_capacity(header.len() + 1 + rows.len());
         text.push_str(header);
         text.push('\n');
@@ -283,10 +274,9 @@ impl Redactor {
         self.engine.findings(&mut hits)
     }
 
-    /// [`explain`](Self::explain) for a piece that continues an open private key block (see
-    /// [`redact_continuing_block`](Self::redact_continuing_block)): the rest of the block is a
-    /// `private_key` finding at the piece's start.
-    pub fn explain_continuing_block(&self, piece: &str) -> Vec<Finding> {
+    /// [`explain`](Self::explain) for a piece that continues an open private key block: the
+    /// rest of the block is a `private_key` finding at the piece's start.
+    pub(crate) fn explain_continuing_block(&self, piece: &str) -> Vec<Finding> {
         if !self.engine.enabled {
             return Vec::new();
         }
@@ -296,9 +286,9 @@ impl Redactor {
         }
     }
 
-    /// [`explain`](Self::explain) for rows of a table whose header line is `header` (see
-    /// [`redact_rows`](Self::redact_rows)): the findings in `rows`, offsets in `rows`.
-    pub fn explain_rows(&self, header: &str, rows: &str) -> Vec<Finding> {
+    /// [`explain`](Self::explain) for rows of a table whose header line is `header`: the
+    /// findings in `rows`, offsets in `rows`.
+    pub(crate) fn explain_rows(&self, header: &str, rows: &str) -> Vec<Finding> {
         let mut text = String::with_capacity(header.len() + 1 + rows.len());
         text.push_str(header);
         text.push('\n');
@@ -313,6 +303,28 @@ impl Redactor {
                 f
             })
             .collect()
+    }
+
+    /// `text` redacted in two pieces, as a streaming caller does: cut at the first line break
+    /// from its middle on, if a caller may cut there (a private key block open, or no wrapped
+    /// token across it), the second piece continuing the first's block or table. `None`
+    /// when there is no such cut. For the fuzz target and tests (it must equal
+    /// [`redact_str`](Self::redact_str) of the whole text).
+    #[doc(hidden)]
+    pub fn redact_in_two_pieces(&self, text: &str) -> Option<String> {
+        let mut half = text.len() / 2;
+        while !text.is_char_boundary(half) {
+            half -= 1;
+        }
+        let nl = text[half..].find('\n')?;
+        let (first, second) = text.split_at(half + nl + 1);
+        let mut tracker = self.stream_tracker();
+        if !tracker.feed(first.as_bytes()) {
+            return None;
+        }
+        let mut out = self.redact_str(first, &mut Report::default()).into_owned();
+        out.push_str(&self.redact_piece(&tracker.context(), second, &mut Report::default()));
+        Some(out)
     }
 
     /// The reference semantics, computed naively: every rule searched over the whole text

@@ -90,37 +90,20 @@ impl Engine {
 /// Follows private key blocks through a text read in pieces, in order (each byte once):
 /// after each piece, whether a block begun in it (or earlier) is still open, i.e. whether
 /// the `private_key` rule's match would run on into the text that follows.
-///
-/// ```
-/// use tracecraft_redact::{RedactionConfig, Redactor, Report};
-///
-/// let redactor = Redactor::new(&RedactionConfig::default()).unwrap();
-/// let mut tracker = redactor.block_tracker().unwrap();
-/// let first = "log line\n-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7Qx3k2pZ\n";
-/// let second = "q9Xb1cV8fT0yR4eW2uI6oP3a\n-----END RSA PRIVATE KEY-----\ndone!\n";
-/// assert!(tracker.feed(first.as_bytes()));
-///
-/// // The first piece is redacted as it is: its block is redacted up to the cut.
-/// let mut report = Report::default();
-/// let out1 = redactor.redact_str(first, &mut report);
-/// // The next one continues the block.
-/// let out2 = redactor.redact_continuing_block(second, &mut report);
-/// assert_eq!(format!("{out1}{out2}"), "log line\n[REDACTED]\ndone!\n");
-/// ```
 #[derive(Debug, Clone, Default)]
-pub struct BlockTracker {
+pub(crate) struct BlockTracker {
     open: bool,
 }
 
 impl BlockTracker {
     /// A tracker at the start of a text (no block open).
     #[must_use]
-    pub fn new() -> BlockTracker {
+    pub(crate) fn new() -> BlockTracker {
         BlockTracker::default()
     }
 
     /// Reads the next piece of the text; returns whether a block is open at its end.
-    pub fn feed(&mut self, piece: &[u8]) -> bool {
+    pub(crate) fn feed(&mut self, piece: &[u8]) -> bool {
         let mut at = 0;
         loop {
             if self.open {
@@ -142,12 +125,6 @@ impl BlockTracker {
             self.open = true;
             at = m.end();
         }
-    }
-
-    /// Whether a block is open at the end of what was read.
-    #[must_use]
-    pub fn is_open(&self) -> bool {
-        self.open
     }
 }
 
@@ -187,7 +164,6 @@ mod tests {
         assert!(t.feed(b"x\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n"));
         assert!(t.feed(b"bnNz\naC1r\n"));
         assert!(!t.feed(b"ZXk=\n-----END OPENSSH PRIVATE KEY-----\nplain\n"));
-        assert!(!t.is_open());
         // Closed by a character no body has, then a second block opens in the same piece.
         assert!(t.feed(b"-----BEGIN PRIVATE KEY-----\nab\n(x)\n-----BEGIN EC PRIVATE KEY-----\n"));
         assert!(!t.feed(b"cd\"\n"));

@@ -188,11 +188,10 @@ impl Engine {
 
 /// Follows CSV/TSV tables through a text read in pieces, in order (each byte once, whole
 /// lines): after each piece, the header of the table whose rows may go on in the text that
-/// follows. Redacting that text with [`Redactor::redact_rows`](crate::Redactor::redact_rows)
-/// and this header redacts its rows as they would be in the whole text: the header names the
+/// follows. Redacting that text with `Redactor::redact_rows` and this header redacts its rows as they would be in the whole text: the header names the
 /// sensitive columns (see the `tables` module of the engine).
 #[derive(Clone)]
-pub struct TableTracker {
+pub(crate) struct TableTracker {
     engine: Arc<Engine>,
     /// The open table: its header line, delimiter and number of cells.
     open: Option<(String, u8, usize)>,
@@ -218,7 +217,7 @@ impl TableTracker {
 
     /// Reads the next piece of the text (whole lines; a last line without its line break is
     /// read as a line).
-    pub fn feed(&mut self, piece: &[u8]) {
+    pub(crate) fn feed(&mut self, piece: &[u8]) {
         let piece = piece.strip_suffix(b"\n").unwrap_or(piece);
         if piece.is_empty() && self.open.is_none() {
             return;
@@ -251,7 +250,7 @@ impl TableTracker {
     /// The header line (without its line break) of the table open at the end of what was
     /// read, if one is.
     #[must_use]
-    pub fn header(&self) -> Option<&str> {
+    pub(crate) fn header(&self) -> Option<&str> {
         self.open.as_ref().map(|(h, _, _)| h.as_str())
     }
 }

@@ -532,8 +532,8 @@ fn send_sync_clone() {
     check::<Redactor>();
 }
 
-/// The checks of the `redact` fuzz target: idempotent, equal to the oracle, JSON walks
-/// without panic.
+/// The checks of the `redact` fuzz target: idempotent, equal to the oracle, equal in two
+/// pieces, JSON walks without panic.
 fn fuzz_redact_checks(text: &str) -> Result<(), String> {
     let r = redactor();
     let once = r.redact_str(text, &mut Report::default()).into_owned();
@@ -542,6 +542,9 @@ fn fuzz_redact_checks(text: &str) -> Result<(), String> {
     }
     if r.redact_str_naive(text, &mut Report::default()) != once {
         return Err("fast path and oracle disagree".into());
+    }
+    if r.redact_in_two_pieces(text).is_some_and(|p| p != once) {
+        return Err("pieces differ from the whole text".into());
     }
     if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) {
         r.redact_value(&mut v, &mut Report::default());
@@ -742,20 +745,12 @@ proptest! {
         for line in &lines {
             cut += line.len() + 1;
             let (first, second) = text.split_at(cut);
-            let mut blocks = r.block_tracker().unwrap();
-            let mut tables = r.table_tracker().unwrap();
-            let open = blocks.feed(first.as_bytes());
-            tables.feed(first.as_bytes());
-            if !open && !tracecraft_redact::can_split_after(first.as_bytes()) {
+            let mut stream = r.stream_tracker();
+            if !stream.feed(first.as_bytes()) {
                 continue; // the streaming caller does not cut here
             }
             let mut out = r.redact_str(first, &mut Report::default()).into_owned();
-            let mut report = Report::default();
-            out.push_str(&match tables.header() {
-                _ if open => r.redact_continuing_block(second, &mut report),
-                Some(h) => r.redact_rows(h, second, &mut report),
-                None => r.redact_str(second, &mut report).into_owned(),
-            });
+            out.push_str(&r.redact_piece(&stream.context(), second, &mut Report::default()));
             prop_assert_eq!(&out, &whole, "cut after {} bytes", cut);
         }
     }

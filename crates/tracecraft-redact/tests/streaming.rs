@@ -11,22 +11,16 @@ fn readme_pieces_example() {
         "2,swordfish9\n-----BEGIN PRIVATE KEY-----\nMIIE\n",
         "abcd\ndone!\n",
     ];
-    let (mut blocks, mut tables) = (
-        redactor.block_tracker().unwrap(),
-        redactor.table_tracker().unwrap(),
-    );
-    let (mut open, mut header): (bool, Option<String>) = (false, None);
+    let mut tracker = redactor.stream_tracker();
     let mut out = String::new();
     for piece in pieces {
-        let mut report = Report::default();
-        out.push_str(&match &header {
-            _ if open => redactor.redact_continuing_block(piece, &mut report),
-            Some(h) => redactor.redact_rows(h, piece, &mut report),
-            None => redactor.redact_str(piece, &mut report).into_owned(),
-        });
-        tables.feed(piece.as_bytes());
-        open = blocks.feed(piece.as_bytes());
-        header = tables.header().map(str::to_owned);
+        // The context is what the pieces before left open.
+        let context = tracker.context();
+        out.push_str(&redactor.redact_piece(&context, piece, &mut Report::default()));
+        assert!(
+            tracker.feed(piece.as_bytes()),
+            "a cut is allowed after each"
+        );
     }
     let text = pieces.concat();
     let whole = redactor.redact_str(&text, &mut Report::default());

@@ -176,6 +176,9 @@ pub struct RedactingWrite<'a, W: Write> {
     inner: W,
     redactor: &'a Redactor,
     buf: Vec<u8>,
+    /// What the text written out so far leaves open (a private key block, a table, a
+    /// wrapped token) for the text still buffered.
+    stream: tracecraft_redact::StreamTracker,
 }
 
 impl<W: Write> std::fmt::Debug for RedactingWrite<'_, W> {
@@ -196,17 +199,23 @@ impl<'a, W: Write> RedactingWrite<'a, W> {
             inner,
             redactor,
             buf: Vec::new(),
+            stream: redactor.stream_tracker(),
         }
     }
 
-    /// Redacts and writes the first `n` buffered bytes.
+    /// Redacts and writes the first `n` buffered bytes, in the context the text written
+    /// before them left.
     fn emit(&mut self, n: usize) -> io::Result<()> {
         if n == 0 {
             return Ok(());
         }
         let chunk: Vec<u8> = self.buf.drain(..n).collect();
         let text = String::from_utf8_lossy(&chunk);
-        let clean = self.redactor.redact_str(&text, &mut Report::new());
+        let context = self.stream.context();
+        self.stream.feed(&chunk);
+        let clean = self
+            .redactor
+            .redact_piece(&context, &text, &mut Report::new());
         self.inner.write_all(clean.as_bytes())
     }
 }
@@ -215,19 +224,21 @@ impl<W: Write> Write for RedactingWrite<'_, W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(data);
         if self.buf.len() > EAGER_LINES {
-            // Whole lines only, and only where no token can be wrapped across the break.
-            let mut end = self.buf.len();
-            while let Some(nl) = self.buf[..end].iter().rposition(|&b| b == b'\n') {
-                let start = self.buf[..nl]
-                    .iter()
-                    .rposition(|&b| b == b'\n')
-                    .map_or(0, |i| i + 1);
-                if tracecraft_redact::can_split_after(&self.buf[start..nl]) {
-                    self.emit(nl + 1)?;
-                    break;
+            // Whole lines only, up to the last line end where the text may be cut (not in
+            // the middle of a wrapped token; a private key block or a table is continued by
+            // the next piece): found on a copy of the tracker, then written out.
+            let mut probe = self.stream.clone();
+            let (mut at, mut cut) = (0, 0);
+            let ends: Vec<usize> = (0..self.buf.len())
+                .filter(|&i| self.buf[i] == b'\n')
+                .collect();
+            for nl in ends {
+                if probe.feed(&self.buf[at..=nl]) {
+                    cut = nl + 1;
                 }
-                end = nl;
+                at = nl + 1;
             }
+            self.emit(cut)?;
         }
         Ok(data.len())
     }

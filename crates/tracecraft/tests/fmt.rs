@@ -97,3 +97,40 @@ fn the_field_formatter_redacts_fields_by_name_and_value_beside_the_tracecraft_la
     // The TraceCraft layer still records the run (its own pipeline redacts it).
     assert_eq!(sink.runs()[0].name, "chat");
 }
+
+/// One write of more than the writer's eager-flush threshold, the way a formatter writes a
+/// large event: lines are written out before the writer is flushed, but never the body of a
+/// private key block or the password cells of a table without the context above them.
+#[test]
+fn the_writer_keeps_blocks_and_tables_redacted_across_its_eager_writes() {
+    use std::io::Write;
+    let buf = Buffer::default();
+    let out = buf.clone();
+    let writer = RedactingWriter::new(move || buf.clone(), &RedactionConfig::default()).unwrap();
+    let mut text = String::from("dump:\n-----BEGIN RSA PRIVATE KEY-----\n");
+    for i in 0..2_000 {
+        text.push_str(&format!(
+            "MIIEowIBAAKCAQEAu1SU1LfVLPHC{i:06}zMxH2Mo4lgOEePzNm0tRgeLezV6f\n"
+        ));
+    }
+    text.push_str("-----END RSA PRIVATE KEY-----\nid,password\n");
+    for i in 0..4_000 {
+        text.push_str(&format!("{i},Pw{i:08}xq\n"));
+    }
+    {
+        let mut w = tracing_subscriber::fmt::MakeWriter::make_writer(&writer);
+        // Several writes past the threshold, each cut anywhere.
+        for piece in text.as_bytes().chunks(70_001) {
+            w.write_all(piece).unwrap();
+        }
+    }
+    let printed = out.text();
+    assert!(!printed.contains("MIIE"), "a key line was printed");
+    assert!(!printed.contains(",Pw"), "a password cell was printed");
+    let engine = tracecraft::redact::Redactor::new(&RedactionConfig::default()).unwrap();
+    let whole = engine.redact_str(&text, &mut tracecraft::redact::Report::default());
+    assert_eq!(
+        printed, whole,
+        "the writer prints what redacting the whole text gives"
+    );
+}

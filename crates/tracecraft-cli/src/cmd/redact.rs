@@ -71,19 +71,17 @@ struct JsonlOut {
 struct TextChunk {
     at: u64,
     bytes: Vec<u8>,
-    continues_block: bool,
-    /// The header of a table whose rows may go on in this chunk.
-    table_header: Option<String>,
+    /// What the text before leaves open (a private key block, a table's rows).
+    context: tracecraft_redact::PieceContext,
 }
 
 fn redact_text_chunk(redactor: &Redactor, chunk: TextChunk, explain: bool) -> TextOut {
     let TextChunk {
         at,
         bytes: chunk,
-        continues_block,
-        table_header,
+        context,
     } = chunk;
-    let (mut text, replaced) = match String::from_utf8(chunk) {
+    let (text, replaced) = match String::from_utf8(chunk) {
         Ok(s) => (s, 0),
         Err(e) => {
             // Never pass raw bytes through: invalid sequences become U+FFFD, and the text
@@ -105,24 +103,23 @@ fn redact_text_chunk(redactor: &Redactor, chunk: TextChunk, explain: bool) -> Te
     let mut report = Report::default();
     let explain = if explain {
         redactor
-            .explain(&text)
+            .explain_piece(&context, &text)
             .into_iter()
             .map(|f| format!("{} {}..{}", f.rule, at + f.start as u64, at + f.end as u64))
             .collect()
     } else {
         Vec::new()
     };
-    let redacted = match &table_header {
-        // The rest of a private key block cut at the chunk's start: the chunk before wrote the
-        // block's replacement, which stands for all of it.
-        _ if continues_block => redactor.redact_continuing_block(&text, &mut report),
-        // Rows of a table begun in an earlier chunk: redacted under its header.
-        Some(header) => redactor.redact_rows(header, &text, &mut report),
+    // In the context the chunks before leave: a private key block they left open is
+    // continued, the rows of a table are redacted under its header.
+    let redacted = if context.continues_block() || context.continues_table() {
+        redactor.redact_piece(&context, &text, &mut report)
+    } else {
         // An unchanged chunk is handed on as it is, not copied.
-        None => match redactor.redact_str(&text, &mut report) {
+        match redactor.redact_str(&text, &mut report) {
             std::borrow::Cow::Owned(changed) => changed,
-            std::borrow::Cow::Borrowed(_) => std::mem::take(&mut text),
-        },
+            std::borrow::Cow::Borrowed(_) => text,
+        }
     };
     TextOut {
         redacted,
@@ -235,37 +232,23 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
     } else {
         let mut base = 0u64;
         let mut replaced = 0usize;
-        // A chunk may end inside a private key block (which could run to the end of the
-        // input): the tracker says so, and the next chunk leaves the rest of the block out.
-        // Elsewhere, a chunk never ends after a line that may end with half of a wrapped token.
-        // Likewise a CSV/TSV table: the next chunk's rows are redacted under its header.
-        let mut blocks = redactor.block_tracker();
-        let mut tables = redactor.table_tracker();
-        let mut open = false;
-        let mut table_header: Option<String> = None;
+        // A chunk may end inside a private key block or a table (the next chunk continues
+        // it), never where a wrapped token may run on (it grows, up to a bound, instead).
+        let mut stream = redactor.stream_tracker();
+        let mut context = stream.context();
         crate::parallel::ordered(
             workers,
             || {
                 let chunk = input
-                    .next_chunk(&mut |lines| {
-                        // Inside an open block, a wrapped token's halves are both redacted.
-                        if let Some(t) = tables.as_mut() {
-                            t.feed(lines);
-                        }
-                        let in_block = blocks.as_mut().is_some_and(|t| t.feed(lines));
-                        !in_block && !tracecraft_redact::can_split_after(lines)
-                    })
+                    .next_chunk(&mut |lines| !stream.feed(lines))
                     .map_err(read_err)?;
                 Ok(chunk.map(|bytes| {
                     let chunk = TextChunk {
                         at: base,
-                        continues_block: open,
-                        table_header: table_header.take(),
+                        context: std::mem::replace(&mut context, stream.context()),
                         bytes,
                     };
                     base += chunk.bytes.len() as u64;
-                    open = blocks.as_ref().is_some_and(|t| t.is_open());
-                    table_header = tables.as_ref().and_then(|t| t.header().map(str::to_owned));
                     chunk
                 }))
             },

@@ -108,30 +108,19 @@ fn scan_file(
     let mut fixed: Option<Vec<u8>> = fix.then(Vec::new);
     let mut any = false;
     let mut input = crate::parallel::Chunks::new(file);
-    let mut blocks = redactor.block_tracker();
-    let mut tables = redactor.table_tracker();
-    let (mut in_block, mut table_header): (bool, Option<String>) = (false, None);
+    let mut stream = redactor.stream_tracker();
+    let mut context = stream.context();
     let mut first_line = 1usize;
     let mut starts = Vec::new();
     loop {
         let chunk = input
-            .next_chunk(&mut |lines| {
-                if let Some(t) = tables.as_mut() {
-                    t.feed(lines);
-                }
-                let open = blocks.as_mut().is_some_and(|t| t.feed(lines));
-                !open && !tracecraft_redact::can_split_after(lines)
-            })
+            .next_chunk(&mut |lines| !stream.feed(lines))
             .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
         let Some(chunk) = chunk else {
             break;
         };
         let text = String::from_utf8_lossy(&chunk);
-        let found = match &table_header {
-            _ if in_block => redactor.explain_continuing_block(&text),
-            Some(header) => redactor.explain_rows(header, &text),
-            None => redactor.explain(&text),
-        };
+        let found = redactor.explain_piece(&context, &text);
         let found: Vec<Finding> = found
             .into_iter()
             .filter(|f| !text.get(f.start..f.end).is_some_and(is_placeholder))
@@ -158,17 +147,12 @@ fn scan_file(
                 buf.extend_from_slice(&chunk);
             } else {
                 let mut report = Report::default();
-                let redacted = match &table_header {
-                    _ if in_block => redactor.redact_continuing_block(&text, &mut report),
-                    Some(header) => redactor.redact_rows(header, &text, &mut report),
-                    None => redactor.redact_str(&text, &mut report).into_owned(),
-                };
+                let redacted = redactor.redact_piece(&context, &text, &mut report);
                 buf.extend_from_slice(redacted.as_bytes());
             }
         }
         first_line += memchr::memchr_iter(b'\n', &chunk).count();
-        in_block = blocks.as_ref().is_some_and(|t| t.is_open());
-        table_header = tables.as_ref().and_then(|t| t.header().map(str::to_owned));
+        context = stream.context();
     }
     if let (Some(buf), true) = (fixed, any) {
         let mode = std::fs::metadata(path).map(|m| m.permissions());
