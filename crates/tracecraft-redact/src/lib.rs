@@ -208,7 +208,7 @@ impl Redactor {
     /// For a long text redacted in pieces cut at line breaks (as `tracecraft redact` streams
     /// stdin): a tracker of private key blocks, which says after each piece whether one is
     /// still open, so the piece may be cut there and the next one continue the block (see
-    /// [`BlockTracker`]). `None` when the `private_key` rule is off (or redaction disabled):
+    /// `BlockTracker`). `None` when the `private_key` rule is off (or redaction disabled):
     /// no block is then redacted, and a piece may be cut anywhere a line ends.
     #[must_use]
     pub(crate) fn block_tracker(&self) -> Option<pem::BlockTracker> {
@@ -216,24 +216,9 @@ impl Redactor {
             .then(pem::BlockTracker::new)
     }
 
-    /// Redacts the piece that follows a cut inside an open private key block (the tracker of
-    /// [`block_tracker`](Self::block_tracker) said so after the piece before). The piece
-    /// before was redacted up to the cut, its output ends with the block's replacement; the
-    /// rest of the block here, with whatever overlaps or touches it, is redacted as part of
-    /// that replacement and left out. In MASK and REMOVE modes the two outputs put together are
-    /// what redacting the whole text at once gives; in HASH mode the block's pseudonym is that
-    /// of its part before the first cut. With the `private_key` rule off, this is
-    /// [`redact_str`](Self::redact_str).
-    pub(crate) fn redact_continuing_block(&self, piece: &str, report: &mut Report) -> String {
-        if !self.engine.enabled {
-            return piece.to_owned();
-        }
-        self.engine.redact_continuing_block(piece, report)
-    }
-
     /// For a long text redacted in pieces cut at line breaks: a tracker of CSV/TSV tables
     /// whose header names a sensitive column, which gives after each piece the header of a
-    /// table whose rows may go on in the next one (see [`redact_rows`](Self::redact_rows)).
+    /// table whose rows may go on in the next one (see [`StreamTracker`]).
     /// `None` when tables are not searched (redaction disabled, `password_field` off, or no
     /// sensitive keys).
     #[must_use]
@@ -241,26 +226,6 @@ impl Redactor {
         let e = &self.engine;
         (e.enabled && e.table_rule.is_some() && !e.sensitive.is_empty())
             .then(|| tables::TableTracker::new(Arc::clone(&self.engine)))
-    }
-
-    /// Redacts `rows`, the piece that follows a cut inside a table whose header line is
-    /// `header` (from [`TableTracker::header`]): the sensitive columns of its rows are
-    /// redacted as in the whole text. The header is redacted with the rows and left out of
-    /// the result; should its redaction reach past its line break (a match joining it to the
-    /// first row), the result begins after the first line break of the output, so that no
-    /// part of the rows is let through unredacted.
-    pub(crate) fn redact_rows(&self, header: &str, rows: &str, report: &mut Report) -> String {
-        let mut text = String::with_capacity(header.len() + 1 + rows.len());
-        text.push_str(header);
-        text.push('\n');
-        text.push_str(rows);
-        let out = self.redact_str(&text, report).into_owned();
-        match out.strip_prefix(text.get(..=header.len()).unwrap_or_default()) {
-            Some(rest) => rest.to_owned(),
-            None => out
-                .find('\n')
-                .map_or_else(String::new, |i| out[i + 1..].to_owned()),
-        }
     }
 
     /// Which rule matched where in `text` (byte ranges, before merging), never the value.
@@ -272,37 +237,6 @@ impl Redactor {
         let mut hits = Vec::new();
         self.engine.find(text, &mut hits);
         self.engine.findings(&mut hits)
-    }
-
-    /// [`explain`](Self::explain) for a piece that continues an open private key block: the
-    /// rest of the block is a `private_key` finding at the piece's start.
-    pub(crate) fn explain_continuing_block(&self, piece: &str) -> Vec<Finding> {
-        if !self.engine.enabled {
-            return Vec::new();
-        }
-        match self.engine.find_continuing_block(piece) {
-            Some(mut hits) => self.engine.findings(&mut hits),
-            None => self.explain(piece),
-        }
-    }
-
-    /// [`explain`](Self::explain) for rows of a table whose header line is `header`: the
-    /// findings in `rows`, offsets in `rows`.
-    pub(crate) fn explain_rows(&self, header: &str, rows: &str) -> Vec<Finding> {
-        let mut text = String::with_capacity(header.len() + 1 + rows.len());
-        text.push_str(header);
-        text.push('\n');
-        text.push_str(rows);
-        let skip = header.len() + 1;
-        self.explain(&text)
-            .into_iter()
-            .filter(|f| f.end > skip)
-            .map(|mut f| {
-                f.start = f.start.max(skip) - skip;
-                f.end -= skip;
-                f
-            })
-            .collect()
     }
 
     /// `text` redacted in two pieces, as a streaming caller does: cut at the first line break

@@ -19,9 +19,6 @@ use std::sync::LazyLock;
 use regex_automata::meta::Regex;
 use regex_automata::{Anchored, Input};
 
-use crate::engine::{Engine, Hit};
-use crate::report::Report;
-
 /// The rule's header.
 static HEADER: LazyLock<Regex> = LazyLock::new(|| build(pem_header!()));
 /// Body characters, then a footer.
@@ -46,45 +43,6 @@ pub(crate) fn continuation(text: &[u8]) -> (usize, bool) {
     // BODY matches the empty string, so it always matches.
     let end = BODY.search(&input).map_or(0, |m| m.end());
     (end, end < text.len())
-}
-
-impl Engine {
-    /// Redacts `piece`, which continues a private key block that the piece before left open
-    /// (the block's match, redacted up to the cut there, runs on into this one): the block's
-    /// rest is one more hit, merged as in the whole text with the hits that overlap or touch
-    /// it, and the replacement of that merged span is left out (the piece before wrote the
-    /// block's). Then the extra passes, as [`redact`](Self::redact) runs them.
-    pub(crate) fn redact_continuing_block(&self, piece: &str, report: &mut Report) -> String {
-        let Some(mut hits) = self.find_continuing_block(piece) else {
-            return self.redact(piece, report, false).into_owned();
-        };
-        let mut spans = Vec::new();
-        let out = self.apply(piece, &mut hits, report, Some(&mut spans));
-        let cut = spans.first().map_or(0, |s| s.out_end);
-        self.redact(&out[cut..], &mut Report::default(), false)
-            .into_owned()
-    }
-
-    /// The hits in `piece` when it continues an open private key block: what
-    /// [`find`](Self::find) finds, and the rest of the block at its start (a hit of
-    /// `private_key`, empty when the block ended at the cut: what touches the block merges
-    /// with it). `None` when the rule is off.
-    pub(crate) fn find_continuing_block(&self, piece: &str) -> Option<Vec<Hit>> {
-        let rule = self
-            .rules
-            .iter()
-            .position(|r| &*r.name == "private_key")
-            .and_then(|i| u16::try_from(i).ok())?;
-        let (end, _) = continuation(piece.as_bytes());
-        let mut hits = Vec::new();
-        self.find(piece, &mut hits);
-        hits.push(Hit {
-            start: 0,
-            end,
-            rule,
-        });
-        Some(hits)
-    }
 }
 
 /// Follows private key blocks through a text read in pieces, in order (each byte once):

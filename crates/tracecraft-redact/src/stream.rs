@@ -7,10 +7,18 @@
 //! what the next piece continues ([`PieceContext`]); [`Redactor::redact_piece`] redacts the
 //! next piece in that context.
 
+use std::borrow::Cow;
+
 use crate::decode::wrap_open_after;
-use crate::pem::BlockTracker;
+use crate::engine::{Engine, Hit};
+use crate::pem::{BlockTracker, continuation};
 use crate::tables::TableTracker;
 use crate::{Finding, Redactor, Report};
+
+/// Bytes of the text before a cut that the next piece is searched with: its last line, up to
+/// this many bytes. A rule's context reaches across one line break at most (`aws_secret_key`:
+/// the keyword at the end of a line, the secret beginning the next, ~200 bytes apart).
+const TAIL: usize = 512;
 
 /// What a piece continues from the text before it: an open private key block, or the rows of
 /// a table (its header line). From [`StreamTracker::context`].
@@ -18,6 +26,8 @@ use crate::{Finding, Redactor, Report};
 pub struct PieceContext {
     block: bool,
     table_header: Option<String>,
+    /// The last line before the cut (at most [`TAIL`] bytes).
+    tail: String,
 }
 
 impl std::fmt::Debug for PieceContext {
@@ -40,6 +50,24 @@ impl PieceContext {
     #[must_use]
     pub fn continues_table(&self) -> bool {
         self.table_header.is_some()
+    }
+
+    /// Whether the piece follows text at all (it is not the first).
+    #[must_use]
+    pub fn follows_text(&self) -> bool {
+        !self.tail.is_empty()
+    }
+
+    /// The text the piece is searched after: the header of an open table, then the last
+    /// line before the cut.
+    fn prefix(&self) -> String {
+        let mut prefix = String::new();
+        if let Some(h) = &self.table_header {
+            prefix.push_str(h);
+            prefix.push('\n');
+        }
+        prefix.push_str(&self.tail);
+        prefix
     }
 }
 
@@ -72,6 +100,7 @@ pub struct StreamTracker {
     tables: Option<TableTracker>,
     block_open: bool,
     wrapping: bool,
+    tail: Vec<u8>,
 }
 
 impl StreamTracker {
@@ -81,6 +110,7 @@ impl StreamTracker {
             tables: redactor.table_tracker(),
             block_open: false,
             wrapping: false,
+            tail: Vec::new(),
         }
     }
 
@@ -93,6 +123,20 @@ impl StreamTracker {
         }
         self.block_open = self.blocks.as_mut().is_some_and(|b| b.feed(lines));
         self.wrapping = wrap_open_after(lines, self.wrapping);
+        // The last line (with its line break), at most TAIL bytes of it.
+        let body = lines.strip_suffix(b"\n").unwrap_or(lines);
+        let start = memchr::memrchr(b'\n', body).map_or(0, |i| i + 1);
+        let last = &lines[start.max(lines.len().saturating_sub(TAIL))..];
+        if start == 0 && last.len() < TAIL && !lines.is_empty() && self.tail.last() != Some(&b'\n')
+        {
+            // A piece without a line break continues the line before it.
+            self.tail.extend_from_slice(last);
+            let over = self.tail.len().saturating_sub(TAIL);
+            self.tail.drain(..over);
+        } else {
+            self.tail.clear();
+            self.tail.extend_from_slice(last);
+        }
         // Inside an open block a wrapped token's pieces are redacted with the block.
         self.block_open || !self.wrapping
     }
@@ -106,6 +150,7 @@ impl StreamTracker {
                 .tables
                 .as_ref()
                 .and_then(|t| t.header().map(str::to_owned)),
+            tail: String::from_utf8_lossy(&self.tail).into_owned(),
         }
     }
 }
@@ -124,22 +169,101 @@ impl Redactor {
     /// under its header. The outputs of the pieces, put together, are what redacting the whole
     /// text gives in MASK and REMOVE modes; in HASH mode a block cut in pieces has the
     /// pseudonym of its first part.
-    pub fn redact_piece(&self, context: &PieceContext, piece: &str, report: &mut Report) -> String {
-        match &context.table_header {
-            _ if context.block => self.redact_continuing_block(piece, report),
-            Some(header) => self.redact_rows(header, piece, report),
-            None => self.redact_str(piece, report).into_owned(),
+    pub fn redact_piece<'a>(
+        &self,
+        context: &PieceContext,
+        piece: &'a str,
+        report: &mut Report,
+    ) -> Cow<'a, str> {
+        if !self.engine.enabled {
+            return Cow::Borrowed(piece);
         }
+        if !context.block && context.table_header.is_none() && context.tail.is_empty() {
+            return self.engine.redact(piece, report, false);
+        }
+        self.engine
+            .redact_after(&context.prefix(), piece, context.block, report)
     }
 
     /// [`explain`](Self::explain) for a piece in its context (see
     /// [`redact_piece`](Self::redact_piece)): offsets in `piece`; the rest of a continued
     /// block is a `private_key` finding at its start.
     pub fn explain_piece(&self, context: &PieceContext, piece: &str) -> Vec<Finding> {
-        match &context.table_header {
-            _ if context.block => self.explain_continuing_block(piece),
-            Some(header) => self.explain_rows(header, piece),
-            None => self.explain(piece),
+        if !self.engine.enabled {
+            return Vec::new();
         }
+        let prefix = context.prefix();
+        let (_, mut hits) = self.engine.hits_after(&prefix, piece, context.block);
+        let mut found = self.engine.findings(&mut hits);
+        for f in &mut found {
+            f.start -= prefix.len();
+            f.end -= prefix.len();
+        }
+        found
+    }
+}
+
+impl Engine {
+    /// The hits in `prefix + piece` that reach into `piece` (those that begin in `prefix` cut
+    /// to begin with `piece`: the piece before wrote its part), and, when `block`, the rest of
+    /// the private key block `piece` continues as one more hit at its start. Returns the text.
+    fn hits_after(&self, prefix: &str, piece: &str, block: bool) -> (String, Vec<Hit>) {
+        let mut text = String::with_capacity(prefix.len() + piece.len());
+        text.push_str(prefix);
+        text.push_str(piece);
+        let p = prefix.len();
+        let mut hits = Vec::new();
+        self.find(&text, &mut hits);
+        hits.retain_mut(|h| {
+            h.start = h.start.max(p);
+            h.end > p
+        });
+        if block
+            && let Some(rule) = self
+                .rules
+                .iter()
+                .position(|r| &*r.name == "private_key")
+                .and_then(|i| u16::try_from(i).ok())
+        {
+            let (end, _) = continuation(piece.as_bytes());
+            hits.push(Hit {
+                start: p,
+                end: p + end,
+                rule,
+            });
+        }
+        (text, hits)
+    }
+
+    /// Redacts `piece` as it is redacted within `prefix + piece` (see [`hits_after`]); when
+    /// `block`, the replacement of the continued block (merged with what overlaps or touches
+    /// it) is left out: the piece before wrote the block's. Then the extra passes, as
+    /// [`redact`](Self::redact) runs them.
+    fn redact_after<'a>(
+        &self,
+        prefix: &str,
+        piece: &'a str,
+        block: bool,
+        report: &mut Report,
+    ) -> Cow<'a, str> {
+        let (text, mut hits) = self.hits_after(prefix, piece, block);
+        if hits.is_empty() {
+            return Cow::Borrowed(piece);
+        }
+        let p = prefix.len();
+        let mut spans = Vec::new();
+        let out = self.apply(&text, &mut hits, report, Some(&mut spans));
+        // Nothing before `p` was replaced: the output begins with the prefix.
+        let cut = if block {
+            spans.iter().find(|s| s.start == p).map_or(p, |s| s.out_end)
+        } else {
+            p
+        };
+        let rest = out.get(cut..).unwrap_or_default();
+        // The extra passes, as `redact` runs them on a changed text.
+        Cow::Owned(
+            self.redact(rest, &mut Report::default(), false)
+                .into_owned(),
+        )
     }
 }

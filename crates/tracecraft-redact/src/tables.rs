@@ -188,7 +188,8 @@ impl Engine {
 
 /// Follows CSV/TSV tables through a text read in pieces, in order (each byte once, whole
 /// lines): after each piece, the header of the table whose rows may go on in the text that
-/// follows. Redacting that text with `Redactor::redact_rows` and this header redacts its rows as they would be in the whole text: the header names the
+/// follows. Redacting that text after this header (`StreamTracker`, `Redactor::redact_piece`)
+/// redacts its rows as they would be in the whole text: the header names the
 /// sensitive columns (see the `tables` module of the engine).
 #[derive(Clone)]
 pub(crate) struct TableTracker {

@@ -112,14 +112,12 @@ fn redact_text_chunk(redactor: &Redactor, chunk: TextChunk, explain: bool) -> Te
     };
     // In the context the chunks before leave: a private key block they left open is
     // continued, the rows of a table are redacted under its header.
-    let redacted = if context.continues_block() || context.continues_table() {
-        redactor.redact_piece(&context, &text, &mut report)
-    } else {
-        // An unchanged chunk is handed on as it is, not copied.
-        match redactor.redact_str(&text, &mut report) {
-            std::borrow::Cow::Owned(changed) => changed,
-            std::borrow::Cow::Borrowed(_) => text,
-        }
+    // In the context the chunks before leave: a private key block left open is continued, the
+    // rows of a table are redacted under its header, the line before the cut is looked at.
+    // An unchanged chunk is handed on as it is, not copied.
+    let redacted = match redactor.redact_piece(&context, &text, &mut report) {
+        std::borrow::Cow::Owned(changed) => changed,
+        std::borrow::Cow::Borrowed(_) => text,
     };
     TextOut {
         redacted,
