@@ -178,7 +178,10 @@ impl Redactor {
         if !self.engine.enabled {
             return Cow::Borrowed(piece);
         }
-        if !context.block && context.table_header.is_none() && context.tail.is_empty() {
+        if !context.block
+            && context.table_header.is_none()
+            && !self.engine.tail_reaches(&context.tail, piece)
+        {
             return self.engine.redact(piece, report, false);
         }
         self.engine
@@ -203,7 +206,36 @@ impl Redactor {
     }
 }
 
+/// Bytes at the start of a piece within which a match that the line before the cut begins
+/// or gives context to must lie (a keyword, a separator that may be a line break, the value).
+const HEAD: usize = 1024;
+
 impl Engine {
+    /// Whether the line before the cut (`tail`) changes what is found at the start of `piece`
+    /// (its first [`HEAD`] bytes): when it does not, the piece is redacted on its own, as
+    /// fast as any text (searching it after the tail costs a second pass over it).
+    fn tail_reaches(&self, tail: &str, piece: &str) -> bool {
+        if tail.is_empty() || self.surely_clean(tail) {
+            return false;
+        }
+        let mut end = piece.len().min(HEAD);
+        while !piece.is_char_boundary(end) {
+            end -= 1;
+        }
+        let head = &piece[..end];
+        let (_, mut after) = self.hits_after(tail, head, false);
+        for h in &mut after {
+            h.start -= tail.len();
+            h.end -= tail.len();
+        }
+        let mut alone = Vec::new();
+        self.find(head, &mut alone);
+        let key = |h: &Hit| (h.start, h.end, h.rule);
+        after.sort_unstable_by_key(key);
+        alone.sort_unstable_by_key(key);
+        after != alone
+    }
+
     /// The hits in `prefix + piece` that reach into `piece` (those that begin in `prefix` cut
     /// to begin with `piece`: the piece before wrote its part), and, when `block`, the rest of
     /// the private key block `piece` continues as one more hit at its start. Returns the text.
