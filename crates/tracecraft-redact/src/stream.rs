@@ -94,13 +94,27 @@ impl PieceContext {
 /// assert_eq!(out, "id,password\n1,[REDACTED]\n2,[REDACTED]\n[REDACTED]!\n");
 /// assert_eq!(out, redactor.redact_str(&pieces.concat(), &mut Report::default()));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StreamTracker {
     blocks: Option<BlockTracker>,
     tables: Option<TableTracker>,
     block_open: bool,
     wrapping: bool,
     tail: Vec<u8>,
+}
+
+impl std::fmt::Debug for StreamTracker {
+    /// Never the text: the state only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamTracker")
+            .field("block_open", &self.block_open)
+            .field(
+                "table_open",
+                &self.tables.as_ref().is_some_and(|t| t.header().is_some()),
+            )
+            .field("wrapping", &self.wrapping)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StreamTracker {

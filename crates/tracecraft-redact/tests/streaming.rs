@@ -30,3 +30,14 @@ fn readme_pieces_example() {
         "id,password\n1,[REDACTED]\n2,[REDACTED]\n[REDACTED]!\n"
     );
 }
+
+#[test]
+fn debug_output_never_shows_the_text() {
+    let redactor = Redactor::new(&RedactionConfig::default()).unwrap();
+    let mut tracker = redactor.stream_tracker();
+    tracker.feed(b"name,password\nbob,hunter2secret\naws_secret_access_key\n");
+    let shown = format!("{tracker:?} {:?}", tracker.context());
+    for word in ["hunter2secret", "password", "aws_secret"] {
+        assert!(!shown.contains(word), "{shown}");
+    }
+}
