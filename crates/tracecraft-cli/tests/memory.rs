@@ -37,10 +37,9 @@ fn peak_rss(pid: u32) -> u64 {
     kb * 1024
 }
 
-/// The peak RSS of `tracecraft redact` on `input` (one line), read while the process is
-/// alive and done with the line (its output has begun), and the output's length.
-fn redact_peak(input: Vec<u8>) -> (u64, usize) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
+/// `tracecraft redact` with the default rules, stdin and stdout piped.
+fn spawn_redact() -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_tracecraft"))
         .arg("redact")
         .env_remove("TRACECRAFT_REDACTION_HASH_KEY")
         .env_remove("TRACECRAFT_REDACTION_MODE")
@@ -50,7 +49,13 @@ fn redact_peak(input: Vec<u8>) -> (u64, usize) {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// The peak RSS of `tracecraft redact` on `input` (one line), read while the process is
+/// alive and done with the line (its output has begun), and the output's length.
+fn redact_peak(input: Vec<u8>) -> (u64, usize) {
+    let mut child = spawn_redact();
     let mut stdin = child.stdin.take().unwrap();
     let (close_tx, close_rx) = std::sync::mpsc::channel::<()>();
     let writer = std::thread::spawn(move || {
@@ -113,17 +118,7 @@ fn peak_rss_on_a_private_key_block_that_never_ends_stays_bounded() {
         .find(|f| f.name == "pem_no_footer_lines")
         .unwrap();
     let data = family.generate(4 * SIZE);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
-        .arg("redact")
-        .env_remove("TRACECRAFT_REDACTION_HASH_KEY")
-        .env_remove("TRACECRAFT_REDACTION_MODE")
-        .env_remove("TRACECRAFT_CONFIG")
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_redact();
     let mut stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut out = Vec::new();

@@ -201,14 +201,19 @@ fn chunked_parallel_output_equals_the_engine_on_the_whole_text() {
     }
     let o = run(&[], &text);
     assert_eq!(o.status.code(), Some(0), "{}", text_of(&o.stderr));
+    assert_whole_text_output(&text, &o.stdout);
+    assert!(!text_of(&o.stdout).contains("MIIEowIBAAKCAQEA7Qx3k2pZ"));
+}
+
+/// `out` (chunked, on every core) is what the engine gives on the whole of `text` at once.
+fn assert_whole_text_output(text: &str, out: &[u8]) {
     let engine =
         tracecraft_redact::Redactor::new(&tracecraft_redact::RedactionConfig::default()).unwrap();
-    let whole = engine.redact_str(&text, &mut tracecraft_redact::Report::default());
+    let whole = engine.redact_str(text, &mut tracecraft_redact::Report::default());
     assert!(
-        o.stdout == whole.as_bytes(),
+        out == whole.as_bytes(),
         "chunked output differs from the whole-text engine"
     );
-    assert!(!text_of(&o.stdout).contains("MIIEowIBAAKCAQEA7Qx3k2pZ"));
 }
 
 fn text_of(b: &[u8]) -> String {
@@ -252,13 +257,7 @@ fn private_key_blocks_longer_than_a_chunk_are_redacted_whole() {
     text.push_str("it's over, call +1 415-555-0132\n");
     let o = run(&[], &text);
     assert_eq!(o.status.code(), Some(0), "{}", text_of(&o.stderr));
-    let engine =
-        tracecraft_redact::Redactor::new(&tracecraft_redact::RedactionConfig::default()).unwrap();
-    let whole = engine.redact_str(&text, &mut tracecraft_redact::Report::default());
-    assert!(
-        o.stdout == whole.as_bytes(),
-        "chunked output differs from the whole-text engine"
-    );
+    assert_whole_text_output(&text, &o.stdout);
     let masked = text_of(&o.stdout);
     // REMOVE: the same findings, replaced by nothing (the continued blocks too).
     let o = run(&["--mode", "remove"], &text);
@@ -319,11 +318,5 @@ fn tables_longer_than_a_chunk_keep_their_sensitive_columns_redacted() {
         "a sensitive cell leaked"
     );
     assert_eq!(out.matches("[REDACTED]").count() as u64, i + 20_000);
-    let engine =
-        tracecraft_redact::Redactor::new(&tracecraft_redact::RedactionConfig::default()).unwrap();
-    let whole = engine.redact_str(&text, &mut tracecraft_redact::Report::default());
-    assert!(
-        o.stdout == whole.as_bytes(),
-        "chunked output differs from the whole-text engine"
-    );
+    assert_whole_text_output(&text, &o.stdout);
 }

@@ -76,28 +76,23 @@ impl Decoded {
 
     /// Appends `s`, every byte from source `a..z`.
     fn push(&mut self, s: &str, a: usize, z: usize) {
-        if s.is_empty() {
-            return;
-        }
-        self.runs.push(Run {
-            at: self.text.len(),
-            copied: false,
-            src: a,
-            src_end: z,
-        });
-        self.text.push_str(s);
+        self.push_run(s, false, a, z);
     }
 
     /// Appends `s`, copied from the source at `base`: each character from its own bytes.
     fn push_copied(&mut self, s: &str, base: usize) {
+        self.push_run(s, true, base, base + s.len());
+    }
+
+    fn push_run(&mut self, s: &str, copied: bool, src: usize, src_end: usize) {
         if s.is_empty() {
             return;
         }
         self.runs.push(Run {
             at: self.text.len(),
-            copied: true,
-            src: base,
-            src_end: base + s.len(),
+            copied,
+            src,
+            src_end,
         });
         self.text.push_str(s);
     }
