@@ -184,11 +184,20 @@ fn write_json_map(
     map: &tracecraft_core::JsonMap,
     limit: usize,
 ) -> Result<(), TooDeep> {
+    write_json_entries(out, map.iter().map(|(k, v)| (k.as_str(), v)), limit)
+}
+
+/// A JSON object of `entries`, keys in order, values at most `limit` deep with the object.
+fn write_json_entries<'a>(
+    out: &mut Vec<u8>,
+    entries: impl Iterator<Item = (&'a str, &'a Value)>,
+    limit: usize,
+) -> Result<(), TooDeep> {
     if limit == 0 {
         return Err(TooDeep);
     }
     out.push(b'{');
-    for (i, (k, v)) in map.iter().enumerate() {
+    for (i, (k, v)) in entries.enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -233,17 +242,7 @@ pub(crate) fn push_json_map_text(out: &mut Vec<u8>, map: &tracecraft_core::JsonM
 /// writes a map holding them.
 pub(crate) fn push_json_pairs(out: &mut Vec<u8>, pairs: &[(&str, &Value)]) {
     push_or_truncated(out, |out| {
-        out.push(b'{');
-        for (i, (k, v)) in pairs.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            content::push_json_str(out, k);
-            out.push(b':');
-            write_json(out, v, MAX_VALUE_DEPTH - 1)?;
-        }
-        out.push(b'}');
-        Ok(())
+        write_json_entries(out, pairs.iter().copied(), MAX_VALUE_DEPTH)
     });
 }
 
