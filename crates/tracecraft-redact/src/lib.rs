@@ -240,9 +240,8 @@ impl Redactor {
     }
 
     /// `text` redacted in two pieces, as a streaming caller does: cut at the first line break
-    /// from its middle on, if a caller may cut there (a private key block open, or no wrapped
-    /// token across it), the second piece continuing the first's block or table. `None`
-    /// when there is no such cut. For the fuzz target and tests (it must equal
+    /// from its middle on (see [`redact_cut_at`](Self::redact_cut_at)). `None` when there is
+    /// no such cut. For the fuzz target and tests (it must equal
     /// [`redact_str`](Self::redact_str) of the whole text).
     #[doc(hidden)]
     pub fn redact_in_two_pieces(&self, text: &str) -> Option<String> {
@@ -251,7 +250,15 @@ impl Redactor {
             half -= 1;
         }
         let nl = text[half..].find('\n')?;
-        let (first, second) = text.split_at(half + nl + 1);
+        self.redact_cut_at(text, half + nl + 1)
+    }
+
+    /// `text` redacted in two pieces cut after byte `cut` (a line end), as a streaming caller
+    /// does, the second piece in the context a [`StreamTracker`] gives after the first; `None`
+    /// when the tracker does not allow the cut there. For tests.
+    #[doc(hidden)]
+    pub fn redact_cut_at(&self, text: &str, cut: usize) -> Option<String> {
+        let (first, second) = text.split_at(cut);
         let mut tracker = self.stream_tracker();
         if !tracker.feed(first.as_bytes()) {
             return None;
