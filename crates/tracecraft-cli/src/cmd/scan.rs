@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use tracecraft_core::{ProcessedRun, TraceQuery, TraceStore};
-use tracecraft_redact::{Finding, Redactor, Report};
+use tracecraft_redact::{Finding, PieceContext, Redactor, Report};
 
 use super::{CliError, load_config, shown, store_flag};
 use crate::{Exit, Global};
@@ -44,12 +44,13 @@ fn is_placeholder(text: &str) -> bool {
         || (!t.is_empty() && t.chars().all(|c| c == '*'))
 }
 
-/// The findings in one line of text, placeholders left out.
-fn findings(redactor: &Redactor, line: &str) -> Vec<Finding> {
+/// The findings in `text` (a piece of a file in its context, or a run's text), placeholders
+/// left out.
+fn findings(redactor: &Redactor, context: &PieceContext, text: &str) -> Vec<Finding> {
     redactor
-        .explain(line)
+        .explain_piece(context, text)
         .into_iter()
-        .filter(|f| !line.get(f.start..f.end).is_some_and(is_placeholder))
+        .filter(|f| !text.get(f.start..f.end).is_some_and(is_placeholder))
         .collect()
 }
 
@@ -120,11 +121,7 @@ fn scan_file(
             break;
         };
         let text = String::from_utf8_lossy(&chunk);
-        let found = redactor.explain_piece(&context, &text);
-        let found: Vec<Finding> = found
-            .into_iter()
-            .filter(|f| !text.get(f.start..f.end).is_some_and(is_placeholder))
-            .collect();
+        let found = findings(redactor, &context, &text);
         // The findings by line: line starts of the chunk, then each finding's line.
         starts.clear();
         starts.push(0);
@@ -190,7 +187,7 @@ fn scan_store(
         offset += page.len();
         for run in page {
             let text = tracecraft_core::json::to_json(&run);
-            let found = findings(redactor, &text);
+            let found = findings(redactor, &PieceContext::default(), &text);
             if !found.is_empty() {
                 tally.add(&found);
                 report_line(out, json, &format!("trace {}", run.id), &found)?;
