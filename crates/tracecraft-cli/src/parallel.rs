@@ -33,6 +33,9 @@ pub(crate) const KEEP_TOGETHER_BYTES: usize = 3 << 20;
 pub(crate) struct Chunks<R> {
     input: R,
     carry: Vec<u8>,
+    /// Bytes searched for line breaks so far (tests check each byte is searched once).
+    #[cfg(test)]
+    scanned: usize,
 }
 
 impl<R: Read> Chunks<R> {
@@ -40,6 +43,8 @@ impl<R: Read> Chunks<R> {
         Chunks {
             input,
             carry: Vec::new(),
+            #[cfg(test)]
+            scanned: 0,
         }
     }
 
@@ -55,9 +60,18 @@ impl<R: Read> Chunks<R> {
         chunk.reserve((CHUNK_BYTES + (CHUNK_BYTES >> 3)).saturating_sub(chunk.len()));
         // Bytes of `chunk` already shown to `open_block` (whole lines).
         let mut shown = 0;
+        // Bytes of `chunk` already searched for a line break: only the bytes read since are
+        // searched (a line of many megabytes is scanned once, not once per block read).
+        let mut searched = 0;
         loop {
-            if let Some(nl) = memchr::memrchr(b'\n', &chunk[shown..]) {
-                let end = shown + nl + 1;
+            let found = memchr::memrchr(b'\n', &chunk[searched..]).map(|nl| searched + nl);
+            #[cfg(test)]
+            {
+                self.scanned += chunk.len() - searched;
+            }
+            searched = chunk.len();
+            if let Some(nl) = found {
+                let end = nl + 1;
                 let open = open_block(&chunk[shown..end]);
                 shown = end;
                 if end >= CHUNK_BYTES && (!open || end >= CHUNK_BYTES + KEEP_TOGETHER_BYTES) {
@@ -243,5 +257,40 @@ mod tests {
             total += chunk.len();
         }
         assert_eq!(total, text.len());
+    }
+
+    /// A line of many megabytes, read a block at a time, is searched for line breaks once
+    /// (it was searched again from its start after every 64 KB block: quadratic).
+    #[test]
+    fn a_long_line_is_searched_once() {
+        let mut text = vec![b'a'; 8 << 20];
+        text.extend_from_slice(b"\nshort line\n");
+        // A reader that hands out at most 4 KB per read, as a pipe does.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(4096);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut input = Chunks::new(Trickle(&text));
+        let mut chunks = Vec::new();
+        while let Some(chunk) = input.next_chunk(&mut |_| false).unwrap() {
+            chunks.push(chunk);
+        }
+        assert_eq!(chunks.concat(), text);
+        assert_eq!(
+            chunks.len(),
+            1,
+            "the long line and what follows it fit one chunk"
+        );
+        assert!(
+            input.scanned <= text.len(),
+            "{} bytes searched for {} bytes of input",
+            input.scanned,
+            text.len()
+        );
     }
 }
