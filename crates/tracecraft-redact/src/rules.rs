@@ -1028,7 +1028,7 @@ fn valid_phone(text: &str, s: usize, e: usize, _: &[(usize, usize)]) -> bool {
 }
 
 /// Words that make a number near them something other than a phone number.
-const NOT_PHONE_WORDS: &[&str] = &[
+const NOT_PHONE_WORDS: Words = Words::new(&[
     "invoice",
     "order",
     "ticket",
@@ -1044,10 +1044,10 @@ const NOT_PHONE_WORDS: &[&str] = &[
     "bytes",
     "id:",
     "id=",
-];
+]);
 
 /// Words that make a number near them a phone number (any case).
-const PHONE_WORDS: &[&str] = &[
+const PHONE_WORDS: Words = Words::new(&[
     "phone",
     "tel",
     "mobile",
@@ -1076,28 +1076,58 @@ const PHONE_WORDS: &[&str] = &[
     "연락처",
     "手机",
     "电话",
-];
+]);
+
+/// Words that make nine digits near them a US social security number (any case).
+const SSN_WORDS: Words = Words::new(&["ssn", "social security", "soc sec", "soc. sec"]);
 
 /// How far before a number its context word may begin, in bytes.
 const CONTEXT_BACK: usize = 48;
 
-/// The up to [`CONTEXT_BACK`] bytes before `s`, lower-cased (ASCII), from the last line
-/// break, `[` or `]` on (context never reaches across a line or a replacement).
-fn context_before(b: &[u8], s: usize) -> Vec<u8> {
+/// The up to [`CONTEXT_BACK`] bytes before `s`, from the last line break, `[` or `]` on
+/// (context never reaches across a line or a replacement).
+fn context_before(b: &[u8], s: usize) -> &[u8] {
     let from = s.saturating_sub(CONTEXT_BACK);
     let from = b[from..s]
         .iter()
         .rposition(|&c| matches!(c, b'\n' | b'\r' | b'[' | b']'))
         .map_or(from, |i| from + i + 1);
-    b[from..s].to_ascii_lowercase()
+    &b[from..s]
 }
 
-/// Some word of `words` occurs in `hay`, not right after an ASCII letter (`tel` is not in
-/// `hotel`). One pass over the places where such a word may begin.
-fn contains_any(hay: &[u8], words: &[&str]) -> bool {
-    (0..hay.len())
-        .filter(|&i| i == 0 || !hay[i - 1].is_ascii_alphabetic())
-        .any(|i| words.iter().any(|w| hay[i..].starts_with(w.as_bytes())))
+/// Context words (lower case; ASCII letters match in any case), with the bytes they begin
+/// with: a place in the context where none begins (a digit, a space, most letters) is
+/// passed over without comparing every word.
+struct Words {
+    list: &'static [&'static str],
+    first: [bool; 256],
+}
+
+impl Words {
+    const fn new(list: &'static [&'static str]) -> Words {
+        let mut first = [false; 256];
+        let mut i = 0;
+        while i < list.len() {
+            let c = list[i].as_bytes()[0];
+            first[c as usize] = true;
+            first[c.to_ascii_uppercase() as usize] = true;
+            i += 1;
+        }
+        Words { list, first }
+    }
+
+    /// Some word occurs in `hay`, not right after an ASCII letter (`tel` is not in `hotel`).
+    fn found_in(&self, hay: &[u8]) -> bool {
+        (0..hay.len())
+            .filter(|&i| self.first[usize::from(hay[i])])
+            .filter(|&i| i == 0 || !hay[i - 1].is_ascii_alphabetic())
+            .any(|i| {
+                self.list.iter().any(|w| {
+                    hay.get(i..i + w.len())
+                        .is_some_and(|h| h.eq_ignore_ascii_case(w.as_bytes()))
+                })
+            })
+    }
 }
 
 /// A national number after a phone word: 9 to 12 digits, not beginning with `1` (epoch
@@ -1122,7 +1152,7 @@ fn valid_context_phone(text: &str, s: usize, e: usize, _: &[(usize, usize)]) -> 
         return false;
     }
     let before = context_before(b, s);
-    contains_any(&before, PHONE_WORDS) && !contains_any(&before, NOT_PHONE_WORDS)
+    PHONE_WORDS.found_in(before) && !NOT_PHONE_WORDS.found_in(before)
 }
 
 /// Nine SSN digits after an SSN word (`ssn`, `social security`, `soc sec`) in the
@@ -1148,7 +1178,7 @@ fn valid_context_ssn(text: &str, s: usize, e: usize, _: &[(usize, usize)]) -> bo
         && d[0] != b'9'
         && &d[3..5] != b"00"
         && &d[5..] != b"0000"
-        && contains_any(&before, &["ssn", "social security", "soc sec", "soc. sec"])
+        && SSN_WORDS.found_in(before)
 }
 
 /// Area not 000, 666 or 9xx; group not 00; serial not 0000.
@@ -1401,6 +1431,33 @@ fn valid_password_field(text: &str, s: usize, e: usize, spans: &[(usize, usize)]
 mod tests {
     use super::*;
     use proptest::strategy::Strategy;
+
+    /// Context words are found in any ASCII case, at the start of the context or after a
+    /// non-letter only, and the lists are lower case (a capital in a list would never have
+    /// matched the lower-cased context the words were once compared with).
+    #[test]
+    fn context_words() {
+        for words in [&PHONE_WORDS, &NOT_PHONE_WORDS, &SSN_WORDS] {
+            for w in words.list {
+                assert_eq!(*w, w.to_lowercase(), "{w}");
+                assert!(words.found_in(w.as_bytes()));
+                assert!(words.found_in(w.to_ascii_uppercase().as_bytes()));
+                assert!(words.found_in(format!("my {w}: ").as_bytes()));
+                assert!(words.found_in(format!("12{w}").as_bytes()));
+                // (`téléphone` holds `phone` after a non-ASCII letter.)
+                if w.is_ascii() {
+                    assert!(!words.found_in(format!("x{w}").as_bytes()), "{w}");
+                }
+            }
+        }
+        assert!(PHONE_WORDS.found_in("Téléphone ".as_bytes()));
+        assert!(!PHONE_WORDS.found_in(b"hotel 1234 5678 90"));
+        assert!(!PHONE_WORDS.found_in(b"1234 5678 9012 3456 7890 "));
+        assert!(
+            !PHONE_WORDS.found_in(b"te"),
+            "a word cut by the end of the context"
+        );
+    }
 
     #[test]
     fn luhn() {
