@@ -17,16 +17,18 @@ fn tc(args: &[&str], stdin: Option<&str>, dir: &std::path::Path) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    // Written on a thread while the output is read: the binary reads a bounded amount ahead
+    // of what it has written out.
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.map(|s| s.as_bytes().to_vec());
+    let writer = std::thread::spawn(move || {
+        if let Some(input) = input {
+            pipe.write_all(&input).unwrap();
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
 }
 
 fn text(b: &[u8]) -> String {

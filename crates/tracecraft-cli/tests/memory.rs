@@ -141,3 +141,77 @@ fn peak_rss_on_a_private_key_block_that_never_ends_stays_bounded() {
         bound >> 20
     );
 }
+
+/// `tracecraft import -` (to stdout) on one run whose input is a text of `SIZE` bytes: the
+/// run's line is the longest line, and the peak stays within 64 MB + 3x it (plus a quarter,
+/// as above), read once the run's JSON has begun to come out while more small runs follow.
+/// The chunk holding the line is freed before the run is processed (it was held through
+/// the redaction and the writing: 186 MB for a 32 MB keyword-dense run against 160).
+#[test]
+fn import_peak_rss_on_one_large_run_stays_bounded() {
+    let mut over = Vec::new();
+    for family in ["keyword_dense", "base64_random"] {
+        let text = FAMILIES
+            .iter()
+            .find(|f| f.name == family)
+            .unwrap()
+            .generate(SIZE);
+        let text = String::from_utf8(text).unwrap();
+        let line = serde_json::json!({
+            "id": "7f1c1c7e-3f7a-4d8e-9a51-0c1f3b2f6a10",
+            "name": "large",
+            "start_time": "2025-01-06T08:00:05Z",
+            "input": text,
+            "steps": [],
+        })
+        .to_string();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
+            .args(["import", "-"])
+            .env_remove("TRACECRAFT_REDACTION_HASH_KEY")
+            .env_remove("TRACECRAFT_REDACTION_MODE")
+            .env_remove("TRACECRAFT_CONFIG")
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let (close_tx, close_rx) = std::sync::mpsc::channel::<()>();
+        let len = line.len();
+        let writer = std::thread::spawn(move || {
+            stdin.write_all(line.as_bytes()).unwrap();
+            stdin.write_all(b"\n").unwrap();
+            let small = format!(
+                "{}\n",
+                serde_json::json!({"name": "small", "start_time": "2025-01-06T08:00:05Z", "input": "nothing here"})
+            )
+            .repeat(512);
+            while close_rx.try_recv().is_err() {
+                if stdin.write_all(small.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 1];
+        stdout.read_exact(&mut first).unwrap();
+        let peak = peak_rss(child.id());
+        let _ = close_tx.send(());
+        let mut rest = Vec::new();
+        stdout.read_to_end(&mut rest).unwrap();
+        writer.join().unwrap();
+        assert!(child.wait().unwrap().success(), "{family}");
+        assert!(rest.len() > SIZE / 2, "{family}: the large run came out");
+        eprintln!("import {family}: peak RSS {} MB", peak >> 20);
+        let bound = ((64 << 20) + 3 * len as u64) * 5 / 4;
+        if peak > bound {
+            over.push(format!(
+                "{family}: peak RSS {} MB over {} MB",
+                peak >> 20,
+                bound >> 20
+            ));
+        }
+    }
+    assert!(over.is_empty(), "{over:?}");
+}

@@ -25,11 +25,18 @@ fn tc(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>, dir: &Path) -> 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    if let Some(input) = stdin {
-        let _ = child.stdin.take().unwrap().write_all(input);
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    // Written on a thread while the output is read: the binary reads a bounded amount ahead
+    // of what it has written out.
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.map(<[u8]>::to_vec);
+    let writer = std::thread::spawn(move || {
+        if let Some(input) = input {
+            let _ = pipe.write_all(&input);
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
 }
 
 fn text(b: &[u8]) -> String {

@@ -15,9 +15,17 @@ fn run(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The binary may exit (bad config) before reading stdin: a broken pipe is fine here.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    // Written on a thread while the output is read: the binary reads a bounded amount ahead
+    // of what it has written out. It may exit (bad config) before reading stdin: a broken
+    // pipe is fine here.
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
 }
 
 fn text(b: &[u8]) -> String {
