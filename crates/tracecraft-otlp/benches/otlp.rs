@@ -220,7 +220,8 @@ fn cpu_export_figures(_: &mut Criterion) {
             .expect("exporter");
         exporter.export(batch).expect("export");
         collector.clear();
-        let rounds = 4u32;
+        // Twelve rounds (~130k spans): CPU time is counted in 10 ms ticks.
+        let rounds = 12u32;
         let cpu0 = cpu_time().unwrap_or_default();
         let wall0 = Instant::now();
         for _ in 0..rounds {
