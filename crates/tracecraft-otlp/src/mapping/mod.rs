@@ -280,10 +280,38 @@ fn push_run_spans<'r, S: sink::SpanSink<'r>>(
     let root_id = span_id(run.id);
     let mut stack: Vec<(&Step, [u8; 8])> = run.steps.iter().rev().map(|s| (s, root_id)).collect();
     while let Some((step, parent)) = stack.pop() {
+        // The step written next, touched now: its maps' entries are loaded while this one
+        // is written (the corpus of runs does not fit in the caches).
+        if let Some(next) = step
+            .children
+            .first()
+            .or_else(|| stack.last().map(|(s, _)| *s))
+        {
+            touch(next);
+        }
         spans::step_span(run, step, parent, options, out);
         let me = span_id(step.id);
         stack.extend(step.children.iter().rev().map(|c| (c, me)));
     }
+}
+
+/// Loads the first byte of every key and string value of a step's maps: loads independent
+/// of each other, which the CPU overlaps, where writing the step would wait for each in
+/// turn (2,000 runs do not fit in the caches: +8%-15% for `map_encode`, measured in
+/// docs/perf/otlp.md). Safe code: a plain read whose result is kept from being optimised
+/// away.
+fn touch(step: &Step) {
+    let first = |s: &str| s.as_bytes().first().copied().unwrap_or(0);
+    let mut acc = 0u8;
+    for map in [&step.inputs, &step.outputs, &step.attributes] {
+        for (key, value) in map {
+            acc ^= first(key);
+            if let Value::String(s) = value {
+                acc ^= first(s);
+            }
+        }
+    }
+    std::hint::black_box(acc);
 }
 
 /// What a run's resource is made of: `service.name`, `deployment.environment.name`, and the
