@@ -20,7 +20,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataMap;
-use tonic::transport::Channel;
 use tracecraft_core::{ExportError, Exporter, ProcessedRun};
 
 use crate::config::{
@@ -214,7 +213,7 @@ impl OtlpExporterBuilder {
 }
 
 enum Transport {
-    Grpc(tonic::client::Grpc<Channel>),
+    Grpc(tonic::client::Grpc<crate::rpc::CheckedChannel>),
     Http(HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
 }
 
@@ -459,7 +458,7 @@ impl OtlpExporter {
                 // The channel's worker task is spawned on our runtime.
                 let _guard = runtime.enter();
                 let channel = channel.connect_with_connector_lazy(connector);
-                let mut client = tonic::client::Grpc::new(channel);
+                let mut client = tonic::client::Grpc::new(crate::rpc::CheckedChannel(channel));
                 if s.compression == Compression::Gzip {
                     client = client
                         .send_compressed(CompressionEncoding::Gzip)

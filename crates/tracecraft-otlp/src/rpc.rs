@@ -48,6 +48,106 @@ pub(crate) const TRACE_SERVICE: &str = "opentelemetry.proto.collector.trace.v1.T
 /// Its `Export` method's path.
 pub(crate) const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
+/// The gRPC channel the exporter calls through: tonic's [`Channel`], with each response's
+/// `grpc-status-details-bin` (in its headers or its trailers) dropped when it is not
+/// base64. tonic's client decodes that header with an `expect` (tonic 0.14,
+/// `Status::from_header_map`): a broken or hostile collector could otherwise panic the
+/// exporting thread with one response. What is dropped is only the details (the status's
+/// code and message stay), and a warning says so (never the value).
+///
+/// [`Channel`]: tonic::transport::Channel
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedChannel(pub(crate) tonic::transport::Channel);
+
+/// The header tonic decodes with an `expect`.
+const GRPC_STATUS_DETAILS: &str = "grpc-status-details-bin";
+
+/// Drops `grpc-status-details-bin` from `headers` unless tonic can decode it (standard
+/// alphabet, padding optional: tonic's own engine).
+fn check_details(headers: &mut http::HeaderMap) {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const TONIC_BASE64: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let bad = headers
+        .get_all(GRPC_STATUS_DETAILS)
+        .iter()
+        .any(|v| TONIC_BASE64.decode(v.as_bytes()).is_err());
+    if bad {
+        headers.remove(GRPC_STATUS_DETAILS);
+        tracing::warn!(
+            "the collector's gRPC status details are not base64: ignored (the status's code and message are kept)"
+        );
+    }
+}
+
+impl<B> tonic::codegen::Service<http::Request<B>> for CheckedChannel
+where
+    tonic::transport::Channel: tonic::codegen::Service<
+            http::Request<B>,
+            Response = http::Response<tonic::body::Body>,
+            Error = tonic::transport::Error,
+        >,
+    <tonic::transport::Channel as tonic::codegen::Service<http::Request<B>>>::Future:
+        Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::transport::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tonic::codegen::Service::poll_ready(&mut self.0, cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let response = tonic::codegen::Service::call(&mut self.0, request);
+        Box::pin(async move {
+            let mut response = response.await?;
+            check_details(response.headers_mut());
+            Ok(response.map(|body| tonic::body::Body::new(CheckedBody(body))))
+        })
+    }
+}
+
+/// A response body whose trailers pass [`check_details`].
+struct CheckedBody(tonic::body::Body);
+
+impl hyper::body::Body for CheckedBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.0).poll_frame(cx).map(|frame| {
+            frame.map(|frame| {
+                frame.map(|mut frame| {
+                    if let Some(trailers) = frame.trailers_mut() {
+                        check_details(trailers);
+                    }
+                    frame
+                })
+            })
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
 /// A gRPC codec that sends an already encoded `ExportTraceServiceRequest` (the direct
 /// encoder's bytes) and decodes the `ExportTraceServiceResponse`.
 #[derive(Debug, Clone, Copy, Default)]

@@ -56,6 +56,13 @@ pub enum Reply {
     },
     /// Waits this long, then succeeds (to test timeouts).
     Stall(Duration),
+    /// A gRPC status (trailers-only) whose `grpc-status-details-bin` is not base64, as a
+    /// broken or hostile collector may send; the request is not recorded (HTTP requests get
+    /// 500).
+    GrpcBadDetails {
+        /// The status code.
+        code: tonic::Code,
+    },
     /// A gRPC status with a bare `RetryInfo` in a `google.rpc.retryinfo-bin` trailer
     /// (HTTP requests get 503).
     GrpcRetryTrailer {
@@ -259,7 +266,9 @@ impl Grpc {
                 ),
                 None => tonic::Status::new(code, "scripted"),
             }),
-            Reply::Http { .. } => Err(tonic::Status::unknown("scripted")),
+            Reply::Http { .. } | Reply::GrpcBadDetails { .. } => {
+                Err(tonic::Status::unknown("scripted"))
+            }
             Reply::GrpcRetryTrailer { code, retry_delay } => {
                 let mut status = tonic::Status::new(code, "scripted");
                 status.metadata_mut().insert_bin(
@@ -288,6 +297,31 @@ async fn handle_grpc(state: Arc<State>, req: Request<Incoming>) -> Response<Resp
         headers.insert(
             http::header::CONTENT_TYPE,
             tonic::metadata::GRPC_CONTENT_TYPE,
+        );
+        return response;
+    }
+    let bad_details = {
+        let mut script = lock(&state.script);
+        match script.front() {
+            Some(Reply::GrpcBadDetails { code }) => {
+                let code = *code;
+                script.pop_front();
+                Some(code)
+            }
+            _ => None,
+        }
+    };
+    if let Some(code) = bad_details {
+        let mut response = Response::new(RespBody::default());
+        let headers = response.headers_mut();
+        headers.insert(tonic::Status::GRPC_STATUS, (code as i32).into());
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            tonic::metadata::GRPC_CONTENT_TYPE,
+        );
+        headers.insert(
+            "grpc-status-details-bin",
+            http::HeaderValue::from_static("not*base64!"),
         );
         return response;
     }
@@ -394,7 +428,9 @@ async fn handle_http(state: Arc<State>, req: Request<Incoming>) -> Response<Resp
         Reply::Unavailable | Reply::GrpcRetryTrailer { .. } => {
             plain(StatusCode::SERVICE_UNAVAILABLE, &[], Bytes::new())
         }
-        Reply::Grpc { .. } => plain(StatusCode::INTERNAL_SERVER_ERROR, &[], Bytes::new()),
+        Reply::Grpc { .. } | Reply::GrpcBadDetails { .. } => {
+            plain(StatusCode::INTERNAL_SERVER_ERROR, &[], Bytes::new())
+        }
         Reply::Http {
             status,
             retry_after,

@@ -224,6 +224,32 @@ fn grpc_retry_info_is_read_from_a_trailer() {
     assert_eq!(collector.received().len(), 2);
 }
 
+/// A collector whose status details are not base64 (broken, or hostile) gets its status
+/// reported, not a panic: tonic's client decodes that header with an `expect`, so the
+/// exporter drops it first (the code and message are kept). The exporter goes on working.
+#[test]
+fn grpc_status_details_that_are_not_base64_do_not_panic() {
+    let collector = MockCollector::start().unwrap();
+    collector.script([Reply::GrpcBadDetails {
+        code: tonic::Code::PermissionDenied,
+    }]);
+    let mut exporter = OtlpExporter::builder()
+        .protocol(Protocol::Grpc)
+        .endpoint(collector.grpc_endpoint())
+        .retry(retries(3))
+        .build()
+        .unwrap();
+    let e = exporter.export(&[run()]).unwrap_err();
+    assert_eq!(
+        failure(&e).cause,
+        Cause::Grpc {
+            code: tonic::Code::PermissionDenied
+        }
+    );
+    exporter.export(&[run()]).unwrap();
+    assert_eq!(collector.received().len(), 1, "the second export arrived");
+}
+
 #[test]
 fn grpc_statuses_name_the_code() {
     let collector = MockCollector::start().unwrap();
