@@ -179,6 +179,16 @@ pub struct RedactingWrite<'a, W: Write> {
     /// What the text written out so far leaves open (a private key block, a table, a
     /// wrapped token) for the text still buffered.
     stream: tracecraft_redact::StreamTracker,
+    /// `stream` fed on with the buffered lines up to `probed`: where the buffer may be cut.
+    /// Kept across writes, so that each buffered byte is looked at once however long the
+    /// buffer grows (a long line, a block that cannot be cut).
+    probe: Option<tracecraft_redact::StreamTracker>,
+    /// Buffered bytes fed to `probe` (whole lines).
+    probed: usize,
+    /// Buffered bytes searched for line ends.
+    scanned: usize,
+    /// The last place (within `probed`) where the buffer may be cut.
+    cut: usize,
 }
 
 impl<W: Write> std::fmt::Debug for RedactingWrite<'_, W> {
@@ -200,6 +210,10 @@ impl<'a, W: Write> RedactingWrite<'a, W> {
             redactor,
             buf: Vec::new(),
             stream: redactor.stream_tracker(),
+            probe: None,
+            probed: 0,
+            scanned: 0,
+            cut: 0,
         }
     }
 
@@ -226,24 +240,28 @@ impl<W: Write> Write for RedactingWrite<'_, W> {
         if self.buf.len() > EAGER_LINES {
             // Whole lines only, up to the last line end where the text may be cut (not in
             // the middle of a wrapped token; a private key block or a table is continued by
-            // the next piece): found on a copy of the tracker, then written out.
-            let mut probe = self.stream.clone();
-            let (mut at, mut cut) = (0, 0);
-            let ends: Vec<usize> = (0..self.buf.len())
-                .filter(|&i| self.buf[i] == b'\n')
-                .collect();
-            for nl in ends {
-                if probe.feed(&self.buf[at..=nl]) {
-                    cut = nl + 1;
+            // the next piece): found by a copy of the tracker fed on with each new line,
+            // then written out.
+            let probe = self.probe.get_or_insert_with(|| self.stream.clone());
+            let from = self.scanned;
+            self.scanned = self.buf.len();
+            let ends = self.buf[from..].iter().enumerate();
+            for nl in ends.filter(|&(_, &b)| b == b'\n').map(|(i, _)| from + i) {
+                if probe.feed(&self.buf[self.probed..=nl]) {
+                    self.cut = nl + 1;
                 }
-                at = nl + 1;
+                self.probed = nl + 1;
             }
+            let cut = std::mem::take(&mut self.cut);
+            self.probed -= cut;
+            self.scanned -= cut;
             self.emit(cut)?;
         }
         Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        (self.probe, self.probed, self.scanned, self.cut) = (None, 0, 0, 0);
         self.emit(self.buf.len())?;
         self.inner.flush()
     }

@@ -134,3 +134,44 @@ fn the_writer_keeps_blocks_and_tables_redacted_across_its_eager_writes() {
         "the writer prints what redacting the whole text gives"
     );
 }
+
+/// Many small writes, as a formatter writing field by field does, over a long line, a private
+/// key block and a table: the writer looks at each buffered byte once (it used to search the
+/// whole buffer for line ends and feed its tracker from the start on every write past the
+/// threshold: quadratic on a long line), and prints what redacting the whole text gives.
+#[test]
+fn the_writer_prints_the_whole_text_redaction_over_many_small_writes() {
+    use std::io::Write;
+    let buf = Buffer::default();
+    let out = buf.clone();
+    let writer = RedactingWriter::new(move || buf.clone(), &RedactionConfig::default()).unwrap();
+    let mut text = String::from("start ");
+    while text.len() < 300_000 {
+        text.push_str("a long line of words mailing bob@example.com now and then, ");
+    }
+    text.push_str("\n-----BEGIN RSA PRIVATE KEY-----\n");
+    for i in 0..1_500 {
+        text.push_str(&format!(
+            "MIIEowIBAAKCAQEAu1SU1LfVLPHC{i:06}zMxH2Mo4lgOEePzNm0tRgeLezV6f\n"
+        ));
+    }
+    text.push_str("-----END RSA PRIVATE KEY-----\nid\tpassword\n");
+    for i in 0..3_000 {
+        text.push_str(&format!("{i}\tPw{i:08}xq\n"));
+    }
+    text.push_str("last line sk-proj-Abc123Def456Ghi789Jkl012Mno345Pqr678\n");
+    {
+        let mut w = tracing_subscriber::fmt::MakeWriter::make_writer(&writer);
+        for piece in text.as_bytes().chunks(997) {
+            w.write_all(piece).unwrap();
+        }
+    }
+    let printed = out.text();
+    let engine = tracecraft::redact::Redactor::new(&RedactionConfig::default()).unwrap();
+    let whole = engine.redact_str(&text, &mut tracecraft::redact::Report::default());
+    assert!(
+        printed == whole,
+        "the writer prints what redacting the whole text gives"
+    );
+    assert!(!printed.contains("bob@example.com") && !printed.contains("MIIE"));
+}
