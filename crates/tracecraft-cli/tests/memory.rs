@@ -1,5 +1,6 @@
-//! `tracecraft redact` keeps its peak resident memory within issue 19's bound on long lines,
-//! whole-process: at most 64 MB plus 3x the longest line, whatever the input.
+//! `tracecraft redact` (and `tracecraft import`, per run) keeps its peak resident memory
+//! within issue 19's bound on long lines, whole-process: at most 64 MB plus 3x the longest
+//! line, whatever the input.
 //!
 //! Each adversarial family of one line (`tests/adversarial`) is redacted by the binary, and its
 //! peak resident set (`VmHWM` of `/proc/PID/status`) is read once its output has begun: the
@@ -54,32 +55,42 @@ fn spawn_redact() -> std::process::Child {
 
 /// The peak RSS of `tracecraft redact` on `input` (one line), read while the process is
 /// alive and done with the line (its output has begun), and the output's length.
-fn redact_peak(input: Vec<u8>) -> (u64, usize) {
-    let mut child = spawn_redact();
+fn redact_peak(mut input: Vec<u8>) -> (u64, usize) {
+    input.push(b'\n');
+    // Plain lines until the peak is read: the process stays alive, and its output (which
+    // may be short for the line itself) grows past the writer's buffer.
+    let plain = b"nothing to redact on this line\n".repeat(2048);
+    let (peak, out) = peak_once_output_begins(spawn_redact(), input, plain);
+    (peak, out.len())
+}
+
+/// Writes `first` to `child`'s stdin, then `filler` again and again; reads the child's peak
+/// RSS once its output has begun (it is then done with `first` and still alive), stops the
+/// filler, and returns the peak and the whole output. The child must exit successfully.
+fn peak_once_output_begins(
+    mut child: std::process::Child,
+    first: Vec<u8>,
+    filler: Vec<u8>,
+) -> (u64, Vec<u8>) {
     let mut stdin = child.stdin.take().unwrap();
     let (close_tx, close_rx) = std::sync::mpsc::channel::<()>();
     let writer = std::thread::spawn(move || {
-        stdin.write_all(&input).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        // Plain lines until the peak is read: the process stays alive, and its output (which
-        // may be short for the line itself) grows past the writer's buffer.
-        let plain = b"nothing to redact on this line\n".repeat(2048);
+        stdin.write_all(&first).unwrap();
         while close_rx.try_recv().is_err() {
-            if stdin.write_all(&plain).is_err() {
+            if stdin.write_all(&filler).is_err() {
                 break;
             }
         }
     });
     let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 1];
-    stdout.read_exact(&mut first).unwrap();
+    let mut out = vec![0u8; 1];
+    stdout.read_exact(&mut out).unwrap();
     let peak = peak_rss(child.id());
     let _ = close_tx.send(());
-    let mut rest = Vec::new();
-    stdout.read_to_end(&mut rest).unwrap();
+    stdout.read_to_end(&mut out).unwrap();
     writer.join().unwrap();
     assert!(child.wait().unwrap().success());
-    (peak, 1 + rest.len())
+    (peak, out)
 }
 
 #[test]
@@ -165,7 +176,7 @@ fn import_peak_rss_on_one_large_run_stays_bounded() {
             "steps": [],
         })
         .to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
+        let child = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
             .args(["import", "-"])
             .env_remove("TRACECRAFT_REDACTION_HASH_KEY")
             .env_remove("TRACECRAFT_REDACTION_MODE")
@@ -176,33 +187,15 @@ fn import_peak_rss_on_one_large_run_stays_bounded() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let (close_tx, close_rx) = std::sync::mpsc::channel::<()>();
         let len = line.len();
-        let writer = std::thread::spawn(move || {
-            stdin.write_all(line.as_bytes()).unwrap();
-            stdin.write_all(b"\n").unwrap();
-            let small = format!(
-                "{}\n",
-                serde_json::json!({"name": "small", "start_time": "2025-01-06T08:00:05Z", "input": "nothing here"})
-            )
-            .repeat(512);
-            while close_rx.try_recv().is_err() {
-                if stdin.write_all(small.as_bytes()).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stdout = child.stdout.take().unwrap();
-        let mut first = [0u8; 1];
-        stdout.read_exact(&mut first).unwrap();
-        let peak = peak_rss(child.id());
-        let _ = close_tx.send(());
-        let mut rest = Vec::new();
-        stdout.read_to_end(&mut rest).unwrap();
-        writer.join().unwrap();
-        assert!(child.wait().unwrap().success(), "{family}");
-        assert!(rest.len() > SIZE / 2, "{family}: the large run came out");
+        let small = format!(
+            "{}\n",
+            serde_json::json!({"name": "small", "start_time": "2025-01-06T08:00:05Z", "input": "nothing here"})
+        )
+        .repeat(512);
+        let (peak, out) =
+            peak_once_output_begins(child, format!("{line}\n").into_bytes(), small.into_bytes());
+        assert!(out.len() > SIZE / 2, "{family}: the large run came out");
         eprintln!("import {family}: peak RSS {} MB", peak >> 20);
         let bound = ((64 << 20) + 3 * len as u64) * 5 / 4;
         if peak > bound {
