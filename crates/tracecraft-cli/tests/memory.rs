@@ -40,8 +40,13 @@ fn peak_rss(pid: u32) -> u64 {
 
 /// `tracecraft redact` with the default rules, stdin and stdout piped.
 fn spawn_redact() -> std::process::Child {
+    spawn(&["redact"])
+}
+
+/// `tracecraft ARGS` with the default rules, stdin and stdout piped.
+fn spawn(args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_tracecraft"))
-        .arg("redact")
+        .args(args)
         .env_remove("TRACECRAFT_REDACTION_HASH_KEY")
         .env_remove("TRACECRAFT_REDACTION_MODE")
         .env_remove("TRACECRAFT_CONFIG")
@@ -176,17 +181,7 @@ fn import_peak_rss_on_one_large_run_stays_bounded() {
             "steps": [],
         })
         .to_string();
-        let child = Command::new(env!("CARGO_BIN_EXE_tracecraft"))
-            .args(["import", "-"])
-            .env_remove("TRACECRAFT_REDACTION_HASH_KEY")
-            .env_remove("TRACECRAFT_REDACTION_MODE")
-            .env_remove("TRACECRAFT_CONFIG")
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = spawn(&["import", "-"]);
         let len = line.len();
         let small = format!(
             "{}\n",
