@@ -19,6 +19,7 @@ use crate::candidates::{Cand, Events};
 use crate::config::{RedactionConfig, RedactionMode};
 use crate::decode::{Budget, MAX_DEPTH};
 use crate::digits::count_short;
+use crate::memo;
 use crate::replace::Hasher;
 use crate::report::Report;
 use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Need, Shapes, Validator, Viable};
@@ -104,6 +105,9 @@ pub(crate) struct Hit {
 }
 
 pub(crate) struct Engine {
+    /// This engine's memo id (`memo.rs`): what a thread remembers of one engine never
+    /// answers for another.
+    pub(crate) id: u64,
     pub(crate) enabled: bool,
     pub(crate) rules: Vec<Rule>,
     pub(crate) anchors: Option<Anchors<(u16, How)>>,
@@ -452,6 +456,7 @@ impl Engine {
         let sensitive_few = (sensitive.len() <= 32).then(|| sensitive.iter().cloned().collect());
         let (table_rule, table_keywords) = table_keywords(&set.rules, anchors.as_ref());
         Ok(Engine {
+            id: crate::memo::next_engine_id(),
             enabled: cfg.enabled,
             table_keywords,
             rules: set.rules,
@@ -582,6 +587,23 @@ impl Engine {
         if let Some(m) = caps.get_match() {
             self.accept(text, rule, m.start(), m.end(), Some(caps), hits);
         }
+    }
+
+    /// Whether `text` is short and surely clean: remembered as clean on this thread
+    /// (`memo.rs`), or [`surely_clean`](Self::surely_clean) (then remembered).
+    #[inline]
+    pub(crate) fn clean_short(&self, text: &str) -> bool {
+        if text.len() > memo::MAX_LEN {
+            return false;
+        }
+        if memo::contains(self.id, memo::Kind::Clean, text) {
+            return true;
+        }
+        if self.surely_clean(text) {
+            memo::insert(self.id, memo::Kind::Clean, text);
+            return true;
+        }
+        false
     }
 
     /// For short texts (most strings of a trace: names, ids, keys), a check cheaper than
@@ -760,11 +782,11 @@ impl Engine {
         report: &mut Report,
         naive: bool,
     ) -> Cow<'a, str> {
-        if !naive && self.surely_clean(text) {
-            return Cow::Borrowed(text);
-        }
         if naive {
             return self.redact_naive(text, report);
+        }
+        if self.clean_short(text) {
+            return Cow::Borrowed(text);
         }
         // The extra passes carry the prefilter events of the previous one (see `carry`),
         // unless the text is long or dense with anchors (then see `blocks.rs`).
@@ -775,6 +797,10 @@ impl Engine {
         }
         let mut hits = Vec::new();
         self.find_from(text, &ev, &mut hits);
+        if hits.is_empty() {
+            memo::insert(self.id, memo::Kind::Clean, text);
+            return Cow::Borrowed(text);
+        }
         let mut spans = Vec::new();
         let mut out = self.apply(text, &mut hits, report, Some(&mut spans));
         let mut passes = 0;

@@ -97,6 +97,7 @@ mod decode;
 mod digits;
 mod engine;
 mod error;
+mod memo;
 mod pem;
 mod replace;
 mod report;
@@ -289,6 +290,45 @@ impl Redactor {
 
 #[cfg(test)]
 mod tests {
+    use crate::{CustomRule, RedactionConfig, Redactor, Report};
+
+    /// What one thread remembers of one engine's clean strings and plain keys (`memo.rs`)
+    /// never answers for another engine on the same thread, whichever is built first, and a
+    /// remembered answer is the engine's own.
+    #[test]
+    fn the_memo_answers_for_its_own_engine_only() {
+        let plain = Redactor::new(&RedactionConfig::default()).unwrap();
+        let mut cfg = RedactionConfig::default();
+        cfg.custom_rules
+            .push(CustomRule::new("ticket", "TCK-[0-9]{3}"));
+        cfg.sensitive_keys = Some(vec!["role".into()]);
+        let custom = Redactor::new(&cfg).unwrap();
+        let run =
+            || serde_json::json!({"role": "user", "note": "TCK-123", "nested": {"role": "x"}});
+        for _ in 0..3 {
+            // Twice each, in turn: the second call of each may be answered by the memo.
+            for _ in 0..2 {
+                let mut r = Report::new();
+                assert_eq!(plain.redact_str("TCK-123", &mut r), "TCK-123");
+                let mut v = run();
+                plain.redact_value(&mut v, &mut r);
+                assert_eq!(v, run(), "the default rules leave it");
+                assert_eq!(r.total(), 0);
+            }
+            for _ in 0..2 {
+                let mut r = Report::new();
+                assert_eq!(custom.redact_str("TCK-123", &mut r), "[REDACTED]");
+                let mut v = run();
+                custom.redact_value(&mut v, &mut r);
+                assert_eq!(v["note"], "[REDACTED]");
+                assert_eq!(r.count("ticket"), 2);
+                assert_eq!(v["role"], "[REDACTED]", "a sensitive key here");
+                assert_eq!(v["nested"]["role"], "[REDACTED]");
+                assert_eq!(r.count("sensitive_key"), 2);
+            }
+        }
+    }
+
     /// `BUILTIN_RULES` is `BUILTINS`' names in order, each once: a rule's detectors are
     /// adjacent, and no name is missing or extra.
     #[test]

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::Report;
 use crate::engine::{Engine, normalize_key};
+use crate::memo;
 
 enum Field {
     Path,
@@ -14,20 +15,28 @@ enum Field {
 
 impl Engine {
     fn field_rule(&self, key: &str, path: Option<&str>) -> Option<Field> {
+        if path.is_some_and(|p| self.field_dotted.contains(p)) {
+            return Some(Field::Path);
+        }
+        // What depends on the key alone is remembered for keys that match nothing (`memo.rs`):
+        // a trace spells few distinct keys, over and over.
+        if memo::contains(self.id, memo::Kind::PlainKey, key) {
+            return None;
+        }
         // A leaf rule also matches the last segment of a dotted key (`db.password` for
         // `password`, as OTLP attributes are named).
-        if (!self.field_leaf.is_empty()
+        if !self.field_leaf.is_empty()
             && (self.field_leaf.contains(key)
                 || key
                     .rsplit_once('.')
-                    .is_some_and(|(_, leaf)| self.field_leaf.contains(leaf))))
-            || path.is_some_and(|p| self.field_dotted.contains(p))
+                    .is_some_and(|(_, leaf)| self.field_leaf.contains(leaf)))
         {
             return Some(Field::Path);
         }
         if self.is_sensitive(key) {
             return Some(Field::Sensitive);
         }
+        memo::insert(self.id, memo::Kind::PlainKey, key);
         None
     }
 
@@ -139,10 +148,13 @@ impl Engine {
     fn redact_keys(&self, map: &mut Map<String, Value>, report: &mut Report) {
         let mut hits = Vec::new();
         if !map.keys().any(|k| {
-            if self.surely_clean(k) {
+            if self.clean_short(k) {
                 return false;
             }
             self.find(k, &mut hits);
+            if hits.is_empty() {
+                memo::insert(self.id, memo::Kind::Clean, k);
+            }
             !hits.is_empty()
         }) {
             return;
