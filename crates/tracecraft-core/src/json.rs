@@ -239,9 +239,79 @@ pub fn write_json(out: &mut Vec<u8>, run: &AgentRun) {
     fast::write_run(out, run);
 }
 
-/// Appends `s` as a JSON string, escaped by serde_json.
+/// Appends `s` as a JSON string, as serde_json writes it. serde_json escapes only `"`, `\`
+/// and the control bytes below 0x20: a string with none of them (most strings of a trace) is
+/// copied between quotes, found eight bytes at a time; any other is escaped by serde_json
+/// itself (serde_json's own loop looks at each byte through a table).
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
-    write_serde(out, s);
+    if needs_escape(s.as_bytes()) {
+        write_serde(out, s);
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// Whether `b` holds a byte serde_json escapes: `"`, `\`, or one below 0x20.
+fn needs_escape(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    // High bit of a lane: the lane is below `n` (for `n <= 0x80`; exact, as a whole).
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    let escaped =
+        |x: u64| below(x, 0x20) | below(x ^ (ONES * 0x22), 1) | below(x ^ (ONES * 0x5C), 1) != 0;
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        if escaped(u64::from_le_bytes(a)) {
+            return true;
+        }
+    }
+    // The last bytes in one word, padded with a byte that is not escaped.
+    let rest = words.remainder();
+    let mut a = [b'a'; 8];
+    a[..rest.len()].copy_from_slice(rest);
+    escaped(u64::from_le_bytes(a))
+}
+
+/// Appends `v` as serde_json writes it (compact): the containers walked here, the strings
+/// through [`write_str`], numbers through serde_json.
+pub(crate) fn write_value(out: &mut Vec<u8>, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => write_serde(out, n),
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(m) => write_map(out, m),
+    }
+}
+
+/// Appends `m` as serde_json writes a map (compact).
+pub(crate) fn write_map(out: &mut Vec<u8>, m: &serde_json::Map<String, serde_json::Value>) {
+    out.push(b'{');
+    for (i, (k, v)) in m.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        write_value(out, v);
+    }
+    out.push(b'}');
 }
 
 /// Appends `v` as serde_json writes it (compact).
@@ -261,9 +331,10 @@ fn write_serde<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
 /// knows the shape of a run: the object keys of `AgentRun` and `Step` (fixed ASCII names) are
 /// written as pre-quoted constants, `null`s directly, and UUIDs, timestamps and step types
 /// (hex digits, digits and separators, lower-case names: nothing to escape) between quotes
-/// as they are formatted. Everything that may need escaping or number formatting (names,
-/// messages, tags, chunks, the `input`/`output`/`attributes` values, floats and integers)
-/// goes through serde_json itself: no escaping is re-implemented here. Through the generic
+/// as they are formatted. Numbers are formatted by serde_json; strings that need escaping
+/// (names, messages, tags, chunks, the strings of the `input`/`output`/`attributes` values)
+/// are escaped by serde_json, and the others copied as they are (see [`write_str`]): no
+/// escaping is re-implemented here. Through the generic
 /// serializer, each of the ~450 fixed keys of a corpus run went through serde_json's
 /// byte-at-a-time escape loop and per-entry bookkeeping, and each of its ~60 UUIDs and ~40
 /// timestamps was formatted and then scanned again for escapes.
@@ -316,11 +387,11 @@ mod fast {
     }
 
     fn value(out: &mut Vec<u8>, v: &Value) {
-        write_serde(out, v);
+        super::write_value(out, v);
     }
 
     fn map(out: &mut Vec<u8>, m: &JsonMap) {
-        write_serde(out, m);
+        super::write_map(out, m);
     }
 
     /// A UUID as `uuid` serializes it (hyphenated, lower-case), quoted.
@@ -779,6 +850,22 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn values_are_written_as_serde_json_writes_them(v in json_value()) {
+            let mut ours = Vec::new();
+            write_value(&mut ours, &v);
+            proptest::prop_assert_eq!(ours, serde_json::to_vec(&v).unwrap());
+        }
+
+        #[test]
+        fn strings_are_written_as_serde_json_writes_them(s in "(?s).{0,40}", pad in 0usize..9) {
+            // Every escaped byte at every place of a word (the padding shifts it).
+            let s = format!("{}{s}", "a".repeat(pad));
+            let mut ours = Vec::new();
+            write_str(&mut ours, &s);
+            proptest::prop_assert_eq!(ours, serde_json::to_vec(&s).unwrap());
+        }
+
+        #[test]
         fn sized_values_are_serde_jsons_values(v in json_value()) {
             // JSON: no lengths known.
             let text = serde_json::to_string(&v).unwrap();
@@ -799,6 +886,24 @@ mod tests {
                 proptest::prop_assert_eq!(&ours, m);
             }
         }
+    }
+
+    #[test]
+    fn every_byte_serde_json_escapes_is_found_in_every_lane() {
+        for c in 0u8..0x80 {
+            for pos in 0..17 {
+                let mut b = vec![b'a'; 17];
+                b[pos] = c;
+                let s = std::str::from_utf8(&b).unwrap();
+                let mut ours = Vec::new();
+                write_str(&mut ours, s);
+                assert_eq!(ours, serde_json::to_vec(s).unwrap(), "{c:#x} at {pos}");
+                assert_eq!(needs_escape(&b), c < 0x20 || c == b'"' || c == b'\\');
+            }
+        }
+        let mut ours = Vec::new();
+        write_str(&mut ours, "é✓\u{7f}");
+        assert_eq!(ours, serde_json::to_vec("é✓\u{7f}").unwrap());
     }
 
     #[test]
