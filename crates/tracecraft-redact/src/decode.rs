@@ -34,6 +34,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use crate::candidates::{ceil_char, floor_char};
 use crate::engine::{Engine, Hit};
+use crate::replace::Replaced;
 
 /// Levels of decoding: decoded text is decoded again up to this depth.
 pub(crate) const MAX_DEPTH: u8 = 3;
@@ -234,6 +235,89 @@ impl Engine {
             }
         }
     }
+}
+
+impl Engine {
+    /// [`find_decoded`](Self::find_decoded) for a pass after the first, on `text`, the output
+    /// of the pass before, whose replacements are `spans`: only the lines around the
+    /// replacements are decoded (see [`regions_near`]), unless they are most of the text.
+    ///
+    /// Every decoder reads within a line (percent and base64 runs, JSON segments: no run or
+    /// segment holds a line break), except joins, which cross breaks between token characters
+    /// (the regions reach over those). A part of the text that the pass before left as it was
+    /// decodes as it did then: to nothing that was found (what was found was replaced, so it
+    /// is in a region), so only the regions can find more. Findings of the plain scan in
+    /// `hits` are seen by each region as they are (one crossing a region's edge, cut at the
+    /// edge, covers as before but is never taken for the same finding).
+    pub(crate) fn find_decoded_near(&self, text: &str, spans: &[Replaced], hits: &mut Vec<Hit>) {
+        let mut budget = Budget::for_text(text.len());
+        let regions = regions_near(text.as_bytes(), spans);
+        let near: usize = regions.iter().map(|&(a, z)| z - a).sum();
+        if near > text.len() / 2 {
+            self.find_decoded(text, false, MAX_DEPTH, &mut budget, hits);
+            return;
+        }
+        let plain = hits.len();
+        let mut local = Vec::new();
+        for (a, z) in regions {
+            local.clear();
+            local.extend(
+                hits[..plain]
+                    .iter()
+                    .filter(|h| h.start < z && h.end > a)
+                    .map(|h| {
+                        let inside = h.start >= a && h.end <= z;
+                        Hit {
+                            start: h.start.max(a) - a,
+                            end: h.end.min(z) - a,
+                            rule: if inside { h.rule } else { u16::MAX },
+                        }
+                    }),
+            );
+            let seen = local.len();
+            self.find_decoded(&text[a..z], false, MAX_DEPTH, &mut budget, &mut local);
+            hits.extend(local[seen..].iter().map(|h| Hit {
+                start: h.start + a,
+                end: h.end + a,
+                rule: h.rule,
+            }));
+        }
+    }
+}
+
+/// The regions of `b` that a decoder may read differently after the replacements `spans`
+/// (their places in `b`): the lines each replacement is on, and the lines joined to those
+/// across a break that may be a wrap (a token character before it and one after it; see
+/// [`wraps`]); ascending, merged where they meet. A region begins at a line start and ends at
+/// a line end (its `\n` not included), so it is whole UTF-8.
+fn regions_near(b: &[u8], spans: &[Replaced]) -> Vec<(usize, usize)> {
+    let line_start = |p: usize| memchr::memrchr(b'\n', &b[..p]).map_or(0, |i| i + 1);
+    let line_end = |p: usize| memchr::memchr(b'\n', &b[p..]).map_or(b.len(), |i| p + i);
+    // The break `\n` at `p` (a `\r` before it belongs to it) may join two tokens.
+    let joinable = |p: usize| {
+        let before = if p > 0 && b[p - 1] == b'\r' {
+            p.checked_sub(2)
+        } else {
+            p.checked_sub(1)
+        };
+        before.is_some_and(|i| token_char(b[i])) && b.get(p + 1).is_some_and(|&c| token_char(c))
+    };
+    let mut regions: Vec<(usize, usize)> = Vec::new();
+    for r in spans {
+        let mut a = line_start(r.out_start.min(b.len()));
+        let mut z = line_end(r.out_end.min(b.len()));
+        while a > 0 && joinable(a - 1) {
+            a = line_start(a - 1);
+        }
+        while z < b.len() && joinable(z) {
+            z = line_end(z + 1);
+        }
+        match regions.last_mut() {
+            Some(last) if a <= last.1 + 1 => last.1 = last.1.max(z),
+            _ => regions.push((a, z)),
+        }
+    }
+    regions
 }
 
 /// Whether a match `s..e` of the joined token `d` only adds a weak tail to a match the plain
@@ -808,9 +892,97 @@ fn join_wrapped(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
 
     fn src(d: &Decoded, s: usize, e: usize) -> (usize, usize) {
         (d.start(s), d.end(e - 1))
+    }
+
+    fn engines() -> &'static [Engine; 3] {
+        use crate::config::{RedactionConfig, RedactionMode};
+
+        static E: std::sync::OnceLock<[Engine; 3]> = std::sync::OnceLock::new();
+        E.get_or_init(|| {
+            let mode = |mode| {
+                Engine::new(&RedactionConfig {
+                    mode,
+                    hash_key: Some("k".into()),
+                    ..RedactionConfig::default()
+                })
+                .unwrap()
+            };
+            [
+                mode(RedactionMode::Mask),
+                mode(RedactionMode::Remove),
+                mode(RedactionMode::Hash),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// The passes after the first decode only near the replacements of the pass before
+        /// (`find_decoded_near`), and find what decoding the whole text again finds: secrets
+        /// plain, encoded, escaped and wrapped, beside and across line breaks, in every mode.
+        #[test]
+        fn decoding_near_replacements_finds_what_the_whole_text_does(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::sample::select(vec![
+                        "bob@example.com", "555-123-4567", "password: hunter22",
+                        "sk-ant-abcdefghijklmnopqrstu", "Bearer abcdefghijklmnopqrstuv",
+                        "YXBpX2tleT1zay1hYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3g=",
+                        "dXNlckBleGFtcGxlLmNvbQ==", "user%40example.com",
+                        "api_key%3Dsk-abcdefghijklmnopqrstuvwx", "bob\\u0040example.com",
+                        "https:\\/\\/u:pw@h", "ghp_abcdefghijklmnopqrstuvwxyz0123",
+                        "AKIAABCDEFGHIJKLMNOP", "abcdefghijklmnopqrst", "\\\\n", "\\n",
+                        "token=", "secret ", "%2B44%207700%20900123",
+                    ]).prop_map(str::to_owned),
+                    2 => proptest::sample::select(vec![
+                        "\n", "\r\n", " ", "", "=", ":", "\"", "\\", "/", "é",
+                    ]).prop_map(str::to_owned),
+                    2 => "[A-Za-z0-9+/_.-]{1,24}",
+                    1 => "[a-z ]{1,12}",
+                ],
+                0..48,
+            )
+        ) {
+            // Clean lines around, so that the regions are a small part of the text.
+            let filler = "the quick brown fox; jumps over the lazy dog!\n".repeat(20);
+            let text = format!("{filler}{}\n{filler}", parts.concat());
+            for e in engines() {
+                let (mut near, mut whole) = (crate::Report::new(), crate::Report::new());
+                let a = e.redact_events(&text, &mut near, true);
+                let b = e.redact_events(&text, &mut whole, false);
+                proptest::prop_assert_eq!(&a, &b, "{:?}", text);
+                proptest::prop_assert_eq!(near, whole, "{:?}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn regions_near_reach_over_wrapped_lines_only() {
+        let r = |out_start, out_end| Replaced {
+            start: 0,
+            end: 0,
+            out_start,
+            out_end,
+        };
+        let text = b"one two!\n abc [X] def;\n three\n";
+        // The replacement's line only: no token character meets the breaks.
+        assert_eq!(regions_near(text, &[r(14, 17)]), vec![(9, 22)]);
+        // Any two token characters around a break join the lines (a superset of the wraps).
+        let text = b"one two\nabc [X] def\nthree\n";
+        assert_eq!(regions_near(text, &[r(12, 15)]), vec![(0, 25)]);
+        let text = b"aaaa\nbbbb[X]\ncccc\n\ndddd";
+        // `aaaa` and `bbbb` may be one wrapped token; `]` ends the second line.
+        assert_eq!(regions_near(text, &[r(9, 12)]), vec![(0, 12)]);
+        let text = b"aaaa\r\nbb[X]bb\r\ncccc";
+        assert_eq!(regions_near(text, &[r(8, 11)]), vec![(0, 19)]);
+        // Two replacements on neighbouring lines: one region.
+        let text = b"[X]\n[Y]\nzz";
+        assert_eq!(regions_near(text, &[r(0, 3), r(4, 7)]), vec![(0, 7)]);
     }
 
     proptest::proptest! {

@@ -785,6 +785,18 @@ impl Engine {
         if naive {
             return self.redact_naive(text, report);
         }
+        self.redact_events(text, report, true)
+    }
+
+    /// [`redact`](Self::redact)'s fast path. The passes after the first decode only near
+    /// what the pass before replaced when `near` (see `find_decoded_near`), else the whole
+    /// text again (tests compare the two).
+    pub(crate) fn redact_events<'a>(
+        &self,
+        text: &'a str,
+        report: &mut Report,
+        near: bool,
+    ) -> Cow<'a, str> {
         if self.clean_short(text) {
             return Cow::Borrowed(text);
         }
@@ -808,7 +820,13 @@ impl Engine {
             passes += 1;
             hits.clear();
             ev = self.carry(&out, &ev, &spans);
-            self.find_from(&out, &ev, &mut hits);
+            self.find_from_plain(&out, &ev, &mut hits);
+            if near {
+                self.find_decoded_near(&out, &spans, &mut hits);
+            } else {
+                let mut budget = Budget::for_text(out.len());
+                self.find_decoded(&out, false, MAX_DEPTH, &mut budget, &mut hits);
+            }
             spans.clear();
             match self.apply(&out, &mut hits, report, Some(&mut spans)) {
                 Cow::Owned(next) => out = Cow::Owned(next),
