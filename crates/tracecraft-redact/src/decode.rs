@@ -924,9 +924,10 @@ mod tests {
 
         /// The passes after the first decode only near the replacements of the pass before
         /// (`find_decoded_near`), and find what decoding the whole text again finds: secrets
-        /// plain, encoded, escaped and wrapped, beside and across line breaks, in every mode.
+        /// plain, encoded, escaped and wrapped, with and without context words, beside and
+        /// across line breaks, in every mode.
         #[test]
-        fn decoding_near_replacements_finds_what_the_whole_text_does(
+        fn passes_near_replacements_find_what_the_whole_text_does(
             parts in proptest::collection::vec(
                 proptest::prop_oneof![
                     4 => proptest::sample::select(vec![
@@ -938,6 +939,8 @@ mod tests {
                         "https:\\/\\/u:pw@h", "ghp_abcdefghijklmnopqrstuvwxyz0123",
                         "AKIAABCDEFGHIJKLMNOP", "abcdefghijklmnopqrst", "\\\\n", "\\n",
                         "token=", "secret ", "%2B44%207700%20900123",
+                        "4111 1111 1111 1111", "123-45-6789", "ssn ", "phone: ", "@", "[",
+                        "]", "https://x.io/a@b.co", "call 030 1234567", "(555) 234-5678",
                     ]).prop_map(str::to_owned),
                     2 => proptest::sample::select(vec![
                         "\n", "\r\n", " ", "", "=", ":", "\"", "\\", "/", "é",
