@@ -257,23 +257,29 @@ impl Engine {
             self.find_decoded(text, false, MAX_DEPTH, &mut budget, hits);
             return;
         }
-        let plain = hits.len();
+        // The plain findings by start, swept with the regions (both ascending): each finding
+        // is taken up once and dropped once, so many regions and findings cost no product.
+        let mut plain: Vec<Hit> = hits.clone();
+        plain.sort_unstable_by_key(|h| h.start);
+        let (mut next, mut active): (usize, Vec<Hit>) = (0, Vec::new());
         let mut local = Vec::new();
         for (a, z) in regions {
+            active.retain(|h| h.end > a);
+            while next < plain.len() && plain[next].start < z {
+                if plain[next].end > a {
+                    active.push(plain[next]);
+                }
+                next += 1;
+            }
             local.clear();
-            local.extend(
-                hits[..plain]
-                    .iter()
-                    .filter(|h| h.start < z && h.end > a)
-                    .map(|h| {
-                        let inside = h.start >= a && h.end <= z;
-                        Hit {
-                            start: h.start.max(a) - a,
-                            end: h.end.min(z) - a,
-                            rule: if inside { h.rule } else { u16::MAX },
-                        }
-                    }),
-            );
+            local.extend(active.iter().map(|h| {
+                let inside = h.start >= a && h.end <= z;
+                Hit {
+                    start: h.start.max(a) - a,
+                    end: h.end.min(z) - a,
+                    rule: if inside { h.rule } else { u16::MAX },
+                }
+            }));
             let seen = local.len();
             self.find_decoded(&text[a..z], false, MAX_DEPTH, &mut budget, &mut local);
             hits.extend(local[seen..].iter().map(|h| Hit {
@@ -291,8 +297,13 @@ impl Engine {
 /// [`wraps`]); ascending, merged where they meet. A region begins at a line start and ends at
 /// a line end (its `\n` not included), so it is whole UTF-8.
 fn regions_near(b: &[u8], spans: &[Replaced]) -> Vec<(usize, usize)> {
-    let line_start = |p: usize| memchr::memrchr(b'\n', &b[..p]).map_or(0, |i| i + 1);
-    let line_end = |p: usize| memchr::memchr(b'\n', &b[p..]).map_or(b.len(), |i| p + i);
+    let n = b.len();
+    // Each search stops at the region before (`floor`) or at the first line break: every
+    // byte is looked at a bounded number of times, however many replacements share a line.
+    let line_start = |floor: usize, p: usize| {
+        memchr::memrchr(b'\n', &b[floor..p]).map_or(floor, |i| floor + i + 1)
+    };
+    let line_end = |p: usize| memchr::memchr(b'\n', &b[p..]).map_or(n, |i| p + i);
     // The break `\n` at `p` (a `\r` before it belongs to it) may join two tokens.
     let joinable = |p: usize| {
         let before = if p > 0 && b[p - 1] == b'\r' {
@@ -302,16 +313,30 @@ fn regions_near(b: &[u8], spans: &[Replaced]) -> Vec<(usize, usize)> {
         };
         before.is_some_and(|i| token_char(b[i])) && b.get(p + 1).is_some_and(|&c| token_char(c))
     };
-    let mut regions: Vec<(usize, usize)> = Vec::new();
-    for r in spans {
-        let mut a = line_start(r.out_start.min(b.len()));
-        let mut z = line_end(r.out_end.min(b.len()));
-        while a > 0 && joinable(a - 1) {
-            a = line_start(a - 1);
-        }
-        while z < b.len() && joinable(z) {
+    let reach_down = |mut z: usize| {
+        while z < n && joinable(z) {
             z = line_end(z + 1);
         }
+        z
+    };
+    let mut regions: Vec<(usize, usize)> = Vec::new();
+    for r in spans {
+        let (os, oe) = (r.out_start.min(n), r.out_end.min(n));
+        if let Some(last) = regions.last_mut()
+            && os <= last.1
+        {
+            // On the last region's lines: only its end can move.
+            if oe > last.1 {
+                last.1 = reach_down(line_end(oe));
+            }
+            continue;
+        }
+        let floor = regions.last().map_or(0, |l| l.1);
+        let mut a = line_start(floor, os);
+        while a > floor && joinable(a - 1) {
+            a = line_start(floor, a - 1);
+        }
+        let z = reach_down(line_end(oe));
         match regions.last_mut() {
             Some(last) if a <= last.1 + 1 => last.1 = last.1.max(z),
             _ => regions.push((a, z)),
