@@ -27,10 +27,6 @@
 //!   [`tracecraft_core::search::words`]; a search is each word as a prefix query, all
 //!   required.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Transaction, params};
@@ -88,60 +84,16 @@ pub(crate) fn register(conn: &Connection) -> rusqlite::Result<()> {
 /// text once (lower-cased, in order of first appearance, space-separated).
 ///
 /// A search asks only whether each of its words begins some word of the run (no phrases, no
-/// ranking), so repeated words add nothing but index work: corpus runs have ~1,300 words of
+/// ranking), so repeated words add nothing but index work: corpus runs have ~750 words of
 /// which ~420 distinct. And the words are the ones [`tracecraft_core::search::words`] cuts,
 /// so the index holds the reference's words. Deterministic: the deletion trigger computes
 /// the same text from the stored body to take a run's words back out.
+///
+/// Cost: about one table probe per word (see [`Seen`]); ASCII texts (nearly all) are cut and
+/// lower-cased byte by byte, without decoding characters.
 pub(crate) fn document(run: &AgentRun, out: &mut String) {
     out.clear();
-    // Word hash -> where the word first went in `out`. A hash shared by two different words
-    // only makes the second one written twice (harmless), never skipped.
-    // Sized for a run of ~500 distinct words (corpus runs have ~420): no growth on the way.
-    let mut seen: HashMap<u64, (usize, usize), BuildHasherDefault<Identity>> =
-        HashMap::with_capacity_and_hasher(1024, BuildHasherDefault::default());
-    let mut add = |word: &str| {
-        let sep = usize::from(!out.is_empty());
-        if word.is_ascii() {
-            // Hashed as it will be written (lower case), and written only if new.
-            let hash = fnv1a(word.bytes().map(|c| c.to_ascii_lowercase()));
-            match seen.entry(hash) {
-                Entry::Occupied(o) => {
-                    let (a, b) = *o.get();
-                    if out.as_bytes()[a..b].eq_ignore_ascii_case(word.as_bytes()) {
-                        return;
-                    }
-                    out.push_str(&" "[..sep]);
-                    out.push_str(word);
-                    let start = out.len() - word.len();
-                    out[start..].make_ascii_lowercase();
-                }
-                Entry::Vacant(v) => {
-                    out.push_str(&" "[..sep]);
-                    let start = out.len();
-                    out.push_str(word);
-                    out[start..].make_ascii_lowercase();
-                    v.insert((start, out.len()));
-                }
-            }
-            return;
-        }
-        out.push_str(&" "[..sep]);
-        let start = out.len();
-        out.extend(word.chars().flat_map(char::to_lowercase));
-        let hash = fnv1a(out.as_bytes()[start..].iter().copied());
-        match seen.entry(hash) {
-            Entry::Occupied(o) => {
-                let (a, b) = *o.get();
-                if out.as_bytes()[a..b] == out.as_bytes()[start..] {
-                    // Seen: take it (and its separator) back out.
-                    out.truncate(start - sep);
-                }
-            }
-            Entry::Vacant(v) => {
-                v.insert((start, out.len()));
-            }
-        }
-    };
+    let mut seen = Seen::new();
     tracecraft_core::search::for_each_text(run, &mut |s| {
         if s.is_ascii() {
             // The same words as below, cut byte by byte (no char decoding, no Unicode
@@ -157,42 +109,185 @@ pub(crate) fn document(run: &AgentRun, out: &mut String) {
                     i += 1;
                 }
                 if i > start {
-                    add(&s[start..i]);
+                    seen.add_ascii(s, start, i, out);
                 }
             }
             return;
         }
         for word in s.split(|c: char| !c.is_alphanumeric()) {
             if !word.is_empty() {
-                add(word);
+                seen.add_chars(word, out);
             }
         }
     });
 }
 
-/// 64-bit FNV-1a.
-fn fnv1a(bytes: impl Iterator<Item = u8>) -> u64 {
-    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// The distinct words written to a [`document`] so far: an open-addressing table of where
+/// each went in the document (`start`, `len`), keyed by the lower-cased word itself when it
+/// fits in 8 bytes (its bytes, little-endian, zero-padded: exact, as no word holds a zero
+/// byte) and by a hash of it otherwise (then confirmed against the document's bytes). A word
+/// is looked up once and written only if new; the table never holds two equal words.
+struct Seen {
+    slots: Vec<Slot>,
+    /// 64 minus log2 of the table's size (see [`Seen::slot_of`]).
+    shift: u32,
+    /// Words in the table.
+    len: usize,
 }
 
-/// A hasher for keys that are hashes already.
-#[derive(Default)]
-struct Identity(u64);
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    key: u64,
+    start: u32,
+    /// 0 for an empty slot (words are never empty).
+    len: u32,
+}
 
-impl Hasher for Identity {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
+/// ASCII lower-casing of the letters of 8 alphanumeric bytes at once: `b | 0x20` turns `A-Z`
+/// into `a-z` and leaves `a-z` and `0-9` as they are (their bit 0x20 is set).
+const LOWER: u64 = 0x2020_2020_2020_2020;
+
+impl Seen {
+    /// Room for ~500 distinct words (corpus runs have ~420) before the table grows.
+    fn new() -> Self {
+        Seen {
+            slots: vec![Slot::default(); 1024],
+            shift: 64 - 10,
+            len: 0,
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+
+    /// Adds the ASCII alphanumeric word `s[start..end]`.
+    fn add_ascii(&mut self, s: &str, start: usize, end: usize, out: &mut String) {
+        let b = s.as_bytes();
+        let n = end - start;
+        let key = if n <= 8 {
+            // The word's bytes and what follows, masked to the word.
+            let chunk = match b.get(start..start + 8) {
+                Some(c) => u64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
+                None => {
+                    let mut tail = [0u8; 8];
+                    tail[..n].copy_from_slice(&b[start..end]);
+                    u64::from_le_bytes(tail)
+                }
+            };
+            (chunk | LOWER) & (u64::MAX >> (64 - 8 * n))
+        } else {
+            hash_long(&b[start..end], true)
+        };
+        let word = &b[start..end];
+        let found = self.find(key, n, |stored| stored.eq_ignore_ascii_case(word), out);
+        if let Err(slot) = found {
+            let sep = usize::from(!out.is_empty());
+            out.push_str(&" "[..sep]);
+            let at = out.len();
+            // ASCII bytes of a `str`: a `str` again.
+            out.push_str(&s[start..end]);
+            out[at..].make_ascii_lowercase();
+            self.insert(slot, key, at, n);
+        }
     }
+
+    /// Adds `word` (any alphanumeric characters), lower-cased by characters.
+    fn add_chars(&mut self, word: &str, out: &mut String) {
+        let sep = usize::from(!out.is_empty());
+        out.push_str(&" "[..sep]);
+        let at = out.len();
+        out.extend(word.chars().flat_map(char::to_lowercase));
+        let lower = &out.as_bytes()[at..];
+        let n = lower.len();
+        let key = if n <= 8 {
+            let mut k = [0u8; 8];
+            k[..n].copy_from_slice(lower);
+            u64::from_le_bytes(k)
+        } else {
+            hash_long(lower, false)
+        };
+        // Compared with the copy just written (not part of the table yet).
+        let found = {
+            let written = &out.as_bytes()[at..];
+            self.find(key, n, |stored| stored == written, out)
+        };
+        match found {
+            Ok(()) => out.truncate(at - sep),
+            Err(slot) => self.insert(slot, key, at, n),
+        }
+    }
+
+    /// `Ok` when the word of `key` and byte length `n` is in the table (`same` confirms a
+    /// hashed key against the stored word's bytes); else `Err` with the free slot for it.
+    fn find(
+        &self,
+        key: u64,
+        n: usize,
+        same: impl Fn(&[u8]) -> bool,
+        out: &str,
+    ) -> Result<(), usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot_of(key);
+        loop {
+            let s = self.slots[i];
+            if s.len == 0 {
+                return Err(i);
+            }
+            if s.key == key && s.len as usize == n {
+                let stored = &out.as_bytes()[s.start as usize..s.start as usize + n];
+                if n <= 8 || same(stored) {
+                    return Ok(());
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The table slot where the search for `key` starts (Fibonacci hashing: the key's high
+    /// bits after a multiplication, so packed words that differ in any byte spread).
+    fn slot_of(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+    }
+
+    fn insert(&mut self, slot: usize, key: u64, start: usize, n: usize) {
+        // Documents past 4 GiB are cut short of this table: their later words are
+        // written again (harmless for the index), never skipped.
+        let (Ok(start), Ok(len)) = (u32::try_from(start), u32::try_from(n)) else {
+            return;
+        };
+        self.slots[slot] = Slot { key, start, len };
+        self.len += 1;
+        if self.len * 2 > self.slots.len() {
+            let grown = vec![Slot::default(); self.slots.len() * 2];
+            let old = std::mem::replace(&mut self.slots, grown);
+            self.shift -= 1;
+            let mask = self.slots.len() - 1;
+            for s in old.into_iter().filter(|s| s.len != 0) {
+                let mut i = self.slot_of(s.key);
+                while self.slots[i].len != 0 {
+                    i = (i + 1) & mask;
+                }
+                self.slots[i] = s;
+            }
+        }
+    }
+}
+
+/// A 64-bit hash of a word longer than 8 bytes, 8 bytes at a time; `lower` lower-cases
+/// ASCII alphanumeric bytes on the way (as [`LOWER`]).
+fn hash_long(bytes: &[u8], lower: bool) -> u64 {
+    let fold = if lower { LOWER } else { 0 };
+    let mut h = bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) | fold;
+        h = (h.rotate_left(23) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut tail = [0u8; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        let v = u64::from_le_bytes(tail) | (fold & (u64::MAX >> (64 - 8 * rest.len())));
+        h = (h.rotate_left(23) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    h ^ (h >> 29)
 }
 
 /// Whether erasing `n` of `all` runs at once is a bulk erasure: one that takes the words out
@@ -339,7 +434,7 @@ mod tests {
         /// The byte-wise cut of ASCII texts gives the words the `char` cut gives: a database
         /// indexed before takes its runs' words back out with the same document.
         #[test]
-        fn ascii_texts_are_cut_as_by_chars(texts in proptest::collection::vec("[ -~\t\n]{0,40}|[ -~é]{0,20}", 1..6)) {
+        fn ascii_texts_are_cut_as_by_chars(texts in proptest::collection::vec("[ -~\t\n]{0,40}|[ -~é]{0,20}|[a-cA-CéÉ0 ]{0,60}", 1..6)) {
             let mut run = AgentRun::builder("r").build();
             run.output = serde_json::Value::from(texts.clone());
             let mut doc = String::new();
@@ -355,6 +450,34 @@ mod tests {
             }
             proptest::prop_assert_eq!(doc, words.join(" "));
         }
+    }
+
+    /// Words around the 8 bytes that are keyed by their bytes (longer ones by a hash), in
+    /// both cases, ASCII and not, many enough to grow the table: each distinct word once.
+    #[test]
+    fn long_short_and_many_words_are_each_written_once() {
+        let mut texts = vec![
+            "abcdefgh ABCDEFGH abcdefghi ABCDEFGHI abcdefgh1 abcdefghij0123456789 ABCDEFGHIJ0123456789".to_owned(),
+            "ÉcoleÉcole écoleécole Ωmega ωmega Kelvin k K k".to_owned(),
+        ];
+        texts.push((0..3000).map(|i| format!("w{i} W{i} ")).collect());
+        let mut run = AgentRun::builder("r").build();
+        run.output = serde_json::Value::from(texts.clone());
+        let mut doc = String::new();
+        document(&run, &mut doc);
+        let mut words: Vec<String> = Vec::new();
+        for t in ["r"].into_iter().chain(texts.iter().map(String::as_str)) {
+            for w in t
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+            {
+                let w = w.to_lowercase();
+                if !words.contains(&w) {
+                    words.push(w);
+                }
+            }
+        }
+        assert_eq!(doc, words.join(" "));
     }
 
     #[test]
