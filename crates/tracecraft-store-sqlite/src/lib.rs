@@ -43,7 +43,8 @@
 //! ns, duration, cost, tokens, error flags, session, user, environment; and the full run),
 //! `tags` and `steps` (foreign keys to `traces`, `ON DELETE CASCADE`). Steps rows hold step
 //! metadata only (type, name, model, tokens, cost, error flag), never inputs or outputs:
-//! payloads live once, in the run body. Step and parent ids are stored as the UUIDs' 16 bytes
+//! payloads live once, in the run body; and only steps that name a model or failed have one
+//! (the rows that queries read; databases written before have a row for every step). Step and parent ids are stored as the UUIDs' 16 bytes
 //! (BLOBs, schema v3; `hex(step_id)` reads them). Indexed: id, start time, session, user, name.
 //! Text search ([`TraceQuery::text`]) is answered by `traces_fts` (schemas v5 and v6), a
 //! contentless FTS5 index of each run's names and stored (redacted) content, written in the
@@ -474,7 +475,51 @@ struct RowValues<'a> {
     has_error: bool,
     any_error: bool,
     step_count: i64,
-    body: &'a [u8],
+    body: BodyParam<'a>,
+}
+
+/// Bodies of at least this many bytes are not bound to the statement that writes their row:
+/// it writes a zero-filled BLOB of their length ([`BodyParam::Zeroed`]), which
+/// [`write_streamed`] then fills in place with SQLite's incremental BLOB I/O. A bound BLOB
+/// is copied by SQLite (the binding) and copied again into the row's record before it
+/// reaches the pages: for a run of 32 MB, 64 MB more at the peak.
+const STREAM_BODY_BYTES: usize = 1 << 20;
+
+/// The `run` column's parameter: the body, or a zero-filled BLOB of its length.
+#[derive(Clone, Copy)]
+enum BodyParam<'a> {
+    Bytes(&'a [u8]),
+    Zeroed(i32),
+}
+
+impl<'a> BodyParam<'a> {
+    fn of(body: &'a [u8]) -> Self {
+        match i32::try_from(body.len()) {
+            Ok(n) if body.len() >= STREAM_BODY_BYTES => BodyParam::Zeroed(n),
+            _ => BodyParam::Bytes(body),
+        }
+    }
+}
+
+impl rusqlite::ToSql for BodyParam<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match *self {
+            BodyParam::Bytes(b) => {
+                rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Blob(b))
+            }
+            BodyParam::Zeroed(n) => rusqlite::types::ToSqlOutput::ZeroBlob(n),
+        })
+    }
+}
+
+/// Fills the `run` column of row `pk` with `body` when the row was written with a zero-filled
+/// BLOB in its place ([`BodyParam::of`]); a no-op for a body that was bound.
+fn write_streamed(tx: &Transaction<'_>, pk: i64, body: &[u8]) -> rusqlite::Result<()> {
+    if let BodyParam::Zeroed(_) = BodyParam::of(body) {
+        tx.blob_open(rusqlite::MAIN_DB, "traces", "run", pk, false)?
+            .write_at(body, 0)?;
+    }
+    Ok(())
 }
 
 fn row_values<'a>(id: &'a str, run: &'a AgentRun, body: &'a [u8]) -> RowValues<'a> {
@@ -489,7 +534,7 @@ fn row_values<'a>(id: &'a str, run: &'a AgentRun, body: &'a [u8]) -> RowValues<'
         has_error: run.error_count > 0 || any_error,
         any_error,
         step_count: clamp_i64(run.step_count() as u64),
-        body,
+        body: BodyParam::of(body),
     }
 }
 
@@ -870,6 +915,7 @@ impl SqliteStore {
             all.push(&pk);
             st.execute(all.as_slice())
         })
+        .and_then(|_| write_streamed(tx, pk, body))
         .map_err(|e| self.err(&e))?;
         for table in ["tags", "steps"] {
             tx.prepare_cached(&format!("DELETE FROM {table} WHERE trace_pk = ?1"))
@@ -903,7 +949,12 @@ impl SqliteStore {
             )
             .and_then(|mut st| st.execute(row_values(id, run, body).to_vec().as_slice()))
             .map_err(|e| self.err(&e))?;
-        Ok((n == 1).then(|| tx.last_insert_rowid()))
+        if n != 1 {
+            return Ok(None);
+        }
+        let pk = tx.last_insert_rowid();
+        write_streamed(tx, pk, body).map_err(|e| self.err(&e))?;
+        Ok(Some(pk))
     }
 
     fn encode_body<'b>(
@@ -940,17 +991,17 @@ impl SqliteStore {
         search::insert(tx, pk, run, doc).map_err(|e| self.err(&e))
     }
 
-    /// Inserts the `steps` rows of `run`: one cached statement, parameters bound in place
-    /// (step ids as their 16 bytes). One row per statement on purpose: a multi-row
-    /// insert makes SQLite keep a statement journal (the rows can fail their foreign key
-    /// halfway), which costs more than it saves.
+    /// Inserts the `steps` rows of `run` ([`stores_step_row`]): one cached statement,
+    /// parameters bound in place (step ids as their 16 bytes). One row per statement on
+    /// purpose: a multi-row insert makes SQLite keep a statement journal (the rows can fail
+    /// their foreign key halfway), which costs more than it saves.
     fn insert_steps(&self, tx: &Transaction<'_>, pk: i64, run: &AgentRun) -> rusqlite::Result<()> {
         let mut st = tx.prepare_cached(
             "INSERT OR IGNORE INTO steps (trace_pk, step_id, parent_id, type, name, start_ns,
              duration_ms, model_name, input_tokens, output_tokens, cost_usd, has_error)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
-        for s in run.walk() {
+        for s in run.walk().filter(|s| stores_step_row(s)) {
             st.raw_bind_parameter(1, pk)?;
             st.raw_bind_parameter(2, &s.id.as_bytes()[..])?;
             st.raw_bind_parameter(3, s.parent_id.as_ref().map(|p| &p.as_bytes()[..]))?;
@@ -967,6 +1018,16 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// Whether `step` gets a row in `steps`: when it names a model or failed. Every query of the
+/// table reads only such rows (`model_name IS NOT NULL`, a model filter, `has_error`); the
+/// others (two thirds of the corpus's steps) would cost every save a B-tree insert and a
+/// foreign key check each, and every erasure their deletion, for nothing. A step's full
+/// record is in the run body either way. Databases written before keep a row for every step
+/// (a superset that the same queries read the same way).
+fn stores_step_row(step: &tracecraft_core::Step) -> bool {
+    step.model_name.is_some() || step.has_error()
 }
 
 /// Applies pending migrations, each in its own transaction; refuses a newer schema.

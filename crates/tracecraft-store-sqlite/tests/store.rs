@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tracecraft_core::{AgentRun, ProcessedRun, StoreError, TraceQuery, TraceStore, contract};
+use tracecraft_core::{AgentRun, ProcessedRun, Step, StoreError, TraceQuery, TraceStore, contract};
 use tracecraft_store_sqlite::{PermissionPolicy, SCHEMA_VERSION, SqliteConfig, SqliteStore};
 
 fn mode(p: &Path) -> u32 {
@@ -154,7 +154,7 @@ fn erasure_removes_steps_and_tags_and_overwrites_bytes() {
     let want: usize = runs
         .iter()
         .filter(|r| r.id != victim.id)
-        .map(AgentRun::step_count)
+        .map(|r| r.walk().filter(|s| queried_step(s)).count())
         .sum();
     assert_eq!(steps as usize, want);
     assert_eq!(
@@ -388,8 +388,15 @@ fn write_old_database(path: &Path, runs: &[AgentRun], version: u8) {
     }
 }
 
-/// The `steps` rows of the database at `path` equal what `runs` give, step ids as 16 bytes.
-fn assert_steps_rows(conn: &rusqlite::Connection, runs: &[AgentRun]) {
+/// Whether a step has a `steps` row in a database written by this version: one that names a
+/// model or failed (the rows queries read).
+fn queried_step(s: &Step) -> bool {
+    s.model_name.is_some() || s.has_error()
+}
+
+/// The `steps` rows of the database at `path` equal what `runs` give, step ids as 16 bytes:
+/// a row for every step (`every_step`, databases written before) or for the queried ones.
+fn assert_steps_rows(conn: &rusqlite::Connection, runs: &[AgentRun], every_step: bool) {
     type Row = (
         Vec<u8>,
         Option<Vec<u8>>,
@@ -425,6 +432,7 @@ fn assert_steps_rows(conn: &rusqlite::Connection, runs: &[AgentRun]) {
             .collect();
         let mut want: Vec<Row> = run
             .walk()
+            .filter(|s| every_step || queried_step(s))
             .map(|s| {
                 (
                     s.id.as_bytes().to_vec(),
@@ -466,7 +474,13 @@ fn new_databases_store_step_ids_as_16_bytes() {
     runs.extend(contract::fixture_runs(30));
     store.save_batch(&contract::processed(&runs)).unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
-    assert_steps_rows(&conn, &runs);
+    assert_steps_rows(&conn, &runs, false);
+    assert!(
+        runs.iter()
+            .flat_map(AgentRun::walk)
+            .any(|s| !queried_step(s)),
+        "the runs have steps without a row"
+    );
 }
 
 #[test]
@@ -523,7 +537,7 @@ fn old_databases_migrate_and_stay_readable(version: u8) {
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
     // Step rows rebuilt with 16-byte ids, all else kept.
-    assert_steps_rows(&conn, &runs);
+    assert_steps_rows(&conn, &runs, true);
     // Old rows are read from their body, byte-identical once serialized again.
     for run in &runs {
         let got = store.get(run.id).unwrap().expect("migrated run");
@@ -1169,4 +1183,53 @@ fn flush_empties_the_wal_while_checkpoints_run_in_the_background() {
             "erased text survives after flush"
         );
     }
+}
+
+/// Bodies past 1 MiB are written into their row in place (a zero-filled BLOB, then
+/// incremental BLOB I/O) instead of being bound: such a run reads back whole, is found by
+/// its words, merges (the row rewritten the same way), and is erased with its rows; in a
+/// batch (encoding thread) as alone.
+#[test]
+fn large_run_bodies_round_trip_merge_and_erase() {
+    let root = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(SqliteConfig::new(root.path().join("traces.db"))).unwrap();
+    let text = |tag: &str| -> String { (0..250_000).map(|i| format!("{tag}{i} ")).collect() };
+    let mut large = AgentRun::builder("large").tag("big").build();
+    large.input = serde_json::Value::String(text("alpha"));
+    assert!(large.input.as_str().unwrap().len() > 2 << 20);
+    store
+        .save_batch(&contract::processed(std::slice::from_ref(&large)))
+        .unwrap();
+    assert_eq!(store.get(large.id).unwrap().as_ref(), Some(&large));
+    let found = |word: &str| store.count(&TraceQuery::new().text(word)).unwrap();
+    assert_eq!(found("alpha249999"), 1);
+
+    // A merge rewrites the row, the body streamed again.
+    let mut later = large.clone();
+    later.output = serde_json::Value::String(text("beta"));
+    later.tags = vec!["again".into()];
+    store
+        .save_batch(&contract::processed(std::slice::from_ref(&later)))
+        .unwrap();
+    let want = tracecraft_core::merge_runs(large.clone(), later);
+    assert_eq!(store.get(large.id).unwrap().as_ref(), Some(&want));
+    assert_eq!(found("beta249999"), 1);
+    assert_eq!(found("alpha249999"), 1);
+
+    // In a batch of small runs, through the encoding thread.
+    let mut batch = contract::fixture_runs(12);
+    let mut second = AgentRun::builder("large 2").build();
+    second.output = serde_json::Value::String(text("gamma"));
+    batch.insert(5, second.clone());
+    store.save_batch(&contract::processed(&batch)).unwrap();
+    for run in &batch {
+        assert_eq!(store.get(run.id).unwrap().as_ref(), Some(run));
+    }
+    assert_eq!(found("gamma7"), 1);
+
+    assert!(store.delete(large.id).unwrap());
+    assert_eq!(store.get(large.id).unwrap(), None);
+    assert_eq!(found("beta249999"), 0);
+    store.flush().unwrap();
+    assert_eq!(found("alpha249999"), 0);
 }
