@@ -48,7 +48,8 @@
 //! (BLOBs, schema v3; `hex(step_id)` reads them). Indexed: id, start time, session, user, name.
 //! Text search ([`TraceQuery::text`]) is answered by `traces_fts` (schemas v5 and v6), a
 //! contentless FTS5 index of each run's names and stored (redacted) content, written in the
-//! transaction that writes the run; a trigger moves a deleted row's body to
+//! transaction that writes the run (its segments merged 16 at a time, schema v7); a trigger
+//! moves a deleted row's body to
 //! `traces_fts_erased`, and that run's words leave the index before the next write
 //! transaction, in [`TraceStore::flush`], on open and on drop (erasure itself stays a row
 //! deletion); migrating a v5 or older database indexes its runs once, on open.
@@ -164,7 +165,7 @@ use tracecraft_core::{
 pub use tracecraft_core::fs::PermissionPolicy;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Migrations: `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -272,6 +273,9 @@ ALTER TABLE steps_v3 RENAME TO steps;
     // index is rebuilt with `columnsize=0` and the stored runs are indexed by
     // `search::index_existing` in the same transaction.
     search::MIGRATION_V6,
+    // v7: the search index merges its segments 16 at a time instead of 4 (FTS5 `automerge`,
+    // see `search::MIGRATION_V7`). No table changes.
+    search::MIGRATION_V7,
 ];
 
 const BACKEND: &str = "sqlite";

@@ -63,6 +63,19 @@ CREATE TRIGGER traces_fts_erase AFTER DELETE ON traces BEGIN
 END;
 ";
 
+/// The SQL of migration v7: FTS5 merges the index's segments 16 at a time instead of its
+/// default 4 (`automerge`). Every write transaction adds a segment (its runs' words); FTS5
+/// merges segments of a level into one of the next level once `automerge` of them are there,
+/// so each indexed word is rewritten once per level it goes through: with 16 per merge
+/// instead of 4, half as many levels (log16 against log4 of the transactions), and half the
+/// merge work, which was most of an import's commit time (an import of 2,000 runs in 8
+/// transactions into a new database: 196 M instructions of merges, a fifth of its writer
+/// thread, `docs/perf/sqlite.md`). A search reads each segment of each level for each of its
+/// words: up to 15 per level instead of 3, a few more B-tree probes per word. FTS5 still
+/// merges at once, whatever `automerge`, a level that reaches `crisismerge` (16) segments.
+pub(crate) const MIGRATION_V7: &str =
+    "INSERT INTO traces_fts (traces_fts, rank) VALUES ('automerge', 16);";
+
 /// Registers `tracecraft_search_text(run)` on `conn`: the searchable text of a stored run
 /// body, NULL when the body cannot be decoded (such a run was never indexed).
 pub(crate) fn register(conn: &Connection) -> rusqlite::Result<()> {

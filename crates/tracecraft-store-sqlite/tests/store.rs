@@ -1233,3 +1233,52 @@ fn large_run_bodies_round_trip_merge_and_erase() {
     store.flush().unwrap();
     assert_eq!(found("alpha249999"), 0);
 }
+
+/// Schema v7: the search index merges its segments 16 at a time (FTS5 `automerge`), in new
+/// databases and in v6 ones once migrated; a migrated database's runs stay found by search.
+#[test]
+fn version_6_databases_migrate_to_merging_the_index_16_segments_at_a_time() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.db");
+    let mut runs = contract::sample_runs();
+    runs.extend(contract::fixture_runs(30));
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    store.save_batch(&contract::processed(&runs)).unwrap();
+    drop(store);
+    let automerge = |conn: &rusqlite::Connection| -> Option<i64> {
+        conn.query_row(
+            "SELECT v FROM traces_fts_config WHERE k = 'automerge'",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+    };
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        assert_eq!(automerge(&conn), Some(16));
+        // A v6 database: FTS5's default (no `automerge` row).
+        conn.execute_batch(
+            "DELETE FROM traces_fts_config WHERE k = 'automerge'; PRAGMA user_version = 6;",
+        )
+        .unwrap();
+        assert_eq!(automerge(&conn), None);
+    }
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(automerge(&conn), Some(16));
+    for run in &runs {
+        let mut word = None;
+        tracecraft_core::search::for_each_text(run, &mut |s| {
+            if word.is_none() {
+                word = tracecraft_core::search::words(s).into_iter().next();
+            }
+        });
+        let q = TraceQuery::new().text(word.unwrap());
+        let found = store.query(&q).unwrap();
+        assert!(found.iter().any(|r| r.id == run.id), "{q:?}");
+    }
+}
