@@ -96,7 +96,9 @@
 //! freelist) is written whole to the WAL and again at the checkpoint, so 16 KiB pages cost
 //! erasure 2x and batched writes ~10%, for ~5% on `get` (existing databases keep their page
 //! size). The writer has a 32 MiB page cache so a batch does not spill to the WAL
-//! mid-transaction, and `get` decodes the run straight from SQLite's row buffer. A batch's
+//! mid-transaction, and `get` decodes the run straight from SQLite's row buffer. Bodies of
+//! 1 MiB or more are written into their row in place (incremental BLOB I/O) rather than
+//! bound, which SQLite would copy twice. A batch's
 //! run bodies are encoded on a second thread while the writer inserts the earlier ones
 //! ([`SqliteConfig::encode_thread`]); the transaction and all SQLite work stay on the
 //! calling thread, except WAL checkpoints: a thread of the store runs them (with its own
