@@ -175,37 +175,85 @@ pub(crate) fn documents(outputs: &JsonMap) -> Vec<Document<'_>> {
         .collect()
 }
 
-/// Whether any of the 8 bytes in `x` needs escaping in a JSON string: a control character,
-/// `"` or `\\` (may say yes for a byte after one that does; never says no wrongly).
+/// The high bit of each of the 8 bytes of `x` (little-endian: first byte lowest) that needs
+/// escaping in a JSON string: a control character, `"` or `\\`. A byte after one that needs
+/// it may be marked too, but the lowest mark is always exact.
 #[inline]
-fn needs_escape(x: u64) -> bool {
+fn escape_mask(x: u64) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
-    // A byte below 0x20; bytes of 0x80 and above (UTF-8) never count.
-    let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
-    control || has_zero(x ^ (ONES * u64::from(b'"'))) || has_zero(x ^ (ONES * u64::from(b'\\')))
+    // A byte below 0x20 (bytes of 0x80 and above, UTF-8, never count); a zero byte after
+    // xor with `"` or `\`.
+    let control = x.wrapping_sub(ONES * 0x20) & !x;
+    let quote = x ^ (ONES * u64::from(b'"'));
+    let backslash = x ^ (ONES * u64::from(b'\\'));
+    (control | (quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash))
+        & HIGHS
 }
 
-/// Appends `s` as a JSON string literal, byte for byte as `serde_json` writes it. Runs of
-/// eight bytes with nothing to escape are copied without looking at each byte.
+/// The eight bytes of `bytes` from `at` as a little-endian word (`at + 8 <= bytes.len()`).
+#[inline]
+fn word(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The position of the first byte at or after `i` that needs escaping in a JSON string.
+/// Sixteen bytes at a time; the last few of a string of eight bytes or more are checked as
+/// the word that ends the string.
+#[inline]
+fn next_escape(bytes: &[u8], mut i: usize) -> Option<usize> {
+    let n = bytes.len();
+    let first = |at: usize, mask: u64| at + (mask.trailing_zeros() / 8) as usize;
+    while i + 16 <= n {
+        let (a, b) = (escape_mask(word(bytes, i)), escape_mask(word(bytes, i + 8)));
+        if a != 0 {
+            return Some(first(i, a));
+        }
+        if b != 0 {
+            return Some(first(i + 8, b));
+        }
+        i += 16;
+    }
+    if n >= 8 {
+        if i + 8 <= n {
+            let m = escape_mask(word(bytes, i));
+            if m != 0 {
+                return Some(first(i, m));
+            }
+            i += 8;
+        }
+        if i < n {
+            // The word's 1 to 7 bytes before `i` shifted out (a mark of theirs could run on
+            // into the next bytes), plain letters shifted in after the end.
+            const LETTERS: u64 = u64::from_ne_bytes([b'a'; 8]);
+            let shift = (i + 8 - n) * 8;
+            let w = (word(bytes, n - 8) >> shift) | (LETTERS << (64 - shift));
+            let m = escape_mask(w);
+            if m != 0 {
+                return Some(first(i, m));
+            }
+        }
+        return None;
+    }
+    bytes
+        .get(i..)?
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|p| i + p)
+}
+
+/// Appends `s` as a JSON string literal, byte for byte as `serde_json` writes it. Bytes that
+/// need no escaping are found sixteen at a time and copied as they are.
 pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    // `bytes[start..i]` is copied as it is when an escape or the end comes.
+    // `bytes[start..]` is copied as it is up to the next escape or the end.
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(chunk) = bytes.get(i..i + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            if !needs_escape(u64::from_ne_bytes(word)) {
-                i += 8;
-                continue;
-            }
-        }
+    while let Some(i) = next_escape(bytes, start) {
         let b = bytes[i];
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
@@ -215,7 +263,7 @@ pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
             b'\t' => b"\\t",
             0x08 => b"\\b",
             0x0c => b"\\f",
-            0..=0x1f => &[
+            _ => &[
                 b'\\',
                 b'u',
                 b'0',
@@ -223,15 +271,10 @@ pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
                 HEX[usize::from(b >> 4)],
                 HEX[usize::from(b & 0xf)],
             ],
-            _ => {
-                i += 1;
-                continue;
-            }
         };
         out.extend_from_slice(&bytes[start..i]);
         out.extend_from_slice(esc);
-        i += 1;
-        start = i;
+        start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
@@ -339,6 +382,31 @@ mod tests {
             push_json_str(&mut out, s);
             assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), s);
             assert_eq!(out, serde_json::to_vec(s).unwrap());
+        }
+    }
+
+    #[test]
+    fn json_strings_escape_like_serde_at_every_position() {
+        // Escapes at every position of strings around the 8- and 16-byte word sizes, one
+        // alone and two together (a mark of the first must not spill onto the next bytes).
+        for len in 0..40 {
+            for at in 0..len {
+                for c in ['"', '\\', '\n', '\u{0}', '\u{1f}', 'é'] {
+                    for second in [None, Some(at + 1), Some(at + 3), Some(len - 1)] {
+                        let mut chars: Vec<char> = (0..len)
+                            .map(|i| char::from(b'a' + (i % 26) as u8))
+                            .collect();
+                        chars[at] = c;
+                        if let Some(j) = second.filter(|&j| j < len) {
+                            chars[j] = '\u{0}';
+                        }
+                        let s: String = chars.into_iter().collect();
+                        let mut out = Vec::new();
+                        push_json_str(&mut out, &s);
+                        assert_eq!(out, serde_json::to_vec(&s).unwrap(), "{s:?}");
+                    }
+                }
+            }
         }
     }
 
