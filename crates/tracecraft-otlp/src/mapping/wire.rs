@@ -70,6 +70,47 @@ fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
+/// Up to 32 bytes of tags and varints, gathered on the stack and appended to a buffer with
+/// one fixed-size copy (a push per byte checks the buffer's capacity every time).
+struct Header {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl Header {
+    #[inline]
+    fn new() -> Self {
+        Header {
+            bytes: [0; 32],
+            len: 0,
+        }
+    }
+
+    /// Appends a byte. Callers write at most 32 (a tag and a varint are at most 11).
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.bytes[self.len & 31] = b;
+        self.len += 1;
+    }
+
+    #[inline]
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    /// Appends the bytes gathered to `buf`.
+    #[inline]
+    fn put(&self, buf: &mut Vec<u8>) {
+        let at = buf.len();
+        buf.extend_from_slice(&self.bytes);
+        buf.truncate(at + self.len.min(32));
+    }
+}
+
 /// Bytes of a length-delimited field holding `len` bytes (tag of one byte).
 #[inline]
 fn field_len(len: usize) -> usize {
@@ -91,9 +132,12 @@ impl<'a> Key<'a> {
     fn len(&self) -> usize {
         self.parts.iter().map(|p| p.len()).sum()
     }
+    #[inline]
     fn write(&self, buf: &mut Vec<u8>) {
-        for p in self.parts {
-            buf.extend_from_slice(p.as_bytes());
+        buf.extend_from_slice(self.parts[0].as_bytes());
+        if !self.parts[1].is_empty() || !self.parts[2].is_empty() {
+            buf.extend_from_slice(self.parts[1].as_bytes());
+            buf.extend_from_slice(self.parts[2].as_bytes());
         }
     }
 }
@@ -162,8 +206,10 @@ fn kvlist_body_len(map: &JsonMap, depth: usize) -> usize {
 }
 
 fn put_str_field(buf: &mut Vec<u8>, t: u8, s: &[u8]) {
-    buf.push(t);
-    put_varint(buf, s.len() as u64);
+    let mut h = Header::new();
+    h.byte(t);
+    h.varint(s.len() as u64);
+    h.put(buf);
     buf.extend_from_slice(s);
 }
 
@@ -271,12 +317,19 @@ impl<'r> WireSink<'r> {
         }
     }
 
-    /// The free-form value that replaces derived key `key`, if any (recorded).
+    /// The free-form value that replaces derived key `key`, if any (recorded). Most keys
+    /// are ruled out here by their length, without a call.
+    #[inline]
     fn replacement(&mut self, key: Key<'_>) -> Option<&'r Value> {
-        let user = self.user?;
         if self.user_lens & (1 << (key.len() % 64)) == 0 {
             return None;
         }
+        self.replacement_lookup(key)
+    }
+
+    #[inline(never)]
+    fn replacement_lookup(&mut self, key: Key<'_>) -> Option<&'r Value> {
+        let user = self.user?;
         let v = if key.parts[1].is_empty() && key.parts[2].is_empty() {
             super::field(user, key.parts[0])?
         } else {
@@ -304,23 +357,43 @@ impl<'r> WireSink<'r> {
     /// A `KeyValue` field (`field_tag`) whose `AnyValue` body is `any_len` bytes; the caller
     /// writes the body.
     fn kv_header(&mut self, field_tag: u8, key: Key<'_>, any_len: usize) {
+        self.kv_header_then(field_tag, key, any_len, None);
+    }
+
+    /// [`Self::kv_header`], then the tag and length of a string `AnyValue` of `str_len`
+    /// bytes when given (the caller writes the string).
+    #[inline]
+    fn kv_header_then(
+        &mut self,
+        field_tag: u8,
+        key: Key<'_>,
+        any_len: usize,
+        str_len: Option<usize>,
+    ) {
         let klen = key.len();
-        let buf = &mut self.buf;
-        buf.push(field_tag);
-        put_varint(buf, (field_len(klen) + field_len(any_len)) as u64);
-        buf.push(KV_KEY);
-        put_varint(buf, klen as u64);
-        key.write(buf);
-        buf.push(KV_VALUE);
-        put_varint(buf, any_len as u64);
+        let mut h = Header::new();
+        h.byte(field_tag);
+        h.varint((field_len(klen) + field_len(any_len)) as u64);
+        h.byte(KV_KEY);
+        h.varint(klen as u64);
+        h.put(&mut self.buf);
+        key.write(&mut self.buf);
+        let mut h = Header::new();
+        h.byte(KV_VALUE);
+        h.varint(any_len as u64);
+        if let Some(len) = str_len {
+            h.byte(tag(1, LEN));
+            h.varint(len as u64);
+        }
+        h.put(&mut self.buf);
     }
 
     fn kv_str(&mut self, key: Key<'_>, value: &str) {
         if let Some(v) = self.replacement(key) {
             return self.kv_json(key, v);
         }
-        self.kv_header(SPAN_ATTRIBUTES, key, str_any_len(value));
-        put_str_field(&mut self.buf, tag(1, LEN), value.as_bytes());
+        self.kv_header_then(SPAN_ATTRIBUTES, key, str_any_len(value), Some(value.len()));
+        self.buf.extend_from_slice(value.as_bytes());
     }
 
     fn kv_text(&mut self, key: Key<'_>, text: Text) {
@@ -328,8 +401,8 @@ impl<'r> WireSink<'r> {
             return self.kv_json(key, v);
         }
         let len = self.texts.get(text).len();
-        self.kv_header(SPAN_ATTRIBUTES, key, field_len(len));
-        put_str_field(&mut self.buf, tag(1, LEN), self.texts.get(text));
+        self.kv_header_then(SPAN_ATTRIBUTES, key, field_len(len), Some(len));
+        self.buf.extend_from_slice(self.texts.get(text));
     }
 
     fn kv_json(&mut self, key: Key<'_>, value: &Value) {
@@ -504,6 +577,7 @@ impl<'r> SpanSink<'r> for WireSink<'r> {
 
     fn user(&mut self, attributes: &JsonMap, owned: &[&str]) {
         self.user = None;
+        self.user_lens = 0;
         for (key, value) in attributes {
             if owned.contains(&key.as_str()) || self.replaced.iter().any(|r| r == key) {
                 continue;
@@ -515,6 +589,7 @@ impl<'r> SpanSink<'r> for WireSink<'r> {
 
     fn end(&mut self, tail: &Tail<'_>) {
         self.user = None;
+        self.user_lens = 0;
         let failed = tail.failed();
         let buf = &mut self.buf;
         if failed {
@@ -605,11 +680,26 @@ fn message_field(field: u8, m: &impl Message) -> Vec<u8> {
 
 impl Group {
     fn new(key: ResourceKey, options: &MappingOptions, capacity: usize) -> Group {
+        Group::in_buf(key, options, Vec::new(), capacity)
+    }
+
+    /// A group written into `buf` (a spare buffer of an earlier request, or empty), which
+    /// is used as it is when it has room for `capacity` bytes of spans.
+    fn in_buf(
+        key: ResourceKey,
+        options: &MappingOptions,
+        mut buf: Vec<u8>,
+        capacity: usize,
+    ) -> Group {
         let resource = message_field(1, &resource_with(&key.0, &key.1, key.2.as_ref(), options));
         let scope = message_field(1, &scope());
         // Request field tag + length, resource, scope_spans tag + length, scope.
         let headroom = 1 + 10 + resource.len() + 1 + 10 + scope.len();
-        let mut buf = Vec::with_capacity(headroom + capacity);
+        buf.clear();
+        if buf.capacity() < headroom + capacity {
+            // A new allocation rather than `reserve`: growing would copy the old one.
+            buf = Vec::with_capacity(headroom + capacity);
+        }
         buf.resize(headroom, 0);
         Group {
             key,
@@ -649,23 +739,46 @@ impl Group {
     }
 }
 
-/// Joins finished groups into one request body.
-fn join(groups: Vec<Group>) -> EncodedRequest {
+/// Joins finished groups into one request body: the first group's buffer, with the others
+/// copied after it when it has the room (a [`RequestEncoder`]'s groups have room for a
+/// whole request), else a new buffer. The buffers copied go to `spare` for the next request
+/// (at most [`MAX_SPARE`] are kept).
+fn join(groups: Vec<Group>, spare: &mut Vec<Vec<u8>>) -> EncodedRequest {
     let spans = groups.iter().map(|g| g.spans).sum();
     let mut parts = groups.into_iter().map(Group::finish);
-    let body = match (parts.next(), parts.len()) {
-        (None, _) => Bytes::new(),
-        (Some((buf, start)), 0) => Bytes::from(buf).slice(start..),
-        (Some((buf, start)), _) => {
-            let mut out = buf[start..].to_vec();
-            for (buf, start) in parts {
-                out.extend_from_slice(&buf[start..]);
-            }
-            Bytes::from(out)
-        }
+    let Some((first, first_start)) = parts.next() else {
+        return EncodedRequest {
+            body: Bytes::new(),
+            spans,
+        };
     };
-    EncodedRequest { body, spans }
+    let rest: Vec<(Vec<u8>, usize)> = parts.collect();
+    let more: usize = rest.iter().map(|(buf, start)| buf.len() - start).sum();
+    let (mut out, start) = if more <= first.capacity() - first.len() {
+        (first, first_start)
+    } else {
+        let mut out = Vec::with_capacity(first.len() - first_start + more);
+        out.extend_from_slice(&first[first_start..]);
+        if spare.len() < MAX_SPARE {
+            spare.push(first);
+        }
+        (out, 0)
+    };
+    for (buf, at) in rest {
+        out.extend_from_slice(&buf[at..]);
+        if spare.len() < MAX_SPARE {
+            spare.push(buf);
+        }
+    }
+    EncodedRequest {
+        body: Bytes::from(out).slice(start..),
+        spans,
+    }
 }
+
+/// Group buffers kept by a [`RequestEncoder`] for its next requests: requests of a few
+/// resources (services, environments) reuse their buffers instead of growing new ones.
+const MAX_SPARE: usize = 4;
 
 fn spans_of(run: &AgentRun) -> usize {
     1 + run.step_count()
@@ -707,7 +820,7 @@ pub fn encode_request(batch: &[ProcessedRun], options: &MappingOptions) -> Encod
         };
         write_run(&mut sink, &mut groups[i], run, options);
     }
-    join(groups)
+    join(groups, &mut Vec::new())
 }
 
 /// Like [`encode_request`], split into requests whose encoded size stays at or under
@@ -736,6 +849,8 @@ pub struct RequestEncoder<'r> {
     sink: WireSink<'r>,
     /// Requests closed and not yet returned (a run over the limit can close several).
     ready: std::collections::VecDeque<EncodedRequest>,
+    /// Buffers of the groups of earlier requests, for the next groups.
+    spare: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RequestEncoder<'_> {
@@ -764,10 +879,16 @@ impl<'r> RequestEncoder<'r> {
             runs: batch.iter(),
             options,
             max_bytes,
-            capacity: max_bytes.min(spans.saturating_mul(2048)),
+            // (with room for the run that crosses the limit, whose spans are then moved to
+            // the next request: growing the buffer for it would copy the whole request)
+            capacity: match spans.saturating_mul(2048) {
+                fits if fits < max_bytes => fits,
+                _ => max_bytes.saturating_add(max_bytes / 8),
+            },
             current: Vec::new(),
             sink: WireSink::new(Vec::new()),
             ready: std::collections::VecDeque::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -786,7 +907,7 @@ impl<'r> RequestEncoder<'r> {
         self.current.retain(|g| g.spans > 0);
         if !self.current.is_empty() {
             self.ready
-                .push_back(join(std::mem::take(&mut self.current)));
+                .push_back(join(std::mem::take(&mut self.current), &mut self.spare));
         }
     }
 
@@ -798,13 +919,11 @@ impl<'r> RequestEncoder<'r> {
         let i = match self.current.iter().position(|g| g.key == key) {
             Some(i) => i,
             None => {
-                let capacity = if self.current.is_empty() {
-                    self.capacity
-                } else {
-                    0
-                };
+                // Every group has room for a whole request: a buffer grown step by step
+                // copies its bytes again at every step (only touched pages cost memory).
+                let buf = self.spare.pop().unwrap_or_default();
                 self.current
-                    .push(Group::new(key.clone(), options, capacity));
+                    .push(Group::in_buf(key.clone(), options, buf, self.capacity));
                 self.current.len() - 1
             }
         };
@@ -836,8 +955,9 @@ impl<'r> RequestEncoder<'r> {
                 self.close();
             }
             if self.current.is_empty() {
+                let buf = self.spare.pop().unwrap_or_default();
                 self.current
-                    .push(Group::new(key.clone(), options, self.capacity));
+                    .push(Group::in_buf(key.clone(), options, buf, self.capacity));
             }
             let g = &mut self.current[0];
             g.buf.extend_from_slice(span);
