@@ -739,46 +739,55 @@ impl Group {
     }
 }
 
-/// Joins finished groups into one request body: the first group's buffer, with the others
-/// copied after it when it has the room (a [`RequestEncoder`]'s groups have room for a
-/// whole request), else a new buffer. The buffers copied go to `spare` for the next request
-/// (at most [`MAX_SPARE`] are kept).
-fn join(groups: Vec<Group>, spare: &mut Vec<Vec<u8>>) -> EncodedRequest {
+/// Joins finished groups into one request body. A single group's buffer becomes the body;
+/// several are copied into a new one, and their buffers go back to [`SPARE`] when `reuse`.
+fn join(groups: Vec<Group>, reuse: bool) -> EncodedRequest {
     let spans = groups.iter().map(|g| g.spans).sum();
-    let mut parts = groups.into_iter().map(Group::finish);
-    let Some((first, first_start)) = parts.next() else {
-        return EncodedRequest {
-            body: Bytes::new(),
-            spans,
-        };
-    };
-    let rest: Vec<(Vec<u8>, usize)> = parts.collect();
-    let more: usize = rest.iter().map(|(buf, start)| buf.len() - start).sum();
-    let (mut out, start) = if more <= first.capacity() - first.len() {
-        (first, first_start)
+    let mut parts: Vec<(Vec<u8>, usize)> = groups.into_iter().map(Group::finish).collect();
+    let body = if parts.len() <= 1 {
+        match parts.pop() {
+            None => Bytes::new(),
+            Some((buf, start)) => Bytes::from(buf).slice(start..),
+        }
     } else {
-        let mut out = Vec::with_capacity(first.len() - first_start + more);
-        out.extend_from_slice(&first[first_start..]);
-        if spare.len() < MAX_SPARE {
-            spare.push(first);
+        let len = parts.iter().map(|(buf, start)| buf.len() - start).sum();
+        let mut out = Vec::with_capacity(len);
+        for (buf, start) in parts {
+            out.extend_from_slice(&buf[start..]);
+            if reuse {
+                give_spare(buf);
+            }
         }
-        (out, 0)
+        Bytes::from(out)
     };
-    for (buf, at) in rest {
-        out.extend_from_slice(&buf[at..]);
-        if spare.len() < MAX_SPARE {
-            spare.push(buf);
-        }
-    }
-    EncodedRequest {
-        body: Bytes::from(out).slice(start..),
-        spans,
-    }
+    EncodedRequest { body, spans }
 }
 
-/// Group buffers kept by a [`RequestEncoder`] for its next requests: requests of a few
-/// resources (services, environments) reuse their buffers instead of growing new ones.
+/// Buffers of the groups of requests already joined, for the groups of the next requests
+/// of any [`RequestEncoder`] of the process (an exporter encodes each batch on a thread of
+/// its own): a request of several resources (services, environments) reuses them instead of
+/// allocating and faulting in new ones. At most [`MAX_SPARE`] are kept.
+static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// Spare group buffers kept: enough for the requests of a few resources.
 const MAX_SPARE: usize = 4;
+
+/// A spare group buffer, or an empty one.
+fn take_spare() -> Vec<u8> {
+    SPARE
+        .lock()
+        .map(|mut spare| spare.pop().unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// Keeps `buf` for a later group (or frees it when enough are kept).
+fn give_spare(buf: Vec<u8>) {
+    if let Ok(mut spare) = SPARE.lock()
+        && spare.len() < MAX_SPARE
+    {
+        spare.push(buf);
+    }
+}
 
 fn spans_of(run: &AgentRun) -> usize {
     1 + run.step_count()
@@ -820,7 +829,7 @@ pub fn encode_request(batch: &[ProcessedRun], options: &MappingOptions) -> Encod
         };
         write_run(&mut sink, &mut groups[i], run, options);
     }
-    join(groups, &mut Vec::new())
+    join(groups, false)
 }
 
 /// Like [`encode_request`], split into requests whose encoded size stays at or under
@@ -849,8 +858,6 @@ pub struct RequestEncoder<'r> {
     sink: WireSink<'r>,
     /// Requests closed and not yet returned (a run over the limit can close several).
     ready: std::collections::VecDeque<EncodedRequest>,
-    /// Buffers of the groups of earlier requests, for the next groups.
-    spare: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RequestEncoder<'_> {
@@ -888,7 +895,6 @@ impl<'r> RequestEncoder<'r> {
             current: Vec::new(),
             sink: WireSink::new(Vec::new()),
             ready: std::collections::VecDeque::new(),
-            spare: Vec::new(),
         }
     }
 
@@ -907,7 +913,7 @@ impl<'r> RequestEncoder<'r> {
         self.current.retain(|g| g.spans > 0);
         if !self.current.is_empty() {
             self.ready
-                .push_back(join(std::mem::take(&mut self.current), &mut self.spare));
+                .push_back(join(std::mem::take(&mut self.current), true));
         }
     }
 
@@ -921,7 +927,7 @@ impl<'r> RequestEncoder<'r> {
             None => {
                 // Every group has room for a whole request: a buffer grown step by step
                 // copies its bytes again at every step (only touched pages cost memory).
-                let buf = self.spare.pop().unwrap_or_default();
+                let buf = take_spare();
                 self.current
                     .push(Group::in_buf(key.clone(), options, buf, self.capacity));
                 self.current.len() - 1
@@ -955,7 +961,7 @@ impl<'r> RequestEncoder<'r> {
                 self.close();
             }
             if self.current.is_empty() {
-                let buf = self.spare.pop().unwrap_or_default();
+                let buf = take_spare();
                 self.current
                     .push(Group::in_buf(key.clone(), options, buf, self.capacity));
             }
