@@ -772,6 +772,10 @@ static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new())
 /// Spare group buffers kept: enough for the requests of a few resources.
 const MAX_SPARE: usize = 4;
 
+/// The largest spare buffer kept (a group of a request of the default size has 4.5 MiB):
+/// at most 32 MiB stay allocated for requests to come.
+const MAX_SPARE_CAPACITY: usize = 2 * crate::DEFAULT_MAX_REQUEST_BYTES;
+
 /// A spare group buffer, or an empty one.
 fn take_spare() -> Vec<u8> {
     SPARE
@@ -782,6 +786,9 @@ fn take_spare() -> Vec<u8> {
 
 /// Keeps `buf` for a later group (or frees it when enough are kept).
 fn give_spare(buf: Vec<u8>) {
+    if buf.capacity() > MAX_SPARE_CAPACITY {
+        return;
+    }
     if let Ok(mut spare) = SPARE.lock()
         && spare.len() < MAX_SPARE
     {
