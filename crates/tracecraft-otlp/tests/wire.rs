@@ -417,6 +417,28 @@ fn spans_of_any_size_decode() {
     }
 }
 
+/// Keys and values around the lengths where a key-value's header needs another byte (one
+/// byte up to 127, the key-value's own length up to 255 with a key and value under 128).
+#[test]
+fn attributes_of_every_length_around_the_header_sizes_decode() {
+    let batch: Vec<ProcessedRun> = [1usize, 63, 100, 126, 127, 128, 130]
+        .into_iter()
+        .flat_map(|klen| (0..=260).map(move |vlen| (klen, vlen)))
+        .map(|(klen, vlen)| {
+            let run = AgentRun::builder("r".repeat(vlen.max(1)))
+                .input("i".repeat(vlen))
+                .attribute("k".repeat(klen), "v".repeat(vlen))
+                .attribute("n", json!(vlen))
+                .build();
+            ProcessedRun::assume_processed(run)
+        })
+        .collect();
+    let options = MappingOptions::default();
+    let wire = mapping::encode_request(&batch, &options);
+    let decoded = ExportTraceServiceRequest::decode(wire.body().clone()).unwrap();
+    assert_eq!(decoded, mapping::to_request(&batch, &options));
+}
+
 fn depth(v: &Value) -> usize {
     match v {
         Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),

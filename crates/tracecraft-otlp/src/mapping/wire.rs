@@ -111,6 +111,14 @@ impl Header {
     }
 }
 
+/// Appends the first `len` (at most 8) bytes of `word`, little-endian, with one store.
+#[inline]
+fn put_cut(buf: &mut Vec<u8>, word: u64, len: usize) {
+    let at = buf.len();
+    buf.extend_from_slice(&word.to_le_bytes());
+    buf.truncate(at + len);
+}
+
 /// Bytes of a length-delimited field holding `len` bytes (tag of one byte).
 #[inline]
 fn field_len(len: usize) -> usize {
@@ -371,6 +379,46 @@ impl<'r> WireSink<'r> {
         str_len: Option<usize>,
     ) {
         let klen = key.len();
+        if klen < 128 && any_len < 128 {
+            // The usual attribute: every length but the key-value's fits in one byte, and
+            // that one in two; each header is one fixed-size store, then cut to its length.
+            let kv_len = 4 + klen + any_len;
+            let (head, head_len) = if kv_len < 128 {
+                (
+                    u64::from_le_bytes([field_tag, kv_len as u8, KV_KEY, klen as u8, 0, 0, 0, 0]),
+                    4,
+                )
+            } else {
+                let (lo, hi) = ((kv_len as u8) | 0x80, (kv_len >> 7) as u8);
+                (
+                    u64::from_le_bytes([field_tag, lo, hi, KV_KEY, klen as u8, 0, 0, 0]),
+                    5,
+                )
+            };
+            put_cut(&mut self.buf, head, head_len);
+            key.write(&mut self.buf);
+            let (value, value_len) = match str_len {
+                Some(len) => (
+                    u64::from_le_bytes([
+                        KV_VALUE,
+                        any_len as u8,
+                        tag(1, LEN),
+                        len as u8,
+                        0,
+                        0,
+                        0,
+                        0,
+                    ]),
+                    4,
+                ),
+                None => (
+                    u64::from_le_bytes([KV_VALUE, any_len as u8, 0, 0, 0, 0, 0, 0]),
+                    2,
+                ),
+            };
+            put_cut(&mut self.buf, value, value_len);
+            return;
+        }
         let mut h = Header::new();
         h.byte(field_tag);
         h.varint((field_len(klen) + field_len(any_len)) as u64);
