@@ -237,6 +237,21 @@ fn next_escape(bytes: &[u8], mut i: usize) -> Option<usize> {
         }
         return None;
     }
+    if i == 0 && n >= 4 {
+        // 4 to 7 bytes (keys such as `role` and `content`): the first four and the last
+        // four, overlapping, as one word.
+        let half = |at: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&bytes[at..at + 4]);
+            u64::from(u32::from_le_bytes(w))
+        };
+        let m = escape_mask(half(0) | (half(n - 4) << 32));
+        if m == 0 {
+            return None;
+        }
+        let k = (m.trailing_zeros() / 8) as usize;
+        return Some(if k < 4 { k } else { n + k - 8 });
+    }
     bytes
         .get(i..)?
         .iter()
