@@ -225,7 +225,7 @@ enum Transport {
 /// pipeline's `BatchExporter` so traced code never waits for the network. A batch larger than
 /// one request is pipelined: a helper thread encodes the next request while the current one
 /// is sent (two requests in memory: the one sent and the next, plus at most four buffers of
-/// up to 8 MiB that requests of several resources leave to the next ones); requests are still sent,
+/// up to 8 MiB that requests sent leave to the next ones); requests are still sent,
 /// retried, spooled and counted one after the other, in order. `export` blocks its caller
 /// until the batch is sent or has failed for good (at most the retry budget plus one
 /// timeout); called from inside an async task it runs on a helper thread, so it never panics

@@ -23,6 +23,23 @@ use super::{MAX_VALUE_DEPTH, MappingOptions, ResourceKey, resource_key, resource
 pub struct EncodedRequest {
     body: Bytes,
     spans: u64,
+    /// Whether the body's buffer goes back to [`SPARE`] when the request is dropped (a
+    /// [`RequestEncoder`]'s requests).
+    recycle: bool,
+}
+
+impl Drop for EncodedRequest {
+    /// A [`RequestEncoder`]'s request gives its buffer to the next requests' groups when
+    /// nothing else holds its body (cleared first: made a `Vec` again, it is not copied).
+    fn drop(&mut self) {
+        if !self.recycle {
+            return;
+        }
+        if let Ok(mut buf) = std::mem::take(&mut self.body).try_into_mut() {
+            buf.clear();
+            give_spare(Vec::from(buf));
+        }
+    }
 }
 
 impl EncodedRequest {
@@ -40,8 +57,8 @@ impl EncodedRequest {
 
     /// The body, owned.
     #[must_use]
-    pub fn into_body(self) -> Bytes {
-        self.body
+    pub fn into_body(mut self) -> Bytes {
+        std::mem::take(&mut self.body)
     }
 }
 
@@ -788,8 +805,10 @@ impl Group {
 }
 
 /// Joins finished groups into one request body. A single group's buffer becomes the body;
-/// several are copied into a new one, and their buffers go back to [`SPARE`] when `reuse`.
-fn join(groups: Vec<Group>, reuse: bool) -> EncodedRequest {
+/// several are copied into one buffer. With `reuse` (the room of a group of the encoder),
+/// that buffer is a spare one of that room if there is one, the groups' buffers go back to
+/// [`SPARE`], and so does the body's when the request is dropped.
+fn join(groups: Vec<Group>, reuse: Option<usize>) -> EncodedRequest {
     let spans = groups.iter().map(|g| g.spans).sum();
     let mut parts: Vec<(Vec<u8>, usize)> = groups.into_iter().map(Group::finish).collect();
     let body = if parts.len() <= 1 {
@@ -799,23 +818,42 @@ fn join(groups: Vec<Group>, reuse: bool) -> EncodedRequest {
         }
     } else {
         let len = parts.iter().map(|(buf, start)| buf.len() - start).sum();
-        let mut out = Vec::with_capacity(len);
+        let mut out = match reuse {
+            Some(room) => {
+                let spare = take_spare();
+                if spare.capacity() >= len {
+                    spare
+                } else {
+                    Vec::with_capacity(len.max(room))
+                }
+            }
+            None => Vec::with_capacity(len),
+        };
+        out.clear();
         for (buf, start) in parts {
             out.extend_from_slice(&buf[start..]);
-            if reuse {
+            if reuse.is_some() {
                 give_spare(buf);
             }
         }
         Bytes::from(out)
     };
-    EncodedRequest { body, spans }
+    EncodedRequest {
+        body,
+        spans,
+        recycle: reuse.is_some(),
+    }
 }
 
-/// Buffers of the groups of requests already joined, for the groups of the next requests
-/// of any [`RequestEncoder`] of the process (an exporter encodes each batch on a thread of
-/// its own): a request of several resources (services, environments) reuses them instead of
+/// Buffers of requests already joined (their groups') or dropped (their bodies'), for the
+/// groups and bodies of the next requests of any [`RequestEncoder`] of the process (an
+/// exporter encodes each batch on a thread of its own): requests reuse them instead of
 /// allocating and faulting in new ones. At most [`MAX_SPARE`] are kept.
 static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// Room a body of several groups gets beyond a group's spans, so that it can serve as a
+/// group buffer later (a group's headroom is its resource and scope, usually ~100 bytes).
+const GROUP_HEADROOM: usize = 1024;
 
 /// Spare group buffers kept: enough for the requests of a few resources.
 const MAX_SPARE: usize = 4;
@@ -884,7 +922,7 @@ pub fn encode_request(batch: &[ProcessedRun], options: &MappingOptions) -> Encod
         };
         write_run(&mut sink, &mut groups[i], run, options);
     }
-    join(groups, false)
+    join(groups, None)
 }
 
 /// Like [`encode_request`], split into requests whose encoded size stays at or under
@@ -967,8 +1005,10 @@ impl<'r> RequestEncoder<'r> {
     fn close(&mut self) {
         self.current.retain(|g| g.spans > 0);
         if !self.current.is_empty() {
-            self.ready
-                .push_back(join(std::mem::take(&mut self.current), true));
+            self.ready.push_back(join(
+                std::mem::take(&mut self.current),
+                Some(self.capacity + GROUP_HEADROOM),
+            ));
         }
     }
 
