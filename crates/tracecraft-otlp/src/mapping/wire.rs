@@ -806,8 +806,9 @@ impl Group {
 
 /// Joins finished groups into one request body. A single group's buffer becomes the body;
 /// several are copied into one buffer. With `reuse` (the room of a group of the encoder),
-/// that buffer is a spare one of that room if there is one, the groups' buffers go back to
-/// [`SPARE`], and so does the body's when the request is dropped.
+/// that buffer is the first group's when the others fit after it, else a spare one of that
+/// room if there is one; the other groups' buffers go back to [`SPARE`], and so does the
+/// body's when the request is dropped.
 fn join(groups: Vec<Group>, reuse: Option<usize>) -> EncodedRequest {
     let spans = groups.iter().map(|g| g.spans).sum();
     let mut parts: Vec<(Vec<u8>, usize)> = groups.into_iter().map(Group::finish).collect();
@@ -816,6 +817,28 @@ fn join(groups: Vec<Group>, reuse: Option<usize>) -> EncodedRequest {
             None => Bytes::new(),
             Some((buf, start)) => Bytes::from(buf).slice(start..),
         }
+    } else if reuse.is_some()
+        && parts[1..]
+            .iter()
+            .map(|(buf, start)| buf.len() - start)
+            .sum::<usize>()
+            <= parts[0].0.capacity() - parts[0].0.len()
+    {
+        // The others after the first group, in its buffer (a group has the room of a whole
+        // request); that buffer comes back with the body.
+        let mut parts = parts.into_iter();
+        let Some((mut out, first_start)) = parts.next() else {
+            return EncodedRequest {
+                body: Bytes::new(),
+                spans,
+                recycle: false,
+            };
+        };
+        for (buf, start) in parts {
+            out.extend_from_slice(&buf[start..]);
+            give_spare(buf);
+        }
+        Bytes::from(out).slice(first_start..)
     } else {
         let len = parts.iter().map(|(buf, start)| buf.len() - start).sum();
         let mut out = match reuse {
