@@ -260,17 +260,25 @@ fn sample(
         if let Some(status) = child.try_wait().map_err(|e| format!("{shown}: {e}"))? {
             break status;
         }
+        // The watcher shares the 2 cores with the child: it wakes often only while a run is
+        // short (where the exit must be seen within a fraction of a millisecond), then every
+        // millisecond, and reads the high-water mark every 2 ms (it only ever grows).
         let now = Instant::now();
-        if last_sample.is_none_or(|t| now - t >= Duration::from_millis(1)) {
+        let elapsed = now - start;
+        if last_sample.is_none_or(|t| now - t >= Duration::from_millis(2)) {
             hwm = hwm.max(vm_hwm(&status_path).unwrap_or(0));
             last_sample = Some(now);
         }
-        if timeout.is_some_and(|t| start.elapsed() > t) {
+        if timeout.is_some_and(|t| elapsed > t) {
             let _ = child.kill();
             let _ = child.wait();
             return Ok(None);
         }
-        std::thread::sleep(Duration::from_micros(200));
+        std::thread::sleep(if elapsed < Duration::from_millis(20) {
+            Duration::from_micros(200)
+        } else {
+            Duration::from_millis(1)
+        });
     };
     let secs = start.elapsed().as_secs_f64();
     let cpu_secs = children_cpu_secs() - cpu_before;
