@@ -7,7 +7,8 @@
 //! is still alive; the peak (`VmHWM` of `/proc/PID/status`) is read once the store holds runs
 //! (`tracecraft traces stats`), then stdin is closed. As in `tests/memory.rs`, the bound
 //! asserted is the target plus a quarter (a debug build allocates differently from the
-//! release build that the target is for). No times.
+//! release build that the target is for), plus the store's writer page cache (a fixed cost
+//! of the process, not of the run). No times.
 #![allow(missing_docs)]
 // The measured figures go to the test's output: inputs are generated, never secrets.
 #![allow(clippy::print_stderr, clippy::disallowed_macros)]
@@ -25,6 +26,9 @@ const SIZE: usize = 6 << 20;
 
 /// Small runs written at a time after the large one (a batch of `tracecraft import`).
 const BATCH: usize = 256;
+
+/// The SQLite writer connection's page cache (`WRITER_CACHE_KIB` of the store).
+const WRITER_CACHE: u64 = 32 << 20;
 
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -118,7 +122,10 @@ fn import_to_sqlite_peak_rss_on_one_large_run_stays_bounded() {
         writer.join().unwrap();
         assert!(child.wait().unwrap().success(), "{family}: import failed");
         eprintln!("import --store sqlite {family}: peak RSS {} MB", peak >> 20);
-        let bound = ((64 << 20) + 3 * len as u64) * 5 / 4;
+        // The store's writer page cache is a fixed cost of the process, not of the run
+        // (`PRAGMA cache_size` of 32 MiB on the writer; it fills with the large run's pages):
+        // it is allowed beside the run's budget. Measured in the debug build: 94-105 MB.
+        let bound = ((64 << 20) + 3 * len as u64) * 5 / 4 + WRITER_CACHE;
         if peak > bound {
             over.push(format!(
                 "{family}: peak RSS {} MB over {} MB",
