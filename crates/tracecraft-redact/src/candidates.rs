@@ -528,7 +528,6 @@ pub(crate) fn ceil_char(text: &str, mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RedactionConfig, RedactionMode};
     use crate::report::Report;
     use proptest::strategy::Strategy;
 
@@ -564,25 +563,6 @@ mod tests {
         Ok(())
     }
 
-    fn engines() -> &'static [Engine; 3] {
-        static E: std::sync::OnceLock<[Engine; 3]> = std::sync::OnceLock::new();
-        E.get_or_init(|| {
-            let mode = |mode| {
-                Engine::new(&RedactionConfig {
-                    mode,
-                    hash_key: Some("k".into()),
-                    ..RedactionConfig::default()
-                })
-                .unwrap()
-            };
-            [
-                mode(RedactionMode::Mask),
-                mode(RedactionMode::Remove),
-                mode(RedactionMode::Hash),
-            ]
-        })
-    }
-
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 384, ..Default::default() })]
 
@@ -610,7 +590,7 @@ mod tests {
             )
         ) {
             let text = parts.concat();
-            for e in engines() {
+            for e in crate::engine::every_mode() {
                 check_carry(e, &text)?;
             }
         }

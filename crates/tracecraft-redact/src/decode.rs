@@ -923,27 +923,6 @@ mod tests {
         (d.start(s), d.end(e - 1))
     }
 
-    fn engines() -> &'static [Engine; 3] {
-        use crate::config::{RedactionConfig, RedactionMode};
-
-        static E: std::sync::OnceLock<[Engine; 3]> = std::sync::OnceLock::new();
-        E.get_or_init(|| {
-            let mode = |mode| {
-                Engine::new(&RedactionConfig {
-                    mode,
-                    hash_key: Some("k".into()),
-                    ..RedactionConfig::default()
-                })
-                .unwrap()
-            };
-            [
-                mode(RedactionMode::Mask),
-                mode(RedactionMode::Remove),
-                mode(RedactionMode::Hash),
-            ]
-        })
-    }
-
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
 
@@ -979,7 +958,7 @@ mod tests {
             // Clean lines around, so that the regions are a small part of the text.
             let filler = "the quick brown fox; jumps over the lazy dog!\n".repeat(20);
             let text = format!("{filler}{}\n{filler}", parts.concat());
-            for e in engines() {
+            for e in crate::engine::every_mode() {
                 let (mut near, mut whole) = (crate::Report::new(), crate::Report::new());
                 let a = e.redact_events(&text, &mut near, true);
                 let b = e.redact_events(&text, &mut whole, false);

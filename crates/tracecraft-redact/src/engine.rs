@@ -874,6 +874,27 @@ impl Engine {
     }
 }
 
+/// Engines of the default rules in MASK, REMOVE and HASH mode, built once for the tests.
+#[cfg(test)]
+pub(crate) fn every_mode() -> &'static [Engine; 3] {
+    static E: OnceLock<[Engine; 3]> = OnceLock::new();
+    E.get_or_init(|| {
+        let mode = |mode| {
+            Engine::new(&RedactionConfig {
+                mode,
+                hash_key: Some("k".into()),
+                ..RedactionConfig::default()
+            })
+            .unwrap()
+        };
+        [
+            mode(RedactionMode::Mask),
+            mode(RedactionMode::Remove),
+            mode(RedactionMode::Hash),
+        ]
+    })
+}
+
 /// Whether `cands` candidates of one start-anchored rule in the last `span` bytes of a text are
 /// dense enough (at least 16, one per 64 bytes or more) that one unanchored search (at most a
 /// scan of the span) costs less than one anchored search per candidate.
