@@ -286,18 +286,21 @@ pub(crate) fn write_value(out: &mut Vec<u8>, v: &serde_json::Value) {
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Number(n) => write_serde(out, n),
         Value::String(s) => write_str(out, s),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item);
-            }
-            out.push(b']');
-        }
+        Value::Array(items) => write_list(out, items, write_value),
         Value::Object(m) => write_map(out, m),
     }
+}
+
+/// Appends `items` as a JSON array, each written by `write`.
+fn write_list<T>(out: &mut Vec<u8>, items: &[T], write: impl Fn(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
 }
 
 /// Appends `m` as serde_json writes a map (compact).
@@ -363,14 +366,7 @@ mod fast {
     }
 
     fn strings(out: &mut Vec<u8>, v: &[String]) {
-        out.push(b'[');
-        for (i, s) in v.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            string(out, s);
-        }
-        out.push(b']');
+        super::write_list(out, v, |out, s| string(out, s));
     }
 
     fn f64_value(out: &mut Vec<u8>, f: f64) {

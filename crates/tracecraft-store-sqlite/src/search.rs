@@ -459,6 +459,24 @@ mod tests {
         assert_eq!(doc, again);
     }
 
+    /// The document of a run named `r` whose output is `texts`, cut the naive way: words split
+    /// at every character that is not alphanumeric, lower-cased, each distinct word once.
+    fn naive_document(texts: &[String]) -> String {
+        let mut words: Vec<String> = Vec::new();
+        for t in ["r"].into_iter().chain(texts.iter().map(String::as_str)) {
+            for w in t
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+            {
+                let w = w.to_lowercase();
+                if !words.contains(&w) {
+                    words.push(w);
+                }
+            }
+        }
+        words.join(" ")
+    }
+
     proptest::proptest! {
         /// The byte-wise cut of ASCII texts gives the words the `char` cut gives: a database
         /// indexed before takes its runs' words back out with the same document.
@@ -468,16 +486,7 @@ mod tests {
             run.output = serde_json::Value::from(texts.clone());
             let mut doc = String::new();
             document(&run, &mut doc);
-            let mut words: Vec<String> = Vec::new();
-            for t in ["r"].into_iter().chain(texts.iter().map(String::as_str)) {
-                for w in t.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-                    let w = w.to_lowercase();
-                    if !words.contains(&w) {
-                        words.push(w);
-                    }
-                }
-            }
-            proptest::prop_assert_eq!(doc, words.join(" "));
+            proptest::prop_assert_eq!(doc, naive_document(&texts));
         }
     }
 
@@ -494,19 +503,7 @@ mod tests {
         run.output = serde_json::Value::from(texts.clone());
         let mut doc = String::new();
         document(&run, &mut doc);
-        let mut words: Vec<String> = Vec::new();
-        for t in ["r"].into_iter().chain(texts.iter().map(String::as_str)) {
-            for w in t
-                .split(|c: char| !c.is_alphanumeric())
-                .filter(|w| !w.is_empty())
-            {
-                let w = w.to_lowercase();
-                if !words.contains(&w) {
-                    words.push(w);
-                }
-            }
-        }
-        assert_eq!(doc, words.join(" "));
+        assert_eq!(doc, naive_document(&texts));
     }
 
     #[test]
