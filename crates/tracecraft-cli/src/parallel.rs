@@ -20,6 +20,10 @@ pub(crate) fn workers() -> usize {
 /// long line together).
 const READ_BLOCK: usize = 64 << 10;
 
+/// Spare room past a block so that `read_to_end` never finds the chunk full when the block
+/// ends exactly at its capacity (it would probe, then double the vector).
+const PROBE_BYTES: usize = 64;
+
 /// How far a chunk may grow past [`CHUNK_BYTES`] to keep lines together (a token wrapped
 /// across them). A chunk of base64 lines (a wrapped blob, every line end a possible wrap)
 /// costs the engine a few times its size: at 16 MB past, a 16 MB blob peaked at 108 MB; at
@@ -59,7 +63,10 @@ impl<R: Read> Chunks<R> {
         open_block: &mut dyn FnMut(&[u8]) -> bool,
     ) -> std::io::Result<Option<Vec<u8>>> {
         let mut chunk = std::mem::take(&mut self.carry);
-        chunk.reserve((CHUNK_BYTES + (CHUNK_BYTES >> 3)).saturating_sub(chunk.len()));
+        // Room for the chunk and one more block: the read that fills it to `CHUNK_BYTES`
+        // usually ends inside a line, and the block read to finish that line must not make
+        // the vector double (a copy of the whole chunk, then twice its memory).
+        chunk.reserve((CHUNK_BYTES + READ_BLOCK + PROBE_BYTES).saturating_sub(chunk.len()));
         // Bytes of `chunk` already shown to `open_block` (whole lines).
         let mut shown = 0;
         // Bytes of `chunk` already searched for a line break: only the bytes read since are
@@ -259,6 +266,27 @@ mod tests {
             total += chunk.len();
         }
         assert_eq!(total, text.len());
+    }
+
+    /// A chunk of short lines is read into the room reserved for it: the block read to finish
+    /// its last line does not make the vector double (which copied every chunk once and left
+    /// it twice its size).
+    #[test]
+    fn chunks_of_short_lines_are_not_reallocated() {
+        let line = "y".repeat(999) + "\n";
+        let text = line.repeat(2000);
+        let mut input = Chunks::new(std::io::Cursor::new(text.as_bytes()));
+        let mut chunks = 0;
+        while let Some(chunk) = input.next_chunk(&mut |_| false).unwrap() {
+            assert!(
+                chunk.capacity() <= CHUNK_BYTES + READ_BLOCK + PROBE_BYTES,
+                "a chunk of {} bytes holds {} bytes of memory",
+                chunk.len(),
+                chunk.capacity()
+            );
+            chunks += 1;
+        }
+        assert!(chunks > 4);
     }
 
     /// A line of many megabytes, read a block at a time, is searched for line breaks once
