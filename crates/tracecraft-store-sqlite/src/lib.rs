@@ -48,7 +48,8 @@
 //! (BLOBs, schema v3; `hex(step_id)` reads them). Indexed: id, start time, session, user, name.
 //! Text search ([`TraceQuery::text`]) is answered by `traces_fts` (schemas v5 and v6), a
 //! contentless FTS5 index of each run's names and stored (redacted) content, written in the
-//! transaction that writes the run (its segments merged 16 at a time, schema v7); a trigger
+//! transaction that writes the run (its segments merged 16 at a time, schema v7; a run's
+//! first 1 MiB of distinct words, schema v8); a trigger
 //! moves a deleted row's body to
 //! `traces_fts_erased`, and that run's words leave the index before the next write
 //! transaction, in [`TraceStore::flush`], on open and on drop (erasure itself stays a row
@@ -167,7 +168,7 @@ use tracecraft_core::{
 pub use tracecraft_core::fs::PermissionPolicy;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Migrations: `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -278,6 +279,10 @@ ALTER TABLE steps_v3 RENAME TO steps;
     // v7: the search index merges its segments 16 at a time instead of 4 (FTS5 `automerge`,
     // see `search::MIGRATION_V7`). No table changes.
     search::MIGRATION_V7,
+    // v8: a run's search document holds at most 1 MiB of words (see
+    // `search::MAX_DOCUMENT_BYTES`); `search::cap_existing` indexes the runs past that again
+    // in the same transaction. No table changes.
+    search::MIGRATION_V8,
 ];
 
 const BACKEND: &str = "sqlite";
@@ -1059,6 +1064,9 @@ fn migrate(path: &Path, conn: &Connection) -> Result<(), StoreError> {
                 conn.execute_batch(sql)?;
                 if version == 5 {
                     search::index_existing(conn)?;
+                }
+                if version == 7 {
+                    search::cap_existing(conn)?;
                 }
                 conn.execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
             }

@@ -76,6 +76,10 @@ END;
 pub(crate) const MIGRATION_V7: &str =
     "INSERT INTO traces_fts (traces_fts, rank) VALUES ('automerge', 16);";
 
+/// The SQL of migration v8 (none): documents hold at most [`MAX_DOCUMENT_BYTES`]; the runs
+/// indexed past that are indexed again by [`cap_existing`] in the same transaction.
+pub(crate) const MIGRATION_V8: &str = "-- search documents of at most MAX_DOCUMENT_BYTES";
+
 /// Registers `tracecraft_search_text(run)` on `conn`: the searchable text of a stored run
 /// body, NULL when the body cannot be decoded (such a run was never indexed).
 pub(crate) fn register(conn: &Connection) -> rusqlite::Result<()> {
@@ -93,8 +97,18 @@ pub(crate) fn register(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
+/// The most a run's [`document`] holds, in bytes: a word that would take the document past
+/// it is left out (and the document goes on with the words that still fit), so text search
+/// does not find the run by it. Corpus runs have documents of ~3-5 KB, and a run carrying a
+/// few hundred KB of retrieved prose stays well under the limit; what it bounds is what FTS5
+/// holds in memory for one run (its pending terms, before a flush) and the time to index it:
+/// a run with 32 MB of random base64 (~1.5 M distinct words) took 6.6 s to index and peaked
+/// at 494 MB, and a single 32 MB word made FTS5 hold and sort a 32 MB term.
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+
 /// What is indexed for `run`, in `out` (cleared first): each distinct word of its searchable
-/// text once (lower-cased, in order of first appearance, space-separated).
+/// text once (lower-cased, in order of first appearance, space-separated), within
+/// [`MAX_DOCUMENT_BYTES`].
 ///
 /// A search asks only whether each of its words begins some word of the run (no phrases, no
 /// ranking), so repeated words add nothing but index work: corpus runs have ~750 words of
@@ -105,8 +119,13 @@ pub(crate) fn register(conn: &Connection) -> rusqlite::Result<()> {
 /// Cost: about one table probe per word (see [`Seen`]); ASCII texts (nearly all) are cut and
 /// lower-cased byte by byte, without decoding characters.
 pub(crate) fn document(run: &AgentRun, out: &mut String) {
+    document_within(run, out, MAX_DOCUMENT_BYTES);
+}
+
+/// [`document`] of at most `limit` bytes (`usize::MAX`: what schemas v5 to v7 indexed).
+fn document_within(run: &AgentRun, out: &mut String, limit: usize) {
     out.clear();
-    let mut seen = Seen::new();
+    let mut seen = Seen::new(limit);
     tracecraft_core::search::for_each_text(run, &mut |s| {
         if s.is_ascii() {
             // The same words as below, cut byte by byte (no char decoding, no Unicode
@@ -157,6 +176,8 @@ const ALNUM: [bool; 256] = {
 /// byte) and by a hash of it otherwise (then confirmed against the document's bytes). A word
 /// is looked up once and written only if new; the table never holds two equal words.
 struct Seen {
+    /// The document's limit: a new word that would take it past this is left out.
+    limit: usize,
     slots: Vec<Slot>,
     /// 64 minus log2 of the table's size (see [`Seen::slot_of`]).
     shift: u32,
@@ -178,8 +199,9 @@ const LOWER: u64 = 0x2020_2020_2020_2020;
 
 impl Seen {
     /// Room for ~500 distinct words (corpus runs have ~420) before the table grows.
-    fn new() -> Self {
+    fn new(limit: usize) -> Self {
         Seen {
+            limit,
             slots: vec![Slot::default(); 1024],
             shift: 64 - 10,
             len: 0,
@@ -208,6 +230,10 @@ impl Seen {
         let found = self.find(key, n, |stored| stored.eq_ignore_ascii_case(word), out);
         if let Err(slot) = found {
             let sep = usize::from(!out.is_empty());
+            if out.len() + sep + n > self.limit {
+                // Does not fit: left out.
+                return;
+            }
             out.push_str(&" "[..sep]);
             let at = out.len();
             // ASCII bytes of a `str`: a `str` again.
@@ -223,6 +249,11 @@ impl Seen {
         out.push_str(&" "[..sep]);
         let at = out.len();
         out.extend(word.chars().flat_map(char::to_lowercase));
+        if out.len() > self.limit {
+            // Does not fit: left out.
+            out.truncate(at - sep);
+            return;
+        }
         let lower = &out.as_bytes()[at..];
         let n = lower.len();
         let key = if n <= 8 {
@@ -410,6 +441,59 @@ pub(crate) fn match_expr(text: &str) -> Option<String> {
     })
 }
 
+/// Migration v8 (in its transaction): documents hold at most [`MAX_DOCUMENT_BYTES`] from now
+/// on, so the runs an earlier schema indexed past that are indexed again (their old words
+/// given back, the shorter document put in), and so are the erased runs still waiting in
+/// `traces_fts_erased` (their old words given back): a later deletion computes the shorter
+/// document, which would leave the rest of a run's words behind. Only bodies large enough to
+/// hold such a document are read (a document is at most 1.5 times the text it comes from:
+/// lower-casing grows a few characters from two bytes to three), none in most databases.
+pub(crate) fn cap_existing(conn: &Connection) -> rusqlite::Result<()> {
+    let mut give_back =
+        conn.prepare("INSERT INTO traces_fts (traces_fts, rowid, text) VALUES ('delete', ?1, ?2)")?;
+    const LARGE: &str = "length(run) > 699050"; // MAX_DOCUMENT_BYTES / 1.5
+    let mut erased = conn.prepare(&format!(
+        "SELECT pk, run FROM traces_fts_erased WHERE {LARGE}"
+    ))?;
+    let mut rows = erased.query([])?;
+    let mut old = String::new();
+    let mut new = String::new();
+    while let Some(row) = rows.next()? {
+        let pk: i64 = row.get(0)?;
+        if let Ok(run) = crate::body::decode(row.get_ref(1)?) {
+            document_within(&run, &mut old, usize::MAX);
+            give_back.execute(params![pk, old])?;
+        }
+    }
+    drop(rows);
+    conn.execute_batch(&format!("DELETE FROM traces_fts_erased WHERE {LARGE}"))?;
+    let mut put = conn.prepare("INSERT INTO traces_fts (rowid, text) VALUES (?1, ?2)")?;
+    let mut live = conn.prepare(&format!("SELECT pk, run FROM traces WHERE {LARGE}"))?;
+    let mut rows = live.query([])?;
+    let mut recut = 0u64;
+    while let Some(row) = rows.next()? {
+        let pk: i64 = row.get(0)?;
+        // An unreadable body was never indexed (`index_existing`, `save`).
+        let Ok(run) = crate::body::decode(row.get_ref(1)?) else {
+            continue;
+        };
+        document_within(&run, &mut old, usize::MAX);
+        document_within(&run, &mut new, MAX_DOCUMENT_BYTES);
+        if old != new {
+            give_back.execute(params![pk, old])?;
+            put.execute(params![pk, new])?;
+            recut += 1;
+        }
+    }
+    if recut > 0 {
+        tracing::info!(
+            runs = recut,
+            "search index: long runs indexed again within the limits"
+        );
+    }
+    Ok(())
+}
+
 /// Indexes every stored run (migration v6, in its transaction). A body that cannot be
 /// decoded is left out of the index with a warning naming its row (`get` reports it as
 /// corrupt either way); it becomes searchable when its run is saved again.
@@ -444,7 +528,7 @@ pub(crate) fn index_existing(conn: &Connection) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{document, match_expr};
+    use super::{MAX_DOCUMENT_BYTES, document, document_within, match_expr};
     use tracecraft_core::AgentRun;
 
     #[test]
@@ -488,6 +572,53 @@ mod tests {
             document(&run, &mut doc);
             proptest::prop_assert_eq!(doc, naive_document(&texts));
         }
+    }
+
+    /// The naive document within `limit` bytes: each distinct word in turn, kept when it still
+    /// fits.
+    fn naive_within(texts: &[String], limit: usize) -> String {
+        let mut doc = String::new();
+        for w in naive_document(texts).split(' ').filter(|w| !w.is_empty()) {
+            let sep = usize::from(!doc.is_empty());
+            if doc.len() + sep + w.len() <= limit {
+                doc.push_str(&" "[..sep]);
+                doc.push_str(w);
+            }
+        }
+        doc
+    }
+
+    proptest::proptest! {
+        /// A document within a limit holds the words that fit, in order, each once, and never
+        /// passes the limit; a word that does not fit does not stop the words after it.
+        #[test]
+        fn a_document_keeps_the_words_that_fit_its_limit(
+            texts in proptest::collection::vec("[a-c0 .]{0,40}|[a-cé İ]{0,20}", 1..6),
+            limit in 0usize..120,
+        ) {
+            let mut run = AgentRun::builder("r").build();
+            run.output = serde_json::Value::from(texts.clone());
+            let mut doc = String::new();
+            document_within(&run, &mut doc, limit);
+            proptest::prop_assert!(doc.len() <= limit);
+            proptest::prop_assert_eq!(doc, naive_within(&texts, limit));
+        }
+    }
+
+    /// A run with a 3 MB word and 300,000 distinct short ones: the document stays within
+    /// [`MAX_DOCUMENT_BYTES`], without the long word, with the short words up to the limit.
+    #[test]
+    fn a_huge_run_is_indexed_up_to_the_limit() {
+        let mut run = AgentRun::builder("r").build();
+        let words: String = (0..300_000).map(|i| format!("w{i} ")).collect();
+        run.output = serde_json::json!(["x".repeat(3 << 20), words]);
+        let mut doc = String::new();
+        document(&run, &mut doc);
+        assert!(doc.len() <= MAX_DOCUMENT_BYTES);
+        assert!(doc.len() > MAX_DOCUMENT_BYTES - 16);
+        assert!(doc.starts_with("r w0 w1 w2 "));
+        assert!(!doc.contains("xxxx"));
+        assert!(!doc.contains("w299999"));
     }
 
     /// Words around the 8 bytes that are keyed by their bytes (longer ones by a hash), in

@@ -1193,7 +1193,12 @@ fn flush_empties_the_wal_while_checkpoints_run_in_the_background() {
 fn large_run_bodies_round_trip_merge_and_erase() {
     let root = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(SqliteConfig::new(root.path().join("traces.db"))).unwrap();
-    let text = |tag: &str| -> String { (0..250_000).map(|i| format!("{tag}{i} ")).collect() };
+    // Over 2 MiB, of 1,000 distinct words (within the search document's limit).
+    let text = |tag: &str| -> String {
+        (0..250_000)
+            .map(|i| format!("{tag}{} ", i % 1000))
+            .collect()
+    };
     let mut large = AgentRun::builder("large").tag("big").build();
     large.input = serde_json::Value::String(text("alpha"));
     assert!(large.input.as_str().unwrap().len() > 2 << 20);
@@ -1202,7 +1207,7 @@ fn large_run_bodies_round_trip_merge_and_erase() {
         .unwrap();
     assert_eq!(store.get(large.id).unwrap().as_ref(), Some(&large));
     let found = |word: &str| store.count(&TraceQuery::new().text(word)).unwrap();
-    assert_eq!(found("alpha249999"), 1);
+    assert_eq!(found("alpha999"), 1);
 
     // A merge rewrites the row, the body streamed again.
     let mut later = large.clone();
@@ -1213,8 +1218,8 @@ fn large_run_bodies_round_trip_merge_and_erase() {
         .unwrap();
     let want = tracecraft_core::merge_runs(large.clone(), later);
     assert_eq!(store.get(large.id).unwrap().as_ref(), Some(&want));
-    assert_eq!(found("beta249999"), 1);
-    assert_eq!(found("alpha249999"), 1);
+    assert_eq!(found("beta999"), 1);
+    assert_eq!(found("alpha999"), 1);
 
     // In a batch of small runs, through the encoding thread.
     let mut batch = contract::fixture_runs(12);
@@ -1226,12 +1231,13 @@ fn large_run_bodies_round_trip_merge_and_erase() {
         assert_eq!(store.get(run.id).unwrap().as_ref(), Some(run));
     }
     assert_eq!(found("gamma7"), 1);
+    assert_eq!(found("gamma999"), 1);
 
     assert!(store.delete(large.id).unwrap());
     assert_eq!(store.get(large.id).unwrap(), None);
-    assert_eq!(found("beta249999"), 0);
+    assert_eq!(found("beta999"), 0);
     store.flush().unwrap();
-    assert_eq!(found("alpha249999"), 0);
+    assert_eq!(found("alpha999"), 0);
 }
 
 /// Schema v7: the search index merges its segments 16 at a time (FTS5 `automerge`), in new
@@ -1281,4 +1287,138 @@ fn version_6_databases_migrate_to_merging_the_index_16_segments_at_a_time() {
         let found = store.query(&q).unwrap();
         assert!(found.iter().any(|r| r.id == run.id), "{q:?}");
     }
+}
+
+/// The terms of the search index (`fts5vocab`), and in how many runs each is.
+fn indexed_terms(conn: &rusqlite::Connection) -> std::collections::HashMap<String, i64> {
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.traces_fts_rows
+         USING fts5vocab(main, traces_fts, row);",
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT term, doc FROM temp.traces_fts_rows")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// `n` distinct words beginning with `tag`, as one text.
+fn many_words(tag: &str, n: usize) -> String {
+    (0..n).map(|i| format!("{tag}{i} ")).collect()
+}
+
+/// Schema v8: a run's search document holds at most 1 MiB of words. A run past that is found
+/// by its first words, not by the ones past the limit; a single word of megabytes is not
+/// indexed and does not stop the words after it.
+#[test]
+fn a_run_past_the_search_document_limit_is_indexed_up_to_it() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.db");
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let mut big = AgentRun::builder("big").build();
+    big.input = serde_json::json!(["q".repeat(4 << 20), many_words("alpha", 200_000)]);
+    let small = contract::fixture_runs(1).remove(0);
+    store
+        .save_batch(&contract::processed(&[big.clone(), small.clone()]))
+        .unwrap();
+    assert_eq!(store.get(big.id).unwrap().as_ref(), Some(&big));
+    let found = |word: &str| store.count(&TraceQuery::new().text(word)).unwrap();
+    assert_eq!(found("alpha0"), 1);
+    assert_eq!(found("alpha50000"), 1);
+    assert_eq!(found("alpha199999"), 0, "past the limit");
+    assert_eq!(found("qqqq"), 0, "a word of 4 MB");
+    assert_eq!(found(&small.name), 1);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let terms = indexed_terms(&conn);
+    let bytes: usize = terms.keys().map(|t| t.len() + 1).sum();
+    assert!(bytes < (1 << 20) + (64 << 10), "{bytes} bytes of terms");
+    // Erasure takes out exactly what was indexed.
+    assert!(store.delete(big.id).unwrap());
+    store.flush().unwrap();
+    let terms = indexed_terms(&conn);
+    assert!(
+        terms.keys().all(|t| !t.starts_with("alpha")),
+        "erased words left"
+    );
+}
+
+/// A v7 database indexed runs whole: migrating it to v8 gives back the words of its runs past
+/// the limit (stored and erased but not yet drained) and indexes them within it, so no
+/// erased word stays in the index.
+#[test]
+fn version_7_databases_migrate_without_leaving_words_past_the_limit() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("traces.db");
+    let mut big = AgentRun::builder("big").build();
+    big.input = serde_json::json!(many_words("alpha", 200_000));
+    let mut gone = AgentRun::builder("gone").build();
+    gone.input = serde_json::json!(many_words("omega", 200_000));
+    let small = contract::fixture_runs(1).remove(0);
+    let runs = [big.clone(), gone.clone(), small.clone()];
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    store.save_batch(&contract::processed(&runs)).unwrap();
+    drop(store);
+    {
+        // Index every run whole, as v7 did, then erase `gone` (its body waits in
+        // `traces_fts_erased` for its words to be given back).
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("INSERT INTO traces_fts (traces_fts) VALUES ('delete-all')")
+            .unwrap();
+        for run in &runs {
+            let mut words: Vec<String> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            tracecraft_core::search::for_each_text(run, &mut |s| {
+                for w in tracecraft_core::search::words(s) {
+                    if seen.insert(w.clone()) {
+                        words.push(w);
+                    }
+                }
+            });
+            let pk: i64 = conn
+                .query_row(
+                    "SELECT pk FROM traces WHERE id = ?1",
+                    [run.id.to_string()],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            conn.execute(
+                "INSERT INTO traces_fts (rowid, text) VALUES (?1, ?2)",
+                rusqlite::params![pk, words.join(" ")],
+            )
+            .unwrap();
+        }
+        conn.execute("DELETE FROM traces WHERE id = ?1", [gone.id.to_string()])
+            .unwrap();
+        conn.execute_batch("PRAGMA user_version = 7").unwrap();
+        let terms = indexed_terms(&conn);
+        assert_eq!(terms.get("alpha199999"), Some(&1));
+        assert_eq!(terms.get("omega199999"), Some(&1));
+    }
+    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let terms = indexed_terms(&conn);
+    assert!(
+        terms.keys().all(|t| !t.starts_with("omega")),
+        "erased words left"
+    );
+    assert_eq!(terms.get("alpha199999"), None, "a word past the limit left");
+    assert_eq!(terms.get("alpha0"), Some(&1));
+    let found = |word: &str| store.count(&TraceQuery::new().text(word)).unwrap();
+    assert_eq!(found("alpha0"), 1);
+    assert_eq!(found(&small.name), 1);
+    // The migrated run's words leave with it.
+    assert!(store.delete(big.id).unwrap());
+    store.flush().unwrap();
+    let terms = indexed_terms(&conn);
+    assert!(
+        terms.keys().all(|t| !t.starts_with("alpha")),
+        "erased words left"
+    );
 }
