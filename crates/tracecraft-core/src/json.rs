@@ -392,20 +392,22 @@ mod fast {
 
     /// A UUID as `uuid` serializes it (hyphenated, lower-case), quoted.
     fn uuid(out: &mut Vec<u8>, id: &Uuid) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let b = id.as_bytes();
-        let mut s = [0u8; 38];
-        s[0] = b'"';
-        s[37] = b'"';
-        let mut at = 1;
-        for (i, byte) in b.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                s[at] = b'-';
-                at += 1;
+        /// The two lower-case hex digits of each byte.
+        const HEX2: [[u8; 2]; 256] = {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let mut t = [[0u8; 2]; 256];
+            let mut i = 0;
+            while i < 256 {
+                t[i] = [HEX[i >> 4], HEX[i & 0xf]];
+                i += 1;
             }
-            s[at] = HEX[usize::from(byte >> 4)];
-            s[at + 1] = HEX[usize::from(byte & 0xf)];
-            at += 2;
+            t
+        };
+        /// Where each byte's digits go in `"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"`.
+        const AT: [usize; 16] = [1, 3, 5, 7, 10, 12, 15, 17, 20, 22, 25, 27, 29, 31, 33, 35];
+        let mut s = *b"\"00000000-0000-0000-0000-000000000000\"";
+        for (&byte, &at) in id.as_bytes().iter().zip(&AT) {
+            s[at..at + 2].copy_from_slice(&HEX2[usize::from(byte)]);
         }
         raw(out, &s);
     }

@@ -329,6 +329,44 @@ mod tests {
         }
     }
 
+    /// A key is remembered as needing nothing only when it is clean as text and neither a
+    /// sensitive key nor a field-path leaf; the same keys, met again and again (in the same
+    /// map, in other maps, nested under a field path), get the same answers as the first time.
+    #[test]
+    fn keys_met_again_get_the_same_answers() {
+        let cfg = RedactionConfig {
+            field_paths: vec!["config.region".into(), "token_leaf".into()],
+            ..RedactionConfig::default()
+        };
+        let redactor = Redactor::new(&cfg).unwrap();
+        let run = || {
+            serde_json::json!({
+                "region": "eu-west-1",
+                "user": "bob",
+                "password": "hunter2",
+                "alice@example.com": "an e-mail as a key",
+                "token_leaf": "x",
+                "config": {"region": "us-east-1", "user": "bob", "password": "p2"},
+            })
+        };
+        let mut first = None;
+        for _ in 0..4 {
+            let mut r = Report::new();
+            let mut v = run();
+            redactor.redact_value(&mut v, &mut r);
+            assert_eq!(v["region"], "eu-west-1", "not a path at the top");
+            assert_eq!(v["user"], "bob");
+            assert_eq!(v["password"], "[REDACTED]");
+            assert_eq!(v["token_leaf"], "[REDACTED]");
+            assert_eq!(v["config"]["region"], "[REDACTED]", "the field path");
+            assert_eq!(v["config"]["user"], "bob");
+            assert_eq!(v["config"]["password"], "[REDACTED]");
+            assert!(v.get("alice@example.com").is_none(), "{v}");
+            let answer = (v, r.total());
+            assert_eq!(first.get_or_insert_with(|| answer.clone()), &answer);
+        }
+    }
+
     /// `BUILTIN_RULES` is `BUILTINS`' names in order, each once: a rule's detectors are
     /// adjacent, and no name is missing or extra.
     #[test]

@@ -9,8 +9,9 @@
 //!
 //! The memo remembers strings that needed nothing, per engine and per thread:
 //! - [`Kind::Clean`]: no rule finds anything in the text (the engine's `find` is empty);
-//! - [`Kind::PlainKey`]: as an object key, the text is neither a field-path leaf nor a
-//!   sensitive key.
+//! - [`Kind::Key`]: an object key that needs nothing: no rule finds anything in it (as
+//!   text), and it is neither a field-path leaf nor a sensitive key (as a key); one lookup
+//!   answers both questions a walk asks of each key.
 //!
 //! It holds only strings the engine cleared, never one with a finding, and compares the whole
 //! string on a hit (the hash only picks the slot), so a memoised answer is the answer the
@@ -36,14 +37,14 @@ const SLOTS: usize = 4096;
 pub(crate) enum Kind {
     /// No rule finds anything in the text.
     Clean = 0,
-    /// As a key: no field-path leaf, not a sensitive key.
-    PlainKey = 1,
+    /// A key that needs nothing: clean as text, and no field-path leaf nor sensitive key.
+    Key = 1,
 }
 
 struct Memo {
     engine: u64,
     state: foldhash::fast::RandomState,
-    /// `SLOTS` slots of [`Kind::Clean`], then `SLOTS` of [`Kind::PlainKey`].
+    /// `SLOTS` slots of [`Kind::Clean`], then `SLOTS` of [`Kind::Key`].
     slots: Vec<Option<Box<str>>>,
 }
 
@@ -110,18 +111,18 @@ mod tests {
         assert!(!contains(a, Kind::Clean, "user"));
         insert(a, Kind::Clean, "user");
         assert!(contains(a, Kind::Clean, "user"));
-        assert!(!contains(a, Kind::PlainKey, "user"), "kinds are apart");
+        assert!(!contains(a, Kind::Key, "user"), "kinds are apart");
         assert!(
             !contains(a, Kind::Clean, "users"),
             "whole strings are compared"
         );
         assert!(!contains(b, Kind::Clean, "user"), "another engine's memo");
-        insert(b, Kind::PlainKey, "role");
+        insert(b, Kind::Key, "role");
         assert!(
             !contains(a, Kind::Clean, "user"),
             "emptied for the other engine"
         );
-        assert!(contains(b, Kind::PlainKey, "role"));
+        assert!(contains(b, Kind::Key, "role"));
     }
 
     #[test]

@@ -13,16 +13,29 @@ enum Field {
     Sensitive,
 }
 
+/// Bit `i`: the `i`-th key of a map (of the first 64) is a [`memo::Kind::Key`], known to
+/// need nothing, as text or as a key (see [`Engine::redact_keys`]).
+type KnownKeys = u64;
+
+fn known(keys: KnownKeys, i: usize) -> bool {
+    i < 64 && (keys >> i) & 1 == 1
+}
+
 impl Engine {
-    fn field_rule(&self, key: &str, path: Option<&str>) -> Option<Field> {
+    /// The whole-value rule for the value under `key` (at dotted `path`, when tracked);
+    /// `plain`: the key is known to be neither a field-path leaf nor sensitive.
+    fn field_rule(&self, key: &str, path: Option<&str>, plain: bool) -> Option<Field> {
         if path.is_some_and(|p| self.field_dotted.contains(p)) {
             return Some(Field::Path);
         }
-        // What depends on the key alone is remembered for keys that match nothing (`memo.rs`):
-        // a trace spells few distinct keys, over and over.
-        if memo::contains(self.id, memo::Kind::PlainKey, key) {
+        if plain {
             return None;
         }
+        self.key_rule(key)
+    }
+
+    /// The whole-value rule that the key alone calls for.
+    fn key_rule(&self, key: &str) -> Option<Field> {
         // A leaf rule also matches the last segment of a dotted key (`db.password` for
         // `password`, as OTLP attributes are named).
         if !self.field_leaf.is_empty()
@@ -36,7 +49,6 @@ impl Engine {
         if self.is_sensitive(key) {
             return Some(Field::Sensitive);
         }
-        memo::insert(self.id, memo::Kind::PlainKey, key);
         None
     }
 
@@ -145,20 +157,34 @@ impl Engine {
     }
 
     /// Redacts object keys matched by value rules, keeping order; colliding keys get `#n`.
-    fn redact_keys(&self, map: &mut Map<String, Value>, report: &mut Report) {
+    /// Returns the keys known to need nothing, as text or as keys: a trace spells few
+    /// distinct keys, over and over, and each is looked up once in the memo (`memo.rs`) for
+    /// both questions.
+    fn redact_keys(&self, map: &mut Map<String, Value>, report: &mut Report) -> KnownKeys {
         let mut hits = Vec::new();
-        if !map.keys().any(|k| {
-            if self.clean_short(k) {
+        let mut plain: KnownKeys = 0;
+        if !map.keys().enumerate().any(|(i, k)| {
+            if memo::contains(self.id, memo::Kind::Key, k) {
+                plain |= 1u64.checked_shl(i as u32).unwrap_or(0);
                 return false;
             }
-            self.find(k, &mut hits);
-            if hits.is_empty() {
+            if !self.clean_short(k) {
+                self.find(k, &mut hits);
+                if !hits.is_empty() {
+                    return true;
+                }
                 memo::insert(self.id, memo::Kind::Clean, k);
             }
-            !hits.is_empty()
+            if self.key_rule(k).is_none() {
+                memo::insert(self.id, memo::Kind::Key, k);
+                plain |= 1u64.checked_shl(i as u32).unwrap_or(0);
+            }
+            false
         }) {
-            return;
+            return plain;
         }
+        // A key has a finding: the keys are written again (their order kept), and none is
+        // taken as known.
         let old = std::mem::take(map);
         for (k, v) in old {
             let mut key = self.redact(&k, report, false).into_owned();
@@ -172,6 +198,7 @@ impl Engine {
             }
             map.insert(key, v);
         }
+        0
     }
 
     pub(crate) fn walk_map(&self, root: &mut Map<String, Value>, report: &mut Report) {
@@ -185,11 +212,11 @@ impl Engine {
         if flat {
             // No nesting (the common case): no stack. Same order as `push_map` + `drain`:
             // whole-value rules first, then the strings.
-            self.redact_keys(root, report);
+            let plain = self.redact_keys(root, report);
             let mut whole = 0u64;
             for (i, (k, v)) in root.iter_mut().enumerate() {
                 let path = (self.max_dotted_depth >= 1).then_some(k.as_str());
-                if let Some(why) = self.field_rule(k, path) {
+                if let Some(why) = self.field_rule(k, path, known(plain, i)) {
                     self.replace_whole(v, why, report);
                     whole |= 1 << i;
                 }
@@ -248,11 +275,11 @@ impl Engine {
         stack: &mut Vec<(&'v mut Value, usize, Option<String>)>,
         report: &mut Report,
     ) {
-        self.redact_keys(map, report);
+        let plain = self.redact_keys(map, report);
         let child_depth = depth + 1;
         let track = child_depth <= self.max_dotted_depth;
         let base = stack.len();
-        for (k, v) in map.iter_mut() {
+        for (i, (k, v)) in map.iter_mut().enumerate() {
             let child_path = if track {
                 Some(match path {
                     Some(p) => format!("{p}.{k}"),
@@ -261,7 +288,7 @@ impl Engine {
             } else {
                 None
             };
-            if let Some(why) = self.field_rule(k, child_path.as_deref()) {
+            if let Some(why) = self.field_rule(k, child_path.as_deref(), known(plain, i)) {
                 self.replace_whole(v, why, report);
                 continue;
             }
