@@ -7,9 +7,8 @@
 //! "Refunded order #12"; `#`, `-` and other punctuation only separate words. A search without
 //! any word matches every run.
 //!
-//! Stores with an index (SQLite: FTS5 with the `unicode61` tokenizer, which splits and folds
-//! case the same way for the scripts of Unicode 6.1) answer from it; the others scan with
-//! [`run_matches`], the reference.
+//! Stores with an index (SQLite: FTS5, given the words this module cuts) answer from it; the
+//! others scan with [`run_matches`], the reference.
 
 use serde_json::Value;
 
