@@ -225,6 +225,13 @@ impl TableTracker {
         }
         let mut at = 0;
         while at <= piece.len() {
+            if self.open.is_none() {
+                // Only a line with a delimiter can open a table: straight to the next one.
+                let Some(d) = memchr::memchr2(b',', b'\t', &piece[at..]) else {
+                    return;
+                };
+                at = memchr::memrchr(b'\n', &piece[at..at + d]).map_or(at, |i| at + i + 1);
+            }
             let end = memchr::memchr(b'\n', &piece[at..]).map_or(piece.len(), |i| at + i);
             let line = &piece[at..end];
             at = end + 1;
