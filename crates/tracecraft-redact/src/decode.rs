@@ -643,7 +643,28 @@ fn has_space_like(x: u64) -> bool {
 }
 
 fn mixed_case(run: &[u8]) -> bool {
-    run.iter().any(u8::is_ascii_uppercase) && run.iter().any(u8::is_ascii_lowercase)
+    has_in(run, b'A', b'Z') && has_in(run, b'a', b'z')
+}
+
+/// Whether a byte of `run` is in `lo..=hi` (ASCII), 8 bytes at a time: a long run of one
+/// case (hex, a repeated word) was read byte by byte to its end.
+fn has_in(run: &[u8], lo: u8, hi: u8) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let (lo, hi) = (u64::from(lo), u64::from(hi));
+    let mut words = run.chunks_exact(8);
+    for w in &mut words {
+        let raw = load(w);
+        let x = raw & !HIGH;
+        // High bit of a lane: `lo <= x <= hi` (and the byte is ASCII).
+        if (x + ONES * (0x80 - lo)) & !(x + ONES * (0x7F - hi)) & !raw & HIGH != 0 {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|c| (lo..=hi).contains(&u64::from(*c)))
 }
 
 /// For a short text: `false` when no decoder can find anything in it (no `%`, `\`, line
@@ -1113,6 +1134,19 @@ mod tests {
         );
         assert!(joined("short\nline").is_empty());
         assert!(joined("DB_PASSWORD_LONG_NAME\nclientSecret: x").is_empty());
+    }
+
+    proptest::proptest! {
+        /// The 8-bytes-at-a-time range test answers as a byte-by-byte one.
+        #[test]
+        fn has_in_finds_a_byte_in_range(run in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            for (lo, hi) in [(b'A', b'Z'), (b'a', b'z')] {
+                proptest::prop_assert_eq!(
+                    has_in(&run, lo, hi),
+                    run.iter().any(|c| (lo..=hi).contains(c))
+                );
+            }
+        }
     }
 
     /// Long runs: decoded when the whole decodes to printable text (the first part decoded
