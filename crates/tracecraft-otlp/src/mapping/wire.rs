@@ -930,8 +930,11 @@ pub fn encode_request(batch: &[ProcessedRun], options: &MappingOptions) -> Encod
     let total: usize = batch.iter().map(|r| spans_of(r.run())).sum();
     let mut groups: Vec<Group> = Vec::new();
     let mut sink = WireSink::new(Vec::new());
-    for run in batch {
+    for (n, run) in batch.iter().enumerate() {
         let run = run.run();
+        if let Some(next) = batch.get(n + 1) {
+            super::touch_run(next.run());
+        }
         let key = resource_key(run, options);
         let i = match groups.iter().position(|g| g.key == key) {
             Some(i) => i,
@@ -1051,6 +1054,9 @@ impl<'r> RequestEncoder<'r> {
                 self.current.len() - 1
             }
         };
+        if let Some(next) = self.runs.as_slice().first() {
+            super::touch_run(next.run());
+        }
         let run_start = self.current[i].buf.len();
         write_run(&mut self.sink, &mut self.current[i], run, options);
         if Self::size(&self.current) <= max_bytes {
