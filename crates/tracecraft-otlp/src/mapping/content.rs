@@ -182,13 +182,12 @@ pub(crate) fn documents(outputs: &JsonMap) -> Vec<Document<'_>> {
 fn escape_mask(x: u64) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // A byte below 0x20 (bytes of 0x80 and above, UTF-8, never count); a zero byte after
-    // xor with `"` or `\`.
-    let control = x.wrapping_sub(ONES * 0x20) & !x;
-    let quote = x ^ (ONES * u64::from(b'"'));
+    // A byte below 0x20 or `"` is a byte below 0x21 after xor with 0x02 (which swaps 0x20
+    // and 0x22 and keeps 0x00-0x1f among themselves); `\` is a zero byte after xor with it.
+    // Bytes of 0x80 and above (UTF-8) never count.
+    let low = x ^ (ONES * 0x02);
     let backslash = x ^ (ONES * u64::from(b'\\'));
-    (control | (quote.wrapping_sub(ONES) & !quote) | (backslash.wrapping_sub(ONES) & !backslash))
-        & HIGHS
+    ((low.wrapping_sub(ONES * 0x21) & !low) | (backslash.wrapping_sub(ONES) & !backslash)) & HIGHS
 }
 
 /// The eight bytes of `bytes` from `at` as a little-endian word (`at + 8 <= bytes.len()`).
@@ -261,6 +260,7 @@ fn next_escape(bytes: &[u8], mut i: usize) -> Option<usize> {
 
 /// Appends `s` as a JSON string literal, byte for byte as `serde_json` writes it. Bytes that
 /// need no escaping are found sixteen at a time and copied as they are.
+#[inline(always)]
 pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
@@ -397,6 +397,24 @@ mod tests {
             push_json_str(&mut out, s);
             assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), s);
             assert_eq!(out, serde_json::to_vec(s).unwrap());
+        }
+    }
+
+    #[test]
+    fn escape_masks_mark_exactly_the_first_byte_to_escape() {
+        let escapes = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                for filler in [b'a', b' ', b'!', b'#', 0x80, 0xff, b'"'] {
+                    let mut bytes = [b'a'; 8];
+                    bytes[at + 1..].fill(filler);
+                    bytes[at] = b;
+                    let m = escape_mask(u64::from_le_bytes(bytes));
+                    let first = bytes.iter().position(|&c| escapes(c));
+                    let marked = (m != 0).then(|| (m.trailing_zeros() / 8) as usize);
+                    assert_eq!(marked, first, "{bytes:?}");
+                }
+            }
         }
     }
 

@@ -387,7 +387,7 @@ impl<'r> WireSink<'r> {
 
     /// [`Self::kv_header`], then the tag and length of a string `AnyValue` of `str_len`
     /// bytes when given (the caller writes the string).
-    #[inline]
+    #[inline(always)]
     fn kv_header_then(
         &mut self,
         field_tag: u8,
