@@ -372,6 +372,25 @@ proptest! {
         prop_assert_eq!(wire.body().len(), tree.encoded_len());
     }
 
+    /// The direct encoder writes the very bytes prost writes for the tree path's request,
+    /// and the request encoder (one request when nothing needs splitting, as the exporter
+    /// runs it) the same bytes as `encode_request`: an optimisation of the encoder cannot
+    /// change what collectors receive.
+    #[test]
+    fn direct_encoding_is_byte_identical_to_prost(
+        runs in prop::collection::vec(run_shape(), 0..4),
+        options in options(),
+    ) {
+        let batch: Vec<ProcessedRun> = runs.iter().map(build_run).collect();
+        let tree = mapping::to_request(&batch, &options);
+        let wire = mapping::encode_request(&batch, &options);
+        prop_assert_eq!(&wire.body()[..], &tree.encode_to_vec()[..]);
+        let requests = mapping::encode_requests(&batch, &options, usize::MAX);
+        prop_assert!(requests.len() <= 1);
+        let joined: Vec<u8> = requests.iter().flat_map(|r| r.body().to_vec()).collect();
+        prop_assert_eq!(&joined[..], &wire.body()[..]);
+    }
+
     /// Split requests hold every span once, in order, under the limit unless alone.
     #[test]
     fn direct_splitting_keeps_every_span(
