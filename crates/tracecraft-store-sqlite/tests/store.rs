@@ -1340,13 +1340,7 @@ fn a_run_past_the_search_document_limit_is_indexed_up_to_it() {
     let bytes: usize = terms.keys().map(|t| t.len() + 1).sum();
     assert!(bytes < (1 << 20) + (64 << 10), "{bytes} bytes of terms");
     // Erasure takes out exactly what was indexed.
-    assert!(store.delete(big.id).unwrap());
-    store.flush().unwrap();
-    let terms = indexed_terms(&conn);
-    assert!(
-        terms.keys().all(|t| !t.starts_with("alpha")),
-        "erased words left"
-    );
+    erase_and_check_index(&store, &conn, &big, "alpha");
 }
 
 /// A v7 database indexed runs whole: migrating it to v8 gives back the words of its runs past
@@ -1418,11 +1412,22 @@ fn version_7_databases_migrate_without_leaving_words_past_the_limit() {
     assert_eq!(found("alpha0"), 1);
     assert_eq!(found(&small.name), 1);
     // The migrated run's words leave with it.
-    assert!(store.delete(big.id).unwrap());
+    erase_and_check_index(&store, &conn, &big, "alpha");
+}
+
+/// Erases `run` and checks that, once flushed, no indexed term begins with `prefix` (the
+/// words that only `run` held).
+fn erase_and_check_index(
+    store: &SqliteStore,
+    conn: &rusqlite::Connection,
+    run: &AgentRun,
+    prefix: &str,
+) {
+    assert!(store.delete(run.id).unwrap());
     store.flush().unwrap();
-    let terms = indexed_terms(&conn);
+    let terms = indexed_terms(conn);
     assert!(
-        terms.keys().all(|t| !t.starts_with("alpha")),
+        terms.keys().all(|t| !t.starts_with(prefix)),
         "erased words left"
     );
 }
