@@ -373,6 +373,7 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             if bytes.is_empty() {
                 continue;
             }
+            let line_len = bytes.len();
             let parsed = tracecraft_core::json::parse_run_slice(bytes);
             if i + 1 == ends.len() {
                 chunk = None;
@@ -387,6 +388,12 @@ pub(crate) fn run(args: Args, global: &Global) -> Result<Exit, CliError> {
             lines.push(match pipeline.process(run) {
                 Submitted::Exported(p) => {
                     if to_stdout {
+                        // A run's JSON out is about as long as its line in: room for it at
+                        // once, rather than doublings whose freed blocks the allocator keeps
+                        // resident a while (a 32 MB run).
+                        if line_len > 1 << 20 {
+                            json.reserve(line_len + (line_len >> 4));
+                        }
                         tracecraft_core::json::write_json(&mut json, p.run());
                         json.push(b'\n');
                     }
