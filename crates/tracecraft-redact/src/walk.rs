@@ -18,7 +18,15 @@ enum Field {
 type KnownKeys = u64;
 
 fn known(keys: KnownKeys, i: usize) -> bool {
-    i < 64 && (keys >> i) & 1 == 1
+    keys & key_bit(i) != 0
+}
+
+/// The bit of the `i`-th key in [`KnownKeys`] (none past the 64th).
+fn key_bit(i: usize) -> KnownKeys {
+    u32::try_from(i)
+        .ok()
+        .and_then(|i| 1u64.checked_shl(i))
+        .unwrap_or(0)
 }
 
 impl Engine {
@@ -165,7 +173,7 @@ impl Engine {
         let mut plain: KnownKeys = 0;
         if !map.keys().enumerate().any(|(i, k)| {
             if memo::contains(self.id, memo::Kind::Key, k) {
-                plain |= 1u64.checked_shl(i as u32).unwrap_or(0);
+                plain |= key_bit(i);
                 return false;
             }
             if !self.clean_short(k) {
@@ -177,7 +185,7 @@ impl Engine {
             }
             if self.key_rule(k).is_none() {
                 memo::insert(self.id, memo::Kind::Key, k);
-                plain |= 1u64.checked_shl(i as u32).unwrap_or(0);
+                plain |= key_bit(i);
             }
             false
         }) {

@@ -462,9 +462,9 @@ pub(crate) fn match_expr(text: &str) -> Option<String> {
 pub(crate) fn cap_existing(conn: &Connection) -> rusqlite::Result<()> {
     let mut give_back =
         conn.prepare("INSERT INTO traces_fts (traces_fts, rowid, text) VALUES ('delete', ?1, ?2)")?;
-    const LARGE: &str = "length(run) > 699050"; // MAX_DOCUMENT_BYTES / 1.5
+    let large = format!("length(run) > {}", MAX_DOCUMENT_BYTES * 2 / 3);
     let mut erased = conn.prepare(&format!(
-        "SELECT pk, run FROM traces_fts_erased WHERE {LARGE}"
+        "SELECT pk, run FROM traces_fts_erased WHERE {large}"
     ))?;
     let mut rows = erased.query([])?;
     let mut old = String::new();
@@ -477,9 +477,9 @@ pub(crate) fn cap_existing(conn: &Connection) -> rusqlite::Result<()> {
         }
     }
     drop(rows);
-    conn.execute_batch(&format!("DELETE FROM traces_fts_erased WHERE {LARGE}"))?;
+    conn.execute_batch(&format!("DELETE FROM traces_fts_erased WHERE {large}"))?;
     let mut put = conn.prepare("INSERT INTO traces_fts (rowid, text) VALUES (?1, ?2)")?;
-    let mut live = conn.prepare(&format!("SELECT pk, run FROM traces WHERE {LARGE}"))?;
+    let mut live = conn.prepare(&format!("SELECT pk, run FROM traces WHERE {large}"))?;
     let mut rows = live.query([])?;
     let mut recut = 0u64;
     while let Some(row) = rows.next()? {

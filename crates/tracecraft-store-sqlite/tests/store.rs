@@ -530,12 +530,7 @@ fn old_databases_migrate_and_stay_readable(version: u8) {
     write_old_database(&path, &runs, version);
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, SCHEMA_VERSION);
+    let (store, conn) = open_migrated(&path);
     // Step rows rebuilt with 16-byte ids, all else kept.
     assert_steps_rows(&conn, &runs, true);
     // Old rows are read from their body, byte-identical once serialized again.
@@ -892,12 +887,7 @@ fn version_3_databases_with_format_1_bodies_migrate_and_stay_readable() {
         conn.execute_batch("PRAGMA user_version = 3").unwrap();
         assert_eq!(body_format(&conn, runs[0].id), 1);
     }
-    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, SCHEMA_VERSION);
+    let (store, conn) = open_migrated(&path);
     for run in &runs {
         assert_eq!(body_format(&conn, run.id), 1);
         let got = store.get(run.id).unwrap().expect("migrated run");
@@ -1273,12 +1263,7 @@ fn version_6_databases_migrate_to_merging_the_index_16_segments_at_a_time() {
         .unwrap();
         assert_eq!(automerge(&conn), None);
     }
-    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, SCHEMA_VERSION);
+    let (store, conn) = open_migrated(&path);
     assert_eq!(automerge(&conn), Some(16));
     for run in &runs {
         let mut word = None;
@@ -1291,6 +1276,18 @@ fn version_6_databases_migrate_to_merging_the_index_16_segments_at_a_time() {
         let found = store.query(&q).unwrap();
         assert!(found.iter().any(|r| r.id == run.id), "{q:?}");
     }
+}
+
+/// Opens the store at `path` (migrating it) and a connection of its own to the file, and
+/// checks that the file is at this build's schema.
+fn open_migrated(path: &Path) -> (SqliteStore, rusqlite::Connection) {
+    let store = SqliteStore::open(SqliteConfig::new(path)).unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    (store, conn)
 }
 
 /// The terms of the search index (`fts5vocab`), and in how many runs each is.
@@ -1395,17 +1392,9 @@ fn version_7_databases_migrate_without_leaving_words_past_the_limit() {
         assert_eq!(terms.get("alpha199999"), Some(&1));
         assert_eq!(terms.get("omega199999"), Some(&1));
     }
-    let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, SCHEMA_VERSION);
+    let (store, conn) = open_migrated(&path);
+    assert_no_terms(&conn, "omega");
     let terms = indexed_terms(&conn);
-    assert!(
-        terms.keys().all(|t| !t.starts_with("omega")),
-        "erased words left"
-    );
     assert_eq!(terms.get("alpha199999"), None, "a word past the limit left");
     assert_eq!(terms.get("alpha0"), Some(&1));
     let found = |word: &str| store.count(&TraceQuery::new().text(word)).unwrap();
@@ -1425,9 +1414,13 @@ fn erase_and_check_index(
 ) {
     assert!(store.delete(run.id).unwrap());
     store.flush().unwrap();
-    let terms = indexed_terms(conn);
+    assert_no_terms(conn, prefix);
+}
+
+/// Checks that no indexed term begins with `prefix` (words that only erased runs held).
+fn assert_no_terms(conn: &rusqlite::Connection, prefix: &str) {
     assert!(
-        terms.keys().all(|t| !t.starts_with(prefix)),
+        indexed_terms(conn).keys().all(|t| !t.starts_with(prefix)),
         "erased words left"
     );
 }
