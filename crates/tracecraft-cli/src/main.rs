@@ -119,21 +119,23 @@ fn init_logging(global: &Global) {
 /// mimalloc asks for transparent huge pages on its arenas (`MADV_HUGEPAGE`), so the first
 /// touch of each fresh 2 MiB zeroes all of it: for the batch commands (`redact`, `import`,
 /// `traces`, `scan`, ...) that doubled peak RSS (`redact < corpus_dirty.txt` 73 MB -> 37 MB,
-/// `import runs.jsonl` 72 MB -> 40 MB without them) for no speed. The long-running server
-/// keeps them: `serve` is where mimalloc's speed was measured. A kernel without the `prctl`
-/// leaves things as they were.
-fn small_pages(command: &Command) {
+/// `import runs.jsonl` 72 MB -> 40 MB without them) for no speed. They are turned off before
+/// the first allocation (parsing the command line zeroed a first 2 MiB, ~0.2 ms of a process
+/// that takes 3 ms on an empty input), and on again for the long-running server, where
+/// mimalloc's speed was measured. A kernel without the `prctl` leaves things as they were.
+fn small_pages(on: bool) {
     #[cfg(all(feature = "mimalloc", target_os = "linux"))]
-    if !matches!(command, Command::Serve(_)) {
-        let _ = rustix::thread::disable_transparent_huge_pages(true);
-    }
+    let _ = rustix::thread::disable_transparent_huge_pages(on);
     #[cfg(not(all(feature = "mimalloc", target_os = "linux")))]
-    let _ = command;
+    let _ = on;
 }
 
 fn main() -> ExitCode {
+    small_pages(true);
     let cli = Cli::parse();
-    small_pages(&cli.command);
+    if matches!(cli.command, Command::Serve(_)) {
+        small_pages(false);
+    }
     init_logging(&cli.global);
     let result = match cli.command {
         Command::Redact(args) => cmd::redact::run(args, &cli.global),
