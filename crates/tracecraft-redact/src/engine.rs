@@ -22,7 +22,9 @@ use crate::digits::count_short;
 use crate::memo;
 use crate::replace::Hasher;
 use crate::report::Report;
-use crate::rules::{BUILTINS, DEFAULT_SENSITIVE_KEYS, Kind, Need, Shapes, Validator, Viable};
+use crate::rules::{
+    BUILTINS, DEFAULT_SENSITIVE_KEYS, Fits, Kind, LOOSE, Loose, Need, Shapes, Validator, Viable,
+};
 
 /// Per-rule state arrays of one search (windows, run cursors) have a slot for every built-in
 /// detector: windowed, digit and `Need` rules are all built in (custom rules are searched
@@ -51,6 +53,9 @@ pub(crate) struct Rule {
     /// custom rule, compiled (and checked) when the engine is built.
     source: Option<&'static str>,
     compiled: OnceLock<Compiled>,
+    /// A cheaper pattern searched first ([`Loose`]), compiled on first use.
+    loose: Option<&'static Loose>,
+    loose_compiled: OnceLock<Regex>,
     pub(crate) kind: RuleKind,
     validator: Option<Validator>,
     pub(crate) viable: Option<Viable>,
@@ -88,6 +93,19 @@ impl Rule {
     pub(crate) fn captures(&self) -> Option<Captures> {
         let c = self.compiled();
         c.has_groups.then(|| c.regex.create_captures())
+    }
+
+    /// The rule's [`Loose`] pattern, compiled on first use, and its check; `None` for most
+    /// rules. Loose patterns are constants that `every_builtin_compiles` compiles.
+    #[inline]
+    fn loose(&self) -> Option<(&Regex, Fits)> {
+        let loose = self.loose?;
+        let regex = self.loose_compiled.get_or_init(|| {
+            compile(&self.name, loose.pattern, false)
+                .expect("loose patterns compile (tested by every_builtin_compiles)")
+                .0
+        });
+        Some((regex, loose.fits))
     }
 }
 
@@ -279,6 +297,8 @@ impl RuleSet {
                 name: Arc::from(b.name),
                 source: Some(b.pattern),
                 compiled: OnceLock::new(),
+                loose: LOOSE.iter().find(|l| l.rule == b.name),
+                loose_compiled: OnceLock::new(),
                 kind,
                 validator: b.validator,
                 viable: b.viable,
@@ -320,6 +340,8 @@ impl RuleSet {
                     regex,
                     has_groups: false,
                 }),
+                loose: None,
+                loose_compiled: OnceLock::new(),
                 kind: RuleKind::Full,
                 validator: None,
                 viable: None,
@@ -541,8 +563,39 @@ impl Engine {
         }
     }
 
-    /// All matches of `rule` in `span` (leftmost-first, non-overlapping).
+    /// All matches of `rule` in `s..e` (leftmost-first, non-overlapping): those of its
+    /// [`Loose`] pattern when it has one and they all fit (then they are the rule's own, see
+    /// [`Loose`]), else those of its own pattern.
     pub(crate) fn search_span(
+        &self,
+        text: &str,
+        rule: u16,
+        s: usize,
+        e: usize,
+        hits: &mut Vec<Hit>,
+    ) {
+        let r = &self.rules[usize::from(rule)];
+        if let Some((loose, fits)) = r.loose() {
+            let mark = hits.len();
+            let mut all_fit = true;
+            for m in loose.find_iter(Input::new(text).range(s..e)) {
+                if !fits(text, m.start(), m.end()) {
+                    all_fit = false;
+                    break;
+                }
+                // Rules with a loose pattern have no groups (tested).
+                self.accept(text, rule, m.start(), m.end(), None, hits);
+            }
+            if all_fit {
+                return;
+            }
+            hits.truncate(mark);
+        }
+        self.search_span_exact(text, rule, s, e, hits);
+    }
+
+    /// [`search_span`](Self::search_span) with the rule's own pattern only (the naive oracle's).
+    pub(crate) fn search_span_exact(
         &self,
         text: &str,
         rule: u16,
@@ -764,7 +817,7 @@ impl Engine {
     fn find_naive_plain(&self, text: &str, hits: &mut Vec<Hit>) {
         for rule in 0..self.rules.len() {
             let rule = u16::try_from(rule).unwrap_or(u16::MAX);
-            self.search_span(text, rule, 0, text.len(), hits);
+            self.search_span_exact(text, rule, 0, text.len(), hits);
         }
         self.find_tables(text, None, hits);
     }
@@ -940,6 +993,114 @@ mod tests {
                 compile(b.name, b.pattern, false).unwrap_or_else(|err| panic!("{}: {err}", b.name));
             assert_eq!(r.compiled().has_groups, has_groups, "{}", b.name);
             assert_eq!(r.regex().pattern_len(), regex.pattern_len());
+        }
+        // Each loose pattern belongs to a built-in rule without groups (its matches are
+        // accepted whole), compiles, and has no groups either.
+        for l in LOOSE {
+            let r = e.rules.iter().find(|r| *r.name == *l.rule).expect(l.rule);
+            assert!(
+                r.loose_compiled.get().is_none(),
+                "{} compiled before use",
+                l.rule
+            );
+            assert!(!r.compiled().has_groups, "{}", l.rule);
+            let (_, groups) = compile(l.rule, l.pattern, false).unwrap();
+            assert!(!groups, "{}", l.rule);
+            assert!(r.loose().is_some());
+        }
+    }
+
+    /// The hits of `text` by `rule`, with its loose pattern first (`search_span`) and with its
+    /// own pattern only.
+    fn loose_and_exact(e: &Engine, rule: u16, text: &str, s: usize, z: usize) -> [Vec<Hit>; 2] {
+        let (mut loose, mut exact) = (Vec::new(), Vec::new());
+        e.search_span(text, rule, s, z, &mut loose);
+        e.search_span_exact(text, rule, s, z, &mut exact);
+        [loose, exact]
+    }
+
+    fn email_rule(e: &Engine) -> u16 {
+        let i = e.rules.iter().position(|r| &*r.name == "email").unwrap();
+        u16::try_from(i).unwrap()
+    }
+
+    /// Addresses whose loose match fits are found without compiling the `email` pattern; a
+    /// match that does not fit (a local part of 65 characters, 9 labels, a label of 64 ASCII
+    /// or 16 other characters, a TLD with a character that is not a letter) sends the window
+    /// to the `email` pattern, which finds what it always found.
+    #[test]
+    fn the_email_rule_searches_with_its_loose_pattern_and_falls_back_when_a_match_does_not_fit() {
+        let e = Engine::new(&RedactionConfig::default()).unwrap();
+        let rule = email_rule(&e);
+        let r = &e.rules[usize::from(rule)];
+        let fitting = "mail jane.doe+x@example.co.uk, \"john doe\"@b.org, josé@exämple.de, \
+                       пётр@почта.рф and a@xn--p1ai.xn--p1ai";
+        let [loose, exact] = loose_and_exact(&e, rule, fitting, 0, fitting.len());
+        assert_eq!(loose, exact);
+        assert_eq!(loose.len(), 5, "{loose:?}");
+        let fresh = Engine::new(&RedactionConfig::default()).unwrap();
+        fresh.search_span(fitting, rule, 0, fitting.len(), &mut Vec::new());
+        assert!(fresh.rules[usize::from(rule)].compiled.get().is_none());
+        assert!(r.compiled.get().is_some(), "search_span_exact compiled it");
+        let long_local = format!("{}@example.com", "a".repeat(70));
+        let nine = "x@aa.bb.cc.dd.ee.ff.gg.hh.ii.com".to_owned();
+        let long_label = format!("x@{}.com x@{}.com y@ok.com", "a".repeat(64), "é".repeat(16));
+        let not_letter = "x@example.日本。 y@example.日本".to_owned();
+        for text in [long_local, nine, long_label, not_letter] {
+            let fresh = Engine::new(&RedactionConfig::default()).unwrap();
+            let mut loose = Vec::new();
+            fresh.search_span(&text, rule, 0, text.len(), &mut loose);
+            let own = &fresh.rules[usize::from(rule)].compiled;
+            assert!(own.get().is_some(), "fell back: {text}");
+            let [_, exact] = loose_and_exact(&fresh, rule, &text, 0, text.len());
+            assert_eq!(loose, exact, "{text}");
+            assert!(!loose.is_empty(), "{text}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_letters_are_the_patterns_class() {
+        for c in ['é', 'ж', '日', 'ǅ', 'ﬀ', 'ㄱ'] {
+            assert!(crate::rules::non_ascii_letter(c), "{c}");
+        }
+        for c in ['a', 'Z', '1', '。', '٣', '€', '\u{300}', '🙂', '\u{a0}'] {
+            assert!(!crate::rules::non_ascii_letter(c), "{c}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any text made of the pieces an address is made of (local parts of every length,
+        /// quotes, dots, labels of every length and script, TLDs with and without letters):
+        /// the loose search finds exactly what the `email` pattern finds, over the whole text
+        /// and over any span of it.
+        #[test]
+        fn the_loose_email_search_finds_what_the_email_pattern_finds(
+            pieces in proptest::collection::vec(proptest::prop_oneof![
+                proptest::string::string_regex("[a-z0-9._%+'-]{0,70}").unwrap(),
+                proptest::string::string_regex("[a-zA-Zéжπ]{1,20}").unwrap(),
+                proptest::string::string_regex("\"[a-z @.]{0,66}\"").unwrap(),
+                proptest::string::string_regex("@[a-z0-9-]{0,66}").unwrap(),
+                proptest::string::string_regex("\\.[a-zé日本ж0-9-]{0,18}").unwrap(),
+                proptest::string::string_regex("\\.[日本。٣€a-z]{1,8}").unwrap(),
+                proptest::string::string_regex("\\.xn--[a-z0-9-]{0,22}").unwrap(),
+                proptest::string::string_regex("[a-z]{60,70}@[a-z]{1,3}\\.[a-z]{2,3}").unwrap(),
+                proptest::string::string_regex("@([a-zé]{1,3}\\.){5,11}[a-z日]{1,4}").unwrap(),
+                proptest::string::string_regex("@([a-z]{60,66}|[éa]{13,18})\\.[a-z]{2,3}").unwrap(),
+                proptest::string::string_regex("[ ,;<>\n]").unwrap(),
+            ], 1..24),
+            cut in 0usize..4096,
+        ) {
+            let text: String = pieces.concat();
+            let e = &every_mode()[0];
+            let rule = email_rule(e);
+            let [loose, exact] = loose_and_exact(e, rule, &text, 0, text.len());
+            proptest::prop_assert_eq!(loose, exact);
+            let mut s = cut % (text.len() + 1);
+            while !text.is_char_boundary(s) {
+                s -= 1;
+            }
+            let [loose, exact] = loose_and_exact(e, rule, &text, s, text.len());
+            proptest::prop_assert_eq!(loose, exact);
         }
     }
 
