@@ -19,8 +19,8 @@
 //! digits, never more than one per 9 bytes.
 
 use crate::candidates::{Cand, Events};
-use crate::digits::digit_clusters;
-use crate::engine::{Engine, Hit, How, RuleKind, dense};
+use crate::digits::digit_clusters_list;
+use crate::engine::{Engine, Hit, How, PARALLEL_ABOVE, RuleKind, dense, spare_core};
 use crate::tables::MAX_HEADER;
 
 /// Texts longer than this are searched in blocks.
@@ -89,44 +89,132 @@ impl Engine {
     }
 
     /// The same hits as collecting the prefilter events of `text` and calling
-    /// `find_from_plain`, with the events and candidates of `block` bytes at a time.
+    /// `find_from_plain`, with the events and candidates of `block` bytes at a time. A long
+    /// text on a machine with a second core has the events and candidates of every other
+    /// block found on a second thread (they depend only on the text, see
+    /// [`block_candidates`](Self::block_candidates)), at most two blocks ahead; the blocks are
+    /// verified in order here, with what each rule carries from one to the next.
     pub(crate) fn find_plain_blocks(&self, text: &str, block: usize, hits: &mut Vec<Hit>) {
+        let beside = text.len() >= PARALLEL_ABOVE && spare_core();
+        self.find_plain_blocks_beside(text, block, beside, hits);
+    }
+
+    /// [`find_plain_blocks`](Self::find_plain_blocks), with a second thread when `beside`.
+    pub(crate) fn find_plain_blocks_beside(
+        &self,
+        text: &str,
+        block: usize,
+        beside: bool,
+        hits: &mut Vec<Hit>,
+    ) {
+        let n = text.len();
+        let block = block.max(1);
+        let clusters = if self.digit_rules.is_empty() {
+            Vec::new()
+        } else {
+            digit_clusters_list(text.as_bytes(), beside)
+        };
+        let blocks = n.div_ceil(block);
+        if !beside || blocks < 2 {
+            self.verify_blocks(text, block, &clusters, hits, &mut |_| None);
+            return;
+        }
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let clusters = &clusters;
+            let helper = std::thread::Builder::new()
+                .name("tracecraft-redact-blocks".into())
+                .spawn_scoped(scope, move || {
+                    let mut ev = Events::default();
+                    for k in (1..blocks).step_by(2) {
+                        let found =
+                            self.block_candidates(text, k * block, block, clusters, &mut ev);
+                        if tx.send(found).is_err() {
+                            return;
+                        }
+                    }
+                });
+            let ahead = helper.is_ok().then_some(rx);
+            self.verify_blocks(text, block, clusters, hits, &mut |k| {
+                (k % 2 == 1).then(|| ahead.as_ref()?.recv().ok()).flatten()
+            });
+            drop(ahead);
+            if let Ok(helper) = helper {
+                helper
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            }
+        });
+    }
+
+    /// What the verification of the block of `text` at `at` (`block` bytes long, the last one
+    /// shorter) needs of its prefilter events (anchors that begin in the block, digit clusters
+    /// that begin in it; `clusters` are those of the whole text; `ev` is scratch space): its
+    /// candidates, and where its table keywords begin, ascending.
+    fn block_candidates(
+        &self,
+        text: &str,
+        at: usize,
+        block: usize,
+        clusters: &[(usize, usize)],
+        ev: &mut Events,
+    ) -> (Vec<Cand>, Vec<usize>) {
         let b = text.as_bytes();
         let n = b.len();
-        let block = block.max(1);
-        let max_lit = self.anchors.as_ref().map_or(1, |a| a.max_len().max(1));
-        let reach = self.reach();
-        let mut clusters = Vec::new();
-        if !self.digit_rules.is_empty() {
-            digit_clusters(b, |s, e| clusters.push((s, e)));
+        let end = at.saturating_add(block).min(n);
+        ev.anchors.clear();
+        ev.clusters.clear();
+        if let Some(anchors) = &self.anchors {
+            let max_lit = anchors.max_len().max(1);
+            let z = end.saturating_add(max_lit - 1).min(n);
+            anchors.find_ids(&b[at..z], |id, ms, me| {
+                if at + ms < end {
+                    ev.anchors.push((at + ms, id as u32, (me - ms) as u32));
+                }
+            });
         }
-        let mut next_cluster = 0;
+        let first = clusters.partition_point(|c| c.0 < at);
+        let last = clusters.partition_point(|c| c.0 < end);
+        ev.clusters.extend_from_slice(&clusters[first..last]);
+        let cands = self.candidates(text, ev);
+        let mut keywords = Vec::new();
+        if self.table_rule.is_some() {
+            keywords.extend(
+                ev.anchors
+                    .iter()
+                    .filter(|&&(_, id, _)| self.table_keyword(id as usize))
+                    .map(|&(ms, _, _)| ms),
+            );
+            keywords.sort_unstable();
+        }
+        (cands, keywords)
+    }
+
+    /// The blocks of `text` verified in order; block `k`'s events and candidates are
+    /// `ready(k)` when found elsewhere, else found here.
+    fn verify_blocks(
+        &self,
+        text: &str,
+        block: usize,
+        clusters: &[(usize, usize)],
+        hits: &mut Vec<Hit>,
+        ready: &mut dyn FnMut(usize) -> Option<(Vec<Cand>, Vec<usize>)>,
+    ) {
+        let b = text.as_bytes();
+        let n = b.len();
+        let reach = self.reach();
         let mut states: Vec<RuleState> = (0..self.rules.len())
             .map(|_| RuleState::default())
             .collect();
         let mut keywords = Keywords::default();
-        let mut ks = Vec::new();
         let mut ev = Events::default();
         let mut at = 0;
+        let mut k = 0;
         while at < n {
             let end = at.saturating_add(block).min(n);
-            ev.anchors.clear();
-            ev.clusters.clear();
-            if let Some(anchors) = &self.anchors {
-                let z = end.saturating_add(max_lit - 1).min(n);
-                anchors.find_ids(&b[at..z], |id, ms, me| {
-                    if at + ms < end {
-                        ev.anchors.push((at + ms, id as u32, (me - ms) as u32));
-                    }
-                });
-            }
-            while let Some(&c) = clusters.get(next_cluster)
-                && c.0 < end
-            {
-                ev.clusters.push(c);
-                next_cluster += 1;
-            }
-            let cands = self.candidates(text, &ev);
+            let (cands, ks) = ready(k)
+                .unwrap_or_else(|| self.block_candidates(text, at, block, clusters, &mut ev));
+            k += 1;
             // Every window of a later block begins at or after this.
             let frontier = if end == n {
                 usize::MAX
@@ -145,17 +233,7 @@ impl Engine {
                     RuleKind::Full => {}
                 }
             }
-            if self.table_rule.is_some() {
-                ks.clear();
-                ks.extend(
-                    ev.anchors
-                        .iter()
-                        .filter(|&&(_, id, _)| self.table_keyword(id as usize))
-                        .map(|&(ms, _, _)| ms),
-                );
-                ks.sort_unstable();
-                keywords.add(b, &ks);
-            }
+            keywords.add(b, &ks);
             at = end;
         }
         for (rule, state) in states.iter_mut().enumerate() {
@@ -309,6 +387,11 @@ mod tests {
                 e.find_from_plain(&text, &ev, &mut whole);
                 let mut blocks = Vec::new();
                 e.find_plain_blocks(&text, block, &mut blocks);
+                // With every other block's events and candidates found on a second thread
+                // (and the digit clusters' second half): the same hits, in the same order.
+                let mut beside = Vec::new();
+                e.find_plain_blocks_beside(&text, block, true, &mut beside);
+                proptest::prop_assert_eq!(&blocks, &beside, "{:?} block {}", text, block);
                 proptest::prop_assert_eq!(sorted(whole), sorted(blocks), "{:?} block {}", text, block);
                 // The passes of a long or dense text (no events carried) redact the same.
                 let (mut carried, mut long) = (Report::default(), Report::default());

@@ -170,6 +170,32 @@ impl Budget {
     }
 }
 
+/// The encoded parts of a text found before its plain hits are known: percent-encoded runs,
+/// JSON string segments, base64 runs, in that order, and the line breaks where a wrapped
+/// token may continue (see [`token_runs`]).
+pub(crate) struct Encoded {
+    parts: Vec<Decoded>,
+    breaks: Vec<usize>,
+}
+
+/// The [`Encoded`] parts of `text`; the naive oracle looks for percent runs and JSON
+/// segments without the cheap test for `%` and `\`.
+pub(crate) fn scan_encoded(text: &str, naive: bool) -> Encoded {
+    let b = text.as_bytes();
+    let mut parts: Vec<Decoded> = Vec::new();
+    if naive || memchr::memchr(b'%', b).is_some() {
+        percent_runs(text, &mut parts);
+    }
+    if naive || memchr::memchr(b'\\', b).is_some() {
+        json_segments(text, &mut parts);
+    }
+    // Base64 runs and wrap candidates come from one pass over the runs of token
+    // characters; the naive oracle finds its wraps at every line break instead.
+    let mut breaks = Vec::new();
+    token_runs(text, &mut parts, &mut breaks);
+    Encoded { parts, breaks }
+}
+
 impl Engine {
     /// Adds the findings inside encoded parts of `text` (see the module docs), scanning
     /// decoded text with the fast path, or with the naive oracle when `naive`.
@@ -184,23 +210,31 @@ impl Engine {
         if depth == 0 || text.len() < 4 {
             return;
         }
-        let b = text.as_bytes();
-        let mut parts: Vec<Decoded> = Vec::new();
-        if naive || memchr::memchr(b'%', b).is_some() {
-            percent_runs(text, &mut parts);
+        let scanned = scan_encoded(text, naive);
+        self.find_decoded_scanned(text, naive, depth, budget, hits, scanned);
+    }
+
+    /// [`find_decoded`](Self::find_decoded) with the encoded parts of `text` already found
+    /// ([`scan_encoded`], which does not depend on the plain scan's hits and can run beside
+    /// it).
+    pub(crate) fn find_decoded_scanned(
+        &self,
+        text: &str,
+        naive: bool,
+        depth: u8,
+        budget: &mut Budget,
+        hits: &mut Vec<Hit>,
+        scanned: Encoded,
+    ) {
+        if depth == 0 || text.len() < 4 {
+            return;
         }
-        if naive || memchr::memchr(b'\\', b).is_some() {
-            json_segments(text, &mut parts);
-        }
-        // Base64 runs and wrap candidates come from one pass over the runs of token
-        // characters; the naive oracle finds its wraps at every line break instead.
+        let Encoded { mut parts, breaks } = scanned;
         // A joined token whose source lies inside what the plain scan redacts (a PEM body
         // inside its block) is not built nor scanned: all it could find is redacted with
         // those bytes already. (Decoded parts are: what they hold is reported under its own
         // rule.)
         let covered = merged_spans(hits);
-        let mut breaks = Vec::new();
-        token_runs(text, &mut parts, &mut breaks);
         if naive {
             wrapped_segments(text, &covered, &mut parts);
         } else {

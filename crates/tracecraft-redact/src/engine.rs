@@ -17,7 +17,7 @@ use crate::anchors::{Anchors, SHORT};
 use crate::blocks::{BLOCK, BLOCKED_ABOVE, MAX_EVENTS};
 use crate::candidates::{Cand, Events};
 use crate::config::{RedactionConfig, RedactionMode};
-use crate::decode::{Budget, MAX_DEPTH};
+use crate::decode::{Budget, MAX_DEPTH, scan_encoded};
 use crate::digits::count_short;
 use crate::memo;
 use crate::replace::Hasher;
@@ -31,6 +31,18 @@ use crate::rules::{
 /// whole), and the build fails to compile when the built-ins outgrow the slots.
 pub(crate) const SLOTS: usize = 64;
 const _: () = assert!(BUILTINS.len() <= SLOTS);
+
+/// Texts of at least this many bytes look for their encoded parts on a second thread while
+/// their plain scan runs (see `Engine::plain_and_decoded`). Above the chunks the CLI cuts
+/// multi-line input into (256 KiB), so that only long lines, one unit of work each, take a
+/// second thread.
+pub(crate) const PARALLEL_ABOVE: usize = 512 << 10;
+
+/// Whether the process may run on more than one core (asked once).
+pub(crate) fn spare_core() -> bool {
+    static SPARE: OnceLock<bool> = OnceLock::new();
+    *SPARE.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
 
 /// NFA size limit per rule (bytes of heap).
 pub(crate) const SIZE_LIMIT: usize = 2 * 1024 * 1024;
@@ -674,9 +686,43 @@ impl Engine {
 
     /// The fast path: candidates from one prefilter pass, verified locally.
     pub(crate) fn find(&self, text: &str, hits: &mut Vec<Hit>) {
-        self.find_plain(text, hits);
+        let beside = text.len() >= PARALLEL_ABOVE && spare_core();
+        self.plain_and_decoded(text, beside, hits, |e, hits| e.find_plain(text, hits));
+    }
+
+    /// The plain scan (`plain`), then the decoders' search of `text`. When `beside` (the
+    /// callers' choice for a text of at least [`PARALLEL_ABOVE`] bytes on a machine with a
+    /// second core), `text` is searched for its encoded parts ([`scan_encoded`], which does
+    /// not need the plain hits) on a second thread while the plain scan runs: a long line is
+    /// one unit of work for the callers, and its plain scan and the decoders' were one core's
+    /// work one after the other. The hits are the same, in the same order.
+    pub(crate) fn plain_and_decoded(
+        &self,
+        text: &str,
+        beside: bool,
+        hits: &mut Vec<Hit>,
+        plain: impl FnOnce(&Self, &mut Vec<Hit>),
+    ) {
         let mut budget = Budget::for_text(text.len());
-        self.find_decoded(text, false, MAX_DEPTH, &mut budget, hits);
+        if !beside {
+            plain(self, hits);
+            self.find_decoded(text, false, MAX_DEPTH, &mut budget, hits);
+            return;
+        }
+        std::thread::scope(|scope| {
+            let scan = std::thread::Builder::new()
+                .name("tracecraft-redact-scan".into())
+                .spawn_scoped(scope, || scan_encoded(text, false));
+            plain(self, hits);
+            let scanned = match scan {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                // No thread: the scan here, as on one core.
+                Err(_) => scan_encoded(text, false),
+            };
+            self.find_decoded_scanned(text, false, MAX_DEPTH, &mut budget, hits, scanned);
+        });
     }
 
     /// The fast path without the decoders: the events of the whole text at once, or of a
@@ -693,9 +739,10 @@ impl Engine {
 
     /// Candidates from prefilter events, verified locally; then the decoders.
     pub(crate) fn find_from(&self, text: &str, ev: &Events, hits: &mut Vec<Hit>) {
-        self.find_from_plain(text, ev, hits);
-        let mut budget = Budget::for_text(text.len());
-        self.find_decoded(text, false, MAX_DEPTH, &mut budget, hits);
+        let beside = text.len() >= PARALLEL_ABOVE && spare_core();
+        self.plain_and_decoded(text, beside, hits, |e, hits| {
+            e.find_from_plain(text, ev, hits);
+        });
     }
 
     /// One level of the search with the decoders below it: the fast path, or the naive
@@ -974,6 +1021,7 @@ fn multi_pattern_builder() -> meta::Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn builtin_anchors_use_packed_search() {
@@ -1069,6 +1117,30 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The decoders' scan for encoded parts on a second thread beside the plain scan (as
+        /// for long texts) finds the same hits, in the same order, as one after the other.
+        #[test]
+        fn the_encoded_parts_scanned_beside_the_plain_scan_give_the_same_hits(
+            pieces in proptest::collection::vec(proptest::prop_oneof![
+                proptest::sample::select(vec![
+                    "cGFzc3dvcmQ9aHVudGVyMg==", "dXNlckBleGFtcGxlLmNvbQ==", "user%40example.com",
+                    "{\\\"password\\\":\\\"s3cr3t\\\"}", "bob@example.com", "token=abcd1234efgh",
+                    "-----BEGIN RSA PRIVATE KEY-----", "sk-ant-abcdefghijklmnopqrstu",
+                    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abcdefgh", "4111 1111 1111 1111",
+                ]).prop_map(str::to_owned),
+                proptest::string::string_regex("[A-Za-z0-9+/=%\\\\]{1,40}").unwrap(),
+                proptest::string::string_regex("[ \n,:=]").unwrap(),
+            ], 0..40),
+        ) {
+            let text = pieces.concat();
+            for e in every_mode() {
+                let (mut after, mut beside) = (Vec::new(), Vec::new());
+                e.plain_and_decoded(&text, false, &mut after, |e, h| e.find_plain(&text, h));
+                e.plain_and_decoded(&text, true, &mut beside, |e, h| e.find_plain(&text, h));
+                proptest::prop_assert_eq!(&after, &beside, "{:?}", text);
+            }
+        }
+
         /// Any text made of the pieces an address is made of (local parts of every length,
         /// quotes, dots, labels of every length and script, TLDs with and without letters):
         /// the loose search finds exactly what the `email` pattern finds, over the whole text
