@@ -71,6 +71,130 @@ impl Keywords {
     }
 }
 
+/// Blocks whose events and candidates ([`Engine::block_candidates`]) are found ahead of their
+/// verification: a second thread claims the next unclaimed block, at most [`AHEAD`] blocks
+/// past the one being verified, and the verifying thread takes each block's when it is
+/// found, or claims and finds it itself when no thread has yet (so that neither thread waits
+/// for work the other could do: the share each takes follows what verification costs).
+#[derive(Default)]
+struct Ahead {
+    state: std::sync::Mutex<AheadState>,
+    changed: std::sync::Condvar,
+}
+
+/// What a block's verification needs of its prefilter events: its candidates, and where its
+/// table keywords begin (see [`Engine::block_candidates`]).
+type BlockFound = (Vec<Cand>, Vec<usize>);
+
+/// See [`Ahead::next_for`].
+enum Next {
+    Found(BlockFound),
+    Yours,
+    Other(usize),
+}
+
+/// How many blocks past the one being verified the second thread may work on.
+const AHEAD: usize = 2;
+
+#[derive(Default)]
+struct AheadState {
+    /// The first block no thread has claimed.
+    next: usize,
+    /// The block being verified.
+    verifying: usize,
+    /// Found, not taken yet.
+    found: Vec<(usize, BlockFound)>,
+    /// The verification is over (or failed): the second thread stops.
+    stop: bool,
+    /// The second thread is gone (or never started): the verifying thread finds every
+    /// block it has not found.
+    helper_gone: bool,
+}
+
+/// Sets something on the state of an [`Ahead`] when dropped, and wakes the other thread.
+struct OnExit<'a, F: FnMut(&mut AheadState)> {
+    ahead: &'a Ahead,
+    set: F,
+}
+
+impl<F: FnMut(&mut AheadState)> Drop for OnExit<'_, F> {
+    fn drop(&mut self) {
+        (self.set)(&mut self.ahead.lock());
+        self.ahead.changed.notify_all();
+    }
+}
+
+impl Ahead {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AheadState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn wait<'a>(
+        &self,
+        guard: std::sync::MutexGuard<'a, AheadState>,
+    ) -> std::sync::MutexGuard<'a, AheadState> {
+        self.changed
+            .wait(guard)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn on_exit<F: FnMut(&mut AheadState)>(&self, set: F) -> OnExit<'_, F> {
+        OnExit { ahead: self, set }
+    }
+
+    /// The second thread's next block, once it is at most [`AHEAD`] past the one being
+    /// verified; `None` when there is none left or the verification is over.
+    fn claim(&self, blocks: usize) -> Option<usize> {
+        let mut st = self.lock();
+        loop {
+            if st.stop || st.next >= blocks {
+                return None;
+            }
+            if st.next <= st.verifying + AHEAD {
+                st.next += 1;
+                return Some(st.next - 1);
+            }
+            st = self.wait(st);
+        }
+    }
+
+    /// What the second thread found of block `k`.
+    fn put(&self, k: usize, found: BlockFound) {
+        self.lock().found.push((k, found));
+        self.changed.notify_all();
+    }
+
+    /// What the verifying thread does next for block `k`: take its events and candidates,
+    /// find them itself (no thread claimed the block, or the second thread is gone), or,
+    /// while the second thread finds them, find those of a later block.
+    fn next_for(&self, k: usize, blocks: usize) -> Next {
+        let mut st = self.lock();
+        if st.verifying != k {
+            st.verifying = k;
+            self.changed.notify_all();
+        }
+        loop {
+            if let Some(i) = st.found.iter().position(|(j, _)| *j == k) {
+                return Next::Found(st.found.swap_remove(i).1);
+            }
+            if st.next <= k {
+                st.next = k + 1;
+                return Next::Yours;
+            }
+            if st.helper_gone {
+                return Next::Yours;
+            }
+            if st.next < blocks && st.next <= k + AHEAD {
+                st.next += 1;
+                return Next::Other(st.next - 1);
+            }
+            st = self.wait(st);
+        }
+    }
+}
+
 impl Engine {
     /// How far before its event a window can begin: the longest look-back of a windowed
     /// rule's anchors, the 8 bytes before a digit cluster, and a character boundary's 3.
@@ -119,26 +243,40 @@ impl Engine {
             self.verify_blocks(text, block, &clusters, hits, &mut |_| None);
             return;
         }
+        let ahead = Ahead::default();
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
             let clusters = &clusters;
+            let ahead = &ahead;
             let helper = std::thread::Builder::new()
                 .name("tracecraft-redact-blocks".into())
                 .spawn_scoped(scope, move || {
+                    let _gone = ahead.on_exit(|st| st.helper_gone = true);
                     let mut ev = Events::default();
-                    for k in (1..blocks).step_by(2) {
+                    while let Some(k) = ahead.claim(blocks) {
                         let found =
                             self.block_candidates(text, k * block, block, clusters, &mut ev);
-                        if tx.send(found).is_err() {
-                            return;
+                        ahead.put(k, found);
+                    }
+                });
+            if helper.is_err() {
+                ahead.lock().helper_gone = true;
+            }
+            {
+                // However the verification ends (a panic too), the helper stops.
+                let _stop = ahead.on_exit(|st| st.stop = true);
+                let mut ev = Events::default();
+                self.verify_blocks(text, block, clusters, hits, &mut |k| loop {
+                    match ahead.next_for(k, blocks) {
+                        Next::Found(found) => return Some(found),
+                        Next::Yours => return None,
+                        Next::Other(j) => {
+                            let found =
+                                self.block_candidates(text, j * block, block, clusters, &mut ev);
+                            ahead.put(j, found);
                         }
                     }
                 });
-            let ahead = helper.is_ok().then_some(rx);
-            self.verify_blocks(text, block, clusters, hits, &mut |k| {
-                (k % 2 == 1).then(|| ahead.as_ref()?.recv().ok()).flatten()
-            });
-            drop(ahead);
+            }
             if let Ok(helper) = helper {
                 helper
                     .join()
@@ -158,7 +296,7 @@ impl Engine {
         block: usize,
         clusters: &[(usize, usize)],
         ev: &mut Events,
-    ) -> (Vec<Cand>, Vec<usize>) {
+    ) -> BlockFound {
         let b = text.as_bytes();
         let n = b.len();
         let end = at.saturating_add(block).min(n);
@@ -198,7 +336,7 @@ impl Engine {
         block: usize,
         clusters: &[(usize, usize)],
         hits: &mut Vec<Hit>,
-        ready: &mut dyn FnMut(usize) -> Option<(Vec<Cand>, Vec<usize>)>,
+        ready: &mut dyn FnMut(usize) -> Option<BlockFound>,
     ) {
         let b = text.as_bytes();
         let n = b.len();
