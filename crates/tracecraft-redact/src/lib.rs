@@ -61,7 +61,10 @@
 //! are dropped before any regex runs, so keyword- or digit-dense text stays fast. The extra
 //! passes that make redaction idempotent search again only around the replacements. A text
 //! over 2 MB (or dense with anchors) is searched in blocks of 256 KB with the same results,
-//! so memory beside the text and its output stays bounded. A string with nothing to redact is returned borrowed, without allocation; JSON
+//! so memory beside the text and its output stays bounded. A text of 512 KiB or more uses a
+//! second thread (scoped: it ends before the call returns) for the parts of its search that
+//! do not depend on what was found before them, when the machine has a second core; results
+//! are the same. A string with nothing to redact is returned borrowed, without allocation; JSON
 //! walks check sensitive keys without allocating. Figures are in the
 //! crate's README (`cargo bench -p tracecraft-redact --bench redact`).
 //!
