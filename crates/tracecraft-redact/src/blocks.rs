@@ -521,6 +521,15 @@ mod tests {
             for e in engines() {
                 let mut ev = Events::default();
                 e.collect(&text, &mut ev);
+                // Read in segments of any size: the same events (in another order).
+                let mut seg = Events::default();
+                proptest::prop_assert!(e.collect_in_segments(&text, &mut seg, usize::MAX, block));
+                let key = |ev: &Events| {
+                    let mut a = ev.anchors.clone();
+                    a.sort_unstable();
+                    (a, ev.clusters.clone())
+                };
+                proptest::prop_assert_eq!(key(&ev), key(&seg), "{:?} segment {}", text, block);
                 let mut whole = Vec::new();
                 e.find_from_plain(&text, &ev, &mut whole);
                 let mut blocks = Vec::new();

@@ -11,6 +11,10 @@ use crate::engine::{Engine, How, SLOTS};
 use crate::replace::Replaced;
 use crate::rules::{Need, Shapes};
 
+/// Bytes of a text searched for anchors at a time by [`Engine::collect_at_most`] (a text of
+/// up to twice that at once: the CLI's chunks of 256 KiB in one piece).
+const COLLECT_SEGMENT: usize = 256 << 10;
+
 /// An anchor occurrence: start, the anchor's id (see `Anchors::targets`), length. 16 bytes:
 /// keyword-dense texts make many (ids and lengths are those of the built-in anchors, far
 /// below `u32::MAX`).
@@ -96,18 +100,51 @@ impl Engine {
     /// [`collect`](Self::collect), unless `text` holds more than `cap` anchor occurrences:
     /// then `false`, with the events incomplete (and at most `cap` of them kept).
     pub(crate) fn collect_at_most(&self, text: &str, ev: &mut Events, cap: usize) -> bool {
-        let mut over = false;
+        self.collect_in_segments(text, ev, cap, COLLECT_SEGMENT)
+    }
+
+    /// [`collect_at_most`](Self::collect_at_most), reading `segment` bytes at a time (a text
+    /// of up to twice that at once).
+    pub(crate) fn collect_in_segments(
+        &self,
+        text: &str,
+        ev: &mut Events,
+        cap: usize,
+        segment: usize,
+    ) -> bool {
+        let segment = segment.max(1);
         if let Some(anchors) = &self.anchors {
-            anchors.find_ids(text.as_bytes(), |id, ms, me| {
-                if ev.anchors.len() < cap {
-                    ev.anchors.push(anchor_event(id, ms, me));
+            // Segment by segment (each read with the `max_len - 1` bytes after it, keeping
+            // the occurrences that begin in it: the same occurrences as the whole text's),
+            // so that a text past the cap is not read to its end: a 1 MB line dense with
+            // keywords was read whole twice before its search in blocks.
+            let b = text.as_bytes();
+            let n = b.len();
+            let max_lit = anchors.max_len().max(1);
+            let mut over = false;
+            let mut at = 0;
+            while at < n && !over {
+                let end = if n - at <= 2 * segment {
+                    n
                 } else {
-                    over = true;
-                }
-            });
-        }
-        if over {
-            return false;
+                    at + segment
+                };
+                let z = end.saturating_add(max_lit - 1).min(n);
+                anchors.find_ids(&b[at..z], |id, ms, me| {
+                    if at + ms >= end {
+                        return;
+                    }
+                    if ev.anchors.len() < cap {
+                        ev.anchors.push(anchor_event(id, at + ms, at + me));
+                    } else {
+                        over = true;
+                    }
+                });
+                at = end;
+            }
+            if over {
+                return false;
+            }
         }
         if !self.digit_rules.is_empty() {
             digit_clusters(text.as_bytes(), |s, e| ev.clusters.push((s, e)));
