@@ -120,9 +120,22 @@ impl Engine {
             // keywords was read whole twice before its search in blocks.
             let b = text.as_bytes();
             let n = b.len();
-            let max_lit = anchors.max_len().max(1);
             let mut over = false;
-            let mut at = 0;
+            if n <= 2 * segment {
+                // One segment (most texts): no offsets to add, no end to check.
+                anchors.find_ids(b, |id, ms, me| {
+                    if ev.anchors.len() < cap {
+                        ev.anchors.push(anchor_event(id, ms, me));
+                    } else {
+                        over = true;
+                    }
+                });
+                if over {
+                    return false;
+                }
+            }
+            let max_lit = anchors.max_len().max(1);
+            let mut at = if n <= 2 * segment { n } else { 0 };
             while at < n && !over {
                 let end = if n - at <= 2 * segment {
                     n
