@@ -1291,58 +1291,61 @@ fn valid_aws_secret(text: &str, _: usize, _: usize, spans: &[(usize, usize)]) ->
     })
 }
 
+/// Values that are a type, a literal or a word about a value, not a value ([`placeholder`]).
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "true",
+    "false",
+    "null",
+    "none",
+    "nil",
+    "undefined",
+    "str",
+    "string",
+    "int",
+    "integer",
+    "bool",
+    "boolean",
+    "bytes",
+    "secretstr",
+    "optional",
+    "any",
+    "object",
+    "redacted",
+    "hidden",
+    "masked",
+    "removed",
+    "omitted",
+    "required",
+    "n/a",
+    "tbd",
+    "todo",
+];
+/// Beginnings of references to where a secret lives, or of placeholders ([`placeholder`]).
+const PLACEHOLDER_REFS: &[&str] = &[
+    "${",
+    "{{",
+    "$(",
+    "%(",
+    "<%",
+    "#{",
+    "process.env",
+    "os.environ",
+    "os.getenv",
+    "getenv(",
+    "secrets.",
+    "env.",
+    "vault:",
+    "your_",
+    "your-",
+    "your ",
+    "<your",
+];
+
 /// Values that stand for a secret without being one: booleans, null, type names, masks and
 /// text already redacted (`***`, `<redacted>`, `xxxx`), references to where the secret lives
 /// (`${DB_PASSWORD}`, `{{ .Values.password }}`, `$API_KEY`, `os.environ[...]`), and
 /// placeholders (`<your-api-key>`, `YOUR_TOKEN_HERE`).
 pub(crate) fn placeholder(v: &[u8]) -> bool {
-    const WORDS: &[&str] = &[
-        "true",
-        "false",
-        "null",
-        "none",
-        "nil",
-        "undefined",
-        "str",
-        "string",
-        "int",
-        "integer",
-        "bool",
-        "boolean",
-        "bytes",
-        "secretstr",
-        "optional",
-        "any",
-        "object",
-        "redacted",
-        "hidden",
-        "masked",
-        "removed",
-        "omitted",
-        "required",
-        "n/a",
-        "tbd",
-        "todo",
-    ];
-    const REFS: &[&str] = &[
-        "${",
-        "{{",
-        "$(",
-        "%(",
-        "<%",
-        "#{",
-        "process.env",
-        "os.environ",
-        "os.getenv",
-        "getenv(",
-        "secrets.",
-        "env.",
-        "vault:",
-        "your_",
-        "your-",
-        "your ",
-        "<your",
-    ];
     let v = v.trim_ascii();
     if v.is_empty()
         || v.iter()
@@ -1350,7 +1353,6 @@ pub(crate) fn placeholder(v: &[u8]) -> bool {
     {
         return true;
     }
-    let lower = v.to_ascii_lowercase();
     if v.starts_with(b"\xe2\x80\xa2") || (v[0] == b'<' && v[v.len() - 1] == b'>') {
         return true;
     }
@@ -1362,9 +1364,20 @@ pub(crate) fn placeholder(v: &[u8]) -> bool {
     {
         return true;
     }
-    WORDS.iter().any(|w| lower == w.as_bytes())
-        || REFS.iter().any(|r| lower.starts_with(r.as_bytes()))
-        || lower.windows(8).any(|w| w == b"redacted")
+    // The words and references are lower case: compared ignoring ASCII case, without a
+    // lower-case copy of the value (a value can be megabytes: a keyword, then a line of
+    // base64 that runs on).
+    PLACEHOLDER_WORDS
+        .iter()
+        .any(|w| v.eq_ignore_ascii_case(w.as_bytes()))
+        || PLACEHOLDER_REFS.iter().any(|r| {
+            v.get(..r.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(r.as_bytes()))
+        })
+        || memchr::memchr2_iter(b'r', b'R', v).any(|i| {
+            v.get(i..i + 8)
+                .is_some_and(|w| w.eq_ignore_ascii_case(b"redacted"))
+        })
 }
 
 /// Words after `password is` (or `password:`) that say something about a password instead of
@@ -1520,6 +1533,48 @@ fn valid_password_field(text: &str, s: usize, e: usize, spans: &[(usize, usize)]
 mod tests {
     use super::*;
     use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        /// The placeholder test compares ignoring ASCII case without a lower-case copy: the
+        /// same answers as comparing a lower-cased copy (its former self).
+        #[test]
+        fn placeholders_are_found_in_any_case_without_a_copy(
+            parts in proptest::collection::vec(proptest::prop_oneof![
+                proptest::sample::select(vec![
+                    "TRUE", "null", "None", "n/A", "Redacted", "REDACTED", "redacte", "${", "{{",
+                    "Process.Env", "YOUR_", "your ", "<your", "secrets.", "xx", "*", "$", "<", ">",
+                    "\u{2022}", "é", "R", "r", " ", "_", "-",
+                ]).prop_map(str::to_owned),
+                "[a-zA-Z0-9]{0,6}",
+            ], 0..8),
+        ) {
+            let v = parts.concat();
+            let lower_copy = |v: &[u8]| -> bool {
+                let t = v.trim_ascii();
+                if t.is_empty()
+                    || t.iter().all(|c| b"*x.#-_".contains(&c.to_ascii_lowercase()))
+                    || t.starts_with(b"\xe2\x80\xa2")
+                    || (t[0] == b'<' && t[t.len() - 1] == b'>')
+                    || (t[0] == b'$'
+                        && t.len() > 1
+                        && t[1..].iter().all(|c| {
+                            c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_'
+                        }))
+                {
+                    return true;
+                }
+                let lower = t.to_ascii_lowercase();
+                PLACEHOLDER_WORDS
+                .iter()
+                .any(|w| lower == w.as_bytes())
+                    || PLACEHOLDER_REFS
+                    .iter()
+                    .any(|r| lower.starts_with(r.as_bytes()))
+                    || lower.windows(8).any(|w| w == b"redacted")
+            };
+            proptest::prop_assert_eq!(placeholder(v.as_bytes()), lower_copy(v.as_bytes()), "{:?}", v);
+        }
+    }
 
     /// Context words are found in any ASCII case, at the start of the context or after a
     /// non-letter only, and the lists are lower case (a capital in a list would never have
