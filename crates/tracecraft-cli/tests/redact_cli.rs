@@ -213,6 +213,50 @@ fn chunked_parallel_output_equals_the_engine_on_the_whole_text() {
     assert!(!text_of(&o.stdout).contains("MIIEowIBAAKCAQEA7Qx3k2pZ"));
 }
 
+#[test]
+fn a_line_of_megabytes_is_redacted_as_its_pieces_say() {
+    // One line of ~3 MB (no line break: one unit of work, searched in blocks, with a second
+    // thread for part of the search on a machine with two cores), secrets at every offset
+    // relative to the blocks; the expected output is built piece by piece, independently
+    // of the engine.
+    let (mut text, mut expected) = (String::new(), String::new());
+    let mut i = 0u64;
+    while text.len() < 3 << 20 {
+        i += 1;
+        let (piece, redacted) = match i % 4 {
+            0 => (
+                format!("mail user{i}@example.com ok; "),
+                "mail [REDACTED] ok; ".to_owned(),
+            ),
+            1 => (
+                format!("call +1 415-555-{:04} now; ", i % 10_000),
+                "call [REDACTED] now; ".to_owned(),
+            ),
+            2 => (
+                format!("password=hunter{i}x; "),
+                "password=[REDACTED]; ".to_owned(),
+            ),
+            _ => {
+                let words = format!(
+                    "plain words {} and nothing else; ",
+                    "ab ".repeat((i % 7) as usize)
+                );
+                (words.clone(), words)
+            }
+        };
+        text.push_str(&piece);
+        expected.push_str(&redacted);
+    }
+    let o = run(&[], &text);
+    assert_eq!(o.status.code(), Some(0), "{}", text_of(&o.stderr));
+    let out = text_of(&o.stdout);
+    assert_eq!(out.len(), expected.len());
+    assert!(
+        out == expected,
+        "the long line's output differs from its pieces'"
+    );
+}
+
 /// `out` (chunked, on every core) is what the engine gives on the whole of `text` at once.
 fn assert_whole_text_output(text: &str, out: &[u8]) {
     let engine =
