@@ -20,7 +20,7 @@
 
 use crate::candidates::{Cand, Events};
 use crate::digits::digit_clusters_list;
-use crate::engine::{Engine, Hit, How, PARALLEL_ABOVE, RuleKind, dense, spare_core};
+use crate::engine::{Engine, Hit, How, RuleKind, beside, dense};
 use crate::tables::MAX_HEADER;
 
 /// Texts longer than this are searched in blocks.
@@ -219,8 +219,7 @@ impl Engine {
     /// [`block_candidates`](Self::block_candidates)), at most two blocks ahead; the blocks are
     /// verified in order here, with what each rule carries from one to the next.
     pub(crate) fn find_plain_blocks(&self, text: &str, block: usize, hits: &mut Vec<Hit>) {
-        let beside = text.len() >= PARALLEL_ABOVE && spare_core();
-        self.find_plain_blocks_beside(text, block, beside, hits);
+        self.find_plain_blocks_beside(text, block, beside(text.len()), hits);
     }
 
     /// [`find_plain_blocks`](Self::find_plain_blocks), with a second thread when `beside`.

@@ -120,42 +120,36 @@ impl Engine {
             // keywords was read whole twice before its search in blocks.
             let b = text.as_bytes();
             let n = b.len();
-            let mut over = false;
+            let over = std::cell::Cell::new(false);
+            let mut push = |id: usize, s: usize, e: usize| {
+                if ev.anchors.len() < cap {
+                    ev.anchors.push(anchor_event(id, s, e));
+                } else {
+                    over.set(true);
+                }
+            };
             if n <= 2 * segment {
                 // One segment (most texts): no offsets to add, no end to check.
-                anchors.find_ids(b, |id, ms, me| {
-                    if ev.anchors.len() < cap {
-                        ev.anchors.push(anchor_event(id, ms, me));
+                anchors.find_ids(b, &mut push);
+            } else {
+                let max_lit = anchors.max_len().max(1);
+                let mut at = 0;
+                while at < n && !over.get() {
+                    let end = if n - at <= 2 * segment {
+                        n
                     } else {
-                        over = true;
-                    }
-                });
-                if over {
-                    return false;
+                        at + segment
+                    };
+                    let z = end.saturating_add(max_lit - 1).min(n);
+                    anchors.find_ids(&b[at..z], |id, ms, me| {
+                        if at + ms < end {
+                            push(id, at + ms, at + me);
+                        }
+                    });
+                    at = end;
                 }
             }
-            let max_lit = anchors.max_len().max(1);
-            let mut at = if n <= 2 * segment { n } else { 0 };
-            while at < n && !over {
-                let end = if n - at <= 2 * segment {
-                    n
-                } else {
-                    at + segment
-                };
-                let z = end.saturating_add(max_lit - 1).min(n);
-                anchors.find_ids(&b[at..z], |id, ms, me| {
-                    if at + ms >= end {
-                        return;
-                    }
-                    if ev.anchors.len() < cap {
-                        ev.anchors.push(anchor_event(id, at + ms, at + me));
-                    } else {
-                        over = true;
-                    }
-                });
-                at = end;
-            }
-            if over {
+            if over.get() {
                 return false;
             }
         }

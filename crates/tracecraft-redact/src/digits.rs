@@ -211,19 +211,10 @@ pub(crate) fn digit_clusters_list(b: &[u8], beside: bool) -> Vec<(usize, usize)>
         digit_clusters(&b[m..], |s, e| v.push((m + s, m + e)));
         v
     };
-    std::thread::scope(|scope| {
-        let second = std::thread::Builder::new()
-            .name("tracecraft-redact-digits".into())
-            .spawn_scoped(scope, second_half);
+    let (rest, ()) = crate::engine::on_two_threads("tracecraft-redact-digits", second_half, || {
         digit_clusters(&b[..m], |s, e| clusters.push((s, e)));
-        let rest = match second {
-            Ok(thread) => thread
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            Err(_) => second_half(),
-        };
-        clusters.extend(rest);
     });
+    clusters.extend(rest);
     clusters
 }
 

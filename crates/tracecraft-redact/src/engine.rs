@@ -38,10 +38,35 @@ const _: () = assert!(BUILTINS.len() <= SLOTS);
 /// second thread.
 pub(crate) const PARALLEL_ABOVE: usize = 512 << 10;
 
-/// Whether the process may run on more than one core (asked once).
-pub(crate) fn spare_core() -> bool {
+/// Whether a text of `len` bytes takes a second thread: it is at least [`PARALLEL_ABOVE`]
+/// bytes long and the process may run on more than one core (asked once).
+pub(crate) fn beside(len: usize) -> bool {
     static SPARE: OnceLock<bool> = OnceLock::new();
-    *SPARE.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+    len >= PARALLEL_ABOVE
+        && *SPARE.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
+/// `there()` on a second thread (named `name`) while `here()` runs on this one, and both
+/// results. When no thread can be started, `there()` runs here after `here()`; a panic on
+/// the second thread is raised again here.
+pub(crate) fn on_two_threads<A: Send, B>(
+    name: &str,
+    there: impl Fn() -> A + Sync,
+    here: impl FnOnce() -> B,
+) -> (A, B) {
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn_scoped(scope, &there);
+        let b = here();
+        let a = match thread {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => there(),
+        };
+        (a, b)
+    })
 }
 
 /// NFA size limit per rule (bytes of heap).
@@ -686,8 +711,9 @@ impl Engine {
 
     /// The fast path: candidates from one prefilter pass, verified locally.
     pub(crate) fn find(&self, text: &str, hits: &mut Vec<Hit>) {
-        let beside = text.len() >= PARALLEL_ABOVE && spare_core();
-        self.plain_and_decoded(text, beside, hits, |e, hits| e.find_plain(text, hits));
+        self.plain_and_decoded(text, beside(text.len()), hits, |e, hits| {
+            e.find_plain(text, hits);
+        });
     }
 
     /// The plain scan (`plain`), then the decoders' search of `text`. When `beside` (the
@@ -709,20 +735,12 @@ impl Engine {
             self.find_decoded(text, false, MAX_DEPTH, &mut budget, hits);
             return;
         }
-        std::thread::scope(|scope| {
-            let scan = std::thread::Builder::new()
-                .name("tracecraft-redact-scan".into())
-                .spawn_scoped(scope, || scan_encoded(text, false));
-            plain(self, hits);
-            let scanned = match scan {
-                Ok(thread) => thread
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                // No thread: the scan here, as on one core.
-                Err(_) => scan_encoded(text, false),
-            };
-            self.find_decoded_scanned(text, false, MAX_DEPTH, &mut budget, hits, scanned);
-        });
+        let (scanned, ()) = on_two_threads(
+            "tracecraft-redact-scan",
+            || scan_encoded(text, false),
+            || plain(self, hits),
+        );
+        self.find_decoded_scanned(text, false, MAX_DEPTH, &mut budget, hits, scanned);
     }
 
     /// The fast path without the decoders: the events of the whole text at once, or of a
@@ -739,8 +757,7 @@ impl Engine {
 
     /// Candidates from prefilter events, verified locally; then the decoders.
     pub(crate) fn find_from(&self, text: &str, ev: &Events, hits: &mut Vec<Hit>) {
-        let beside = text.len() >= PARALLEL_ABOVE && spare_core();
-        self.plain_and_decoded(text, beside, hits, |e, hits| {
+        self.plain_and_decoded(text, beside(text.len()), hits, |e, hits| {
             e.find_from_plain(text, ev, hits);
         });
     }
